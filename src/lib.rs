@@ -1,0 +1,41 @@
+//! sigvault: a vault for API signing secrets.
+//!
+//! HMAC signing keys are generated or imported here, stored only as AES-256-GCM ciphertext
+//! under per-version data keys (DEKs) that are themselves wrapped by a key-encryption key
+//! (KEK) held in a PKCS#11 HSM. Services ask sigvault over HTTP to sign and verify; the
+//! secret never leaves the process except to the caller who imported it.
+//!
+//! Module map (see `ARCHITECTURE.md` for the design):
+//! - [`config`]: TOML + `SIGVAULT_*` environment → validated [`config::Settings`].
+//! - [`kek`]: KEK providers (PKCS#11) behind one interface, plus sealing of records.
+//! - [`envelope`]: pure AES-256-GCM sealing with the record AAD; no I/O.
+//! - [`store`]: persistence of metadata and sealed records (SQLite).
+//! - [`keys`]: signing keys, versions, rotation, the unwrapped-secret cache.
+//! - [`auth`]: who is calling (the bootstrap root token) and the keyed-hash pepper.
+//! - [`api`]: warp filters and handlers; [`startup`] wires everything and serves HTTP.
+//!
+//! The library never panics on input: `unwrap`, `expect`, `panic!` and slice indexing are
+//! denied outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod clock;
+pub mod dev;
+pub mod envelope;
+pub mod error;
+pub mod hardening;
+pub mod kek;
+pub mod secret;
+pub mod timefmt;
+
+/// A boxed, sendable future: the return type of the async methods of the provider and
+/// store interfaces, which must be usable as trait objects.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
