@@ -27,14 +27,23 @@
 )]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod auth;
 pub mod clock;
+pub mod config;
 pub mod dev;
 pub mod envelope;
 pub mod error;
 pub mod hardening;
 pub mod kek;
+pub mod keys;
 pub mod secret;
+pub mod store;
 pub mod timefmt;
+
+#[cfg(test)]
+mod envelope_vectors;
+#[cfg(test)]
+mod testvectors;
 
 /// A boxed, sendable future: the return type of the async methods of the provider and
 /// store interfaces, which must be usable as trait objects.

@@ -161,3 +161,6 @@ impl Keyring {
         Ok(envelope::open(&dek, identity, record)?)
     }
 }
+
+#[cfg(test)]
+mod pkcs11_vectors;

@@ -1,0 +1,447 @@
+//! Configuration: a TOML file, then `SIGVAULT_<SECTION>__<KEY>` environment overrides, then
+//! command-line overrides, merged and validated into [`Settings`] before anything starts.
+//!
+//! Every key is optional in the raw form ([`RawConfig`], `deny_unknown_fields`); validation
+//! fills defaults, refuses what a production deployment must state explicitly, and reports
+//! each bad value with the key (or environment variable) it came from. Secrets never sit in
+//! the file: the HSM PIN comes from `kek.pkcs11.pin_file` or `SIGVAULT_KEK__PKCS11__PIN`,
+//! the root token from `SIGVAULT_ROOT_TOKEN`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use time::Duration;
+use toml::{Table, Value};
+
+use crate::timefmt::parse_duration;
+
+/// Environment variables that carry secrets or other meanings, not config keys.
+const RESERVED_ENV: &[&str] = &["SIGVAULT_ROOT_TOKEN", "SIGVAULT_KEK__PKCS11__PIN"];
+const ENV_PREFIX: &str = "SIGVAULT_";
+/// Module paths tried when `kek.pkcs11.module` is not set in `sigvault dev`.
+pub const SOFTHSM_MODULES: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub store: Option<RawStore>,
+    pub kek: Option<RawKek>,
+    pub cache: Option<RawCache>,
+    pub keys: Option<RawKeys>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKek {
+    pub provider: Option<String>,
+    pub pkcs11: Option<RawPkcs11>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPkcs11 {
+    pub module: Option<PathBuf>,
+    pub token_label: Option<String>,
+    pub pin_file: Option<PathBuf>,
+    pub sessions: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub ttl: Option<String>,
+    pub max_entries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    pub default_pending_days: Option<u32>,
+    pub max_pending_days: Option<u32>,
+    pub usage_flush_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: Option<u64>,
+    pub max_sign_body_bytes: Option<u64>,
+    pub max_message_bytes: Option<u64>,
+    pub max_batch_items: Option<u32>,
+}
+
+/// Which command is starting: `dev` fills every missing key with an embedded default,
+/// `serve` requires the HSM settings to be stated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Dev,
+    Serve,
+}
+
+/// Validated settings. Built only through [`load`] / [`Settings::from_raw`].
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_level: String,
+    pub store: StoreSettings,
+    pub kek: KekSettings,
+    pub cache: CacheSettings,
+    pub keys: KeySettings,
+    pub limits: Limits,
+    /// `SIGVAULT_ROOT_TOKEN`, when set.
+    pub root_token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    Sqlite { path: PathBuf },
+}
+
+pub enum KekSettings {
+    Pkcs11 {
+        module: PathBuf,
+        token_label: String,
+        pin: SecretString,
+        sessions: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySettings {
+    pub default_pending_days: u32,
+    pub max_pending_days: u32,
+    pub usage_flush_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_sign_body_bytes: u64,
+    pub max_message_bytes: usize,
+    pub max_batch_items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_sign_body_bytes: 8 * 1024 * 1024,
+            max_message_bytes: 1024 * 1024,
+            max_batch_items: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Command-line values that override file and environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Reads the file (if any), applies `env` and `overrides`, and returns the merged raw
+/// config. `env` is passed in (not read here) so tests control it.
+pub fn merge(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    overrides: &Overrides,
+) -> Result<RawConfig, ConfigError> {
+    let mut table = match file {
+        Some(path) => read_file(path)?,
+        None => Table::new(),
+    };
+    for (var, value) in env {
+        let Some(path) = env_key_path(var) else { continue };
+        let layer = env_layer(var, &path, value)?;
+        deep_merge(&mut table, layer);
+    }
+    if let Some(listen) = &overrides.listen {
+        table.insert("listen".into(), Value::String(listen.clone()));
+    }
+    if let Some(dir) = &overrides.data_dir {
+        table.insert("data_dir".into(), Value::String(dir.display().to_string()));
+    }
+    table.try_into().map_err(|e| invalid("config", e.to_string()))
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let file_err = |e: toml::de::Error| ConfigError::File {
+        path: path.display().to_string(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    };
+    // Deserialising into the typed form first reports unknown keys and wrong types with
+    // their line; the untyped table is what gets merged.
+    toml::from_str::<RawConfig>(&text).map_err(file_err)?;
+    toml::from_str::<Table>(&text).map_err(file_err)
+}
+
+/// `SIGVAULT_KEK__PKCS11__MODULE` → `["kek", "pkcs11", "module"]`; `None` for variables
+/// that are not config keys.
+fn env_key_path(var: &str) -> Option<Vec<String>> {
+    if RESERVED_ENV.contains(&var) || var.starts_with("SIGVAULT_TEST_") {
+        return None;
+    }
+    let rest = var.strip_prefix(ENV_PREFIX)?;
+    Some(rest.split("__").map(str::to_ascii_lowercase).collect())
+}
+
+/// One environment variable as a one-key table, checked on its own so an error names it.
+/// The value is tried as a string first, then as a TOML literal (numbers, booleans).
+fn env_layer(var: &str, path: &[String], value: &str) -> Result<Table, ConfigError> {
+    let mut candidates = vec![Value::String(value.to_owned())];
+    if let Ok(parsed) = toml::from_str::<Table>(&format!("v = {value}"))
+        && let Some(v) = parsed.get("v")
+    {
+        candidates.push(v.clone());
+    }
+    let mut last_error = String::new();
+    for candidate in candidates {
+        let layer = nest(path, candidate);
+        match layer.clone().try_into::<RawConfig>() {
+            Ok(_) => return Ok(layer),
+            Err(e) => last_error = e.to_string().trim_end().replace('\n', " "),
+        }
+    }
+    Err(ConfigError::Env {
+        var: var.to_owned(),
+        message: last_error,
+    })
+}
+
+fn nest(path: &[String], value: Value) -> Table {
+    let mut value = value;
+    for key in path.iter().skip(1).rev() {
+        let mut t = Table::new();
+        t.insert(key.clone(), value);
+        value = Value::Table(t);
+    }
+    let mut top = Table::new();
+    if let Some(first) = path.first() {
+        top.insert(first.clone(), value);
+    }
+    top
+}
+
+fn deep_merge(into: &mut Table, from: Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Table(existing)), Value::Table(incoming)) => deep_merge(existing, incoming),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Merges and validates in one step, reading the process environment.
+pub fn load(mode: Mode, file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let raw = merge(file, &env, overrides)?;
+    Settings::from_raw(mode, raw, &env)
+}
+
+/// The data dir a raw config names, with the mode's default.
+pub fn data_dir_of(mode: Mode, raw: &RawConfig) -> PathBuf {
+    raw.data_dir.clone().unwrap_or_else(|| match mode {
+        Mode::Dev => PathBuf::from(".sigvault-dev"),
+        Mode::Serve => PathBuf::from("/var/lib/sigvault"),
+    })
+}
+
+/// The first SoftHSM2 module found on this machine.
+pub fn default_softhsm_module() -> Option<PathBuf> {
+    SOFTHSM_MODULES.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+impl Settings {
+    /// Validates a merged raw config. `env` supplies the secret variables.
+    pub fn from_raw(mode: Mode, raw: RawConfig, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let env_var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let data_dir = data_dir_of(mode, &raw);
+        let listen_text = raw.listen.clone().unwrap_or_else(|| "127.0.0.1:8200".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", format!("`{listen_text}` is not an address (expected host:port, e.g. 127.0.0.1:8200)")))?;
+        let log_level = raw.log_level.clone().unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return Err(invalid("log_level", format!("`{log_level}` is not one of error, warn, info, debug, trace")));
+        }
+        let store = store_settings(raw.store.unwrap_or_default(), &data_dir)?;
+        let kek = kek_settings(mode, raw.kek.unwrap_or_default(), &data_dir, env_var("SIGVAULT_KEK__PKCS11__PIN"))?;
+        let cache = cache_settings(raw.cache.unwrap_or_default())?;
+        let keys = key_settings(raw.keys.unwrap_or_default())?;
+        let limits = limits(raw.limits.unwrap_or_default())?;
+        let root_token = match env_var("SIGVAULT_ROOT_TOKEN") {
+            Some(token) => Some(crate::auth::validate_root_token(&token).map_err(|m| ConfigError::Env {
+                var: "SIGVAULT_ROOT_TOKEN".into(),
+                message: m.to_owned(),
+            })?),
+            None => None,
+        };
+        Ok(Self { listen, data_dir, log_level, store, kek, cache, keys, limits, root_token })
+    }
+}
+
+fn store_settings(raw: RawStore, data_dir: &Path) -> Result<StoreSettings, ConfigError> {
+    let url = raw
+        .url
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("sigvault.db").display()));
+    match url.split_once("://") {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(StoreSettings::Sqlite { path: PathBuf::from(path) }),
+        Some(("sqlite", _)) => Err(invalid("store.url", "a sqlite URL needs a path: sqlite:///var/lib/sigvault/sigvault.db")),
+        Some((scheme, _)) => Err(invalid("store.url", format!("unsupported store `{scheme}` (this build supports sqlite://PATH)"))),
+        None => Err(invalid("store.url", format!("`{url}` is not a URL (expected sqlite://PATH)"))),
+    }
+}
+
+fn kek_settings(mode: Mode, raw: RawKek, data_dir: &Path, pin_env: Option<String>) -> Result<KekSettings, ConfigError> {
+    let provider = raw.provider.unwrap_or_else(|| "pkcs11".into());
+    if provider != "pkcs11" {
+        return Err(invalid("kek.provider", format!("unknown provider `{provider}` (this build supports pkcs11)")));
+    }
+    let p = raw.pkcs11.unwrap_or_default();
+    let module = match (p.module, mode) {
+        (Some(module), _) => module,
+        (None, Mode::Dev) => default_softhsm_module()
+            .ok_or_else(|| invalid("kek.pkcs11.module", "SoftHSM2 is not installed (no libsofthsm2.so found); run softhsm/install.sh"))?,
+        (None, Mode::Serve) => return Err(invalid("kek.pkcs11.module", "required: the path of the PKCS#11 module")),
+    };
+    let token_label = match (p.token_label, mode) {
+        (Some(label), _) => label,
+        (None, Mode::Dev) => crate::dev::DEV_TOKEN_LABEL.to_owned(),
+        (None, Mode::Serve) => return Err(invalid("kek.pkcs11.token_label", "required: the label of the HSM token")),
+    };
+    if token_label.is_empty() || token_label.len() > 32 {
+        return Err(invalid("kek.pkcs11.token_label", "must be 1 to 32 bytes (the PKCS#11 label field)"));
+    }
+    let pin = match (pin_env, p.pin_file, mode) {
+        (Some(pin), _, _) => pin,
+        (None, Some(file), _) => read_pin(&file)?,
+        (None, None, Mode::Dev) => read_pin(&data_dir.join("hsm-pin"))?,
+        (None, None, Mode::Serve) => {
+            return Err(invalid("kek.pkcs11.pin_file", "required (or set SIGVAULT_KEK__PKCS11__PIN): the HSM user PIN"));
+        }
+    };
+    let sessions = p.sessions.unwrap_or(4);
+    if !(1..=64).contains(&sessions) {
+        return Err(invalid("kek.pkcs11.sessions", "must be between 1 and 64"));
+    }
+    Ok(KekSettings::Pkcs11 {
+        module,
+        token_label,
+        pin: SecretString::from(pin),
+        sessions: sessions as usize,
+    })
+}
+
+fn read_pin(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("kek.pkcs11.pin_file", format!("cannot read {}: {e}", path.display())))?;
+    let pin = text.trim_end_matches(['\n', '\r']).to_owned();
+    if pin.is_empty() {
+        return Err(invalid("kek.pkcs11.pin_file", format!("{} is empty", path.display())));
+    }
+    Ok(pin)
+}
+
+fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|e| invalid(key, e.to_string()))
+}
+
+fn cache_settings(raw: RawCache) -> Result<CacheSettings, ConfigError> {
+    let ttl = duration("cache.ttl", raw.ttl.as_deref().unwrap_or("1h"))?;
+    let max_entries = raw.max_entries.unwrap_or(10_000);
+    if !(1..=1_000_000).contains(&max_entries) {
+        return Err(invalid("cache.max_entries", "must be between 1 and 1000000"));
+    }
+    Ok(CacheSettings { ttl, max_entries: max_entries as usize })
+}
+
+fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
+    let max_pending_days = raw.max_pending_days.unwrap_or(30);
+    if !(1..=365).contains(&max_pending_days) {
+        return Err(invalid("keys.max_pending_days", "must be between 1 and 365"));
+    }
+    let default_pending_days = raw.default_pending_days.unwrap_or(7);
+    if !(1..=max_pending_days).contains(&default_pending_days) {
+        return Err(invalid("keys.default_pending_days", format!("must be between 1 and keys.max_pending_days ({max_pending_days})")));
+    }
+    let usage_flush_interval = duration("keys.usage_flush_interval", raw.usage_flush_interval.as_deref().unwrap_or("1s"))?;
+    if usage_flush_interval > Duration::minutes(10) {
+        return Err(invalid("keys.usage_flush_interval", "must be at most 10m"));
+    }
+    Ok(KeySettings { default_pending_days, max_pending_days, usage_flush_interval })
+}
+
+fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let l = Limits {
+        max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_sign_body_bytes: raw.max_sign_body_bytes.unwrap_or(d.max_sign_body_bytes),
+        max_message_bytes: raw.max_message_bytes.map_or(d.max_message_bytes, |v| usize::try_from(v).unwrap_or(usize::MAX)),
+        max_batch_items: raw.max_batch_items.map_or(d.max_batch_items, |v| v as usize),
+    };
+    if !(1024..=1 << 20).contains(&l.max_body_bytes) {
+        return Err(invalid("limits.max_body_bytes", "must be between 1024 and 1048576"));
+    }
+    if !(1..=16 << 20).contains(&l.max_message_bytes) {
+        return Err(invalid("limits.max_message_bytes", "must be between 1 and 16777216"));
+    }
+    if l.max_sign_body_bytes < l.max_message_bytes as u64 || l.max_sign_body_bytes > 256 << 20 {
+        return Err(invalid("limits.max_sign_body_bytes", "must be at least limits.max_message_bytes and at most 268435456"));
+    }
+    if !(1..=10_000).contains(&l.max_batch_items) {
+        return Err(invalid("limits.max_batch_items", "must be between 1 and 10000"));
+    }
+    Ok(l)
+}

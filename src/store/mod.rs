@@ -1,0 +1,145 @@
+//! Persistence: key metadata and sealed records, behind the [`Store`] interface.
+//!
+//! A store holds nothing a dump could turn into a secret: sealed records
+//! ([`SealedRecord`]), keyed hashes and metadata. It knows nothing of HTTP and performs no
+//! cryptography. Every implementation passes the same test body (`tests` below for SQLite).
+//! Times are Unix milliseconds; the domain modules convert.
+
+pub mod sqlite;
+
+use crate::BoxFuture;
+use crate::envelope::SealedRecord;
+
+/// A signing key's metadata row. Strings hold the domain's enum values (`keys::model`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub algorithm: String,
+    pub boundary: String,
+    pub owner: String,
+    /// A JSON object of string values.
+    pub tags: String,
+    pub state: String,
+    pub latest_version: u32,
+    pub min_verify_version: u32,
+    pub exportable: bool,
+    pub auto_rotate_period_s: Option<i64>,
+    pub deletion_due_ms: Option<i64>,
+    /// The state `restore` returns to while `pending_deletion`.
+    pub state_before_deletion: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// Bumped by every update; updates carry the revision they read.
+    pub revision: i64,
+}
+
+/// One version of a key, without its sealed material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub version: u32,
+    pub created_at_ms: i64,
+    pub sign_count: u64,
+    pub verify_count: u64,
+    pub last_used_at_ms: Option<i64>,
+}
+
+/// A new version to insert.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub version: u32,
+    pub created_at_ms: i64,
+    pub sealed: SealedRecord,
+}
+
+/// Usage to add to a version's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub key_id: String,
+    pub version: u32,
+    pub signs: u64,
+    pub verifies: u64,
+    pub last_used_at_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    AlreadyExists,
+    /// The row changed since it was read (optimistic-locking conflict).
+    #[error("the record changed concurrently")]
+    Conflict,
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("cannot open the store at {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("schema migration {version} failed: {source}")]
+    Migration {
+        version: u32,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The storage interface. All methods are single atomic operations.
+pub trait Store: Send + Sync {
+    /// Cheap liveness probe for health checks.
+    fn ping(&self) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Inserts a key and its first version atomically. `AlreadyExists` if the name is taken.
+    fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>>;
+
+    fn get_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<KeyRecord>>>;
+
+    /// Keys ordered by name, strictly after `after`, at most `limit`.
+    fn list_keys<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, StoreResult<Vec<KeyRecord>>>;
+
+    /// Every version of a key, ascending.
+    fn list_versions<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<VersionInfo>>>;
+
+    fn get_sealed<'a>(&'a self, key_id: &'a str, version: u32) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>>;
+
+    /// Appends version `new.version` (= `key.latest_version + 1`) if the key is still at
+    /// `key.revision`; bumps the revision. `Conflict` otherwise.
+    fn add_version<'a>(&'a self, key: &'a KeyRecord, new: &'a NewVersion) -> BoxFuture<'a, StoreResult<KeyRecord>>;
+
+    /// Writes the mutable settings of `key` (state, min_verify_version, exportable,
+    /// auto-rotation, deletion date and prior state, updated_at) if the stored revision is still
+    /// `key.revision`; returns the row with its new revision. `Conflict` otherwise.
+    fn update_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<KeyRecord>>;
+
+    /// Removes a key and every sealed version of it (crypto-shredding: the wrapped DEKs
+    /// are gone). Returns whether it existed.
+    fn destroy_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>>;
+
+    /// Keys in `pending_deletion` whose waiting period ended at or before `now_ms`.
+    fn keys_due_for_deletion(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>>;
+
+    /// Enabled keys with an auto-rotation period, with the creation time of their latest
+    /// version.
+    fn auto_rotating_keys(&self) -> BoxFuture<'_, StoreResult<Vec<(KeyRecord, i64)>>>;
+
+    /// Adds usage counters; unknown versions (deleted keys) are ignored.
+    fn add_usage<'a>(&'a self, deltas: &'a [UsageDelta]) -> BoxFuture<'a, StoreResult<()>>;
+
+    fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>>;
+
+    /// Inserts a system secret unless one exists; returns the one stored afterwards (so
+    /// two nodes racing at first start agree on one).
+    fn insert_system_secret<'a>(
+        &'a self,
+        name: &'a str,
+        sealed: &'a SealedRecord,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<SealedRecord>>;
+
+    fn get_value<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>>;
+
+    fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>>;
+}
+#[cfg(test)] mod contract_tests;

@@ -1,0 +1,492 @@
+//! The embedded SQLite store: WAL journal, `synchronous = FULL` (a commit survives power
+//! loss), `secure_delete` (a destroyed record's bytes are overwritten, not left in free
+//! pages), foreign keys on. One writer connection serialises writes in process — SQLite
+//! allows one writer at a time anyway — and a small pool serves reads concurrently.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr};
+
+use super::{KeyRecord, NewVersion, Store, StoreError, StoreResult, UsageDelta, VersionInfo};
+use crate::BoxFuture;
+use crate::envelope::SealedRecord;
+
+/// Schema migrations, applied in order, each once.
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+
+const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
+     min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, updated_at_ms, revision";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
+        _ => StoreError::Unavailable(e),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let open_err = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| open_err(e.to_string()))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("secure_delete", "ON");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        let store_reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        let store = Self {
+            writer,
+            reader: store_reader,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(|source| StoreError::Migration { version: 0, source })?;
+        for (version, sql) in MIGRATIONS {
+            let version = *version;
+            let mig = |source| StoreError::Migration { version, source };
+            let mut tx = self.writer.begin().await.map_err(mig)?;
+            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(i64::from(version))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(mig)?;
+            if applied.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(sql.into_sql_str()).execute(&mut *tx).await.map_err(mig)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?, ?)")
+                .bind(i64::from(version))
+                .bind(crate::clock::unix_ms(time::OffsetDateTime::now_utc()))
+                .execute(&mut *tx)
+                .await
+                .map_err(mig)?;
+            tx.commit().await.map_err(mig)?;
+        }
+        Ok(())
+    }
+
+    /// Forces the WAL into the main file and truncates it, so destroyed records do not
+    /// linger in old WAL frames.
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+fn get_u32(row: &SqliteRow, col: &str) -> StoreResult<u32> {
+    let v: i64 = row.try_get(col).map_err(unavailable)?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} out of range")))
+}
+
+fn get_u64(row: &SqliteRow, col: &str) -> StoreResult<u64> {
+    let v: i64 = row.try_get(col).map_err(unavailable)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} out of range")))
+}
+
+fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
+    let g = |e| unavailable(e);
+    Ok(KeyRecord {
+        id: row.try_get("id").map_err(g)?,
+        name: row.try_get("name").map_err(g)?,
+        tenant: row.try_get("tenant").map_err(g)?,
+        algorithm: row.try_get("algorithm").map_err(g)?,
+        boundary: row.try_get("boundary").map_err(g)?,
+        owner: row.try_get("owner").map_err(g)?,
+        tags: row.try_get("tags").map_err(g)?,
+        state: row.try_get("state").map_err(g)?,
+        latest_version: get_u32(row, "latest_version")?,
+        min_verify_version: get_u32(row, "min_verify_version")?,
+        exportable: row.try_get("exportable").map_err(g)?,
+        auto_rotate_period_s: row.try_get("auto_rotate_period_s").map_err(g)?,
+        deletion_due_ms: row.try_get("deletion_due_ms").map_err(g)?,
+        state_before_deletion: row.try_get("state_before_deletion").map_err(g)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(g)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(g)?,
+        revision: row.try_get("revision").map_err(g)?,
+    })
+}
+
+fn sealed_from_row(row: &SqliteRow) -> StoreResult<SealedRecord> {
+    let g = |e| unavailable(e);
+    let format: i64 = row.try_get("format").map_err(g)?;
+    Ok(SealedRecord {
+        format: u16::try_from(format).map_err(|_| StoreError::Corrupt("format out of range".into()))?,
+        kek_id: row.try_get("kek_id").map_err(g)?,
+        wrapped_dek: row.try_get("wrapped_dek").map_err(g)?,
+        nonce: row.try_get("nonce").map_err(g)?,
+        ciphertext: row.try_get("ciphertext").map_err(g)?,
+    })
+}
+
+/// `SELECT <KEY_COLUMNS> FROM keys <tail>`, built once per call site from static parts.
+fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM keys {tail}"))
+}
+
+impl Store for SqliteStore {
+    fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.reader).await.map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
+                 min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
+                 created_at_ms, updated_at_ms, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.tenant)
+            .bind(&key.algorithm)
+            .bind(&key.boundary)
+            .bind(&key.owner)
+            .bind(&key.tags)
+            .bind(&key.state)
+            .bind(i64::from(key.latest_version))
+            .bind(i64::from(key.min_verify_version))
+            .bind(key.exportable)
+            .bind(key.auto_rotate_period_s)
+            .bind(key.deletion_due_ms)
+            .bind(&key.state_before_deletion)
+            .bind(key.created_at_ms)
+            .bind(key.updated_at_ms)
+            .bind(key.revision)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            insert_version(&mut tx, &key.id, first).await?;
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn get_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<KeyRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query(key_query("WHERE name = ?"))
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(key_from_row).transpose()
+        })
+    }
+
+    fn list_keys<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, StoreResult<Vec<KeyRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(key_query("WHERE name > ? ORDER BY name LIMIT ?"))
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            rows.iter().map(key_from_row).collect()
+        })
+    }
+
+    fn list_versions<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<VersionInfo>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT version, created_at_ms, sign_count, verify_count, last_used_at_ms \
+                 FROM key_versions WHERE key_id = ? ORDER BY version",
+            )
+            .bind(key_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(VersionInfo {
+                        version: get_u32(row, "version")?,
+                        created_at_ms: row.try_get("created_at_ms").map_err(unavailable)?,
+                        sign_count: get_u64(row, "sign_count")?,
+                        verify_count: get_u64(row, "verify_count")?,
+                        last_used_at_ms: row.try_get("last_used_at_ms").map_err(unavailable)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn get_sealed<'a>(&'a self, key_id: &'a str, version: u32) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM key_versions WHERE key_id = ? AND version = ?",
+            )
+            .bind(key_id)
+            .bind(i64::from(version))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            row.as_ref().map(sealed_from_row).transpose()
+        })
+    }
+
+    fn add_version<'a>(&'a self, key: &'a KeyRecord, new: &'a NewVersion) -> BoxFuture<'a, StoreResult<KeyRecord>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let updated = sqlx::query(
+                "UPDATE keys SET latest_version = ?, updated_at_ms = ?, revision = revision + 1 \
+                 WHERE id = ? AND revision = ? AND latest_version = ?",
+            )
+            .bind(i64::from(new.version))
+            .bind(new.created_at_ms)
+            .bind(&key.id)
+            .bind(key.revision)
+            .bind(i64::from(key.latest_version))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+            insert_version(&mut tx, &key.id, new).await?;
+            let row = sqlx::query(key_query("WHERE id = ?"))
+                .bind(&key.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let record = key_from_row(&row)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(record)
+        })
+    }
+
+    fn update_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<KeyRecord>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let updated = sqlx::query(
+                "UPDATE keys SET state = ?, min_verify_version = ?, exportable = ?, auto_rotate_period_s = ?, \
+                 deletion_due_ms = ?, state_before_deletion = ?, updated_at_ms = ?, revision = revision + 1 \
+                 WHERE id = ? AND revision = ?",
+            )
+            .bind(&key.state)
+            .bind(i64::from(key.min_verify_version))
+            .bind(key.exportable)
+            .bind(key.auto_rotate_period_s)
+            .bind(key.deletion_due_ms)
+            .bind(&key.state_before_deletion)
+            .bind(key.updated_at_ms)
+            .bind(&key.id)
+            .bind(key.revision)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+            let row = sqlx::query(key_query("WHERE id = ?"))
+                .bind(&key.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let record = key_from_row(&row)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(record)
+        })
+    }
+
+    fn destroy_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            sqlx::query("DELETE FROM key_versions WHERE key_id = ?")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let deleted = sqlx::query("DELETE FROM keys WHERE id = ?")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(deleted.rows_affected() == 1)
+        })
+    }
+
+    fn keys_due_for_deletion(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(key_query(
+                "WHERE state = 'pending_deletion' AND deletion_due_ms IS NOT NULL AND deletion_due_ms <= ?",
+            ))
+            .bind(now_ms)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(key_from_row).collect()
+        })
+    }
+
+    fn auto_rotating_keys(&self) -> BoxFuture<'_, StoreResult<Vec<(KeyRecord, i64)>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {KEY_COLUMNS}, (SELECT v.created_at_ms FROM key_versions v \
+                   WHERE v.key_id = keys.id AND v.version = keys.latest_version) AS latest_created_at_ms \
+                 FROM keys WHERE state = 'enabled' AND auto_rotate_period_s IS NOT NULL"
+            )))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter()
+                .map(|row| {
+                    let at: Option<i64> = row.try_get("latest_created_at_ms").map_err(unavailable)?;
+                    Ok((key_from_row(row)?, at.unwrap_or(0)))
+                })
+                .collect()
+        })
+    }
+
+    fn add_usage<'a>(&'a self, deltas: &'a [UsageDelta]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            for d in deltas {
+                sqlx::query(
+                    "UPDATE key_versions SET sign_count = sign_count + ?, verify_count = verify_count + ?, \
+                     last_used_at_ms = MAX(COALESCE(last_used_at_ms, 0), ?) WHERE key_id = ? AND version = ?",
+                )
+                .bind(i64::try_from(d.signs).unwrap_or(i64::MAX))
+                .bind(i64::try_from(d.verifies).unwrap_or(i64::MAX))
+                .bind(d.last_used_at_ms)
+                .bind(&d.key_id)
+                .bind(i64::from(d.version))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(sealed_from_row).transpose()
+        })
+    }
+
+    fn insert_system_secret<'a>(
+        &'a self,
+        name: &'a str,
+        sealed: &'a SealedRecord,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<SealedRecord>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO system_secrets (name, format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(i64::from(sealed.format))
+            .bind(&sealed.kek_id)
+            .bind(&sealed.wrapped_dek)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let row = sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let stored = sealed_from_row(&row)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(stored)
+        })
+    }
+
+    fn get_value<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT value FROM system_values WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO system_values (name, value, updated_at_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(name)
+            .bind(value)
+            .bind(now_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key_id: &str,
+    v: &NewVersion,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO key_versions (key_id, version, created_at_ms, format, kek_id, wrapped_dek, nonce, ciphertext) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(key_id)
+    .bind(i64::from(v.version))
+    .bind(v.created_at_ms)
+    .bind(i64::from(v.sealed.format))
+    .bind(&v.sealed.kek_id)
+    .bind(&v.sealed.wrapped_dek)
+    .bind(&v.sealed.nonce)
+    .bind(&v.sealed.ciphertext)
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
