@@ -18,7 +18,7 @@ use toml::{Table, Value};
 use crate::timefmt::parse_duration;
 
 /// Environment variables that carry secrets or other meanings, not config keys.
-const RESERVED_ENV: &[&str] = &["SIGVAULT_ROOT_TOKEN", "SIGVAULT_KEK__PKCS11__PIN"];
+const RESERVED_ENV: &[&str] = &["SIGVAULT_ROOT_TOKEN", "SIGVAULT_KEK__PKCS11__PIN", "SIGVAULT_LOG"];
 const ENV_PREFIX: &str = "SIGVAULT_";
 /// Module paths tried when `kek.pkcs11.module` is not set in `sigvault dev`.
 pub const SOFTHSM_MODULES: &[&str] = &[
@@ -187,11 +187,7 @@ pub struct Overrides {
 
 /// Reads the file (if any), applies `env` and `overrides`, and returns the merged raw
 /// config. `env` is passed in (not read here) so tests control it.
-pub fn merge(
-    file: Option<&Path>,
-    env: &[(String, String)],
-    overrides: &Overrides,
-) -> Result<RawConfig, ConfigError> {
+pub fn merge(file: Option<&Path>, env: &[(String, String)], overrides: &Overrides) -> Result<RawConfig, ConfigError> {
     let mut table = match file {
         Some(path) => read_file(path)?,
         None => Table::new(),
@@ -309,15 +305,26 @@ impl Settings {
         let env_var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let data_dir = data_dir_of(mode, &raw);
         let listen_text = raw.listen.clone().unwrap_or_else(|| "127.0.0.1:8200".into());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid("listen", format!("`{listen_text}` is not an address (expected host:port, e.g. 127.0.0.1:8200)")))?;
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{listen_text}` is not an address (expected host:port, e.g. 127.0.0.1:8200)"),
+            )
+        })?;
         let log_level = raw.log_level.clone().unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            return Err(invalid("log_level", format!("`{log_level}` is not one of error, warn, info, debug, trace")));
+            return Err(invalid(
+                "log_level",
+                format!("`{log_level}` is not one of error, warn, info, debug, trace"),
+            ));
         }
         let store = store_settings(raw.store.unwrap_or_default(), &data_dir)?;
-        let kek = kek_settings(mode, raw.kek.unwrap_or_default(), &data_dir, env_var("SIGVAULT_KEK__PKCS11__PIN"))?;
+        let kek = kek_settings(
+            mode,
+            raw.kek.unwrap_or_default(),
+            &data_dir,
+            env_var("SIGVAULT_KEK__PKCS11__PIN"),
+        )?;
         let cache = cache_settings(raw.cache.unwrap_or_default())?;
         let keys = key_settings(raw.keys.unwrap_or_default())?;
         let limits = limits(raw.limits.unwrap_or_default())?;
@@ -328,7 +335,17 @@ impl Settings {
             })?),
             None => None,
         };
-        Ok(Self { listen, data_dir, log_level, store, kek, cache, keys, limits, root_token })
+        Ok(Self {
+            listen,
+            data_dir,
+            log_level,
+            store,
+            kek,
+            cache,
+            keys,
+            limits,
+            root_token,
+        })
     }
 }
 
@@ -337,39 +354,68 @@ fn store_settings(raw: RawStore, data_dir: &Path) -> Result<StoreSettings, Confi
         .url
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("sigvault.db").display()));
     match url.split_once("://") {
-        Some(("sqlite", path)) if !path.is_empty() => Ok(StoreSettings::Sqlite { path: PathBuf::from(path) }),
-        Some(("sqlite", _)) => Err(invalid("store.url", "a sqlite URL needs a path: sqlite:///var/lib/sigvault/sigvault.db")),
-        Some((scheme, _)) => Err(invalid("store.url", format!("unsupported store `{scheme}` (this build supports sqlite://PATH)"))),
-        None => Err(invalid("store.url", format!("`{url}` is not a URL (expected sqlite://PATH)"))),
+        Some(("sqlite", path)) if !path.is_empty() => Ok(StoreSettings::Sqlite {
+            path: PathBuf::from(path),
+        }),
+        Some(("sqlite", _)) => Err(invalid(
+            "store.url",
+            "a sqlite URL needs a path: sqlite:///var/lib/sigvault/sigvault.db",
+        )),
+        Some((scheme, _)) => Err(invalid(
+            "store.url",
+            format!("unsupported store `{scheme}` (this build supports sqlite://PATH)"),
+        )),
+        None => Err(invalid(
+            "store.url",
+            format!("`{url}` is not a URL (expected sqlite://PATH)"),
+        )),
     }
 }
 
 fn kek_settings(mode: Mode, raw: RawKek, data_dir: &Path, pin_env: Option<String>) -> Result<KekSettings, ConfigError> {
     let provider = raw.provider.unwrap_or_else(|| "pkcs11".into());
     if provider != "pkcs11" {
-        return Err(invalid("kek.provider", format!("unknown provider `{provider}` (this build supports pkcs11)")));
+        return Err(invalid(
+            "kek.provider",
+            format!("unknown provider `{provider}` (this build supports pkcs11)"),
+        ));
     }
     let p = raw.pkcs11.unwrap_or_default();
     let module = match (p.module, mode) {
         (Some(module), _) => module,
-        (None, Mode::Dev) => default_softhsm_module()
-            .ok_or_else(|| invalid("kek.pkcs11.module", "SoftHSM2 is not installed (no libsofthsm2.so found); run softhsm/install.sh"))?,
+        (None, Mode::Dev) => default_softhsm_module().ok_or_else(|| {
+            invalid(
+                "kek.pkcs11.module",
+                "SoftHSM2 is not installed (no libsofthsm2.so found); run softhsm/install.sh",
+            )
+        })?,
         (None, Mode::Serve) => return Err(invalid("kek.pkcs11.module", "required: the path of the PKCS#11 module")),
     };
     let token_label = match (p.token_label, mode) {
         (Some(label), _) => label,
         (None, Mode::Dev) => crate::dev::DEV_TOKEN_LABEL.to_owned(),
-        (None, Mode::Serve) => return Err(invalid("kek.pkcs11.token_label", "required: the label of the HSM token")),
+        (None, Mode::Serve) => {
+            return Err(invalid(
+                "kek.pkcs11.token_label",
+                "required: the label of the HSM token",
+            ));
+        }
     };
     if token_label.is_empty() || token_label.len() > 32 {
-        return Err(invalid("kek.pkcs11.token_label", "must be 1 to 32 bytes (the PKCS#11 label field)"));
+        return Err(invalid(
+            "kek.pkcs11.token_label",
+            "must be 1 to 32 bytes (the PKCS#11 label field)",
+        ));
     }
     let pin = match (pin_env, p.pin_file, mode) {
         (Some(pin), _, _) => pin,
         (None, Some(file), _) => read_pin(&file)?,
         (None, None, Mode::Dev) => read_pin(&data_dir.join("hsm-pin"))?,
         (None, None, Mode::Serve) => {
-            return Err(invalid("kek.pkcs11.pin_file", "required (or set SIGVAULT_KEK__PKCS11__PIN): the HSM user PIN"));
+            return Err(invalid(
+                "kek.pkcs11.pin_file",
+                "required (or set SIGVAULT_KEK__PKCS11__PIN): the HSM user PIN",
+            ));
         }
     };
     let sessions = p.sessions.unwrap_or(4);
@@ -404,7 +450,10 @@ fn cache_settings(raw: RawCache) -> Result<CacheSettings, ConfigError> {
     if !(1..=1_000_000).contains(&max_entries) {
         return Err(invalid("cache.max_entries", "must be between 1 and 1000000"));
     }
-    Ok(CacheSettings { ttl, max_entries: max_entries as usize })
+    Ok(CacheSettings {
+        ttl,
+        max_entries: max_entries as usize,
+    })
 }
 
 fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
@@ -414,13 +463,23 @@ fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
     }
     let default_pending_days = raw.default_pending_days.unwrap_or(7);
     if !(1..=max_pending_days).contains(&default_pending_days) {
-        return Err(invalid("keys.default_pending_days", format!("must be between 1 and keys.max_pending_days ({max_pending_days})")));
+        return Err(invalid(
+            "keys.default_pending_days",
+            format!("must be between 1 and keys.max_pending_days ({max_pending_days})"),
+        ));
     }
-    let usage_flush_interval = duration("keys.usage_flush_interval", raw.usage_flush_interval.as_deref().unwrap_or("1s"))?;
+    let usage_flush_interval = duration(
+        "keys.usage_flush_interval",
+        raw.usage_flush_interval.as_deref().unwrap_or("1s"),
+    )?;
     if usage_flush_interval > Duration::minutes(10) {
         return Err(invalid("keys.usage_flush_interval", "must be at most 10m"));
     }
-    Ok(KeySettings { default_pending_days, max_pending_days, usage_flush_interval })
+    Ok(KeySettings {
+        default_pending_days,
+        max_pending_days,
+        usage_flush_interval,
+    })
 }
 
 fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
@@ -428,7 +487,9 @@ fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
     let l = Limits {
         max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
         max_sign_body_bytes: raw.max_sign_body_bytes.unwrap_or(d.max_sign_body_bytes),
-        max_message_bytes: raw.max_message_bytes.map_or(d.max_message_bytes, |v| usize::try_from(v).unwrap_or(usize::MAX)),
+        max_message_bytes: raw
+            .max_message_bytes
+            .map_or(d.max_message_bytes, |v| usize::try_from(v).unwrap_or(usize::MAX)),
         max_batch_items: raw.max_batch_items.map_or(d.max_batch_items, |v| v as usize),
     };
     if !(1024..=1 << 20).contains(&l.max_body_bytes) {
@@ -438,7 +499,10 @@ fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
         return Err(invalid("limits.max_message_bytes", "must be between 1 and 16777216"));
     }
     if l.max_sign_body_bytes < l.max_message_bytes as u64 || l.max_sign_body_bytes > 256 << 20 {
-        return Err(invalid("limits.max_sign_body_bytes", "must be at least limits.max_message_bytes and at most 268435456"));
+        return Err(invalid(
+            "limits.max_sign_body_bytes",
+            "must be at least limits.max_message_bytes and at most 268435456",
+        ));
     }
     if !(1..=10_000).contains(&l.max_batch_items) {
         return Err(invalid("limits.max_batch_items", "must be between 1 and 10000"));

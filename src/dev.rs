@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
+use crate::config::{self, Mode, RawConfig, Settings};
+use crate::kek::KekError;
+use crate::kek::pkcs11::{context, ensure_token};
+
 /// The SoftHSM2 configuration template shipped in `softhsm/`.
 pub const SOFTHSM_CONF_TEMPLATE: &str = include_str!("../softhsm/softhsm2.conf.template");
 
@@ -85,6 +89,92 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("SoftHSM2 is not installed (no libsofthsm2.so in {}); run softhsm/install.sh", config::SOFTHSM_MODULES.join(", "))]
+    NoSoftHsm,
+    #[error("cannot load the PKCS#11 module {path}: {message}")]
+    Module { path: String, message: String },
+    #[error("data dir {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error("HSM: {}", crate::startup::chain(.0))]
+    Token(#[from] KekError),
+}
+
+/// Everything `sigvault dev` needs on disk, checked and created before any PKCS#11 call:
+/// the module must load (else nothing is created), then the data dir, the SoftHSM2 config
+/// and the PINs are created when missing. Returns the paths; the caller points
+/// `SOFTHSM2_CONF` at `paths.softhsm_conf` before the first `C_Initialize`.
+pub fn prepare(raw: &RawConfig) -> Result<DevPaths, DevError> {
+    let module = match raw
+        .kek
+        .as_ref()
+        .and_then(|k| k.pkcs11.as_ref())
+        .and_then(|p| p.module.clone())
+    {
+        Some(module) => module,
+        None => config::default_softhsm_module().ok_or(DevError::NoSoftHsm)?,
+    };
+    if !module.exists() {
+        return Err(DevError::Module {
+            path: module.display().to_string(),
+            message: "no such file".into(),
+        });
+    }
+    // Loading (not initialising) the module proves it is a PKCS#11 library before anything
+    // is written to disk.
+    cryptoki::context::Pkcs11::new(&module).map_err(|e| DevError::Module {
+        path: module.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let paths = DevPaths::new(&config::data_dir_of(Mode::Dev, raw));
+    let dir_err = |e: io::Error| DevError::DataDir {
+        path: paths.data_dir.display().to_string(),
+        message: e.to_string(),
+    };
+    if paths.data_dir.exists() && !paths.data_dir.is_dir() {
+        return Err(DevError::DataDir {
+            path: paths.data_dir.display().to_string(),
+            message: "not a directory".into(),
+        });
+    }
+    if !paths.data_dir.exists() {
+        fs::create_dir_all(&paths.data_dir).map_err(dir_err)?;
+        fs::set_permissions(&paths.data_dir, fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+    }
+    fs::read_dir(&paths.data_dir).map_err(dir_err)?;
+    write_softhsm_conf(&paths.softhsm_conf, &paths.token_dir).map_err(dir_err)?;
+    let explicit_pin = raw
+        .kek
+        .as_ref()
+        .and_then(|k| k.pkcs11.as_ref())
+        .and_then(|p| p.pin_file.as_ref())
+        .is_some();
+    if !explicit_pin {
+        read_or_create_pin(&paths.pin_file).map_err(dir_err)?;
+    }
+    read_or_create_pin(&paths.so_pin_file).map_err(dir_err)?;
+    Ok(paths)
+}
+
+/// Creates the dev token on first start (`C_InitToken` + `C_InitPIN`); a no-op afterwards.
+/// Must run after `SOFTHSM2_CONF` points at the dev data dir.
+pub fn ensure_dev_token(settings: &Settings, paths: &DevPaths) -> Result<(), DevError> {
+    let config::KekSettings::Pkcs11 {
+        module,
+        token_label,
+        pin,
+        ..
+    } = &settings.kek;
+    let so_pin = read_or_create_pin(&paths.so_pin_file).map_err(|e| DevError::DataDir {
+        path: paths.so_pin_file.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let ctx = context(module)?;
+    ensure_token(&ctx, token_label, &so_pin, pin)?;
+    Ok(())
 }
 
 #[cfg(test)]

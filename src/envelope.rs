@@ -64,10 +64,13 @@ impl RecordIdentity<'_> {
     /// `"sigvault/v1" | kind | tenant | id | version`, each variable field prefixed by its
     /// length as a big-endian u32 and the version as a big-endian u32.
     pub fn aad(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            AAD_LABEL.len() + 16 + self.kind.len() + self.tenant.len() + self.id.len(),
-        );
-        for field in [AAD_LABEL, self.kind.as_bytes(), self.tenant.as_bytes(), self.id.as_bytes()] {
+        let mut out = Vec::with_capacity(AAD_LABEL.len() + 16 + self.kind.len() + self.tenant.len() + self.id.len());
+        for field in [
+            AAD_LABEL,
+            self.kind.as_bytes(),
+            self.tenant.as_bytes(),
+            self.id.as_bytes(),
+        ] {
             out.extend_from_slice(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
             out.extend_from_slice(field);
         }
@@ -133,11 +136,7 @@ pub fn seal_with_nonce(
 }
 
 /// Opens a record sealed by [`seal`] for exactly this identity.
-pub fn open(
-    dek: &Dek,
-    identity: &RecordIdentity<'_>,
-    record: &SealedRecord,
-) -> Result<SecretBytes, EnvelopeError> {
+pub fn open(dek: &Dek, identity: &RecordIdentity<'_>, record: &SealedRecord) -> Result<SecretBytes, EnvelopeError> {
     if record.format != FORMAT_V1 {
         return Err(EnvelopeError::UnknownFormat(record.format));
     }
@@ -226,7 +225,10 @@ mod tests {
         assert_eq!(open(&dek, &identity(1), &truncated).err(), Some(EnvelopeError::Open));
         let mut short_nonce = record.clone();
         short_nonce.nonce.pop();
-        assert_eq!(open(&dek, &identity(1), &short_nonce).err(), Some(EnvelopeError::NonceLength));
+        assert_eq!(
+            open(&dek, &identity(1), &short_nonce).err(),
+            Some(EnvelopeError::NonceLength)
+        );
     }
 
     #[test]
@@ -234,7 +236,10 @@ mod tests {
         let dek = Dek::generate().unwrap();
         let mut record = sealed(&dek, b"x");
         record.format = 2;
-        assert_eq!(open(&dek, &identity(1), &record).err(), Some(EnvelopeError::UnknownFormat(2)));
+        assert_eq!(
+            open(&dek, &identity(1), &record).err(),
+            Some(EnvelopeError::UnknownFormat(2))
+        );
     }
 
     #[test]
@@ -242,13 +247,29 @@ mod tests {
         let dek = Dek::generate().unwrap();
         let record = sealed(&dek, b"secret");
         let others = [
-            RecordIdentity { version: 2, ..identity(1) },
-            RecordIdentity { id: "k_0124", ..identity(1) },
-            RecordIdentity { tenant: "other", ..identity(1) },
-            RecordIdentity { kind: "pepper", ..identity(1) },
+            RecordIdentity {
+                version: 2,
+                ..identity(1)
+            },
+            RecordIdentity {
+                id: "k_0124",
+                ..identity(1)
+            },
+            RecordIdentity {
+                tenant: "other",
+                ..identity(1)
+            },
+            RecordIdentity {
+                kind: "pepper",
+                ..identity(1)
+            },
         ];
         for other in others {
-            assert_eq!(open(&dek, &other, &record).err(), Some(EnvelopeError::Open), "{other:?}");
+            assert_eq!(
+                open(&dek, &other, &record).err(),
+                Some(EnvelopeError::Open),
+                "{other:?}"
+            );
         }
     }
 
@@ -261,8 +282,18 @@ mod tests {
 
     #[test]
     fn aad_fields_cannot_be_shifted_between_each_other() {
-        let a = RecordIdentity { kind: "ab", tenant: "c", id: "d", version: 1 };
-        let b = RecordIdentity { kind: "a", tenant: "bc", id: "d", version: 1 };
+        let a = RecordIdentity {
+            kind: "ab",
+            tenant: "c",
+            id: "d",
+            version: 1,
+        };
+        let b = RecordIdentity {
+            kind: "a",
+            tenant: "bc",
+            id: "d",
+            version: 1,
+        };
         assert_ne!(a.aad(), b.aad());
         assert!(a.aad().starts_with(&[0, 0, 0, 11]));
     }

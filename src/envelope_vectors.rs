@@ -45,8 +45,7 @@ fn run_supported(case: &WycheproofCase, counts: &mut Counts) {
         WycheproofResult::Valid => {
             let sealed = seal_with_nonce(&dek, &nonce, &aad, &msg).unwrap();
             assert_eq!(sealed, ct_tag, "tcId {id}: seal must give ct || tag");
-            let opened =
-                opened.unwrap_or_else(|e| panic!("tcId {id}: a valid case must open: {e}"));
+            let opened = opened.unwrap_or_else(|e| panic!("tcId {id}: a valid case must open: {e}"));
             assert_eq!(opened.expose_secret(), msg, "tcId {id}: open must give msg");
             counts.valid += 1;
         }
@@ -61,16 +60,9 @@ fn run_supported(case: &WycheproofCase, counts: &mut Counts) {
         }
         WycheproofResult::Acceptable => match opened {
             Ok(plain) => {
-                assert_eq!(
-                    plain.expose_secret(),
-                    msg,
-                    "tcId {id}: opened to the wrong bytes"
-                );
+                assert_eq!(plain.expose_secret(), msg, "tcId {id}: opened to the wrong bytes");
                 let sealed = seal_with_nonce(&dek, &nonce, &aad, &msg).unwrap();
-                assert_eq!(
-                    sealed, ct_tag,
-                    "tcId {id}: opened a ciphertext seal does not make"
-                );
+                assert_eq!(sealed, ct_tag, "tcId {id}: opened a ciphertext seal does not make");
                 counts.acceptable_opened += 1;
             }
             Err(_) => counts.acceptable_rejected += 1,

@@ -52,16 +52,14 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound | ErrorCode::KeyNotFound | ErrorCode::CredentialNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ErrorCode::NotFound | ErrorCode::KeyNotFound | ErrorCode::CredentialNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::AlreadyExists | ErrorCode::FailedPrecondition => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::KekUnavailable
-            | ErrorCode::StoreUnavailable
-            | ErrorCode::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::KekUnavailable | ErrorCode::StoreUnavailable | ErrorCode::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

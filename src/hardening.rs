@@ -1,6 +1,6 @@
 //! Process hardening applied once at startup, before any secret is loaded: no core dumps
 //! (a core file of a vault is a plaintext copy of its cache) and no ptrace attach by
-//! unprivileged processes. Locking of secret pages is done per buffer in
+//! unprivileged processes, and files created private to the service user. Locking of secret pages is done per buffer in
 //! [`crate::secret::SecretBytes`].
 
 /// What the kernel granted; logged by startup.
@@ -10,8 +10,13 @@ pub struct Hardening {
     pub not_dumpable: bool,
 }
 
-/// Sets `RLIMIT_CORE` to zero and marks the process non-dumpable.
+/// Files this process creates (database, WAL, tokens, PIN files) are private to its user.
+const UMASK: libc::mode_t = 0o077;
+
+/// Sets `RLIMIT_CORE` to zero, marks the process non-dumpable and sets a private umask.
 pub fn harden_process() -> Hardening {
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(UMASK) };
     let zero = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

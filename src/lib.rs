@@ -18,15 +18,11 @@
 //! denied outside tests.
 #![cfg_attr(
     not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -37,6 +33,7 @@ pub mod hardening;
 pub mod kek;
 pub mod keys;
 pub mod secret;
+pub mod startup;
 pub mod store;
 pub mod timefmt;
 

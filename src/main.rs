@@ -1,1 +1,132 @@
-fn main(){}
+//! The `sigvault` command: parses arguments, then calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use sigvault::config::{self, Mode, Overrides, Settings};
+use sigvault::startup::{Application, chain};
+
+#[derive(Parser)]
+#[command(
+    name = "sigvault",
+    version,
+    about = "A vault for API signing secrets, backed by an HSM"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a complete single-node vault in one data dir: SoftHSM2 token, SQLite store.
+    Dev {
+        /// Address to listen on (default 127.0.0.1:8200).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory (default .sigvault-dev), created on first start.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Config file; every missing key gets its embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run in production from a config file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sigvault: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    // Before anything is created on disk or any secret is loaded.
+    let hardening = sigvault::hardening::harden_process();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (settings, dev_paths) = match cli.command {
+        Command::Dev {
+            listen,
+            data_dir,
+            config,
+        } => {
+            let overrides = Overrides { listen, data_dir };
+            let raw = config::merge(config.as_deref(), &env, &overrides).map_err(|e| e.to_string())?;
+            let paths = sigvault::dev::prepare(&raw).map_err(|e| e.to_string())?;
+            // SAFETY: no other thread exists yet (the runtime starts below), so nothing can
+            // read the environment concurrently. SoftHSM2 reads this in C_Initialize.
+            unsafe { std::env::set_var("SOFTHSM2_CONF", &paths.softhsm_conf) };
+            let settings = Settings::from_raw(Mode::Dev, raw, &env).map_err(|e| e.to_string())?;
+            (settings, Some(paths))
+        }
+        Command::Serve { config } => {
+            let raw = config::merge(Some(&config), &env, &Overrides::default()).map_err(|e| e.to_string())?;
+            (
+                Settings::from_raw(Mode::Serve, raw, &env).map_err(|e| e.to_string())?,
+                None,
+            )
+        }
+    };
+    init_logging(&settings.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        if let Some(paths) = &dev_paths {
+            sigvault::dev::ensure_dev_token(&settings, paths).map_err(|e| e.to_string())?;
+        }
+        let app = Application::build(settings).await.map_err(|e| chain(&e))?;
+        if !hardening.core_dumps_disabled {
+            tracing::warn!("could not disable core dumps");
+        }
+        if let Some(token) = &app.generated_root_token {
+            // Shown exactly once, to the operator who started the vault; only its keyed
+            // hash is stored.
+            println!("root token: {}", token.expose_secret());
+        }
+        println!("listening on http://{}", app.local_addr());
+        app.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGVAULT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sigvault={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

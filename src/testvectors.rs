@@ -21,8 +21,7 @@ pub(crate) fn vectors_dir() -> PathBuf {
 
 fn read_vector_file(relative: &str) -> String {
     let path = vectors_dir().join(relative);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read vector file {}: {e}", path.display()))
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read vector file {}: {e}", path.display()))
 }
 
 /// Decodes a hex string (either case, no separators). Panics on an odd length or a
@@ -37,10 +36,7 @@ pub(crate) fn hex(s: &str) -> Vec<u8> {
         }
     }
     let digits = s.as_bytes();
-    assert!(
-        digits.len().is_multiple_of(2),
-        "odd-length hex string: {s:?}"
-    );
+    assert!(digits.len().is_multiple_of(2), "odd-length hex string: {s:?}");
     digits
         .chunks_exact(2)
         .map(|pair| (nibble(pair[0]) << 4) | nibble(pair[1]))
@@ -111,8 +107,7 @@ impl WycheproofCase {
 /// by running fewer cases.
 pub(crate) fn wycheproof(file: &str) -> Vec<WycheproofCase> {
     let text = read_vector_file(&format!("wycheproof/testvectors_v1/{file}"));
-    let mut root: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+    let mut root: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
     let announced = root["numberOfTests"].as_u64().expect("numberOfTests");
     let Some(Value::Array(groups)) = root.get_mut("testGroups").map(Value::take) else {
         panic!("{file} has no testGroups array");
@@ -232,17 +227,9 @@ pub(crate) fn nist_kwp(relative: &str) -> Vec<KwpCase> {
                 other => panic!("{relative}: unexpected lines {other:?}"),
             };
             let p = block.optional_field("P").map(hex);
-            assert_eq!(
-                p.is_none(),
-                fail,
-                "{relative}: a case needs exactly one of P and FAIL"
-            );
+            assert_eq!(p.is_none(), fail, "{relative}: a case needs exactly one of P and FAIL");
             if let Some(p) = &p {
-                assert_eq!(
-                    p.len() * 8,
-                    plaintext_bits,
-                    "{relative}: P disagrees with its header"
-                );
+                assert_eq!(p.len() * 8, plaintext_bits, "{relative}: P disagrees with its header");
             }
             KwpCase {
                 count: block.field("COUNT").parse().expect("COUNT is a number"),
@@ -269,19 +256,11 @@ pub(crate) fn rfc4231(hash: &str) -> Vec<HmacCase> {
     blocks(&read_vector_file(&relative), "Len")
         .into_iter()
         .map(|block| {
-            assert!(
-                block.words.is_empty(),
-                "{relative}: unexpected lines {:?}",
-                block.words
-            );
+            assert!(block.words.is_empty(), "{relative}: unexpected lines {:?}", block.words);
             // `Len` is the message length in bits.
             let msg_bits: usize = block.field("Len").parse().expect("Len is a number");
             let msg = hex(block.field("Msg"));
-            assert_eq!(
-                msg.len() * 8,
-                msg_bits,
-                "{relative}: Msg disagrees with Len"
-            );
+            assert_eq!(msg.len() * 8, msg_bits, "{relative}: Msg disagrees with Len");
             HmacCase {
                 key: hex(block.field("Key")),
                 msg,
@@ -333,10 +312,7 @@ mod tests {
                 let n = cases.iter().filter(|c| c.plaintext_bits == bits).count();
                 assert_eq!(n, 100, "{file}, {bits}-bit plaintexts");
             }
-            assert!(
-                cases.iter().all(|c| c.k.len() == 32),
-                "{file}: AES-256 keys only"
-            );
+            assert!(cases.iter().all(|c| c.k.len() == 32), "{file}: AES-256 keys only");
         }
         let ae = nist_kwp("rfc-nist/keywrap/KWP_AE_256.txt");
         assert!(ae.iter().all(|c| c.p.is_some()), "KW-AE cases never FAIL");
@@ -348,12 +324,7 @@ mod tests {
 
     #[test]
     fn the_rfc_4231_files_hold_six_cases_each() {
-        for (hash, md_len) in [
-            ("sha224", 28),
-            ("sha256", 32),
-            ("sha384", 48),
-            ("sha512", 64),
-        ] {
+        for (hash, md_len) in [("sha224", 28), ("sha256", 32), ("sha384", 48), ("sha512", 64)] {
             let cases = rfc4231(hash);
             assert_eq!(cases.len(), 6, "{hash}");
             assert!(cases.iter().all(|c| c.md.len() == md_len), "{hash}");

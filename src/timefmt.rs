@@ -7,7 +7,8 @@ use time::{Duration, OffsetDateTime};
 /// Formats a time as RFC 3339 UTC with second precision, e.g. `2026-11-27T21:18:32Z`.
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
 }
 
 /// Parses a duration string: a positive integer followed by `d`, `h`, `m` or `s`.

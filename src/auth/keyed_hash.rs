@@ -46,14 +46,20 @@ fn pepper_identity() -> RecordIdentity<'static> {
 impl KeyedHasher {
     /// Opens the stored pepper, creating it on first start. Racing nodes agree on the one
     /// stored first.
-    pub async fn load_or_create(store: &dyn Store, keyring: &Keyring, clock: &SharedClock) -> Result<Self, PepperError> {
+    pub async fn load_or_create(
+        store: &dyn Store,
+        keyring: &Keyring,
+        clock: &SharedClock,
+    ) -> Result<Self, PepperError> {
         let sealed = match store.get_system_secret(PEPPER_NAME).await? {
             Some(sealed) => sealed,
             None => {
                 let fresh = SecretBytes::random(PEPPER_LEN).map_err(|_| PepperError::Random)?;
                 // Sealing the new pepper: the only time its bytes are consumed outside HMAC.
                 let sealed = keyring.seal(&pepper_identity(), fresh.expose_secret()).await?;
-                store.insert_system_secret(PEPPER_NAME, &sealed, unix_ms(clock.now())).await?
+                store
+                    .insert_system_secret(PEPPER_NAME, &sealed, unix_ms(clock.now()))
+                    .await?
             }
         };
         let pepper = keyring.open(&pepper_identity(), &sealed).await?;

@@ -94,7 +94,10 @@ impl Authenticator {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Invalid);
         }
-        if self.hasher.matches(ROOT_TOKEN_DOMAIN, token.as_bytes(), &self.root_hash) {
+        if self
+            .hasher
+            .matches(ROOT_TOKEN_DOMAIN, token.as_bytes(), &self.root_hash)
+        {
             Ok(Principal::root())
         } else {
             Err(AuthError::Invalid)
@@ -116,18 +119,33 @@ mod tests {
     #[test]
     fn the_root_token_authenticates_as_root_in_admin() {
         let a = auth("svt_0123456789abcdef");
-        assert_eq!(a.authenticate(Some("Bearer svt_0123456789abcdef")), Ok(Principal::root()));
-        assert_eq!(a.authenticate(Some("bearer   svt_0123456789abcdef ")), Ok(Principal::root()));
+        assert_eq!(
+            a.authenticate(Some("Bearer svt_0123456789abcdef")),
+            Ok(Principal::root())
+        );
+        assert_eq!(
+            a.authenticate(Some("bearer   svt_0123456789abcdef ")),
+            Ok(Principal::root())
+        );
     }
 
     #[test]
     fn other_tokens_and_schemes_are_refused() {
         let a = auth("svt_0123456789abcdef");
         assert_eq!(a.authenticate(None), Err(AuthError::Missing));
-        assert_eq!(a.authenticate(Some("Basic svt_0123456789abcdef")), Err(AuthError::Missing));
+        assert_eq!(
+            a.authenticate(Some("Basic svt_0123456789abcdef")),
+            Err(AuthError::Missing)
+        );
         assert_eq!(a.authenticate(Some("Bearer")), Err(AuthError::Missing));
-        assert_eq!(a.authenticate(Some("Bearer svt_0123456789abcdeF")), Err(AuthError::Invalid));
-        assert_eq!(a.authenticate(Some(&format!("Bearer {}", "x".repeat(300)))), Err(AuthError::Invalid));
+        assert_eq!(
+            a.authenticate(Some("Bearer svt_0123456789abcdeF")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            a.authenticate(Some(&format!("Bearer {}", "x".repeat(300)))),
+            Err(AuthError::Invalid)
+        );
     }
 
     #[test]

@@ -34,11 +34,7 @@ pub trait KekProvider: Send + Sync {
     fn wrap_dek(&self, dek: &Dek) -> BoxFuture<'_, Result<WrappedDek, KekError>>;
 
     /// Unwraps a DEK wrapped under `kek_id`.
-    fn unwrap_dek<'a>(
-        &'a self,
-        kek_id: &'a str,
-        wrapped: &'a [u8],
-    ) -> BoxFuture<'a, Result<Dek, KekError>>;
+    fn unwrap_dek<'a>(&'a self, kek_id: &'a str, wrapped: &'a [u8]) -> BoxFuture<'a, Result<Dek, KekError>>;
 
     /// Proves the provider works end to end: a random DEK wraps and unwraps to itself.
     /// Run at startup; a failure refuses to start the server.
@@ -49,11 +45,7 @@ pub trait KekProvider: Send + Sync {
             let back = self.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await?;
             // Comparing two copies of a throwaway DEK; constant time is not needed here
             // but costs nothing.
-            let same: bool = subtle::ConstantTimeEq::ct_eq(
-                &back.expose_secret()[..],
-                &dek.expose_secret()[..],
-            )
-            .into();
+            let same: bool = subtle::ConstantTimeEq::ct_eq(&back.expose_secret()[..], &dek.expose_secret()[..]).into();
             if same { Ok(()) } else { Err(KekError::SelfTest) }
         })
     }
@@ -128,11 +120,7 @@ impl Keyring {
     }
 
     /// Seals `plaintext` for `identity` under a fresh DEK wrapped by the current KEK.
-    pub async fn seal(
-        &self,
-        identity: &RecordIdentity<'_>,
-        plaintext: &[u8],
-    ) -> Result<SealedRecord, KekError> {
+    pub async fn seal(&self, identity: &RecordIdentity<'_>, plaintext: &[u8]) -> Result<SealedRecord, KekError> {
         let dek = Dek::generate()?;
         let (nonce, ciphertext) = envelope::seal(&dek, identity, plaintext)?;
         let wrapped = self.provider.wrap_dek(&dek).await?;
@@ -146,18 +134,11 @@ impl Keyring {
     }
 
     /// Opens a record for exactly `identity`: one KEK unwrap, then AES-GCM in process.
-    pub async fn open(
-        &self,
-        identity: &RecordIdentity<'_>,
-        record: &SealedRecord,
-    ) -> Result<SecretBytes, KekError> {
+    pub async fn open(&self, identity: &RecordIdentity<'_>, record: &SealedRecord) -> Result<SecretBytes, KekError> {
         if record.format != envelope::FORMAT_V1 {
             return Err(EnvelopeError::UnknownFormat(record.format).into());
         }
-        let dek = self
-            .provider
-            .unwrap_dek(&record.kek_id, &record.wrapped_dek)
-            .await?;
+        let dek = self.provider.unwrap_dek(&record.kek_id, &record.wrapped_dek).await?;
         Ok(envelope::open(&dek, identity, record)?)
     }
 }

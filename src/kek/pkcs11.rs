@@ -77,11 +77,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, KekError> {
     let slots = ctx
         .get_slots_with_initialized_token()
-        .map_err(|source| KekError::Pkcs11 { during: "listing slots", source })?;
+        .map_err(|source| KekError::Pkcs11 {
+            during: "listing slots",
+            source,
+        })?;
     for slot in slots {
-        let info = ctx
-            .get_token_info(slot)
-            .map_err(|source| KekError::Pkcs11 { during: "reading token info", source })?;
+        let info = ctx.get_token_info(slot).map_err(|source| KekError::Pkcs11 {
+            during: "reading token info",
+            source,
+        })?;
         if info.label().trim_end() == label {
             return Ok(Some(slot));
         }
@@ -112,14 +116,21 @@ pub fn ensure_token(
                 .map(|info| !info.token_initialized())
                 .unwrap_or(false)
         })
-        .ok_or_else(|| KekError::TokenNotFound { label: label.to_owned() })?;
-    ctx.init_token(free, so_pin, label).map_err(pk("initialising the token"))?;
+        .ok_or_else(|| KekError::TokenNotFound {
+            label: label.to_owned(),
+        })?;
+    ctx.init_token(free, so_pin, label)
+        .map_err(pk("initialising the token"))?;
     let session = ctx.open_rw_session(free).map_err(pk("opening a session"))?;
-    session.login(UserType::So, Some(so_pin)).map_err(pk("logging in as SO"))?;
+    session
+        .login(UserType::So, Some(so_pin))
+        .map_err(pk("logging in as SO"))?;
     session.init_pin(user_pin).map_err(pk("setting the user PIN"))?;
     session.logout().map_err(pk("logging out"))?;
     drop(session);
-    find_token(ctx, label)?.ok_or_else(|| KekError::TokenNotFound { label: label.to_owned() })
+    find_token(ctx, label)?.ok_or_else(|| KekError::TokenNotFound {
+        label: label.to_owned(),
+    })
 }
 
 /// What the provider needs to open a token.
@@ -164,8 +175,7 @@ impl Pkcs11Kek {
         let pk = |during| move |source| KekError::Pkcs11 { during, source };
         let ctx = context(&settings.module)?;
         let label = settings.token_label.clone();
-        let slot = find_token(&ctx, &label)?
-            .ok_or_else(|| KekError::TokenNotFound { label: label.clone() })?;
+        let slot = find_token(&ctx, &label)?.ok_or_else(|| KekError::TokenNotFound { label: label.clone() })?;
         let first = ctx.open_rw_session(slot).map_err(pk("opening a session"))?;
         match first.login(UserType::User, Some(&settings.pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
@@ -250,8 +260,10 @@ impl KekProvider for Pkcs11Kek {
             let bytes = self
                 .with_session(move |pooled| {
                     let kek = pooled.kek(version)?;
-                    wrap_bytes(&pooled.session, kek, &plain)
-                        .map_err(|source| KekError::Pkcs11 { during: "wrapping a data key", source })
+                    wrap_bytes(&pooled.session, kek, &plain).map_err(|source| KekError::Pkcs11 {
+                        during: "wrapping a data key",
+                        source,
+                    })
                 })
                 .await?;
             Ok(WrappedDek {
@@ -261,11 +273,7 @@ impl KekProvider for Pkcs11Kek {
         })
     }
 
-    fn unwrap_dek<'a>(
-        &'a self,
-        kek_id: &'a str,
-        wrapped: &'a [u8],
-    ) -> BoxFuture<'a, Result<Dek, KekError>> {
+    fn unwrap_dek<'a>(&'a self, kek_id: &'a str, wrapped: &'a [u8]) -> BoxFuture<'a, Result<Dek, KekError>> {
         let wrapped = wrapped.to_vec();
         Box::pin(async move {
             let version = self
@@ -302,7 +310,10 @@ fn unwrap_error(err: CkError) -> KekError {
             | RvError::GeneralError,
             _,
         ) => KekError::UnwrapRejected,
-        source => KekError::Pkcs11 { during: "unwrapping a data key", source },
+        source => KekError::Pkcs11 {
+            during: "unwrapping a data key",
+            source,
+        },
     }
 }
 
@@ -311,7 +322,10 @@ fn pooled(session: Session, token_keks: &BTreeMap<u32, ObjectHandle>) -> Result<
     for (version, handle) in token_keks {
         let copy = session
             .copy_object(*handle, &[Attribute::Token(false)])
-            .map_err(|source| KekError::Pkcs11 { during: "copying the KEK into a session", source })?;
+            .map_err(|source| KekError::Pkcs11 {
+                during: "copying the KEK into a session",
+                source,
+            })?;
         keks.insert(*version, copy);
     }
     Ok(PooledSession { session, keks })
@@ -368,7 +382,10 @@ fn create_kek(session: &Session, version: u32) -> Result<ObjectHandle, KekError>
     ];
     session
         .generate_key(&Mechanism::AesKeyGen, &template)
-        .map_err(|source| KekError::Pkcs11 { during: "creating the KEK", source })
+        .map_err(|source| KekError::Pkcs11 {
+            during: "creating the KEK",
+            source,
+        })
 }
 
 /// Wraps raw secret bytes under `kek` with `CKM_AES_KEY_WRAP_PAD`: the bytes become a
@@ -446,7 +463,8 @@ pub(crate) mod testing {
     /// Creates a new token with a unique label and returns settings to open it.
     pub fn fresh_token(tag: &str) -> Pkcs11Settings {
         static N: AtomicU32 = AtomicU32::new(0);
-        let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is set by .cargo/config.toml"));
+        let conf =
+            PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is set by .cargo/config.toml"));
         let token_dir = conf.parent().unwrap().join("tokens");
         crate::dev::write_softhsm_conf(&conf, &token_dir).unwrap_or(());
         let label = format!("u{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), tag);
@@ -510,7 +528,11 @@ mod tests {
             let err = kek.unwrap_dek(&wrapped.kek_id, &bad).await.err().unwrap();
             assert!(matches!(err, KekError::UnwrapRejected), "byte {i}: {err:?}");
         }
-        let err = kek.unwrap_dek(&wrapped.kek_id, &wrapped.bytes[..32]).await.err().unwrap();
+        let err = kek
+            .unwrap_dek(&wrapped.kek_id, &wrapped.bytes[..32])
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, KekError::UnwrapRejected), "{err:?}");
     }
 
@@ -540,7 +562,10 @@ mod tests {
         let mut settings = fresh_token("missing");
         settings.token_label = "no-such-token".into();
         let err = Pkcs11Kek::open(settings).await.err().unwrap();
-        assert_eq!(err.to_string(), "no initialised token labelled 'no-such-token' in the PKCS#11 module");
+        assert_eq!(
+            err.to_string(),
+            "no initialised token labelled 'no-such-token' in the PKCS#11 module"
+        );
     }
 
     #[tokio::test]
@@ -555,12 +580,20 @@ mod tests {
         let attrs = session
             .get_attributes(
                 handle,
-                &[AttributeType::Sensitive, AttributeType::Extractable, AttributeType::Encrypt, AttributeType::Value],
+                &[
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Encrypt,
+                    AttributeType::Value,
+                ],
             )
             .unwrap();
         assert!(attrs.contains(&Attribute::Sensitive(true)));
         assert!(attrs.contains(&Attribute::Extractable(false)));
         assert!(attrs.contains(&Attribute::Encrypt(false)));
-        assert!(!attrs.iter().any(|a| matches!(a, Attribute::Value(_))), "the KEK value must not be readable");
+        assert!(
+            !attrs.iter().any(|a| matches!(a, Attribute::Value(_))),
+            "the KEK value must not be readable"
+        );
     }
 }

@@ -59,10 +59,7 @@ fn is_integrity_failure(rv: RvError) -> bool {
 }
 
 fn describe(case: &KwpCase) -> String {
-    format!(
-        "[PLAINTEXT LENGTH = {}] COUNT = {}",
-        case.plaintext_bits, case.count
-    )
+    format!("[PLAINTEXT LENGTH = {}] COUNT = {}", case.plaintext_bits, case.count)
 }
 
 /// SoftHSM2 limit, not a sigvault bug: `SoftHSM::WrapKeySym` (2.6.1, and still on its
@@ -76,18 +73,12 @@ fn describe(case: &KwpCase) -> String {
 /// Checked rather than assumed: the wrap has NIST's length and unwraps, in the same
 /// module, to exactly `P` zero-padded. sigvault's DEKs are 32 bytes and never hit this;
 /// any other secret length would come back from `unwrap_bytes` with trailing zeros.
-fn is_softhsm_zero_padded_wrap(
-    session: &Session,
-    kek: ObjectHandle,
-    case: &KwpCase,
-    wrapped: &[u8],
-) -> bool {
+fn is_softhsm_zero_padded_wrap(session: &Session, kek: ObjectHandle, case: &KwpCase, wrapped: &[u8]) -> bool {
     let plaintext = case.p.as_deref().unwrap_or_default();
     let mut padded = plaintext.to_vec();
     padded.resize(plaintext.len().next_multiple_of(8), 0);
     wrapped.len() == case.c.len()
-        && unwrap_bytes(session, kek, wrapped)
-            .is_ok_and(|back| back.as_slice() == padded.as_slice())
+        && unwrap_bytes(session, kek, wrapped).is_ok_and(|back| back.as_slice() == padded.as_slice())
 }
 
 #[test]
@@ -98,8 +89,8 @@ fn nist_kwp_ae_256_vectors_wrap_to_the_expected_ciphertext_in_the_hsm() {
     for case in &cases {
         let plaintext = case.p.as_deref().unwrap();
         let kek = import_kek(&session, &case.k);
-        let wrapped = wrap_bytes(&session, kek, plaintext)
-            .unwrap_or_else(|e| panic!("{}: wrap failed: {e}", describe(case)));
+        let wrapped =
+            wrap_bytes(&session, kek, plaintext).unwrap_or_else(|e| panic!("{}: wrap failed: {e}", describe(case)));
         let is_aligned = plaintext.len().is_multiple_of(8);
         if wrapped == case.c {
             matched += 1;
@@ -148,9 +139,7 @@ fn nist_kwp_ad_256_vectors_unwrap_to_the_expected_plaintext_or_fail_in_the_hsm()
             // The integrity check must be what refuses it: an error from C_UnwrapKey itself,
             // with a code the provider's `unwrap_error` reports as a rejected blob rather
             // than an unavailable HSM (SoftHSM2 answers CKR_GENERAL_ERROR).
-            (None, Err(CkError::Pkcs11(rv, Function::UnwrapKey))) if is_integrity_failure(rv) => {
-                refused += 1
-            }
+            (None, Err(CkError::Pkcs11(rv, Function::UnwrapKey))) if is_integrity_failure(rv) => refused += 1,
             (None, Err(e)) => panic!("{}: refused with an unexpected error: {e}", describe(case)),
         }
     }

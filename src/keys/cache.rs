@@ -86,7 +86,9 @@ impl<K: Eq + Hash + Clone, V> TtlCache<K, V> {
             return false;
         }
         while inner.map.len() >= self.capacity && !inner.map.contains_key(&key) {
-            let Some((old, seq)) = inner.order.pop_front() else { break };
+            let Some((old, seq)) = inner.order.pop_front() else {
+                break;
+            };
             if inner.map.get(&old).is_some_and(|e| e.seq == seq) {
                 inner.map.remove(&old);
             }
@@ -94,7 +96,14 @@ impl<K: Eq + Hash + Clone, V> TtlCache<K, V> {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.order.push_back((key.clone(), seq));
-        inner.map.insert(key, Entry { value, expires_at_ms, seq });
+        inner.map.insert(
+            key,
+            Entry {
+                value,
+                expires_at_ms,
+                seq,
+            },
+        );
         if inner.order.len() > self.capacity.saturating_mul(2) {
             let Inner { map, order, .. } = &mut *inner;
             order.retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));

@@ -108,13 +108,20 @@ fn parse_cached(record: KeyRecord) -> KeyResult<CachedKey> {
     let algorithm = Algorithm::parse(&record.algorithm)
         .ok_or_else(|| KeyError::Corrupt(format!("algorithm '{}'", record.algorithm)))?;
     let state = KeyState::parse(&record.state).ok_or_else(|| KeyError::Corrupt(format!("state '{}'", record.state)))?;
-    Ok(CachedKey { record, algorithm, state })
+    Ok(CachedKey {
+        record,
+        algorithm,
+        state,
+    })
 }
 
 fn random_id() -> KeyResult<String> {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|_| KeyError::Kek(KekError::SelfTest))?;
-    Ok(format!("k_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "k_{}",
+        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 fn identity(record: &KeyRecord, version: u32) -> RecordIdentity<'_> {
@@ -165,14 +172,16 @@ impl KeyService {
         self.insert_new_key(name, &opts, &material).await
     }
 
-    /// Imports `material` as a new key, or as a new version of an existing key. Returns the
+    /// Imports `material` as a new key (with `create`), or as a new version of an existing
+    /// key — which refuses create options the caller stated (`explicit_options`). Returns the
     /// key and whether it was created.
     pub async fn import(
         &self,
         name: &str,
         material: SecretBytes,
         algorithm: Option<Algorithm>,
-        create: Option<CreateOptions>,
+        create: CreateOptions,
+        explicit_options: bool,
     ) -> KeyResult<(KeyDetails, bool)> {
         model::validate_name(name).map_err(KeyError::Invalid)?;
         if !(MIN_IMPORTED_KEY_SIZE..=MAX_KEY_SIZE).contains(&material.len()) {
@@ -181,7 +190,7 @@ impl KeyService {
             )));
         }
         if let Some(existing) = self.store.get_key(name).await? {
-            if create.is_some() {
+            if explicit_options {
                 return Err(KeyError::Invalid(format!(
                     "key '{name}' exists: an import into it takes only key_material and algorithm"
                 )));
@@ -196,11 +205,7 @@ impl KeyService {
             let details = self.add_version(name, |_| Ok(&material)).await?;
             return Ok((details, false));
         }
-        let mut opts = create.ok_or_else(|| KeyError::Invalid("missing create options".into()))?;
-        if let Some(a) = algorithm {
-            opts.algorithm = a;
-        }
-        let details = self.insert_new_key(name, &opts, &material).await?;
+        let details = self.insert_new_key(name, &create, &material).await?;
         Ok((details, true))
     }
 
@@ -230,8 +235,15 @@ impl KeyService {
             revision: 0,
         };
         // Sealing the material for this key's identity: the only place it is consumed.
-        let sealed = self.keyring.seal(&identity(&record, 1), material.expose_secret()).await?;
-        let first = NewVersion { version: 1, created_at_ms: now, sealed };
+        let sealed = self
+            .keyring
+            .seal(&identity(&record, 1), material.expose_secret())
+            .await?;
+        let first = NewVersion {
+            version: 1,
+            created_at_ms: now,
+            sealed,
+        };
         match self.store.create_key(&record, &first).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists) => return Err(KeyError::AlreadyExists(name.to_owned())),
@@ -265,8 +277,15 @@ impl KeyService {
             let material = pick(&current)?;
             let version = current.record.latest_version.saturating_add(1);
             // Sealing the new version's material for its own identity.
-            let sealed = self.keyring.seal(&identity(&current.record, version), material.expose_secret()).await?;
-            let new = NewVersion { version, created_at_ms: self.now_ms(), sealed };
+            let sealed = self
+                .keyring
+                .seal(&identity(&current.record, version), material.expose_secret())
+                .await?;
+            let new = NewVersion {
+                version,
+                created_at_ms: self.now_ms(),
+                sealed,
+            };
             match self.store.add_version(&current.record, &new).await {
                 Ok(record) => {
                     self.invalidate(name, Some(&record.id));
@@ -288,7 +307,9 @@ impl KeyService {
         let now = self.now_ms();
         self.update(name, |key| {
             if key.state == KeyState::PendingDeletion {
-                return Err(KeyError::Precondition(format!("key '{name}' is pending deletion; restore it first")));
+                return Err(KeyError::Precondition(format!(
+                    "key '{name}' is pending deletion; restore it first"
+                )));
             }
             let r = &mut key.record;
             if let Some(state) = patch.state {
@@ -308,7 +329,9 @@ impl KeyService {
             }
             if let Some(exportable) = patch.exportable {
                 if exportable && !r.exportable {
-                    return Err(KeyError::Invalid("exportable can only change from true to false".into()));
+                    return Err(KeyError::Invalid(
+                        "exportable can only change from true to false".into(),
+                    ));
                 }
                 r.exportable = exportable;
             }
@@ -334,7 +357,9 @@ impl KeyService {
         let due = unix_ms(now + Duration::days(i64::from(days)));
         self.update(name, |key| {
             if key.state == KeyState::PendingDeletion {
-                return Err(KeyError::Precondition(format!("key '{name}' is already pending deletion")));
+                return Err(KeyError::Precondition(format!(
+                    "key '{name}' is already pending deletion"
+                )));
             }
             let r = &mut key.record;
             r.state_before_deletion = Some(r.state.clone());
@@ -388,7 +413,9 @@ impl KeyService {
         let now = self.now_ms();
         let mut rotated = 0;
         for (record, latest_created_ms) in self.store.auto_rotating_keys().await? {
-            let Some(period_s) = record.auto_rotate_period_s else { continue };
+            let Some(period_s) = record.auto_rotate_period_s else {
+                continue;
+            };
             if latest_created_ms.saturating_add(period_s.saturating_mul(1000)) <= now {
                 match self.rotate(&record.name).await {
                     Ok(_) => {
@@ -451,7 +478,11 @@ impl KeyService {
 
     async fn load_fresh(&self, name: &str) -> KeyResult<CachedKey> {
         model::validate_name(name).map_err(KeyError::Invalid)?;
-        let record = self.store.get_key(name).await?.ok_or_else(|| KeyError::NotFound(name.to_owned()))?;
+        let record = self
+            .store
+            .get_key(name)
+            .await?
+            .ok_or_else(|| KeyError::NotFound(name.to_owned()))?;
         parse_cached(record)
     }
 
@@ -473,11 +504,10 @@ impl KeyService {
             return Ok(hit);
         }
         let token = self.secrets.fill_token();
-        let sealed = self
-            .store
-            .get_sealed(&key.record.id, version)
-            .await?
-            .ok_or_else(|| KeyError::Corrupt(format!("version {version} of '{}' has no record", key.record.name)))?;
+        let sealed =
+            self.store.get_sealed(&key.record.id, version).await?.ok_or_else(|| {
+                KeyError::Corrupt(format!("version {version} of '{}' has no record", key.record.name))
+            })?;
         let secret = Arc::new(self.keyring.open(&identity(&key.record, version), &sealed).await?);
         self.secrets.insert(cache_key, Arc::clone(&secret), token);
         Ok(secret)
@@ -503,7 +533,10 @@ impl KeyService {
 
     fn check_message(&self, message: &[u8]) -> KeyResult<()> {
         if message.len() > self.max_message_bytes {
-            return Err(KeyError::TooLarge(format!("messages are limited to {} bytes", self.max_message_bytes)));
+            return Err(KeyError::TooLarge(format!(
+                "messages are limited to {} bytes",
+                self.max_message_bytes
+            )));
         }
         Ok(())
     }
@@ -597,7 +630,9 @@ impl KeyService {
 
 fn validate_rotation(period: Duration) -> KeyResult<i64> {
     if period < MIN_AUTO_ROTATE || period > MAX_AUTO_ROTATE {
-        return Err(KeyError::Invalid("auto_rotate_period must be between 1h and 36500d".into()));
+        return Err(KeyError::Invalid(
+            "auto_rotate_period must be between 1h and 36500d".into(),
+        ));
     }
     Ok(period.whole_seconds())
 }

@@ -143,7 +143,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(format!("a key name must be 1 to {MAX_NAME_LEN} characters"));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return Err("a key name may contain only A-Z, a-z, 0-9, '.', '_' and '-'".into());
     }
     Ok(())
@@ -152,7 +155,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 /// Owners are principals: 1–256 printable characters, no whitespace or control characters.
 pub fn validate_owner(owner: &str) -> Result<(), String> {
     if owner.is_empty() || owner.len() > MAX_OWNER_LEN || owner.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!("owner must be 1 to {MAX_OWNER_LEN} printable characters without spaces"));
+        return Err(format!(
+            "owner must be 1 to {MAX_OWNER_LEN} printable characters without spaces"
+        ));
     }
     Ok(())
 }
@@ -166,12 +171,17 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), String> {
     for (k, v) in tags {
         let key_ok = !k.is_empty()
             && k.len() <= MAX_TAG_KEY_LEN
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'));
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'));
         if !key_ok {
-            return Err(format!("tag keys must be 1 to {MAX_TAG_KEY_LEN} characters of A-Z a-z 0-9 . _ : / -"));
+            return Err(format!(
+                "tag keys must be 1 to {MAX_TAG_KEY_LEN} characters of A-Z a-z 0-9 . _ : / -"
+            ));
         }
         if v.len() > MAX_TAG_VALUE_LEN || v.chars().any(char::is_control) {
-            return Err(format!("tag values must be at most {MAX_TAG_VALUE_LEN} bytes without control characters"));
+            return Err(format!(
+                "tag values must be at most {MAX_TAG_VALUE_LEN} bytes without control characters"
+            ));
         }
     }
     Ok(())
@@ -199,7 +209,10 @@ mod tests {
             assert!(alg.verify(b"key material of some length", b"message", &tag));
             assert!(!alg.verify(b"key material of some length", b"messagE", &tag));
             assert!(!alg.verify(b"other key", b"message", &tag));
-            assert!(!alg.verify(b"key material of some length", b"message", &tag[..16]), "truncated tags are refused");
+            assert!(
+                !alg.verify(b"key material of some length", b"message", &tag[..16]),
+                "truncated tags are refused"
+            );
         }
     }
 

@@ -83,8 +83,22 @@ mod tests {
         u.record("k1", 2, 0, 1, 20);
         u.record("k2", 1, 0, 1, 30);
         let mine = u.pending_for("k1");
-        assert_eq!(mine.get(&1), Some(&Pending { signs: 2, verifies: 0, last_used_at_ms: 10 }));
-        assert_eq!(mine.get(&2), Some(&Pending { signs: 0, verifies: 1, last_used_at_ms: 20 }));
+        assert_eq!(
+            mine.get(&1),
+            Some(&Pending {
+                signs: 2,
+                verifies: 0,
+                last_used_at_ms: 10
+            })
+        );
+        assert_eq!(
+            mine.get(&2),
+            Some(&Pending {
+                signs: 0,
+                verifies: 1,
+                last_used_at_ms: 20
+            })
+        );
         let taken = u.take();
         assert_eq!(taken.len(), 3);
         assert!(u.pending_for("k1").is_empty());

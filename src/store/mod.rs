@@ -142,4 +142,5 @@ pub trait Store: Send + Sync {
 
     fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>>;
 }
-#[cfg(test)] mod contract_tests;
+#[cfg(test)]
+mod contract_tests;

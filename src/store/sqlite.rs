@@ -163,7 +163,10 @@ fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 impl Store for SqliteStore {
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
-            sqlx::query("SELECT 1").execute(&self.reader).await.map_err(unavailable)?;
+            sqlx::query("SELECT 1")
+                .execute(&self.reader)
+                .await
+                .map_err(unavailable)?;
             Ok(())
         })
     }
@@ -399,11 +402,12 @@ impl Store for SqliteStore {
 
     fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(unavailable)?;
+            let row =
+                sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(unavailable)?;
             row.as_ref().map(sealed_from_row).transpose()
         })
     }
@@ -430,11 +434,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            let row = sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            let row =
+                sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
             let stored = sealed_from_row(&row)?;
             tx.commit().await.map_err(unavailable)?;
             Ok(stored)
@@ -468,11 +473,7 @@ impl Store for SqliteStore {
     }
 }
 
-async fn insert_version(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    key_id: &str,
-    v: &NewVersion,
-) -> StoreResult<()> {
+async fn insert_version(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, key_id: &str, v: &NewVersion) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO key_versions (key_id, version, created_at_ms, format, kek_id, wrapped_dek, nonce, ciphertext) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -1,0 +1,546 @@
+//! `/v1/keys…`: signing-key lifecycle, sign and verify (single and batch).
+//!
+//! Request bodies are parsed with `deny_unknown_fields`; key material arrives only on
+//! `import`, is decoded straight into a secret buffer, and the body buffer holding it is
+//! zeroized. Responses never carry material.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+
+use super::context::{Call, call};
+use super::reply::{self, base64, base64_field, base64_secret, json, parse_json};
+use super::{AppState, authenticate, method_not_allowed, with_state};
+use crate::auth::Principal;
+use crate::clock::from_unix_ms;
+use crate::error::ApiError;
+use crate::keys::model::{Algorithm, Boundary, KeyState};
+use crate::keys::{CreateOptions, KeyDetails, KeyPatch};
+use crate::timefmt::{format_duration, parse_duration, rfc3339};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+const MAX_REFERENCE_LEN: usize = 256;
+
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let s = || with_state(Arc::clone(&state));
+    let collection = warp::path!("v1" / "keys").and(s()).and(call()).then(collection);
+    let item = warp::path!("v1" / "keys" / String).and(s()).and(call()).then(item);
+    let action = warp::path!("v1" / "keys" / String / String)
+        .and(s())
+        .and(call())
+        .then(action);
+    collection.or(item).unify().or(action).unify().boxed()
+}
+
+async fn collection(state: Arc<AppState>, mut call: Call) -> Response {
+    reply::respond(match call.method {
+        Method::GET => list_keys(&state, &mut call).await,
+        Method::POST => create_key(&state, &mut call).await,
+        _ => Err(method_not_allowed(&call)),
+    })
+}
+
+async fn item(name: String, state: Arc<AppState>, mut call: Call) -> Response {
+    reply::respond(match call.method {
+        Method::GET => get_key(&state, &mut call, &name).await,
+        Method::PATCH => patch_key(&state, &mut call, &name).await,
+        Method::DELETE => delete_key(&state, &mut call, &name).await,
+        _ => Err(method_not_allowed(&call)),
+    })
+}
+
+async fn action(name: String, action: String, state: Arc<AppState>, mut call: Call) -> Response {
+    let known = ["rotate", "restore", "import", "sign", "verify"];
+    if !known.contains(&action.as_str()) {
+        return reply::error(ApiError::new(crate::error::ErrorCode::NotFound, "no such route"));
+    }
+    if call.method != Method::POST {
+        return reply::error(method_not_allowed(&call));
+    }
+    reply::respond(match action.as_str() {
+        "rotate" => rotate_key(&state, &mut call, &name).await,
+        "restore" => restore_key(&state, &mut call, &name).await,
+        "import" => import_key(&state, &mut call, &name).await,
+        "sign" => sign_message(&state, &mut call, &name).await,
+        _ => verify_message(&state, &mut call, &name).await,
+    })
+}
+
+// ----- request and response shapes -----------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKeyRequest {
+    name: String,
+    algorithm: String,
+    key_size: Option<usize>,
+    boundary: Option<String>,
+    exportable: Option<bool>,
+    auto_rotate_period: Option<String>,
+    owner: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+/// The create options that `import` accepts too. (Not a `#[serde(flatten)]` of the
+/// requests: serde cannot deny unknown fields through a flatten.)
+#[derive(Default)]
+struct CommonOptions {
+    boundary: Option<String>,
+    exportable: Option<bool>,
+    auto_rotate_period: Option<String>,
+    owner: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+impl CommonOptions {
+    fn is_empty(&self) -> bool {
+        self.boundary.is_none()
+            && self.exportable.is_none()
+            && self.auto_rotate_period.is_none()
+            && self.owner.is_none()
+            && self.tags.is_none()
+    }
+
+    fn into_options(
+        self,
+        algorithm: Algorithm,
+        key_size: Option<usize>,
+        caller: &Principal,
+    ) -> Result<CreateOptions, ApiError> {
+        let boundary = match self.boundary.as_deref() {
+            None | Some("process") => Boundary::Process,
+            Some("hsm") => {
+                return Err(ApiError::invalid(
+                    "boundary `hsm` is not available on this server yet; use `process`",
+                ));
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "unknown boundary `{other}` (expected process)"
+                )));
+            }
+        };
+        let auto_rotate_period = self
+            .auto_rotate_period
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| ApiError::invalid(format!("auto_rotate_period: {e}")))?;
+        Ok(CreateOptions {
+            algorithm,
+            key_size,
+            boundary,
+            exportable: self.exportable.unwrap_or(false),
+            auto_rotate_period,
+            owner: self.owner.unwrap_or_else(|| caller.name.clone()),
+            tags: self.tags.unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    key_material: zeroize::Zeroizing<String>,
+    algorithm: Option<String>,
+    boundary: Option<String>,
+    exportable: Option<bool>,
+    auto_rotate_period: Option<String>,
+    owner: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchRequest {
+    state: Option<String>,
+    min_verify_version: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    auto_rotate_period: Option<Option<String>>,
+    exportable: Option<bool>,
+}
+
+/// Distinguishes a field sent as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyRequest {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignRequest {
+    message: Option<String>,
+    key_version: Option<u32>,
+    batch: Option<Vec<SignItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignItem {
+    message: String,
+    key_version: Option<u32>,
+    reference: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyRequest {
+    message: Option<String>,
+    signature: Option<String>,
+    key_version: Option<u32>,
+    batch: Option<Vec<VerifyItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyItem {
+    message: String,
+    signature: String,
+    key_version: Option<u32>,
+    reference: Option<String>,
+}
+
+#[derive(Serialize)]
+struct KeyJson {
+    name: String,
+    algorithm: String,
+    boundary: String,
+    owner: String,
+    tags: serde_json::Value,
+    state: String,
+    latest_version: u32,
+    min_verify_version: u32,
+    exportable: bool,
+    auto_rotate_period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_due_at: Option<String>,
+    created_at: String,
+    versions: Vec<VersionJson>,
+}
+
+#[derive(Serialize)]
+struct VersionJson {
+    version: u32,
+    created_at: String,
+    sign_count: u64,
+    verify_count: u64,
+    last_used_at: Option<String>,
+}
+
+fn key_json(d: KeyDetails) -> KeyJson {
+    let r = d.record;
+    KeyJson {
+        tags: serde_json::from_str(&r.tags).unwrap_or_else(|_| serde_json::json!({})),
+        auto_rotate_period: r
+            .auto_rotate_period_s
+            .map(|s| format_duration(time::Duration::seconds(s))),
+        deletion_due_at: r.deletion_due_ms.map(|ms| rfc3339(from_unix_ms(ms))),
+        created_at: rfc3339(from_unix_ms(r.created_at_ms)),
+        versions: d
+            .versions
+            .into_iter()
+            .map(|v| VersionJson {
+                version: v.version,
+                created_at: rfc3339(from_unix_ms(v.created_at_ms)),
+                sign_count: v.sign_count,
+                verify_count: v.verify_count,
+                last_used_at: v.last_used_at_ms.map(|ms| rfc3339(from_unix_ms(ms))),
+            })
+            .collect(),
+        name: r.name,
+        algorithm: r.algorithm,
+        boundary: r.boundary,
+        owner: r.owner,
+        state: r.state,
+        latest_version: r.latest_version,
+        min_verify_version: r.min_verify_version,
+        exportable: r.exportable,
+    }
+}
+
+fn algorithm(text: &str) -> Result<Algorithm, ApiError> {
+    Algorithm::parse(text).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "unknown algorithm `{text}` (expected hmac-sha256, hmac-sha384 or hmac-sha512)"
+        ))
+    })
+}
+
+/// Reads an optional body that must be empty or `{}`.
+async fn no_options(state: &AppState, call: &mut Call) -> Result<(), ApiError> {
+    let body = call.read_body(state.limits.max_body_bytes).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        parse_json::<EmptyRequest>(&body)?;
+    }
+    Ok(())
+}
+
+// ----- lifecycle handlers ---------------------------------------------------------------
+
+async fn create_key(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
+    let caller = authenticate(state, call)?;
+    let body = call.read_body(state.limits.max_body_bytes).await?;
+    let req: CreateKeyRequest = parse_json(&body)?;
+    let common = CommonOptions {
+        boundary: req.boundary,
+        exportable: req.exportable,
+        auto_rotate_period: req.auto_rotate_period,
+        owner: req.owner,
+        tags: req.tags,
+    };
+    let opts = common.into_options(algorithm(&req.algorithm)?, req.key_size, &caller)?;
+    let details = state.keys.create(&req.name, opts).await?;
+    Ok(json(StatusCode::CREATED, &key_json(details)))
+}
+
+async fn list_keys(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
+    authenticate(state, call)?;
+    call.expect_no_body().await?;
+    let limit = match call.query_param("limit")? {
+        None => DEFAULT_PAGE,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| ApiError::invalid(format!("limit must be between 1 and {MAX_PAGE}")))?,
+    };
+    let after = match call.query_param("cursor")?.filter(|c| !c.is_empty()) {
+        None => None,
+        Some(cursor) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| ApiError::invalid("cursor is not one this server issued"))?,
+        ),
+    };
+    let page = state.keys.list(after.as_deref(), limit).await?;
+    let next = (page.len() == limit as usize)
+        .then(|| {
+            page.last()
+                .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&k.record.name))
+        })
+        .flatten();
+    let keys: Vec<KeyJson> = page.into_iter().map(key_json).collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "keys": keys, "next": next })))
+}
+
+async fn get_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    authenticate(state, call)?;
+    call.expect_no_body().await?;
+    Ok(json(StatusCode::OK, &key_json(state.keys.get(name).await?)))
+}
+
+async fn patch_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    authenticate(state, call)?;
+    let body = call.read_body(state.limits.max_body_bytes).await?;
+    let req: PatchRequest = parse_json(&body)?;
+    let state_change = match req.state.as_deref() {
+        None => None,
+        Some("enabled") => Some(KeyState::Enabled),
+        Some("disabled") => Some(KeyState::Disabled),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "state `{other}` cannot be set (expected enabled or disabled)"
+            )));
+        }
+    };
+    let auto_rotate_period = match req.auto_rotate_period {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(text)) => Some(Some(
+            parse_duration(&text).map_err(|e| ApiError::invalid(format!("auto_rotate_period: {e}")))?,
+        )),
+    };
+    let patch = KeyPatch {
+        state: state_change,
+        min_verify_version: req.min_verify_version,
+        auto_rotate_period,
+        exportable: req.exportable,
+    };
+    Ok(json(StatusCode::OK, &key_json(state.keys.patch(name, patch).await?)))
+}
+
+async fn delete_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    authenticate(state, call)?;
+    call.expect_no_body().await?;
+    let days = call
+        .query_param("pending_days")?
+        .map(|d| {
+            d.parse::<u32>()
+                .map_err(|_| ApiError::invalid("pending_days must be a whole number of days"))
+        })
+        .transpose()?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &key_json(state.keys.schedule_deletion(name, days).await?),
+    ))
+}
+
+async fn restore_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    authenticate(state, call)?;
+    no_options(state, call).await?;
+    Ok(json(StatusCode::OK, &key_json(state.keys.restore(name).await?)))
+}
+
+async fn rotate_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    authenticate(state, call)?;
+    no_options(state, call).await?;
+    Ok(json(StatusCode::OK, &key_json(state.keys.rotate(name).await?)))
+}
+
+async fn import_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    let caller = authenticate(state, call)?;
+    let body = call.read_body(state.limits.max_body_bytes).await?;
+    let req: ImportRequest = parse_json(&body)?;
+    let material = base64_secret("key_material", &req.key_material)?;
+    let alg = req.algorithm.as_deref().map(algorithm).transpose()?;
+    let common = CommonOptions {
+        boundary: req.boundary,
+        exportable: req.exportable,
+        auto_rotate_period: req.auto_rotate_period,
+        owner: req.owner,
+        tags: req.tags,
+    };
+    // Create options apply only when the import creates the key; an existing key refuses them.
+    let explicit = !common.is_empty();
+    let create = common.into_options(alg.unwrap_or(Algorithm::HmacSha256), None, &caller)?;
+    let (details, _created) = state.keys.import(name, material, alg, create, explicit).await?;
+    Ok(json(StatusCode::CREATED, &key_json(details)))
+}
+
+// ----- sign and verify ------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct ItemError {
+    code: &'static str,
+    message: String,
+}
+
+fn item_error(e: ApiError) -> serde_json::Value {
+    serde_json::json!({ "error": ItemError { code: e.code.as_str(), message: e.message } })
+}
+
+fn with_reference(mut value: serde_json::Value, reference: Option<String>) -> serde_json::Value {
+    if let (Some(r), Some(obj)) = (reference, value.as_object_mut()) {
+        obj.insert("reference".into(), serde_json::Value::String(r));
+    }
+    value
+}
+
+fn check_batch<T>(state: &AppState, batch: &[T], items: &[Option<&String>]) -> Result<(), ApiError> {
+    if batch.is_empty() {
+        return Err(ApiError::invalid("batch must not be empty"));
+    }
+    if batch.len() > state.limits.max_batch_items {
+        return Err(ApiError::invalid(format!(
+            "batch is limited to {} items",
+            state.limits.max_batch_items
+        )));
+    }
+    if items.iter().flatten().any(|r| r.len() > MAX_REFERENCE_LEN) {
+        return Err(ApiError::invalid(format!(
+            "reference is limited to {MAX_REFERENCE_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn decode_message(state: &AppState, field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    // Cheap pre-check on the encoded length so an oversize message is refused before decoding.
+    if text.len() / 4 * 3 > state.limits.max_message_bytes + 2 {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::PayloadTooLarge,
+            format!("messages are limited to {} bytes", state.limits.max_message_bytes),
+        ));
+    }
+    base64_field(field, text)
+}
+
+async fn sign_one(
+    state: &AppState,
+    name: &str,
+    message: &str,
+    version: Option<u32>,
+) -> Result<serde_json::Value, ApiError> {
+    let message = decode_message(state, "message", message)?;
+    let (tag, version) = state.keys.sign(name, &message, version).await?;
+    Ok(serde_json::json!({ "signature": base64(&tag), "key_version": version }))
+}
+
+async fn sign_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    authenticate(state, call)?;
+    let body = call.read_body(state.limits.max_sign_body_bytes).await?;
+    let req: SignRequest = parse_json(&body)?;
+    match (req.message, req.batch) {
+        (Some(message), None) => Ok(json(
+            StatusCode::OK,
+            &sign_one(state, name, &message, req.key_version).await?,
+        )),
+        (None, Some(batch)) => {
+            if req.key_version.is_some() {
+                return Err(ApiError::invalid("with batch, give key_version per item"));
+            }
+            let refs: Vec<Option<&String>> = batch.iter().map(|i| i.reference.as_ref()).collect();
+            check_batch(state, &batch, &refs)?;
+            let mut out = Vec::with_capacity(batch.len());
+            for item in batch {
+                let result = sign_one(state, name, &item.message, item.key_version).await;
+                out.push(with_reference(result.unwrap_or_else(item_error), item.reference));
+            }
+            Ok(json(StatusCode::OK, &serde_json::json!({ "batch": out })))
+        }
+        _ => Err(ApiError::invalid("give either message or batch")),
+    }
+}
+
+async fn verify_one(
+    state: &AppState,
+    name: &str,
+    message: &str,
+    signature: &str,
+    version: Option<u32>,
+) -> Result<serde_json::Value, ApiError> {
+    let message = decode_message(state, "message", message)?;
+    let signature = base64_field("signature", signature)?;
+    Ok(match state.keys.verify(name, &message, &signature, version).await? {
+        Some(v) => serde_json::json!({ "valid": true, "key_version": v }),
+        None => serde_json::json!({ "valid": false }),
+    })
+}
+
+async fn verify_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    authenticate(state, call)?;
+    let body = call.read_body(state.limits.max_sign_body_bytes).await?;
+    let req: VerifyRequest = parse_json(&body)?;
+    match (req.message, req.signature, req.batch) {
+        (Some(message), Some(signature), None) => Ok(json(
+            StatusCode::OK,
+            &verify_one(state, name, &message, &signature, req.key_version).await?,
+        )),
+        (None, None, Some(batch)) => {
+            if req.key_version.is_some() {
+                return Err(ApiError::invalid("with batch, give key_version per item"));
+            }
+            let refs: Vec<Option<&String>> = batch.iter().map(|i| i.reference.as_ref()).collect();
+            check_batch(state, &batch, &refs)?;
+            let mut out = Vec::with_capacity(batch.len());
+            for item in batch {
+                let result = verify_one(state, name, &item.message, &item.signature, item.key_version).await;
+                out.push(with_reference(result.unwrap_or_else(item_error), item.reference));
+            }
+            Ok(json(StatusCode::OK, &serde_json::json!({ "batch": out })))
+        }
+        _ => Err(ApiError::invalid("give message and signature, or batch")),
+    }
+}

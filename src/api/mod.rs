@@ -1,0 +1,106 @@
+//! The HTTP API: warp filters, one file per resource. Handlers authenticate, read a
+//! bounded body, call a domain module and shape its answer; they never touch the store.
+//!
+//! Every path filter is followed by handlers that never reject, so the only rejection that
+//! reaches [`recover`] is "no such path": error ordering (404, then 405, then 401, then
+//! 413/400) is decided in the handlers, not by warp's rejection ranking.
+
+pub mod context;
+pub mod keys;
+pub mod reply;
+pub mod sys;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+use crate::auth::{AuthError, Authenticator, Principal};
+use crate::config::Limits;
+use crate::error::{ApiError, ErrorCode};
+use crate::kek::{KekError, KekProvider};
+use crate::keys::{KeyError, KeyService};
+use crate::store::{Store, StoreError};
+use context::Call;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub keys: KeyService,
+    pub auth: Authenticator,
+    pub kek: Arc<dyn KekProvider>,
+    pub store: Arc<dyn Store>,
+    pub limits: Limits,
+    pub health: sys::HealthCache,
+}
+
+/// All routes, with the not-found fallback.
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    sys::routes(Arc::clone(&state))
+        .or(keys::routes(state))
+        .unify()
+        .recover(recover)
+        .unify()
+        .boxed()
+}
+
+async fn recover(_rejection: warp::Rejection) -> Result<Response, Infallible> {
+    Ok(reply::error(ApiError::new(ErrorCode::NotFound, "no such route")))
+}
+
+/// Passes the shared state into a filter chain.
+pub fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+    warp::any().map(move || Arc::clone(&state))
+}
+
+/// The caller, from its bearer token.
+pub fn authenticate(state: &AppState, call: &Call) -> Result<Principal, ApiError> {
+    state
+        .auth
+        .authenticate(call.header("authorization"))
+        .map_err(|e| match e {
+            AuthError::Missing | AuthError::Invalid => ApiError::new(ErrorCode::Unauthenticated, e.to_string()),
+        })
+}
+
+pub fn method_not_allowed(call: &Call) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on this route", call.method),
+    )
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::NotFound(_) => ApiError::new(ErrorCode::KeyNotFound, e.to_string()),
+            KeyError::AlreadyExists(_) => ApiError::new(ErrorCode::AlreadyExists, e.to_string()),
+            KeyError::Invalid(m) => ApiError::new(ErrorCode::InvalidArgument, m),
+            KeyError::Precondition(m) => ApiError::new(ErrorCode::FailedPrecondition, m),
+            KeyError::TooLarge(m) => ApiError::new(ErrorCode::PayloadTooLarge, m),
+            KeyError::Kek(k) => kek_error(k),
+            KeyError::Store(s) => store_error(s),
+            KeyError::Corrupt(m) => ApiError::internal(format!("corrupt key data: {m}")),
+        }
+    }
+}
+
+pub fn kek_error(e: KekError) -> ApiError {
+    if e.is_unavailable() {
+        ApiError::new(ErrorCode::KekUnavailable, e.to_string())
+    } else {
+        // A record that does not open is an integrity failure, not a caller error.
+        ApiError::internal(format!("sealed record failed to open: {e}"))
+    }
+}
+
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::AlreadyExists => ApiError::new(ErrorCode::AlreadyExists, "already exists"),
+        StoreError::Corrupt(m) => ApiError::internal(format!("corrupt stored data: {m}")),
+        StoreError::Conflict | StoreError::Unavailable(_) | StoreError::Open { .. } | StoreError::Migration { .. } => {
+            ApiError::new(ErrorCode::StoreUnavailable, e.to_string())
+        }
+    }
+}

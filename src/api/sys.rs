@@ -1,0 +1,107 @@
+//! `GET /v1/sys/health` and `GET /v1/sys/ping`: the only routes without authentication.
+//!
+//! Health runs the KEK self-test and a store ping, at most once every
+//! [`HEALTH_CACHE_SECONDS`] however often it is called, so an unauthenticated caller cannot
+//! turn it into HSM load.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+
+use super::context::{Call, call};
+use super::{AppState, method_not_allowed, reply, with_state};
+
+pub const HEALTH_CACHE_SECONDS: u64 = 2;
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    Ok,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checked {
+    kek: Part,
+    store: Part,
+}
+
+#[derive(Default)]
+pub struct HealthCache {
+    last: Mutex<Option<(Instant, Checked)>>,
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: Part,
+    kek: Part,
+    store: Part,
+    version: &'static str,
+}
+
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let health = warp::path!("v1" / "sys" / "health")
+        .and(with_state(state))
+        .and(call())
+        .then(health);
+    let ping = warp::path!("v1" / "sys" / "ping").and(call()).map(ping);
+    health.or(ping).unify().boxed()
+}
+
+fn ping(call: Call) -> Response {
+    if call.method != Method::GET {
+        return reply::error(method_not_allowed(&call));
+    }
+    reply::json(StatusCode::OK, &serde_json::json!({}))
+}
+
+async fn health(state: Arc<AppState>, call: Call) -> Response {
+    if call.method != Method::GET {
+        return reply::error(method_not_allowed(&call));
+    }
+    let checked = check(&state).await;
+    let ok = checked.kek == Part::Ok && checked.store == Part::Ok;
+    let body = Health {
+        status: if ok { Part::Ok } else { Part::Unavailable },
+        kek: checked.kek,
+        store: checked.store,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    reply::json(status, &body)
+}
+
+async fn check(state: &AppState) -> Checked {
+    let fresh = Duration::from_secs(HEALTH_CACHE_SECONDS);
+    if let Some((at, checked)) = *state.health.last.lock().unwrap_or_else(PoisonError::into_inner)
+        && at.elapsed() < fresh
+    {
+        return checked;
+    }
+    let kek = match state.kek.self_test().await {
+        Ok(()) => Part::Ok,
+        Err(e) => {
+            tracing::warn!(error = %e, "health: KEK self-test failed");
+            Part::Unavailable
+        }
+    };
+    let store = match state.store.ping().await {
+        Ok(()) => Part::Ok,
+        Err(e) => {
+            tracing::warn!(error = %e, "health: store ping failed");
+            Part::Unavailable
+        }
+    };
+    let checked = Checked { kek, store };
+    *state.health.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), checked));
+    checked
+}

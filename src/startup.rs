@@ -1,0 +1,305 @@
+//! Wiring: from validated [`Settings`] to a serving [`Application`], and the HTTP server
+//! loop with graceful shutdown.
+//!
+//! Startup refuses to run with anything half-working, in an order that leaves no partial
+//! state behind: the data dir is checked first, then the KEK is opened and self-tested,
+//! and only then is the store opened (created on first start). Each failure is one
+//! [`StartupError`] line naming the problem.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tower_service::Service;
+use warp::http::HeaderValue;
+
+use crate::api::context::{ClientAddr, new_request_id, with_request_id};
+use crate::api::{self, AppState};
+use crate::auth::keyed_hash::{KeyedHasher, PepperError};
+use crate::auth::{Authenticator, ROOT_TOKEN_VALUE, generate_token};
+use crate::clock::{SharedClock, SystemClock, unix_ms};
+use crate::config::{KekSettings, Settings, StoreSettings};
+use crate::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
+use crate::kek::{KekError, KekProvider, Keyring};
+use crate::keys::KeyService;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+
+/// How often expired cache entries are swept and due deletions/rotations run.
+const MAINTENANCE_INTERVAL: StdDuration = StdDuration::from_secs(30);
+/// How long in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: StdDuration = StdDuration::from_secs(30);
+/// A client that sends no complete request header within this time is disconnected.
+const HEADER_READ_TIMEOUT: StdDuration = StdDuration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("data dir {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error("HSM: {}", chain(.0))]
+    Kek(#[from] KekError),
+    #[error("store: {}", chain(.0))]
+    Store(#[from] StoreError),
+    #[error("pepper key: {}", chain(.0))]
+    Pepper(#[from] PepperError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot generate the root token: the random generator failed")]
+    Random,
+}
+
+/// An error and its causes on one line, outermost first, without repeats.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// A built, bound, not yet serving instance.
+pub struct Application {
+    state: Arc<AppState>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    flush_interval: StdDuration,
+    /// The root token, when this start generated it (to be shown once).
+    pub generated_root_token: Option<SecretString>,
+}
+
+impl Application {
+    /// Builds everything from `settings` with the system clock and binds `settings.listen`.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, Arc::new(SystemClock), None).await
+    }
+
+    /// As [`Application::build`], with an injected clock and optionally a pre-bound
+    /// listener (tests bind port 0).
+    pub async fn build_with(
+        settings: Settings,
+        clock: SharedClock,
+        listener: Option<TcpListener>,
+    ) -> Result<Self, StartupError> {
+        check_data_dir(&settings.data_dir)?;
+        let kek: Arc<dyn KekProvider> = match &settings.kek {
+            KekSettings::Pkcs11 {
+                module,
+                token_label,
+                pin,
+                sessions,
+            } => Arc::new(
+                Pkcs11Kek::open(Pkcs11Settings {
+                    module: module.clone(),
+                    token_label: token_label.clone(),
+                    pin: pin.clone(),
+                    sessions: *sessions,
+                })
+                .await?,
+            ),
+        };
+        kek.self_test().await?;
+        let store: Arc<dyn Store> = match &settings.store {
+            StoreSettings::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
+        };
+        let keyring = Keyring::new(Arc::clone(&kek));
+        let hasher = KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock).await?;
+        let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
+        let keys = KeyService::new(
+            Arc::clone(&store),
+            keyring,
+            clock.clone(),
+            settings.keys,
+            settings.cache,
+            settings.limits.max_message_bytes,
+        );
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?,
+        };
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let state = Arc::new(AppState {
+            keys,
+            auth: Authenticator::new(hasher, root_hash),
+            kek,
+            store,
+            limits: settings.limits,
+            health: Default::default(),
+        });
+        Ok(Self {
+            state,
+            listener,
+            addr,
+            flush_interval: StdDuration::try_from(settings.keys.usage_flush_interval)
+                .unwrap_or(StdDuration::from_secs(1)),
+            generated_root_token,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+    /// finish (up to a grace period) and flushes usage counters.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
+        serve(self.listener, api::routes(Arc::clone(&self.state)), shutdown).await;
+        background.abort();
+        if let Err(e) = self.state.keys.flush_usage().await {
+            tracing::warn!(error = %e, "final usage flush failed");
+        }
+    }
+}
+
+fn check_data_dir(dir: &Path) -> Result<(), StartupError> {
+    let err = |message: String| StartupError::DataDir {
+        path: dir.display().to_string(),
+        message,
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| err(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(err("not a directory".into()));
+    }
+    std::fs::read_dir(dir).map_err(|e| err(format!("not readable: {e}")))?;
+    let probe = dir.join(format!(".sigvault-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| err(format!("not writable: {e}")))?;
+    std::fs::remove_file(&probe).map_err(|e| err(format!("not writable: {e}")))?;
+    Ok(())
+}
+
+/// The keyed hash the root token is checked against: from `SIGVAULT_ROOT_TOKEN` (stored,
+/// replacing any previous one), else the stored one, else a freshly generated token.
+async fn root_token(
+    settings: &Settings,
+    store: &dyn Store,
+    hasher: &KeyedHasher,
+    clock: &SharedClock,
+) -> Result<(Vec<u8>, Option<SecretString>), StartupError> {
+    let now = unix_ms(clock.now());
+    if let Some(token) = &settings.root_token {
+        let hash = Authenticator::root_hash_of(hasher, token);
+        store.put_value(ROOT_TOKEN_VALUE, &hash, now).await?;
+        return Ok((hash.to_vec(), None));
+    }
+    if let Some(hash) = store.get_value(ROOT_TOKEN_VALUE).await? {
+        return Ok((hash, None));
+    }
+    let token = generate_token().map_err(|_| StartupError::Random)?;
+    let hash = Authenticator::root_hash_of(hasher, &token);
+    store.put_value(ROOT_TOKEN_VALUE, &hash, now).await?;
+    Ok((hash.to_vec(), Some(token)))
+}
+
+fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut flush = tokio::time::interval(flush_interval);
+        let mut maintenance = tokio::time::interval(MAINTENANCE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    if let Err(e) = state.keys.flush_usage().await {
+                        tracing::warn!(error = %e, "usage flush failed; counts kept for the next try");
+                    }
+                }
+                _ = maintenance.tick() => {
+                    state.keys.sweep_caches();
+                    if let Err(e) = state.keys.purge_due().await {
+                        tracing::warn!(error = %e, "destroying keys past their waiting period failed");
+                    }
+                    if let Err(e) = state.keys.rotate_due().await {
+                        tracing::warn!(error = %e, "automatic rotation failed");
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The accept loop: HTTP/1.1 with keep-alive, a request id per request (task-local for
+/// the handlers, `x-request-id` on every response), the peer address in the request
+/// extensions, and graceful shutdown.
+pub async fn serve<F>(listener: TcpListener, filter: F, shutdown: impl Future<Output = ()> + Send)
+where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    F::Future: Send,
+{
+    let graceful = GracefulShutdown::new();
+    let service = warp::service(filter);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(StdDuration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let handler = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let mut service = service.clone();
+            req.extensions_mut().insert(ClientAddr(peer));
+            let id = new_request_id();
+            async move {
+                let header = HeaderValue::from_str(&id).ok();
+                let mut response = with_request_id(id, service.call(req)).await?;
+                if let Some(value) = header {
+                    response.headers_mut().insert("x-request-id", value);
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let connection = builder.serve_connection(TokioIo::new(stream), handler);
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period ended with requests still in flight");
+    }
+}
