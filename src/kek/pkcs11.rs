@@ -282,7 +282,7 @@ impl KekProvider for Pkcs11Kek {
             let plain = self
                 .with_session(move |pooled| {
                     let kek = pooled.kek(version)?;
-                    unwrap_bytes(&pooled.session, kek, &wrapped).map_err(|e| unwrap_error(e))
+                    unwrap_bytes(&pooled.session, kek, &wrapped).map_err(unwrap_error)
                 })
                 .await?;
             Ok(Dek::from_slice(&plain)?)
@@ -300,7 +300,7 @@ impl PooledSession {
 }
 
 /// A wrap/unwrap failure that means "this blob does not open" rather than "HSM down".
-fn unwrap_error(err: CkError) -> KekError {
+pub(super) fn unwrap_error(err: CkError) -> KekError {
     match err {
         CkError::Pkcs11(
             RvError::WrappedKeyInvalid

@@ -491,3 +491,33 @@ async fn insert_version(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, key_id: &s
     .map_err(unavailable)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `synchronous`, `secure_delete` and `foreign_keys` are per connection: check them on
+    /// the store's own pools, where a crash-safety regression would hide.
+    #[tokio::test]
+    async fn every_connection_is_full_sync_secure_delete_with_foreign_keys() {
+        let dir = std::env::temp_dir().join(format!("sv-sqlite-pragmas-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&dir.join("s.db")).await.unwrap();
+        for pool in [&store.writer, &store.reader] {
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+            assert_eq!(sync, 2, "synchronous = FULL");
+            let secure: i64 = sqlx::query_scalar("PRAGMA secure_delete")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(secure, 1);
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(pool).await.unwrap();
+            assert_eq!(fk, 1);
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
+            assert_eq!(mode, "wal");
+        }
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,1 +1,4 @@
+//! Black-box tests of sigvault through its HTTP API and its binary, in ONE test binary
+//! (one link, shared helpers). Every test gets its own SoftHSM2 token and data dir.
 
+mod helpers;

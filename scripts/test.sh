@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this and nothing else).
+# Installs what the tests need when it is missing (SoftHSM2 through apt), then checks
+# formatting and lints, and runs every unit, vector and black-box test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "test.sh: cargo not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+if command -v rustup >/dev/null; then
+  rustup toolchain install --profile minimal --component rustfmt,clippy "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" >/dev/null 2>&1 || true
+fi
+
+softhsm/install.sh
+
+# Tests share one SoftHSM2 token directory per checkout (see .cargo/config.toml); start clean.
+rm -rf target/softhsm-test
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked --all-targets

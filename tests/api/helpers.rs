@@ -1,0 +1,407 @@
+//! Test harness: `spawn_app()` starts a real sigvault in-process on port 0 with a fresh
+//! SoftHSM2 token (its own label in the checkout's shared test token directory — SoftHSM2
+//! reads `SOFTHSM2_CONF` once per process, see `.cargo/config.toml`), a fresh SQLite file
+//! and a manual clock, and returns typed request helpers. `spawn_dev()` runs the real
+//! binary (`sigvault dev`) as a child process for restart and startup-failure tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration as StdDuration;
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sigvault::api::AppState;
+use sigvault::clock::ManualClock;
+use sigvault::config::{CacheSettings, KekSettings, KeySettings, Limits, Settings, StoreSettings};
+use sigvault::kek::pkcs11::{context, ensure_token, pin};
+use sigvault::startup::Application;
+use time::{Duration, OffsetDateTime};
+use tokio::sync::oneshot;
+
+pub const ROOT_TOKEN: &str = "svt_test-root-token-0123456789";
+pub const USER_PIN: &str = "test-user-pin";
+pub const SO_PIN: &str = "test-so-pin";
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("valid base64")
+}
+
+pub fn module_path() -> PathBuf {
+    std::env::var_os("SIGVAULT_TEST_PKCS11_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh, empty directory under the target dir (kept after the test for inspection).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique(tag));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A new SoftHSM2 token in the shared test token directory; returns its label.
+pub fn fresh_token() -> String {
+    let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is set by .cargo/config.toml"));
+    let token_dir = conf.parent().expect("conf has a parent").join("tokens");
+    sigvault::dev::write_softhsm_conf(&conf, &token_dir).expect("write SoftHSM2 conf");
+    let label: String = format!("t{}", unique("")).chars().take(32).collect();
+    let ctx = context(&module_path()).expect("load SoftHSM2");
+    ensure_token(&ctx, &label, &pin(SO_PIN), &pin(USER_PIN)).expect("create token");
+    label
+}
+
+/// Where a test app keeps its state, so it can be restarted on the same data.
+#[derive(Clone)]
+pub struct AppHome {
+    pub data_dir: PathBuf,
+    pub token_label: String,
+    pub limits: Limits,
+    pub cache: CacheSettings,
+}
+
+impl AppHome {
+    pub fn new() -> Self {
+        Self {
+            data_dir: temp_dir("app"),
+            token_label: fresh_token(),
+            limits: Limits::default(),
+            cache: CacheSettings {
+                ttl: Duration::hours(1),
+                max_entries: 1000,
+            },
+        }
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("sigvault.db")
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: self.data_dir.clone(),
+            log_level: "info".into(),
+            store: StoreSettings::Sqlite { path: self.database() },
+            kek: KekSettings::Pkcs11 {
+                module: module_path(),
+                token_label: self.token_label.clone(),
+                pin: SecretString::from(USER_PIN.to_owned()),
+                sessions: 2,
+            },
+            cache: self.cache,
+            keys: KeySettings {
+                default_pending_days: 7,
+                max_pending_days: 30,
+                usage_flush_interval: Duration::seconds(3600),
+            },
+            limits: self.limits,
+            root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub home: AppHome,
+    pub clock: Arc<ManualClock>,
+    pub state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The response of a test request.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub request_id: Option<String>,
+}
+
+impl Reply {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_in(AppHome::new()).await
+}
+
+pub async fn spawn_app_in(home: AppHome) -> TestApp {
+    let start = OffsetDateTime::from_unix_timestamp(1_790_000_000).expect("time");
+    let clock = Arc::new(ManualClock::new(start));
+    start_app(home, clock).await
+}
+
+async fn start_app(home: AppHome, clock: Arc<ManualClock>) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let app = Application::build_with(home.settings(), clock.clone(), Some(listener))
+        .await
+        .expect("app starts");
+    let addr = app.local_addr();
+    let state = app.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        home,
+        clock,
+        state,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops serving (flushing usage counters) and waits until it has.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops and starts again on the same data dir, token and clock.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        start_app(self.home.clone(), self.clock.clone()).await
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Reply {
+            status,
+            body,
+            request_id,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, Some(ROOT_TOKEN), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(ROOT_TOKEN),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &[u8]) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(ROOT_TOKEN), Some(body.to_vec()))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(
+            reqwest::Method::PATCH,
+            path,
+            Some(ROOT_TOKEN),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(reqwest::Method::DELETE, path, Some(ROOT_TOKEN), None).await
+    }
+
+    /// Creates an HMAC-SHA256 key named `name`; panics unless 201.
+    pub async fn create_key(&self, name: &str) -> Value {
+        let r = self
+            .post("/v1/keys", json!({"name": name, "algorithm": "hmac-sha256"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+
+    /// Imports `material` into `name` with `algorithm`; panics unless 201.
+    pub async fn import_key(&self, name: &str, algorithm: &str, material: &[u8]) -> Value {
+        let r = self
+            .post(
+                &format!("/v1/keys/{name}/import"),
+                json!({"key_material": b64(material), "algorithm": algorithm}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+
+    /// Signs `message` with the latest version; returns (signature bytes, version).
+    pub async fn sign(&self, name: &str, message: &[u8]) -> (Vec<u8>, u64) {
+        let r = self
+            .post(&format!("/v1/keys/{name}/sign"), json!({"message": b64(message)}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        (
+            unb64(r.body["signature"].as_str().expect("signature")),
+            r.body["key_version"].as_u64().expect("version"),
+        )
+    }
+
+    /// Verifies; returns the whole reply so tests can look at status, `valid` and version.
+    pub async fn verify(&self, name: &str, message: &[u8], signature: &[u8]) -> Reply {
+        self.post(
+            &format!("/v1/keys/{name}/verify"),
+            json!({"message": b64(message), "signature": b64(signature)}),
+        )
+        .await
+    }
+
+    /// Writes pending usage counters now (the test settings flush only hourly).
+    pub async fn flush_usage(&self) {
+        self.state.keys.flush_usage().await.expect("flush");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A `sigvault dev` child process.
+pub struct DevProcess {
+    pub child: Child,
+    pub addr: String,
+    pub stdout_lines: Vec<String>,
+}
+
+/// Starts the real binary with `sigvault dev --data-dir DIR --listen 127.0.0.1:0` and waits
+/// for its "listening on" line.
+pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
+    cmd.args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("SOFTHSM2_CONF")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(stderr_log(data_dir)).expect("stderr log"),
+        ));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn sigvault dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read stdout");
+        lines.push(line.clone());
+        if let Some(addr) = line.strip_prefix("listening on http://") {
+            return DevProcess {
+                child,
+                addr: addr.to_owned(),
+                stdout_lines: lines,
+            };
+        }
+    }
+    let _ = child.wait();
+    panic!(
+        "sigvault dev exited before listening: {}",
+        std::fs::read_to_string(stderr_log(data_dir)).unwrap_or_default()
+    );
+}
+
+/// Where `spawn_dev` sends the child's stderr (beside the data dir, not in it).
+pub fn stderr_log(data_dir: &Path) -> PathBuf {
+    data_dir.with_extension("stderr.log")
+}
+
+impl DevProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "sigvault dev exited with {status}");
+                return;
+            }
+            std::thread::sleep(StdDuration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("sigvault dev did not stop within 20 s of SIGTERM");
+    }
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary with `args` and `env` and returns (exit success, stdout, stderr), for
+/// commands expected to exit on their own (startup failures).
+pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
+    cmd.args(args).env_remove("SOFTHSM2_CONF");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run sigvault");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
