@@ -114,7 +114,11 @@ fn lock_pages(ptr: NonNull<u8>, size: usize) -> bool {
         if libc::mlock(ptr.as_ptr().cast(), size) == 0 {
             true
         } else {
-            MLOCK_REFUSED.store(true, Ordering::Relaxed);
+            if !MLOCK_REFUSED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "mlock refused (RLIMIT_MEMLOCK too small?): unwrapped secrets may be written to swap"
+                );
+            }
             false
         }
     }

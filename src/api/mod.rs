@@ -82,6 +82,7 @@ impl From<KeyError> for ApiError {
             KeyError::Kek(k) => kek_error(k),
             KeyError::Store(s) => store_error(s),
             KeyError::Corrupt(m) => ApiError::internal(format!("corrupt key data: {m}")),
+            KeyError::Random => ApiError::internal(e),
         }
     }
 }

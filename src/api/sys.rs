@@ -1,4 +1,5 @@
-//! `GET /v1/sys/health` and `GET /v1/sys/ping`: the only routes without authentication.
+//! `GET /v1/sys/health`, `GET /v1/sys/ping` and `GET /v1/openapi.json`: the only routes
+//! without authentication.
 //!
 //! Health runs the KEK self-test and a store ping, at most once every
 //! [`HEALTH_CACHE_SECONDS`] however often it is called, so an unauthenticated caller cannot
@@ -50,7 +51,23 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(call())
         .then(health);
     let ping = warp::path!("v1" / "sys" / "ping").and(call()).map(ping);
-    health.or(ping).unify().boxed()
+    let openapi = warp::path!("v1" / "openapi.json").and(call()).map(openapi);
+    health.or(ping).unify().or(openapi).unify().boxed()
+}
+
+/// The OpenAPI description of the routes this build serves (kept in step with API.md).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+fn openapi(call: Call) -> Response {
+    if call.method != Method::GET {
+        return reply::error(method_not_allowed(&call));
+    }
+    let mut response = Response::new(OPENAPI.into());
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn ping(call: Call) -> Response {

@@ -53,6 +53,8 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("stored key data is malformed: {0}")]
     Corrupt(String),
+    #[error("the operating system's random generator failed")]
+    Random,
 }
 
 pub type KeyResult<T> = Result<T, KeyError>;
@@ -117,7 +119,7 @@ fn parse_cached(record: KeyRecord) -> KeyResult<CachedKey> {
 
 fn random_id() -> KeyResult<String> {
     let mut raw = [0u8; 16];
-    getrandom::fill(&mut raw).map_err(|_| KeyError::Kek(KekError::SelfTest))?;
+    getrandom::fill(&mut raw).map_err(|_| KeyError::Random)?;
     Ok(format!(
         "k_{}",
         raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -168,7 +170,7 @@ impl KeyService {
                 "key_size must be between {MIN_GENERATED_KEY_SIZE} and {MAX_KEY_SIZE} bytes"
             )));
         }
-        let material = SecretBytes::random(size).map_err(|_| KeyError::Kek(KekError::SelfTest))?;
+        let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
         self.insert_new_key(name, &opts, &material).await
     }
 
@@ -259,7 +261,7 @@ impl KeyService {
         let latest = self.secret(&current, current.record.latest_version).await?;
         let size = latest.len().max(MIN_GENERATED_KEY_SIZE);
         drop(latest);
-        let material = SecretBytes::random(size).map_err(|_| KeyError::Kek(KekError::SelfTest))?;
+        let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
         self.add_version(name, |_| Ok(&material)).await
     }
 
