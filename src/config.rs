@@ -28,7 +28,7 @@ pub const SOFTHSM_MODULES: &[&str] = &[
     "/usr/local/lib/softhsm/libsofthsm2.so",
 ];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: Option<String>,
@@ -41,20 +41,20 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub url: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKek {
     pub provider: Option<String>,
     pub pkcs11: Option<RawPkcs11>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPkcs11 {
     pub module: Option<PathBuf>,
@@ -63,14 +63,14 @@ pub struct RawPkcs11 {
     pub sessions: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
     pub ttl: Option<String>,
     pub max_entries: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKeys {
     pub default_pending_days: Option<u32>,
@@ -78,7 +78,7 @@ pub struct RawKeys {
     pub usage_flush_interval: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
@@ -299,9 +299,27 @@ pub fn default_softhsm_module() -> Option<PathBuf> {
     SOFTHSM_MODULES.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
+/// Whether validation reads secret files (the PIN file): not when only checking values
+/// before the files exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Read,
+    Skip,
+}
+
+/// Validates every value of `raw` without reading secret files: lets `sigvault dev` refuse
+/// a bad config before it creates its data dir (where the PIN file will live).
+pub fn check(mode: Mode, raw: &RawConfig, env: &[(String, String)]) -> Result<(), ConfigError> {
+    Settings::validate(mode, raw.clone(), env, Secrets::Skip).map(drop)
+}
+
 impl Settings {
     /// Validates a merged raw config. `env` supplies the secret variables.
     pub fn from_raw(mode: Mode, raw: RawConfig, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        Self::validate(mode, raw, env, Secrets::Read)
+    }
+
+    fn validate(mode: Mode, raw: RawConfig, env: &[(String, String)], secrets: Secrets) -> Result<Self, ConfigError> {
         let env_var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let data_dir = data_dir_of(mode, &raw);
         let listen_text = raw.listen.clone().unwrap_or_else(|| "127.0.0.1:8200".into());
@@ -324,6 +342,7 @@ impl Settings {
             raw.kek.unwrap_or_default(),
             &data_dir,
             env_var("SIGVAULT_KEK__PKCS11__PIN"),
+            secrets,
         )?;
         let cache = cache_settings(raw.cache.unwrap_or_default())?;
         let keys = key_settings(raw.keys.unwrap_or_default())?;
@@ -372,7 +391,13 @@ fn store_settings(raw: RawStore, data_dir: &Path) -> Result<StoreSettings, Confi
     }
 }
 
-fn kek_settings(mode: Mode, raw: RawKek, data_dir: &Path, pin_env: Option<String>) -> Result<KekSettings, ConfigError> {
+fn kek_settings(
+    mode: Mode,
+    raw: RawKek,
+    data_dir: &Path,
+    pin_env: Option<String>,
+    secrets: Secrets,
+) -> Result<KekSettings, ConfigError> {
     let provider = raw.provider.unwrap_or_else(|| "pkcs11".into());
     if provider != "pkcs11" {
         return Err(invalid(
@@ -407,10 +432,14 @@ fn kek_settings(mode: Mode, raw: RawKek, data_dir: &Path, pin_env: Option<String
             "must be 1 to 32 bytes (the PKCS#11 label field)",
         ));
     }
+    let read = |path: &Path| match secrets {
+        Secrets::Read => read_pin(path),
+        Secrets::Skip => Ok(String::new()),
+    };
     let pin = match (pin_env, p.pin_file, mode) {
         (Some(pin), _, _) => pin,
-        (None, Some(file), _) => read_pin(&file)?,
-        (None, None, Mode::Dev) => read_pin(&data_dir.join("hsm-pin"))?,
+        (None, Some(file), _) => read(&file)?,
+        (None, None, Mode::Dev) => read(&data_dir.join("hsm-pin"))?,
         (None, None, Mode::Serve) => {
             return Err(invalid(
                 "kek.pkcs11.pin_file",
@@ -631,6 +660,25 @@ mod tests {
         };
         let s = Settings::from_raw(Mode::Dev, merge(None, &e, &overrides).unwrap(), &e).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:2");
+    }
+
+    #[test]
+    fn checking_a_config_reads_no_pin_file_but_catches_bad_values() {
+        let dir = temp("check");
+        let e = env(&[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]);
+        let overrides = Overrides {
+            listen: None,
+            data_dir: Some(dir.join("not-yet-created")),
+        };
+        check(Mode::Dev, &merge(None, &e, &overrides).unwrap(), &e).unwrap();
+        let e = env(&[
+            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+            ("SIGVAULT_LOG_LEVEL", "loud"),
+        ]);
+        let err = check(Mode::Dev, &merge(None, &e, &overrides).unwrap(), &e)
+            .err()
+            .unwrap();
+        assert!(err.to_string().starts_with("log_level:"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,8 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let overrides = Overrides { listen, data_dir };
             let raw = config::merge(config.as_deref(), &env, &overrides).map_err(|e| e.to_string())?;
+            // Every value is checked before the data dir is touched: a bad value leaves nothing.
+            config::check(Mode::Dev, &raw, &env).map_err(|e| e.to_string())?;
             let paths = sigvault::dev::prepare(&raw).map_err(|e| e.to_string())?;
             // SAFETY: no other thread exists yet (the runtime starts below), so nothing can
             // read the environment concurrently. SoftHSM2 reads this in C_Initialize.
@@ -88,6 +90,8 @@ fn run(cli: Cli) -> Result<(), String> {
             sigvault::dev::ensure_dev_token(&settings, paths).map_err(|e| e.to_string())?;
         }
         let app = Application::build(settings).await.map_err(|e| chain(&e))?;
+        // Registered before "listening on" is printed, so a stop right after it is graceful.
+        let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         if !hardening.core_dumps_disabled {
             tracing::warn!("could not disable core dumps");
         }
@@ -97,7 +101,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("root token: {}", token.expose_secret());
         }
         println!("listening on http://{}", app.local_addr());
-        app.run(shutdown_signal()).await;
+        app.run(shutdown).await;
         Ok(())
     })
 }
@@ -111,22 +115,16 @@ fn init_logging(level: &str) {
         .init();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+/// A future that resolves on SIGINT or SIGTERM. The handlers are installed now, not when
+/// the future is first polled.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }

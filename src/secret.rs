@@ -115,9 +115,7 @@ fn lock_pages(ptr: NonNull<u8>, size: usize) -> bool {
             true
         } else {
             if !MLOCK_REFUSED.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "mlock refused (RLIMIT_MEMLOCK too small?): unwrapped secrets may be written to swap"
-                );
+                tracing::warn!("mlock refused (RLIMIT_MEMLOCK too small?): unwrapped secrets may be written to swap");
             }
             false
         }

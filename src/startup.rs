@@ -179,6 +179,7 @@ impl Application {
         if let Err(e) = self.state.keys.flush_usage().await {
             tracing::warn!(error = %e, "final usage flush failed");
         }
+        self.state.store.close().await;
     }
 }
 

@@ -21,7 +21,7 @@ use crate::auth::Principal;
 use crate::clock::from_unix_ms;
 use crate::error::ApiError;
 use crate::keys::model::{Algorithm, Boundary, KeyState};
-use crate::keys::{CreateOptions, KeyDetails, KeyPatch};
+use crate::keys::{CreateOptions, KeyDetails, KeyPatch, Verdict};
 use crate::timefmt::{format_duration, parse_duration, rfc3339};
 
 const DEFAULT_PAGE: u32 = 100;
@@ -514,8 +514,8 @@ async fn verify_one(
     let message = decode_message(state, "message", message)?;
     let signature = base64_field("signature", signature)?;
     Ok(match state.keys.verify(name, &message, &signature, version).await? {
-        Some(v) => serde_json::json!({ "valid": true, "key_version": v }),
-        None => serde_json::json!({ "valid": false }),
+        Verdict::Valid(v) => serde_json::json!({ "valid": true, "key_version": v }),
+        failed => serde_json::json!({ "valid": false, "code": failed.code() }),
     })
 }
 

@@ -88,6 +88,28 @@ pub struct KeyPatch {
     pub exportable: Option<bool>,
 }
 
+/// The outcome of a verification that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The tag matched this version.
+    Valid(u32),
+    /// The tag has the algorithm's length but no version in the window produced it.
+    Mismatch,
+    /// The tag does not have the algorithm's full length (truncated tags are not accepted).
+    MalformedSignature,
+}
+
+impl Verdict {
+    /// The `code` a failed verification carries in the API.
+    pub fn code(self) -> &'static str {
+        match self {
+            Verdict::Valid(_) => "VALID",
+            Verdict::Mismatch => "SIGNATURE_MISMATCH",
+            Verdict::MalformedSignature => "MALFORMED_SIGNATURE",
+        }
+    }
+}
+
 /// A parsed, cached view of a key's row.
 struct CachedKey {
     record: KeyRecord,
@@ -104,6 +126,10 @@ pub struct KeyService {
     meta: TtlCache<String, CachedKey>,
     secrets: TtlCache<(String, u32), SecretBytes>,
     usage: UsageTracker,
+    /// Serialises this node's read-modify-write of key rows, so concurrent callers on one
+    /// node never exhaust the optimistic-locking retries (which remain for other nodes).
+    /// Writes are rare; the hot path never takes it.
+    writes: tokio::sync::Mutex<()>,
 }
 
 fn parse_cached(record: KeyRecord) -> KeyResult<CachedKey> {
@@ -152,6 +178,7 @@ impl KeyService {
             meta: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             usage: UsageTracker::default(),
+            writes: tokio::sync::Mutex::new(()),
             clock,
         }
     }
@@ -271,6 +298,7 @@ impl KeyService {
         name: &str,
         pick: impl Fn(&CachedKey) -> KeyResult<&'m SecretBytes>,
     ) -> KeyResult<KeyDetails> {
+        let _serialised = self.writes.lock().await;
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.load_fresh(name).await?;
             if current.state == KeyState::PendingDeletion {
@@ -407,6 +435,11 @@ impl KeyService {
             self.usage.forget(&record.id);
             tracing::info!(key = %record.name, "key destroyed after its waiting period");
         }
+        if destroyed > 0
+            && let Err(e) = self.store.checkpoint().await
+        {
+            tracing::warn!(error = %e, "checkpoint after destroying keys failed; retried at shutdown");
+        }
         Ok(destroyed)
     }
 
@@ -433,6 +466,7 @@ impl KeyService {
 
     /// Read-modify-write of a key's settings with optimistic locking.
     async fn update(&self, name: &str, apply: impl Fn(&mut CachedKey) -> KeyResult<()>) -> KeyResult<KeyDetails> {
+        let _serialised = self.writes.lock().await;
         for _ in 0..UPDATE_ATTEMPTS {
             let mut key = self.load_fresh(name).await?;
             apply(&mut key)?;
@@ -573,8 +607,8 @@ impl KeyService {
     }
 
     /// Checks `tag` against one version, or every version from `min_verify_version` to the
-    /// latest. Returns the version that matched, if any.
-    pub async fn verify(&self, name: &str, message: &[u8], tag: &[u8], version: Option<u32>) -> KeyResult<Option<u32>> {
+    /// latest. Says which version matched, or why none did.
+    pub async fn verify(&self, name: &str, message: &[u8], tag: &[u8], version: Option<u32>) -> KeyResult<Verdict> {
         self.check_message(message)?;
         let key = self.usable(name).await?;
         let window = match version {
@@ -585,17 +619,17 @@ impl KeyService {
             None => key.record.min_verify_version..=key.record.latest_version,
         };
         if tag.len() != key.algorithm.tag_len() {
-            return Ok(None);
+            return Ok(Verdict::MalformedSignature);
         }
         for v in window.rev() {
             let secret = self.secret(&key, v).await?;
             // The HMAC consumes the key material; comparison is constant-time.
             if key.algorithm.verify(secret.expose_secret(), message, tag) {
                 self.usage.record(&key.record.id, v, 0, 1, self.now_ms());
-                return Ok(Some(v));
+                return Ok(Verdict::Valid(v));
             }
         }
-        Ok(None)
+        Ok(Verdict::Mismatch)
     }
 
     // ----- maintenance -----------------------------------------------------------------

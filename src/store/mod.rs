@@ -2,7 +2,7 @@
 //!
 //! A store holds nothing a dump could turn into a secret: sealed records
 //! ([`SealedRecord`]), keyed hashes and metadata. It knows nothing of HTTP and performs no
-//! cryptography. Every implementation passes the same test body (`tests` below for SQLite).
+//! cryptography. Every implementation passes the same test body ([`contract_tests`]).
 //! Times are Unix milliseconds; the domain modules convert.
 
 pub mod sqlite;
@@ -141,6 +141,14 @@ pub trait Store: Send + Sync {
     fn get_value<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>>;
 
     fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Moves committed data out of any journal the backend keeps beside its files, so a
+    /// destroyed record cannot be recovered from old journal pages. Run after destroying
+    /// keys and at shutdown.
+    fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Checkpoints and closes every connection (clean shutdown). The store is unusable after.
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
 #[cfg(test)]
 mod contract_tests;

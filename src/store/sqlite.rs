@@ -98,16 +98,6 @@ impl SqliteStore {
         }
         Ok(())
     }
-
-    /// Forces the WAL into the main file and truncates it, so destroyed records do not
-    /// linger in old WAL frames.
-    pub async fn checkpoint(&self) -> StoreResult<()> {
-        sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
 }
 
 fn get_u32(row: &SqliteRow, col: &str) -> StoreResult<u32> {
@@ -456,6 +446,20 @@ impl Store for SqliteStore {
         })
     }
 
+    fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.wal_checkpoint())
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.reader.close().await;
+            if let Err(e) = self.wal_checkpoint().await {
+                tracing::warn!(error = %e, "final WAL checkpoint failed");
+            }
+            self.writer.close().await;
+        })
+    }
+
     fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             sqlx::query(
@@ -470,6 +474,23 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
             Ok(())
         })
+    }
+}
+
+impl SqliteStore {
+    /// Forces the WAL into the main file and truncates it, so destroyed records do not
+    /// linger in old WAL frames.
+    async fn wal_checkpoint(&self) -> StoreResult<()> {
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(unavailable)?;
+        if busy != 0 {
+            return Err(StoreError::Unavailable(sqlx::Error::Protocol(
+                "WAL checkpoint blocked by a reader; retried at the next checkpoint".into(),
+            )));
+        }
+        Ok(())
     }
 }
 
