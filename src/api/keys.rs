@@ -4,6 +4,7 @@
 //! `import`, is decoded straight into a secret buffer, and the body buffer holding it is
 //! zeroized. Responses never carry material.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,15 +29,27 @@ const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 const MAX_REFERENCE_LEN: usize = 256;
 
+/// `/v1/keys`, `/v1/keys/{name}` and `/v1/keys/{name}/{action}`, dispatched once on the
+/// path tail (the hot sign/verify routes should not pay for trying routes one by one).
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let s = || with_state(Arc::clone(&state));
-    let collection = warp::path!("v1" / "keys").and(s()).and(call()).then(collection);
-    let item = warp::path!("v1" / "keys" / String).and(s()).and(call()).then(item);
-    let action = warp::path!("v1" / "keys" / String / String)
-        .and(s())
+    warp::path("keys")
+        .and(warp::path::tail())
+        .and(with_state(state))
         .and(call())
-        .then(action);
-    collection.or(item).unify().or(action).unify().boxed()
+        .then(dispatch)
+        .boxed()
+}
+
+async fn dispatch(tail: warp::path::Tail, state: Arc<AppState>, call: Call) -> Response {
+    let mut segments = tail.as_str().split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (None | Some(""), None, None) => collection(state, call).await,
+        (Some(name), None, None) => item(name.to_owned(), state, call).await,
+        (Some(name), Some(action_name), None) if !name.is_empty() => {
+            action(name.to_owned(), action_name.to_owned(), state, call).await
+        }
+        _ => reply::error(ApiError::new(crate::error::ErrorCode::NotFound, "no such route")),
+    }
 }
 
 async fn collection(state: Arc<AppState>, mut call: Call) -> Response {
@@ -176,38 +189,107 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 #[serde(deny_unknown_fields)]
 struct EmptyRequest {}
 
+// Sign/verify bodies borrow their strings from the request buffer (`Cow` falls back to an
+// owned string only when the JSON escapes a character): the hot path copies nothing.
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignRequest {
-    message: Option<String>,
+struct SignRequest<'a> {
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
     key_version: Option<u32>,
-    batch: Option<Vec<SignItem>>,
+    #[serde(borrow)]
+    batch: Option<Vec<SignItem<'a>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignItem {
-    message: String,
+struct SignItem<'a> {
+    #[serde(borrow)]
+    message: Cow<'a, str>,
     key_version: Option<u32>,
-    reference: Option<String>,
+    #[serde(borrow)]
+    reference: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VerifyRequest {
-    message: Option<String>,
-    signature: Option<String>,
+struct VerifyRequest<'a> {
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    signature: Option<Cow<'a, str>>,
     key_version: Option<u32>,
-    batch: Option<Vec<VerifyItem>>,
+    #[serde(borrow)]
+    batch: Option<Vec<VerifyItem<'a>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VerifyItem {
-    message: String,
+struct VerifyItem<'a> {
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    #[serde(borrow)]
+    signature: Cow<'a, str>,
+    key_version: Option<u32>,
+    #[serde(borrow)]
+    reference: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct Signed {
     signature: String,
+    key_version: u32,
+}
+
+#[derive(Serialize)]
+struct Verified {
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     key_version: Option<u32>,
-    reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+}
+
+/// One answer of a batch: the single-form answer or an error, with the caller's reference.
+#[derive(Serialize)]
+struct BatchItem<'a, T> {
+    #[serde(flatten)]
+    outcome: Outcome<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outcome<T> {
+    Done(T),
+    Failed { error: ItemError },
+}
+
+#[derive(Serialize)]
+struct ItemError {
+    code: &'static str,
+    message: String,
+}
+
+impl<T> From<Result<T, ApiError>> for Outcome<T> {
+    fn from(result: Result<T, ApiError>) -> Self {
+        match result {
+            Ok(done) => Outcome::Done(done),
+            Err(e) => Outcome::Failed {
+                error: ItemError {
+                    code: e.code.as_str(),
+                    message: e.message,
+                },
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Batch<'a, T> {
+    batch: Vec<BatchItem<'a, T>>,
 }
 
 #[derive(Serialize)]
@@ -421,34 +503,17 @@ async fn import_key(state: &AppState, call: &mut Call, name: &str) -> Result<Res
 
 // ----- sign and verify ------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct ItemError {
-    code: &'static str,
-    message: String,
-}
-
-fn item_error(e: ApiError) -> serde_json::Value {
-    serde_json::json!({ "error": ItemError { code: e.code.as_str(), message: e.message } })
-}
-
-fn with_reference(mut value: serde_json::Value, reference: Option<String>) -> serde_json::Value {
-    if let (Some(r), Some(obj)) = (reference, value.as_object_mut()) {
-        obj.insert("reference".into(), serde_json::Value::String(r));
-    }
-    value
-}
-
-fn check_batch<T>(state: &AppState, batch: &[T], items: &[Option<&String>]) -> Result<(), ApiError> {
-    if batch.is_empty() {
+fn check_batch(state: &AppState, len: usize, mut references: impl Iterator<Item = usize>) -> Result<(), ApiError> {
+    if len == 0 {
         return Err(ApiError::invalid("batch must not be empty"));
     }
-    if batch.len() > state.limits.max_batch_items {
+    if len > state.limits.max_batch_items {
         return Err(ApiError::invalid(format!(
             "batch is limited to {} items",
             state.limits.max_batch_items
         )));
     }
-    if items.iter().flatten().any(|r| r.len() > MAX_REFERENCE_LEN) {
+    if references.any(|len| len > MAX_REFERENCE_LEN) {
         return Err(ApiError::invalid(format!(
             "reference is limited to {MAX_REFERENCE_LEN} bytes"
         )));
@@ -467,38 +532,42 @@ fn decode_message(state: &AppState, field: &str, text: &str) -> Result<Vec<u8>, 
     base64_field(field, text)
 }
 
-async fn sign_one(
-    state: &AppState,
-    name: &str,
-    message: &str,
-    version: Option<u32>,
-) -> Result<serde_json::Value, ApiError> {
+async fn sign_one(state: &AppState, name: &str, message: &str, version: Option<u32>) -> Result<Signed, ApiError> {
     let message = decode_message(state, "message", message)?;
-    let (tag, version) = state.keys.sign(name, &message, version).await?;
-    Ok(serde_json::json!({ "signature": base64(&tag), "key_version": version }))
+    let (tag, key_version) = state.keys.sign(name, &message, version).await?;
+    Ok(Signed {
+        signature: base64(&tag),
+        key_version,
+    })
 }
 
 async fn sign_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
     authenticate(state, call)?;
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
-    let req: SignRequest = parse_json(&body)?;
+    let req: SignRequest<'_> = parse_json(&body)?;
     match (req.message, req.batch) {
         (Some(message), None) => Ok(json(
             StatusCode::OK,
             &sign_one(state, name, &message, req.key_version).await?,
         )),
-        (None, Some(batch)) => {
+        (None, Some(items)) => {
             if req.key_version.is_some() {
                 return Err(ApiError::invalid("with batch, give key_version per item"));
             }
-            let refs: Vec<Option<&String>> = batch.iter().map(|i| i.reference.as_ref()).collect();
-            check_batch(state, &batch, &refs)?;
-            let mut out = Vec::with_capacity(batch.len());
-            for item in batch {
-                let result = sign_one(state, name, &item.message, item.key_version).await;
-                out.push(with_reference(result.unwrap_or_else(item_error), item.reference));
+            check_batch(
+                state,
+                items.len(),
+                items.iter().filter_map(|i| i.reference.as_ref().map(|r| r.len())),
+            )?;
+            let mut batch = Vec::with_capacity(items.len());
+            for item in items {
+                let outcome = sign_one(state, name, &item.message, item.key_version).await.into();
+                batch.push(BatchItem {
+                    outcome,
+                    reference: item.reference,
+                });
             }
-            Ok(json(StatusCode::OK, &serde_json::json!({ "batch": out })))
+            Ok(json(StatusCode::OK, &Batch { batch }))
         }
         _ => Err(ApiError::invalid("give either message or batch")),
     }
@@ -510,36 +579,52 @@ async fn verify_one(
     message: &str,
     signature: &str,
     version: Option<u32>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Verified, ApiError> {
     let message = decode_message(state, "message", message)?;
     let signature = base64_field("signature", signature)?;
     Ok(match state.keys.verify(name, &message, &signature, version).await? {
-        Verdict::Valid(v) => serde_json::json!({ "valid": true, "key_version": v }),
-        failed => serde_json::json!({ "valid": false, "code": failed.code() }),
+        Verdict::Valid(v) => Verified {
+            valid: true,
+            key_version: Some(v),
+            code: None,
+        },
+        failed => Verified {
+            valid: false,
+            key_version: None,
+            code: Some(failed.code()),
+        },
     })
 }
 
 async fn verify_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
     authenticate(state, call)?;
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
-    let req: VerifyRequest = parse_json(&body)?;
+    let req: VerifyRequest<'_> = parse_json(&body)?;
     match (req.message, req.signature, req.batch) {
         (Some(message), Some(signature), None) => Ok(json(
             StatusCode::OK,
             &verify_one(state, name, &message, &signature, req.key_version).await?,
         )),
-        (None, None, Some(batch)) => {
+        (None, None, Some(items)) => {
             if req.key_version.is_some() {
                 return Err(ApiError::invalid("with batch, give key_version per item"));
             }
-            let refs: Vec<Option<&String>> = batch.iter().map(|i| i.reference.as_ref()).collect();
-            check_batch(state, &batch, &refs)?;
-            let mut out = Vec::with_capacity(batch.len());
-            for item in batch {
-                let result = verify_one(state, name, &item.message, &item.signature, item.key_version).await;
-                out.push(with_reference(result.unwrap_or_else(item_error), item.reference));
+            check_batch(
+                state,
+                items.len(),
+                items.iter().filter_map(|i| i.reference.as_ref().map(|r| r.len())),
+            )?;
+            let mut batch = Vec::with_capacity(items.len());
+            for item in items {
+                let outcome = verify_one(state, name, &item.message, &item.signature, item.key_version)
+                    .await
+                    .into();
+                batch.push(BatchItem {
+                    outcome,
+                    reference: item.reference,
+                });
             }
-            Ok(json(StatusCode::OK, &serde_json::json!({ "batch": out })))
+            Ok(json(StatusCode::OK, &Batch { batch }))
         }
         _ => Err(ApiError::invalid("give message and signature, or batch")),
     }

@@ -35,11 +35,11 @@ pub struct AppState {
     pub health: sys::HealthCache,
 }
 
-/// All routes, with the not-found fallback.
+/// All routes, with the not-found fallback. The `v1` segment is matched once; the hot
+/// `/v1/keys…` routes come first.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    sys::routes(Arc::clone(&state))
-        .or(keys::routes(state))
-        .unify()
+    warp::path("v1")
+        .and(keys::routes(Arc::clone(&state)).or(sys::routes(state)).unify())
         .recover(recover)
         .unify()
         .boxed()
@@ -55,7 +55,7 @@ pub fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,
 }
 
 /// The caller, from its bearer token.
-pub fn authenticate(state: &AppState, call: &Call) -> Result<Principal, ApiError> {
+pub fn authenticate(state: &AppState, call: &Call) -> Result<Arc<Principal>, ApiError> {
     state
         .auth
         .authenticate(call.header("authorization"))

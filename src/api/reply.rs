@@ -2,8 +2,8 @@
 //! request bodies and base64 fields into [`ApiError`]s with stable codes.
 
 use base64::Engine as _;
+use serde::Deserialize;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use warp::http::{StatusCode, header};
 use warp::reply::Response;
 
@@ -64,7 +64,7 @@ pub fn respond(result: Result<Response, ApiError>) -> Response {
 
 /// Parses a JSON body. Error messages keep field names but drop quoted input values, so a
 /// misplaced secret is never echoed back or logged.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {}", scrub_quoted(&e.to_string()))))
 }

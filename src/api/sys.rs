@@ -46,12 +46,12 @@ struct Health {
 }
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let health = warp::path!("v1" / "sys" / "health")
+    let health = warp::path!("sys" / "health")
         .and(with_state(state))
         .and(call())
         .then(health);
-    let ping = warp::path!("v1" / "sys" / "ping").and(call()).map(ping);
-    let openapi = warp::path!("v1" / "openapi.json").and(call()).map(openapi);
+    let ping = warp::path!("sys" / "ping").and(call()).map(ping);
+    let openapi = warp::path!("openapi.json").and(call()).map(openapi);
     health.or(ping).unify().or(openapi).unify().boxed()
 }
 

@@ -6,7 +6,11 @@
 
 pub mod keyed_hash;
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 use keyed_hash::KeyedHasher;
 
@@ -62,15 +66,32 @@ pub fn generate_token() -> Result<SecretString, getrandom::Error> {
     Ok(SecretString::from(format!("{TOKEN_PREFIX}{body}")))
 }
 
+/// Most distinct tokens remembered as verified; the memory is cleared when full.
+const VERIFIED_CACHE_MAX: usize = 10_000;
+
 /// Resolves bearer tokens to principals.
+///
+/// A token that passed the keyed-hash check is remembered by its SHA-256 digest (in memory
+/// only; the store never holds an unkeyed hash), so the hot path costs one hash and a map
+/// lookup. Revocation (with named tokens) must call [`Authenticator::forget_all`].
 pub struct Authenticator {
     hasher: KeyedHasher,
     root_hash: Vec<u8>,
+    verified: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
 }
 
 impl Authenticator {
     pub fn new(hasher: KeyedHasher, root_hash: Vec<u8>) -> Self {
-        Self { hasher, root_hash }
+        Self {
+            hasher,
+            root_hash,
+            verified: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Drops every remembered verification (after a revocation).
+    pub fn forget_all(&self) {
+        self.verified.write().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     pub fn hasher(&self) -> &KeyedHasher {
@@ -84,7 +105,7 @@ impl Authenticator {
     }
 
     /// Authenticates an `Authorization` header value.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Principal>, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let (scheme, token) = header.trim().split_once(' ').ok_or(AuthError::Missing)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -94,14 +115,28 @@ impl Authenticator {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Invalid);
         }
-        if self
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self
+            .verified
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&digest)
+        {
+            return Ok(Arc::clone(hit));
+        }
+        if !self
             .hasher
             .matches(ROOT_TOKEN_DOMAIN, token.as_bytes(), &self.root_hash)
         {
-            Ok(Principal::root())
-        } else {
-            Err(AuthError::Invalid)
+            return Err(AuthError::Invalid);
         }
+        let principal = Arc::new(Principal::root());
+        let mut verified = self.verified.write().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_CACHE_MAX {
+            verified.clear();
+        }
+        verified.insert(digest, Arc::clone(&principal));
+        Ok(principal)
     }
 }
 
@@ -117,15 +152,16 @@ mod tests {
     }
 
     #[test]
-    fn the_root_token_authenticates_as_root_in_admin() {
+    fn the_root_token_authenticates_as_root_in_admin_before_and_after_forgetting() {
         let a = auth("svt_0123456789abcdef");
+        let root = Arc::new(Principal::root());
+        assert_eq!(a.authenticate(Some("Bearer svt_0123456789abcdef")), Ok(root.clone()));
+        assert_eq!(a.authenticate(Some("bearer   svt_0123456789abcdef ")), Ok(root.clone()));
+        a.forget_all();
+        assert_eq!(a.authenticate(Some("Bearer svt_0123456789abcdef")), Ok(root));
         assert_eq!(
-            a.authenticate(Some("Bearer svt_0123456789abcdef")),
-            Ok(Principal::root())
-        );
-        assert_eq!(
-            a.authenticate(Some("bearer   svt_0123456789abcdef ")),
-            Ok(Principal::root())
+            a.authenticate(Some("Bearer svt_0123456789abcdeX")),
+            Err(AuthError::Invalid)
         );
     }
 

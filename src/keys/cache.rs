@@ -60,7 +60,11 @@ impl<K: Eq + Hash + Clone, V> TtlCache<K, V> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn get(&self, key: &K) -> Option<Arc<V>> {
+    pub fn get<Q>(&self, key: &Q) -> Option<Arc<V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let now = unix_ms(self.clock.now());
         let mut inner = self.lock();
         match inner.map.get(key) {

@@ -112,6 +112,8 @@ impl Verdict {
 
 /// A parsed, cached view of a key's row.
 struct CachedKey {
+    /// `record.id`, shared: cache and counter keys clone it without allocating.
+    id: Arc<str>,
     record: KeyRecord,
     algorithm: Algorithm,
     state: KeyState,
@@ -124,7 +126,7 @@ pub struct KeyService {
     settings: KeySettings,
     max_message_bytes: usize,
     meta: TtlCache<String, CachedKey>,
-    secrets: TtlCache<(String, u32), SecretBytes>,
+    secrets: TtlCache<(Arc<str>, u32), SecretBytes>,
     usage: UsageTracker,
     /// Serialises this node's read-modify-write of key rows, so concurrent callers on one
     /// node never exhaust the optimistic-locking retries (which remain for other nodes).
@@ -137,6 +139,7 @@ fn parse_cached(record: KeyRecord) -> KeyResult<CachedKey> {
         .ok_or_else(|| KeyError::Corrupt(format!("algorithm '{}'", record.algorithm)))?;
     let state = KeyState::parse(&record.state).ok_or_else(|| KeyError::Corrupt(format!("state '{}'", record.state)))?;
     Ok(CachedKey {
+        id: Arc::from(record.id.as_str()),
         record,
         algorithm,
         state,
@@ -524,7 +527,7 @@ impl KeyService {
 
     /// The key's cached metadata, loading it on a miss.
     async fn cached(&self, name: &str) -> KeyResult<Arc<CachedKey>> {
-        if let Some(hit) = self.meta.get(&name.to_owned()) {
+        if let Some(hit) = self.meta.get(name) {
             return Ok(hit);
         }
         let token = self.meta.fill_token();
@@ -535,7 +538,7 @@ impl KeyService {
 
     /// The unwrapped material of one version: from the cache, or one KEK unwrap.
     async fn secret(&self, key: &CachedKey, version: u32) -> KeyResult<Arc<SecretBytes>> {
-        let cache_key = (key.record.id.clone(), version);
+        let cache_key = (Arc::clone(&key.id), version);
         if let Some(hit) = self.secrets.get(&cache_key) {
             return Ok(hit);
         }
@@ -552,7 +555,7 @@ impl KeyService {
     fn invalidate(&self, name: &str, key_id: Option<&str>) {
         self.meta.invalidate(|n| n == name);
         if let Some(id) = key_id {
-            self.secrets.invalidate(|(k, _)| k == id);
+            self.secrets.invalidate(|(k, _)| k.as_ref() == id);
         }
     }
 
@@ -602,7 +605,7 @@ impl KeyService {
         let secret = self.secret(&key, version).await?;
         // The HMAC consumes the key material; the tag is public.
         let tag = key.algorithm.sign(secret.expose_secret(), message);
-        self.usage.record(&key.record.id, version, 1, 0, self.now_ms());
+        self.usage.record(&key.id, version, 1, 0, self.now_ms());
         Ok((tag, version))
     }
 
@@ -625,7 +628,7 @@ impl KeyService {
             let secret = self.secret(&key, v).await?;
             // The HMAC consumes the key material; comparison is constant-time.
             if key.algorithm.verify(secret.expose_secret(), message, tag) {
-                self.usage.record(&key.record.id, v, 0, 1, self.now_ms());
+                self.usage.record(&key.id, v, 0, 1, self.now_ms());
                 return Ok(Verdict::Valid(v));
             }
         }

@@ -6,7 +6,7 @@
 //! is always current on this node.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::store::UsageDelta;
 
@@ -19,17 +19,18 @@ pub struct Pending {
 
 #[derive(Default)]
 pub struct UsageTracker {
-    pending: Mutex<HashMap<(String, u32), Pending>>,
+    pending: Mutex<HashMap<(Arc<str>, u32), Pending>>,
 }
 
 impl UsageTracker {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, u32), Pending>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(Arc<str>, u32), Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn record(&self, key_id: &str, version: u32, signs: u64, verifies: u64, now_ms: i64) {
+    /// Adds to a version's counts. `key_id` is shared, so the hot path does not allocate.
+    pub fn record(&self, key_id: &Arc<str>, version: u32, signs: u64, verifies: u64, now_ms: i64) {
         let mut pending = self.lock();
-        let entry = pending.entry((key_id.to_owned(), version)).or_default();
+        let entry = pending.entry((Arc::clone(key_id), version)).or_default();
         entry.signs += signs;
         entry.verifies += verifies;
         entry.last_used_at_ms = entry.last_used_at_ms.max(now_ms);
@@ -39,7 +40,7 @@ impl UsageTracker {
     pub fn pending_for(&self, key_id: &str) -> HashMap<u32, Pending> {
         self.lock()
             .iter()
-            .filter(|((id, _), _)| id == key_id)
+            .filter(|((id, _), _)| id.as_ref() == key_id)
             .map(|((_, v), p)| (*v, *p))
             .collect()
     }
@@ -49,7 +50,7 @@ impl UsageTracker {
         self.lock()
             .drain()
             .map(|((key_id, version), p)| UsageDelta {
-                key_id,
+                key_id: key_id.to_string(),
                 version,
                 signs: p.signs,
                 verifies: p.verifies,
@@ -61,13 +62,13 @@ impl UsageTracker {
     /// Puts back deltas whose flush failed, so nothing is lost to a store outage.
     pub fn restore(&self, deltas: Vec<UsageDelta>) {
         for d in deltas {
-            self.record(&d.key_id, d.version, d.signs, d.verifies, d.last_used_at_ms);
+            self.record(&Arc::from(d.key_id), d.version, d.signs, d.verifies, d.last_used_at_ms);
         }
     }
 
     /// Drops pending counts of a destroyed key.
     pub fn forget(&self, key_id: &str) {
-        self.lock().retain(|(id, _), _| id != key_id);
+        self.lock().retain(|(id, _), _| id.as_ref() != key_id);
     }
 }
 
@@ -78,10 +79,11 @@ mod tests {
     #[test]
     fn counts_accumulate_until_taken_and_survive_a_failed_flush() {
         let u = UsageTracker::default();
-        u.record("k1", 1, 1, 0, 10);
-        u.record("k1", 1, 1, 0, 5);
-        u.record("k1", 2, 0, 1, 20);
-        u.record("k2", 1, 0, 1, 30);
+        let (k1, k2): (Arc<str>, Arc<str>) = (Arc::from("k1"), Arc::from("k2"));
+        u.record(&k1, 1, 1, 0, 10);
+        u.record(&k1, 1, 1, 0, 5);
+        u.record(&k1, 2, 0, 1, 20);
+        u.record(&k2, 1, 0, 1, 30);
         let mine = u.pending_for("k1");
         assert_eq!(
             mine.get(&1),
