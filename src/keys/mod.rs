@@ -234,7 +234,7 @@ impl KeyService {
                     cached.algorithm.as_str()
                 )));
             }
-            let details = self.add_version(name, |_| Ok(&material)).await?;
+            let details = self.add_version(name, &material).await?;
             return Ok((details, false));
         }
         let details = self.insert_new_key(name, &create, &material).await?;
@@ -292,24 +292,17 @@ impl KeyService {
         let size = latest.len().max(MIN_GENERATED_KEY_SIZE);
         drop(latest);
         let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
-        self.add_version(name, |_| Ok(&material)).await
+        self.add_version(name, &material).await
     }
 
-    /// Appends a version with the material `pick` returns, retrying on concurrent changes.
-    async fn add_version<'m>(
-        &self,
-        name: &str,
-        pick: impl Fn(&CachedKey) -> KeyResult<&'m SecretBytes>,
-    ) -> KeyResult<KeyDetails> {
-        let _serialised = self.writes.lock().await;
-        for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.load_fresh(name).await?;
+    /// Appends a version holding `material`, sealed for its own identity.
+    async fn add_version(&self, name: &str, material: &SecretBytes) -> KeyResult<KeyDetails> {
+        self.write_key(name, |current| async move {
             if current.state == KeyState::PendingDeletion {
                 return Err(KeyError::Precondition(format!("key '{name}' is pending deletion")));
             }
-            let material = pick(&current)?;
             let version = current.record.latest_version.saturating_add(1);
-            // Sealing the new version's material for its own identity.
+            // Sealing the new version's material: the only place it is consumed.
             let sealed = self
                 .keyring
                 .seal(&identity(&current.record, version), material.expose_secret())
@@ -319,16 +312,9 @@ impl KeyService {
                 created_at_ms: self.now_ms(),
                 sealed,
             };
-            match self.store.add_version(&current.record, &new).await {
-                Ok(record) => {
-                    self.invalidate(name, Some(&record.id));
-                    return self.details(record).await;
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(KeyError::Store(StoreError::Conflict))
+            Ok(self.store.add_version(&current.record, &new).await?)
+        })
+        .await
     }
 
     pub async fn patch(&self, name: &str, patch: KeyPatch) -> KeyResult<KeyDetails> {
@@ -467,19 +453,33 @@ impl KeyService {
         Ok(rotated)
     }
 
-    /// Read-modify-write of a key's settings with optimistic locking.
+    /// Read-modify-write of a key's settings.
     async fn update(&self, name: &str, apply: impl Fn(&mut CachedKey) -> KeyResult<()>) -> KeyResult<KeyDetails> {
+        let apply = &apply;
+        self.write_key(name, |mut key| async move {
+            apply(&mut key)?;
+            Ok(self.store.update_key(&key.record).await?)
+        })
+        .await
+    }
+
+    /// One write of a key row: `write` gets a fresh copy of the row and writes it back with
+    /// the revision it read. Writes of this node are serialised; a conflict with another
+    /// node retries on a fresh copy. Caches are invalidated after the write.
+    async fn write_key<F, Fut>(&self, name: &str, write: F) -> KeyResult<KeyDetails>
+    where
+        F: Fn(CachedKey) -> Fut,
+        Fut: std::future::Future<Output = KeyResult<KeyRecord>>,
+    {
         let _serialised = self.writes.lock().await;
         for _ in 0..UPDATE_ATTEMPTS {
-            let mut key = self.load_fresh(name).await?;
-            apply(&mut key)?;
-            match self.store.update_key(&key.record).await {
+            match write(self.load_fresh(name).await?).await {
                 Ok(record) => {
                     self.invalidate(name, Some(&record.id));
                     return self.details(record).await;
                 }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+                Err(KeyError::Store(StoreError::Conflict)) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(KeyError::Store(StoreError::Conflict))

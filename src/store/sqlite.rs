@@ -274,14 +274,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::Conflict);
             }
             insert_version(&mut tx, &key.id, new).await?;
-            let row = sqlx::query(key_query("WHERE id = ?"))
-                .bind(&key.id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            let record = key_from_row(&row)?;
-            tx.commit().await.map_err(unavailable)?;
-            Ok(record)
+            commit_and_reread(tx, &key.id).await
         })
     }
 
@@ -308,14 +301,7 @@ impl Store for SqliteStore {
             if updated.rows_affected() != 1 {
                 return Err(StoreError::Conflict);
             }
-            let row = sqlx::query(key_query("WHERE id = ?"))
-                .bind(&key.id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            let record = key_from_row(&row)?;
-            tx.commit().await.map_err(unavailable)?;
-            Ok(record)
+            commit_and_reread(tx, &key.id).await
         })
     }
 
@@ -492,6 +478,18 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Reads a key row back inside the transaction that changed it, then commits.
+async fn commit_and_reread(mut tx: sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> StoreResult<KeyRecord> {
+    let row = sqlx::query(key_query("WHERE id = ?"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let record = key_from_row(&row)?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(record)
 }
 
 async fn insert_version(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, key_id: &str, v: &NewVersion) -> StoreResult<()> {
