@@ -4,30 +4,31 @@
 //! `import`, is decoded straight into a secret buffer, and the body buffer holding it is
 //! zeroized. Responses never carry material.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
+
+mod sign;
+use sign::{sign_message, verify_message};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use super::context::{Call, call};
-use super::reply::{self, base64, base64_field, base64_secret, json, parse_json};
+use super::reply::{self, base64_secret, json, parse_json};
 use super::{AppState, authenticate, method_not_allowed, with_state};
 use crate::auth::Principal;
 use crate::clock::from_unix_ms;
 use crate::error::ApiError;
 use crate::keys::model::{Algorithm, Boundary, KeyState};
-use crate::keys::{CreateOptions, KeyDetails, KeyPatch, Verdict};
+use crate::keys::{CreateOptions, KeyDetails, KeyPatch};
 use crate::timefmt::{format_duration, parse_duration, rfc3339};
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
-const MAX_REFERENCE_LEN: usize = 256;
 
 /// `/v1/keys`, `/v1/keys/{name}` and `/v1/keys/{name}/{action}`, dispatched once on the
 /// path tail (the hot sign/verify routes should not pay for trying routes one by one).
@@ -188,109 +189,6 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmptyRequest {}
-
-// Sign/verify bodies borrow their strings from the request buffer (`Cow` falls back to an
-// owned string only when the JSON escapes a character): the hot path copies nothing.
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignRequest<'a> {
-    #[serde(borrow)]
-    message: Option<Cow<'a, str>>,
-    key_version: Option<u32>,
-    #[serde(borrow)]
-    batch: Option<Vec<SignItem<'a>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignItem<'a> {
-    #[serde(borrow)]
-    message: Cow<'a, str>,
-    key_version: Option<u32>,
-    #[serde(borrow)]
-    reference: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyRequest<'a> {
-    #[serde(borrow)]
-    message: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    signature: Option<Cow<'a, str>>,
-    key_version: Option<u32>,
-    #[serde(borrow)]
-    batch: Option<Vec<VerifyItem<'a>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyItem<'a> {
-    #[serde(borrow)]
-    message: Cow<'a, str>,
-    #[serde(borrow)]
-    signature: Cow<'a, str>,
-    key_version: Option<u32>,
-    #[serde(borrow)]
-    reference: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct Signed {
-    signature: String,
-    key_version: u32,
-}
-
-#[derive(Serialize)]
-struct Verified {
-    valid: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_version: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<&'static str>,
-}
-
-/// One answer of a batch: the single-form answer or an error, with the caller's reference.
-#[derive(Serialize)]
-struct BatchItem<'a, T> {
-    #[serde(flatten)]
-    outcome: Outcome<T>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reference: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Outcome<T> {
-    Done(T),
-    Failed { error: ItemError },
-}
-
-#[derive(Serialize)]
-struct ItemError {
-    code: &'static str,
-    message: String,
-}
-
-impl<T> From<Result<T, ApiError>> for Outcome<T> {
-    fn from(result: Result<T, ApiError>) -> Self {
-        match result {
-            Ok(done) => Outcome::Done(done),
-            Err(e) => Outcome::Failed {
-                error: ItemError {
-                    code: e.code.as_str(),
-                    message: e.message,
-                },
-            },
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Batch<'a, T> {
-    batch: Vec<BatchItem<'a, T>>,
-}
 
 #[derive(Serialize)]
 struct KeyJson {
@@ -499,133 +397,4 @@ async fn import_key(state: &AppState, call: &mut Call, name: &str) -> Result<Res
     let create = common.into_options(alg.unwrap_or(Algorithm::HmacSha256), None, &caller)?;
     let (details, _created) = state.keys.import(name, material, alg, create, explicit).await?;
     Ok(json(StatusCode::CREATED, &key_json(details)))
-}
-
-// ----- sign and verify ------------------------------------------------------------------
-
-fn check_batch(state: &AppState, len: usize, mut references: impl Iterator<Item = usize>) -> Result<(), ApiError> {
-    if len == 0 {
-        return Err(ApiError::invalid("batch must not be empty"));
-    }
-    if len > state.limits.max_batch_items {
-        return Err(ApiError::invalid(format!(
-            "batch is limited to {} items",
-            state.limits.max_batch_items
-        )));
-    }
-    if references.any(|len| len > MAX_REFERENCE_LEN) {
-        return Err(ApiError::invalid(format!(
-            "reference is limited to {MAX_REFERENCE_LEN} bytes"
-        )));
-    }
-    Ok(())
-}
-
-fn decode_message(state: &AppState, field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
-    // Cheap pre-check on the encoded length so an oversize message is refused before decoding.
-    if text.len() / 4 * 3 > state.limits.max_message_bytes + 2 {
-        return Err(ApiError::new(
-            crate::error::ErrorCode::PayloadTooLarge,
-            format!("messages are limited to {} bytes", state.limits.max_message_bytes),
-        ));
-    }
-    base64_field(field, text)
-}
-
-async fn sign_one(state: &AppState, name: &str, message: &str, version: Option<u32>) -> Result<Signed, ApiError> {
-    let message = decode_message(state, "message", message)?;
-    let (tag, key_version) = state.keys.sign(name, &message, version).await?;
-    Ok(Signed {
-        signature: base64(&tag),
-        key_version,
-    })
-}
-
-async fn sign_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
-    let body = call.read_body(state.limits.max_sign_body_bytes).await?;
-    let req: SignRequest<'_> = parse_json(&body)?;
-    match (req.message, req.batch) {
-        (Some(message), None) => Ok(json(
-            StatusCode::OK,
-            &sign_one(state, name, &message, req.key_version).await?,
-        )),
-        (None, Some(items)) => {
-            if req.key_version.is_some() {
-                return Err(ApiError::invalid("with batch, give key_version per item"));
-            }
-            check_batch(
-                state,
-                items.len(),
-                items.iter().filter_map(|i| i.reference.as_ref().map(|r| r.len())),
-            )?;
-            let mut batch = Vec::with_capacity(items.len());
-            for item in items {
-                let outcome = sign_one(state, name, &item.message, item.key_version).await.into();
-                batch.push(BatchItem {
-                    outcome,
-                    reference: item.reference,
-                });
-            }
-            Ok(json(StatusCode::OK, &Batch { batch }))
-        }
-        _ => Err(ApiError::invalid("give either message or batch")),
-    }
-}
-
-async fn verify_one(
-    state: &AppState,
-    name: &str,
-    message: &str,
-    signature: &str,
-    version: Option<u32>,
-) -> Result<Verified, ApiError> {
-    let message = decode_message(state, "message", message)?;
-    let signature = base64_field("signature", signature)?;
-    Ok(match state.keys.verify(name, &message, &signature, version).await? {
-        Verdict::Valid(v) => Verified {
-            valid: true,
-            key_version: Some(v),
-            code: None,
-        },
-        failed => Verified {
-            valid: false,
-            key_version: None,
-            code: Some(failed.code()),
-        },
-    })
-}
-
-async fn verify_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
-    let body = call.read_body(state.limits.max_sign_body_bytes).await?;
-    let req: VerifyRequest<'_> = parse_json(&body)?;
-    match (req.message, req.signature, req.batch) {
-        (Some(message), Some(signature), None) => Ok(json(
-            StatusCode::OK,
-            &verify_one(state, name, &message, &signature, req.key_version).await?,
-        )),
-        (None, None, Some(items)) => {
-            if req.key_version.is_some() {
-                return Err(ApiError::invalid("with batch, give key_version per item"));
-            }
-            check_batch(
-                state,
-                items.len(),
-                items.iter().filter_map(|i| i.reference.as_ref().map(|r| r.len())),
-            )?;
-            let mut batch = Vec::with_capacity(items.len());
-            for item in items {
-                let outcome = verify_one(state, name, &item.message, &item.signature, item.key_version)
-                    .await
-                    .into();
-                batch.push(BatchItem {
-                    outcome,
-                    reference: item.reference,
-                });
-            }
-            Ok(json(StatusCode::OK, &Batch { batch }))
-        }
-        _ => Err(ApiError::invalid("give message and signature, or batch")),
-    }
 }

@@ -1,0 +1,319 @@
+//! The lifecycle of signing keys: creation inside the vault, plaintext import, rotation
+//! (manual and automatic), state changes, and deletion with a waiting period. Every write
+//! goes through [`KeyService::write_key`]: one node's writes are serialised, other nodes'
+//! are caught by the row revision, and caches are invalidated after each write.
+
+use time::Duration;
+
+use super::model::{self, Algorithm, KeyState, MAX_KEY_SIZE, MIN_GENERATED_KEY_SIZE, MIN_IMPORTED_KEY_SIZE};
+use super::{
+    CachedKey, CreateOptions, DEFAULT_TENANT, KeyDetails, KeyError, KeyPatch, KeyResult, KeyService, MAX_AUTO_ROTATE,
+    MIN_AUTO_ROTATE, UPDATE_ATTEMPTS, identity, parse_cached, random_id,
+};
+use crate::clock::unix_ms;
+use crate::secret::SecretBytes;
+use crate::store::{KeyRecord, NewVersion, StoreError};
+
+impl KeyService {
+    /// Creates a key whose first version is generated inside the vault.
+    pub async fn create(&self, name: &str, opts: CreateOptions) -> KeyResult<KeyDetails> {
+        let size = opts.key_size.unwrap_or_else(|| opts.algorithm.default_key_size());
+        if !(MIN_GENERATED_KEY_SIZE..=MAX_KEY_SIZE).contains(&size) {
+            return Err(KeyError::Invalid(format!(
+                "key_size must be between {MIN_GENERATED_KEY_SIZE} and {MAX_KEY_SIZE} bytes"
+            )));
+        }
+        let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
+        self.insert_new_key(name, &opts, &material).await
+    }
+
+    /// Imports `material` as a new key (with `create`), or as a new version of an existing
+    /// key — which refuses create options the caller stated (`explicit_options`). Returns the
+    /// key and whether it was created.
+    pub async fn import(
+        &self,
+        name: &str,
+        material: SecretBytes,
+        algorithm: Option<Algorithm>,
+        create: CreateOptions,
+        explicit_options: bool,
+    ) -> KeyResult<(KeyDetails, bool)> {
+        model::validate_name(name).map_err(KeyError::Invalid)?;
+        if !(MIN_IMPORTED_KEY_SIZE..=MAX_KEY_SIZE).contains(&material.len()) {
+            return Err(KeyError::Invalid(format!(
+                "key_material must be between {MIN_IMPORTED_KEY_SIZE} and {MAX_KEY_SIZE} bytes"
+            )));
+        }
+        if let Some(existing) = self.store.get_key(name).await? {
+            if explicit_options {
+                return Err(KeyError::Invalid(format!(
+                    "key '{name}' exists: an import into it takes only key_material and algorithm"
+                )));
+            }
+            let cached = parse_cached(existing)?;
+            if algorithm.is_some_and(|a| a != cached.algorithm) {
+                return Err(KeyError::Invalid(format!(
+                    "key '{name}' uses {}; an imported version must too",
+                    cached.algorithm.as_str()
+                )));
+            }
+            let details = self.add_version(name, &material).await?;
+            return Ok((details, false));
+        }
+        let details = self.insert_new_key(name, &create, &material).await?;
+        Ok((details, true))
+    }
+
+    async fn insert_new_key(&self, name: &str, opts: &CreateOptions, material: &SecretBytes) -> KeyResult<KeyDetails> {
+        model::validate_name(name).map_err(KeyError::Invalid)?;
+        model::validate_owner(&opts.owner).map_err(KeyError::Invalid)?;
+        model::validate_tags(&opts.tags).map_err(KeyError::Invalid)?;
+        let auto_rotate_period_s = opts.auto_rotate_period.map(validate_rotation).transpose()?;
+        let now = self.now_ms();
+        let record = KeyRecord {
+            id: random_id()?,
+            name: name.to_owned(),
+            tenant: DEFAULT_TENANT.to_owned(),
+            algorithm: opts.algorithm.as_str().to_owned(),
+            boundary: opts.boundary.as_str().to_owned(),
+            owner: opts.owner.clone(),
+            tags: serde_json::to_string(&opts.tags).map_err(|e| KeyError::Invalid(e.to_string()))?,
+            state: KeyState::Enabled.as_str().to_owned(),
+            latest_version: 1,
+            min_verify_version: 1,
+            exportable: opts.exportable,
+            auto_rotate_period_s,
+            deletion_due_ms: None,
+            state_before_deletion: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            revision: 0,
+        };
+        // Sealing the material for this key's identity: the only place it is consumed.
+        let sealed = self
+            .keyring
+            .seal(&identity(&record, 1), material.expose_secret())
+            .await?;
+        let first = NewVersion {
+            version: 1,
+            created_at_ms: now,
+            sealed,
+        };
+        match self.store.create_key(&record, &first).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists) => return Err(KeyError::AlreadyExists(name.to_owned())),
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate(name, None);
+        self.details(record).await
+    }
+
+    /// Adds a version generated inside the vault, of the same size as the latest one.
+    pub async fn rotate(&self, name: &str) -> KeyResult<KeyDetails> {
+        let current = self.load_fresh(name).await?;
+        let latest = self.secret(&current, current.record.latest_version).await?;
+        let size = latest.len().max(MIN_GENERATED_KEY_SIZE);
+        drop(latest);
+        let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
+        self.add_version(name, &material).await
+    }
+
+    /// Appends a version holding `material`, sealed for its own identity.
+    async fn add_version(&self, name: &str, material: &SecretBytes) -> KeyResult<KeyDetails> {
+        self.write_key(name, |current| async move {
+            if current.state == KeyState::PendingDeletion {
+                return Err(KeyError::Precondition(format!("key '{name}' is pending deletion")));
+            }
+            let version = current.record.latest_version.saturating_add(1);
+            // Sealing the new version's material: the only place it is consumed.
+            let sealed = self
+                .keyring
+                .seal(&identity(&current.record, version), material.expose_secret())
+                .await?;
+            let new = NewVersion {
+                version,
+                created_at_ms: self.now_ms(),
+                sealed,
+            };
+            Ok(self.store.add_version(&current.record, &new).await?)
+        })
+        .await
+    }
+
+    pub async fn patch(&self, name: &str, patch: KeyPatch) -> KeyResult<KeyDetails> {
+        let period = match patch.auto_rotate_period {
+            Some(Some(p)) => Some(Some(validate_rotation(p)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let now = self.now_ms();
+        self.update(name, |key| {
+            if key.state == KeyState::PendingDeletion {
+                return Err(KeyError::Precondition(format!(
+                    "key '{name}' is pending deletion; restore it first"
+                )));
+            }
+            let r = &mut key.record;
+            if let Some(state) = patch.state {
+                if state == KeyState::PendingDeletion {
+                    return Err(KeyError::Invalid("use DELETE to schedule a key's deletion".into()));
+                }
+                r.state = state.as_str().to_owned();
+            }
+            if let Some(min) = patch.min_verify_version {
+                if min == 0 || min > r.latest_version {
+                    return Err(KeyError::Invalid(format!(
+                        "min_verify_version must be between 1 and the latest version ({})",
+                        r.latest_version
+                    )));
+                }
+                r.min_verify_version = min;
+            }
+            if let Some(exportable) = patch.exportable {
+                if exportable && !r.exportable {
+                    return Err(KeyError::Invalid(
+                        "exportable can only change from true to false".into(),
+                    ));
+                }
+                r.exportable = exportable;
+            }
+            if let Some(p) = period {
+                r.auto_rotate_period_s = p;
+            }
+            r.updated_at_ms = now;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Schedules destruction after `pending_days` (default from settings).
+    pub async fn schedule_deletion(&self, name: &str, pending_days: Option<u32>) -> KeyResult<KeyDetails> {
+        let days = pending_days.unwrap_or(self.settings.default_pending_days);
+        if !(1..=self.settings.max_pending_days).contains(&days) {
+            return Err(KeyError::Invalid(format!(
+                "pending_days must be between 1 and {}",
+                self.settings.max_pending_days
+            )));
+        }
+        let now = self.clock.now();
+        let due = unix_ms(now + Duration::days(i64::from(days)));
+        self.update(name, |key| {
+            if key.state == KeyState::PendingDeletion {
+                return Err(KeyError::Precondition(format!(
+                    "key '{name}' is already pending deletion"
+                )));
+            }
+            let r = &mut key.record;
+            r.state_before_deletion = Some(r.state.clone());
+            r.state = KeyState::PendingDeletion.as_str().to_owned();
+            r.deletion_due_ms = Some(due);
+            r.updated_at_ms = unix_ms(now);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Cancels a scheduled deletion; the key returns to the state it had before.
+    pub async fn restore(&self, name: &str) -> KeyResult<KeyDetails> {
+        let now = self.now_ms();
+        self.update(name, |key| {
+            if key.state != KeyState::PendingDeletion {
+                return Err(KeyError::Precondition(format!("key '{name}' is not pending deletion")));
+            }
+            let r = &mut key.record;
+            let back = r
+                .state_before_deletion
+                .take()
+                .and_then(|s| KeyState::parse(&s))
+                .filter(|s| *s != KeyState::PendingDeletion)
+                .unwrap_or(KeyState::Disabled);
+            r.state = back.as_str().to_owned();
+            r.deletion_due_ms = None;
+            r.updated_at_ms = now;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Destroys every key whose waiting period has ended. Returns how many.
+    pub async fn purge_due(&self) -> KeyResult<usize> {
+        let due = self.store.keys_due_for_deletion(self.now_ms()).await?;
+        let mut destroyed = 0;
+        for record in due {
+            if self.store.destroy_key(&record.id).await? {
+                destroyed += 1;
+            }
+            self.invalidate(&record.name, Some(&record.id));
+            self.usage.forget(&record.id);
+            tracing::info!(key = %record.name, "key destroyed after its waiting period");
+        }
+        if destroyed > 0
+            && let Err(e) = self.store.checkpoint().await
+        {
+            tracing::warn!(error = %e, "checkpoint after destroying keys failed; retried at shutdown");
+        }
+        Ok(destroyed)
+    }
+
+    /// Rotates every enabled key whose latest version is older than its rotation period.
+    pub async fn rotate_due(&self) -> KeyResult<usize> {
+        let now = self.now_ms();
+        let mut rotated = 0;
+        for (record, latest_created_ms) in self.store.auto_rotating_keys().await? {
+            let Some(period_s) = record.auto_rotate_period_s else {
+                continue;
+            };
+            if latest_created_ms.saturating_add(period_s.saturating_mul(1000)) <= now {
+                match self.rotate(&record.name).await {
+                    Ok(_) => {
+                        rotated += 1;
+                        tracing::info!(key = %record.name, "key rotated automatically");
+                    }
+                    Err(e) => tracing::warn!(key = %record.name, error = %e, "automatic rotation failed"),
+                }
+            }
+        }
+        Ok(rotated)
+    }
+
+    /// Read-modify-write of a key's settings.
+    async fn update(&self, name: &str, apply: impl Fn(&mut CachedKey) -> KeyResult<()>) -> KeyResult<KeyDetails> {
+        let apply = &apply;
+        self.write_key(name, |mut key| async move {
+            apply(&mut key)?;
+            Ok(self.store.update_key(&key.record).await?)
+        })
+        .await
+    }
+
+    /// One write of a key row: `write` gets a fresh copy of the row and writes it back with
+    /// the revision it read. Writes of this node are serialised; a conflict with another
+    /// node retries on a fresh copy. Caches are invalidated after the write.
+    async fn write_key<F, Fut>(&self, name: &str, write: F) -> KeyResult<KeyDetails>
+    where
+        F: Fn(CachedKey) -> Fut,
+        Fut: std::future::Future<Output = KeyResult<KeyRecord>>,
+    {
+        let _serialised = self.writes.lock().await;
+        for _ in 0..UPDATE_ATTEMPTS {
+            match write(self.load_fresh(name).await?).await {
+                Ok(record) => {
+                    self.invalidate(name, Some(&record.id));
+                    return self.details(record).await;
+                }
+                Err(KeyError::Store(StoreError::Conflict)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KeyError::Store(StoreError::Conflict))
+    }
+}
+
+fn validate_rotation(period: Duration) -> KeyResult<i64> {
+    if period < MIN_AUTO_ROTATE || period > MAX_AUTO_ROTATE {
+        return Err(KeyError::Invalid(
+            "auto_rotate_period must be between 1h and 36500d".into(),
+        ));
+    }
+    Ok(period.whole_seconds())
+}
