@@ -32,6 +32,7 @@ pub const SOFTHSM_MODULES: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: Option<String>,
+    pub insecure_http: Option<bool>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub store: Option<RawStore>,
@@ -85,6 +86,7 @@ pub struct RawLimits {
     pub max_sign_body_bytes: Option<u64>,
     pub max_message_bytes: Option<u64>,
     pub max_batch_items: Option<u32>,
+    pub max_connections: Option<u32>,
 }
 
 /// Which command is starting: `dev` fills every missing key with an embedded default,
@@ -98,6 +100,8 @@ pub enum Mode {
 /// Validated settings. Built only through [`load`] / [`Settings::from_raw`].
 pub struct Settings {
     pub listen: SocketAddr,
+    /// Plain HTTP on a non-loopback address was explicitly accepted.
+    pub insecure_http: bool,
     pub data_dir: PathBuf,
     pub log_level: String,
     pub store: StoreSettings,
@@ -142,6 +146,8 @@ pub struct Limits {
     pub max_sign_body_bytes: u64,
     pub max_message_bytes: usize,
     pub max_batch_items: usize,
+    /// Open client connections at most; beyond it new connections wait in the backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -151,6 +157,7 @@ impl Default for Limits {
             max_sign_body_bytes: 8 * 1024 * 1024,
             max_message_bytes: 1024 * 1024,
             max_batch_items: 1000,
+            max_connections: 4096,
         }
     }
 }
@@ -329,6 +336,17 @@ impl Settings {
                 format!("`{listen_text}` is not an address (expected host:port, e.g. 127.0.0.1:8200)"),
             )
         })?;
+        let insecure_http = raw.insecure_http.unwrap_or(false);
+        if !listen.ip().is_loopback() && !insecure_http {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "{listen} is not a loopback address: this build serves plain HTTP, which carries \
+                     tokens and key material in the clear; listen on 127.0.0.1, or set insecure_http = true \
+                     behind a TLS-terminating proxy"
+                ),
+            ));
+        }
         let log_level = raw.log_level.clone().unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             return Err(invalid(
@@ -356,6 +374,7 @@ impl Settings {
         };
         Ok(Self {
             listen,
+            insecure_http,
             data_dir,
             log_level,
             store,
@@ -460,8 +479,10 @@ fn kek_settings(
 }
 
 fn read_pin(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid("kek.pkcs11.pin_file", format!("cannot read {}: {e}", path.display())))?;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| invalid("kek.pkcs11.pin_file", format!("cannot read {}: {e}", path.display())))?,
+    );
     let pin = text.trim_end_matches(['\n', '\r']).to_owned();
     if pin.is_empty() {
         return Err(invalid("kek.pkcs11.pin_file", format!("{} is empty", path.display())));
@@ -520,6 +541,7 @@ fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
             .max_message_bytes
             .map_or(d.max_message_bytes, |v| usize::try_from(v).unwrap_or(usize::MAX)),
         max_batch_items: raw.max_batch_items.map_or(d.max_batch_items, |v| v as usize),
+        max_connections: raw.max_connections.map_or(d.max_connections, |v| v as usize),
     };
     if !(1024..=1 << 20).contains(&l.max_body_bytes) {
         return Err(invalid("limits.max_body_bytes", "must be between 1024 and 1048576"));
@@ -535,6 +557,9 @@ fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
     }
     if !(1..=10_000).contains(&l.max_batch_items) {
         return Err(invalid("limits.max_batch_items", "must be between 1 and 10000"));
+    }
+    if !(1..=1_000_000).contains(&l.max_connections) {
+        return Err(invalid("limits.max_connections", "must be between 1 and 1000000"));
     }
     Ok(l)
 }
@@ -613,6 +638,7 @@ mod tests {
         .unwrap();
         let e = env(&[
             ("SIGVAULT_LISTEN", "0.0.0.0:8300"),
+            ("SIGVAULT_INSECURE_HTTP", "true"),
             ("SIGVAULT_KEK__PKCS11__SESSIONS", "8"),
             ("SIGVAULT_KEK__PKCS11__TOKEN_LABEL", "123"),
             ("SIGVAULT_CACHE__TTL", "5m"),
@@ -626,6 +652,7 @@ mod tests {
         };
         let s = Settings::from_raw(Mode::Dev, merge(Some(&file), &e, &overrides).unwrap(), &e).unwrap();
         assert_eq!(s.listen.to_string(), "0.0.0.0:8300");
+        assert!(s.insecure_http, "a boolean from the environment");
         let KekSettings::Pkcs11 {
             token_label,
             pin,
@@ -679,6 +706,43 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().starts_with("log_level:"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_an_explicit_opt_in() {
+        let dir = dev_dir_with_pin();
+        let err = load_dev(
+            &dir,
+            &[
+                ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+                ("SIGVAULT_LISTEN", "0.0.0.0:8200"),
+            ],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("listen: 0.0.0.0:8200 is not a loopback address"),
+            "{err}"
+        );
+        for loopback in ["127.0.0.1:8200", "[::1]:8200"] {
+            assert!(
+                load_dev(
+                    &dir,
+                    &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), ("SIGVAULT_LISTEN", loopback)]
+                )
+                .is_ok()
+            );
+        }
+        let opted_in = load_dev(
+            &dir,
+            &[
+                ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+                ("SIGVAULT_LISTEN", "0.0.0.0:8200"),
+                ("SIGVAULT_INSECURE_HTTP", "true"),
+            ],
+        );
+        assert!(opted_in.unwrap().insecure_http);
     }
 
     #[test]
@@ -801,6 +865,7 @@ mod tests {
                 "limits.max_sign_body_bytes:",
             ),
             ("SIGVAULT_LIMITS__MAX_BATCH_ITEMS", "0", "limits.max_batch_items:"),
+            ("SIGVAULT_LIMITS__MAX_CONNECTIONS", "0", "limits.max_connections:"),
             ("SIGVAULT_ROOT_TOKEN", "short", "SIGVAULT_ROOT_TOKEN:"),
         ];
         for (var, value, expected) in cases {

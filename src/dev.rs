@@ -68,11 +68,15 @@ pub fn write_softhsm_conf(conf: &Path, token_dir: &Path) -> io::Result<()> {
 /// Reads a PIN file (trailing newline removed), or creates it with a fresh random PIN.
 pub fn read_or_create_pin(path: &Path) -> io::Result<SecretString> {
     match fs::read_to_string(path) {
-        Ok(text) => Ok(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())),
+        Ok(text) => {
+            let text = zeroize::Zeroizing::new(text);
+            Ok(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned()))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let mut raw = [0u8; 24];
             getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
             let pin: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            zeroize::Zeroize::zeroize(&mut raw);
             write_private(path, pin.as_bytes())?;
             Ok(SecretString::from(pin))
         }

@@ -16,6 +16,7 @@ pub enum ErrorCode {
     KeyNotFound,
     CredentialNotFound,
     MethodNotAllowed,
+    RequestTimeout,
     AlreadyExists,
     FailedPrecondition,
     PayloadTooLarge,
@@ -36,6 +37,7 @@ impl ErrorCode {
             ErrorCode::KeyNotFound => "KEY_NOT_FOUND",
             ErrorCode::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::AlreadyExists => "ALREADY_EXISTS",
             ErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -54,6 +56,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::KeyNotFound | ErrorCode::CredentialNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::AlreadyExists | ErrorCode::FailedPrecondition => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -78,6 +81,7 @@ impl ErrorCode {
             | ErrorCode::KeyNotFound
             | ErrorCode::CredentialNotFound
             | ErrorCode::MethodNotAllowed
+            | ErrorCode::RequestTimeout
             | ErrorCode::AlreadyExists
             | ErrorCode::FailedPrecondition
             | ErrorCode::PayloadTooLarge

@@ -80,6 +80,7 @@ fn run(cli: Cli) -> Result<(), String> {
             )
         }
     };
+    forget_secret_env(env);
     init_logging(&settings.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,9 +102,22 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("root token: {}", token.expose_secret());
         }
         println!("listening on http://{}", app.local_addr());
-        app.run(shutdown).await;
-        Ok(())
+        app.run(shutdown).await.map_err(|e| chain(&e))
     })
+}
+
+/// The settings now own the secrets passed by environment (as zeroizing types): wipe the
+/// copies read at start and remove the variables, so they do not outlive startup in this
+/// process's memory or reach child processes.
+fn forget_secret_env(mut env: Vec<(String, String)>) {
+    for (_, value) in &mut env {
+        zeroize::Zeroize::zeroize(value);
+    }
+    for name in ["SIGVAULT_ROOT_TOKEN", "SIGVAULT_KEK__PKCS11__PIN"] {
+        // SAFETY: still single-threaded (the runtime has not started), so no concurrent
+        // reader of the environment exists.
+        unsafe { std::env::remove_var(name) };
+    }
 }
 
 fn init_logging(level: &str) {

@@ -82,8 +82,12 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     flush_interval: StdDuration,
-    /// The root token, when this start generated it (to be shown once).
+    /// The root token, when this start generated it (to be shown once). Its keyed hash
+    /// is stored by [`Application::run`], after the caller had the chance to show it, so a
+    /// start that fails before that leaves no unknown root token behind.
     pub generated_root_token: Option<SecretString>,
+    root_hash_to_store: Option<Vec<u8>>,
+    clock: SharedClock,
 }
 
 impl Application {
@@ -100,6 +104,21 @@ impl Application {
         listener: Option<TcpListener>,
     ) -> Result<Self, StartupError> {
         check_data_dir(&settings.data_dir)?;
+        warn_if_secrets_cannot_all_be_locked(settings.cache.max_entries);
+        // Bound first: a port in use must not leave a half-initialised vault behind.
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?,
+        };
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
         let kek: Arc<dyn KekProvider> = match &settings.kek {
             KekSettings::Pkcs11 {
                 module,
@@ -123,6 +142,7 @@ impl Application {
         let keyring = Keyring::new(Arc::clone(&kek));
         let hasher = KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock).await?;
         let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
+        let root_hash_to_store = generated_root_token.as_ref().map(|_| root_hash.clone());
         let keys = KeyService::new(
             Arc::clone(&store),
             keyring,
@@ -131,19 +151,6 @@ impl Application {
             settings.cache,
             settings.limits.max_message_bytes,
         );
-        let listener = match listener {
-            Some(l) => l,
-            None => TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: settings.listen,
-                    source,
-                })?,
-        };
-        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
         let state = Arc::new(AppState {
             keys,
             auth: Authenticator::new(hasher, root_hash),
@@ -159,6 +166,8 @@ impl Application {
             flush_interval: StdDuration::try_from(settings.keys.usage_flush_interval)
                 .unwrap_or(StdDuration::from_secs(1)),
             generated_root_token,
+            root_hash_to_store,
+            clock,
         })
     }
 
@@ -172,14 +181,43 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
     /// finish (up to a grace period) and flushes usage counters.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartupError> {
+        if let Some(hash) = &self.root_hash_to_store {
+            self.state
+                .store
+                .put_value(ROOT_TOKEN_VALUE, hash, unix_ms(self.clock.now()))
+                .await?;
+        }
         let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
-        serve(self.listener, api::routes(Arc::clone(&self.state)), shutdown).await;
+        let max_connections = self.state.limits.max_connections;
+        serve(
+            self.listener,
+            api::routes(Arc::clone(&self.state)),
+            max_connections,
+            shutdown,
+        )
+        .await;
         background.abort();
         if let Err(e) = self.state.keys.flush_usage().await {
             tracing::warn!(error = %e, "final usage flush failed");
         }
         self.state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Each cached secret takes one locked page; say so at start when `RLIMIT_MEMLOCK` cannot
+/// hold a full cache (secrets beyond it stay unlocked and could reach swap).
+fn warn_if_secrets_cannot_all_be_locked(max_entries: usize) {
+    let needed = (max_entries as u64).saturating_mul(4096);
+    if let Some(limit) = crate::hardening::memlock_limit()
+        && limit < needed
+    {
+        tracing::warn!(
+            memlock_limit = limit,
+            needed,
+            "RLIMIT_MEMLOCK is below cache.max_entries x 4 KiB: raise it (e.g. LimitMEMLOCK) or lower cache.max_entries"
+        );
     }
 }
 
@@ -200,7 +238,8 @@ fn check_data_dir(dir: &Path) -> Result<(), StartupError> {
 }
 
 /// The keyed hash the root token is checked against: from `SIGVAULT_ROOT_TOKEN` (stored,
-/// replacing any previous one), else the stored one, else a freshly generated token.
+/// replacing any previous one), else the stored one, else a freshly generated token (stored
+/// later, by [`Application::run`]).
 async fn root_token(
     settings: &Settings,
     store: &dyn Store,
@@ -218,7 +257,6 @@ async fn root_token(
     }
     let token = generate_token().map_err(|_| StartupError::Random)?;
     let hash = Authenticator::root_hash_of(hasher, &token);
-    store.put_value(ROOT_TOKEN_VALUE, &hash, now).await?;
     Ok((hash.to_vec(), Some(token)))
 }
 
@@ -249,16 +287,29 @@ fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration) -> tokio:
 
 /// The accept loop: HTTP/1.1 with keep-alive, a request id per request (task-local for
 /// the handlers, `x-request-id` on every response), the peer address in the request
-/// extensions, and graceful shutdown.
-pub async fn serve<F>(listener: TcpListener, filter: F, shutdown: impl Future<Output = ()> + Send)
-where
+/// extensions, at most `max_connections` open connections (further clients wait in the
+/// kernel's backlog), and graceful shutdown.
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) where
     F: warp::Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
     F::Future: Send,
 {
     let graceful = GracefulShutdown::new();
     let service = warp::service(filter);
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -297,6 +348,7 @@ where
             if let Err(e) = watched.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -14,18 +14,20 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 /// Parses a duration string: a positive integer followed by `d`, `h`, `m` or `s`.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
-    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
-    let amount: i64 = digits.parse().map_err(|_| DurationError(text.to_owned()))?;
-    if amount <= 0 || amount > 100_000_000 {
-        return Err(DurationError(text.to_owned()));
+    let bad = || DurationError(text.chars().take(32).collect());
+    // The unit is one ASCII letter; anything else (including a multi-byte last character)
+    // is refused before any slicing.
+    let (digits, seconds_per_unit) = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)]
+        .into_iter()
+        .find_map(|(unit, seconds)| text.strip_suffix(unit).map(|digits| (digits, seconds)))
+        .ok_or_else(bad)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
+        return Err(bad());
     }
-    let seconds_per_unit = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => return Err(DurationError(text.to_owned())),
-    };
+    let amount: i64 = digits.parse().map_err(|_| bad())?;
+    if amount <= 0 || amount > 100_000_000 {
+        return Err(bad());
+    }
     Ok(Duration::seconds(amount.saturating_mul(seconds_per_unit)))
 }
 
@@ -62,8 +64,35 @@ mod tests {
 
     #[test]
     fn malformed_durations_are_rejected() {
-        for text in ["", "d", "0d", "-1d", "1w", "1.5h", "h1", "99999999999d"] {
+        for text in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "+1d",
+            "1w",
+            "1.5h",
+            "h1",
+            "99999999999d",
+            "1é",
+            "é",
+            "1dé",
+            "١d",
+            "1 d",
+        ] {
             assert!(parse_duration(text).is_err(), "{text} should be rejected");
+        }
+    }
+
+    #[test]
+    fn no_string_of_up_to_three_characters_makes_parsing_panic() {
+        let alphabet = ['1', '0', 'd', 'h', 'm', 's', 'é', '€', '😀', ' ', '-', '\u{0}'];
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet {
+                    let _ = parse_duration(&format!("{a}{b}{c}"));
+                }
+            }
         }
     }
 

@@ -18,6 +18,11 @@ use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ErrorCode};
 
+/// How long a request body may take to arrive in full.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most bytes allocated up front for a body on the strength of its `Content-Length`.
+const PREALLOCATE_MAX: u64 = 64 * 1024;
+
 tokio::task_local! {
     static REQUEST_ID: String;
 }
@@ -89,9 +94,21 @@ impl Call {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// Reads the whole body, refusing more than `limit` bytes with 413. The buffer is
-    /// zeroized when dropped: bodies can carry key material.
+    /// Reads the whole body, refusing more than `limit` bytes with 413 and a body that has
+    /// not fully arrived within [`BODY_TIMEOUT`] with 408. The buffer is zeroized when
+    /// dropped: bodies can carry key material.
     pub async fn read_body(&mut self, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+        tokio::time::timeout(BODY_TIMEOUT, self.read_body_unbounded_in_time(limit))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!("the request body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+                )
+            })?
+    }
+
+    async fn read_body_unbounded_in_time(&mut self, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         let too_large = || {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
@@ -102,7 +119,9 @@ impl Call {
         if declared.is_some_and(|len| len > limit) {
             return Err(too_large());
         }
-        let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+        // A declared length is trusted only up to a modest pre-allocation; beyond it the
+        // buffer grows as bytes actually arrive.
+        let capacity = usize::try_from(declared.unwrap_or(0).min(limit).min(PREALLOCATE_MAX)).unwrap_or(0);
         let mut out = Zeroizing::new(Vec::with_capacity(capacity));
         while let Some(chunk) = self
             .body
@@ -110,8 +129,17 @@ impl Call {
             .await
             .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?
         {
-            if (out.len() as u64).saturating_add(chunk.len() as u64) > limit {
+            let needed = (out.len() as u64).saturating_add(chunk.len() as u64);
+            if needed > limit {
                 return Err(too_large());
+            }
+            if needed > out.capacity() as u64 {
+                // Grow by hand so the old buffer (which may hold key material) is zeroized
+                // instead of being freed with its bytes in place.
+                let wanted = usize::try_from(needed).unwrap_or(usize::MAX).max(out.capacity() * 2);
+                let mut bigger = Zeroizing::new(Vec::with_capacity(wanted));
+                bigger.extend_from_slice(&out);
+                out = bigger;
             }
             out.extend_from_slice(&chunk);
         }

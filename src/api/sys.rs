@@ -5,7 +5,7 @@
 //! [`HEALTH_CACHE_SECONDS`] however often it is called, so an unauthenticated caller cannot
 //! turn it into HSM load.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -32,9 +32,11 @@ struct Checked {
     store: Part,
 }
 
+/// The last health result. The async mutex is held across a check, so concurrent callers
+/// after expiry wait for one check instead of each running their own.
 #[derive(Default)]
 pub struct HealthCache {
-    last: Mutex<Option<(Instant, Checked)>>,
+    last: tokio::sync::Mutex<Option<(Instant, Checked)>>,
 }
 
 #[derive(Serialize)]
@@ -99,7 +101,8 @@ async fn health(state: Arc<AppState>, call: Call) -> Response {
 
 async fn check(state: &AppState) -> Checked {
     let fresh = Duration::from_secs(HEALTH_CACHE_SECONDS);
-    if let Some((at, checked)) = *state.health.last.lock().unwrap_or_else(PoisonError::into_inner)
+    let mut last = state.health.last.lock().await;
+    if let Some((at, checked)) = *last
         && at.elapsed() < fresh
     {
         return checked;
@@ -119,6 +122,6 @@ async fn check(state: &AppState) -> Checked {
         }
     };
     let checked = Checked { kek, store };
-    *state.health.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), checked));
+    *last = Some((Instant::now(), checked));
     checked
 }

@@ -153,7 +153,22 @@ struct Inner {
     versions: Vec<u32>,
     current: u32,
     pool: Mutex<Vec<PooledSession>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+}
+
+/// A session taken from the pool; returned to it when dropped, whatever happens to the
+/// operation that used it.
+struct Lease<'a> {
+    pool: &'a Mutex<Vec<PooledSession>>,
+    session: Option<PooledSession>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(session);
+        }
+    }
 }
 
 /// The PKCS#11 KEK provider. Cheap to clone.
@@ -207,7 +222,7 @@ impl Pkcs11Kek {
                 versions,
                 current,
                 pool: Mutex::new(pool),
-                permits: Semaphore::new(size),
+                permits: Arc::new(Semaphore::new(size)),
             }),
         })
     }
@@ -224,20 +239,28 @@ impl Pkcs11Kek {
         (label == self.inner.token_label && self.inner.versions.contains(&version)).then_some(version)
     }
 
-    /// Runs `op` with a pooled session on the blocking pool.
+    /// Runs `op` with a pooled session on the blocking pool. The permit travels with the
+    /// blocking task, so a cancelled caller cannot let a second task in while the session is
+    /// still out of the pool.
     async fn with_session<T, F>(&self, op: F) -> Result<T, KekError>
     where
         T: Send + 'static,
         F: FnOnce(&PooledSession) -> Result<T, KekError> + Send + 'static,
     {
-        let _permit = self.inner.permits.acquire().await.map_err(|_| KekError::Pool)?;
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| KekError::Pool)?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let taken = inner.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let pooled = taken.ok_or(KekError::Pool)?;
-            let result = op(&pooled);
-            inner.pool.lock().unwrap_or_else(PoisonError::into_inner).push(pooled);
-            result
+            let lease = Lease {
+                pool: &inner.pool,
+                session: taken,
+            };
+            let pooled = lease.session.as_ref().ok_or(KekError::Pool)?;
+            op(pooled)
         })
         .await
         .map_err(|_| KekError::Pool)?
@@ -339,6 +362,9 @@ fn find_kek_objects(session: &Session) -> Result<BTreeMap<u32, ObjectHandle>, Ke
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
             Attribute::Token(true),
+            // Only a KEK that cannot leave the token counts as one, whatever its label.
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
         ])
         .map_err(pk("searching for the KEK"))?;
     let mut found = BTreeMap::new();

@@ -8,7 +8,7 @@ use time::Duration;
 use super::model::{self, Algorithm, KeyState, MAX_KEY_SIZE, MIN_GENERATED_KEY_SIZE, MIN_IMPORTED_KEY_SIZE};
 use super::{
     CachedKey, CreateOptions, DEFAULT_TENANT, KeyDetails, KeyError, KeyPatch, KeyResult, KeyService, MAX_AUTO_ROTATE,
-    MIN_AUTO_ROTATE, UPDATE_ATTEMPTS, identity, parse_cached, random_id,
+    MIN_AUTO_ROTATE, UPDATE_ATTEMPTS, aad_id, identity, parse_cached, random_id,
 };
 use crate::clock::unix_ms;
 use crate::secret::SecretBytes;
@@ -92,7 +92,7 @@ impl KeyService {
         // Sealing the material for this key's identity: the only place it is consumed.
         let sealed = self
             .keyring
-            .seal(&identity(&record, 1), material.expose_secret())
+            .seal(&identity(&record, &aad_id(&record), 1), material.expose_secret())
             .await?;
         let first = NewVersion {
             version: 1,
@@ -128,7 +128,10 @@ impl KeyService {
             // Sealing the new version's material: the only place it is consumed.
             let sealed = self
                 .keyring
-                .seal(&identity(&current.record, version), material.expose_secret())
+                .seal(
+                    &identity(&current.record, &aad_id(&current.record), version),
+                    material.expose_secret(),
+                )
                 .await?;
             let new = NewVersion {
                 version,
@@ -235,24 +238,39 @@ impl KeyService {
         .await
     }
 
-    /// Destroys every key whose waiting period has ended. Returns how many.
+    /// Destroys every key whose waiting period has ended. Returns how many. A key restored
+    /// (or otherwise changed) after it was listed is left alone: the store destroys a row
+    /// only at the revision that was read.
     pub async fn purge_due(&self) -> KeyResult<usize> {
+        let _serialised = self.writes.lock().await;
         let due = self.store.keys_due_for_deletion(self.now_ms()).await?;
         let mut destroyed = 0;
         for record in due {
-            if self.store.destroy_key(&record.id).await? {
+            if self.store.destroy_key(&record).await? {
                 destroyed += 1;
+                self.usage.forget(&record.id);
+                tracing::info!(key = %record.name, "key destroyed after its waiting period");
             }
             self.invalidate(&record.name, Some(&record.id));
-            self.usage.forget(&record.id);
-            tracing::info!(key = %record.name, "key destroyed after its waiting period");
         }
-        if destroyed > 0
+        if destroyed > 0 {
+            self.checkpoint_pending
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.checkpoint_if_pending().await;
+        Ok(destroyed)
+    }
+
+    /// Retries the journal checkpoint that follows a destruction until it succeeds, so a
+    /// destroyed record does not linger in the WAL beyond one maintenance interval.
+    pub async fn checkpoint_if_pending(&self) {
+        use std::sync::atomic::Ordering;
+        if self.checkpoint_pending.swap(false, Ordering::Relaxed)
             && let Err(e) = self.store.checkpoint().await
         {
-            tracing::warn!(error = %e, "checkpoint after destroying keys failed; retried at shutdown");
+            self.checkpoint_pending.store(true, Ordering::Relaxed);
+            tracing::warn!(error = %e, "checkpoint after destroying keys failed; retried at the next maintenance tick");
         }
-        Ok(destroyed)
     }
 
     /// Rotates every enabled key whose latest version is older than its rotation period.

@@ -133,6 +133,8 @@ pub struct KeyService {
     /// node never exhaust the optimistic-locking retries (which remain for other nodes).
     /// Writes are rare; the hot path never takes it.
     writes: tokio::sync::Mutex<()>,
+    /// Set when keys were destroyed and the store's journal still needs a checkpoint.
+    checkpoint_pending: std::sync::atomic::AtomicBool,
 }
 
 fn parse_cached(record: KeyRecord) -> KeyResult<CachedKey> {
@@ -156,11 +158,20 @@ fn random_id() -> KeyResult<String> {
     ))
 }
 
-fn identity(record: &KeyRecord, version: u32) -> RecordIdentity<'_> {
+/// The identity part of a key version's AAD: `<key id>/<name>`. The random id keeps a
+/// recreated name from opening old blobs; the name (which never changes: there is no
+/// rename) keeps a writer of the database from swapping two rows' names so that one key's
+/// route serves another key's secret — such a row fails to open instead. Names cannot
+/// contain `/`, so the encoding is unambiguous.
+fn aad_id(record: &KeyRecord) -> String {
+    format!("{}/{}", record.id, record.name)
+}
+
+fn identity<'a>(record: &'a KeyRecord, aad_id: &'a str, version: u32) -> RecordIdentity<'a> {
     RecordIdentity {
         kind: KIND_HMAC_KEY,
         tenant: &record.tenant,
-        id: &record.id,
+        id: aad_id,
         version,
     }
 }
@@ -183,6 +194,7 @@ impl KeyService {
             secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             usage: UsageTracker::default(),
             writes: tokio::sync::Mutex::new(()),
+            checkpoint_pending: std::sync::atomic::AtomicBool::new(false),
             clock,
         }
     }
@@ -253,7 +265,12 @@ impl KeyService {
             self.store.get_sealed(&key.record.id, version).await?.ok_or_else(|| {
                 KeyError::Corrupt(format!("version {version} of '{}' has no record", key.record.name))
             })?;
-        let secret = Arc::new(self.keyring.open(&identity(&key.record, version), &sealed).await?);
+        let aad_id = aad_id(&key.record);
+        let secret = Arc::new(
+            self.keyring
+                .open(&identity(&key.record, &aad_id, version), &sealed)
+                .await?,
+        );
         self.secrets.insert(cache_key, Arc::clone(&secret), token);
         Ok(secret)
     }

@@ -36,7 +36,7 @@ macro_rules! store_contract_tests {
             add_version_bumps_latest_and_revision_and_refuses_a_stale_revision,
             update_key_writes_only_mutable_settings_and_refuses_a_stale_revision,
             update_key_clears_the_deletion_settings_on_restore,
-            destroy_key_removes_every_version,
+            destroy_key_removes_every_version_unless_the_row_changed,
             keys_due_for_deletion_returns_only_pending_keys_past_their_date,
             auto_rotating_keys_reports_latest_version_creation_time,
             add_usage_accumulates_and_keeps_the_latest_last_used,
@@ -361,26 +361,33 @@ pub(crate) async fn update_key_clears_the_deletion_settings_on_restore(store: &d
     assert_eq!(store.keys_due_for_deletion(i64::MAX).await.unwrap(), vec![]);
 }
 
-pub(crate) async fn destroy_key_removes_every_version(store: &dyn Store) {
+pub(crate) async fn destroy_key_removes_every_version_unless_the_row_changed(store: &dyn Store) {
     let doomed = key_record("doomed");
     create(store, &doomed, 10).await;
     let doomed = store.add_version(&doomed, &version(2, T0 + DAY_MS, 11)).await.unwrap();
-    store
+    let doomed = store
         .add_version(&doomed, &version(3, T0 + 2 * DAY_MS, 12))
         .await
         .unwrap();
     let survivor = key_record("survivor");
     create(store, &survivor, 13).await;
 
-    assert!(store.destroy_key(&doomed.id).await.unwrap());
+    let stale = doomed.clone();
+    let doomed = store.update_key(&doomed).await.unwrap();
+    assert!(
+        !store.destroy_key(&stale).await.unwrap(),
+        "a stale revision destroys nothing"
+    );
+    assert_eq!(store.list_versions(&doomed.id).await.unwrap().len(), 3);
+    assert!(store.destroy_key(&doomed).await.unwrap());
 
     assert_eq!(store.get_key("doomed").await.unwrap(), None);
     assert_eq!(store.list_versions(&doomed.id).await.unwrap(), vec![]);
     for v in 1..=3 {
         assert_eq!(store.get_sealed(&doomed.id, v).await.unwrap(), None, "version {v}");
     }
-    assert!(!store.destroy_key(&doomed.id).await.unwrap());
-    assert!(!store.destroy_key("kid-never-existed").await.unwrap());
+    assert!(!store.destroy_key(&doomed).await.unwrap());
+    assert!(!store.destroy_key(&key_record("never-existed")).await.unwrap());
     assert_eq!(store.get_key("survivor").await.unwrap(), Some(survivor.clone()));
     assert_eq!(store.list_versions(&survivor.id).await.unwrap(), vec![unused(1, T0)]);
     assert_eq!(store.get_sealed(&survivor.id, 1).await.unwrap(), Some(sealed(13)));
@@ -486,7 +493,7 @@ pub(crate) async fn add_usage_ignores_unknown_versions(store: &dyn Store) {
     create(store, &key, 22).await;
     let destroyed = key_record("destroyed");
     create(store, &destroyed, 23).await;
-    store.destroy_key(&destroyed.id).await.unwrap();
+    assert!(store.destroy_key(&destroyed).await.unwrap());
 
     store
         .add_usage(&[

@@ -114,8 +114,9 @@ pub trait Store: Send + Sync {
     fn update_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<KeyRecord>>;
 
     /// Removes a key and every sealed version of it (crypto-shredding: the wrapped DEKs
-    /// are gone). Returns whether it existed.
-    fn destroy_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>>;
+    /// are gone), only if the row is still at `key.revision` — a restore that committed
+    /// after `key` was read wins. Returns whether it was destroyed.
+    fn destroy_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<bool>>;
 
     /// Keys in `pending_deletion` whose waiting period ended at or before `now_ms`.
     fn keys_due_for_deletion(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>>;

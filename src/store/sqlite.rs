@@ -305,21 +305,25 @@ impl Store for SqliteStore {
         })
     }
 
-    fn destroy_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+    fn destroy_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
             let mut tx = self.writer.begin().await.map_err(unavailable)?;
-            sqlx::query("DELETE FROM key_versions WHERE key_id = ?")
-                .bind(key_id)
+            let deleted = sqlx::query("DELETE FROM keys WHERE id = ? AND revision = ?")
+                .bind(&key.id)
+                .bind(key.revision)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            let deleted = sqlx::query("DELETE FROM keys WHERE id = ?")
-                .bind(key_id)
+            if deleted.rows_affected() != 1 {
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM key_versions WHERE key_id = ?")
+                .bind(&key.id)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)?;
-            Ok(deleted.rows_affected() == 1)
+            Ok(true)
         })
     }
 

@@ -224,3 +224,43 @@ async fn a_sealed_record_copied_onto_another_keys_row_does_not_open() {
     let (again, _) = app.sign("copied-from", MESSAGE).await;
     assert_eq!(again, source_sig, "the untouched key still signs identically");
 }
+
+/// An attacker with write access to the database swaps the names of two key rows, hoping
+/// that `/v1/keys/payments/sign` will then use the other key's secret. The name is bound
+/// into every version's AAD, so neither swapped key opens: the vault fails closed.
+#[tokio::test]
+async fn swapping_the_names_of_two_key_rows_makes_both_refuse_to_sign() {
+    let mut app = spawn_app().await;
+    app.import_key("payments", "hmac-sha256", &random_bytes(32)).await;
+    app.import_key("marketing", "hmac-sha256", &random_bytes(32)).await;
+    let home = app.home.clone();
+    app.stop().await;
+    drop(app);
+
+    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(home.database()))
+        .await
+        .expect("open the database");
+    for (from, to) in [
+        ("payments", "tmp-name"),
+        ("marketing", "payments"),
+        ("tmp-name", "marketing"),
+    ] {
+        let renamed = sqlx::query("UPDATE keys SET name = ? WHERE name = ?")
+            .bind(to)
+            .bind(from)
+            .execute(&pool)
+            .await
+            .expect("rename a row");
+        assert_eq!(renamed.rows_affected(), 1);
+    }
+    pool.close().await;
+
+    let app = spawn_app_in(home).await;
+    for name in ["payments", "marketing"] {
+        let r = app
+            .post(&format!("/v1/keys/{name}/sign"), json!({"message": b64(MESSAGE)}))
+            .await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {}", r.body);
+        assert_eq!(r.code(), "INTERNAL");
+    }
+}

@@ -99,6 +99,7 @@ impl AppHome {
     pub fn settings(&self) -> Settings {
         Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
+            insecure_http: false,
             data_dir: self.data_dir.clone(),
             log_level: "info".into(),
             store: StoreSettings::Sqlite { path: self.database() },
@@ -162,9 +163,13 @@ async fn start_app(home: AppHome, clock: Arc<ManualClock>) -> TestApp {
     let addr = app.local_addr();
     let state = app.state();
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run(async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(async move {
+        app.run(async move {
+            let _ = rx.await;
+        })
+        .await
+        .expect("app runs");
+    });
     TestApp {
         addr,
         client: reqwest::Client::new(),

@@ -426,3 +426,35 @@ fn an_unknown_key_in_a_config_file_is_named_with_the_file_and_nothing_is_created
     );
     assert!(!data_dir.exists(), "the data dir was created: {line}");
 }
+
+/// A first start that fails after generating the root token (here: the port is taken)
+/// must not store its hash: the token was never shown, so nobody could use the vault.
+#[tokio::test]
+async fn a_first_start_that_cannot_listen_leaves_no_unknown_root_token() {
+    let data_dir = temp_dir("dev-busy-port").join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let (ok, stdout, stderr) = run_to_exit(
+        &[
+            "dev",
+            "--listen",
+            &listen,
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    assert!(!ok, "a taken port must stop the start");
+    assert!(!stdout.contains("root token:"), "{stdout}");
+    assert!(stderr.contains(&format!("cannot listen on {listen}")), "{stderr}");
+    drop(taken);
+
+    let dev = spawn_dev(&data_dir, &[]);
+    assert_eq!(
+        printed_root_tokens(&dev).len(),
+        1,
+        "the next start generates and shows a token"
+    );
+    stop_cleanly(dev);
+}

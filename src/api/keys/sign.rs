@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::super::context::Call;
+use super::super::context::{Call, request_id};
 use super::super::reply::{base64, base64_field, json, parse_json};
 use super::super::{AppState, authenticate};
 use crate::error::ApiError;
@@ -103,12 +103,24 @@ impl<T> From<Result<T, ApiError>> for Outcome<T> {
     fn from(result: Result<T, ApiError>) -> Self {
         match result {
             Ok(done) => Outcome::Done(done),
-            Err(e) => Outcome::Failed {
-                error: ItemError {
-                    code: e.code.as_str(),
-                    message: e.message,
-                },
-            },
+            Err(e) => {
+                if e.code.status().is_server_error() {
+                    // The caller sees the generic message; the cause goes to the log, as
+                    // for a whole request (`reply::error`).
+                    tracing::error!(
+                        request_id = %request_id(),
+                        code = e.code.as_str(),
+                        detail = e.detail.as_deref().unwrap_or(""),
+                        "batch item failed"
+                    );
+                }
+                Outcome::Failed {
+                    error: ItemError {
+                        code: e.code.as_str(),
+                        message: e.message,
+                    },
+                }
+            }
         }
     }
 }

@@ -365,3 +365,23 @@ async fn ping_and_health_answer_without_a_token() {
         "health carries x-request-id"
     );
 }
+
+/// A duration whose last character is multi-byte once made the parser slice inside it.
+#[tokio::test]
+async fn a_non_ascii_rotation_period_is_refused_and_the_server_keeps_serving() {
+    let app = spawn_app().await;
+    for period in ["1é", "é", "1😀", "٣d"] {
+        let r = app
+            .post(
+                "/v1/keys",
+                json!({"name": "k", "algorithm": "hmac-sha256", "auto_rotate_period": period}),
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", period);
+    }
+    app.create_key("k").await;
+    let r = app.patch("/v1/keys/k", json!({"auto_rotate_period": "2€"})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "patch");
+    let r = app.send(reqwest::Method::GET, "/v1/sys/ping", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
