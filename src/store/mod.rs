@@ -8,7 +8,21 @@
 pub mod sqlite;
 
 use crate::BoxFuture;
+use crate::audit::event::AuditEvent;
 use crate::envelope::SealedRecord;
+
+/// An audit event as stored: the event and its chain MAC.
+pub type StoredEvent = (AuditEvent, Vec<u8>);
+
+/// Which audit events a query wants. Every present field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+}
 
 /// A signing key's metadata row. Strings hold the domain's enum values (`keys::model`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +164,33 @@ pub trait Store: Send + Sync {
 
     /// Checkpoints and closes every connection (clean shutdown). The store is unusable after.
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Appends a batch of audit events in one transaction (group commit).
+    fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Removes a node's events after `seq` (undoing a batch that failed in another sink).
+    fn truncate_audit<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// A node's events with `seq > after_seq`, ascending, at most `limit`.
+    fn audit_range<'a>(&'a self, node: &'a str, after_seq: u64, limit: u32) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>>;
+
+    /// A node's last event.
+    fn audit_head<'a>(&'a self, node: &'a str) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>>;
+
+    /// Every node that has events.
+    fn audit_nodes(&self) -> BoxFuture<'_, StoreResult<Vec<String>>>;
+
+    /// Events matching `filter`, ordered by (node, seq), strictly after the cursor
+    /// `(node, seq)`, at most `limit`.
+    fn query_audit<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+        after: Option<(&'a str, u64)>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>>;
+
+    /// Number of events per principal (for the compliance report).
+    fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>>;
 }
 #[cfg(test)]
 mod contract_tests;

@@ -12,12 +12,19 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 
-use super::{KeyRecord, NewVersion, Store, StoreError, StoreResult, UsageDelta, VersionInfo};
+use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, StoreResult, StoredEvent, UsageDelta, VersionInfo};
+use crate::audit::event::{AuditEvent, Decision};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 
 /// Schema migrations, applied in order, each once.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_init.sql")),
+    (2, include_str!("migrations/sqlite/0002_audit.sql")),
+];
+
+const AUDIT_COLUMNS: &str = "node, seq, time, request_id, principal, action, resource, key_version, decision, \
+     policy, outcome, source_ip, user_agent, secret_hmac, mac";
 
 const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
      min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, updated_at_ms, revision";
@@ -465,6 +472,135 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+
+    fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            for (e, mac) in events {
+                sqlx::query(
+                    "INSERT INTO audit_events (node, seq, time_ms, time, request_id, principal, action, resource, \
+                     key_version, decision, policy, outcome, source_ip, user_agent, secret_hmac, mac) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&e.node)
+                .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+                .bind(time_ms_of(&e.time))
+                .bind(&e.time)
+                .bind(&e.request_id)
+                .bind(&e.principal)
+                .bind(&e.action)
+                .bind(&e.resource)
+                .bind(e.key_version.map(i64::from))
+                .bind(e.decision.as_str())
+                .bind(&e.policy)
+                .bind(&e.outcome)
+                .bind(&e.source_ip)
+                .bind(&e.user_agent)
+                .bind(&e.secret_hmac)
+                .bind(mac)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn truncate_audit<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM audit_events WHERE node = ? AND seq > ?")
+                .bind(node)
+                .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+                .execute(&self.writer)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn audit_range<'a>(&'a self, node: &'a str, after_seq: u64, limit: u32) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?"
+            )))
+            .bind(node)
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(event_from_row).collect()
+        })
+    }
+
+    fn audit_head<'a>(&'a self, node: &'a str) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>> {
+        Box::pin(async move {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1"
+            )))
+            .bind(node)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            row.as_ref().map(event_from_row).transpose()
+        })
+    }
+
+    fn audit_nodes(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT DISTINCT node FROM audit_events ORDER BY node")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn query_audit<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+        after: Option<(&'a str, u64)>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
+        Box::pin(async move {
+            let (after_node, after_seq) = after.unwrap_or(("", 0));
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events \
+                 WHERE (node > ? OR (node = ? AND seq > ?)) \
+                   AND (? IS NULL OR time_ms >= ?) AND (? IS NULL OR time_ms < ?) \
+                   AND (? IS NULL OR principal = ?) AND (? IS NULL OR action = ?) AND (? IS NULL OR resource = ?) \
+                 ORDER BY node, seq LIMIT ?"
+            )))
+            .bind(after_node)
+            .bind(after_node)
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(filter.since_ms)
+            .bind(filter.since_ms)
+            .bind(filter.until_ms)
+            .bind(filter.until_ms)
+            .bind(&filter.principal)
+            .bind(&filter.principal)
+            .bind(&filter.action)
+            .bind(&filter.action)
+            .bind(&filter.resource)
+            .bind(&filter.resource)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(event_from_row).collect()
+        })
+    }
+
+    fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
+        Box::pin(async move {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT principal, COUNT(*) FROM audit_events GROUP BY principal ORDER BY principal")
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(unavailable)?;
+            Ok(rows.into_iter().map(|(p, n)| (p, u64::try_from(n).unwrap_or(0))).collect())
+        })
+    }
 }
 
 impl SqliteStore {
@@ -482,6 +618,43 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// `time` of an event as Unix milliseconds (0 if it does not parse: verification, not the
+/// index, decides whether an event is genuine).
+fn time_ms_of(text: &str) -> i64 {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(crate::clock::unix_ms)
+        .unwrap_or(0)
+}
+
+fn event_from_row(row: &SqliteRow) -> StoreResult<StoredEvent> {
+    let g = |e| unavailable(e);
+    let decision: String = row.try_get("decision").map_err(g)?;
+    let seq: i64 = row.try_get("seq").map_err(g)?;
+    let key_version: Option<i64> = row.try_get("key_version").map_err(g)?;
+    let event = AuditEvent {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq out of range".into()))?,
+        node: row.try_get("node").map_err(g)?,
+        time: row.try_get("time").map_err(g)?,
+        request_id: row.try_get("request_id").map_err(g)?,
+        principal: row.try_get("principal").map_err(g)?,
+        action: row.try_get("action").map_err(g)?,
+        resource: row.try_get("resource").map_err(g)?,
+        key_version: key_version
+            .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt("audit key_version out of range".into())))
+            .transpose()?,
+        // An unknown decision cannot be represented; it is mapped to `deny` and the MAC
+        // check then reports the altered event.
+        decision: Decision::parse(&decision).unwrap_or(Decision::Deny),
+        policy: row.try_get("policy").map_err(g)?,
+        outcome: row.try_get("outcome").map_err(g)?,
+        source_ip: row.try_get("source_ip").map_err(g)?,
+        user_agent: row.try_get("user_agent").map_err(g)?,
+        secret_hmac: row.try_get("secret_hmac").map_err(g)?,
+    };
+    let mac: Vec<u8> = row.try_get("mac").map_err(g)?;
+    Ok((event, mac))
 }
 
 /// Reads a key row back inside the transaction that changed it, then commits.

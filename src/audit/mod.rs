@@ -1,0 +1,6 @@
+//! The audit trail: one event per request that reaches a handler, chained with a keyed
+//! MAC, written to the store and to an append-only JSON-lines file, with the chain head
+//! appended to a separate anchor file — and no answer before the event is durable.
+
+pub mod chain;
+pub mod event;
