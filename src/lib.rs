@@ -36,6 +36,7 @@ pub mod keys;
 pub mod secret;
 pub mod startup;
 pub mod store;
+pub mod system_secret;
 pub mod timefmt;
 
 #[cfg(test)]

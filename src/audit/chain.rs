@@ -24,6 +24,18 @@ pub fn link(audit_key: &[u8], prev: &[u8], event: &AuditEvent) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// `HMAC-SHA256(audit_key, len(domain) || domain || data)`: keyed fingerprints of values
+/// an auditor correlates without the trail holding them. Domain-separated from the chain.
+pub fn keyed(audit_key: &[u8], domain: &[u8], data: &[u8]) -> [u8; 32] {
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(audit_key) else {
+        return [0u8; 32];
+    };
+    mac.update(&u32::try_from(domain.len()).unwrap_or(u32::MAX).to_be_bytes());
+    mac.update(domain);
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
 /// The last verified position of a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
@@ -33,7 +45,10 @@ pub struct Head {
 
 impl Head {
     pub fn genesis() -> Self {
-        Self { seq: 0, mac: GENESIS.to_vec() }
+        Self {
+            seq: 0,
+            mac: GENESIS.to_vec(),
+        }
     }
 }
 
@@ -74,7 +89,10 @@ impl<'a> ChainCheck<'a> {
             return Err(Problem { seq: expected, reason });
         }
         if event.node != self.node {
-            return Err(Problem { seq: expected, reason: format!("event names node '{}'", event.node) });
+            return Err(Problem {
+                seq: expected,
+                reason: format!("event names node '{}'", event.node),
+            });
         }
         let mac = link(self.key, &self.head.mac, event);
         if !bool::from(mac.ct_eq(stored_mac)) {
@@ -83,7 +101,10 @@ impl<'a> ChainCheck<'a> {
                 reason: "MAC mismatch: the event or an earlier one was altered, replaced or reordered".into(),
             });
         }
-        self.head = Head { seq: expected, mac: mac.to_vec() };
+        self.head = Head {
+            seq: expected,
+            mac: mac.to_vec(),
+        };
         Ok(())
     }
 }
@@ -103,7 +124,12 @@ mod tests {
                 let e = AuditEvent::new(
                     seq,
                     "n1",
-                    EventData { action: "Sign".into(), outcome: "ok".into(), time_ms: seq as i64, ..Default::default() },
+                    EventData {
+                        action: "Sign".into(),
+                        outcome: "ok".into(),
+                        time_ms: seq as i64,
+                        ..Default::default()
+                    },
                 );
                 let mac = link(KEY, &prev, &e).to_vec();
                 prev = mac.clone();
@@ -123,7 +149,13 @@ mod tests {
     #[test]
     fn an_intact_chain_verifies_to_its_head() {
         let list = events(5);
-        assert_eq!(check(&list).unwrap(), Head { seq: 5, mac: list[4].1.clone() });
+        assert_eq!(
+            check(&list).unwrap(),
+            Head {
+                seq: 5,
+                mac: list[4].1.clone()
+            }
+        );
     }
 
     #[test]

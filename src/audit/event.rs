@@ -221,7 +221,14 @@ mod tests {
     #[test]
     fn user_agents_lose_control_characters_and_are_bounded() {
         let long = "é".repeat(300);
-        let e = AuditEvent::new(1, "n", EventData { user_agent: Some(long), ..Default::default() });
+        let e = AuditEvent::new(
+            1,
+            "n",
+            EventData {
+                user_agent: Some(long),
+                ..Default::default()
+            },
+        );
         let ua = e.user_agent.unwrap();
         assert!(ua.len() <= MAX_USER_AGENT && ua.chars().all(|c| c == 'é'));
     }

@@ -4,3 +4,6 @@
 
 pub mod chain;
 pub mod event;
+pub mod sink;
+pub mod verify;
+pub mod writer;

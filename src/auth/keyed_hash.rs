@@ -10,60 +10,31 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::clock::{SharedClock, unix_ms};
-use crate::envelope::RecordIdentity;
-use crate::kek::{KekError, Keyring};
+use crate::clock::SharedClock;
+use crate::kek::Keyring;
 use crate::secret::SecretBytes;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::system_secret::{self, SystemSecretError};
 
-/// Name of the pepper in the store's system secrets.
+/// Name of the pepper among the store's system secrets.
 const PEPPER_NAME: &str = "pepper";
-const PEPPER_LEN: usize = 32;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PepperError {
-    #[error(transparent)]
-    Kek(#[from] KekError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the operating system's random generator failed")]
-    Random,
-}
+pub type PepperError = SystemSecretError;
 
 pub struct KeyedHasher {
     pepper: SecretBytes,
 }
 
-fn pepper_identity() -> RecordIdentity<'static> {
-    RecordIdentity {
-        kind: "pepper",
-        tenant: crate::keys::DEFAULT_TENANT,
-        id: PEPPER_NAME,
-        version: 1,
-    }
-}
-
 impl KeyedHasher {
-    /// Opens the stored pepper, creating it on first start. Racing nodes agree on the one
-    /// stored first.
+    /// Opens the stored pepper, creating it on first start.
     pub async fn load_or_create(
         store: &dyn Store,
         keyring: &Keyring,
         clock: &SharedClock,
     ) -> Result<Self, PepperError> {
-        let sealed = match store.get_system_secret(PEPPER_NAME).await? {
-            Some(sealed) => sealed,
-            None => {
-                let fresh = SecretBytes::random(PEPPER_LEN).map_err(|_| PepperError::Random)?;
-                // Sealing the new pepper: the only time its bytes are consumed outside HMAC.
-                let sealed = keyring.seal(&pepper_identity(), fresh.expose_secret()).await?;
-                store
-                    .insert_system_secret(PEPPER_NAME, &sealed, unix_ms(clock.now()))
-                    .await?
-            }
-        };
-        let pepper = keyring.open(&pepper_identity(), &sealed).await?;
-        Ok(Self { pepper })
+        Ok(Self {
+            pepper: system_secret::load_or_create(store, keyring, clock, PEPPER_NAME).await?,
+        })
     }
 
     /// A hasher over a given pepper (tests of the hashing itself).

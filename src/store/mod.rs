@@ -172,7 +172,12 @@ pub trait Store: Send + Sync {
     fn truncate_audit<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<()>>;
 
     /// A node's events with `seq > after_seq`, ascending, at most `limit`.
-    fn audit_range<'a>(&'a self, node: &'a str, after_seq: u64, limit: u32) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>>;
+    fn audit_range<'a>(
+        &'a self,
+        node: &'a str,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>>;
 
     /// A node's last event.
     fn audit_head<'a>(&'a self, node: &'a str) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>>;

@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 
 use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, StoreResult, StoredEvent, UsageDelta, VersionInfo};
-use crate::audit::event::{AuditEvent, Decision};
 use crate::BoxFuture;
+use crate::audit::event::{AuditEvent, Decision};
 use crate::envelope::SealedRecord;
 
 /// Schema migrations, applied in order, each once.
@@ -518,7 +518,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn audit_range<'a>(&'a self, node: &'a str, after_seq: u64, limit: u32) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
+    fn audit_range<'a>(
+        &'a self,
+        node: &'a str,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
         Box::pin(async move {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?"
@@ -598,7 +603,10 @@ impl Store for SqliteStore {
                     .fetch_all(&self.reader)
                     .await
                     .map_err(unavailable)?;
-            Ok(rows.into_iter().map(|(p, n)| (p, u64::try_from(n).unwrap_or(0))).collect())
+            Ok(rows
+                .into_iter()
+                .map(|(p, n)| (p, u64::try_from(n).unwrap_or(0)))
+                .collect())
         })
     }
 }

@@ -1,0 +1,248 @@
+//! The two append-only files of the audit trail: the JSON-lines event file and the anchor
+//! file (one `node seq mac-hex` line per committed batch, so a truncated event file — or a
+//! truncated store — is caught by comparing against the last anchored head).
+//!
+//! Plain blocking I/O: the writer calls these from tokio's blocking pool. Every append is
+//! followed by `fdatasync`; an append that fails is cut back off the file, so a failed
+//! batch leaves nothing behind.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::chain::Head;
+use super::event::{AuditEvent, hex, unhex};
+
+/// How far back from the end of a file the tail reader looks for the last line.
+const TAIL_WINDOW: u64 = 64 * 1024;
+
+/// An append-only file, reopened after a failure so a repaired path recovers by itself.
+pub struct AppendFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl AppendFile {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            file: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open(&mut self) -> std::io::Result<&File> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&self.path)?;
+            self.file = Some(file);
+        }
+        self.file.as_ref().ok_or_else(|| std::io::Error::other("file not open"))
+    }
+
+    /// Appends `bytes` and makes them durable; on failure cuts the file back to its length
+    /// before the append (when it is a regular file) and closes it for a later reopen.
+    pub fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let result = (|| {
+            let file = self.open()?;
+            let before = file.metadata()?.len();
+            let written = (|| {
+                let mut f = file;
+                f.write_all(bytes)?;
+                f.sync_data()
+            })();
+            if written.is_err() && file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+                let _ = file.set_len(before);
+                let _ = file.sync_data();
+            }
+            written
+        })();
+        if result.is_err() {
+            self.file = None;
+        }
+        result
+    }
+
+    /// Cuts the file back to `len` bytes (undoing a batch another sink refused).
+    pub fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        let file = self.open()?;
+        if file.metadata()?.is_file() {
+            file.set_len(len)?;
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Current length, or `None` for something that is not a regular file (e.g. a device).
+    pub fn len(&mut self) -> std::io::Result<Option<u64>> {
+        let meta = self.open()?.metadata()?;
+        Ok(meta.is_file().then_some(meta.len()))
+    }
+}
+
+/// The last complete line of a regular file (an incomplete last line, from a crash in
+/// mid-write, is ignored), or `None` when the file is missing, empty or not regular.
+pub fn last_line(path: &Path) -> std::io::Result<Option<String>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(None);
+    }
+    let start = meta.len().saturating_sub(TAIL_WINDOW);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.take(TAIL_WINDOW).read_to_end(&mut tail)?;
+    let complete = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(end) => tail.get(..end).unwrap_or_default(),
+        None => return Ok(None),
+    };
+    let line = match complete.iter().rposition(|b| *b == b'\n') {
+        Some(nl) => complete.get(nl + 1..).unwrap_or_default(),
+        None => complete,
+    };
+    Ok(Some(String::from_utf8_lossy(line).into_owned()))
+}
+
+/// Cuts an incomplete last line (a crash in mid-append) off a regular file.
+pub fn drop_partial_line(path: &Path) -> std::io::Result<()> {
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(());
+    }
+    let start = meta.len().saturating_sub(TAIL_WINDOW);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    (&mut file).take(TAIL_WINDOW).read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(nl) => start + nl as u64 + 1,
+        None => start,
+    };
+    file.set_len(keep)?;
+    file.sync_data()
+}
+
+/// Every event line of the JSON-lines file, in file order, with its line number.
+pub fn read_events(path: &Path) -> std::io::Result<Vec<(usize, Result<(AuditEvent, Vec<u8>), String>)>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        out.push((i + 1, AuditEvent::parse_line(&line)));
+    }
+    Ok(out)
+}
+
+/// One anchor line: `node seq mac-hex`.
+pub fn anchor_line(node: &str, head: &Head) -> String {
+    format!("{node} {} {}\n", head.seq, hex(&head.mac))
+}
+
+/// Parses an anchor line into `(node, head)`.
+pub fn parse_anchor(line: &str) -> Option<(String, Head)> {
+    let mut parts = line.split(' ');
+    let node = parts.next()?.to_owned();
+    let seq = parts.next()?.parse().ok()?;
+    let mac = unhex(parts.next()?)?;
+    parts.next().is_none().then_some((node, Head { seq, mac }))
+}
+
+/// Every anchored head of `node`, in file order.
+pub fn read_anchors(path: &Path, node: &str) -> std::io::Result<Vec<Result<Head, String>>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        match parse_anchor(&line) {
+            Some((n, head)) if n == node => out.push(Ok(head)),
+            Some(_) => {}
+            None => out.push(Err(format!(
+                "malformed anchor line `{}`",
+                line.chars().take(80).collect::<String>()
+            ))),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sv-sink-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("f")
+    }
+
+    #[test]
+    fn appends_are_read_back_and_the_last_complete_line_is_found() {
+        let path = temp("append");
+        let mut f = AppendFile::new(&path);
+        f.append_durably(b"one\ntwo\n").unwrap();
+        f.append_durably(b"three\n").unwrap();
+        assert_eq!(last_line(&path).unwrap().as_deref(), Some("three"));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"partial")
+            .unwrap();
+        assert_eq!(last_line(&path).unwrap().as_deref(), Some("three"));
+        drop_partial_line(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
+        f.truncate(4).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n");
+    }
+
+    #[test]
+    fn a_failed_append_to_a_full_device_reports_an_error() {
+        let mut f = AppendFile::new(Path::new("/dev/full"));
+        assert!(f.append_durably(b"x\n").is_err());
+        assert_eq!(f.len().unwrap(), None);
+        assert_eq!(last_line(Path::new("/dev/full")).unwrap(), None);
+    }
+
+    #[test]
+    fn anchor_lines_round_trip() {
+        let head = Head {
+            seq: 42,
+            mac: vec![1, 2, 255],
+        };
+        let line = anchor_line("n1", &head);
+        assert_eq!(line, "n1 42 0102ff\n");
+        assert_eq!(parse_anchor(line.trim_end()), Some(("n1".into(), head)));
+        assert_eq!(parse_anchor("n1 x 00"), None);
+        assert_eq!(parse_anchor("n1 1 00 extra"), None);
+    }
+}

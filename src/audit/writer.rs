@@ -1,0 +1,361 @@
+//! Group commit: requests hand their event to [`Auditor::record`] and wait; one writer task
+//! takes every event queued so far, gives them sequence numbers and chain MACs, appends
+//! them to the JSON-lines file (fdatasync), inserts them into the store (one transaction),
+//! appends the new head to the anchor file (fdatasync), and only then releases the waiting
+//! requests. Many events, three syncs.
+//!
+//! Fail closed: if any step fails, the steps already done are undone, every request of the
+//! batch gets [`AuditError::Unavailable`] (the API answers 503 `AUDIT_UNAVAILABLE`), and the
+//! next batch first re-reads the sinks' heads and retries — recovery needs no restart.
+//!
+//! Crash recovery ([`Writer::reconcile`]): the writer order (file → store → anchor) means a
+//! crash can leave the file ahead of the store (copied into the store after checking the
+//! chain) or the anchor behind (appended). Anything else — the store ahead of the file, an
+//! anchor ahead of both — is evidence of tampering: the auditor refuses to write until a
+//! person has looked (`sigvault audit verify`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{ChainCheck, Head, link};
+use super::event::{AuditEvent, EventData, hex};
+use super::sink::{self, AppendFile};
+use crate::secret::SecretBytes;
+use crate::store::{Store, StoredEvent};
+
+/// Most events in one group commit.
+pub const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the writer at once; beyond it `record` waits for room.
+const QUEUE: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AuditError {
+    /// A sink could not make the event durable; nothing was acknowledged.
+    #[error("the audit trail is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where the trail lives and which node writes it.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub node: String,
+    pub file: PathBuf,
+    pub anchor_file: PathBuf,
+}
+
+/// The handle requests use. Cheap to share.
+pub struct Auditor {
+    queue: mpsc::Sender<Pending>,
+    key: Arc<SecretBytes>,
+    node: String,
+    healthy: Arc<AtomicBool>,
+}
+
+struct Pending {
+    data: EventData,
+    done: oneshot::Sender<Result<u64, AuditError>>,
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    key: Arc<SecretBytes>,
+    settings: AuditSettings,
+    file: AppendFile,
+    anchor: AppendFile,
+    head: Head,
+    needs_reconcile: bool,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Auditor {
+    /// Reconciles the sinks after a crash and starts the writer task.
+    pub async fn start(store: Arc<dyn Store>, key: SecretBytes, settings: AuditSettings) -> Result<Self, AuditError> {
+        let key = Arc::new(key);
+        let healthy = Arc::new(AtomicBool::new(false));
+        let mut writer = Writer {
+            file: AppendFile::new(&settings.file),
+            anchor: AppendFile::new(&settings.anchor_file),
+            store,
+            key: Arc::clone(&key),
+            settings: settings.clone(),
+            head: Head::genesis(),
+            needs_reconcile: true,
+            healthy: Arc::clone(&healthy),
+        };
+        writer.reconcile().await?;
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer.run(rx));
+        Ok(Self {
+            queue,
+            key,
+            node: settings.node,
+            healthy,
+        })
+    }
+
+    /// Appends one event and returns its sequence number once it is durable in every sink.
+    pub async fn record(&self, data: EventData) -> Result<u64, AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send(Pending { data, done })
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
+    }
+
+    /// `HMAC(audit_key, "secret" || value)` in hex: lets an auditor correlate a secret
+    /// (e.g. the same material imported twice) without the trail holding it.
+    pub fn secret_hmac(&self, secret: &[u8]) -> String {
+        hex(&super::chain::keyed(self.key.expose_secret(), b"secret", secret))
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The audit key, for verification.
+    pub fn key(&self) -> &SecretBytes {
+        &self.key
+    }
+
+    /// Whether the last batch reached every sink.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let outcome = self.commit(&batch).await;
+            self.healthy.store(outcome.is_ok(), Ordering::Relaxed);
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, events = batch.len(), "audit batch failed; requests refused");
+            }
+            let first_seq = outcome.as_ref().map(|head| head.seq + 1 - batch.len() as u64);
+            for (i, pending) in batch.into_iter().enumerate() {
+                let answer = match &first_seq {
+                    Ok(first) => Ok(first + i as u64),
+                    Err(e) => Err((*e).clone()),
+                };
+                let _ = pending.done.send(answer);
+            }
+        }
+    }
+
+    /// Makes one batch durable in every sink, or in none.
+    async fn commit(&mut self, batch: &[Pending]) -> Result<Head, AuditError> {
+        if self.needs_reconcile {
+            self.reconcile().await?;
+        }
+        let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
+        let mut head = self.head.clone();
+        let mut lines = Vec::with_capacity(batch.len() * 320);
+        for pending in batch {
+            let event = AuditEvent::new(head.seq + 1, &self.settings.node, pending.data.clone());
+            let mac = link(self.key.expose_secret(), &head.mac, &event).to_vec();
+            lines.extend_from_slice(&event.line(&mac));
+            head = Head {
+                seq: event.seq,
+                mac: mac.clone(),
+            };
+            events.push((event, mac));
+        }
+        let result = self.write(lines, &events, &head).await;
+        match result {
+            Ok(()) => {
+                self.head = head.clone();
+                Ok(head)
+            }
+            Err(e) => {
+                self.needs_reconcile = true;
+                Err(e)
+            }
+        }
+    }
+
+    async fn write(&mut self, lines: Vec<u8>, events: &[StoredEvent], head: &Head) -> Result<(), AuditError> {
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| AuditError::Unavailable(format!("{what}: {e}"));
+        let file_len = blocking(&mut self.file, |f| f.len())
+            .await
+            .map_err(|e| unavailable("event file", &e))?;
+        blocking(&mut self.file, move |f| f.append_durably(&lines))
+            .await
+            .map_err(|e| unavailable("event file", &e))?;
+        if let Err(e) = self.store.append_audit(events).await {
+            self.undo_file(file_len).await;
+            return Err(unavailable("store", &e));
+        }
+        let anchor = sink::anchor_line(&self.settings.node, head);
+        if let Err(e) = blocking(&mut self.anchor, move |f| f.append_durably(anchor.as_bytes())).await {
+            let _ = self.store.truncate_audit(&self.settings.node, self.head.seq).await;
+            self.undo_file(file_len).await;
+            return Err(unavailable("anchor file", &e));
+        }
+        Ok(())
+    }
+
+    async fn undo_file(&mut self, len: Option<u64>) {
+        if let Some(len) = len {
+            let _ = blocking(&mut self.file, move |f| f.truncate(len)).await;
+        }
+    }
+
+    /// Brings the sinks to one head after a crash or a failed batch (see module docs).
+    async fn reconcile(&mut self) -> Result<(), AuditError> {
+        let node = self.settings.node.clone();
+        let fail = |m: String| AuditError::Unavailable(m);
+        let store_head = match self
+            .store
+            .audit_head(&node)
+            .await
+            .map_err(|e| fail(format!("store: {e}")))?
+        {
+            Some((event, mac)) => Head { seq: event.seq, mac },
+            None => Head::genesis(),
+        };
+        let file_path = self.settings.file.clone();
+        let file_last = tokio::task::spawn_blocking(move || {
+            sink::drop_partial_line(&file_path)?;
+            sink::last_line(&file_path)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(format!("event file: {e}")))?;
+        let file_head = match file_last {
+            None => None,
+            Some(line) => {
+                let (event, mac) =
+                    AuditEvent::parse_line(&line).map_err(|e| fail(format!("event file, last line: {e}")))?;
+                Some(Head { seq: event.seq, mac })
+            }
+        };
+        let mut head = store_head.clone();
+        match &file_head {
+            // Not a regular file (a device, a pipe): nothing to compare; writes will tell.
+            None if self.file_is_special() => {}
+            None if store_head.seq == 0 => {}
+            None => {
+                return Err(fail(format!(
+                    "the event file is empty but the store holds events up to {}: run `sigvault audit verify`",
+                    store_head.seq
+                )));
+            }
+            Some(f) if f.seq == store_head.seq => {
+                if f.mac != store_head.mac {
+                    return Err(fail(format!(
+                        "event file and store disagree at event {}: run `sigvault audit verify`",
+                        f.seq
+                    )));
+                }
+            }
+            Some(f) if f.seq > store_head.seq => {
+                head = self.copy_file_tail_into_store(&store_head).await?;
+                if head != *f {
+                    return Err(fail("event file tail does not chain onto the store".into()));
+                }
+            }
+            Some(f) => {
+                return Err(fail(format!(
+                    "the event file ends at {} but the store at {}: run `sigvault audit verify`",
+                    f.seq, store_head.seq
+                )));
+            }
+        }
+        let anchor_path = self.settings.anchor_file.clone();
+        let anchor_last = tokio::task::spawn_blocking(move || {
+            sink::drop_partial_line(&anchor_path)?;
+            sink::read_anchors(&anchor_path, &node)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(format!("anchor file: {e}")))?
+        .into_iter()
+        .filter_map(Result::ok)
+        .next_back();
+        match anchor_last {
+            Some(a) if a.seq > head.seq => {
+                return Err(fail(format!(
+                    "the anchor names event {} but the trail ends at {}: events were removed; run `sigvault audit verify`",
+                    a.seq, head.seq
+                )));
+            }
+            Some(a) if a.seq == head.seq && a.mac == head.mac => {}
+            _ if head.seq == 0 => {}
+            _ => {
+                let line = sink::anchor_line(&self.settings.node, &head);
+                blocking(&mut self.anchor, move |f| f.append_durably(line.as_bytes()))
+                    .await
+                    .map_err(|e| fail(format!("anchor file: {e}")))?;
+            }
+        }
+        self.head = head;
+        self.needs_reconcile = false;
+        Ok(())
+    }
+
+    fn file_is_special(&self) -> bool {
+        std::fs::metadata(&self.settings.file)
+            .map(|m| !m.is_file())
+            .unwrap_or(false)
+    }
+
+    /// Copies events the file holds beyond the store's head into the store, checking that
+    /// they continue its chain. Returns the new head.
+    async fn copy_file_tail_into_store(&mut self, store_head: &Head) -> Result<Head, AuditError> {
+        let fail = |m: String| AuditError::Unavailable(m);
+        let path = self.settings.file.clone();
+        let lines = tokio::task::spawn_blocking(move || sink::read_events(&path))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(format!("event file: {e}")))?;
+        let mut check = ChainCheck::new(self.key.expose_secret(), &self.settings.node, store_head.clone());
+        let mut missing = Vec::new();
+        for (line_no, parsed) in lines {
+            let (event, mac) = parsed.map_err(|e| fail(format!("event file line {line_no}: {e}")))?;
+            if event.node != self.settings.node || event.seq <= store_head.seq {
+                continue;
+            }
+            check
+                .next(&event, &mac)
+                .map_err(|p| fail(format!("event file at {}: {}", p.seq, p.reason)))?;
+            missing.push((event, mac));
+        }
+        self.store
+            .append_audit(&missing)
+            .await
+            .map_err(|e| fail(format!("store: {e}")))?;
+        tracing::warn!(
+            events = missing.len(),
+            "recovered audit events the store missed after a crash"
+        );
+        Ok(check.head().clone())
+    }
+}
+
+/// Runs a blocking file operation on the blocking pool, lending it the file.
+async fn blocking<T: Send + 'static>(
+    file: &mut AppendFile,
+    op: impl FnOnce(&mut AppendFile) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let mut owned = std::mem::replace(file, AppendFile::new(&PathBuf::new()));
+    let (owned, result) = tokio::task::spawn_blocking(move || {
+        let result = op(&mut owned);
+        (owned, result)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    *file = owned;
+    result
+}
