@@ -15,6 +15,7 @@ use serde::Deserialize;
 use time::Duration;
 use toml::{Table, Value};
 
+use crate::audit::writer::AuditSettings;
 use crate::timefmt::parse_duration;
 
 /// Environment variables that carry secrets or other meanings, not config keys.
@@ -40,6 +41,15 @@ pub struct RawConfig {
     pub cache: Option<RawCache>,
     pub keys: Option<RawKeys>,
     pub limits: Option<RawLimits>,
+    pub audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub file: Option<PathBuf>,
+    pub anchor_file: Option<PathBuf>,
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -109,6 +119,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub keys: KeySettings,
     pub limits: Limits,
+    pub audit: AuditSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
     pub root_token: Option<SecretString>,
 }
@@ -365,6 +376,7 @@ impl Settings {
         let cache = cache_settings(raw.cache.unwrap_or_default())?;
         let keys = key_settings(raw.keys.unwrap_or_default())?;
         let limits = limits(raw.limits.unwrap_or_default())?;
+        let audit = audit_settings(raw.audit.unwrap_or_default(), &data_dir)?;
         let root_token = match env_var("SIGVAULT_ROOT_TOKEN") {
             Some(token) => Some(crate::auth::validate_root_token(&token).map_err(|m| ConfigError::Env {
                 var: "SIGVAULT_ROOT_TOKEN".into(),
@@ -382,6 +394,7 @@ impl Settings {
             cache,
             keys,
             limits,
+            audit,
             root_token,
         })
     }
@@ -530,6 +543,49 @@ fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
         max_pending_days,
         usage_flush_interval,
     })
+}
+
+fn audit_settings(raw: RawAudit, data_dir: &Path) -> Result<AuditSettings, ConfigError> {
+    let node = match raw.node {
+        Some(node) => node,
+        None => default_node_name(),
+    };
+    let node_ok = !node.is_empty()
+        && node.len() <= 64
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !node_ok {
+        return Err(invalid("audit.node", "must be 1 to 64 characters of A-Z a-z 0-9 . _ -"));
+    }
+    let file = raw.file.unwrap_or_else(|| data_dir.join("audit.jsonl"));
+    let anchor_file = raw.anchor_file.unwrap_or_else(|| data_dir.join("audit.anchor"));
+    if file == anchor_file {
+        return Err(invalid("audit.anchor_file", "must not be the event file"));
+    }
+    Ok(AuditSettings {
+        node,
+        file,
+        anchor_file,
+    })
+}
+
+/// This host's name, reduced to the node-name alphabet; `node-1` if it has none.
+fn default_node_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name: String = if rc == 0 {
+        buf.iter()
+            .take_while(|b| **b != 0)
+            .map(|b| *b as char)
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .take(64)
+            .collect()
+    } else {
+        String::new()
+    };
+    if name.is_empty() { "node-1".into() } else { name }
 }
 
 fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
@@ -867,6 +923,7 @@ mod tests {
             ("SIGVAULT_LIMITS__MAX_BATCH_ITEMS", "0", "limits.max_batch_items:"),
             ("SIGVAULT_LIMITS__MAX_CONNECTIONS", "0", "limits.max_connections:"),
             ("SIGVAULT_ROOT_TOKEN", "short", "SIGVAULT_ROOT_TOKEN:"),
+            ("SIGVAULT_AUDIT__NODE", "a b", "audit.node:"),
         ];
         for (var, value, expected) in cases {
             let err = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), (var, value)]).err();

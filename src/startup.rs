@@ -24,7 +24,8 @@ use warp::http::HeaderValue;
 
 use crate::api::context::{ClientAddr, new_request_id, with_request_id};
 use crate::api::{self, AppState};
-use crate::auth::keyed_hash::{KeyedHasher, PepperError};
+use crate::audit::writer::{AuditError, Auditor};
+use crate::auth::keyed_hash::KeyedHasher;
 use crate::auth::{Authenticator, ROOT_TOKEN_VALUE, generate_token};
 use crate::clock::{SharedClock, SystemClock, unix_ms};
 use crate::config::{KekSettings, Settings, StoreSettings};
@@ -33,8 +34,11 @@ use crate::kek::{KekError, KekProvider, Keyring};
 use crate::keys::KeyService;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
+use crate::system_secret::{self, SystemSecretError};
 
 /// How often expired cache entries are swept and due deletions/rotations run.
+/// Name of the audit chain's key among the system secrets.
+pub const AUDIT_KEY_NAME: &str = "audit-key";
 const MAINTENANCE_INTERVAL: StdDuration = StdDuration::from_secs(30);
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: StdDuration = StdDuration::from_secs(30);
@@ -50,7 +54,7 @@ pub enum StartupError {
     #[error("store: {}", chain(.0))]
     Store(#[from] StoreError),
     #[error("pepper key: {}", chain(.0))]
-    Pepper(#[from] PepperError),
+    Pepper(SystemSecretError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -59,6 +63,10 @@ pub enum StartupError {
     },
     #[error("cannot generate the root token: the random generator failed")]
     Random,
+    #[error("audit key: {}", chain(.0))]
+    AuditKey(#[from] SystemSecretError),
+    #[error("{0}")]
+    Audit(#[from] AuditError),
 }
 
 /// An error and its causes on one line, outermost first, without repeats.
@@ -140,7 +148,11 @@ impl Application {
             StoreSettings::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
         };
         let keyring = Keyring::new(Arc::clone(&kek));
-        let hasher = KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock).await?;
+        let hasher = KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock)
+            .await
+            .map_err(StartupError::Pepper)?;
+        let audit_key = system_secret::load_or_create(store.as_ref(), &keyring, &clock, AUDIT_KEY_NAME).await?;
+        let audit = Auditor::start(Arc::clone(&store), audit_key, settings.audit.clone()).await?;
         let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
         let root_hash_to_store = generated_root_token.as_ref().map(|_| root_hash.clone());
         let keys = KeyService::new(
@@ -153,6 +165,8 @@ impl Application {
         );
         let state = Arc::new(AppState {
             keys,
+            audit,
+            clock: clock.clone(),
             auth: Authenticator::new(hasher, root_hash),
             kek,
             store,

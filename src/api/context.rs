@@ -62,7 +62,21 @@ pub struct Call {
     pub headers: HeaderMap,
     pub query: String,
     pub client: Option<SocketAddr>,
+    /// What the handler learned that the audit event must say.
+    pub note: AuditNote,
     body: BodyStream,
+}
+
+/// Facts a handler collects for its audit event; the outcome is taken from its result.
+#[derive(Debug, Default)]
+pub struct AuditNote {
+    /// The authenticated caller (absent when authentication failed or was not reached).
+    pub principal: Option<String>,
+    pub decision: crate::audit::event::Decision,
+    pub key_version: Option<u32>,
+    pub secret_hmac: Option<String>,
+    /// Key uses to count once the event is durable.
+    pub usage: Vec<crate::keys::Usage>,
 }
 
 /// Extracts a [`Call`]; never rejects.
@@ -77,6 +91,7 @@ pub fn call() -> impl Filter<Extract = (Call,), Error = warp::Rejection> + Clone
             headers,
             query,
             client: client.map(|c| c.0),
+            note: AuditNote::default(),
             body: boxed_body(body),
         })
 }

@@ -17,7 +17,11 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
+use crate::audit::action::Action;
+use crate::audit::event::{Decision, EventData};
+use crate::audit::writer::Auditor;
 use crate::auth::{AuthError, Authenticator, Principal};
+use crate::clock::SharedClock;
 use crate::config::Limits;
 use crate::error::{ApiError, ErrorCode};
 use crate::kek::{KekError, KekProvider};
@@ -28,6 +32,8 @@ use context::Call;
 /// Everything the handlers share.
 pub struct AppState {
     pub keys: KeyService,
+    pub audit: Auditor,
+    pub clock: SharedClock,
     pub auth: Authenticator,
     pub kek: Arc<dyn KekProvider>,
     pub store: Arc<dyn Store>,
@@ -54,14 +60,58 @@ pub fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,
     warp::any().map(move || Arc::clone(&state))
 }
 
-/// The caller, from its bearer token.
-pub fn authenticate(state: &AppState, call: &Call) -> Result<Arc<Principal>, ApiError> {
-    state
-        .auth
-        .authenticate(call.header("authorization"))
-        .map_err(|e| match e {
-            AuthError::Missing | AuthError::Invalid => ApiError::new(ErrorCode::Unauthenticated, e.to_string()),
-        })
+/// The caller, from its bearer token; noted for the audit event either way.
+pub fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>, ApiError> {
+    match state.auth.authenticate(call.header("authorization")) {
+        Ok(principal) => {
+            call.note.principal = Some(principal.name.clone());
+            Ok(principal)
+        }
+        Err(e) => {
+            call.note.decision = Decision::Deny;
+            Err(match e {
+                AuthError::Missing | AuthError::Invalid => ApiError::new(ErrorCode::Unauthenticated, e.to_string()),
+            })
+        }
+    }
+}
+
+/// Records the audit event of a request that reached a handler, then answers — or, when
+/// the event cannot be made durable, answers 503 `AUDIT_UNAVAILABLE` instead and counts
+/// nothing. Nothing is acknowledged that the trail does not hold.
+pub async fn audited(
+    state: &AppState,
+    call: &mut Call,
+    action: Action,
+    resource: String,
+    result: Result<Response, ApiError>,
+) -> Response {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    let note = std::mem::take(&mut call.note);
+    let event = EventData {
+        time_ms: crate::clock::unix_ms(state.clock.now()),
+        request_id: context::request_id(),
+        principal: note.principal.unwrap_or_else(|| "-".into()),
+        action: action.as_str().into(),
+        resource,
+        key_version: note.key_version,
+        decision: note.decision,
+        policy: None,
+        outcome: outcome.into(),
+        source_ip: call.client.map(|a| a.ip().to_string()),
+        user_agent: call.header("user-agent").map(str::to_owned),
+        secret_hmac: note.secret_hmac,
+    };
+    match state.audit.record(event).await {
+        Ok(_) => {
+            state.keys.count(&note.usage);
+            reply::respond(result)
+        }
+        Err(e) => reply::error(ApiError::new(ErrorCode::AuditUnavailable, e.to_string())),
+    }
 }
 
 pub fn method_not_allowed(call: &Call) -> ApiError {

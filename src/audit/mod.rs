@@ -2,6 +2,7 @@
 //! MAC, written to the store and to an append-only JSON-lines file, with the chain head
 //! appended to a separate anchor file — and no answer before the event is durable.
 
+pub mod action;
 pub mod chain;
 pub mod event;
 pub mod sink;

@@ -89,6 +89,16 @@ pub struct KeyPatch {
     pub exportable: Option<bool>,
 }
 
+/// One use of a key version, counted by [`KeyService::count`] after the operation was
+/// recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    key_id: Arc<str>,
+    version: u32,
+    signs: u64,
+    verifies: u64,
+}
+
 /// The outcome of a verification that ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -319,8 +329,9 @@ impl KeyService {
         Ok(())
     }
 
-    /// MAC of `message` with `version` (default: latest). Returns the tag and the version.
-    pub async fn sign(&self, name: &str, message: &[u8], version: Option<u32>) -> KeyResult<(Vec<u8>, u32)> {
+    /// MAC of `message` with `version` (default: latest). Returns the tag, the version, and
+    /// the usage to count once the caller has recorded the operation ([`KeyService::count`]).
+    pub async fn sign(&self, name: &str, message: &[u8], version: Option<u32>) -> KeyResult<(Vec<u8>, u32, Usage)> {
         self.check_message(message)?;
         let key = self.usable(name).await?;
         let version = version.unwrap_or(key.record.latest_version);
@@ -328,13 +339,25 @@ impl KeyService {
         let secret = self.secret(&key, version).await?;
         // The HMAC consumes the key material; the tag is public.
         let tag = key.algorithm.sign(secret.expose_secret(), message);
-        self.usage.record(&key.id, version, 1, 0, self.now_ms());
-        Ok((tag, version))
+        let usage = Usage {
+            key_id: Arc::clone(&key.id),
+            version,
+            signs: 1,
+            verifies: 0,
+        };
+        Ok((tag, version, usage))
     }
 
     /// Checks `tag` against one version, or every version from `min_verify_version` to the
-    /// latest. Says which version matched, or why none did.
-    pub async fn verify(&self, name: &str, message: &[u8], tag: &[u8], version: Option<u32>) -> KeyResult<Verdict> {
+    /// latest. Says which version matched, or why none did; a match carries the usage to
+    /// count once the caller has recorded the operation.
+    pub async fn verify(
+        &self,
+        name: &str,
+        message: &[u8],
+        tag: &[u8],
+        version: Option<u32>,
+    ) -> KeyResult<(Verdict, Option<Usage>)> {
         self.check_message(message)?;
         let key = self.usable(name).await?;
         let window = match version {
@@ -345,17 +368,31 @@ impl KeyService {
             None => key.record.min_verify_version..=key.record.latest_version,
         };
         if tag.len() != key.algorithm.tag_len() {
-            return Ok(Verdict::MalformedSignature);
+            return Ok((Verdict::MalformedSignature, None));
         }
         for v in window.rev() {
             let secret = self.secret(&key, v).await?;
             // The HMAC consumes the key material; comparison is constant-time.
             if key.algorithm.verify(secret.expose_secret(), message, tag) {
-                self.usage.record(&key.id, v, 0, 1, self.now_ms());
-                return Ok(Verdict::Valid(v));
+                let usage = Usage {
+                    key_id: Arc::clone(&key.id),
+                    version: v,
+                    signs: 0,
+                    verifies: 1,
+                };
+                return Ok((Verdict::Valid(v), Some(usage)));
             }
         }
-        Ok(Verdict::Mismatch)
+        Ok((Verdict::Mismatch, None))
+    }
+
+    /// Counts operations that were recorded (audited) and answered. Counting only then
+    /// keeps the counters honest when the audit trail refuses an operation.
+    pub fn count(&self, used: &[Usage]) {
+        let now = self.now_ms();
+        for u in used {
+            self.usage.record(&u.key_id, u.version, u.signs, u.verifies, now);
+        }
     }
 
     // ----- maintenance -----------------------------------------------------------------

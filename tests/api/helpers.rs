@@ -19,6 +19,7 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sigvault::api::AppState;
+use sigvault::audit::writer::AuditSettings;
 use sigvault::clock::ManualClock;
 use sigvault::config::{CacheSettings, KekSettings, KeySettings, Limits, Settings, StoreSettings};
 use sigvault::kek::pkcs11::{context, ensure_token, pin};
@@ -116,6 +117,11 @@ impl AppHome {
                 usage_flush_interval: Duration::seconds(3600),
             },
             limits: self.limits,
+            audit: AuditSettings {
+                node: "test-node".into(),
+                file: self.data_dir.join("audit.jsonl"),
+                anchor_file: self.data_dir.join("audit.anchor"),
+            },
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
     }

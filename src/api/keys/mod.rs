@@ -19,7 +19,8 @@ use warp::reply::Response;
 
 use super::context::{Call, call};
 use super::reply::{self, base64_secret, json, parse_json};
-use super::{AppState, authenticate, method_not_allowed, with_state};
+use super::{AppState, audited, authenticate, method_not_allowed, with_state};
+use crate::audit::action::Action;
 use crate::auth::Principal;
 use crate::clock::from_unix_ms;
 use crate::error::ApiError;
@@ -54,37 +55,53 @@ async fn dispatch(tail: warp::path::Tail, state: Arc<AppState>, call: Call) -> R
 }
 
 async fn collection(state: Arc<AppState>, mut call: Call) -> Response {
-    reply::respond(match call.method {
-        Method::GET => list_keys(&state, &mut call).await,
-        Method::POST => create_key(&state, &mut call).await,
-        _ => Err(method_not_allowed(&call)),
-    })
+    let (action, result) = match call.method {
+        Method::GET => (Action::ListKeys, list_keys(&state, &mut call).await),
+        Method::POST => (Action::CreateKey, create_key(&state, &mut call).await),
+        _ => return reply::error(method_not_allowed(&call)),
+    };
+    audited(&state, &mut call, action, "keys".into(), result).await
 }
 
 async fn item(name: String, state: Arc<AppState>, mut call: Call) -> Response {
-    reply::respond(match call.method {
-        Method::GET => get_key(&state, &mut call, &name).await,
-        Method::PATCH => patch_key(&state, &mut call, &name).await,
-        Method::DELETE => delete_key(&state, &mut call, &name).await,
-        _ => Err(method_not_allowed(&call)),
-    })
+    let (action, result) = match call.method {
+        Method::GET => (Action::GetKey, get_key(&state, &mut call, &name).await),
+        Method::PATCH => (Action::UpdateKey, patch_key(&state, &mut call, &name).await),
+        Method::DELETE => (Action::ScheduleKeyDeletion, delete_key(&state, &mut call, &name).await),
+        _ => return reply::error(method_not_allowed(&call)),
+    };
+    audited(&state, &mut call, action, key_resource(&name), result).await
 }
 
 async fn action(name: String, action: String, state: Arc<AppState>, mut call: Call) -> Response {
-    let known = ["rotate", "restore", "import", "sign", "verify"];
-    if !known.contains(&action.as_str()) {
-        return reply::error(ApiError::new(crate::error::ErrorCode::NotFound, "no such route"));
-    }
+    let action = match action.as_str() {
+        "rotate" => Action::RotateKey,
+        "restore" => Action::CancelKeyDeletion,
+        "import" => Action::ImportKeyPlaintext,
+        "sign" => Action::Sign,
+        "verify" => Action::Verify,
+        _ => return reply::error(ApiError::new(crate::error::ErrorCode::NotFound, "no such route")),
+    };
     if call.method != Method::POST {
         return reply::error(method_not_allowed(&call));
     }
-    reply::respond(match action.as_str() {
-        "rotate" => rotate_key(&state, &mut call, &name).await,
-        "restore" => restore_key(&state, &mut call, &name).await,
-        "import" => import_key(&state, &mut call, &name).await,
-        "sign" => sign_message(&state, &mut call, &name).await,
+    let result = match action {
+        Action::RotateKey => rotate_key(&state, &mut call, &name).await,
+        Action::CancelKeyDeletion => restore_key(&state, &mut call, &name).await,
+        Action::ImportKeyPlaintext => import_key(&state, &mut call, &name).await,
+        Action::Sign => sign_message(&state, &mut call, &name).await,
         _ => verify_message(&state, &mut call, &name).await,
-    })
+    };
+    audited(&state, &mut call, action, key_resource(&name), result).await
+}
+
+/// `key:<name>` for the audit event; a name that is not a valid key name (it will be
+/// refused) is not copied into the trail.
+fn key_resource(name: &str) -> String {
+    match crate::keys::model::validate_name(name) {
+        Ok(()) => format!("key:{name}"),
+        Err(_) => "key:<invalid name>".into(),
+    }
 }
 
 // ----- request and response shapes -----------------------------------------------------
@@ -384,6 +401,9 @@ async fn import_key(state: &AppState, call: &mut Call, name: &str) -> Result<Res
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: ImportRequest = parse_json(&body)?;
     let material = base64_secret("key_material", &req.key_material)?;
+    // A keyed fingerprint lets an auditor see the same material imported twice; the
+    // material itself never reaches the trail.
+    call.note.secret_hmac = Some(state.audit.secret_hmac(material.expose_secret()));
     let alg = req.algorithm.as_deref().map(algorithm).transpose()?;
     let common = CommonOptions {
         boundary: req.boundary,

@@ -14,7 +14,7 @@ use super::super::context::{Call, request_id};
 use super::super::reply::{base64, base64_field, json, parse_json};
 use super::super::{AppState, authenticate};
 use crate::error::ApiError;
-use crate::keys::Verdict;
+use crate::keys::{Usage, Verdict};
 
 const MAX_REFERENCE_LEN: usize = 256;
 
@@ -161,9 +161,18 @@ fn decode_message(state: &AppState, field: &str, text: &str) -> Result<Vec<u8>, 
     base64_field(field, text)
 }
 
-async fn sign_one(state: &AppState, name: &str, message: &str, version: Option<u32>) -> Result<Signed, ApiError> {
+/// Signs one message; its use is noted in `used`, to be counted once the request's audit
+/// event is durable.
+async fn sign_one(
+    state: &AppState,
+    used: &mut Vec<Usage>,
+    name: &str,
+    message: &str,
+    version: Option<u32>,
+) -> Result<Signed, ApiError> {
     let message = decode_message(state, "message", message)?;
-    let (tag, key_version) = state.keys.sign(name, &message, version).await?;
+    let (tag, key_version, usage) = state.keys.sign(name, &message, version).await?;
+    used.push(usage);
     Ok(Signed {
         signature: base64(&tag),
         key_version,
@@ -175,10 +184,11 @@ pub(super) async fn sign_message(state: &AppState, call: &mut Call, name: &str) 
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
     let req: SignRequest<'_> = parse_json(&body)?;
     match (req.message, req.batch) {
-        (Some(message), None) => Ok(json(
-            StatusCode::OK,
-            &sign_one(state, name, &message, req.key_version).await?,
-        )),
+        (Some(message), None) => {
+            let signed = sign_one(state, &mut call.note.usage, name, &message, req.key_version).await?;
+            call.note.key_version = Some(signed.key_version);
+            Ok(json(StatusCode::OK, &signed))
+        }
         (None, Some(items)) => {
             if req.key_version.is_some() {
                 return Err(ApiError::invalid("with batch, give key_version per item"));
@@ -190,7 +200,9 @@ pub(super) async fn sign_message(state: &AppState, call: &mut Call, name: &str) 
             )?;
             let mut batch = Vec::with_capacity(items.len());
             for item in items {
-                let outcome = sign_one(state, name, &item.message, item.key_version).await.into();
+                let outcome = sign_one(state, &mut call.note.usage, name, &item.message, item.key_version)
+                    .await
+                    .into();
                 batch.push(BatchItem {
                     outcome,
                     reference: item.reference,
@@ -204,6 +216,7 @@ pub(super) async fn sign_message(state: &AppState, call: &mut Call, name: &str) 
 
 async fn verify_one(
     state: &AppState,
+    used: &mut Vec<Usage>,
     name: &str,
     message: &str,
     signature: &str,
@@ -211,7 +224,9 @@ async fn verify_one(
 ) -> Result<Verified, ApiError> {
     let message = decode_message(state, "message", message)?;
     let signature = base64_field("signature", signature)?;
-    Ok(match state.keys.verify(name, &message, &signature, version).await? {
+    let (verdict, usage) = state.keys.verify(name, &message, &signature, version).await?;
+    used.extend(usage);
+    Ok(match verdict {
         Verdict::Valid(v) => Verified {
             valid: true,
             key_version: Some(v),
@@ -230,10 +245,11 @@ pub(super) async fn verify_message(state: &AppState, call: &mut Call, name: &str
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
     let req: VerifyRequest<'_> = parse_json(&body)?;
     match (req.message, req.signature, req.batch) {
-        (Some(message), Some(signature), None) => Ok(json(
-            StatusCode::OK,
-            &verify_one(state, name, &message, &signature, req.key_version).await?,
-        )),
+        (Some(message), Some(signature), None) => {
+            let verified = verify_one(state, &mut call.note.usage, name, &message, &signature, req.key_version).await?;
+            call.note.key_version = verified.key_version;
+            Ok(json(StatusCode::OK, &verified))
+        }
         (None, None, Some(items)) => {
             if req.key_version.is_some() {
                 return Err(ApiError::invalid("with batch, give key_version per item"));
@@ -245,9 +261,16 @@ pub(super) async fn verify_message(state: &AppState, call: &mut Call, name: &str
             )?;
             let mut batch = Vec::with_capacity(items.len());
             for item in items {
-                let outcome = verify_one(state, name, &item.message, &item.signature, item.key_version)
-                    .await
-                    .into();
+                let outcome = verify_one(
+                    state,
+                    &mut call.note.usage,
+                    name,
+                    &item.message,
+                    &item.signature,
+                    item.key_version,
+                )
+                .await
+                .into();
                 batch.push(BatchItem {
                     outcome,
                     reference: item.reference,
