@@ -140,8 +140,12 @@ pub fn drop_partial_line(path: &Path) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Every event line of the JSON-lines file, in file order, with its line number.
-pub fn read_events(path: &Path) -> std::io::Result<Vec<(usize, Result<(AuditEvent, Vec<u8>), String>)>> {
+/// One line of the event file: its number and the parsed event with its MAC, or why it
+/// does not parse.
+pub type FileLine = (usize, Result<(AuditEvent, Vec<u8>), String>);
+
+/// Every event line of the JSON-lines file, in file order.
+pub fn read_events(path: &Path) -> std::io::Result<Vec<FileLine>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
