@@ -74,6 +74,9 @@ pub struct AuditNote {
     pub principal: Option<String>,
     pub decision: crate::audit::event::Decision,
     pub key_version: Option<u32>,
+    /// Overrides the route's resource when the handler learns a more precise one (the
+    /// name of the key a create made).
+    pub resource: Option<String>,
     pub secret_hmac: Option<String>,
     /// Key uses to count once the event is durable.
     pub usage: Vec<crate::keys::Usage>,

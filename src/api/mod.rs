@@ -5,6 +5,7 @@
 //! reaches [`recover`] is "no such path": error ordering (404, then 405, then 401, then
 //! 413/400) is decided in the handlers, not by warp's rejection ranking.
 
+pub mod audit;
 pub mod context;
 pub mod keys;
 pub mod reply;
@@ -45,7 +46,13 @@ pub struct AppState {
 /// `/v1/keys…` routes come first.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     warp::path("v1")
-        .and(keys::routes(Arc::clone(&state)).or(sys::routes(state)).unify())
+        .and(
+            keys::routes(Arc::clone(&state))
+                .or(audit::routes(Arc::clone(&state)))
+                .unify()
+                .or(sys::routes(state))
+                .unify(),
+        )
         .recover(recover)
         .unify()
         .boxed()
@@ -96,7 +103,7 @@ pub async fn audited(
         request_id: context::request_id(),
         principal: note.principal.unwrap_or_else(|| "-".into()),
         action: action.as_str().into(),
-        resource,
+        resource: note.resource.unwrap_or(resource),
         key_version: note.key_version,
         decision: note.decision,
         policy: None,

@@ -44,6 +44,7 @@ struct Health {
     status: Part,
     kek: Part,
     store: Part,
+    audit: Part,
     version: &'static str,
 }
 
@@ -84,11 +85,18 @@ async fn health(state: Arc<AppState>, call: Call) -> Response {
         return reply::error(method_not_allowed(&call));
     }
     let checked = check(&state).await;
-    let ok = checked.kek == Part::Ok && checked.store == Part::Ok;
+    // The audit writer's state is current (it changes with each batch), not cached.
+    let audit = if state.audit.is_healthy() {
+        Part::Ok
+    } else {
+        Part::Unavailable
+    };
+    let ok = checked.kek == Part::Ok && checked.store == Part::Ok && audit == Part::Ok;
     let body = Health {
         status: if ok { Part::Ok } else { Part::Unavailable },
         kek: checked.kek,
         store: checked.store,
+        audit,
         version: env!("CARGO_PKG_VERSION"),
     };
     let status = if ok {

@@ -51,7 +51,7 @@ impl Worst {
 }
 
 /// Progress callback: called with the number of events checked so far.
-pub type Progress<'a> = &'a mut dyn FnMut(u64);
+pub type Progress<'a> = &'a mut (dyn FnMut(u64) + Send);
 
 /// Verifies `node`'s trail in the store, the event file and the anchor file.
 pub async fn verify_trail(

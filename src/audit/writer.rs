@@ -50,7 +50,7 @@ pub struct AuditSettings {
 pub struct Auditor {
     queue: mpsc::Sender<Pending>,
     key: Arc<SecretBytes>,
-    node: String,
+    settings: AuditSettings,
     healthy: Arc<AtomicBool>,
 }
 
@@ -86,12 +86,13 @@ impl Auditor {
             healthy: Arc::clone(&healthy),
         };
         writer.reconcile().await?;
+        healthy.store(true, Ordering::Relaxed);
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer.run(rx));
         Ok(Self {
             queue,
             key,
-            node: settings.node,
+            settings,
             healthy,
         })
     }
@@ -113,8 +114,8 @@ impl Auditor {
         hex(&super::chain::keyed(self.key.expose_secret(), b"secret", secret))
     }
 
-    pub fn node(&self) -> &str {
-        &self.node
+    pub fn settings(&self) -> &AuditSettings {
+        &self.settings
     }
 
     /// The audit key, for verification.

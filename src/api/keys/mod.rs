@@ -288,6 +288,7 @@ async fn create_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
     let caller = authenticate(state, call)?;
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: CreateKeyRequest = parse_json(&body)?;
+    call.note.resource = Some(key_resource(&req.name));
     let common = CommonOptions {
         boundary: req.boundary,
         exportable: req.exportable,
