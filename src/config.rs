@@ -42,6 +42,13 @@ pub struct RawConfig {
     pub keys: Option<RawKeys>,
     pub limits: Option<RawLimits>,
     pub audit: Option<RawAudit>,
+    pub report: Option<RawReport>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    pub cryptoperiod: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -120,6 +127,7 @@ pub struct Settings {
     pub keys: KeySettings,
     pub limits: Limits,
     pub audit: AuditSettings,
+    pub report: ReportSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
     pub root_token: Option<SecretString>,
 }
@@ -149,6 +157,14 @@ pub struct KeySettings {
     pub default_pending_days: u32,
     pub max_pending_days: u32,
     pub usage_flush_interval: Duration,
+}
+
+/// The compliance report's yardstick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// How long a key version may be used before it is due for rotation (NIST SP 800-57
+    /// suggests up to about a year for HMAC keys; default 365 days).
+    pub cryptoperiod: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,6 +393,7 @@ impl Settings {
         let keys = key_settings(raw.keys.unwrap_or_default())?;
         let limits = limits(raw.limits.unwrap_or_default())?;
         let audit = audit_settings(raw.audit.unwrap_or_default(), &data_dir)?;
+        let report = report_settings(raw.report.unwrap_or_default())?;
         let root_token = match env_var("SIGVAULT_ROOT_TOKEN") {
             Some(token) => Some(crate::auth::validate_root_token(&token).map_err(|m| ConfigError::Env {
                 var: "SIGVAULT_ROOT_TOKEN".into(),
@@ -395,6 +412,7 @@ impl Settings {
             keys,
             limits,
             audit,
+            report,
             root_token,
         })
     }
@@ -543,6 +561,14 @@ fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
         max_pending_days,
         usage_flush_interval,
     })
+}
+
+fn report_settings(raw: RawReport) -> Result<ReportSettings, ConfigError> {
+    let cryptoperiod = duration("report.cryptoperiod", raw.cryptoperiod.as_deref().unwrap_or("365d"))?;
+    if cryptoperiod < Duration::days(1) {
+        return Err(invalid("report.cryptoperiod", "must be at least 1d"));
+    }
+    Ok(ReportSettings { cryptoperiod })
 }
 
 fn audit_settings(raw: RawAudit, data_dir: &Path) -> Result<AuditSettings, ConfigError> {
@@ -924,6 +950,7 @@ mod tests {
             ("SIGVAULT_LIMITS__MAX_CONNECTIONS", "0", "limits.max_connections:"),
             ("SIGVAULT_ROOT_TOKEN", "short", "SIGVAULT_ROOT_TOKEN:"),
             ("SIGVAULT_AUDIT__NODE", "a b", "audit.node:"),
+            ("SIGVAULT_REPORT__CRYPTOPERIOD", "12h", "report.cryptoperiod:"),
         ];
         for (var, value, expected) in cases {
             let err = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), (var, value)]).err();

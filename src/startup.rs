@@ -171,6 +171,7 @@ impl Application {
             kek,
             store,
             limits: settings.limits,
+            report: settings.report,
             health: Default::default(),
         });
         Ok(Self {

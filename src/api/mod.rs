@@ -39,6 +39,7 @@ pub struct AppState {
     pub kek: Arc<dyn KekProvider>,
     pub store: Arc<dyn Store>,
     pub limits: Limits,
+    pub report: crate::config::ReportSettings,
     pub health: sys::HealthCache,
 }
 

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sigvault::api::AppState;
 use sigvault::audit::writer::AuditSettings;
 use sigvault::clock::ManualClock;
-use sigvault::config::{CacheSettings, KekSettings, KeySettings, Limits, Settings, StoreSettings};
+use sigvault::config::{CacheSettings, KekSettings, KeySettings, Limits, ReportSettings, Settings, StoreSettings};
 use sigvault::kek::pkcs11::{context, ensure_token, pin};
 use sigvault::startup::Application;
 use time::{Duration, OffsetDateTime};
@@ -121,6 +121,9 @@ impl AppHome {
                 node: "test-node".into(),
                 file: self.data_dir.join("audit.jsonl"),
                 anchor_file: self.data_dir.join("audit.anchor"),
+            },
+            report: ReportSettings {
+                cryptoperiod: Duration::days(365),
             },
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
