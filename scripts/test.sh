@@ -12,6 +12,16 @@ fi
 
 softhsm/install.sh
 
+# The compliance-report test renders its HTML page in headless Chromium (Debian's `chromium`).
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "chromium: not found, installing with apt-get" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  [ -x /usr/bin/chromium ] || { echo "chromium: installed, but /usr/bin/chromium is still missing" >&2; exit 1; }
+fi
+
 # Tests share one SoftHSM2 token directory per checkout (see .cargo/config.toml); start clean.
 rm -rf target/softhsm-test
 

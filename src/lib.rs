@@ -22,6 +22,7 @@
 )]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod error;
 pub mod hardening;
 pub mod kek;
 pub mod keys;
+pub mod report;
 pub mod secret;
 pub mod startup;
 pub mod store;

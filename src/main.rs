@@ -1,12 +1,19 @@
 //! The `sigvault` command: parses arguments, then calls the library.
 
+use std::io::{BufWriter, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand};
 use secrecy::ExposeSecret;
+use sigvault::admin::progress::{NoProgress, Progress, ProgressBar};
+use sigvault::admin::{self, Location, OfflineVault, Verification};
 use sigvault::config::{self, Mode, Overrides, Settings};
 use sigvault::startup::{Application, chain};
+use sigvault::store::AuditFilter;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 #[derive(Parser)]
 #[command(
@@ -38,12 +45,86 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Inspect the audit trail offline: works while the vault is stopped.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the whole trail (store, event file, anchors). Exit 0 when it verifies, 1 with
+    /// the first bad sequence number and why when it does not, 2 when it cannot be read.
+    Verify {
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Draw a progress bar on stderr even when it is not a terminal.
+        #[arg(long)]
+        progress: bool,
+    },
+    /// Write audit events as JSON lines (the event file's records), in (node, seq) order.
+    Export {
+        #[command(flatten)]
+        vault: MaybeVaultArgs,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
+        since: Option<OffsetDateTime>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
+        until: Option<OffsetDateTime>,
+        /// Write to FILE (it appears once complete) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Draw a progress bar on stderr even when it is not a terminal.
+        #[arg(long)]
+        progress: bool,
+    },
+}
+
+/// Which vault: one of the two.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct VaultArgs {
+    /// A `serve` config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A `sigvault dev` data dir.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// Which vault: at most one of the two (default: the `sigvault dev` data dir).
+#[derive(Args)]
+#[group(required = false, multiple = false)]
+struct MaybeVaultArgs {
+    /// A `serve` config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A `sigvault dev` data dir (default: the one `sigvault dev` uses, .sigvault-dev).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn location(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Location {
+    match config {
+        Some(file) => Location::Config(file),
+        None => Location::DevDataDir(data_dir),
+    }
+}
+
+fn rfc3339(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| format!("`{text}` is not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)"))
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("sigvault: error: {message}");
             ExitCode::FAILURE
@@ -51,11 +132,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+/// The arguments, or exit 2 with one `sigvault: error:` line (help and version print as
+/// usual).
+fn parse_args() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            eprintln!("sigvault: error: {}", usage_error_line(&e));
+            std::process::exit(2)
+        }
+    }
+}
+
+/// clap's message (its first paragraph) and the usage line, on one line.
+fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let message = text
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message).to_owned();
+    match text.lines().find_map(|line| line.strip_prefix("Usage: ")) {
+        Some(usage) => format!("{message} (usage: {usage})"),
+        None => message,
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
     // Before anything is created on disk or any secret is loaded.
     let hardening = sigvault::hardening::harden_process();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (settings, dev_paths) = match cli.command {
+        Command::Audit { command } => return Ok(audit(command, env)),
         Command::Dev {
             listen,
             data_dir,
@@ -103,7 +214,155 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         println!("listening on http://{}", app.local_addr());
         app.run(shutdown).await.map_err(|e| chain(&e))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sigvault audit …`: exit 0 when done (and the trail verifies), 1 when the trail does not
+/// verify, 2 when the arguments are wrong or the vault cannot be opened.
+fn audit(command: AuditCommand, env: Vec<(String, String)>) -> ExitCode {
+    match run_audit(command, env) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("sigvault: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An audit command with its arguments checked.
+enum AuditJob {
+    Verify {
+        json: bool,
+    },
+    Export {
+        filter: AuditFilter,
+        output: Option<PathBuf>,
+    },
+}
+
+/// Where the vault is, whether to force the progress bar, and what to do.
+fn audit_job(command: AuditCommand) -> Result<(Location, bool, AuditJob), String> {
+    Ok(match command {
+        AuditCommand::Verify { vault, json, progress } => (
+            location(vault.config, vault.data_dir),
+            progress,
+            AuditJob::Verify { json },
+        ),
+        AuditCommand::Export {
+            vault,
+            since,
+            until,
+            output,
+            progress,
+        } => {
+            let filter = admin::time_window(since, until).map_err(|e| chain(&e))?;
+            (
+                location(vault.config, vault.data_dir),
+                progress,
+                AuditJob::Export { filter, output },
+            )
+        }
     })
+}
+
+fn run_audit(command: AuditCommand, env: Vec<(String, String)>) -> Result<ExitCode, String> {
+    let (location, force_progress, job) = audit_job(command)?;
+    let (settings, dev_paths) = admin::settings(&location, &env).map_err(|e| chain(&e))?;
+    if let Some(paths) = &dev_paths {
+        // SAFETY: no other thread exists yet (the runtime starts below). SoftHSM2 reads
+        // this in C_Initialize, as for `sigvault dev`.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", &paths.softhsm_conf) };
+    }
+    forget_secret_env(env);
+    init_logging("warn");
+    let progress: Box<dyn Progress + Send> = if force_progress || std::io::stderr().is_terminal() {
+        Box::new(ProgressBar::new(std::io::stderr(), "events"))
+    } else {
+        Box::new(NoProgress)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let vault = OfflineVault::open(settings).await.map_err(|e| chain(&e))?;
+        match job {
+            AuditJob::Verify { json } => verify(&vault, json, progress).await,
+            AuditJob::Export { filter, output } => export(&vault, &filter, output, progress).await,
+        }
+    })
+}
+
+async fn verify(vault: &OfflineVault, json: bool, mut progress: Box<dyn Progress + Send>) -> Result<ExitCode, String> {
+    let verification = admin::audit_verify(vault, progress.as_mut())
+        .await
+        .map_err(|e| chain(&e))?;
+    print_verification(&verification, json);
+    Ok(if verification.report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn export(
+    vault: &OfflineVault,
+    filter: &AuditFilter,
+    output: Option<PathBuf>,
+    mut progress: Box<dyn Progress + Send>,
+) -> Result<ExitCode, String> {
+    match output {
+        Some(path) => {
+            let written = admin::audit_export_to_file(vault.store(), filter, &path, progress.as_mut())
+                .await
+                .map_err(|e| chain(&e))?;
+            println!("exported {} to {}", count_events(written), path.display());
+        }
+        None => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            admin::audit_export(vault.store(), filter, &mut out, progress.as_mut())
+                .await
+                .map_err(|e| chain(&e))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_verification(v: &Verification, json: bool) {
+    if json {
+        // A struct of strings, numbers and options always serialises.
+        println!("{}", serde_json::to_string(v).unwrap_or_default());
+        return;
+    }
+    if v.report.ok {
+        let per_node: Vec<String> = v
+            .nodes
+            .iter()
+            .map(|n| format!("node {}: {}", n.node, n.report.checked))
+            .collect();
+        println!(
+            "audit trail ok: {} verified ({})",
+            count_events(v.report.checked),
+            per_node.join(", ")
+        );
+        return;
+    }
+    let seq = v.report.first_bad_seq.unwrap_or(0);
+    println!(
+        "audit trail FAILED at sequence {seq} of node {}: {}",
+        v.node.as_deref().unwrap_or("?"),
+        v.report.reason.as_deref().unwrap_or("no reason given")
+    );
+    println!("({} checked in the store)", count_events(v.report.checked));
+}
+
+fn count_events(n: u64) -> String {
+    if n == 1 {
+        "1 event".into()
+    } else {
+        format!("{n} events")
+    }
 }
 
 /// The settings now own the secrets passed by environment (as zeroizing types): wipe the

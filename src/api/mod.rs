@@ -9,6 +9,7 @@ pub mod audit;
 pub mod context;
 pub mod keys;
 pub mod reply;
+pub mod reports;
 pub mod sys;
 
 use std::convert::Infallible;
@@ -50,6 +51,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(
             keys::routes(Arc::clone(&state))
                 .or(audit::routes(Arc::clone(&state)))
+                .unify()
+                .or(reports::routes(Arc::clone(&state)))
                 .unify()
                 .or(sys::routes(state))
                 .unify(),

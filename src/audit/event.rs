@@ -136,7 +136,8 @@ impl AuditEvent {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-27T21:18:32.123Z`.
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-27T21:18:32.123Z`. Fixed width (for years
+/// 0000–9999), so times compare correctly as text — the store filters on it.
 pub fn time_text(ms: i64) -> String {
     let t = crate::clock::from_unix_ms(ms);
     let base = crate::timefmt::rfc3339(t);

@@ -47,22 +47,32 @@ impl AppendFile {
         self.file.as_ref().ok_or_else(|| std::io::Error::other("file not open"))
     }
 
-    /// Appends `bytes` and makes them durable; on failure cuts the file back to its length
-    /// before the append (when it is a regular file) and closes it for a later reopen.
-    pub fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Appends `bytes` and makes them durable. Returns the length before the append (for
+    /// an undo), or `None` when the target is not a regular file.
+    pub fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<Option<u64>> {
+        self.append(bytes, true)
+    }
+
+    /// Appends `bytes`, syncing them when `sync`. On failure cuts the file back to its
+    /// length before the append (when it is a regular file) and closes it for a later
+    /// reopen.
+    pub fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<Option<u64>> {
         let result = (|| {
             let file = self.open()?;
-            let before = file.metadata()?.len();
+            let meta = file.metadata()?;
+            let before = meta.is_file().then_some(meta.len());
             let written = (|| {
                 let mut f = file;
                 f.write_all(bytes)?;
-                f.sync_data()
+                if sync { f.sync_data() } else { Ok(()) }
             })();
-            if written.is_err() && file.metadata().map(|m| m.is_file()).unwrap_or(false) {
-                let _ = file.set_len(before);
+            if written.is_err()
+                && let Some(len) = before
+            {
+                let _ = file.set_len(len);
                 let _ = file.sync_data();
             }
-            written
+            written.map(|()| before)
         })();
         if result.is_err() {
             self.file = None;
@@ -146,10 +156,8 @@ pub type FileLine = (usize, Result<(AuditEvent, Vec<u8>), String>);
 
 /// Every event line of the JSON-lines file, in file order.
 pub fn read_events(path: &Path) -> std::io::Result<Vec<FileLine>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(file) = open_regular(path)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -160,6 +168,17 @@ pub fn read_events(path: &Path) -> std::io::Result<Vec<FileLine>> {
         out.push((i + 1, AuditEvent::parse_line(&line)));
     }
     Ok(out)
+}
+
+/// Opens `path` for reading when it is a regular file; `None` when it is missing or is
+/// something else (a device such as `/dev/full` would read forever).
+fn open_regular(path: &Path) -> std::io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) if f.metadata()?.is_file() => Ok(Some(f)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// One anchor line: `node seq mac-hex`.
@@ -178,10 +197,8 @@ pub fn parse_anchor(line: &str) -> Option<(String, Head)> {
 
 /// Every anchored head of `node`, in file order.
 pub fn read_anchors(path: &Path, node: &str) -> std::io::Result<Vec<Result<Head, String>>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(file) = open_regular(path)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for line in BufReader::new(file).lines() {
@@ -235,6 +252,11 @@ mod tests {
         assert!(f.append_durably(b"x\n").is_err());
         assert_eq!(f.len().unwrap(), None);
         assert_eq!(last_line(Path::new("/dev/full")).unwrap(), None);
+        assert!(
+            read_events(Path::new("/dev/zero")).unwrap().is_empty(),
+            "a device is not read"
+        );
+        assert!(read_anchors(Path::new("/dev/zero"), "n").unwrap().is_empty());
     }
 
     #[test]

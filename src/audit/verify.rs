@@ -3,7 +3,7 @@
 //! bad sequence number and why. Read-only; used by `GET /v1/audit/verify` and
 //! `sigvault audit verify`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
@@ -18,7 +18,7 @@ const PAGE: u32 = 2000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub ok: bool,
-    /// Events checked in the store.
+    /// Events of the store's chain that verified (up to the first bad one).
     pub checked: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_bad_seq: Option<u64>,
@@ -66,9 +66,17 @@ pub async fn verify_trail(
         let path = path.display().to_string();
         move |source| VerifyError::Io { path, source }
     };
-    let anchors = sink::read_anchors(anchor_file, node).map_err(io(anchor_file))?;
+    let anchors = {
+        let (path, node) = (anchor_file.to_path_buf(), node.to_owned());
+        tokio::task::spawn_blocking(move || sink::read_anchors(&path, &node))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(io(anchor_file))?
+    };
     let mut worst = Worst::default();
-    let mut anchored: HashMap<u64, Vec<u8>> = HashMap::new();
+    // Ordered, so the first truncation reported is the earliest anchored head past the end.
+    let mut anchored: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     for (i, anchor) in anchors.iter().enumerate() {
         match anchor {
             Ok(head) => {
@@ -104,7 +112,14 @@ pub async fn verify_trail(
     let store_head = check.head().clone();
 
     // The event file's chain.
-    let lines = sink::read_events(file).map_err(io(file))?;
+    let lines = {
+        let path = file.to_path_buf();
+        tokio::task::spawn_blocking(move || sink::read_events(&path))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(io(file))?
+    };
     let mut fcheck = ChainCheck::new(key, node, Head::genesis());
     let mut file_broken = false;
     for (line_no, parsed) in lines {
@@ -166,13 +181,13 @@ pub async fn verify_trail(
     Ok(match worst.0 {
         None => Report {
             ok: true,
-            checked,
+            checked: store_head.seq,
             first_bad_seq: None,
             reason: None,
         },
         Some((seq, reason)) => Report {
             ok: false,
-            checked,
+            checked: store_head.seq,
             first_bad_seq: Some(seq),
             reason: Some(reason),
         },

@@ -1,16 +1,18 @@
 //! Group commit: requests hand their event to [`Auditor::record`] and wait; one writer task
 //! takes every event queued so far, gives them sequence numbers and chain MACs, appends
-//! them to the JSON-lines file (fdatasync), inserts them into the store (one transaction),
-//! appends the new head to the anchor file (fdatasync), and only then releases the waiting
-//! requests. Many events, three syncs.
+//! them to the JSON-lines file (fdatasync) while inserting them into the store (one
+//! transaction, one statement), appends the new head to the anchor file, and only then
+//! releases the waiting requests. Many events, one sync on the critical path: the event
+//! file is the durable copy; the store's audit connection skips its fsync and is repaired
+//! from the file after a power loss; the anchor is synced at most every 200 ms.
 //!
 //! Fail closed: if any step fails, the steps already done are undone, every request of the
 //! batch gets [`AuditError::Unavailable`] (the API answers 503 `AUDIT_UNAVAILABLE`), and the
 //! next batch first re-reads the sinks' heads and retries — recovery needs no restart.
 //!
-//! Crash recovery ([`Writer::reconcile`]): the writer order (file → store → anchor) means a
-//! crash can leave the file ahead of the store (copied into the store after checking the
-//! chain) or the anchor behind (appended). Anything else — the store ahead of the file, an
+//! Crash recovery ([`Writer::reconcile`]): a crash (or power loss) can leave the file ahead
+//! of the store (copied into the store after checking the chain) or the anchor behind
+//! (appended); a batch that the file did not take was never acknowledged. Anything else — the store ahead of the file, an
 //! anchor ahead of both — is evidence of tampering: the auditor refuses to write until a
 //! person has looked (`sigvault audit verify`).
 
@@ -68,7 +70,11 @@ struct Writer {
     head: Head,
     needs_reconcile: bool,
     healthy: Arc<AtomicBool>,
+    last_anchor_sync: std::time::Instant,
 }
+
+/// Longest time an anchor line may stay unsynced (see [`Writer::write`]).
+const ANCHOR_SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Auditor {
     /// Reconciles the sinks after a crash and starts the writer task.
@@ -84,6 +90,7 @@ impl Auditor {
             head: Head::genesis(),
             needs_reconcile: true,
             healthy: Arc::clone(&healthy),
+            last_anchor_sync: std::time::Instant::now(),
         };
         writer.reconcile().await?;
         healthy.store(true, Ordering::Relaxed);
@@ -186,23 +193,38 @@ impl Writer {
         }
     }
 
+    /// The event file and the store are written at the same time (their syncs overlap);
+    /// if either fails, the other is undone. The anchor line follows; it is synced at most
+    /// every [`ANCHOR_SYNC_EVERY`] — it guards against truncation by a person, which needs
+    /// no sync, and a crash that loses its last lines only leaves it behind, which the next
+    /// start repairs.
     async fn write(&mut self, lines: Vec<u8>, events: &[StoredEvent], head: &Head) -> Result<(), AuditError> {
         let unavailable = |what: &str, e: &dyn std::fmt::Display| AuditError::Unavailable(format!("{what}: {e}"));
-        let file_len = blocking(&mut self.file, |f| f.len())
-            .await
-            .map_err(|e| unavailable("event file", &e))?;
-        blocking(&mut self.file, move |f| f.append_durably(&lines))
-            .await
-            .map_err(|e| unavailable("event file", &e))?;
-        if let Err(e) = self.store.append_audit(events).await {
-            self.undo_file(file_len).await;
-            return Err(unavailable("store", &e));
-        }
+        let (file_result, store_result) = tokio::join!(
+            blocking(&mut self.file, move |f| f.append_durably(&lines)),
+            self.store.append_audit(events),
+        );
+        let file_len = match (file_result, store_result) {
+            (Ok(len), Ok(())) => len,
+            (Ok(len), Err(e)) => {
+                self.undo_file(len).await;
+                return Err(unavailable("store", &e));
+            }
+            (Err(e), Ok(())) => {
+                let _ = self.store.truncate_audit(&self.settings.node, self.head.seq).await;
+                return Err(unavailable("event file", &e));
+            }
+            (Err(e), Err(_)) => return Err(unavailable("event file and store", &e)),
+        };
         let anchor = sink::anchor_line(&self.settings.node, head);
-        if let Err(e) = blocking(&mut self.anchor, move |f| f.append_durably(anchor.as_bytes())).await {
+        let sync = self.last_anchor_sync.elapsed() >= ANCHOR_SYNC_EVERY;
+        if let Err(e) = blocking(&mut self.anchor, move |f| f.append(anchor.as_bytes(), sync)).await {
             let _ = self.store.truncate_audit(&self.settings.node, self.head.seq).await;
             self.undo_file(file_len).await;
             return Err(unavailable("anchor file", &e));
+        }
+        if sync {
+            self.last_anchor_sync = std::time::Instant::now();
         }
         Ok(())
     }
@@ -242,17 +264,24 @@ impl Writer {
                 Some(Head { seq: event.seq, mac })
             }
         };
+        let anchor_path = self.settings.anchor_file.clone();
+        let anchor_node = node.clone();
+        let anchor_last = tokio::task::spawn_blocking(move || {
+            sink::drop_partial_line(&anchor_path)?;
+            sink::read_anchors(&anchor_path, &anchor_node)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(format!("anchor file: {e}")))?
+        .into_iter()
+        .filter_map(Result::ok)
+        .next_back();
+        let anchored = anchor_last.as_ref().map_or(0, |a| a.seq);
         let mut head = store_head.clone();
         match &file_head {
             // Not a regular file (a device, a pipe): nothing to compare; writes will tell.
             None if self.file_is_special() => {}
             None if store_head.seq == 0 => {}
-            None => {
-                return Err(fail(format!(
-                    "the event file is empty but the store holds events up to {}: run `sigvault audit verify`",
-                    store_head.seq
-                )));
-            }
             Some(f) if f.seq == store_head.seq => {
                 if f.mac != store_head.mac {
                     return Err(fail(format!(
@@ -267,24 +296,30 @@ impl Writer {
                     return Err(fail("event file tail does not chain onto the store".into()));
                 }
             }
-            Some(f) => {
-                return Err(fail(format!(
-                    "the event file ends at {} but the store at {}: run `sigvault audit verify`",
-                    f.seq, store_head.seq
-                )));
+            // The store is ahead of the event file. The file and the store are written at
+            // the same time and a batch is acknowledged only when both hold it and its head
+            // is anchored: store rows beyond the file and beyond the anchor come from a batch
+            // a crash interrupted, never acknowledged, and are taken back out. Beyond that
+            // (the anchor vouches for events the file lacks), the file lost acknowledged
+            // events: refuse.
+            behind => {
+                let file_head = behind.clone().unwrap_or_else(Head::genesis);
+                if anchored > file_head.seq {
+                    return Err(fail(format!(
+                        "the event file ends at {} but the store at {} and the anchor at {anchored}: \
+                         run `sigvault audit verify`",
+                        file_head.seq, store_head.seq
+                    )));
+                }
+                self.take_back_unacknowledged(&file_head).await?;
+                tracing::warn!(
+                    from = file_head.seq + 1,
+                    to = store_head.seq,
+                    "audit events of a batch interrupted by a crash were taken back out of the store"
+                );
+                head = file_head;
             }
         }
-        let anchor_path = self.settings.anchor_file.clone();
-        let anchor_last = tokio::task::spawn_blocking(move || {
-            sink::drop_partial_line(&anchor_path)?;
-            sink::read_anchors(&anchor_path, &node)
-        })
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(format!("anchor file: {e}")))?
-        .into_iter()
-        .filter_map(Result::ok)
-        .next_back();
         match anchor_last {
             Some(a) if a.seq > head.seq => {
                 return Err(fail(format!(
@@ -296,7 +331,7 @@ impl Writer {
             _ if head.seq == 0 => {}
             _ => {
                 let line = sink::anchor_line(&self.settings.node, &head);
-                blocking(&mut self.anchor, move |f| f.append_durably(line.as_bytes()))
+                blocking(&mut self.anchor, move |f| f.append(line.as_bytes(), true))
                     .await
                     .map_err(|e| fail(format!("anchor file: {e}")))?;
             }
@@ -304,6 +339,32 @@ impl Writer {
         self.head = head;
         self.needs_reconcile = false;
         Ok(())
+    }
+
+    /// Removes store events after `file_head` once the store agrees with the file at it.
+    async fn take_back_unacknowledged(&mut self, file_head: &Head) -> Result<(), AuditError> {
+        let fail = |m: String| AuditError::Unavailable(m);
+        let node = self.settings.node.clone();
+        if file_head.seq > 0 {
+            let at = self
+                .store
+                .audit_range(&node, file_head.seq - 1, 1)
+                .await
+                .map_err(|e| fail(format!("store: {e}")))?;
+            let agrees = at
+                .first()
+                .is_some_and(|(e, mac)| e.seq == file_head.seq && *mac == file_head.mac);
+            if !agrees {
+                return Err(fail(format!(
+                    "event file and store disagree at event {}: run `sigvault audit verify`",
+                    file_head.seq
+                )));
+            }
+        }
+        self.store
+            .truncate_audit(&node, file_head.seq)
+            .await
+            .map_err(|e| fail(format!("store: {e}")))
     }
 
     fn file_is_special(&self) -> bool {

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::sqlite::SqliteStore;
-use super::{KeyRecord, NewVersion, Store, StoreError, UsageDelta, VersionInfo};
+use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, UsageDelta, VersionInfo};
+use crate::audit::event::{AuditEvent, EventData};
 use crate::envelope::SealedRecord;
 
 /// 2026-01-01T00:00:00Z in Unix milliseconds.
@@ -44,6 +45,7 @@ macro_rules! store_contract_tests {
             insert_system_secret_keeps_the_first_one,
             put_value_overwrites,
             get_sealed_returns_the_exact_record,
+            count_audit_counts_what_query_audit_returns,
         );
     };
     (@each $backend:ident, $fresh:path, $($check:ident),+ $(,)?) => {
@@ -579,6 +581,58 @@ pub(crate) async fn get_sealed_returns_the_exact_record(store: &dyn Store) {
     assert_eq!(store.get_sealed(&key.id, 3).await.unwrap(), None);
     assert_eq!(store.get_sealed(&key.id, 0).await.unwrap(), None);
     assert_eq!(store.get_sealed("kid-other", 1).await.unwrap(), None);
+}
+
+pub(crate) async fn count_audit_counts_what_query_audit_returns(store: &dyn Store) {
+    // Two nodes, an event an hour, alternating principals; the MACs are made-up bytes.
+    for node in ["node-a", "node-b"] {
+        let events: Vec<_> = (1..=6u64)
+            .map(|seq| {
+                let data = EventData {
+                    time_ms: T0 + (seq as i64) * HOUR_MS,
+                    principal: if seq % 2 == 0 { "alice" } else { "bob" }.into(),
+                    action: "Sign".into(),
+                    resource: "key:k".into(),
+                    outcome: "ok".into(),
+                    ..Default::default()
+                };
+                (AuditEvent::new(seq, node, data), vec![seq as u8; 32])
+            })
+            .collect();
+        store.append_audit(&events).await.unwrap();
+    }
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter {
+            since_ms: Some(T0 + 2 * HOUR_MS),
+            until_ms: Some(T0 + 5 * HOUR_MS),
+            ..Default::default()
+        },
+        AuditFilter {
+            principal: Some("alice".into()),
+            since_ms: Some(T0 + 3 * HOUR_MS),
+            ..Default::default()
+        },
+        AuditFilter {
+            action: Some("Rotate".into()),
+            ..Default::default()
+        },
+    ];
+
+    let counts: Vec<u64> = {
+        let mut out = Vec::new();
+        for filter in &filters {
+            out.push(store.count_audit(filter).await.unwrap());
+        }
+        out
+    };
+
+    // `since` is inclusive, `until` exclusive: hours 2, 3 and 4 of each node.
+    assert_eq!(counts, vec![12, 6, 4, 0]);
+    for (filter, count) in filters.iter().zip(&counts) {
+        let listed = store.query_audit(filter, None, 1000).await.unwrap();
+        assert_eq!(listed.len() as u64, *count, "{filter:?}");
+    }
 }
 
 /// A directory of its own under the system temp dir, removed on drop (also when a test

@@ -194,6 +194,10 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>>;
 
+    /// How many events match `filter`: what paging through [`Store::query_audit`] would
+    /// return, counted without reading them (the total of an export's progress bar).
+    fn count_audit<'a>(&'a self, filter: &'a AuditFilter) -> BoxFuture<'a, StoreResult<u64>>;
+
     /// Number of events per principal (for the compliance report).
     fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>>;
 }

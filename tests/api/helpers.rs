@@ -78,6 +78,10 @@ pub struct AppHome {
     pub token_label: String,
     pub limits: Limits,
     pub cache: CacheSettings,
+    /// The audit event file; `None` is `data_dir/audit.jsonl`.
+    pub audit_file: Option<PathBuf>,
+    /// The audit anchor file; `None` is `data_dir/audit.anchor`.
+    pub anchor_file: Option<PathBuf>,
 }
 
 impl AppHome {
@@ -90,7 +94,21 @@ impl AppHome {
                 ttl: Duration::hours(1),
                 max_entries: 1000,
             },
+            audit_file: None,
+            anchor_file: None,
         }
+    }
+
+    pub fn audit_file(&self) -> PathBuf {
+        self.audit_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.jsonl"))
+    }
+
+    pub fn anchor_file(&self) -> PathBuf {
+        self.anchor_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.anchor"))
     }
 
     pub fn database(&self) -> PathBuf {
@@ -119,8 +137,8 @@ impl AppHome {
             limits: self.limits,
             audit: AuditSettings {
                 node: "test-node".into(),
-                file: self.data_dir.join("audit.jsonl"),
-                anchor_file: self.data_dir.join("audit.anchor"),
+                file: self.audit_file(),
+                anchor_file: self.anchor_file(),
             },
             report: ReportSettings {
                 cryptoperiod: Duration::days(365),

@@ -1,9 +1,12 @@
 //! Black-box tests of sigvault through its HTTP API and its binary, in ONE test binary
 //! (one link, shared helpers). Every test gets its own SoftHSM2 token and data dir.
 
+mod audit;
+mod audit_cli;
 mod dump;
 mod helpers;
 mod keys;
 mod openapi;
+mod report;
 mod startup;
 mod vectors;

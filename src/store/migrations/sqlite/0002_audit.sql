@@ -6,8 +6,8 @@
 CREATE TABLE audit_events (
     node        TEXT NOT NULL,
     seq         INTEGER NOT NULL,
-    time_ms     INTEGER NOT NULL,     -- `time` as Unix milliseconds, for range queries
-    time        TEXT NOT NULL,
+    time        TEXT NOT NULL,        -- fixed-width RFC 3339 UTC (ms): sorts as text, and is
+                                      -- covered by the MAC, so time filters see MAC'd data
     request_id  TEXT NOT NULL,
     principal   TEXT NOT NULL,
     action      TEXT NOT NULL,
@@ -23,5 +23,5 @@ CREATE TABLE audit_events (
     PRIMARY KEY (node, seq)
 );
 
-CREATE INDEX audit_events_time ON audit_events (time_ms);
-CREATE INDEX audit_events_principal ON audit_events (principal, time_ms);
+CREATE INDEX audit_events_time ON audit_events (time);
+CREATE INDEX audit_events_principal ON audit_events (principal, time);

@@ -1,0 +1,375 @@
+//! The compliance report as one self-contained HTML page for people: inline CSS, an inline
+//! SVG chart, no script, no font, image or style sheet from anywhere else, so it can be
+//! mailed, archived and opened offline exactly as it was generated.
+//!
+//! Owners, tags and principals are caller data: every value from the report goes through
+//! [`Esc`] on its way into the markup, text and attributes alike. Nothing here may emit a
+//! value unescaped, nor anything a browser would fetch.
+
+use std::fmt::{self, Display};
+
+use super::ComplianceReport;
+use super::chart;
+use super::keys::KeyEntry;
+
+/// Escapes text for an HTML text node or a quoted attribute value.
+pub struct Esc<'a>(pub &'a str);
+
+impl Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+            let (plain, tail) = rest.split_at(at);
+            f.write_str(plain)?;
+            let mut chars = tail.chars();
+            let entity = match chars.next() {
+                Some('&') => "&amp;",
+                Some('<') => "&lt;",
+                Some('>') => "&gt;",
+                Some('"') => "&quot;",
+                _ => "&#39;",
+            };
+            f.write_str(entity)?;
+            rest = chars.as_str();
+        }
+        f.write_str(rest)
+    }
+}
+
+/// `text` escaped for HTML (see [`Esc`]).
+pub fn escape_html(text: &str) -> String {
+    Esc(text).to_string()
+}
+
+const STYLE: &str = r#"
+:root { color-scheme: light; --ink: #1d2733; --muted: #5f6b7a; --line: #dde3ea; --bg: #f3f5f8;
+  --card: #ffffff; --head: #eef2f6; --bad: #b42318; --bad-bg: #fdeceb; --warn: #93370d;
+  --warn-bg: #fef0c7; --ok: #067647; --accent: #1f4e8c; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--ink);
+  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px 28px 32px; }
+header { display: flex; justify-content: space-between; align-items: flex-end; gap: 24px;
+  padding-bottom: 14px; border-bottom: 3px solid var(--accent); }
+h1 { margin: 0; font-size: 24px; letter-spacing: -0.01em; }
+h1 small { display: block; font-size: 13px; font-weight: 500; color: var(--muted); letter-spacing: 0; }
+.meta { margin: 0; display: grid; grid-template-columns: auto auto; gap: 2px 12px; font-size: 13px; }
+.meta dt { color: var(--muted); text-align: right; }
+.meta dd { margin: 0; font-weight: 600; }
+section { background: var(--card); border: 1px solid var(--line); border-radius: 8px;
+  padding: 14px 18px 16px; margin-top: 18px; }
+h2 { margin: 0 0 10px; font-size: 15px; }
+h2 .note { font-weight: 400; color: var(--muted); font-size: 12.5px; margin-left: 6px; }
+.row { display: grid; grid-template-columns: 3fr 2fr; gap: 18px; }
+.row section { margin-top: 18px; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { background: var(--head); color: var(--muted); font-size: 11.5px; font-weight: 600;
+  text-transform: uppercase; letter-spacing: 0.04em; white-space: nowrap; }
+.num { text-align: right; }
+.sub { display: block; color: var(--muted); font-size: 12px; }
+.name { font-weight: 600; overflow-wrap: anywhere; }
+.owner { overflow-wrap: anywhere; }
+td.key { min-width: 110px; max-width: 260px; }
+td.owner { min-width: 80px; max-width: 200px; }
+.scroll { overflow-x: auto; }
+.inventory { font-size: 13px; }
+.inventory th, .inventory td { padding: 6px 6px; }
+.when, .nowrap { white-space: nowrap; }
+.tag { display: inline-block; margin: 2px 4px 0 0; padding: 0 5px; border: 1px solid var(--line);
+  border-radius: 4px; font-size: 11.5px; color: var(--muted); overflow-wrap: anywhere; }
+tr.over-age td { background: var(--bad-bg); }
+tr.over-age td:first-child { box-shadow: inset 4px 0 0 var(--bad); }
+tr.never-used td:first-child { box-shadow: inset 4px 0 0 #f79009; }
+tr.over-age.never-used td:first-child { box-shadow: inset 4px 0 0 var(--bad); }
+.badge { display: inline-block; margin: 1px 3px 1px 0; padding: 1px 8px; border-radius: 999px;
+  font-size: 11px; font-weight: 700; white-space: nowrap; }
+.badge.bad { background: var(--bad); color: #fff; }
+.badge.warn { background: #fdb022; color: #3d2100; }
+.badge.soon { background: var(--warn-bg); color: var(--warn); }
+.badge.okay { background: #e3f4ea; color: var(--ok); }
+.state { font-weight: 600; white-space: nowrap; }
+.state.enabled { color: var(--ok); }
+.state.disabled { color: var(--muted); }
+.state.pending_deletion { color: var(--bad); }
+.summary { table-layout: fixed; }
+.summary th, .summary td { text-align: center; border: 1px solid var(--line); }
+.summary td { font-size: 26px; font-weight: 700; padding: 8px; }
+.summary td.bad { color: var(--bad); background: var(--bad-bg); }
+.summary td.warn { color: var(--warn); background: var(--warn-bg); }
+.summary td.zero { color: var(--muted); background: transparent; }
+.chart svg { display: block; width: 100%; height: auto; max-width: 640px; }
+.bar { display: block; height: 8px; border-radius: 4px; background: var(--accent); min-width: 2px; }
+.empty { color: var(--muted); text-align: center; padding: 16px; }
+footer { margin-top: 16px; color: var(--muted); font-size: 12px; }
+"#;
+
+/// The page: header, summary, age chart, activity per principal, key inventory.
+pub fn render(report: &ComplianceReport) -> String {
+    let mut out = String::with_capacity(16 * 1024 + report.keys.len() * 1024);
+    out.push_str(&format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>sigvault compliance report — {generated}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n",
+        generated = Esc(&report.generated_at),
+    ));
+    out.push_str(&header(report));
+    out.push_str(&summary(report));
+    out.push_str("<div class=\"row\">\n");
+    out.push_str(&chart(report));
+    out.push_str(&principals(report));
+    out.push_str("</div>\n");
+    out.push_str(&inventory(report));
+    out.push_str(&format!(
+        "<footer>Generated by sigvault at {generated}. Findings are measured against a cryptoperiod of \
+         {period}, from the creation of each key's latest version. Audit counts do not include the \
+         request that produced this report. This page is self-contained: it loads nothing and runs no \
+         scripts.</footer>\n</main>\n</body>\n</html>\n",
+        generated = Esc(&report.generated_at),
+        period = Esc(&report.cryptoperiod),
+    ));
+    out
+}
+
+/// The page's own policy: styles inline, nothing fetched, nothing run. The API sends the
+/// same policy as a header; this copy travels with a saved file.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; form-action 'none'";
+
+fn header(report: &ComplianceReport) -> String {
+    format!(
+        "<header>\n<h1><small>sigvault</small>Compliance report</h1>\n<dl class=\"meta\">\
+         <dt>Generated</dt><dd>{generated}</dd>\
+         <dt>Cryptoperiod</dt><dd>{period} ({days} days)</dd>\
+         <dt>Signing keys</dt><dd>{total}</dd></dl>\n</header>\n",
+        generated = Esc(&report.generated_at),
+        period = Esc(&report.cryptoperiod),
+        days = report.cryptoperiod_days,
+        total = report.summary.keys.total,
+    )
+}
+
+/// A summary cell, highlighted when a finding is present.
+fn finding_cell(count: u64, class: &str) -> String {
+    let class = if count == 0 { "zero" } else { class };
+    format!("<td class=\"{class}\">{count}</td>")
+}
+
+fn summary(report: &ComplianceReport) -> String {
+    let s = &report.summary.keys;
+    format!(
+        "<section>\n<h2>Summary <span class=\"note\">signing keys</span></h2>\n<table class=\"summary\">\n\
+         <tr><th>Keys</th><th>Enabled</th><th>Disabled</th><th>Pending deletion</th><th>Over-age</th>\
+         <th>Due within 30 days</th><th>Never used</th></tr>\n\
+         <tr><td>{total}</td><td>{enabled}</td><td>{disabled}</td><td>{pending}</td>{over}{soon}{never}</tr>\n\
+         </table>\n</section>\n",
+        total = s.total,
+        enabled = s.enabled,
+        disabled = s.disabled,
+        pending = s.pending_deletion,
+        over = finding_cell(s.over_age, "bad"),
+        soon = finding_cell(s.due_within_30_days, "warn"),
+        never = finding_cell(s.never_used, "warn"),
+    )
+}
+
+fn chart(report: &ComplianceReport) -> String {
+    format!(
+        "<section class=\"chart\">\n<h2>Key age <span class=\"note\">latest version, against the \
+         cryptoperiod</span></h2>\n{svg}</section>\n",
+        svg = chart::age_chart(&report.keys, report.cryptoperiod_days),
+    )
+}
+
+fn principals(report: &ComplianceReport) -> String {
+    let most = report.principals.iter().map(|p| p.events).max().unwrap_or(0).max(1);
+    let mut rows = String::new();
+    for p in &report.principals {
+        // `-` is what the trail records when no caller was authenticated.
+        let who = if p.principal == "-" {
+            "<span class=\"sub\">unauthenticated</span>".to_owned()
+        } else {
+            format!("<span class=\"owner\">{}</span>", Esc(&p.principal))
+        };
+        rows.push_str(&format!(
+            "<tr><td>{who}</td><td class=\"num\">{events}</td>\
+             <td style=\"width:40%\"><span class=\"bar\" style=\"width:{pct}%\"></span></td></tr>\n",
+            events = p.events,
+            pct = p.events * 100 / most,
+        ));
+    }
+    if report.principals.is_empty() {
+        rows.push_str("<tr><td colspan=\"3\" class=\"empty\">No audit events yet.</td></tr>\n");
+    }
+    format!(
+        "<section>\n<h2>Activity by principal <span class=\"note\">audit events</span></h2>\n<table>\n\
+         <tr><th>Principal</th><th class=\"num\">Events</th><th></th></tr>\n{rows}</table>\n</section>\n"
+    )
+}
+
+/// `2026-09-21` from `2026-09-21T14:13:20Z`; the full time goes in the cell's tooltip.
+fn date(rfc3339: &str) -> &str {
+    rfc3339.get(..10).unwrap_or(rfc3339)
+}
+
+fn key_row(k: &KeyEntry) -> String {
+    let mut classes = Vec::new();
+    let mut findings = String::new();
+    if k.over_age {
+        classes.push("over-age");
+        findings.push_str("<span class=\"badge bad\">over-age</span>");
+    }
+    if k.due_within_30_days {
+        findings.push_str("<span class=\"badge soon\">due soon</span>");
+    }
+    if k.never_used {
+        classes.push("never-used");
+        findings.push_str("<span class=\"badge warn\">never used</span>");
+    }
+    if findings.is_empty() {
+        findings.push_str("<span class=\"badge okay\">ok</span>");
+    }
+    let tags: String = k
+        .tags
+        .iter()
+        .map(|(name, value)| format!("<span class=\"tag\">{}={}</span>", Esc(name), Esc(value)))
+        .collect();
+    let last_used = match &k.last_used_at {
+        Some(t) => format!("<span title=\"{}\">{}</span>", Esc(t), Esc(date(t))),
+        None => "<span class=\"sub\">never</span>".to_owned(),
+    };
+    format!(
+        "<tr class=\"{classes}\"><td class=\"key\"><span class=\"name\">{name}</span>{tags}</td>\
+         <td class=\"owner\">{owner}</td><td class=\"nowrap\">{algorithm}</td>\
+         <td><span class=\"state {state}\">{state_label}</span></td>\
+         <td class=\"when\"><span title=\"{created}\">{created_day}</span><span class=\"sub\">{age} d old</span></td>\
+         <td class=\"num\">{versions}</td>\
+         <td class=\"when\">v{latest} · <span title=\"{latest_created}\">{latest_day}</span><span class=\"sub\">{latest_age} d old</span></td>\
+         <td class=\"when\">{last_used}</td><td class=\"num\">{signs}</td><td class=\"num\">{verifies}</td>\
+         <td class=\"when\"><span title=\"{due}\">{due_day}</span></td><td>{findings}</td></tr>\n",
+        classes = classes.join(" "),
+        name = Esc(&k.name),
+        owner = Esc(&k.owner),
+        algorithm = Esc(&k.algorithm),
+        state = Esc(&k.state),
+        state_label = Esc(&k.state.replace('_', " ")),
+        created = Esc(&k.created_at),
+        created_day = Esc(date(&k.created_at)),
+        age = k.age_days,
+        versions = k.version_count,
+        latest = k.latest_version,
+        latest_created = Esc(&k.latest_version_created_at),
+        latest_day = Esc(date(&k.latest_version_created_at)),
+        latest_age = k.latest_version_age_days,
+        signs = k.sign_count,
+        verifies = k.verify_count,
+        due = Esc(&k.rotation_due_at),
+        due_day = Esc(date(&k.rotation_due_at)),
+    )
+}
+
+fn inventory(report: &ComplianceReport) -> String {
+    let mut rows: String = report.keys.iter().map(key_row).collect();
+    if report.keys.is_empty() {
+        rows.push_str("<tr><td colspan=\"12\" class=\"empty\">No signing keys.</td></tr>\n");
+    }
+    format!(
+        "<section>\n<h2>Signing keys <span class=\"note\">over-age rows in red; never-used keys marked \
+         in amber</span></h2>\n<div class=\"scroll\"><table class=\"inventory\">\n<tr><th>Key</th><th>Owner</th><th>Algorithm</th><th>State</th>\
+         <th>Created</th><th class=\"num\">Versions</th><th>Latest version</th><th>Last used</th>\
+         <th class=\"num\">Signs</th><th class=\"num\">Verifies</th><th>Rotation due</th><th>Findings</th></tr>\n\
+         {rows}</table></div>\n</section>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::build;
+    use crate::report::tests::{key, t0, version};
+    use time::Duration;
+
+    #[test]
+    fn escaping_neutralises_markup_quotes_and_ampersands() {
+        assert_eq!(
+            escape_html("<script>alert('x')</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+        );
+        assert_eq!(escape_html(r#"a="b" & c"#), "a=&quot;b&quot; &amp; c");
+        assert_eq!(
+            escape_html("&amp;"),
+            "&amp;amp;",
+            "already-escaped text is escaped again"
+        );
+        assert_eq!(escape_html("plain-text_1.2"), "plain-text_1.2");
+        assert_eq!(escape_html("ключ→<é>"), "ключ→&lt;é&gt;");
+        assert_eq!(escape_html(""), "");
+    }
+
+    #[test]
+    fn escaped_text_contains_no_markup_characters() {
+        let hostile = "\"'><img src=x onerror=alert(1)>&<svg/onload=alert(2)>";
+        let escaped = escape_html(hostile);
+        assert!(!escaped.contains(['<', '>', '"', '\'']), "{escaped}");
+        assert!(escaped.split('&').skip(1).all(|e| {
+            ["amp;", "lt;", "gt;", "quot;", "#39;"]
+                .iter()
+                .any(|entity| e.starts_with(entity))
+        }));
+    }
+
+    fn hostile_report() -> ComplianceReport {
+        let mut k = key("k1", "enabled", vec![version(1, 0, 0, 0, None)]);
+        k.record.owner = "<img src=x onerror=alert(1)>".into();
+        k.record.tags = r#"{"team":"</td><script>alert(2)</script>"}"#.into();
+        build(
+            &[k],
+            vec![("\"><script>alert(3)</script>".into(), 4)],
+            t0() + Duration::days(400),
+            Duration::days(365),
+        )
+    }
+
+    #[test]
+    fn caller_data_reaches_the_page_only_escaped() {
+        let page = render(&hostile_report());
+        assert!(!page.to_ascii_lowercase().contains("<script"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(page.contains("team=&lt;/td&gt;&lt;script&gt;"));
+        assert!(page.contains("&quot;&gt;&lt;script&gt;alert(3)"));
+    }
+
+    #[test]
+    fn the_page_is_self_contained() {
+        let page = render(&hostile_report()).to_ascii_lowercase();
+        for reference in [
+            "http:", "https:", "src=\"", "href=", "@import", "url(", "<link", "<iframe", "<object",
+        ] {
+            assert!(!page.contains(reference), "the page contains {reference}");
+        }
+        assert!(page.contains("<style>") && page.contains("<svg"));
+        assert!(page.contains("content-security-policy"));
+    }
+
+    #[test]
+    fn the_page_shows_the_findings() {
+        let page = render(&hostile_report());
+        assert!(page.contains("<tr class=\"over-age never-used\">"), "{page}");
+        assert!(page.contains("badge bad\">over-age"));
+        assert!(page.contains(&report_time()));
+        assert!(page.contains("365d (365 days)"));
+    }
+
+    fn report_time() -> String {
+        crate::timefmt::rfc3339(t0() + Duration::days(400))
+    }
+
+    #[test]
+    fn an_empty_inventory_renders() {
+        let page = render(&build(&[], Vec::new(), t0(), Duration::days(365)));
+        assert!(page.contains("No signing keys."));
+        assert!(page.contains("No audit events yet."));
+    }
+}

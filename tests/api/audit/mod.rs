@@ -1,0 +1,185 @@
+//! The audit trail, black-box (ARCHITECTURE.md "Audit", API.md "Audit and compliance"):
+//! one event per request that reaches a handler, the keyed chain and its verification,
+//! tamper detection on copies of the data, failing closed when a sink cannot write, crash
+//! recovery of the real binary, and the absence of secrets from every audit sink.
+//!
+//! This module holds only what its sub-modules share: reading the trail through the API,
+//! verifying a data dir offline through the library (a tampered copy may not start), copying
+//! a stopped app's data, and raw SQL on its database.
+
+mod crash;
+mod fail_closed;
+mod forgery;
+mod model;
+mod secrets;
+mod tamper;
+mod trail;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sigvault::audit::verify::{Report, verify_trail};
+use sigvault::clock::{ManualClock, SharedClock};
+use sigvault::config::KekSettings;
+use sigvault::kek::Keyring;
+use sigvault::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
+use sigvault::startup::{AUDIT_KEY_NAME, Application};
+use sigvault::store::Store;
+use sigvault::store::sqlite::SqliteStore;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use time::OffsetDateTime;
+
+use crate::helpers::{AppHome, TestApp, temp_dir};
+
+/// The node name `AppHome::settings()` gives the audit trail.
+const NODE: &str = "test-node";
+
+/// Every event the API lists for `query` (`""` or `a=b&c=d`), following `next` cursors with
+/// pages of 1000. Each page request is itself audited, after it is answered.
+async fn all_events(app: &TestApp, query: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/audit/events?limit=1000".to_string();
+        if !query.is_empty() {
+            path.push('&');
+            path.push_str(query);
+        }
+        if let Some(c) = &cursor {
+            path.push_str("&cursor=");
+            path.push_str(c);
+        }
+        let r = app.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        events.extend(r.body["events"].as_array().expect("events").iter().cloned());
+        match r.body["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return events,
+        }
+    }
+}
+
+/// `GET /v1/audit/verify` through the API.
+async fn verify_online(app: &TestApp) -> Value {
+    let r = app.get("/v1/audit/verify").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body
+}
+
+/// Verifies the trail of a (stopped) app's data offline, as `sigvault audit verify` would:
+/// the KEK from the home's token, the store, the audit key unsealed under the KEK, then
+/// `verify_trail` over the store, the event file and the anchor file.
+async fn verify_offline(home: &AppHome) -> Report {
+    let settings = home.settings();
+    let KekSettings::Pkcs11 {
+        module,
+        token_label,
+        pin,
+        sessions,
+    } = settings.kek;
+    let kek = Pkcs11Kek::open(Pkcs11Settings {
+        module,
+        token_label,
+        pin,
+        sessions,
+    })
+    .await
+    .expect("open the KEK");
+    let store = SqliteStore::open(&home.database()).await.expect("open the store");
+    let clock: SharedClock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
+    let key = sigvault::system_secret::load_or_create(&store, &Keyring::new(Arc::new(kek)), &clock, AUDIT_KEY_NAME)
+        .await
+        .expect("the audit key opens");
+    // Verification needs the audit key itself.
+    let report = verify_trail(
+        &store,
+        key.expose_secret(),
+        NODE,
+        &settings.audit.file,
+        &settings.audit.anchor_file,
+        &mut |_| {},
+    )
+    .await
+    .expect("the trail can be read");
+    store.close().await;
+    report
+}
+
+/// The report of an intact trail of `checked` events, as the API serialises it.
+fn intact(checked: u64) -> Report {
+    Report {
+        ok: true,
+        checked,
+        first_bad_seq: None,
+        reason: None,
+    }
+}
+
+/// A copy of a stopped app's data dir (same token, so the same KEK and audit key) under a
+/// new directory: each tampering works on its own copy.
+fn copy_home(home: &AppHome, tag: &str) -> AppHome {
+    let dir = temp_dir(tag);
+    for entry in std::fs::read_dir(&home.data_dir).expect("read data dir") {
+        let entry = entry.expect("dir entry");
+        if entry.file_type().expect("file type").is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy a data file");
+        }
+    }
+    AppHome {
+        data_dir: dir,
+        audit_file: None,
+        anchor_file: None,
+        ..home.clone()
+    }
+}
+
+/// A connection pool straight on a database file, bypassing sigvault (the attacker's view).
+async fn raw_db(path: &Path) -> SqlitePool {
+    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
+        .await
+        .expect("open the database file")
+}
+
+/// Runs SQL statements (`;`-separated, on one connection) on a database file and returns
+/// the rows they changed.
+async fn sql(path: &Path, statements: &str) -> u64 {
+    let pool = raw_db(path).await;
+    let done = sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{statements}: {e}"));
+    pool.close().await;
+    done.rows_affected()
+}
+
+/// The lines of the event file (without their newlines).
+fn file_lines(home: &AppHome) -> Vec<String> {
+    let text = std::fs::read_to_string(home.audit_file()).expect("read the event file");
+    text.lines().map(str::to_owned).collect()
+}
+
+/// Replaces the event file with `lines`, each ended by a newline.
+fn write_file_lines(home: &AppHome, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(home.audit_file(), text).expect("write the event file");
+}
+
+/// Starting an app on `home` fails: returns the startup error's text.
+async fn startup_error(home: &AppHome) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
+    match Application::build_with(home.settings(), clock, Some(listener)).await {
+        Ok(_) => panic!("the app started on a trail it should refuse"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The stored events of the node, in sequence order, read through the store interface.
+async fn stored_events(home: &AppHome) -> Vec<sigvault::store::StoredEvent> {
+    let store = SqliteStore::open(&home.database()).await.expect("open the store");
+    let events = store.audit_range(NODE, 0, 100_000).await.expect("read events");
+    store.close().await;
+    events
+}
