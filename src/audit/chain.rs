@@ -16,11 +16,16 @@ pub const GENESIS: [u8; 32] = [0u8; 32];
 
 /// The MAC of `event` following `prev`.
 pub fn link(audit_key: &[u8], prev: &[u8], event: &AuditEvent) -> [u8; 32] {
+    link_encoded(audit_key, prev, &event.canonical())
+}
+
+/// [`link`] over an event already in its canonical encoding (the writer encodes once).
+pub fn link_encoded(audit_key: &[u8], prev: &[u8], canonical: &[u8]) -> [u8; 32] {
     let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(audit_key) else {
         return [0u8; 32];
     };
     mac.update(prev);
-    mac.update(&event.canonical());
+    mac.update(canonical);
     mac.finalize().into_bytes().into()
 }
 

@@ -113,12 +113,8 @@ impl AuditEvent {
 
     /// The JSON-lines record: `{"event":<canonical>,"mac":"<hex>"}` plus a newline.
     pub fn line(&self, mac: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"{\"event\":");
-        out.extend_from_slice(&self.canonical());
-        out.extend_from_slice(b",\"mac\":\"");
-        out.extend_from_slice(hex(mac).as_bytes());
-        out.extend_from_slice(b"\"}\n");
+        let mut out = Vec::with_capacity(320);
+        push_line(&mut out, &self.canonical(), mac);
         out
     }
 
@@ -160,8 +156,24 @@ fn clean_user_agent(ua: &str) -> String {
     out
 }
 
+/// Appends the JSON-lines record of an already encoded event to `out`.
+pub fn push_line(out: &mut Vec<u8>, canonical: &[u8], mac: &[u8]) {
+    out.extend_from_slice(b"{\"event\":");
+    out.extend_from_slice(canonical);
+    out.extend_from_slice(b",\"mac\":\"");
+    out.extend_from_slice(hex(mac).as_bytes());
+    out.extend_from_slice(b"\"}\n");
+}
+
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(DIGITS.get(usize::from(nibble)).copied().map_or('0', char::from));
+        }
+    }
+    out
 }
 
 pub fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{ChainCheck, Head, link};
-use super::event::{AuditEvent, EventData, hex};
+use super::chain::{ChainCheck, Head, link_encoded};
+use super::event::{AuditEvent, EventData, hex, push_line};
 use super::sink::{self, AppendFile};
 use crate::secret::SecretBytes;
 use crate::store::{Store, StoredEvent};
@@ -146,7 +146,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let outcome = self.commit(&batch).await;
+            let outcome = self.commit(&mut batch).await;
             self.healthy.store(outcome.is_ok(), Ordering::Relaxed);
             if let Err(e) = &outcome {
                 tracing::error!(error = %e, events = batch.len(), "audit batch failed; requests refused");
@@ -163,17 +163,18 @@ impl Writer {
     }
 
     /// Makes one batch durable in every sink, or in none.
-    async fn commit(&mut self, batch: &[Pending]) -> Result<Head, AuditError> {
+    async fn commit(&mut self, batch: &mut [Pending]) -> Result<Head, AuditError> {
         if self.needs_reconcile {
             self.reconcile().await?;
         }
         let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
         let mut head = self.head.clone();
         let mut lines = Vec::with_capacity(batch.len() * 320);
-        for pending in batch {
-            let event = AuditEvent::new(head.seq + 1, &self.settings.node, pending.data.clone());
-            let mac = link(self.key.expose_secret(), &head.mac, &event).to_vec();
-            lines.extend_from_slice(&event.line(&mac));
+        for pending in batch.iter_mut() {
+            let event = AuditEvent::new(head.seq + 1, &self.settings.node, std::mem::take(&mut pending.data));
+            let canonical = event.canonical();
+            let mac = link_encoded(self.key.expose_secret(), &head.mac, &canonical).to_vec();
+            push_line(&mut lines, &canonical, &mac);
             head = Head {
                 seq: event.seq,
                 mac: mac.clone(),
