@@ -84,14 +84,7 @@ async fn list_events(state: &AppState, call: &mut Call) -> Result<Response, ApiE
         action: text_param(call, "action")?,
         resource: text_param(call, "resource")?,
     };
-    let limit = match call.query_param("limit")? {
-        None => DEFAULT_PAGE,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| ApiError::invalid(format!("limit must be between 1 and {MAX_PAGE}")))?,
-    };
+    let limit = call.page_limit(DEFAULT_PAGE, MAX_PAGE)?;
     let cursor = call.query_param("cursor")?.filter(|c| !c.is_empty());
     let after = match &cursor {
         None => None,

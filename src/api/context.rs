@@ -172,6 +172,18 @@ impl Call {
         }
     }
 
+    /// The `limit` query parameter of a listing: `default` when absent, else 1 to `max`.
+    pub fn page_limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
+        match self.query_param("limit")? {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=max).contains(l))
+                .ok_or_else(|| ApiError::invalid(format!("limit must be between 1 and {max}"))),
+        }
+    }
+
     /// One query parameter, percent-decoded. Repeated parameters are an error.
     pub fn query_param(&self, name: &str) -> Result<Option<String>, ApiError> {
         let mut found = None;

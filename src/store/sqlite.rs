@@ -23,6 +23,28 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/sqlite/0002_audit.sql")),
 ];
 
+/// The conditions of an [`AuditFilter`]; bind [`filter_values`] in order.
+const AUDIT_FILTER: &str = "(? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) AND (? IS NULL OR principal = ?) \
+     AND (? IS NULL OR action = ?) AND (? IS NULL OR resource = ?)";
+
+/// The bind values of [`AUDIT_FILTER`], each twice (tested for NULL, then compared).
+fn filter_values(filter: &AuditFilter) -> [Option<String>; 10] {
+    let since = filter.since_ms.map(time_text);
+    let until = filter.until_ms.map(time_text);
+    [
+        since.clone(),
+        since,
+        until.clone(),
+        until,
+        filter.principal.clone(),
+        filter.principal.clone(),
+        filter.action.clone(),
+        filter.action.clone(),
+        filter.resource.clone(),
+        filter.resource.clone(),
+    ]
+}
+
 /// Audit rows per INSERT statement (16 parameters each; SQLite allows 32766).
 const AUDIT_ROWS_PER_INSERT: usize = 512;
 
@@ -583,54 +605,34 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
         Box::pin(async move {
             let (after_node, after_seq) = after.unwrap_or(("", 0));
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_events \
-                 WHERE (node > ? OR (node = ? AND seq > ?)) \
-                   AND (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) \
-                   AND (? IS NULL OR principal = ?) AND (? IS NULL OR action = ?) AND (? IS NULL OR resource = ?) \
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE (node > ? OR (node = ? AND seq > ?)) AND {AUDIT_FILTER} \
                  ORDER BY node, seq LIMIT ?"
             )))
             .bind(after_node)
             .bind(after_node)
-            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
-            .bind(filter.since_ms.map(time_text))
-            .bind(filter.since_ms.map(time_text))
-            .bind(filter.until_ms.map(time_text))
-            .bind(filter.until_ms.map(time_text))
-            .bind(&filter.principal)
-            .bind(&filter.principal)
-            .bind(&filter.action)
-            .bind(&filter.action)
-            .bind(&filter.resource)
-            .bind(&filter.resource)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(unavailable)?;
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX));
+            for value in filter_values(filter) {
+                query = query.bind(value);
+            }
+            let rows = query
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)?;
             rows.iter().map(event_from_row).collect()
         })
     }
 
     fn count_audit<'a>(&'a self, filter: &'a AuditFilter) -> BoxFuture<'a, StoreResult<u64>> {
         Box::pin(async move {
-            let count: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM audit_events \
-                 WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) \
-                   AND (? IS NULL OR principal = ?) AND (? IS NULL OR action = ?) AND (? IS NULL OR resource = ?)",
-            )
-            .bind(filter.since_ms.map(time_text))
-            .bind(filter.since_ms.map(time_text))
-            .bind(filter.until_ms.map(time_text))
-            .bind(filter.until_ms.map(time_text))
-            .bind(&filter.principal)
-            .bind(&filter.principal)
-            .bind(&filter.action)
-            .bind(&filter.action)
-            .bind(&filter.resource)
-            .bind(&filter.resource)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(unavailable)?;
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM audit_events WHERE {AUDIT_FILTER}"
+            )));
+            for value in filter_values(filter) {
+                query = query.bind(value);
+            }
+            let count: i64 = query.fetch_one(&self.reader).await.map_err(unavailable)?;
             Ok(u64::try_from(count).unwrap_or(0))
         })
     }

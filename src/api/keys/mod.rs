@@ -304,14 +304,7 @@ async fn create_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
 async fn list_keys(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
     authenticate(state, call)?;
     call.expect_no_body().await?;
-    let limit = match call.query_param("limit")? {
-        None => DEFAULT_PAGE,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| ApiError::invalid(format!("limit must be between 1 and {MAX_PAGE}")))?,
-    };
+    let limit = call.page_limit(DEFAULT_PAGE, MAX_PAGE)?;
     let after = match call.query_param("cursor")?.filter(|c| !c.is_empty()) {
         None => None,
         Some(cursor) => Some(
