@@ -17,11 +17,6 @@ const PAGE: usize = 4096;
 /// unlocked, and startup reports it once instead of on every allocation.
 static MLOCK_REFUSED: AtomicBool = AtomicBool::new(false);
 
-/// Whether the kernel refused to lock a secret page since the process started.
-pub fn mlock_refused() -> bool {
-    MLOCK_REFUSED.load(Ordering::Relaxed)
-}
-
 pub struct SecretBytes {
     ptr: NonNull<u8>,
     len: usize,

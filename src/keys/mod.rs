@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use time::Duration;
 
-use crate::clock::{SharedClock, from_unix_ms, unix_ms};
+use crate::clock::{SharedClock, unix_ms};
 use crate::config::{CacheSettings, KeySettings};
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
@@ -414,15 +414,5 @@ impl KeyService {
     pub fn sweep_caches(&self) {
         self.meta.sweep();
         self.secrets.sweep();
-    }
-
-    /// Number of unwrapped secrets currently cached.
-    pub fn cached_secrets(&self) -> usize {
-        self.secrets.len()
-    }
-
-    /// When a key is due to be destroyed, as a time.
-    pub fn deletion_time(record: &KeyRecord) -> Option<time::OffsetDateTime> {
-        record.deletion_due_ms.map(from_unix_ms)
     }
 }
