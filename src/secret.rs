@@ -14,7 +14,7 @@ use zeroize::Zeroize;
 const PAGE: usize = 4096;
 
 /// Set once the first `mlock` fails (e.g. `RLIMIT_MEMLOCK` too small): secrets then stay
-/// unlocked, and startup reports it once instead of on every allocation.
+/// unlocked (no further mlock attempts), and the refusal is logged once, not per allocation.
 static MLOCK_REFUSED: AtomicBool = AtomicBool::new(false);
 
 pub struct SecretBytes {
