@@ -34,6 +34,7 @@ pub mod error;
 pub mod hardening;
 pub mod kek;
 pub mod keys;
+pub mod policy;
 pub mod report;
 pub mod secret;
 pub mod startup;

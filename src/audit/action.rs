@@ -1,4 +1,4 @@
-//! The actions an audit event (and, later, a policy decision) names: one per operation of
+//! The actions an audit event and a policy decision name: one per operation of
 //! API.md. Stable strings: auditors filter on them.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,11 @@ pub enum Action {
     ReadAudit,
     VerifyAudit,
     ReadComplianceReport,
+    CreateToken,
+    ReadToken,
+    RevokeToken,
+    WhoAmI,
+    ReloadPolicies,
 }
 
 impl Action {
@@ -34,6 +39,11 @@ impl Action {
             Action::ReadAudit => "ReadAudit",
             Action::VerifyAudit => "VerifyAudit",
             Action::ReadComplianceReport => "ReadComplianceReport",
+            Action::CreateToken => "CreateToken",
+            Action::ReadToken => "ReadToken",
+            Action::RevokeToken => "RevokeToken",
+            Action::WhoAmI => "WhoAmI",
+            Action::ReloadPolicies => "ReloadPolicies",
         }
     }
 }

@@ -23,11 +23,28 @@ pub const TOKEN_PREFIX: &str = "svt_";
 const MAX_TOKEN_LEN: usize = 256;
 const MIN_TOKEN_LEN: usize = 16;
 
+/// How a caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Token,
+    Mtls,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Token => "token",
+            Via::Mtls => "mtls",
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
     pub groups: Vec<String>,
+    pub via: Via,
 }
 
 impl Principal {
@@ -35,6 +52,7 @@ impl Principal {
         Self {
             name: "root".into(),
             groups: vec!["admin".into()],
+            via: Via::Token,
         }
     }
 }

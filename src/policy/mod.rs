@@ -1,0 +1,685 @@
+//! Who may do what: Cedar policies over the vocabulary of `policies/schema.cedarschema`.
+//!
+//! A policy directory holds `schema.cedarschema` (optional: the built-in schema otherwise)
+//! and `*.cedar` files. [`compile`] parses each file, validates it against the schema in
+//! strict mode, and names every problem by `file:line:column`. Each policy's id is its
+//! `@id("…")` annotation, or `<file>#<n>` without one; the deciding policy's id goes into
+//! the audit trail.
+//!
+//! [`PolicyEngine`] holds the compiled set behind a lock as an `Arc` snapshot: a request
+//! takes one snapshot and decides with it, so a reload (SIGHUP, `POST
+//! /v1/sys/policies/reload`) is seen whole or not at all, and an invalid set never replaces
+//! a valid one. Decisions follow Cedar: a matching `forbid` wins, else a matching `permit`
+//! allows, else deny.
+//!
+//! Without a configured directory the server uses the policies shipped in `policies/`,
+//! compiled into the binary ([`PolicySource::builtin`]).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use cedar_policy::{
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+
+use crate::audit::action::Action;
+use crate::auth::Principal;
+
+/// The schema's file name inside a policy directory.
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+/// Largest policy or schema file read.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Most policy files in a directory.
+const MAX_FILES: usize = 256;
+
+const BUILTIN_SCHEMA: &str = include_str!("../../policies/schema.cedarschema");
+const BUILTIN_POLICIES: &[(&str, &str)] = &[
+    ("admin.cedar", include_str!("../../policies/admin.cedar")),
+    ("auditor.cedar", include_str!("../../policies/auditor.cedar")),
+    ("common.cedar", include_str!("../../policies/common.cedar")),
+    ("custodian.cedar", include_str!("../../policies/custodian.cedar")),
+    ("service.cedar", include_str!("../../policies/service.cedar")),
+];
+
+/// One problem of a policy set, located in its file (line and column from 1; 0 when the
+/// problem is the file as a whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        }
+    }
+}
+
+/// Why a policy set was refused: every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct PolicyErrors(pub Vec<Problem>);
+
+impl PolicyErrors {
+    fn one(file: &str, message: impl Into<String>) -> Self {
+        Self(vec![Problem {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }])
+    }
+}
+
+/// The texts a policy set is compiled from, with the names problems are reported under.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    schema: (String, String),
+    files: Vec<(String, String)>,
+}
+
+impl PolicySource {
+    /// The policies shipped in `policies/`, compiled into the binary.
+    pub fn builtin() -> Self {
+        Self {
+            schema: (format!("(built-in) {SCHEMA_FILE}"), BUILTIN_SCHEMA.to_owned()),
+            files: BUILTIN_POLICIES
+                .iter()
+                .map(|(name, text)| (format!("(built-in) {name}"), (*text).to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Reads `dir/*.cedar` (in name order) and `dir/schema.cedarschema` (the built-in
+    /// schema when absent).
+    pub fn read_dir(dir: &Path) -> Result<Self, PolicyErrors> {
+        let shown = dir.display().to_string();
+        let entries = std::fs::read_dir(dir).map_err(|e| PolicyErrors::one(&shown, e.to_string()))?;
+        let mut paths = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| PolicyErrors::one(&shown, e.to_string()))?.path();
+            if path.extension().is_some_and(|x| x == "cedar") && path.is_file() {
+                paths.push(path);
+            }
+        }
+        if paths.len() > MAX_FILES {
+            return Err(PolicyErrors::one(&shown, format!("more than {MAX_FILES} policy files")));
+        }
+        paths.sort();
+        let schema_path = dir.join(SCHEMA_FILE);
+        let schema = if schema_path.exists() {
+            (schema_path.display().to_string(), read_limited(&schema_path)?)
+        } else {
+            (format!("(built-in) {SCHEMA_FILE}"), BUILTIN_SCHEMA.to_owned())
+        };
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            files.push((path.display().to_string(), read_limited(&path)?));
+        }
+        Ok(Self { schema, files })
+    }
+}
+
+fn read_limited(path: &Path) -> Result<String, PolicyErrors> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| PolicyErrors::one(&shown, e.to_string()))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(PolicyErrors::one(&shown, format!("larger than {MAX_FILE_BYTES} bytes")));
+    }
+    std::fs::read_to_string(path).map_err(|e| PolicyErrors::one(&shown, e.to_string()))
+}
+
+/// A compiled, validated policy set.
+pub struct Policies {
+    set: PolicySet,
+    ids: Vec<String>,
+}
+
+impl Policies {
+    /// How many policies the set holds.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The policies' ids, in file order.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+}
+
+/// Line and column (from 1) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// A problem from a Cedar diagnostic: located at its first label, with its help text.
+fn problem(file: &str, text: &str, diagnostic: &dyn Diagnostic) -> Problem {
+    let offset = diagnostic
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset());
+    let (line, column) = offset.map_or((1, 1), |o| line_col(text, o));
+    let mut message = diagnostic.to_string();
+    if let Some(help) = diagnostic.help() {
+        message.push_str(&format!(" ({help})"));
+    }
+    Problem {
+        file: file.to_owned(),
+        line,
+        column,
+        message: message.replace('\n', " "),
+    }
+}
+
+/// Parses and validates every file; all problems at once, or the compiled set.
+pub fn compile(source: &PolicySource) -> Result<Policies, PolicyErrors> {
+    let (schema_name, schema_text) = &source.schema;
+    let schema = match Schema::from_cedarschema_str(schema_text) {
+        Ok((schema, _warnings)) => schema,
+        Err(e) => return Err(PolicyErrors(vec![problem(schema_name, schema_text, &e)])),
+    };
+    let validator = Validator::new(schema);
+    let mut problems = Vec::new();
+    let mut set = PolicySet::new();
+    let mut ids = Vec::new();
+    for (file, text) in &source.files {
+        let parsed = match PolicySet::from_str(text) {
+            Ok(parsed) => parsed,
+            Err(errors) => {
+                problems.extend(errors.iter().map(|e| problem(file, text, e)));
+                continue;
+            }
+        };
+        if parsed.templates().next().is_some() {
+            problems.push(Problem {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                message: "policy templates (with ?principal / ?resource slots) are not supported".into(),
+            });
+            continue;
+        }
+        // Re-identified in file order: `@id` when given, else `<file>#<n>`.
+        let mut in_file: Vec<_> = parsed.policies().collect();
+        in_file.sort_by_key(|p| {
+            p.id()
+                .to_string()
+                .trim_start_matches("policy")
+                .parse::<usize>()
+                .unwrap_or(0)
+        });
+        let base = Path::new(file)
+            .file_name()
+            .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
+        let mut file_set = PolicySet::new();
+        for (n, policy) in in_file.into_iter().enumerate() {
+            let id = policy
+                .annotation("id")
+                .filter(|a| !a.is_empty())
+                .map_or_else(|| format!("{base}#{}", n + 1), str::to_owned);
+            if ids.contains(&id) || file_set.policy(&PolicyId::new(&id)).is_some() {
+                let (line, column) = policy
+                    .to_string()
+                    .lines()
+                    .next()
+                    .and_then(|first| text.find(first.trim()))
+                    .map_or((0, 0), |o| line_col(text, o));
+                problems.push(Problem {
+                    file: file.clone(),
+                    line,
+                    column,
+                    message: format!("policy id `{id}` is used twice"),
+                });
+                continue;
+            }
+            if let Err(e) = file_set.add(policy.new_id(PolicyId::new(&id))) {
+                problems.push(Problem {
+                    file: file.clone(),
+                    line: 0,
+                    column: 0,
+                    message: e.to_string(),
+                });
+            }
+        }
+        let result = validator.validate(&file_set, ValidationMode::Strict);
+        let before = problems.len();
+        problems.extend(result.validation_errors().map(|e| problem(file, text, e)));
+        if problems.len() > before {
+            continue;
+        }
+        for policy in file_set.policies() {
+            ids.push(policy.id().to_string());
+            if let Err(e) = set.add(policy.clone()) {
+                problems.push(Problem {
+                    file: file.clone(),
+                    line: 0,
+                    column: 0,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(Policies { set, ids })
+    } else {
+        Err(PolicyErrors(problems))
+    }
+}
+
+/// Loads the directory (or the built-in set when `None`).
+pub fn load(dir: Option<&Path>) -> Result<Policies, PolicyErrors> {
+    let source = match dir {
+        Some(dir) => PolicySource::read_dir(dir)?,
+        None => PolicySource::builtin(),
+    };
+    compile(&source)
+}
+
+/// What a request is about, as policies see it.
+#[derive(Debug, Clone)]
+pub enum Resource<'a> {
+    /// A signing key (for creation and import of a new key: the key as requested).
+    Key {
+        name: &'a str,
+        owner: &'a str,
+        tags: &'a BTreeMap<String, String>,
+    },
+    /// "keys", "audit", "reports", "tokens", "policies", "self".
+    Collection(&'static str),
+}
+
+/// The facts of the request besides who, what and on what.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts {
+    pub source_ip: Option<IpAddr>,
+    pub tls: bool,
+    pub mtls: bool,
+    pub now_unix_s: i64,
+}
+
+/// A decision and the policy that made it (none for a deny no policy matched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub policy: Option<String>,
+}
+
+struct Types {
+    principal: EntityTypeName,
+    group: EntityTypeName,
+    key: EntityTypeName,
+    collection: EntityTypeName,
+    action: EntityTypeName,
+}
+
+impl Types {
+    fn new() -> Result<Self, String> {
+        let parse = |s: &str| EntityTypeName::from_str(s).map_err(|e| e.to_string());
+        Ok(Self {
+            principal: parse("Sigvault::Principal")?,
+            group: parse("Sigvault::Group")?,
+            key: parse("Sigvault::Key")?,
+            collection: parse("Sigvault::Collection")?,
+            action: parse("Sigvault::Action")?,
+        })
+    }
+
+    fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+}
+
+/// The current policy set and how to decide with it (see module docs).
+pub struct PolicyEngine {
+    current: RwLock<Arc<Policies>>,
+    dir: Option<PathBuf>,
+    authorizer: Authorizer,
+    types: Types,
+}
+
+impl PolicyEngine {
+    pub fn new(policies: Policies, dir: Option<PathBuf>) -> Result<Self, String> {
+        Ok(Self {
+            current: RwLock::new(Arc::new(policies)),
+            dir,
+            authorizer: Authorizer::new(),
+            types: Types::new()?,
+        })
+    }
+
+    /// The set requests decide with now.
+    pub fn snapshot(&self) -> Arc<Policies> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Re-reads the directory; the new set replaces the old one only when it compiles.
+    /// Returns how many policies are in force.
+    pub fn reload(&self) -> Result<usize, PolicyErrors> {
+        let fresh = load(self.dir.as_deref())?;
+        let count = fresh.len();
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+        Ok(count)
+    }
+
+    /// Decides one request with the current set.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource<'_>,
+        facts: RequestFacts,
+    ) -> Decision {
+        let policies = self.snapshot();
+        match self.evaluate(&policies, principal, action, resource, facts) {
+            Ok(decision) => decision,
+            Err(e) => {
+                tracing::error!(error = %e, action = action.as_str(), "policy request could not be built; denied");
+                Decision {
+                    allowed: false,
+                    policy: None,
+                }
+            }
+        }
+    }
+
+    fn evaluate(
+        &self,
+        policies: &Policies,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource<'_>,
+        facts: RequestFacts,
+    ) -> Result<Decision, String> {
+        let t = &self.types;
+        let principal_uid = Types::uid(&t.principal, &principal.name);
+        let principal_entity = Entity::new(
+            principal_uid.clone(),
+            [
+                (
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(principal.name.clone()),
+                ),
+                (
+                    "via".to_owned(),
+                    RestrictedExpression::new_string(principal.via.as_str().to_owned()),
+                ),
+            ]
+            .into(),
+            principal.groups.iter().map(|g| Types::uid(&t.group, g)).collect(),
+        )
+        .map_err(|e| e.to_string())?;
+        let (resource_uid, resource_entity) = match resource {
+            Resource::Key { name, owner, tags } => {
+                let uid = Types::uid(&t.key, name);
+                let namespace = name.split_once('.').map_or(*name, |(ns, _)| ns);
+                let entity = Entity::new_with_tags(
+                    uid.clone(),
+                    [
+                        ("name".to_owned(), RestrictedExpression::new_string((*name).to_owned())),
+                        (
+                            "owner".to_owned(),
+                            RestrictedExpression::new_string((*owner).to_owned()),
+                        ),
+                        (
+                            "namespace".to_owned(),
+                            RestrictedExpression::new_string(namespace.to_owned()),
+                        ),
+                    ],
+                    [],
+                    tags.iter()
+                        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
+                )
+                .map_err(|e| e.to_string())?;
+                (uid, entity)
+            }
+            Resource::Collection(name) => {
+                let uid = Types::uid(&t.collection, name);
+                (uid.clone(), Entity::with_uid(uid))
+            }
+        };
+        let ip = facts.source_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let context = Context::from_pairs([
+            ("source_ip".to_owned(), RestrictedExpression::new_ip(ip.to_string())),
+            ("tls".to_owned(), RestrictedExpression::new_bool(facts.tls)),
+            ("mtls".to_owned(), RestrictedExpression::new_bool(facts.mtls)),
+            ("now".to_owned(), RestrictedExpression::new_long(facts.now_unix_s)),
+        ])
+        .map_err(|e| e.to_string())?;
+        let entities = Entities::from_entities([principal_entity, resource_entity], None).map_err(|e| e.to_string())?;
+        let request = Request::new(
+            principal_uid,
+            Types::uid(&t.action, action.as_str()),
+            resource_uid,
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let response = self.authorizer.is_authorized(&request, &policies.set, &entities);
+        for error in response.diagnostics().errors() {
+            tracing::warn!(error = %error, "a policy failed to evaluate and was skipped");
+        }
+        let mut reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        reasons.sort();
+        Ok(Decision {
+            allowed: response.decision() == cedar_policy::Decision::Allow,
+            policy: reasons.into_iter().next(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Via;
+
+    fn principal(name: &str, groups: &[&str]) -> Principal {
+        Principal {
+            name: name.into(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            via: Via::Token,
+        }
+    }
+
+    fn engine() -> PolicyEngine {
+        PolicyEngine::new(load(None).unwrap(), None).unwrap()
+    }
+
+    fn facts(ip: &str, tls: bool) -> RequestFacts {
+        RequestFacts {
+            source_ip: Some(ip.parse().unwrap()),
+            tls,
+            mtls: false,
+            now_unix_s: 1_800_000_000,
+        }
+    }
+
+    fn key<'a>(name: &'a str, owner: &'a str, tags: &'a BTreeMap<String, String>) -> Resource<'a> {
+        Resource::Key { name, owner, tags }
+    }
+
+    #[test]
+    fn the_shipped_policies_compile_with_their_ids() {
+        let policies = load(None).unwrap();
+        for id in [
+            "admin-all",
+            "service-sign-verify-own-keys",
+            "custodian-manage-keys",
+            "auditor-read-audit-and-reports",
+            "plaintext-import-needs-tls",
+        ] {
+            assert!(policies.ids().iter().any(|i| i == id), "{id} in {:?}", policies.ids());
+        }
+        let from_dir = load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")))).unwrap();
+        assert_eq!(from_dir.ids(), policies.ids(), "the binary ships exactly policies/");
+    }
+
+    #[test]
+    fn a_service_uses_only_keys_it_owns_or_of_its_namespace() {
+        let e = engine();
+        let tags = BTreeMap::new();
+        let svc = principal("payments", &["service"]);
+        let lo = facts("127.0.0.1", false);
+        let allowed = e.decide(&svc, Action::Sign, &key("other-key", "payments", &tags), lo);
+        assert_eq!(
+            allowed,
+            Decision {
+                allowed: true,
+                policy: Some("service-sign-verify-own-keys".into())
+            }
+        );
+        assert!(
+            e.decide(&svc, Action::Verify, &key("payments.webhook", "root", &tags), lo)
+                .allowed
+        );
+        let denied = e.decide(&svc, Action::Sign, &key("billing.webhook", "billing", &tags), lo);
+        assert_eq!(
+            denied,
+            Decision {
+                allowed: false,
+                policy: None
+            }
+        );
+        assert!(
+            !e.decide(&svc, Action::RotateKey, &key("payments.webhook", "payments", &tags), lo)
+                .allowed
+        );
+        assert!(
+            !e.decide(&svc, Action::ReadAudit, &Resource::Collection("audit"), lo)
+                .allowed
+        );
+        assert!(
+            e.decide(&svc, Action::WhoAmI, &Resource::Collection("self"), lo)
+                .allowed
+        );
+    }
+
+    #[test]
+    fn forbid_wins_over_the_admins_permit() {
+        let e = engine();
+        let tags = BTreeMap::new();
+        let admin = principal("root", &["admin"]);
+        let import = key("k", "root", &tags);
+        assert!(
+            e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("127.0.0.1", false))
+                .allowed
+        );
+        assert!(
+            e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("10.1.2.3", true))
+                .allowed
+        );
+        let denied = e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("10.1.2.3", false));
+        assert_eq!(
+            denied,
+            Decision {
+                allowed: false,
+                policy: Some("plaintext-import-needs-tls".into())
+            }
+        );
+    }
+
+    #[test]
+    fn tags_are_visible_to_policies() {
+        let dir = temp_dir("tags");
+        std::fs::write(
+            dir.join("tags.cedar"),
+            "@id(\"team-a\")\npermit (principal, action == Sigvault::Action::\"Sign\", resource is Sigvault::Key)\n\
+             when { resource.hasTag(\"team\") && resource.getTag(\"team\") == \"a\" };\n",
+        )
+        .unwrap();
+        let e = PolicyEngine::new(load(Some(&dir)).unwrap(), Some(dir)).unwrap();
+        let who = principal("x", &[]);
+        let team_a: BTreeMap<String, String> = [("team".to_owned(), "a".to_owned())].into();
+        let team_b: BTreeMap<String, String> = [("team".to_owned(), "b".to_owned())].into();
+        let lo = facts("127.0.0.1", false);
+        assert!(e.decide(&who, Action::Sign, &key("k", "o", &team_a), lo).allowed);
+        assert!(!e.decide(&who, Action::Sign, &key("k", "o", &team_b), lo).allowed);
+        assert!(
+            !e.decide(&who, Action::Sign, &key("k", "o", &BTreeMap::new()), lo)
+                .allowed
+        );
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sv-policy-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn syntax_and_schema_errors_name_file_and_line() {
+        let dir = temp_dir("errors");
+        std::fs::write(
+            dir.join("a.cedar"),
+            "// ok\n@id(\"fine\")\npermit (principal, action, resource);\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("b.cedar"), "\n\npermit (principal, action, resource)\n").unwrap();
+        std::fs::write(
+            dir.join("c.cedar"),
+            "\n@id(\"typo\")\npermit (principal, action == Sigvault::Action::\"Sing\", resource);\n",
+        )
+        .unwrap();
+        let errors = load(Some(&dir)).err().unwrap().0;
+        let b = errors
+            .iter()
+            .find(|p| p.file.ends_with("b.cedar"))
+            .expect("syntax error reported");
+        assert_eq!(b.line, 3, "{b}");
+        let c = errors
+            .iter()
+            .find(|p| p.file.ends_with("c.cedar"))
+            .expect("schema error reported");
+        assert_eq!(c.line, 3, "{c}");
+        assert!(c.message.contains("Sing"), "{c}");
+        assert!(!errors.iter().any(|p| p.file.ends_with("a.cedar")));
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_old_set_and_a_good_one_replaces_it() {
+        let dir = temp_dir("reload");
+        std::fs::write(dir.join("all.cedar"), "permit (principal, action, resource);\n").unwrap();
+        let e = PolicyEngine::new(load(Some(&dir)).unwrap(), Some(dir.clone())).unwrap();
+        let who = principal("x", &[]);
+        let lo = facts("127.0.0.1", false);
+        let sign = |e: &PolicyEngine| e.decide(&who, Action::Sign, &key("k", "o", &BTreeMap::new()), lo);
+        assert_eq!(sign(&e).policy.as_deref(), Some("all.cedar#1"));
+        std::fs::write(dir.join("all.cedar"), "permit (principal, action, resource").unwrap();
+        assert!(e.reload().is_err());
+        assert!(sign(&e).allowed, "the old set stays in force");
+        std::fs::write(dir.join("all.cedar"), "forbid (principal, action, resource);\n").unwrap();
+        assert_eq!(e.reload().unwrap(), 1);
+        assert_eq!(
+            sign(&e),
+            Decision {
+                allowed: false,
+                policy: Some("all.cedar#1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab", 99), (1, 3));
+    }
+}
