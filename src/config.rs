@@ -43,6 +43,22 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub audit: Option<RawAudit>,
     pub report: Option<RawReport>,
+    pub policies: Option<RawPolicies>,
+    pub auth: Option<RawAuth>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicies {
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub max_failures: Option<u32>,
+    pub failure_window: Option<String>,
+    pub max_token_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -128,6 +144,9 @@ pub struct Settings {
     pub limits: Limits,
     pub audit: AuditSettings,
     pub report: ReportSettings,
+    /// Where the Cedar policies are read from; `None` = the built-in set.
+    pub policies_dir: Option<PathBuf>,
+    pub auth: AuthSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
     pub root_token: Option<SecretString>,
 }
@@ -157,6 +176,17 @@ pub struct KeySettings {
     pub default_pending_days: u32,
     pub max_pending_days: u32,
     pub usage_flush_interval: Duration,
+}
+
+/// Caller authentication limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// Failed authentications a source address may make per `failure_window` before it
+    /// gets 429 `RATE_LIMITED`.
+    pub max_failures: u32,
+    pub failure_window: time::Duration,
+    /// Longest `ttl` a caller token may be given (and the ttl of tokens created without one).
+    pub max_token_ttl: time::Duration,
 }
 
 /// The compliance report's yardstick.
@@ -394,6 +424,13 @@ impl Settings {
         let limits = limits(raw.limits.unwrap_or_default())?;
         let audit = audit_settings(raw.audit.unwrap_or_default(), &data_dir)?;
         let report = report_settings(raw.report.unwrap_or_default())?;
+        let policies_dir = raw.policies.unwrap_or_default().dir;
+        if let Some(dir) = &policies_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid("policies.dir", format!("{} is not a directory", dir.display())));
+        }
+        let auth = auth_settings(raw.auth.unwrap_or_default())?;
         let root_token = match env_var("SIGVAULT_ROOT_TOKEN") {
             Some(token) => Some(crate::auth::validate_root_token(&token).map_err(|m| ConfigError::Env {
                 var: "SIGVAULT_ROOT_TOKEN".into(),
@@ -413,6 +450,8 @@ impl Settings {
             limits,
             audit,
             report,
+            policies_dir,
+            auth,
             root_token,
         })
     }
@@ -560,6 +599,26 @@ fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
         default_pending_days,
         max_pending_days,
         usage_flush_interval,
+    })
+}
+
+fn auth_settings(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
+    let max_failures = raw.max_failures.unwrap_or(10);
+    if !(1..=10_000).contains(&max_failures) {
+        return Err(invalid("auth.max_failures", "must be 1 to 10000"));
+    }
+    let failure_window = duration("auth.failure_window", raw.failure_window.as_deref().unwrap_or("1m"))?;
+    if failure_window < time::Duration::seconds(1) || failure_window > time::Duration::hours(24) {
+        return Err(invalid("auth.failure_window", "must be 1s to 24h"));
+    }
+    let max_token_ttl = duration("auth.max_token_ttl", raw.max_token_ttl.as_deref().unwrap_or("365d"))?;
+    if max_token_ttl < time::Duration::minutes(1) {
+        return Err(invalid("auth.max_token_ttl", "must be at least 1m"));
+    }
+    Ok(AuthSettings {
+        max_failures,
+        failure_window,
+        max_token_ttl,
     })
 }
 

@@ -32,6 +32,7 @@ use crate::config::{KekSettings, Settings, StoreSettings};
 use crate::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
 use crate::kek::{KekError, KekProvider, Keyring};
 use crate::keys::KeyService;
+use crate::policy::{self, PolicyEngine};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::system_secret::{self, SystemSecretError};
@@ -67,6 +68,10 @@ pub enum StartupError {
     AuditKey(#[from] SystemSecretError),
     #[error("{0}")]
     Audit(#[from] AuditError),
+    #[error("policies: {0}")]
+    Policies(#[from] crate::policy::PolicyErrors),
+    #[error("policies: {0}")]
+    PolicyEngine(String),
 }
 
 /// An error and its causes on one line, outermost first, without repeats.
@@ -112,6 +117,12 @@ impl Application {
         listener: Option<TcpListener>,
     ) -> Result<Self, StartupError> {
         check_data_dir(&settings.data_dir)?;
+        // Policies first: a set that does not compile stops the start before anything else.
+        let policies = PolicyEngine::new(
+            policy::load(settings.policies_dir.as_deref())?,
+            settings.policies_dir.clone(),
+        )
+        .map_err(StartupError::PolicyEngine)?;
         warn_if_secrets_cannot_all_be_locked(settings.cache.max_entries);
         // Bound first: a port in use must not leave a half-initialised vault behind.
         let listener = match listener {
@@ -164,6 +175,7 @@ impl Application {
             settings.limits.max_message_bytes,
         );
         let state = Arc::new(AppState {
+            policies,
             keys,
             audit,
             clock: clock.clone(),

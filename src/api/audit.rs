@@ -13,11 +13,12 @@ use warp::reply::Response;
 
 use super::context::{Call, call};
 use super::reply::{self, json};
-use super::{AppState, audited, authenticate, method_not_allowed, store_error, with_state};
+use super::{AppState, audited, authenticate, authorize, method_not_allowed, store_error, with_state};
 use crate::audit::action::Action;
 use crate::audit::event::{AuditEvent, hex};
 use crate::audit::verify::verify_trail;
 use crate::error::{ApiError, ErrorCode};
+use crate::policy::Resource;
 use crate::store::AuditFilter;
 
 const DEFAULT_PAGE: u32 = 100;
@@ -75,7 +76,8 @@ fn text_param(call: &Call, name: &str) -> Result<Option<String>, ApiError> {
 }
 
 async fn list_events(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize(state, call, &caller, Action::ReadAudit, &Resource::Collection("audit"))?;
     call.expect_no_body().await?;
     let filter = AuditFilter {
         since_ms: time_param(call, "since")?,
@@ -120,7 +122,14 @@ fn decode_cursor(cursor: &str) -> Option<(String, u64)> {
 }
 
 async fn verify_now(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize(
+        state,
+        call,
+        &caller,
+        Action::VerifyAudit,
+        &Resource::Collection("audit"),
+    )?;
     call.expect_no_body().await?;
     let settings = state.audit.settings();
     // The audit key checks the chain; it is not otherwise exposed.

@@ -73,6 +73,8 @@ pub struct AuditNote {
     /// The authenticated caller (absent when authentication failed or was not reached).
     pub principal: Option<String>,
     pub decision: crate::audit::event::Decision,
+    /// The policy that decided (allowed by, or forbidden by), when one did.
+    pub policy: Option<String>,
     pub key_version: Option<u32>,
     /// Overrides the route's resource when the handler learns a more precise one (the
     /// name of the key a create made).

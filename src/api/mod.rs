@@ -12,6 +12,7 @@ pub mod reply;
 pub mod reports;
 pub mod sys;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -22,17 +23,19 @@ use warp::reply::Response;
 use crate::audit::action::Action;
 use crate::audit::event::{Decision, EventData};
 use crate::audit::writer::Auditor;
-use crate::auth::{AuthError, Authenticator, Principal};
+use crate::auth::{AuthError, Authenticator, Principal, Via};
 use crate::clock::SharedClock;
 use crate::config::Limits;
 use crate::error::{ApiError, ErrorCode};
 use crate::kek::{KekError, KekProvider};
 use crate::keys::{KeyError, KeyService};
+use crate::policy::{RequestFacts, Resource};
 use crate::store::{Store, StoreError};
 use context::Call;
 
 /// Everything the handlers share.
 pub struct AppState {
+    pub policies: crate::policy::PolicyEngine,
     pub keys: KeyService,
     pub audit: Auditor,
     pub clock: SharedClock,
@@ -87,6 +90,66 @@ pub fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>,
     }
 }
 
+/// Decides with the policies whether `caller` may do `action` on `resource`, and notes the
+/// decision and the deciding policy for the audit event. A deny is 403 `PERMISSION_DENIED`.
+pub fn authorize(
+    state: &AppState,
+    call: &mut Call,
+    caller: &Principal,
+    action: Action,
+    resource: &Resource<'_>,
+) -> Result<(), ApiError> {
+    let facts = RequestFacts {
+        source_ip: call.client.map(|a| a.ip()),
+        tls: false,
+        mtls: caller.via == Via::Mtls,
+        now_unix_s: crate::clock::unix_ms(state.clock.now()).div_euclid(1000),
+    };
+    let decision = state.policies.decide(caller, action, resource, facts);
+    call.note.policy = decision.policy;
+    if decision.allowed {
+        call.note.decision = Decision::Allow;
+        Ok(())
+    } else {
+        call.note.decision = Decision::Deny;
+        let on = match resource {
+            Resource::Key { name, .. } => format!("key '{name}'"),
+            Resource::Collection(name) => (*name).to_owned(),
+        };
+        Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("{} may not {} on {on}", caller.name, action.as_str()),
+        ))
+    }
+}
+
+/// [`authorize`] for an operation on existing key `name`, with its owner and tags. A key
+/// that does not exist is decided on its name alone (owner ""), so a caller who may not
+/// use it learns nothing about whether it exists.
+pub async fn authorize_key(
+    state: &AppState,
+    call: &mut Call,
+    caller: &Principal,
+    action: Action,
+    name: &str,
+) -> Result<(), ApiError> {
+    let facts = state.keys.facts(name).await?;
+    let no_tags = BTreeMap::new();
+    let resource = match &facts {
+        Some(f) => Resource::Key {
+            name,
+            owner: f.owner(),
+            tags: f.tags(),
+        },
+        None => Resource::Key {
+            name,
+            owner: "",
+            tags: &no_tags,
+        },
+    };
+    authorize(state, call, caller, action, &resource)
+}
+
 /// Records the audit event of a request that reached a handler, then answers — or, when
 /// the event cannot be made durable, answers 503 `AUDIT_UNAVAILABLE` instead and counts
 /// nothing. Nothing is acknowledged that the trail does not hold.
@@ -110,7 +173,7 @@ pub async fn audited(
         resource: note.resource.unwrap_or(resource),
         key_version: note.key_version,
         decision: note.decision,
-        policy: None,
+        policy: note.policy,
         outcome: outcome.into(),
         source_ip: call.client.map(|a| a.ip().to_string()),
         user_agent: call.header("user-agent").map(str::to_owned),

@@ -12,9 +12,10 @@ use warp::reply::Response;
 
 use super::context::{Call, call};
 use super::reply::{self, json};
-use super::{AppState, audited, authenticate, method_not_allowed, store_error, with_state};
+use super::{AppState, audited, authenticate, authorize, method_not_allowed, store_error, with_state};
 use crate::audit::action::Action;
 use crate::error::ApiError;
+use crate::policy::Resource;
 use crate::report::{self, ReportError, html};
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
@@ -48,7 +49,14 @@ async fn compliance_report(state: Arc<AppState>, mut call: Call) -> Response {
 }
 
 async fn read_report(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize(
+        state,
+        call,
+        &caller,
+        Action::ReadComplianceReport,
+        &Resource::Collection("reports"),
+    )?;
     call.expect_no_body().await?;
     let format = match call.query_param("format")?.as_deref() {
         None | Some("json") => Format::Json,

@@ -128,6 +128,20 @@ struct CachedKey {
     record: KeyRecord,
     algorithm: Algorithm,
     state: KeyState,
+    tags: BTreeMap<String, String>,
+}
+
+/// What policies see of an existing key: its owner and tags (from the metadata cache).
+pub struct KeyFacts(Arc<CachedKey>);
+
+impl KeyFacts {
+    pub fn owner(&self) -> &str {
+        &self.0.record.owner
+    }
+
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.0.tags
+    }
 }
 
 pub struct KeyService {
@@ -151,11 +165,13 @@ fn parse_cached(record: KeyRecord) -> KeyResult<CachedKey> {
     let algorithm = Algorithm::parse(&record.algorithm)
         .ok_or_else(|| KeyError::Corrupt(format!("algorithm '{}'", record.algorithm)))?;
     let state = KeyState::parse(&record.state).ok_or_else(|| KeyError::Corrupt(format!("state '{}'", record.state)))?;
+    let tags = serde_json::from_str(&record.tags).map_err(|e| KeyError::Corrupt(format!("tags: {e}")))?;
     Ok(CachedKey {
         id: Arc::from(record.id.as_str()),
         record,
         algorithm,
         state,
+        tags,
     })
 }
 
@@ -251,6 +267,16 @@ impl KeyService {
             .await?
             .ok_or_else(|| KeyError::NotFound(name.to_owned()))?;
         parse_cached(record)
+    }
+
+    /// The owner and tags of key `name` for a policy decision; `None` when there is no such
+    /// key (or the name is not a valid one: the operation itself will say so).
+    pub async fn facts(&self, name: &str) -> KeyResult<Option<KeyFacts>> {
+        match self.cached(name).await {
+            Ok(key) => Ok(Some(KeyFacts(key))),
+            Err(KeyError::NotFound(_) | KeyError::Invalid(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The key's cached metadata, loading it on a miss.

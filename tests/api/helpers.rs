@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use sigvault::api::AppState;
 use sigvault::audit::writer::AuditSettings;
 use sigvault::clock::ManualClock;
-use sigvault::config::{CacheSettings, KekSettings, KeySettings, Limits, ReportSettings, Settings, StoreSettings};
+use sigvault::config::{
+    AuthSettings, CacheSettings, KekSettings, KeySettings, Limits, ReportSettings, Settings, StoreSettings,
+};
 use sigvault::kek::pkcs11::{context, ensure_token, pin};
 use sigvault::startup::Application;
 use time::{Duration, OffsetDateTime};
@@ -82,6 +84,9 @@ pub struct AppHome {
     pub audit_file: Option<PathBuf>,
     /// The audit anchor file; `None` is `data_dir/audit.anchor`.
     pub anchor_file: Option<PathBuf>,
+    /// A Cedar policy directory; `None` is the built-in set.
+    pub policies_dir: Option<PathBuf>,
+    pub auth: AuthSettings,
 }
 
 impl AppHome {
@@ -96,6 +101,12 @@ impl AppHome {
             },
             audit_file: None,
             anchor_file: None,
+            policies_dir: None,
+            auth: AuthSettings {
+                max_failures: 10,
+                failure_window: Duration::minutes(1),
+                max_token_ttl: Duration::days(365),
+            },
         }
     }
 
@@ -143,6 +154,8 @@ impl AppHome {
             report: ReportSettings {
                 cryptoperiod: Duration::days(365),
             },
+            policies_dir: self.policies_dir.clone(),
+            auth: self.auth,
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
     }

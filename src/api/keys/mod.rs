@@ -19,13 +19,14 @@ use warp::reply::Response;
 
 use super::context::{Call, call};
 use super::reply::{self, base64_secret, json, parse_json};
-use super::{AppState, audited, authenticate, method_not_allowed, with_state};
+use super::{AppState, audited, authenticate, authorize, authorize_key, method_not_allowed, with_state};
 use crate::audit::action::Action;
 use crate::auth::Principal;
 use crate::clock::from_unix_ms;
 use crate::error::ApiError;
 use crate::keys::model::{Algorithm, Boundary, KeyState};
 use crate::keys::{CreateOptions, KeyDetails, KeyPatch};
+use crate::policy::Resource;
 use crate::timefmt::{format_duration, parse_duration, rfc3339};
 
 const DEFAULT_PAGE: u32 = 100;
@@ -289,6 +290,13 @@ async fn create_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: CreateKeyRequest = parse_json(&body)?;
     call.note.resource = Some(key_resource(&req.name));
+    let no_tags = BTreeMap::new();
+    let resource = Resource::Key {
+        name: &req.name,
+        owner: req.owner.as_deref().unwrap_or(&caller.name),
+        tags: req.tags.as_ref().unwrap_or(&no_tags),
+    };
+    authorize(state, call, &caller, Action::CreateKey, &resource)?;
     let common = CommonOptions {
         boundary: req.boundary,
         exportable: req.exportable,
@@ -302,7 +310,8 @@ async fn create_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
 }
 
 async fn list_keys(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize(state, call, &caller, Action::ListKeys, &Resource::Collection("keys"))?;
     call.expect_no_body().await?;
     let limit = call.page_limit(DEFAULT_PAGE, MAX_PAGE)?;
     let after = match call.query_param("cursor")?.filter(|c| !c.is_empty()) {
@@ -327,13 +336,15 @@ async fn list_keys(state: &AppState, call: &mut Call) -> Result<Response, ApiErr
 }
 
 async fn get_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize_key(state, call, &caller, Action::GetKey, name).await?;
     call.expect_no_body().await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.get(name).await?)))
 }
 
 async fn patch_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize_key(state, call, &caller, Action::UpdateKey, name).await?;
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: PatchRequest = parse_json(&body)?;
     let state_change = match req.state.as_deref() {
@@ -363,7 +374,8 @@ async fn patch_key(state: &AppState, call: &mut Call, name: &str) -> Result<Resp
 }
 
 async fn delete_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize_key(state, call, &caller, Action::ScheduleKeyDeletion, name).await?;
     call.expect_no_body().await?;
     let days = call
         .query_param("pending_days")?
@@ -379,13 +391,15 @@ async fn delete_key(state: &AppState, call: &mut Call, name: &str) -> Result<Res
 }
 
 async fn restore_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize_key(state, call, &caller, Action::CancelKeyDeletion, name).await?;
     no_options(state, call).await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.restore(name).await?)))
 }
 
 async fn rotate_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize_key(state, call, &caller, Action::RotateKey, name).await?;
     no_options(state, call).await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.rotate(name).await?)))
 }
@@ -395,6 +409,25 @@ async fn import_key(state: &AppState, call: &mut Call, name: &str) -> Result<Res
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: ImportRequest = parse_json(&body)?;
     let material = base64_secret("key_material", &req.key_material)?;
+    match state.keys.facts(name).await? {
+        Some(existing) => {
+            let resource = Resource::Key {
+                name,
+                owner: existing.owner(),
+                tags: existing.tags(),
+            };
+            authorize(state, call, &caller, Action::ImportKeyPlaintext, &resource)?;
+        }
+        None => {
+            let no_tags = BTreeMap::new();
+            let resource = Resource::Key {
+                name,
+                owner: req.owner.as_deref().unwrap_or(&caller.name),
+                tags: req.tags.as_ref().unwrap_or(&no_tags),
+            };
+            authorize(state, call, &caller, Action::ImportKeyPlaintext, &resource)?;
+        }
+    }
     // A keyed fingerprint lets an auditor see the same material imported twice; the
     // material itself never reaches the trail.
     call.note.secret_hmac = Some(state.audit.secret_hmac(material.expose_secret()));

@@ -12,7 +12,8 @@ use warp::reply::Response;
 
 use super::super::context::{Call, request_id};
 use super::super::reply::{base64, base64_field, json, parse_json};
-use super::super::{AppState, authenticate};
+use super::super::{AppState, authenticate, authorize_key};
+use crate::audit::action::Action;
 use crate::error::ApiError;
 use crate::keys::{Usage, Verdict};
 
@@ -180,7 +181,8 @@ async fn sign_one(
 }
 
 pub(super) async fn sign_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize_key(state, call, &caller, Action::Sign, name).await?;
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
     let req: SignRequest<'_> = parse_json(&body)?;
     match (req.message, req.batch) {
@@ -241,7 +243,8 @@ async fn verify_one(
 }
 
 pub(super) async fn verify_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    authenticate(state, call)?;
+    let caller = authenticate(state, call)?;
+    authorize_key(state, call, &caller, Action::Verify, name).await?;
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
     let req: VerifyRequest<'_> = parse_json(&body)?;
     match (req.message, req.signature, req.batch) {
