@@ -50,6 +50,22 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Work with the Cedar policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse every *.cedar file of DIR and validate it against DIR/schema.cedarschema (the
+    /// built-in schema when absent). Exit 0 when the set is valid; 1 with one
+    /// `file:line:column: problem` line per problem otherwise.
+    Check {
+        /// Policy directory (default: policies).
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -167,6 +183,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (settings, dev_paths) = match cli.command {
         Command::Audit { command } => return Ok(audit(command, env)),
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => return Ok(policy_check(&dir.unwrap_or_else(|| PathBuf::from("policies")))),
         Command::Dev {
             listen,
             data_dir,
@@ -220,6 +239,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 
 /// `sigvault audit …`: exit 0 when done (and the trail verifies), 1 when the trail does not
 /// verify, 2 when the arguments are wrong or the vault cannot be opened.
+fn policy_check(dir: &std::path::Path) -> ExitCode {
+    match sigvault::policy::load(Some(dir)) {
+        Ok(policies) => {
+            println!("{}: {} policies valid", dir.display(), policies.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for problem in &errors.0 {
+                eprintln!("{problem}");
+            }
+            eprintln!("{}: {} problem(s); the set is not valid", dir.display(), errors.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn audit(command: AuditCommand, env: Vec<(String, String)>) -> ExitCode {
     match run_audit(command, env) {
         Ok(code) => code,

@@ -179,7 +179,8 @@ impl Application {
             keys,
             audit,
             clock: clock.clone(),
-            auth: Authenticator::new(hasher, root_hash),
+            auth: Authenticator::new(hasher, root_hash, Arc::clone(&store), clock.clone(), settings.auth),
+            auth_settings: settings.auth,
             kek,
             store,
             limits: settings.limits,
@@ -216,6 +217,7 @@ impl Application {
                 .await?;
         }
         let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
+        let reloader = spawn_policy_reloader(Arc::clone(&self.state));
         let max_connections = self.state.limits.max_connections;
         serve(
             self.listener,
@@ -225,6 +227,9 @@ impl Application {
         )
         .await;
         background.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         if let Err(e) = self.state.keys.flush_usage().await {
             tracing::warn!(error = %e, "final usage flush failed");
         }
@@ -285,6 +290,28 @@ async fn root_token(
     let token = generate_token().map_err(|_| StartupError::Random)?;
     let hash = Authenticator::root_hash_of(hasher, &token);
     Ok((hash.to_vec(), Some(token)))
+}
+
+/// Reloads the policies on SIGHUP (an invalid set is refused and the old one stays).
+fn spawn_policy_reloader(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload policies with POST /v1/sys/policies/reload");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match state.policies.reload() {
+                Ok(count) => tracing::info!(policies = count, "policies reloaded (SIGHUP)"),
+                Err(errors) => {
+                    tracing::error!(errors = %errors, "policy reload refused (SIGHUP); the previous set stays in force")
+                }
+            }
+        }
+    }))
 }
 
 fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration) -> tokio::task::JoinHandle<()> {

@@ -76,7 +76,7 @@ fn text_param(call: &Call, name: &str) -> Result<Option<String>, ApiError> {
 }
 
 async fn list_events(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize(state, call, &caller, Action::ReadAudit, &Resource::Collection("audit"))?;
     call.expect_no_body().await?;
     let filter = AuditFilter {
@@ -122,7 +122,7 @@ fn decode_cursor(cursor: &str) -> Option<(String, u64)> {
 }
 
 async fn verify_now(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize(
         state,
         call,

@@ -6,6 +6,7 @@
 //! 413/400) is decided in the handlers, not by warp's rejection ranking.
 
 pub mod audit;
+pub mod auth;
 pub mod context;
 pub mod keys;
 pub mod reply;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub audit: Auditor,
     pub clock: SharedClock,
     pub auth: Authenticator,
+    pub auth_settings: crate::config::AuthSettings,
     pub kek: Arc<dyn KekProvider>,
     pub store: Arc<dyn Store>,
     pub limits: Limits,
@@ -54,6 +56,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(
             keys::routes(Arc::clone(&state))
                 .or(audit::routes(Arc::clone(&state)))
+                .unify()
+                .or(auth::routes(Arc::clone(&state)))
                 .unify()
                 .or(reports::routes(Arc::clone(&state)))
                 .unify()
@@ -74,9 +78,11 @@ pub fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,
     warp::any().map(move || Arc::clone(&state))
 }
 
-/// The caller, from its bearer token; noted for the audit event either way.
-pub fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>, ApiError> {
-    match state.auth.authenticate(call.header("authorization")) {
+/// The caller, from its bearer token; noted for the audit event either way. Failures are
+/// 401 `UNAUTHENTICATED`, or 429 `RATE_LIMITED` once the source address has failed too often.
+pub async fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>, ApiError> {
+    let source = call.client.map(|a| a.ip());
+    match state.auth.authenticate(call.header("authorization"), source).await {
         Ok(principal) => {
             call.note.principal = Some(principal.name.clone());
             Ok(principal)
@@ -84,7 +90,11 @@ pub fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>,
         Err(e) => {
             call.note.decision = Decision::Deny;
             Err(match e {
-                AuthError::Missing | AuthError::Invalid => ApiError::new(ErrorCode::Unauthenticated, e.to_string()),
+                AuthError::Missing | AuthError::Invalid | AuthError::Expired | AuthError::Revoked => {
+                    ApiError::new(ErrorCode::Unauthenticated, e.to_string())
+                }
+                AuthError::RateLimited(_) => ApiError::new(ErrorCode::RateLimited, e.to_string()),
+                AuthError::Unavailable(s) => store_error(s),
             })
         }
     }

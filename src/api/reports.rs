@@ -49,7 +49,7 @@ async fn compliance_report(state: Arc<AppState>, mut call: Call) -> Response {
 }
 
 async fn read_report(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize(
         state,
         call,

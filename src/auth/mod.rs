@@ -1,17 +1,21 @@
-//! Who is calling. Until named caller tokens land, one bootstrap root token authenticates
-//! every `/v1` call except health and ping; it is the principal `root` in group `admin`.
+//! Who is calling: the bootstrap root token (principal `root` in group `admin`) and named
+//! caller tokens (`POST /v1/auth/tokens`), each a principal with groups.
 //!
-//! Only a keyed hash of the root token is stored ([`keyed_hash`]); the token itself is
-//! shown once, when generated, and is never logged.
+//! Only keyed hashes of tokens are stored ([`keyed_hash`], under the KEK-sealed pepper); a
+//! token itself is shown once, when generated, and is never logged.
 
 pub mod keyed_hash;
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::clock::{SharedClock, unix_ms};
+use crate::config::AuthSettings;
+use crate::store::{Store, StoreError, TokenRecord};
 use keyed_hash::KeyedHasher;
 
 /// Domain label of the root token's keyed hash.
@@ -57,12 +61,20 @@ impl Principal {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("missing bearer token: send Authorization: Bearer <token>")]
     Missing,
     #[error("the token is not valid")]
     Invalid,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("too many failed authentications from this address; retry in {0} s")]
+    RateLimited(u64),
+    #[error(transparent)]
+    Unavailable(StoreError),
 }
 
 /// Checks a root token chosen by the operator (`SIGVAULT_ROOT_TOKEN`).
@@ -86,23 +98,105 @@ pub fn generate_token() -> Result<SecretString, getrandom::Error> {
 
 /// Most distinct tokens remembered as verified; the memory is cleared when full.
 const VERIFIED_CACHE_MAX: usize = 10_000;
+/// Domain label of caller tokens' keyed hashes.
+pub const CALLER_TOKEN_DOMAIN: &str = "caller-token";
+/// Most groups a caller token may carry.
+pub const MAX_GROUPS: usize = 16;
+const MAX_PRINCIPAL_LEN: usize = 256;
+const MAX_DESCRIPTION_LEN: usize = 1024;
 
-/// Resolves bearer tokens to principals.
+/// A verified token, remembered until its expiry (or a revocation clears the memory).
+struct Verified {
+    principal: Arc<Principal>,
+    expires_at_ms: Option<i64>,
+}
+
+/// Resolves bearer tokens to principals: the root token, and named caller tokens stored as
+/// keyed hashes (`caller_tokens`).
 ///
 /// A token that passed the keyed-hash check is remembered by its SHA-256 digest (in memory
 /// only; the store never holds an unkeyed hash), so the hot path costs one hash and a map
-/// lookup. Revocation (with named tokens) must call [`Authenticator::forget_all`].
+/// lookup. A revocation clears that memory on this node. Failed authentications are
+/// counted per source address ([`FailureLimiter`]); an address over the limit is refused
+/// before its token is even looked at.
 pub struct Authenticator {
     hasher: KeyedHasher,
     root_hash: Vec<u8>,
-    verified: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    verified: RwLock<HashMap<[u8; 32], Arc<Verified>>>,
+    failures: FailureLimiter,
+}
+
+/// What `POST /v1/auth/tokens` asks for.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub principal: String,
+    pub groups: Vec<String>,
+    pub ttl: Option<time::Duration>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no caller token has id '{0}'")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the operating system's random generator failed")]
+    Random,
+}
+
+/// Checks a principal name: 1–256 characters, no control characters, not `root` (the root
+/// token's) or `-` (the audit trail's "nobody").
+pub fn validate_principal(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_PRINCIPAL_LEN {
+        return Err(format!("principal must be 1 to {MAX_PRINCIPAL_LEN} bytes"));
+    }
+    if name.chars().any(char::is_control) || name.trim() != name {
+        return Err("principal must not contain control characters or surrounding spaces".into());
+    }
+    if name == "root" || name == "-" {
+        return Err(format!("principal `{name}` is reserved"));
+    }
+    Ok(())
+}
+
+/// Checks group names: at most 16, each 1–64 characters of `[A-Za-z0-9._-]`, no repeats.
+pub fn validate_groups(groups: &[String]) -> Result<(), String> {
+    if groups.len() > MAX_GROUPS {
+        return Err(format!("at most {MAX_GROUPS} groups"));
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let ok = (1..=64).contains(&g.len())
+            && g.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(format!("group `{g}` must be 1 to 64 characters of A-Z a-z 0-9 . _ -"));
+        }
+        if groups.iter().take(i).any(|earlier| earlier == g) {
+            return Err(format!("group `{g}` is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 impl Authenticator {
-    pub fn new(hasher: KeyedHasher, root_hash: Vec<u8>) -> Self {
+    pub fn new(
+        hasher: KeyedHasher,
+        root_hash: Vec<u8>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        settings: AuthSettings,
+    ) -> Self {
         Self {
             hasher,
             root_hash,
+            store,
+            failures: FailureLimiter::new(settings.max_failures, settings.failure_window, clock.clone()),
+            clock,
             verified: RwLock::new(HashMap::new()),
         }
     }
@@ -116,14 +210,39 @@ impl Authenticator {
         &self.hasher
     }
 
+    fn now_ms(&self) -> i64 {
+        unix_ms(self.clock.now())
+    }
+
     /// The keyed hash under which `token` is stored.
     pub fn root_hash_of(hasher: &KeyedHasher, token: &SecretString) -> [u8; 32] {
         // The token is hashed, never stored or compared in the clear.
         hasher.hash(ROOT_TOKEN_DOMAIN, token.expose_secret().as_bytes())
     }
 
-    /// Authenticates an `Authorization` header value.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Principal>, AuthError> {
+    /// Authenticates an `Authorization` header value sent from `source`. Every failure is
+    /// counted against `source`; an address over the limit gets [`AuthError::RateLimited`]
+    /// without its token being checked.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        source: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        if let Some(ip) = source
+            && let Some(retry_after) = self.failures.blocked(ip)
+        {
+            return Err(AuthError::RateLimited(retry_after));
+        }
+        let result = self.check(authorization).await;
+        if let (Err(AuthError::Missing | AuthError::Invalid | AuthError::Expired | AuthError::Revoked), Some(ip)) =
+            (&result, source)
+        {
+            self.failures.record(ip);
+        }
+        result
+    }
+
+    async fn check(&self, authorization: Option<&str>) -> Result<Arc<Principal>, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let (scheme, token) = header.trim().split_once(' ').ok_or(AuthError::Missing)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -134,72 +253,373 @@ impl Authenticator {
             return Err(AuthError::Invalid);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = self
+        let hit = self
             .verified
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&digest)
-        {
-            return Ok(Arc::clone(hit));
+            .cloned();
+        if let Some(hit) = hit {
+            if hit.expires_at_ms.is_some_and(|at| self.now_ms() >= at) {
+                return Err(AuthError::Expired);
+            }
+            return Ok(Arc::clone(&hit.principal));
         }
-        if !self
+        let verified = if self
             .hasher
             .matches(ROOT_TOKEN_DOMAIN, token.as_bytes(), &self.root_hash)
         {
+            Verified {
+                principal: Arc::new(Principal::root()),
+                expires_at_ms: None,
+            }
+        } else {
+            self.named(token).await?
+        };
+        let verified = Arc::new(verified);
+        let principal = Arc::clone(&verified.principal);
+        let mut cache = self.verified.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(digest, verified);
+        Ok(principal)
+    }
+
+    /// A named caller token, by its keyed hash.
+    async fn named(&self, token: &str) -> Result<Verified, AuthError> {
+        if !token.starts_with(TOKEN_PREFIX) {
             return Err(AuthError::Invalid);
         }
-        let principal = Arc::new(Principal::root());
-        let mut verified = self.verified.write().unwrap_or_else(PoisonError::into_inner);
-        if verified.len() >= VERIFIED_CACHE_MAX {
-            verified.clear();
+        let hash = self.hasher.hash(CALLER_TOKEN_DOMAIN, token.as_bytes());
+        let record = self
+            .store
+            .find_token(&hash)
+            .await
+            .map_err(AuthError::Unavailable)?
+            .ok_or(AuthError::Invalid)?;
+        if record.revoked_at_ms.is_some() {
+            return Err(AuthError::Revoked);
         }
-        verified.insert(digest, Arc::clone(&principal));
-        Ok(principal)
+        if record.expires_at_ms.is_some_and(|at| self.now_ms() >= at) {
+            return Err(AuthError::Expired);
+        }
+        let groups: Vec<String> = serde_json::from_str(&record.groups_json)
+            .map_err(|e| AuthError::Unavailable(StoreError::Corrupt(format!("token groups: {e}"))))?;
+        Ok(Verified {
+            principal: Arc::new(Principal {
+                name: record.principal,
+                groups,
+                via: Via::Token,
+            }),
+            expires_at_ms: record.expires_at_ms,
+        })
+    }
+
+    /// Creates a caller token; returns its row and the token, which exists nowhere else.
+    pub async fn create_token(
+        &self,
+        new: NewToken,
+        max_ttl: time::Duration,
+    ) -> Result<(TokenRecord, SecretString), TokenError> {
+        validate_principal(&new.principal).map_err(TokenError::Invalid)?;
+        validate_groups(&new.groups).map_err(TokenError::Invalid)?;
+        if let Some(d) = &new.description
+            && (d.len() > MAX_DESCRIPTION_LEN || d.chars().any(char::is_control))
+        {
+            return Err(TokenError::Invalid(format!(
+                "description must be at most {MAX_DESCRIPTION_LEN} bytes without control characters"
+            )));
+        }
+        if let Some(ttl) = new.ttl
+            && (ttl <= time::Duration::ZERO || ttl > max_ttl)
+        {
+            return Err(TokenError::Invalid(format!(
+                "ttl must be positive and at most {} days (auth.max_token_ttl)",
+                max_ttl.whole_days()
+            )));
+        }
+        let token = generate_token().map_err(|_| TokenError::Random)?;
+        let mut raw_id = [0u8; 8];
+        getrandom::fill(&mut raw_id).map_err(|_| TokenError::Random)?;
+        let now = self.now_ms();
+        let record = TokenRecord {
+            id: format!("tok_{}", raw_id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            hash: self
+                .hasher
+                .hash(CALLER_TOKEN_DOMAIN, token.expose_secret().as_bytes())
+                .to_vec(),
+            principal: new.principal,
+            groups_json: serde_json::to_string(&new.groups).map_err(|e| TokenError::Invalid(e.to_string()))?,
+            description: new.description,
+            created_at_ms: now,
+            expires_at_ms: new
+                .ttl
+                .map(|ttl| now.saturating_add(i64::try_from(ttl.whole_milliseconds()).unwrap_or(i64::MAX))),
+            revoked_at_ms: None,
+        };
+        self.store.insert_token(&record).await?;
+        Ok((record, token))
+    }
+
+    pub async fn get_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
+        self.store
+            .get_token(id)
+            .await?
+            .ok_or_else(|| TokenError::NotFound(id.to_owned()))
+    }
+
+    /// Revokes a token: it stops authenticating at once on this node (other nodes forget
+    /// verified tokens when their memory entry is next refreshed, see the README).
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
+        let record = self
+            .store
+            .revoke_token(id, self.now_ms())
+            .await?
+            .ok_or_else(|| TokenError::NotFound(id.to_owned()))?;
+        self.forget_all();
+        Ok(record)
+    }
+}
+
+/// Most source addresses tracked at once by the failure limiter.
+const MAX_TRACKED_SOURCES: usize = 65_536;
+
+/// Counts failed authentications per source address in fixed windows; an address that
+/// reaches `max` failures in a window is refused until the window ends.
+struct FailureLimiter {
+    max: u32,
+    window_ms: i64,
+    clock: SharedClock,
+    sources: Mutex<HashMap<IpAddr, (i64, u32)>>,
+}
+
+impl FailureLimiter {
+    fn new(max: u32, window: time::Duration, clock: SharedClock) -> Self {
+        Self {
+            max,
+            window_ms: i64::try_from(window.whole_milliseconds()).unwrap_or(i64::MAX),
+            clock,
+            sources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds until `ip` may try again, when it is over the limit.
+    fn blocked(&self, ip: IpAddr) -> Option<u64> {
+        let now = unix_ms(self.clock.now());
+        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let (start, count) = sources.get(&ip)?;
+        let ends = start.saturating_add(self.window_ms);
+        (*count >= self.max && now < ends).then(|| u64::try_from((ends - now + 999) / 1000).unwrap_or(1))
+    }
+
+    fn record(&self, ip: IpAddr) {
+        let now = unix_ms(self.clock.now());
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        if sources.len() >= MAX_TRACKED_SOURCES && !sources.contains_key(&ip) {
+            let window = self.window_ms;
+            sources.retain(|_, (start, _)| now < start.saturating_add(window));
+            if sources.len() >= MAX_TRACKED_SOURCES {
+                tracing::warn!("authentication failures from too many addresses to track; counts reset");
+                sources.clear();
+            }
+        }
+        let entry = sources.entry(ip).or_insert((now, 0));
+        if now >= entry.0.saturating_add(self.window_ms) {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::secret::SecretBytes;
+    use crate::store::sqlite::SqliteStore;
 
-    fn auth(token: &str) -> Authenticator {
+    const ROOT: &str = "svt_0123456789abcdef";
+
+    struct Fixture {
+        auth: Authenticator,
+        clock: Arc<ManualClock>,
+        _dir: PathGuard,
+    }
+
+    struct PathGuard(std::path::PathBuf);
+    impl Drop for PathGuard {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn fixture(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("sv-auth-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("db")).await.unwrap());
+        let clock = Arc::new(ManualClock::new(time::macros::datetime!(2026-06-01 00:00 UTC)));
         let hasher = KeyedHasher::from_pepper(SecretBytes::from_slice(&[9u8; 32]));
-        let hash = Authenticator::root_hash_of(&hasher, &SecretString::from(token.to_owned()));
-        Authenticator::new(hasher, hash.to_vec())
+        let hash = Authenticator::root_hash_of(&hasher, &SecretString::from(ROOT.to_owned()));
+        let settings = AuthSettings {
+            max_failures: 3,
+            failure_window: time::Duration::minutes(1),
+            max_token_ttl: time::Duration::days(30),
+        };
+        let auth = Authenticator::new(hasher, hash.to_vec(), store, clock.clone(), settings);
+        Fixture {
+            auth,
+            clock,
+            _dir: PathGuard(dir),
+        }
     }
 
-    #[test]
-    fn the_root_token_authenticates_as_root_in_admin_before_and_after_forgetting() {
-        let a = auth("svt_0123456789abcdef");
-        let root = Arc::new(Principal::root());
-        assert_eq!(a.authenticate(Some("Bearer svt_0123456789abcdef")), Ok(root.clone()));
-        assert_eq!(a.authenticate(Some("bearer   svt_0123456789abcdef ")), Ok(root.clone()));
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    #[tokio::test]
+    async fn the_root_token_authenticates_as_root_in_admin_before_and_after_forgetting() {
+        let f = fixture("root").await;
+        let a = &f.auth;
+        let root = Principal::root();
+        assert_eq!(*a.authenticate(Some(&bearer(ROOT)), None).await.unwrap(), root);
+        assert_eq!(
+            *a.authenticate(Some("bearer   svt_0123456789abcdef "), None)
+                .await
+                .unwrap(),
+            root
+        );
         a.forget_all();
-        assert_eq!(a.authenticate(Some("Bearer svt_0123456789abcdef")), Ok(root));
-        assert_eq!(
-            a.authenticate(Some("Bearer svt_0123456789abcdeX")),
+        assert_eq!(*a.authenticate(Some(&bearer(ROOT)), None).await.unwrap(), root);
+        assert!(matches!(
+            a.authenticate(Some("Bearer svt_0123456789abcdeX"), None).await,
             Err(AuthError::Invalid)
-        );
+        ));
     }
 
-    #[test]
-    fn other_tokens_and_schemes_are_refused() {
-        let a = auth("svt_0123456789abcdef");
-        assert_eq!(a.authenticate(None), Err(AuthError::Missing));
-        assert_eq!(
-            a.authenticate(Some("Basic svt_0123456789abcdef")),
+    #[tokio::test]
+    async fn other_tokens_and_schemes_are_refused() {
+        let f = fixture("schemes").await;
+        let a = &f.auth;
+        assert!(matches!(a.authenticate(None, None).await, Err(AuthError::Missing)));
+        assert!(matches!(
+            a.authenticate(Some("Basic svt_0123456789abcdef"), None).await,
             Err(AuthError::Missing)
-        );
-        assert_eq!(a.authenticate(Some("Bearer")), Err(AuthError::Missing));
-        assert_eq!(
-            a.authenticate(Some("Bearer svt_0123456789abcdeF")),
+        ));
+        assert!(matches!(
+            a.authenticate(Some("Bearer"), None).await,
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            a.authenticate(Some(&bearer(&"x".repeat(300))), None).await,
             Err(AuthError::Invalid)
-        );
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_named_token_authenticates_until_it_expires_or_is_revoked() {
+        let f = fixture("named").await;
+        let a = &f.auth;
+        let new = NewToken {
+            principal: "payments".into(),
+            groups: vec!["service".into()],
+            ttl: Some(time::Duration::hours(1)),
+            description: None,
+        };
+        let (record, token) = a.create_token(new.clone(), time::Duration::days(30)).await.unwrap();
+        assert!(token.expose_secret().starts_with(TOKEN_PREFIX));
+        assert_ne!(record.hash, Sha256::digest(token.expose_secret().as_bytes()).to_vec());
+        let who = a
+            .authenticate(Some(&bearer(token.expose_secret())), None)
+            .await
+            .unwrap();
         assert_eq!(
-            a.authenticate(Some(&format!("Bearer {}", "x".repeat(300)))),
-            Err(AuthError::Invalid)
+            *who,
+            Principal {
+                name: "payments".into(),
+                groups: vec!["service".into()],
+                via: Via::Token
+            }
         );
+        f.clock.advance(time::Duration::minutes(61));
+        assert!(
+            matches!(
+                a.authenticate(Some(&bearer(token.expose_secret())), None).await,
+                Err(AuthError::Expired)
+            ),
+            "expiry holds for a remembered token too"
+        );
+
+        let (second, token2) = a
+            .create_token(NewToken { ttl: None, ..new }, time::Duration::days(30))
+            .await
+            .unwrap();
+        a.authenticate(Some(&bearer(token2.expose_secret())), None)
+            .await
+            .unwrap();
+        a.revoke_token(&second.id).await.unwrap();
+        assert!(matches!(
+            a.authenticate(Some(&bearer(token2.expose_secret())), None).await,
+            Err(AuthError::Revoked)
+        ));
+        assert!(matches!(
+            a.revoke_token("tok_missing").await,
+            Err(TokenError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_token_requests_are_refused() {
+        let f = fixture("bad").await;
+        let max = time::Duration::days(30);
+        let new = |principal: &str, groups: &[&str], ttl: Option<time::Duration>| NewToken {
+            principal: principal.into(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            ttl,
+            description: None,
+        };
+        for bad in [
+            new("root", &[], None),
+            new("-", &[], None),
+            new("", &[], None),
+            new("a\nb", &[], None),
+            new("ok", &["bad group"], None),
+            new("ok", &["dup", "dup"], None),
+            new("ok", &[], Some(time::Duration::days(31))),
+            new("ok", &[], Some(time::Duration::ZERO)),
+        ] {
+            assert!(
+                matches!(f.auth.create_token(bad.clone(), max).await, Err(TokenError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_address_that_fails_too_often_is_refused_until_the_window_ends() {
+        let f = fixture("limit").await;
+        let a = &f.auth;
+        let attacker: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                a.authenticate(Some("Bearer svt_guess-guess-guess"), Some(attacker))
+                    .await,
+                Err(AuthError::Invalid)
+            ));
+        }
+        assert!(
+            matches!(
+                a.authenticate(Some(&bearer(ROOT)), Some(attacker)).await,
+                Err(AuthError::RateLimited(60))
+            ),
+            "even a right token is not looked at"
+        );
+        a.authenticate(Some(&bearer(ROOT)), Some(other)).await.unwrap();
+        f.clock.advance(time::Duration::seconds(61));
+        a.authenticate(Some(&bearer(ROOT)), Some(attacker)).await.unwrap();
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::sqlite::SqliteStore;
-use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, UsageDelta, VersionInfo};
+use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, TokenRecord, UsageDelta, VersionInfo};
 use crate::audit::event::{AuditEvent, EventData};
 use crate::envelope::SealedRecord;
 
@@ -46,6 +46,7 @@ macro_rules! store_contract_tests {
             put_value_overwrites,
             get_sealed_returns_the_exact_record,
             count_audit_counts_what_query_audit_returns,
+            tokens_are_found_by_id_and_by_hash_and_revoked_once,
         );
     };
     (@each $backend:ident, $fresh:path, $($check:ident),+ $(,)?) => {
@@ -665,6 +666,59 @@ async fn fresh_sqlite_store() -> Fixture {
     let home = TempDir::new();
     let store = SqliteStore::open(&home.db()).await.unwrap();
     Fixture::new(Box::new(store), home)
+}
+
+pub(crate) async fn tokens_are_found_by_id_and_by_hash_and_revoked_once(store: &dyn Store) {
+    let token = TokenRecord {
+        id: "tok_0123456789abcdef".into(),
+        hash: vec![7; 32],
+        principal: "payments".into(),
+        groups_json: r#"["service"]"#.into(),
+        description: Some("payments API".into()),
+        created_at_ms: T0,
+        expires_at_ms: Some(T0 + DAY_MS),
+        revoked_at_ms: None,
+    };
+    assert_eq!(store.get_token(&token.id).await.unwrap(), None);
+    store.insert_token(&token).await.unwrap();
+    assert_eq!(store.get_token(&token.id).await.unwrap().as_ref(), Some(&token));
+    assert_eq!(store.find_token(&[7; 32]).await.unwrap().as_ref(), Some(&token));
+    assert_eq!(store.find_token(&[8; 32]).await.unwrap(), None);
+    let same_hash = TokenRecord {
+        id: "tok_other".into(),
+        ..token.clone()
+    };
+    assert!(matches!(
+        store.insert_token(&same_hash).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let no_expiry = TokenRecord {
+        id: "tok_forever".into(),
+        hash: vec![9; 32],
+        description: None,
+        expires_at_ms: None,
+        ..token.clone()
+    };
+    store.insert_token(&no_expiry).await.unwrap();
+    assert_eq!(store.get_token("tok_forever").await.unwrap().as_ref(), Some(&no_expiry));
+
+    let revoked = store.revoke_token(&token.id, T0 + HOUR_MS).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(T0 + HOUR_MS));
+    let again = store.revoke_token(&token.id, T0 + 2 * HOUR_MS).await.unwrap().unwrap();
+    assert_eq!(
+        again.revoked_at_ms,
+        Some(T0 + HOUR_MS),
+        "the first revocation time stays"
+    );
+    assert_eq!(
+        store.find_token(&[7; 32]).await.unwrap().unwrap().revoked_at_ms,
+        Some(T0 + HOUR_MS)
+    );
+    assert_eq!(store.revoke_token("tok_missing", T0).await.unwrap(), None);
+    assert_eq!(
+        store.get_token("tok_forever").await.unwrap().unwrap().revoked_at_ms,
+        None
+    );
 }
 
 store_contract_tests!(sqlite, fresh_sqlite_store);

@@ -77,6 +77,20 @@ pub struct UsageDelta {
     pub last_used_at_ms: i64,
 }
 
+/// A named caller token as stored: never the token, only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub hash: Vec<u8>,
+    pub principal: String,
+    /// A JSON array of group names.
+    pub groups_json: String,
+    pub description: Option<String>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("already exists")]
@@ -164,6 +178,18 @@ pub trait Store: Send + Sync {
 
     /// Checkpoints and closes every connection (clean shutdown). The store is unusable after.
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Stores a new caller token. `AlreadyExists` if its id or hash is taken.
+    fn insert_token<'a>(&'a self, token: &'a TokenRecord) -> BoxFuture<'a, StoreResult<()>>;
+
+    fn get_token<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>>;
+
+    /// The token whose keyed hash is `hash` (revoked and expired ones included).
+    fn find_token<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>>;
+
+    /// Marks a token revoked at `now_ms` (once: a second revoke keeps the first time);
+    /// returns the row afterwards, `None` when there is no such token.
+    fn revoke_token<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>>;
 
     /// Appends a batch of audit events in one transaction (group commit).
     fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>>;

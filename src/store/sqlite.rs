@@ -12,15 +12,36 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 
-use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, StoreResult, StoredEvent, UsageDelta, VersionInfo};
+use super::{
+    AuditFilter, KeyRecord, NewVersion, Store, StoreError, StoreResult, StoredEvent, TokenRecord, UsageDelta,
+    VersionInfo,
+};
 use crate::BoxFuture;
 use crate::audit::event::{AuditEvent, Decision, time_text};
 use crate::envelope::SealedRecord;
+
+const TOKEN_COLUMNS: &str =
+    "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms";
+
+fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<TokenRecord> {
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("caller_tokens: {e}"));
+    Ok(TokenRecord {
+        id: row.try_get("id").map_err(corrupt)?,
+        hash: row.try_get("hash").map_err(corrupt)?,
+        principal: row.try_get("principal").map_err(corrupt)?,
+        groups_json: row.try_get("groups_json").map_err(corrupt)?,
+        description: row.try_get("description").map_err(corrupt)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
+        expires_at_ms: row.try_get("expires_at_ms").map_err(corrupt)?,
+        revoked_at_ms: row.try_get("revoked_at_ms").map_err(corrupt)?,
+    })
+}
 
 /// Schema migrations, applied in order, each once.
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
     (2, include_str!("migrations/sqlite/0002_audit.sql")),
+    (3, include_str!("migrations/sqlite/0003_caller_tokens.sql")),
 ];
 
 /// The conditions of an [`AuditFilter`]; bind [`filter_values`] in order.
@@ -507,6 +528,78 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
             Ok(())
+        })
+    }
+
+    fn insert_token<'a>(&'a self, token: &'a TokenRecord) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO caller_tokens (id, hash, principal, groups_json, description, created_at_ms, \
+                 expires_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&token.id)
+            .bind(&token.hash)
+            .bind(&token.principal)
+            .bind(&token.groups_json)
+            .bind(&token.description)
+            .bind(token.created_at_ms)
+            .bind(token.expires_at_ms)
+            .bind(token.revoked_at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn get_token<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
+        Box::pin(async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {TOKEN_COLUMNS} FROM caller_tokens WHERE id = ?"
+            )))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
+        })
+    }
+
+    fn find_token<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
+        Box::pin(async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {TOKEN_COLUMNS} FROM caller_tokens WHERE hash = ?"
+            )))
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
+        })
+    }
+
+    fn revoke_token<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE caller_tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&self.writer)
+                .await
+                .map_err(unavailable)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {TOKEN_COLUMNS} FROM caller_tokens WHERE id = ?"
+            )))
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
         })
     }
 

@@ -286,7 +286,7 @@ async fn no_options(state: &AppState, call: &mut Call) -> Result<(), ApiError> {
 // ----- lifecycle handlers ---------------------------------------------------------------
 
 async fn create_key(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: CreateKeyRequest = parse_json(&body)?;
     call.note.resource = Some(key_resource(&req.name));
@@ -310,7 +310,7 @@ async fn create_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
 }
 
 async fn list_keys(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize(state, call, &caller, Action::ListKeys, &Resource::Collection("keys"))?;
     call.expect_no_body().await?;
     let limit = call.page_limit(DEFAULT_PAGE, MAX_PAGE)?;
@@ -336,14 +336,14 @@ async fn list_keys(state: &AppState, call: &mut Call) -> Result<Response, ApiErr
 }
 
 async fn get_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::GetKey, name).await?;
     call.expect_no_body().await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.get(name).await?)))
 }
 
 async fn patch_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::UpdateKey, name).await?;
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: PatchRequest = parse_json(&body)?;
@@ -374,7 +374,7 @@ async fn patch_key(state: &AppState, call: &mut Call, name: &str) -> Result<Resp
 }
 
 async fn delete_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::ScheduleKeyDeletion, name).await?;
     call.expect_no_body().await?;
     let days = call
@@ -391,21 +391,21 @@ async fn delete_key(state: &AppState, call: &mut Call, name: &str) -> Result<Res
 }
 
 async fn restore_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::CancelKeyDeletion, name).await?;
     no_options(state, call).await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.restore(name).await?)))
 }
 
 async fn rotate_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::RotateKey, name).await?;
     no_options(state, call).await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.rotate(name).await?)))
 }
 
 async fn import_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: ImportRequest = parse_json(&body)?;
     let material = base64_secret("key_material", &req.key_material)?;

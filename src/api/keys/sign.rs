@@ -181,7 +181,7 @@ async fn sign_one(
 }
 
 pub(super) async fn sign_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::Sign, name).await?;
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
     let req: SignRequest<'_> = parse_json(&body)?;
@@ -243,7 +243,7 @@ async fn verify_one(
 }
 
 pub(super) async fn verify_message(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call)?;
+    let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::Verify, name).await?;
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
     let req: VerifyRequest<'_> = parse_json(&body)?;
