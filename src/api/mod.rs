@@ -22,6 +22,7 @@ use warp::reply::Response;
 use crate::audit::action::Action;
 use crate::audit::event::{Decision, EventData};
 use crate::audit::writer::Auditor;
+use crate::auth::certificate::CertificateGroups;
 use crate::auth::{AuthError, Authenticator, Principal};
 use crate::clock::SharedClock;
 use crate::config::Limits;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub limits: Limits,
     pub report: crate::config::ReportSettings,
     pub health: sys::HealthCache,
+    /// Groups of callers named by a TLS client certificate.
+    pub certificate_groups: CertificateGroups,
 }
 
 /// All routes, with the not-found fallback. The `v1` segment is matched once; the hot
@@ -71,8 +74,15 @@ pub fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,
     warp::any().map(move || Arc::clone(&state))
 }
 
-/// The caller, from its bearer token; noted for the audit event either way.
+/// The caller, from its bearer token or, when it sent no `Authorization` header, its
+/// verified TLS client certificate; noted for the audit event either way.
 pub fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>, ApiError> {
+    if call.header("authorization").is_none()
+        && let Some(principal) = certificate_principal(state, call)
+    {
+        call.note.principal = Some(principal.name.clone());
+        return Ok(principal);
+    }
     match state.auth.authenticate(call.header("authorization")) {
         Ok(principal) => {
             call.note.principal = Some(principal.name.clone());
@@ -85,6 +95,12 @@ pub fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>,
             })
         }
     }
+}
+
+/// The caller named by the client certificate rustls verified for this connection, if any.
+fn certificate_principal(state: &AppState, call: &Call) -> Option<Arc<Principal>> {
+    let name = call.tls.as_ref()?.client_principal.as_deref()?;
+    state.certificate_groups.principal(name).map(Arc::new)
 }
 
 /// Records the audit event of a request that reached a handler, then answers — or, when

@@ -4,6 +4,7 @@
 //! Only a keyed hash of the root token is stored ([`keyed_hash`]); the token itself is
 //! shown once, when generated, and is never logged.
 
+pub mod certificate;
 pub mod keyed_hash;
 
 use std::collections::HashMap;

@@ -463,10 +463,11 @@ async fn security_in_the_document_matches_authentication() {
     app.create_key(key).await;
     assert_eq!(
         doc["security"],
-        json!([{"bearer": []}]),
-        "bearer applies to every route by default"
+        json!([{"bearer": []}, {"mtls": []}]),
+        "a bearer token or a client certificate applies to every route by default"
     );
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(doc["components"]["securitySchemes"]["mtls"]["type"], "mutualTLS");
 
     let mut open = BTreeSet::new();
     for op in operations(&doc) {
