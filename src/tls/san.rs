@@ -22,7 +22,7 @@ const MAX_NAME_LEN: usize = 2048;
 
 /// The principal name of a DER certificate: its first URI SAN, else its first DNS SAN;
 /// `None` when it has neither, when the chosen name is not visible ASCII (1 to
-/// [`MAX_NAME_LEN`] bytes), or when the encoding is malformed.
+/// 2048 bytes, the SPIFFE ID limit), or when the encoding is malformed.
 pub fn principal_name(cert_der: &[u8]) -> Option<String> {
     let mut names = Reader::new(subject_alt_names(cert_der)?);
     let mut first_dns = None;
