@@ -7,8 +7,10 @@
 //! the file: the HSM PIN comes from `kek.pkcs11.pin_file` or `SIGVAULT_KEK__PKCS11__PIN`,
 //! the root token from `SIGVAULT_ROOT_TOKEN`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -16,7 +18,9 @@ use time::Duration;
 use toml::{Table, Value};
 
 use crate::audit::writer::AuditSettings;
+use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
 use crate::timefmt::parse_duration;
+use crate::tls::{ClientAuth, TlsError, TlsFiles};
 
 /// Environment variables that carry secrets or other meanings, not config keys.
 const RESERVED_ENV: &[&str] = &["SIGVAULT_ROOT_TOKEN", "SIGVAULT_KEK__PKCS11__PIN", "SIGVAULT_LOG"];
@@ -45,6 +49,7 @@ pub struct RawConfig {
     pub report: Option<RawReport>,
     pub policies: Option<RawPolicies>,
     pub auth: Option<RawAuth>,
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -59,6 +64,18 @@ pub struct RawAuth {
     pub max_failures: Option<u32>,
     pub failure_window: Option<String>,
     pub max_token_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: Option<String>,
+    /// Certificate principal → groups.
+    pub client_groups: Option<BTreeMap<String, Vec<String>>>,
+    pub default_client_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -133,8 +150,10 @@ pub enum Mode {
 /// Validated settings. Built only through [`load`] / [`Settings::from_raw`].
 pub struct Settings {
     pub listen: SocketAddr,
-    /// Plain HTTP on a non-loopback address was explicitly accepted.
+    /// Plain HTTP on a non-loopback address was explicitly accepted (meaningless with TLS).
     pub insecure_http: bool,
+    /// `[tls]`: when present the server speaks only TLS on `listen`.
+    pub tls: Option<TlsSettings>,
     pub data_dir: PathBuf,
     pub log_level: String,
     pub store: StoreSettings,
@@ -149,6 +168,25 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
     pub root_token: Option<SecretString>,
+}
+
+/// A checked `[tls]` section: its PEM files already read into a server configuration.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client_auth: ClientAuth,
+    pub client_groups: CertificateGroups,
+}
+
+impl TlsSettings {
+    /// Reads and checks the PEM files (see [`crate::tls::server_config`]).
+    pub fn load(files: &TlsFiles, client_auth: ClientAuth, client_groups: CertificateGroups) -> Result<Self, TlsError> {
+        Ok(Self {
+            server: crate::tls::server_config(files, client_auth)?,
+            client_auth,
+            client_groups,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +271,8 @@ pub enum ConfigError {
     Env { var: String, message: String },
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -394,13 +434,14 @@ impl Settings {
             )
         })?;
         let insecure_http = raw.insecure_http.unwrap_or(false);
-        if !listen.ip().is_loopback() && !insecure_http {
+        let tls = raw.tls.map(tls_settings).transpose()?;
+        if tls.is_none() && !listen.ip().is_loopback() && !insecure_http {
             return Err(invalid(
                 "listen",
                 format!(
-                    "{listen} is not a loopback address: this build serves plain HTTP, which carries \
-                     tokens and key material in the clear; listen on 127.0.0.1, or set insecure_http = true \
-                     behind a TLS-terminating proxy"
+                    "{listen} is not a loopback address: without [tls] this serves plain HTTP, which carries \
+                     tokens and key material in the clear; configure [tls], listen on 127.0.0.1, or set \
+                     insecure_http = true behind a TLS-terminating proxy"
                 ),
             ));
         }
@@ -441,6 +482,7 @@ impl Settings {
         Ok(Self {
             listen,
             insecure_http,
+            tls,
             data_dir,
             log_level,
             store,
@@ -455,6 +497,63 @@ impl Settings {
             root_token,
         })
     }
+}
+
+/// `[tls]`: the PEM files are read and checked now, so a bad one stops the start (or
+/// `config::check`) with one line naming its key.
+fn tls_settings(raw: RawTls) -> Result<TlsSettings, ConfigError> {
+    let cert_file = raw.cert_file.ok_or_else(|| {
+        invalid(
+            "tls.cert_file",
+            "required with [tls]: the server certificate chain (PEM)",
+        )
+    })?;
+    let key_file = raw
+        .key_file
+        .ok_or_else(|| invalid("tls.key_file", "required with [tls]: the server private key (PEM)"))?;
+    let client_auth = match raw.client_auth.as_deref() {
+        None => ClientAuth::None,
+        Some(text) => ClientAuth::parse(text).ok_or_else(|| {
+            invalid(
+                "tls.client_auth",
+                format!("`{text}` is not one of none, optional, required"),
+            )
+        })?,
+    };
+    let default_groups = raw
+        .default_client_groups
+        .unwrap_or_else(|| DEFAULT_CLIENT_GROUPS.iter().map(|g| (*g).to_owned()).collect());
+    if let Some(bad) = default_groups.iter().find(|g| !is_group_name(g)) {
+        return Err(invalid(
+            "tls.default_client_groups",
+            format!("`{bad}` is not a group name (1 to 64 characters of A-Z a-z 0-9 . _ -)"),
+        ));
+    }
+    let listed = raw.client_groups.unwrap_or_default();
+    for (principal, groups) in &listed {
+        if principal.is_empty() || !principal.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                "tls.client_groups",
+                format!("`{principal}` is not a certificate name (visible ASCII, e.g. spiffe://example.org/payments)"),
+            ));
+        }
+        if let Some(bad) = groups.iter().find(|g| !is_group_name(g)) {
+            return Err(invalid(
+                "tls.client_groups",
+                format!("{principal}: `{bad}` is not a group name (1 to 64 characters of A-Z a-z 0-9 . _ -)"),
+            ));
+        }
+    }
+    let files = TlsFiles {
+        cert_file,
+        key_file,
+        client_ca_file: raw.client_ca_file,
+    };
+    Ok(TlsSettings::load(
+        &files,
+        client_auth,
+        CertificateGroups::new(listed, default_groups),
+    )?)
 }
 
 fn store_settings(raw: RawStore, data_dir: &Path) -> Result<StoreSettings, ConfigError> {
@@ -884,6 +983,166 @@ mod tests {
             ],
         );
         assert!(opted_in.unwrap().insecure_http);
+    }
+
+    fn tls_env(files: &TlsFiles) -> Vec<(&'static str, String)> {
+        let path = |p: &Path| p.display().to_string();
+        let mut vars = vec![
+            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so".to_owned()),
+            ("SIGVAULT_TLS__CERT_FILE", path(&files.cert_file)),
+            ("SIGVAULT_TLS__KEY_FILE", path(&files.key_file)),
+        ];
+        if let Some(ca) = &files.client_ca_file {
+            vars.push(("SIGVAULT_TLS__CLIENT_CA_FILE", path(ca)));
+        }
+        vars
+    }
+
+    fn load_dev_owned(dir: &Path, vars: &[(&str, String)]) -> Result<Settings, ConfigError> {
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        load_dev(dir, &pairs)
+    }
+
+    #[test]
+    fn tls_comes_from_the_environment_like_every_section_and_lifts_the_loopback_rule() {
+        let dir = dev_dir_with_pin();
+        let files = crate::tls::test_pki::write(&dir);
+        let mut vars = tls_env(&files);
+        vars.extend([
+            ("SIGVAULT_LISTEN", "0.0.0.0:8443".to_owned()),
+            ("SIGVAULT_TLS__CLIENT_AUTH", "required".to_owned()),
+            (
+                "SIGVAULT_TLS__DEFAULT_CLIENT_GROUPS",
+                r#"["service", "auditor"]"#.to_owned(),
+            ),
+            (
+                "SIGVAULT_TLS__CLIENT_GROUPS",
+                r#"{ "spiffe://example.org/ops" = ["custodian"] }"#.to_owned(),
+            ),
+        ]);
+        let s = load_dev_owned(&dir, &vars).unwrap();
+        assert!(!s.insecure_http, "TLS needs no opt-in off loopback");
+        let tls = s.tls.expect("[tls] from the environment");
+        assert_eq!(tls.client_auth, ClientAuth::Required);
+        let groups = |name: &str| tls.client_groups.principal(name).map(|p| p.groups);
+        assert_eq!(groups("spiffe://example.org/ops"), Some(vec!["custodian".to_owned()]));
+        assert_eq!(
+            groups("client.example.org"),
+            Some(vec!["service".to_owned(), "auditor".to_owned()])
+        );
+
+        let plain = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]).unwrap();
+        assert!(plain.tls.is_none(), "no [tls], plain HTTP");
+    }
+
+    #[test]
+    fn tls_in_a_config_file_defaults_to_no_client_auth_and_the_service_group() {
+        let dir = dev_dir_with_pin();
+        let files = crate::tls::test_pki::write(&dir);
+        let file = dir.join("sigvault.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[kek.pkcs11]\nmodule = \"/m.so\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                files.cert_file.display(),
+                files.key_file.display()
+            ),
+        )
+        .unwrap();
+        let overrides = Overrides {
+            listen: None,
+            data_dir: Some(dir.clone()),
+        };
+        let s = Settings::from_raw(Mode::Dev, merge(Some(&file), &[], &overrides).unwrap(), &[]).unwrap();
+        let tls = s.tls.expect("[tls] from the file");
+        assert_eq!(tls.client_auth, ClientAuth::None);
+        assert_eq!(
+            tls.client_groups.principal("x").map(|p| p.groups),
+            Some(vec!["service".to_owned()])
+        );
+    }
+
+    #[test]
+    fn every_bad_tls_value_is_reported_with_its_key_also_when_only_checking() {
+        let dir = dev_dir_with_pin();
+        let files = crate::tls::test_pki::write(&dir);
+        let good = tls_env(&files);
+        let with = |extra: &[(&'static str, &str)]| {
+            let mut vars = good.clone();
+            for (k, v) in extra {
+                vars.retain(|(key, _)| key != k);
+                vars.push((k, (*v).to_owned()));
+            }
+            vars
+        };
+        let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+            (
+                with(&[("SIGVAULT_TLS__CERT_FILE", "/nonexistent/cert.pem")]),
+                "tls.cert_file: cannot read",
+            ),
+            (
+                vec![
+                    ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so".to_owned()),
+                    ("SIGVAULT_TLS__CLIENT_AUTH", "none".to_owned()),
+                ],
+                "tls.cert_file: required",
+            ),
+            (
+                good.iter()
+                    .filter(|(k, _)| *k != "SIGVAULT_TLS__KEY_FILE")
+                    .cloned()
+                    .collect(),
+                "tls.key_file: required",
+            ),
+            (with(&[("SIGVAULT_TLS__CLIENT_AUTH", "sometimes")]), "tls.client_auth:"),
+            (
+                good.iter()
+                    .filter(|(k, _)| *k != "SIGVAULT_TLS__CLIENT_CA_FILE")
+                    .cloned()
+                    .chain([("SIGVAULT_TLS__CLIENT_AUTH", "optional".to_owned())])
+                    .collect(),
+                "tls.client_auth:",
+            ),
+            (with(&[("SIGVAULT_TLS__CLIENT_AUTH", "none")]), "tls.client_ca_file:"),
+            (
+                with(&[
+                    ("SIGVAULT_TLS__CLIENT_AUTH", "required"),
+                    ("SIGVAULT_TLS__DEFAULT_CLIENT_GROUPS", r#"["a b"]"#),
+                ]),
+                "tls.default_client_groups:",
+            ),
+            (
+                with(&[
+                    ("SIGVAULT_TLS__CLIENT_AUTH", "required"),
+                    ("SIGVAULT_TLS__CLIENT_GROUPS", r#"{ "spiffe://x/y" = [""] }"#),
+                ]),
+                "tls.client_groups:",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let text = load_dev_owned(&dir, &vars)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                text.starts_with(expected),
+                "{vars:?}: expected `{expected}…`, got `{text}`"
+            );
+            assert!(!text.contains('\n'), "{text}");
+            let pairs: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+            let overrides = Overrides {
+                listen: None,
+                data_dir: Some(dir.join("not-yet-created")),
+            };
+            let checked = check(Mode::Dev, &merge(None, &pairs, &overrides).unwrap(), &pairs)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                checked.starts_with(expected),
+                "check: expected `{expected}…`, got `{checked}`"
+            );
+        }
     }
 
     #[test]

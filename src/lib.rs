@@ -11,8 +11,10 @@
 //! - [`envelope`]: pure AES-256-GCM sealing with the record AAD; no I/O.
 //! - [`store`]: persistence of metadata and sealed records (SQLite).
 //! - [`keys`]: signing keys, versions, rotation, the unwrapped-secret cache.
-//! - [`auth`]: who is calling (the bootstrap root token) and the keyed-hash pepper.
+//! - [`auth`]: who is calling (the bootstrap root token, client certificates) and the
+//!   keyed-hash pepper.
 //! - [`api`]: warp filters and handlers; [`startup`] wires everything and serves HTTP.
+//! - [`tls`]: the server's rustls configuration and the client-certificate principal.
 //!
 //! The library never panics on input: `unwrap`, `expect`, `panic!` and slice indexing are
 //! denied outside tests.
@@ -41,6 +43,7 @@ pub mod startup;
 pub mod store;
 pub mod system_secret;
 pub mod timefmt;
+pub mod tls;
 
 #[cfg(test)]
 mod envelope_vectors;

@@ -231,7 +231,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             // hash is stored.
             println!("root token: {}", token.expose_secret());
         }
-        println!("listening on http://{}", app.local_addr());
+        println!("listening on {}://{}", app.scheme(), app.local_addr());
         app.run(shutdown).await.map_err(|e| chain(&e))
     })?;
     Ok(ExitCode::SUCCESS)

@@ -16,9 +16,10 @@ use std::time::Duration as StdDuration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use warp::http::HeaderValue;
 
@@ -36,6 +37,7 @@ use crate::policy::{self, PolicyEngine};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::system_secret::{self, SystemSecretError};
+use crate::tls::TlsInfo;
 
 /// How often expired cache entries are swept and due deletions/rotations run.
 /// Name of the audit chain's key among the system secrets.
@@ -94,6 +96,8 @@ pub struct Application {
     state: Arc<AppState>,
     listener: TcpListener,
     addr: SocketAddr,
+    /// The server's TLS configuration; `None` serves plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
     flush_interval: StdDuration,
     /// The root token, when this start generated it (to be shown once). Its keyed hash
     /// is stored by [`Application::run`], after the caller had the chance to show it, so a
@@ -186,11 +190,17 @@ impl Application {
             limits: settings.limits,
             report: settings.report,
             health: Default::default(),
+            certificate_groups: settings
+                .tls
+                .as_ref()
+                .map(|tls| tls.client_groups.clone())
+                .unwrap_or_default(),
         });
         Ok(Self {
             state,
             listener,
             addr,
+            tls: settings.tls.map(|tls| tls.server),
             flush_interval: StdDuration::try_from(settings.keys.usage_flush_interval)
                 .unwrap_or(StdDuration::from_secs(1)),
             generated_root_token,
@@ -201,6 +211,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `https` when the server speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn state(&self) -> Arc<AppState> {
@@ -222,6 +237,7 @@ impl Application {
         serve(
             self.listener,
             api::routes(Arc::clone(&self.state)),
+            self.tls.map(TlsAcceptor::from),
             max_connections,
             shutdown,
         )
@@ -339,13 +355,18 @@ fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration) -> tokio:
     })
 }
 
-/// The accept loop: HTTP/1.1 with keep-alive, a request id per request (task-local for
-/// the handlers, `x-request-id` on every response), the peer address in the request
-/// extensions, at most `max_connections` open connections (further clients wait in the
-/// kernel's backlog), and graceful shutdown.
+/// The accept loop: HTTP/1.1 with keep-alive (over TLS when `tls` is given), a request id
+/// per request (task-local for the handlers, `x-request-id` on every response), the peer
+/// address and TLS facts in the request extensions, at most `max_connections` open
+/// connections (further clients wait in the kernel's backlog), and graceful shutdown.
+///
+/// The TLS handshake runs in the connection's own task under
+/// [`crate::tls::HANDSHAKE_TIMEOUT`], so a slow or failing client never holds up the
+/// accept loop; a failed handshake is logged at debug and the connection dropped.
 pub async fn serve<F>(
     listener: TcpListener,
     filter: F,
+    tls: Option<TlsAcceptor>,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) where
@@ -378,28 +399,20 @@ pub async fn serve<F>(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let handler = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            let mut service = service.clone();
-            req.extensions_mut().insert(ClientAddr(peer));
-            let id = new_request_id();
-            async move {
-                let header = HeaderValue::from_str(&id).ok();
-                let mut response = with_request_id(id, service.call(req)).await?;
-                if let Some(value) = header {
-                    response.headers_mut().insert("x-request-id", value);
-                }
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let mut builder = http1::Builder::new();
-        builder
-            .keep_alive(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        let connection = builder.serve_connection(TokioIo::new(stream), handler);
-        let watched = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
+            let served = match tls {
+                None => serve_connection(stream, service, peer, None, watcher).await,
+                Some(acceptor) => match crate::tls::accept(&acceptor, stream).await {
+                    Ok((stream, info)) => serve_connection(stream, service, peer, Some(info), watcher).await,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %chain(&e), "connection dropped");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);
@@ -409,4 +422,45 @@ pub async fn serve<F>(
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period ended with requests still in flight");
     }
+}
+
+/// Serves HTTP/1.1 requests on one (plain or TLS) connection until it closes or shutdown
+/// asks it to finish.
+async fn serve_connection<IO, S>(
+    io: IO,
+    service: S,
+    peer: SocketAddr,
+    tls: Option<TlsInfo>,
+    watcher: Watcher,
+) -> Result<(), hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<hyper::Request<hyper::body::Incoming>, Response = warp::reply::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let handler = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        let mut service = service.clone();
+        req.extensions_mut().insert(ClientAddr(peer));
+        if let Some(info) = &tls {
+            req.extensions_mut().insert(info.clone());
+        }
+        let id = new_request_id();
+        async move {
+            let header = HeaderValue::from_str(&id).ok();
+            let mut response = with_request_id(id, service.call(req)).await?;
+            if let Some(value) = header {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    watcher.watch(builder.serve_connection(TokioIo::new(io), handler)).await
 }

@@ -1,6 +1,7 @@
 //! Per-request context that every handler receives: the request id (set for the whole
 //! request in a task-local by the server loop in [`crate::startup`]), the caller's socket
-//! address, the method, the headers handlers need, the raw query and the unread body.
+//! address and TLS session facts, the method, the headers handlers need, the raw query and
+//! the unread body.
 //!
 //! The body is read only after authentication, through [`Call::read_body`], which stops at
 //! the route's limit whether or not a `Content-Length` was sent.
@@ -17,6 +18,7 @@ use warp::http::{HeaderMap, Method};
 use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::tls::TlsInfo;
 
 /// How long a request body may take to arrive in full.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -62,6 +64,8 @@ pub struct Call {
     pub headers: HeaderMap,
     pub query: String,
     pub client: Option<SocketAddr>,
+    /// Present when the request came over TLS (put in the extensions by the server loop).
+    pub tls: Option<TlsInfo>,
     /// What the handler learned that the audit event must say.
     pub note: AuditNote,
     body: BodyStream,
@@ -90,12 +94,14 @@ pub fn call() -> impl Filter<Extract = (Call,), Error = warp::Rejection> + Clone
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::ext::optional::<ClientAddr>())
+        .and(warp::ext::optional::<TlsInfo>())
         .and(warp::body::stream())
-        .map(|method, headers, query, client: Option<ClientAddr>, body| Call {
+        .map(|method, headers, query, client: Option<ClientAddr>, tls, body| Call {
             method,
             headers,
             query,
             client: client.map(|c| c.0),
+            tls,
             note: AuditNote::default(),
             body: boxed_body(body),
         })

@@ -24,6 +24,7 @@ use warp::reply::Response;
 use crate::audit::action::Action;
 use crate::audit::event::{Decision, EventData};
 use crate::audit::writer::Auditor;
+use crate::auth::certificate::CertificateGroups;
 use crate::auth::{AuthError, Authenticator, Principal, Via};
 use crate::clock::SharedClock;
 use crate::config::Limits;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub limits: Limits,
     pub report: crate::config::ReportSettings,
     pub health: sys::HealthCache,
+    /// Groups of callers named by a TLS client certificate.
+    pub certificate_groups: CertificateGroups,
 }
 
 /// All routes, with the not-found fallback. The `v1` segment is matched once; the hot
@@ -78,9 +81,16 @@ pub fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,
     warp::any().map(move || Arc::clone(&state))
 }
 
-/// The caller, from its bearer token; noted for the audit event either way. Failures are
+/// The caller: from its bearer token or, when it sent no `Authorization` header, its
+/// verified TLS client certificate; noted for the audit event either way. Failures are
 /// 401 `UNAUTHENTICATED`, or 429 `RATE_LIMITED` once the source address has failed too often.
 pub async fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>, ApiError> {
+    if call.header("authorization").is_none()
+        && let Some(principal) = certificate_principal(state, call)
+    {
+        call.note.principal = Some(principal.name.clone());
+        return Ok(principal);
+    }
     let source = call.client.map(|a| a.ip());
     match state.auth.authenticate(call.header("authorization"), source).await {
         Ok(principal) => {
@@ -111,7 +121,7 @@ pub fn authorize(
 ) -> Result<(), ApiError> {
     let facts = RequestFacts {
         source_ip: call.client.map(|a| a.ip()),
-        tls: false,
+        tls: call.tls.is_some(),
         mtls: caller.via == Via::Mtls,
         now_unix_s: crate::clock::unix_ms(state.clock.now()).div_euclid(1000),
     };
@@ -158,6 +168,12 @@ pub async fn authorize_key(
         },
     };
     authorize(state, call, caller, action, &resource)
+}
+
+/// The caller named by the client certificate rustls verified for this connection, if any.
+fn certificate_principal(state: &AppState, call: &Call) -> Option<Arc<Principal>> {
+    let name = call.tls.as_ref()?.client_principal.as_deref()?;
+    state.certificate_groups.principal(name).map(Arc::new)
 }
 
 /// Records the audit event of a request that reached a handler, then answers — or, when

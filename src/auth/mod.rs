@@ -4,6 +4,7 @@
 //! Only keyed hashes of tokens are stored ([`keyed_hash`], under the KEK-sealed pepper); a
 //! token itself is shown once, when generated, and is never logged.
 
+pub mod certificate;
 pub mod keyed_hash;
 
 use std::collections::HashMap;

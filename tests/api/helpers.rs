@@ -22,7 +22,7 @@ use sigvault::api::AppState;
 use sigvault::audit::writer::AuditSettings;
 use sigvault::clock::ManualClock;
 use sigvault::config::{
-    AuthSettings, CacheSettings, KekSettings, KeySettings, Limits, ReportSettings, Settings, StoreSettings,
+    AuthSettings, CacheSettings, KekSettings, KeySettings, Limits, ReportSettings, Settings, StoreSettings, TlsSettings,
 };
 use sigvault::kek::pkcs11::{context, ensure_token, pin};
 use sigvault::startup::Application;
@@ -87,6 +87,8 @@ pub struct AppHome {
     /// A Cedar policy directory; `None` is the built-in set.
     pub policies_dir: Option<PathBuf>,
     pub auth: AuthSettings,
+    /// `[tls]`; `None` serves plain HTTP.
+    pub tls: Option<TlsSettings>,
 }
 
 impl AppHome {
@@ -102,11 +104,14 @@ impl AppHome {
             audit_file: None,
             anchor_file: None,
             policies_dir: None,
+            // High, so tests that send many bad tokens are not rate limited; the limit has
+            // its own test.
             auth: AuthSettings {
-                max_failures: 10,
+                max_failures: 10_000,
                 failure_window: Duration::minutes(1),
                 max_token_ttl: Duration::days(365),
             },
+            tls: None,
         }
     }
 
@@ -130,6 +135,7 @@ impl AppHome {
         Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             insecure_http: false,
+            tls: self.tls.clone(),
             data_dir: self.data_dir.clone(),
             log_level: "info".into(),
             store: StoreSettings::Sqlite { path: self.database() },
@@ -223,7 +229,8 @@ async fn start_app(home: AppHome, clock: Arc<ManualClock>) -> TestApp {
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.home.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// Stops serving (flushing usage counters) and waits until it has.
@@ -243,31 +250,46 @@ impl TestApp {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
-        let mut req = self.client.request(method, self.url(path));
+        self.send_with(&self.client, method, path, token, body)
+            .await
+            .expect("request sent")
+    }
+
+    /// As [`TestApp::send`] through `client` (e.g. one with a TLS client certificate);
+    /// the error when the request could not be sent (e.g. a refused TLS handshake).
+    pub async fn send_with(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, reqwest::Error> {
+        let mut req = client.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
-        let resp = req.send().await.expect("request sent");
+        let resp = req.send().await?;
         let status = resp.status();
         let request_id = resp
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = resp.bytes().await.expect("body");
+        let bytes = resp.bytes().await?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        Reply {
+        Ok(Reply {
             status,
             body,
             request_id,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -363,11 +385,13 @@ impl Drop for TestApp {
 pub struct DevProcess {
     pub child: Child,
     pub addr: String,
+    /// `http` or `https`, as the "listening on" line said.
+    pub scheme: &'static str,
     pub stdout_lines: Vec<String>,
 }
 
 /// Starts the real binary with `sigvault dev --data-dir DIR --listen 127.0.0.1:0` and waits
-/// for its "listening on" line.
+/// for its "listening on" line (`http://` or, with `[tls]`, `https://`).
 pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
     cmd.args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -386,10 +410,14 @@ pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read stdout");
         lines.push(line.clone());
-        if let Some(addr) = line.strip_prefix("listening on http://") {
+        let listening = [("http", "listening on http://"), ("https", "listening on https://")]
+            .into_iter()
+            .find_map(|(scheme, prefix)| line.strip_prefix(prefix).map(|addr| (scheme, addr.to_owned())));
+        if let Some((scheme, addr)) = listening {
             return DevProcess {
                 child,
-                addr: addr.to_owned(),
+                addr,
+                scheme,
                 stdout_lines: lines,
             };
         }
@@ -408,7 +436,7 @@ pub fn stderr_log(data_dir: &Path) -> PathBuf {
 
 impl DevProcess {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// Sends SIGTERM and waits for a clean exit.

@@ -9,4 +9,5 @@ mod keys;
 mod openapi;
 mod report;
 mod startup;
+mod tls;
 mod vectors;

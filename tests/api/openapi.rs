@@ -100,13 +100,21 @@ fn operations(doc: &Value) -> Vec<Operation<'_>> {
     out
 }
 
-/// A documented path with `{name}` replaced by a real key's name.
-fn concrete(path: &str, key: &str) -> String {
+/// A documented path with `{name}` replaced by a real key's name and `{id}` by a real
+/// caller token's id.
+fn concrete(path: &str, key: &str, token_id: &str) -> String {
     assert!(
-        !path.replace("{name}", "").contains('{'),
+        !path.replace("{name}", "").replace("{id}", "").contains('{'),
         "{path}: a path parameter this test does not know how to fill"
     );
-    path.replace("{name}", key)
+    path.replace("{name}", key).replace("{id}", token_id)
+}
+
+/// Creates a caller token and returns its id.
+async fn token_id(app: &TestApp) -> String {
+    let r = app.post("/v1/auth/tokens", json!({"principal": "openapi"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_str().expect("id").to_owned()
 }
 
 /// What the server answers for a path it does not serve, or a method a path does not take.
@@ -239,6 +247,7 @@ async fn every_documented_path_and_method_is_served_and_answers_a_documented_sta
     let codes = documented_codes(&doc);
     let key = "openapi-routes";
     app.create_key(key).await;
+    let token = token_id(&app).await;
 
     let ops = operations(&doc);
     assert!(
@@ -247,7 +256,7 @@ async fn every_documented_path_and_method_is_served_and_answers_a_documented_sta
         ops.len()
     );
     for op in &ops {
-        let path = concrete(op.path, key);
+        let path = concrete(op.path, key, &token);
         // A minimal body where one is taken: valid for some routes, a 400 for others; either
         // way the route had to exist to answer it.
         let body = op.has_body().then(|| b"{}".to_vec());
@@ -286,6 +295,7 @@ async fn methods_a_documented_path_does_not_list_are_refused() {
     let doc = document();
     let key = "openapi-methods";
     app.create_key(key).await;
+    let token = token_id(&app).await;
 
     for (path, item) in paths(&doc) {
         let listed: BTreeSet<Method> = PATH_ITEM_METHODS
@@ -303,7 +313,9 @@ async fn methods_a_documented_path_does_not_list_are_refused() {
             Method::OPTIONS,
         ];
         for m in probes.into_iter().filter(|m| !listed.contains(m)) {
-            let r = app.send(m.clone(), &concrete(path, key), Some(ROOT_TOKEN), None).await;
+            let r = app
+                .send(m.clone(), &concrete(path, key, &token), Some(ROOT_TOKEN), None)
+                .await;
             assert!(
                 (r.status == StatusCode::METHOD_NOT_ALLOWED && r.code() == "METHOD_NOT_ALLOWED")
                     || (r.status == StatusCode::NOT_FOUND && r.code() == "NOT_FOUND"),
@@ -461,16 +473,18 @@ async fn security_in_the_document_matches_authentication() {
     let doc = document();
     let key = "openapi-security";
     app.create_key(key).await;
+    let token = token_id(&app).await;
     assert_eq!(
         doc["security"],
-        json!([{"bearer": []}]),
-        "bearer applies to every route by default"
+        json!([{"bearer": []}, {"mtls": []}]),
+        "a bearer token or a client certificate applies to every route by default"
     );
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(doc["components"]["securitySchemes"]["mtls"]["type"], "mutualTLS");
 
     let mut open = BTreeSet::new();
     for op in operations(&doc) {
-        let path = concrete(op.path, key);
+        let path = concrete(op.path, key, &token);
         let body = op.has_body().then(|| b"{}".to_vec());
         let r = app.send(op.method.clone(), &path, None, body).await;
         if op.is_open(&doc) {
