@@ -22,6 +22,9 @@
 #                the machine has >= 2 CPUs; 0 disables pinning
 #   SKIP_BUILD   1 skips `cargo build --release` (uses the existing binary)
 #   KEEP_LOGS    1 keeps the temp dir (server log, wrk outputs) and prints its path
+#   CALLER       service (default): verify with a caller token of group `service`, through
+#                the shipped Cedar policies (the key is owned by that principal); root:
+#                verify with the root token (group admin)
 set -euo pipefail
 
 DURATION="${DURATION:-10}"
@@ -33,6 +36,8 @@ PIN_CPUS="${PIN_CPUS:-1}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_LOGS="${KEEP_LOGS:-0}"
 KEY_NAME="bench"
+CALLER="${CALLER:-service}"
+case "$CALLER" in service|root) ;; *) echo "verify.sh: CALLER must be service or root" >&2; exit 2;; esac
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -175,7 +180,18 @@ call() { # method path expected_status [json_body] -> body on stdout
 json_string() { sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" | head -n1; }
 
 call GET /v1/sys/ping 200 >/dev/null
-call POST /v1/keys 201 "{\"name\":\"$KEY_NAME\",\"algorithm\":\"hmac-sha256\"}" >/dev/null
+# The key belongs to the principal `bench-svc`; with CALLER=service the load runs as that
+# service (group `service`), so every verify is decided by the shipped policy
+# `service-sign-verify-own-keys`.
+call POST /v1/keys 201 "{\"name\":\"$KEY_NAME\",\"algorithm\":\"hmac-sha256\",\"owner\":\"bench-svc\"}" >/dev/null
+if [ "$CALLER" = "service" ]; then
+  token="$(call POST /v1/auth/tokens 201 '{"principal":"bench-svc","groups":["service"],"description":"bench/verify.sh"}' | json_string token)"
+  [ -n "$token" ] || die "no token in the create-token response"
+  (umask 077 && printf 'Authorization: Bearer %s\n' "$token" >"$work/auth.header")
+  who="$(call GET /v1/auth/whoami 200)"
+  [[ "$who" == *'"groups":["service"]'* ]] || die "the bench token is not a service: $who"
+  log "verifying as principal bench-svc in group service (shipped policies)"
+fi
 message="$(head -c "$MESSAGE_BYTES" /dev/urandom | base64 -w0)"
 signature="$(call POST "/v1/keys/$KEY_NAME/sign" 200 "{\"message\":\"$message\"}" | json_string signature)"
 [ -n "$signature" ] || die "no signature in the sign response"
@@ -250,7 +266,7 @@ check="$(call POST "/v1/keys/$KEY_NAME/verify" 200 "$verify_body")"
 
 # ---- report --------------------------------------------------------------------------
 printf '%s\n' "${rows[@]}" | awk -v d="$DURATION" -v c="$CONNECTIONS" -v t="$THREADS" \
-    -v m="$MESSAGE_BYTES" -v pin="$pinning" -v key="$KEY_NAME" '
+    -v m="$MESSAGE_BYTES" -v pin="$pinning" -v caller="$CALLER" -v key="$KEY_NAME" '
 function median(a, n,    i, j, x, b) {
   for (i = 1; i <= n; i++) b[i] = a[i]
   for (i = 2; i <= n; i++) { x = b[i]; for (j = i - 1; j >= 1 && b[j] > x; j--) b[j + 1] = b[j]; b[j + 1] = x }
@@ -278,6 +294,7 @@ END {
   printf "\n"
   printf "sigvault verify vs ping: wrk %d threads, %d keep-alive connections, %d s per run, %d-byte message, %d round(s)\n", t, c, d, m, rounds
   printf "pinning: %s\n", pin
+  printf "caller: %s\n", (caller == "service" ? "service token (group service), shipped Cedar policies" : "root token (group admin), shipped Cedar policies")
   printf "%-32s %12s %14s %12s\n", "endpoint", "requests/s", "server CPU/req", "server busy"
   p = 0; v = 0
   for (i = 1; i <= n; i++) {

@@ -301,6 +301,9 @@ async fn root_token(
         return Ok((hash.to_vec(), None));
     }
     if let Some(hash) = store.get_value(ROOT_TOKEN_VALUE).await? {
+        if hash.is_empty() {
+            tracing::info!("the root token was revoked; callers use named tokens or client certificates");
+        }
         return Ok((hash, None));
     }
     let token = generate_token().map_err(|_| StartupError::Random)?;

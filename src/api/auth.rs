@@ -22,6 +22,8 @@ use crate::policy::Resource;
 use crate::store::TokenRecord;
 use crate::timefmt::{parse_duration, rfc3339};
 
+/// The id under which the bootstrap root token can be revoked (`DELETE /v1/auth/tokens/root`).
+pub const ROOT_ID: &str = "root";
 /// Longest token id accepted in a path.
 const MAX_ID_LEN: usize = 64;
 
@@ -171,6 +173,18 @@ async fn revoke_token(state: &AppState, call: &mut Call, id: &str) -> Result<Res
         &Resource::Collection("tokens"),
     )?;
     call.expect_no_body().await?;
+    if id == ROOT_ID {
+        state.auth.revoke_root().await.map_err(token_error)?;
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "id": ROOT_ID,
+                "principal": "root",
+                "groups": ["admin"],
+                "revoked_at": rfc3339(state.clock.now()),
+            }),
+        ));
+    }
     check_id(id)?;
     let record = state.auth.revoke_token(id).await.map_err(token_error)?;
     Ok(json(StatusCode::OK, &token_json(record)))

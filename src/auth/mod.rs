@@ -122,7 +122,8 @@ struct Verified {
 /// before its token is even looked at.
 pub struct Authenticator {
     hasher: KeyedHasher,
-    root_hash: Vec<u8>,
+    /// Empty once the root token was revoked: nothing matches it.
+    root_hash: RwLock<Vec<u8>>,
     store: Arc<dyn Store>,
     clock: SharedClock,
     verified: RwLock<HashMap<[u8; 32], Arc<Verified>>>,
@@ -194,7 +195,7 @@ impl Authenticator {
     ) -> Self {
         Self {
             hasher,
-            root_hash,
+            root_hash: RwLock::new(root_hash),
             store,
             failures: FailureLimiter::new(settings.max_failures, settings.failure_window, clock.clone()),
             clock,
@@ -266,10 +267,11 @@ impl Authenticator {
             }
             return Ok(Arc::clone(&hit.principal));
         }
-        let verified = if self
-            .hasher
-            .matches(ROOT_TOKEN_DOMAIN, token.as_bytes(), &self.root_hash)
-        {
+        let is_root = {
+            let root_hash = self.root_hash.read().unwrap_or_else(PoisonError::into_inner);
+            !root_hash.is_empty() && self.hasher.matches(ROOT_TOKEN_DOMAIN, token.as_bytes(), &root_hash)
+        };
+        let verified = if is_root {
             Verified {
                 principal: Arc::new(Principal::root()),
                 expires_at_ms: None,
@@ -361,6 +363,21 @@ impl Authenticator {
         };
         self.store.insert_token(&record).await?;
         Ok((record, token))
+    }
+
+    /// Revokes the bootstrap root token: an empty hash is stored in its place, so it stops
+    /// authenticating now and after restarts (until an operator sets `SIGVAULT_ROOT_TOKEN`
+    /// again, which installs a new one deliberately).
+    pub async fn revoke_root(&self) -> Result<(), TokenError> {
+        self.store.put_value(ROOT_TOKEN_VALUE, &[], self.now_ms()).await?;
+        self.root_hash.write().unwrap_or_else(PoisonError::into_inner).clear();
+        self.forget_all();
+        Ok(())
+    }
+
+    /// Whether the root token still authenticates.
+    pub fn root_is_active(&self) -> bool {
+        !self.root_hash.read().unwrap_or_else(PoisonError::into_inner).is_empty()
     }
 
     pub async fn get_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
@@ -498,6 +515,21 @@ mod tests {
             a.authenticate(Some("Bearer svt_0123456789abcdeX"), None).await,
             Err(AuthError::Invalid)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_revoked_root_token_stops_authenticating() {
+        let f = fixture("root-revoked").await;
+        let a = &f.auth;
+        a.authenticate(Some(&bearer(ROOT)), None).await.unwrap();
+        assert!(a.root_is_active());
+        a.revoke_root().await.unwrap();
+        assert!(!a.root_is_active());
+        assert!(matches!(
+            a.authenticate(Some(&bearer(ROOT)), None).await,
+            Err(AuthError::Invalid)
+        ), "not even from the memory of verified tokens");
+        assert_eq!(a.store.get_value(ROOT_TOKEN_VALUE).await.unwrap(), Some(vec![]));
     }
 
     #[tokio::test]
