@@ -195,6 +195,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let raw = config::merge(config.as_deref(), &env, &overrides).map_err(|e| e.to_string())?;
             // Every value is checked before the data dir is touched: a bad value leaves nothing.
             config::check(Mode::Dev, &raw, &env).map_err(|e| e.to_string())?;
+            // So are the policies: a set that does not compile leaves nothing either.
+            let policies_dir = raw.policies.as_ref().and_then(|p| p.dir.clone());
+            sigvault::policy::load(policies_dir.as_deref()).map_err(|e| format!("policies: {e}"))?;
             let paths = sigvault::dev::prepare(&raw).map_err(|e| e.to_string())?;
             // SAFETY: no other thread exists yet (the runtime starts below), so nothing can
             // read the environment concurrently. SoftHSM2 reads this in C_Initialize.
@@ -237,8 +240,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `sigvault audit …`: exit 0 when done (and the trail verifies), 1 when the trail does not
-/// verify, 2 when the arguments are wrong or the vault cannot be opened.
+/// `sigvault policy check DIR`: exit 0 when the set compiles, 1 with one
+/// `file:line:column: problem` line per problem on stderr otherwise.
 fn policy_check(dir: &std::path::Path) -> ExitCode {
     match sigvault::policy::load(Some(dir)) {
         Ok(policies) => {
@@ -255,6 +258,8 @@ fn policy_check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `sigvault audit …`: exit 0 when done (and the trail verifies), 1 when the trail does not
+/// verify, 2 when the arguments are wrong or the vault cannot be opened.
 fn audit(command: AuditCommand, env: Vec<(String, String)>) -> ExitCode {
     match run_audit(command, env) {
         Ok(code) => code,

@@ -105,6 +105,9 @@ pub struct Application {
     pub generated_root_token: Option<SecretString>,
     root_hash_to_store: Option<Vec<u8>>,
     clock: SharedClock,
+    /// SIGHUP, taken over at build time so a reload signal that arrives before serving
+    /// starts cannot terminate the process (its default action); `None` if unavailable.
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 impl Application {
@@ -206,6 +209,7 @@ impl Application {
             generated_root_token,
             root_hash_to_store,
             clock,
+            hangups: hangup_signal(),
         })
     }
 
@@ -232,7 +236,9 @@ impl Application {
                 .await?;
         }
         let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
-        let reloader = spawn_policy_reloader(Arc::clone(&self.state));
+        let reloader = self
+            .hangups
+            .map(|hangups| spawn_policy_reloader(Arc::clone(&self.state), hangups));
         let max_connections = self.state.limits.max_connections;
         serve(
             self.listener,
@@ -311,17 +317,24 @@ async fn root_token(
     Ok((hash.to_vec(), Some(token)))
 }
 
-/// Reloads the policies on SIGHUP (an invalid set is refused and the old one stays).
-fn spawn_policy_reloader(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+/// Takes SIGHUP over (see [`Application`]'s `hangups`).
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload policies with POST /v1/sys/policies/reload");
-            return None;
+            None
         }
-    };
-    Some(tokio::spawn(async move {
+    }
+}
+
+/// Reloads the policies on SIGHUP (an invalid set is refused and the old one stays).
+fn spawn_policy_reloader(
+    state: Arc<AppState>,
+    mut hangups: tokio::signal::unix::Signal,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             match state.policies.reload() {
                 Ok(count) => tracing::info!(policies = count, "policies reloaded (SIGHUP)"),
@@ -330,7 +343,7 @@ fn spawn_policy_reloader(state: Arc<AppState>) -> Option<tokio::task::JoinHandle
                 }
             }
         }
-    }))
+    })
 }
 
 fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration) -> tokio::task::JoinHandle<()> {

@@ -63,6 +63,14 @@ struct TokenJson {
     revoked_at: Option<String>,
 }
 
+/// The answer of a creation: the token (its only appearance) and the token's metadata.
+#[derive(Serialize)]
+struct CreatedJson<'a> {
+    token: &'a str,
+    #[serde(flatten)]
+    details: TokenJson,
+}
+
 fn token_json(record: TokenRecord) -> TokenJson {
     TokenJson {
         groups: serde_json::from_str(&record.groups_json).unwrap_or_default(),
@@ -120,19 +128,11 @@ async fn create_token(state: &AppState, call: &mut Call) -> Result<Response, Api
         .await
         .map_err(token_error)?;
     call.note.resource = Some(format!("token:{}", record.id));
-    let shown = token_json(record);
-    Ok(json(
-        StatusCode::CREATED,
-        &serde_json::json!({
-            "id": shown.id,
-            "token": token.expose_secret(),
-            "principal": shown.principal,
-            "groups": shown.groups,
-            "description": shown.description,
-            "created_at": shown.created_at,
-            "expires_at": shown.expires_at,
-        }),
-    ))
+    let created = CreatedJson {
+        token: token.expose_secret(),
+        details: token_json(record),
+    };
+    Ok(json(StatusCode::CREATED, &created))
 }
 
 async fn token(id: String, state: Arc<AppState>, mut call: Call) -> Response {

@@ -39,12 +39,17 @@ pub struct EventData {
     pub secret_hmac: Option<String>,
 }
 
+/// The access decision an event records: `allow` or `deny` (by a policy, or a failed
+/// authentication), or `none` when the request failed before any policy was asked (e.g. a
+/// create whose body — which names the owner and tags policies decide on — did not parse).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
-    #[default]
     Allow,
     Deny,
+    #[default]
+    #[serde(rename = "none")]
+    Undecided,
 }
 
 impl Decision {
@@ -52,6 +57,7 @@ impl Decision {
         match self {
             Decision::Allow => "allow",
             Decision::Deny => "deny",
+            Decision::Undecided => "none",
         }
     }
 
@@ -59,6 +65,7 @@ impl Decision {
         match text {
             "allow" => Some(Decision::Allow),
             "deny" => Some(Decision::Deny),
+            "none" => Some(Decision::Undecided),
             _ => None,
         }
     }

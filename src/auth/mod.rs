@@ -127,6 +127,9 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     clock: SharedClock,
     verified: RwLock<HashMap<[u8; 32], Arc<Verified>>>,
+    /// Bumped by every revocation: a lookup that started before one does not remember
+    /// what it found (it may have read the row before the revocation committed).
+    revocations: std::sync::atomic::AtomicU64,
     failures: FailureLimiter,
 }
 
@@ -200,12 +203,15 @@ impl Authenticator {
             failures: FailureLimiter::new(settings.max_failures, settings.failure_window, clock.clone()),
             clock,
             verified: RwLock::new(HashMap::new()),
+            revocations: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Drops every remembered verification (after a revocation).
     pub fn forget_all(&self) {
-        self.verified.write().unwrap_or_else(PoisonError::into_inner).clear();
+        let mut verified = self.verified.write().unwrap_or_else(PoisonError::into_inner);
+        self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        verified.clear();
     }
 
     pub fn hasher(&self) -> &KeyedHasher {
@@ -267,6 +273,7 @@ impl Authenticator {
             }
             return Ok(Arc::clone(&hit.principal));
         }
+        let generation = self.revocations.load(std::sync::atomic::Ordering::SeqCst);
         let is_root = {
             let root_hash = self.root_hash.read().unwrap_or_else(PoisonError::into_inner);
             !root_hash.is_empty() && self.hasher.matches(ROOT_TOKEN_DOMAIN, token.as_bytes(), &root_hash)
@@ -282,10 +289,14 @@ impl Authenticator {
         let verified = Arc::new(verified);
         let principal = Arc::clone(&verified.principal);
         let mut cache = self.verified.write().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= VERIFIED_CACHE_MAX {
-            cache.clear();
+        // Remembered only when no revocation happened meanwhile (checked under the lock
+        // `forget_all` takes, so a revocation cannot slip in between).
+        if self.revocations.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(digest, verified);
         }
-        cache.insert(digest, verified);
         Ok(principal)
     }
 
@@ -525,10 +536,10 @@ mod tests {
         assert!(a.root_is_active());
         a.revoke_root().await.unwrap();
         assert!(!a.root_is_active());
-        assert!(matches!(
-            a.authenticate(Some(&bearer(ROOT)), None).await,
-            Err(AuthError::Invalid)
-        ), "not even from the memory of verified tokens");
+        assert!(
+            matches!(a.authenticate(Some(&bearer(ROOT)), None).await, Err(AuthError::Invalid)),
+            "not even from the memory of verified tokens"
+        );
         assert_eq!(a.store.get_value(ROOT_TOKEN_VALUE).await.unwrap(), Some(vec![]));
     }
 

@@ -3,11 +3,14 @@
 
 mod audit;
 mod audit_cli;
+mod authz;
+mod callers;
 mod dump;
 mod helpers;
 mod keys;
 mod openapi;
 mod report;
+mod root_token;
 mod startup;
 mod tls;
 mod vectors;

@@ -108,7 +108,7 @@ impl Model {
                     "principal": op.principal,
                     "action": op.action,
                     "resource": op.resource,
-                    "decision": if op.principal == "-" { "deny" } else { "allow" },
+                    "decision": op.expected_decision(),
                     "policy": op.expected_policy(),
                     "outcome": op.outcome,
                     "source_ip": "127.0.0.1",
@@ -283,16 +283,31 @@ pub(super) async fn mixed_operations(app: &mut TestApp) -> Model {
 }
 
 impl Op {
-    /// The model's caller is root (admin): its requests are allowed by the shipped
-    /// `admin-all` policy. A failed authentication reaches no policy, and neither does a
-    /// create or import whose body was refused (policies decide on the body's owner/tags).
-    fn expected_policy(&self) -> Value {
-        let refused_body = matches!(self.action, "CreateKey" | "ImportKeyPlaintext")
-            && matches!(self.outcome.as_str(), "INVALID_ARGUMENT" | "PAYLOAD_TOO_LARGE");
-        if self.principal == "-" || refused_body {
-            Value::Null
+    /// A create or import whose body was refused never reached the policies (they decide
+    /// on the body's owner and tags).
+    fn refused_before_policy(&self) -> bool {
+        matches!(self.action, "CreateKey" | "ImportKeyPlaintext")
+            && matches!(self.outcome.as_str(), "INVALID_ARGUMENT" | "PAYLOAD_TOO_LARGE")
+    }
+
+    /// A failed authentication is a deny; a request refused before the policies were asked
+    /// has no decision; everything else the model's caller, root (admin), sends is allowed.
+    fn expected_decision(&self) -> &'static str {
+        if self.principal == "-" {
+            "deny"
+        } else if self.refused_before_policy() {
+            "none"
         } else {
+            "allow"
+        }
+    }
+
+    /// Allowed requests name the shipped `admin-all` policy; the others name none.
+    fn expected_policy(&self) -> Value {
+        if self.expected_decision() == "allow" {
             json!("admin-all")
+        } else {
+            Value::Null
         }
     }
 }
