@@ -15,7 +15,7 @@
 //! Without a configured directory the server uses the policies shipped in `policies/`,
 //! compiled into the binary ([`PolicySource::builtin`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -140,10 +140,20 @@ fn read_limited(path: &Path) -> Result<String, PolicyErrors> {
     std::fs::read_to_string(path).map_err(|e| PolicyErrors::one(&shown, e.to_string()))
 }
 
-/// A compiled, validated policy set.
+/// Most decisions a policy set remembers; the memory is cleared when full.
+const MAX_REMEMBERED_DECISIONS: usize = 65_536;
+
+/// A compiled, validated policy set, with the decisions it has made.
+///
+/// A decision depends only on the set and the request's inputs (principal, groups, via,
+/// action, resource with owner and tags, source address, TLS flags, and the time in whole
+/// seconds), so the set remembers it under exactly those inputs: a steady stream of
+/// identical requests costs one evaluation per second, not one per request. A reload
+/// builds a new set with an empty memory.
 pub struct Policies {
     set: PolicySet,
     ids: Vec<String>,
+    decisions: RwLock<HashMap<Vec<u8>, Decision>>,
 }
 
 impl Policies {
@@ -278,7 +288,11 @@ pub fn compile(source: &PolicySource) -> Result<Policies, PolicyErrors> {
         }
     }
     if problems.is_empty() {
-        Ok(Policies { set, ids })
+        Ok(Policies {
+            set,
+            ids,
+            decisions: RwLock::new(HashMap::new()),
+        })
     } else {
         Err(PolicyErrors(problems))
     }
@@ -320,6 +334,45 @@ pub struct RequestFacts {
 pub struct Decision {
     pub allowed: bool,
     pub policy: Option<String>,
+}
+
+/// Every input of a decision, length-prefixed so no two requests share an encoding.
+fn decision_key(principal: &Principal, action: Action, resource: &Resource<'_>, facts: RequestFacts) -> Vec<u8> {
+    fn push(out: &mut Vec<u8>, field: &[u8]) {
+        out.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        out.extend_from_slice(field);
+    }
+    let mut out = Vec::with_capacity(128);
+    push(&mut out, principal.name.as_bytes());
+    push(&mut out, &(principal.groups.len() as u64).to_le_bytes());
+    for group in &principal.groups {
+        push(&mut out, group.as_bytes());
+    }
+    push(&mut out, principal.via.as_str().as_bytes());
+    push(&mut out, action.as_str().as_bytes());
+    match resource {
+        Resource::Key { name, owner, tags } => {
+            push(&mut out, b"key");
+            push(&mut out, name.as_bytes());
+            push(&mut out, owner.as_bytes());
+            push(&mut out, &(tags.len() as u64).to_le_bytes());
+            for (k, v) in tags.iter() {
+                push(&mut out, k.as_bytes());
+                push(&mut out, v.as_bytes());
+            }
+        }
+        Resource::Collection(name) => {
+            push(&mut out, b"collection");
+            push(&mut out, name.as_bytes());
+        }
+    }
+    push(
+        &mut out,
+        facts.source_ip.map(|ip| ip.to_string()).unwrap_or_default().as_bytes(),
+    );
+    push(&mut out, &[u8::from(facts.tls), u8::from(facts.mtls)]);
+    push(&mut out, &facts.now_unix_s.to_le_bytes());
+    out
 }
 
 struct Types {
@@ -388,8 +441,24 @@ impl PolicyEngine {
         facts: RequestFacts,
     ) -> Decision {
         let policies = self.snapshot();
+        let key = decision_key(principal, action, resource, facts);
+        if let Some(known) = policies
+            .decisions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return known.clone();
+        }
         match self.evaluate(&policies, principal, action, resource, facts) {
-            Ok(decision) => decision,
+            Ok(decision) => {
+                let mut decisions = policies.decisions.write().unwrap_or_else(PoisonError::into_inner);
+                if decisions.len() >= MAX_REMEMBERED_DECISIONS {
+                    decisions.clear();
+                }
+                decisions.insert(key, decision.clone());
+                decision
+            }
             Err(e) => {
                 tracing::error!(error = %e, action = action.as_str(), "policy request could not be built; denied");
                 Decision {
@@ -673,6 +742,53 @@ mod tests {
                 allowed: false,
                 policy: Some("all.cedar#1".into())
             }
+        );
+    }
+
+    #[test]
+    fn remembered_decisions_follow_every_input() {
+        let e = engine();
+        let tags = BTreeMap::new();
+        let svc = principal("payments", &["service"]);
+        let lo = facts("127.0.0.1", false);
+        for _ in 0..3 {
+            assert!(e.decide(&svc, Action::Sign, &key("payments.a", "x", &tags), lo).allowed);
+            assert!(!e.decide(&svc, Action::Sign, &key("billing.a", "x", &tags), lo).allowed);
+            assert!(
+                e.decide(&svc, Action::Sign, &key("billing.a", "payments", &tags), lo)
+                    .allowed
+            );
+            assert!(
+                !e.decide(
+                    &principal("payments", &[]),
+                    Action::Sign,
+                    &key("payments.a", "x", &tags),
+                    lo
+                )
+                .allowed
+            );
+            assert!(
+                !e.decide(&svc, Action::RotateKey, &key("payments.a", "x", &tags), lo)
+                    .allowed
+            );
+        }
+        let admin = principal("root", &["admin"]);
+        let import = key("k", "root", &tags);
+        for _ in 0..2 {
+            assert!(e.decide(&admin, Action::ImportKeyPlaintext, &import, lo).allowed);
+            assert!(
+                !e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("10.0.0.1", false))
+                    .allowed
+            );
+            assert!(
+                e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("10.0.0.1", true))
+                    .allowed
+            );
+        }
+        assert_ne!(
+            decision_key(&svc, Action::Sign, &key("ab", "c", &tags), lo),
+            decision_key(&svc, Action::Sign, &key("a", "bc", &tags), lo),
+            "fields are delimited"
         );
     }
 
