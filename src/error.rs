@@ -98,6 +98,8 @@ pub struct ApiError {
     pub message: String,
     /// The cause, for the log only.
     pub detail: Option<String>,
+    /// Seconds until a retry can succeed: sent as `Retry-After` (429).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -107,13 +109,21 @@ impl ApiError {
                 code,
                 message: generic.to_owned(),
                 detail: Some(message.into()),
+                retry_after_s: None,
             },
             None => Self {
                 code,
                 message: message.into(),
                 detail: None,
+                retry_after_s: None,
             },
         }
+    }
+
+    /// Adds a `Retry-After` of `seconds` to the answer.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -103,7 +103,9 @@ pub async fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Princ
                 AuthError::Missing | AuthError::Invalid | AuthError::Expired | AuthError::Revoked => {
                     ApiError::new(ErrorCode::Unauthenticated, e.to_string())
                 }
-                AuthError::RateLimited(_) => ApiError::new(ErrorCode::RateLimited, e.to_string()),
+                AuthError::RateLimited(seconds) => {
+                    ApiError::new(ErrorCode::RateLimited, e.to_string()).retry_after(seconds)
+                }
                 AuthError::Unavailable(s) => store_error(s),
             })
         }

@@ -45,7 +45,7 @@ pub fn error(err: ApiError) -> Response {
     if err.code.status().is_server_error() {
         tracing::error!(request_id = %id, code = err.code.as_str(), detail = err.detail.as_deref().unwrap_or(""), "request failed");
     }
-    json(
+    let mut response = json(
         err.code.status(),
         &ErrorBody {
             error: ErrorDetail {
@@ -54,7 +54,13 @@ pub fn error(err: ApiError) -> Response {
                 request_id: &id,
             },
         },
-    )
+    );
+    if let Some(seconds) = err.retry_after_s {
+        response
+            .headers_mut()
+            .insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// Turns a handler's result into a response.

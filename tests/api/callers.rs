@@ -550,6 +550,18 @@ mod failure_limit {
             "another route with the root token",
         );
         assert_rate_limited(&whoami(&app, None).await, "no token after 3 failures");
+        let raw = reqwest::Client::new()
+            .get(app.url("/v1/auth/whoami"))
+            .bearer_auth(ROOT_TOKEN)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(raw.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            raw.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("60"),
+            "a 429 says when the window ends (the clock has not moved)"
+        );
 
         app.clock.advance(time::Duration::seconds(61));
         let r = whoami(&app, Some(ROOT_TOKEN)).await;
@@ -589,6 +601,7 @@ mod failure_limit {
                 unauthenticated,
                 ("WhoAmI", "deny", "RATE_LIMITED"),
                 ("ListKeys", "deny", "RATE_LIMITED"),
+                ("WhoAmI", "deny", "RATE_LIMITED"),
                 ("WhoAmI", "deny", "RATE_LIMITED"),
                 unauthenticated,
             ],
