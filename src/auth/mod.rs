@@ -6,18 +6,22 @@
 
 pub mod certificate;
 pub mod keyed_hash;
+mod limiter;
+mod tokens;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::AuthSettings;
-use crate::store::{Store, StoreError, TokenRecord};
+use crate::store::{Store, StoreError};
 use keyed_hash::KeyedHasher;
+use limiter::FailureLimiter;
+pub use tokens::{MAX_GROUPS, NewToken, TokenError, validate_groups, validate_principal};
 
 /// Domain label of the root token's keyed hash.
 pub const ROOT_TOKEN_DOMAIN: &str = "root-token";
@@ -101,10 +105,6 @@ pub fn generate_token() -> Result<SecretString, getrandom::Error> {
 const VERIFIED_CACHE_MAX: usize = 10_000;
 /// Domain label of caller tokens' keyed hashes.
 pub const CALLER_TOKEN_DOMAIN: &str = "caller-token";
-/// Most groups a caller token may carry.
-pub const MAX_GROUPS: usize = 16;
-const MAX_PRINCIPAL_LEN: usize = 256;
-const MAX_DESCRIPTION_LEN: usize = 1024;
 
 /// A verified token, remembered until its expiry (or a revocation clears the memory).
 struct Verified {
@@ -131,61 +131,6 @@ pub struct Authenticator {
     /// what it found (it may have read the row before the revocation committed).
     revocations: std::sync::atomic::AtomicU64,
     failures: FailureLimiter,
-}
-
-/// What `POST /v1/auth/tokens` asks for.
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    pub principal: String,
-    pub groups: Vec<String>,
-    pub ttl: Option<time::Duration>,
-    pub description: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("no caller token has id '{0}'")]
-    NotFound(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the operating system's random generator failed")]
-    Random,
-}
-
-/// Checks a principal name: 1–256 characters, no control characters, not `root` (the root
-/// token's) or `-` (the audit trail's "nobody").
-pub fn validate_principal(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_PRINCIPAL_LEN {
-        return Err(format!("principal must be 1 to {MAX_PRINCIPAL_LEN} bytes"));
-    }
-    if name.chars().any(char::is_control) || name.trim() != name {
-        return Err("principal must not contain control characters or surrounding spaces".into());
-    }
-    if name == "root" || name == "-" {
-        return Err(format!("principal `{name}` is reserved"));
-    }
-    Ok(())
-}
-
-/// Checks group names: at most 16, each 1–64 characters of `[A-Za-z0-9._-]`, no repeats.
-pub fn validate_groups(groups: &[String]) -> Result<(), String> {
-    if groups.len() > MAX_GROUPS {
-        return Err(format!("at most {MAX_GROUPS} groups"));
-    }
-    for (i, g) in groups.iter().enumerate() {
-        let ok = (1..=64).contains(&g.len())
-            && g.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !ok {
-            return Err(format!("group `{g}` must be 1 to 64 characters of A-Z a-z 0-9 . _ -"));
-        }
-        if groups.iter().take(i).any(|earlier| earlier == g) {
-            return Err(format!("group `{g}` is listed twice"));
-        }
-    }
-    Ok(())
 }
 
 impl Authenticator {
@@ -328,136 +273,6 @@ impl Authenticator {
             }),
             expires_at_ms: record.expires_at_ms,
         })
-    }
-
-    /// Creates a caller token; returns its row and the token, which exists nowhere else.
-    pub async fn create_token(
-        &self,
-        new: NewToken,
-        max_ttl: time::Duration,
-    ) -> Result<(TokenRecord, SecretString), TokenError> {
-        validate_principal(&new.principal).map_err(TokenError::Invalid)?;
-        validate_groups(&new.groups).map_err(TokenError::Invalid)?;
-        if let Some(d) = &new.description
-            && (d.len() > MAX_DESCRIPTION_LEN || d.chars().any(char::is_control))
-        {
-            return Err(TokenError::Invalid(format!(
-                "description must be at most {MAX_DESCRIPTION_LEN} bytes without control characters"
-            )));
-        }
-        if let Some(ttl) = new.ttl
-            && (ttl <= time::Duration::ZERO || ttl > max_ttl)
-        {
-            return Err(TokenError::Invalid(format!(
-                "ttl must be positive and at most {} days (auth.max_token_ttl)",
-                max_ttl.whole_days()
-            )));
-        }
-        let token = generate_token().map_err(|_| TokenError::Random)?;
-        let mut raw_id = [0u8; 8];
-        getrandom::fill(&mut raw_id).map_err(|_| TokenError::Random)?;
-        let now = self.now_ms();
-        let record = TokenRecord {
-            id: format!("tok_{}", raw_id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
-            hash: self
-                .hasher
-                .hash(CALLER_TOKEN_DOMAIN, token.expose_secret().as_bytes())
-                .to_vec(),
-            principal: new.principal,
-            groups_json: serde_json::to_string(&new.groups).map_err(|e| TokenError::Invalid(e.to_string()))?,
-            description: new.description,
-            created_at_ms: now,
-            expires_at_ms: new
-                .ttl
-                .map(|ttl| now.saturating_add(i64::try_from(ttl.whole_milliseconds()).unwrap_or(i64::MAX))),
-            revoked_at_ms: None,
-        };
-        self.store.insert_token(&record).await?;
-        Ok((record, token))
-    }
-
-    /// Revokes the bootstrap root token: an empty hash is stored in its place, so it stops
-    /// authenticating now and after restarts (until an operator sets `SIGVAULT_ROOT_TOKEN`
-    /// again, which installs a new one deliberately).
-    pub async fn revoke_root(&self) -> Result<(), TokenError> {
-        self.store.put_value(ROOT_TOKEN_VALUE, &[], self.now_ms()).await?;
-        self.root_hash.write().unwrap_or_else(PoisonError::into_inner).clear();
-        self.forget_all();
-        Ok(())
-    }
-
-    /// Whether the root token still authenticates.
-    pub fn root_is_active(&self) -> bool {
-        !self.root_hash.read().unwrap_or_else(PoisonError::into_inner).is_empty()
-    }
-
-    pub async fn get_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
-        self.store
-            .get_token(id)
-            .await?
-            .ok_or_else(|| TokenError::NotFound(id.to_owned()))
-    }
-
-    /// Revokes a token: it stops authenticating at once on this node (other nodes forget
-    /// verified tokens when their memory entry is next refreshed, see the README).
-    pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
-        let record = self
-            .store
-            .revoke_token(id, self.now_ms())
-            .await?
-            .ok_or_else(|| TokenError::NotFound(id.to_owned()))?;
-        self.forget_all();
-        Ok(record)
-    }
-}
-
-/// Most source addresses tracked at once by the failure limiter.
-const MAX_TRACKED_SOURCES: usize = 65_536;
-
-/// Counts failed authentications per source address in fixed windows; an address that
-/// reaches `max` failures in a window is refused until the window ends.
-struct FailureLimiter {
-    max: u32,
-    window_ms: i64,
-    clock: SharedClock,
-    sources: Mutex<HashMap<IpAddr, (i64, u32)>>,
-}
-
-impl FailureLimiter {
-    fn new(max: u32, window: time::Duration, clock: SharedClock) -> Self {
-        Self {
-            max,
-            window_ms: i64::try_from(window.whole_milliseconds()).unwrap_or(i64::MAX),
-            clock,
-            sources: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Seconds until `ip` may try again, when it is over the limit.
-    fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let now = unix_ms(self.clock.now());
-        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        let (start, count) = sources.get(&ip)?;
-        let ends = start.saturating_add(self.window_ms);
-        (*count >= self.max && now < ends).then(|| u64::try_from((ends - now + 999) / 1000).unwrap_or(1))
-    }
-
-    fn record(&self, ip: IpAddr) {
-        let now = unix_ms(self.clock.now());
-        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        if sources.len() >= MAX_TRACKED_SOURCES && !sources.contains_key(&ip) {
-            let window = self.window_ms;
-            sources.retain(|_, (start, _)| now < start.saturating_add(window));
-            if sources.len() >= MAX_TRACKED_SOURCES {
-                tracing::warn!("authentication failures from too many addresses to track; counts reset");
-                sources.clear();
-            }
-        }
-        let entry = sources.entry(ip).or_insert((now, 0));
-        if now >= entry.0.saturating_add(self.window_ms) {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
     }
 }
 
