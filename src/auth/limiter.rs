@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::clock::{SharedClock, unix_ms};
@@ -16,6 +17,9 @@ pub(super) struct FailureLimiter {
     window_ms: i64,
     clock: SharedClock,
     sources: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    /// When the last block of any address ends (Unix ms): until then `blocked` looks the
+    /// address up; after it — the normal case — it answers without taking the lock.
+    blocks_end_ms: AtomicI64,
 }
 
 impl FailureLimiter {
@@ -25,12 +29,16 @@ impl FailureLimiter {
             window_ms: i64::try_from(window.whole_milliseconds()).unwrap_or(i64::MAX),
             clock,
             sources: Mutex::new(HashMap::new()),
+            blocks_end_ms: AtomicI64::new(i64::MIN),
         }
     }
 
     /// Seconds until `ip` may try again, when it is over the limit.
     pub(super) fn blocked(&self, ip: IpAddr) -> Option<u64> {
         let now = unix_ms(self.clock.now());
+        if now >= self.blocks_end_ms.load(Ordering::Acquire) {
+            return None;
+        }
         let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
         let (start, count) = sources.get(&ip)?;
         let ends = start.saturating_add(self.window_ms);
@@ -53,5 +61,9 @@ impl FailureLimiter {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1);
+        if entry.1 >= self.max {
+            self.blocks_end_ms
+                .fetch_max(entry.0.saturating_add(self.window_ms), Ordering::AcqRel);
+        }
     }
 }

@@ -132,10 +132,11 @@ fn decision_key(principal: &Principal, action: Action, resource: &Resource<'_>, 
             push(&mut out, name.as_bytes());
         }
     }
-    push(
-        &mut out,
-        facts.source_ip.map(|ip| ip.to_string()).unwrap_or_default().as_bytes(),
-    );
+    match facts.source_ip {
+        None => push(&mut out, &[]),
+        Some(IpAddr::V4(ip)) => push(&mut out, &ip.octets()),
+        Some(IpAddr::V6(ip)) => push(&mut out, &ip.octets()),
+    }
     push(&mut out, &[u8::from(facts.tls), u8::from(facts.mtls)]);
     push(&mut out, &facts.now_unix_s.to_le_bytes());
     out
