@@ -50,6 +50,17 @@ pub struct RawConfig {
     pub policies: Option<RawPolicies>,
     pub auth: Option<RawAuth>,
     pub tls: Option<RawTls>,
+    pub sigv4: Option<RawSigv4>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigv4 {
+    pub max_credentials_per_principal: Option<u32>,
+    pub time_window: Option<String>,
+    pub on_new_fingerprint: Option<String>,
+    pub max_fingerprints: Option<u32>,
+    pub activity_flush_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -166,6 +177,7 @@ pub struct Settings {
     /// Where the Cedar policies are read from; `None` = the built-in set.
     pub policies_dir: Option<PathBuf>,
     pub auth: AuthSettings,
+    pub sigv4: Sigv4Settings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
     pub root_token: Option<SecretString>,
 }
@@ -225,6 +237,65 @@ pub struct AuthSettings {
     pub failure_window: time::Duration,
     /// Longest `ttl` a caller token may be given (and the ttl of tokens created without one).
     pub max_token_ttl: time::Duration,
+}
+
+/// What a credential does when a request comes from a caller fingerprint (source address and
+/// user agent) it has not seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNewFingerprint {
+    /// Remember it and write a `credential.new_fingerprint` audit event.
+    Record,
+    /// As `Record`, and log a warning an alerting pipeline can pick up.
+    Alert,
+    /// As `Alert`, and turn the credential inactive: that request and every later one fail
+    /// with `INACTIVE_ACCESS_KEY` until an operator reactivates it.
+    Deactivate,
+}
+
+impl OnNewFingerprint {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "record" => Some(Self::Record),
+            "alert" => Some(Self::Alert),
+            "deactivate" => Some(Self::Deactivate),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Record => "record",
+            Self::Alert => "alert",
+            Self::Deactivate => "deactivate",
+        }
+    }
+}
+
+/// `[sigv4]`: SigV4 credentials and verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sigv4Settings {
+    /// Credentials a principal may hold at once (2: one in use, one being rotated in).
+    pub max_credentials_per_principal: u32,
+    /// How far a header-signed request's date may be from now (AWS: 15 minutes).
+    pub time_window: time::Duration,
+    /// The default of credentials that do not set their own.
+    pub on_new_fingerprint: OnNewFingerprint,
+    /// Caller fingerprints kept per credential; beyond it the least recently seen is dropped.
+    pub max_fingerprints: u32,
+    /// How often last-use and fingerprint counters are written to the store.
+    pub activity_flush_interval: time::Duration,
+}
+
+impl Default for Sigv4Settings {
+    fn default() -> Self {
+        Self {
+            max_credentials_per_principal: 2,
+            time_window: time::Duration::minutes(15),
+            on_new_fingerprint: OnNewFingerprint::Record,
+            max_fingerprints: 64,
+            activity_flush_interval: time::Duration::seconds(1),
+        }
+    }
 }
 
 /// The compliance report's yardstick.
@@ -472,6 +543,7 @@ impl Settings {
             return Err(invalid("policies.dir", format!("{} is not a directory", dir.display())));
         }
         let auth = auth_settings(raw.auth.unwrap_or_default())?;
+        let sigv4 = sigv4_settings(raw.sigv4.unwrap_or_default())?;
         let root_token = match env_var("SIGVAULT_ROOT_TOKEN") {
             Some(token) => Some(crate::auth::validate_root_token(&token).map_err(|m| ConfigError::Env {
                 var: "SIGVAULT_ROOT_TOKEN".into(),
@@ -494,6 +566,7 @@ impl Settings {
             report,
             policies_dir,
             auth,
+            sigv4,
             root_token,
         })
     }
@@ -718,6 +791,45 @@ fn auth_settings(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
         max_failures,
         failure_window,
         max_token_ttl,
+    })
+}
+
+fn sigv4_settings(raw: RawSigv4) -> Result<Sigv4Settings, ConfigError> {
+    let d = Sigv4Settings::default();
+    let max_credentials_per_principal = raw
+        .max_credentials_per_principal
+        .unwrap_or(d.max_credentials_per_principal);
+    if !(1..=100).contains(&max_credentials_per_principal) {
+        return Err(invalid("sigv4.max_credentials_per_principal", "must be 1 to 100"));
+    }
+    let time_window = duration("sigv4.time_window", raw.time_window.as_deref().unwrap_or("15m"))?;
+    if time_window < time::Duration::seconds(1) || time_window > time::Duration::hours(1) {
+        return Err(invalid("sigv4.time_window", "must be 1s to 1h"));
+    }
+    let on_new_fingerprint = match raw.on_new_fingerprint.as_deref() {
+        None => d.on_new_fingerprint,
+        Some(text) => OnNewFingerprint::parse(text)
+            .ok_or_else(|| invalid("sigv4.on_new_fingerprint", "must be record, alert or deactivate"))?,
+    };
+    let max_fingerprints = raw.max_fingerprints.unwrap_or(d.max_fingerprints);
+    if !(1..=10_000).contains(&max_fingerprints) {
+        return Err(invalid("sigv4.max_fingerprints", "must be 1 to 10000"));
+    }
+    let activity_flush_interval = duration(
+        "sigv4.activity_flush_interval",
+        raw.activity_flush_interval.as_deref().unwrap_or("1s"),
+    )?;
+    if activity_flush_interval < time::Duration::milliseconds(10)
+        || activity_flush_interval > time::Duration::minutes(10)
+    {
+        return Err(invalid("sigv4.activity_flush_interval", "must be 10ms to 10m"));
+    }
+    Ok(Sigv4Settings {
+        max_credentials_per_principal,
+        time_window,
+        on_new_fingerprint,
+        max_fingerprints,
+        activity_flush_interval,
     })
 }
 

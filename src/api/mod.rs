@@ -251,6 +251,7 @@ pub fn kek_error(e: KekError) -> ApiError {
 pub fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::AlreadyExists => ApiError::new(ErrorCode::AlreadyExists, "already exists"),
+        StoreError::LimitReached(m) => ApiError::new(ErrorCode::FailedPrecondition, m),
         StoreError::Corrupt(m) => ApiError::internal(format!("corrupt stored data: {m}")),
         StoreError::Conflict | StoreError::Unavailable(_) | StoreError::Open { .. } | StoreError::Migration { .. } => {
             ApiError::new(ErrorCode::StoreUnavailable, e.to_string())

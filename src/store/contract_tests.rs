@@ -11,6 +11,8 @@
 //!
 //! Nothing here may hold real key material: the sealed records are made-up bytes.
 
+mod credentials;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -47,6 +49,9 @@ macro_rules! store_contract_tests {
             get_sealed_returns_the_exact_record,
             count_audit_counts_what_query_audit_returns,
             tokens_are_found_by_id_and_by_hash_and_revoked_once,
+            credentials_are_limited_per_principal_and_listed_in_id_order,
+            update_credential_changes_only_what_the_patch_names,
+            credential_activity_adds_up_keeps_the_latest_and_the_most_recent_fingerprints,
         );
     };
     (@each $backend:ident, $fresh:path, $($check:ident),+ $(,)?) => {
@@ -63,6 +68,8 @@ macro_rules! store_contract_tests {
     };
 }
 pub(crate) use store_contract_tests;
+
+pub(crate) use credentials::*;
 
 /// An empty store for one test and whatever it lives in. `store` is declared first so it
 /// is dropped (its connections closed) before `_home` is torn down.

@@ -3,6 +3,8 @@
 //! pages), foreign keys on. One writer connection serialises writes in process — SQLite
 //! allows one writer at a time anyway — and a small pool serves reads concurrently.
 
+mod credentials;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,8 +15,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 
 use super::{
-    AuditFilter, KeyRecord, NewVersion, Store, StoreError, StoreResult, StoredEvent, TokenRecord, UsageDelta,
-    VersionInfo,
+    AuditFilter, CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, KeyRecord, NewVersion,
+    Store, StoreError, StoreResult, StoredEvent, TokenRecord, UsageDelta, VersionInfo,
 };
 use crate::BoxFuture;
 use crate::audit::event::{AuditEvent, Decision, time_text};
@@ -42,6 +44,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
     (2, include_str!("migrations/sqlite/0002_audit.sql")),
     (3, include_str!("migrations/sqlite/0003_caller_tokens.sql")),
+    (4, include_str!("migrations/sqlite/0004_credentials.sql")),
 ];
 
 /// The conditions of an [`AuditFilter`]; bind [`filter_values`] in order.
@@ -601,6 +604,52 @@ impl Store for SqliteStore {
             .map(token_from_row)
             .transpose()
         })
+    }
+
+    fn insert_credential<'a>(
+        &'a self,
+        credential: &'a CredentialRecord,
+        max_per_principal: u32,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(credentials::insert(&self.writer, credential, max_per_principal))
+    }
+
+    fn get_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
+        Box::pin(credentials::get(&self.reader, access_key_id))
+    }
+
+    fn list_credentials<'a>(
+        &'a self,
+        principal: Option<&'a str>,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<CredentialRecord>>> {
+        Box::pin(credentials::list(&self.reader, principal, after, limit))
+    }
+
+    fn update_credential<'a>(
+        &'a self,
+        access_key_id: &'a str,
+        patch: &'a CredentialPatch,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
+        Box::pin(credentials::update(&self.writer, access_key_id, patch, now_ms))
+    }
+
+    fn delete_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(credentials::delete(&self.writer, access_key_id))
+    }
+
+    fn add_credential_activity<'a>(
+        &'a self,
+        activity: &'a [CredentialActivity],
+        max_fingerprints: u32,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(credentials::add_activity(&self.writer, activity, max_fingerprints))
+    }
+
+    fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
+        Box::pin(credentials::fingerprints(&self.reader, access_key_id))
     }
 
     fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>> {

@@ -22,7 +22,8 @@ use sigvault::api::AppState;
 use sigvault::audit::writer::AuditSettings;
 use sigvault::clock::ManualClock;
 use sigvault::config::{
-    AuthSettings, CacheSettings, KekSettings, KeySettings, Limits, ReportSettings, Settings, StoreSettings, TlsSettings,
+    AuthSettings, CacheSettings, KekSettings, KeySettings, Limits, ReportSettings, Settings, Sigv4Settings,
+    StoreSettings, TlsSettings,
 };
 use sigvault::kek::pkcs11::{context, ensure_token, pin};
 use sigvault::startup::Application;
@@ -89,6 +90,7 @@ pub struct AppHome {
     pub auth: AuthSettings,
     /// `[tls]`; `None` serves plain HTTP.
     pub tls: Option<TlsSettings>,
+    pub sigv4: Sigv4Settings,
 }
 
 impl AppHome {
@@ -112,6 +114,7 @@ impl AppHome {
                 max_token_ttl: Duration::days(365),
             },
             tls: None,
+            sigv4: Sigv4Settings::default(),
         }
     }
 
@@ -162,6 +165,7 @@ impl AppHome {
             },
             policies_dir: self.policies_dir.clone(),
             auth: self.auth,
+            sigv4: self.sigv4,
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
     }

@@ -1,0 +1,198 @@
+//! Contract checks of SigV4 credentials and their activity (see the parent module).
+
+use super::{DAY_MS, HOUR_MS, T0};
+use crate::envelope::SealedRecord;
+use crate::store::{CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, Store, StoreError};
+
+fn credential(id: &str, principal: &str) -> CredentialRecord {
+    CredentialRecord {
+        access_key_id: id.into(),
+        principal: principal.into(),
+        description: Some("ci deploys".into()),
+        state: "active".into(),
+        on_new_fingerprint: None,
+        sealed: SealedRecord {
+            format: 1,
+            kek_id: "pkcs11:test/1".into(),
+            wrapped_dek: vec![1; 40],
+            nonce: vec![2; 12],
+            ciphertext: id.as_bytes().to_vec(),
+        },
+        created_at_ms: T0,
+        updated_at_ms: T0,
+        last_used_at_ms: None,
+        last_used_region: None,
+        last_used_service: None,
+    }
+}
+
+fn fingerprint(ip: &str, ua: &str, seen: i64, count: u64) -> FingerprintRecord {
+    FingerprintRecord {
+        source_ip: ip.into(),
+        user_agent: ua.into(),
+        first_seen_ms: seen,
+        last_seen_ms: seen,
+        count,
+    }
+}
+
+pub(crate) async fn credentials_are_limited_per_principal_and_listed_in_id_order(store: &dyn Store) {
+    let a = credential("SVAKBBBB", "payments");
+    store.insert_credential(&a, 2).await.unwrap();
+    assert_eq!(store.get_credential("SVAKBBBB").await.unwrap().as_ref(), Some(&a));
+    assert!(matches!(
+        store.insert_credential(&a, 2).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    store
+        .insert_credential(&credential("SVAKAAAA", "payments"), 2)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_credential(&credential("SVAKCCCC", "payments"), 2).await,
+        Err(StoreError::LimitReached(_))
+    ));
+    assert_eq!(
+        store.get_credential("SVAKCCCC").await.unwrap(),
+        None,
+        "nothing inserted"
+    );
+    store
+        .insert_credential(&credential("SVAKDDDD", "billing"), 2)
+        .await
+        .unwrap();
+
+    let ids = |list: Vec<CredentialRecord>| list.into_iter().map(|c| c.access_key_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_credentials(None, None, 10).await.unwrap()),
+        ["SVAKAAAA", "SVAKBBBB", "SVAKDDDD"]
+    );
+    assert_eq!(
+        ids(store.list_credentials(Some("payments"), None, 10).await.unwrap()),
+        ["SVAKAAAA", "SVAKBBBB"]
+    );
+    assert_eq!(
+        ids(store.list_credentials(None, Some("SVAKAAAA"), 1).await.unwrap()),
+        ["SVAKBBBB"]
+    );
+
+    assert!(store.delete_credential("SVAKAAAA").await.unwrap());
+    assert!(!store.delete_credential("SVAKAAAA").await.unwrap());
+    store
+        .insert_credential(&credential("SVAKCCCC", "payments"), 2)
+        .await
+        .unwrap();
+}
+
+pub(crate) async fn update_credential_changes_only_what_the_patch_names(store: &dyn Store) {
+    store
+        .insert_credential(&credential("SVAKAAAA", "payments"), 2)
+        .await
+        .unwrap();
+    let patch = CredentialPatch {
+        state: Some("inactive".into()),
+        on_new_fingerprint: None,
+    };
+    let after = store
+        .update_credential("SVAKAAAA", &patch, T0 + HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.state, "inactive");
+    assert_eq!(after.on_new_fingerprint, None);
+    assert_eq!(after.updated_at_ms, T0 + HOUR_MS);
+    assert_eq!(after.sealed, credential("SVAKAAAA", "payments").sealed);
+
+    let rule = CredentialPatch {
+        state: None,
+        on_new_fingerprint: Some(Some("deactivate".into())),
+    };
+    let after = store
+        .update_credential("SVAKAAAA", &rule, T0 + 2 * HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.state, "inactive", "state kept");
+    assert_eq!(after.on_new_fingerprint.as_deref(), Some("deactivate"));
+    let cleared = CredentialPatch {
+        state: None,
+        on_new_fingerprint: Some(None),
+    };
+    let after = store
+        .update_credential("SVAKAAAA", &cleared, T0 + 3 * HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.on_new_fingerprint, None);
+    assert_eq!(store.update_credential("SVAKNONE", &patch, T0).await.unwrap(), None);
+}
+
+pub(crate) async fn credential_activity_adds_up_keeps_the_latest_and_the_most_recent_fingerprints(store: &dyn Store) {
+    store
+        .insert_credential(&credential("SVAKAAAA", "payments"), 2)
+        .await
+        .unwrap();
+    let first = CredentialActivity {
+        access_key_id: "SVAKAAAA".into(),
+        last_used_at_ms: T0 + DAY_MS,
+        region: "eu-west-1".into(),
+        service: "execute-api".into(),
+        fingerprints: vec![
+            fingerprint("10.0.0.1", "curl/8", T0 + HOUR_MS, 3),
+            fingerprint("10.0.0.2", "", T0 + 2 * HOUR_MS, 1),
+        ],
+    };
+    let older = CredentialActivity {
+        access_key_id: "SVAKAAAA".into(),
+        last_used_at_ms: T0,
+        region: "us-east-1".into(),
+        service: "s3".into(),
+        fingerprints: vec![fingerprint("10.0.0.1", "curl/8", T0 + 3 * HOUR_MS, 2)],
+    };
+    let gone = CredentialActivity {
+        access_key_id: "SVAKGONE".into(),
+        ..older.clone()
+    };
+    store.add_credential_activity(&[first, older, gone], 2).await.unwrap();
+    let c = store.get_credential("SVAKAAAA").await.unwrap().unwrap();
+    assert_eq!(
+        c.last_used_at_ms,
+        Some(T0 + DAY_MS),
+        "an older use does not move last use back"
+    );
+    assert_eq!(c.last_used_region.as_deref(), Some("eu-west-1"));
+    assert_eq!(c.last_used_service.as_deref(), Some("execute-api"));
+    let prints = store.list_fingerprints("SVAKAAAA").await.unwrap();
+    assert_eq!(
+        prints,
+        [
+            FingerprintRecord {
+                source_ip: "10.0.0.1".into(),
+                user_agent: "curl/8".into(),
+                first_seen_ms: T0 + HOUR_MS,
+                last_seen_ms: T0 + 3 * HOUR_MS,
+                count: 5,
+            },
+            fingerprint("10.0.0.2", "", T0 + 2 * HOUR_MS, 1),
+        ]
+    );
+    assert!(store.list_fingerprints("SVAKGONE").await.unwrap().is_empty());
+
+    let third = CredentialActivity {
+        access_key_id: "SVAKAAAA".into(),
+        last_used_at_ms: T0 + 2 * DAY_MS,
+        region: "eu-west-1".into(),
+        service: "execute-api".into(),
+        fingerprints: vec![fingerprint("10.0.0.3", "boto3", T0 + 2 * DAY_MS, 1)],
+    };
+    store.add_credential_activity(&[third], 2).await.unwrap();
+    let prints = store.list_fingerprints("SVAKAAAA").await.unwrap();
+    let kept: Vec<&str> = prints.iter().map(|f| f.source_ip.as_str()).collect();
+    assert_eq!(kept, ["10.0.0.3", "10.0.0.1"], "the least recently seen is dropped");
+
+    assert!(store.delete_credential("SVAKAAAA").await.unwrap());
+    assert!(
+        store.list_fingerprints("SVAKAAAA").await.unwrap().is_empty(),
+        "fingerprints go too"
+    );
+}

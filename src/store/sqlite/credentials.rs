@@ -1,0 +1,236 @@
+//! SigV4 credentials and their activity in SQLite (the [`Store`](super::Store) methods of
+//! `credentials` and `credential_fingerprints` delegate here).
+
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{sealed_from_row, unavailable};
+use crate::store::{CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, StoreError, StoreResult};
+
+const COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
+     wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, last_used_service";
+
+fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM credentials {tail}"))
+}
+
+fn from_row(row: &SqliteRow) -> StoreResult<CredentialRecord> {
+    let g = |e| unavailable(e);
+    Ok(CredentialRecord {
+        access_key_id: row.try_get("access_key_id").map_err(g)?,
+        principal: row.try_get("principal").map_err(g)?,
+        description: row.try_get("description").map_err(g)?,
+        state: row.try_get("state").map_err(g)?,
+        on_new_fingerprint: row.try_get("on_new_fingerprint").map_err(g)?,
+        sealed: sealed_from_row(row)?,
+        created_at_ms: row.try_get("created_at_ms").map_err(g)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(g)?,
+        last_used_at_ms: row.try_get("last_used_at_ms").map_err(g)?,
+        last_used_region: row.try_get("last_used_region").map_err(g)?,
+        last_used_service: row.try_get("last_used_service").map_err(g)?,
+    })
+}
+
+pub(super) async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u32) -> StoreResult<()> {
+    let mut tx = writer.begin().await.map_err(unavailable)?;
+    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE principal = ?")
+        .bind(&c.principal)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    if held >= i64::from(max_per_principal) {
+        return Err(StoreError::LimitReached(format!(
+            "principal already holds {held} credentials (at most {max_per_principal})"
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO credentials (access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
+         wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&c.access_key_id)
+    .bind(&c.principal)
+    .bind(&c.description)
+    .bind(&c.state)
+    .bind(&c.on_new_fingerprint)
+    .bind(i64::from(c.sealed.format))
+    .bind(&c.sealed.kek_id)
+    .bind(&c.sealed.wrapped_dek)
+    .bind(&c.sealed.nonce)
+    .bind(&c.sealed.ciphertext)
+    .bind(c.created_at_ms)
+    .bind(c.updated_at_ms)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)
+}
+
+pub(super) async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<CredentialRecord>> {
+    sqlx::query(select("WHERE access_key_id = ?"))
+        .bind(id)
+        .fetch_optional(reader)
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+pub(super) async fn list(
+    reader: &SqlitePool,
+    principal: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<CredentialRecord>> {
+    sqlx::query(select(
+        "WHERE (? IS NULL OR principal = ?) AND access_key_id > ? ORDER BY access_key_id LIMIT ?",
+    ))
+    .bind(principal)
+    .bind(principal)
+    .bind(after.unwrap_or(""))
+    .bind(i64::from(limit))
+    .fetch_all(reader)
+    .await
+    .map_err(unavailable)?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
+pub(super) async fn update(
+    writer: &SqlitePool,
+    id: &str,
+    patch: &CredentialPatch,
+    now_ms: i64,
+) -> StoreResult<Option<CredentialRecord>> {
+    let mut tx = writer.begin().await.map_err(unavailable)?;
+    if let Some(state) = &patch.state {
+        sqlx::query("UPDATE credentials SET state = ? WHERE access_key_id = ?")
+            .bind(state)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    }
+    if let Some(rule) = &patch.on_new_fingerprint {
+        sqlx::query("UPDATE credentials SET on_new_fingerprint = ? WHERE access_key_id = ?")
+            .bind(rule)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    }
+    sqlx::query("UPDATE credentials SET updated_at_ms = ? WHERE access_key_id = ?")
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let row = sqlx::query(select("WHERE access_key_id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub(super) async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM credentials WHERE access_key_id = ?")
+        .bind(id)
+        .execute(writer)
+        .await
+        .map_err(unavailable)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn add_activity(
+    writer: &SqlitePool,
+    activity: &[CredentialActivity],
+    max_fingerprints: u32,
+) -> StoreResult<()> {
+    let mut tx = writer.begin().await.map_err(unavailable)?;
+    for a in activity {
+        add_one(&mut tx, a, max_fingerprints).await?;
+    }
+    tx.commit().await.map_err(unavailable)
+}
+
+async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &CredentialActivity, max_fingerprints: u32) -> StoreResult<()> {
+    let updated = sqlx::query(
+        "UPDATE credentials SET last_used_at_ms = ?, last_used_region = ?, last_used_service = ? \
+         WHERE access_key_id = ? AND (last_used_at_ms IS NULL OR last_used_at_ms <= ?)",
+    )
+    .bind(a.last_used_at_ms)
+    .bind(&a.region)
+    .bind(&a.service)
+    .bind(&a.access_key_id)
+    .bind(a.last_used_at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    let exists = updated.rows_affected() > 0
+        || sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM credentials WHERE access_key_id = ?")
+            .bind(&a.access_key_id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(unavailable)?
+            > 0;
+    if !exists {
+        return Ok(());
+    }
+    for f in &a.fingerprints {
+        sqlx::query(
+            "INSERT INTO credential_fingerprints (access_key_id, source_ip, user_agent, first_seen_ms, last_seen_ms, count) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (access_key_id, source_ip, user_agent) DO UPDATE SET \
+             first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms), \
+             last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), count = count + excluded.count",
+        )
+        .bind(&a.access_key_id)
+        .bind(&f.source_ip)
+        .bind(&f.user_agent)
+        .bind(f.first_seen_ms)
+        .bind(f.last_seen_ms)
+        .bind(i64::try_from(f.count).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if !a.fingerprints.is_empty() {
+        sqlx::query(
+            "DELETE FROM credential_fingerprints WHERE access_key_id = ? AND rowid NOT IN \
+             (SELECT rowid FROM credential_fingerprints WHERE access_key_id = ? \
+              ORDER BY last_seen_ms DESC, rowid DESC LIMIT ?)",
+        )
+        .bind(&a.access_key_id)
+        .bind(&a.access_key_id)
+        .bind(i64::from(max_fingerprints))
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+pub(super) async fn fingerprints(reader: &SqlitePool, id: &str) -> StoreResult<Vec<FingerprintRecord>> {
+    let rows = sqlx::query(
+        "SELECT source_ip, user_agent, first_seen_ms, last_seen_ms, count FROM credential_fingerprints \
+         WHERE access_key_id = ? ORDER BY last_seen_ms DESC, rowid DESC",
+    )
+    .bind(id)
+    .fetch_all(reader)
+    .await
+    .map_err(unavailable)?;
+    rows.iter()
+        .map(|row| {
+            let count: i64 = row.try_get("count").map_err(unavailable)?;
+            Ok(FingerprintRecord {
+                source_ip: row.try_get("source_ip").map_err(unavailable)?,
+                user_agent: row.try_get("user_agent").map_err(unavailable)?,
+                first_seen_ms: row.try_get("first_seen_ms").map_err(unavailable)?,
+                last_seen_ms: row.try_get("last_seen_ms").map_err(unavailable)?,
+                count: u64::try_from(count).map_err(|_| StoreError::Corrupt("fingerprint count".into()))?,
+            })
+        })
+        .collect()
+}
