@@ -22,6 +22,21 @@ if [ ! -x /usr/bin/chromium ]; then
   [ -x /usr/bin/chromium ] || { echo "chromium: installed, but /usr/bin/chromium is still missing" >&2; exit 1; }
 fi
 
+# The SigV4 tests sign requests with botocore (the AWS SDK for Python's signer) through
+# examples/sigv4_sign.py, the README tour's script.
+if ! python3 -c 'import botocore' 2>/dev/null; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "botocore: not found, installing python3-botocore with apt-get" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3 python3-botocore >/dev/null || true
+  if ! python3 -c 'import botocore' 2>/dev/null; then
+    # A python3 outside Debian's (pyenv, …) does not see Debian's package: pip then.
+    python3 -m pip install --quiet botocore 2>/dev/null || python3 -m pip install --quiet --break-system-packages botocore
+  fi
+  python3 -c 'import botocore' || { echo "botocore: still not importable" >&2; exit 1; }
+fi
+
 # Tests share one SoftHSM2 token directory per checkout (see .cargo/config.toml); start clean.
 rm -rf target/softhsm-test
 

@@ -60,7 +60,6 @@ pub struct RawSigv4 {
     pub time_window: Option<String>,
     pub on_new_fingerprint: Option<String>,
     pub max_fingerprints: Option<u32>,
-    pub activity_flush_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -281,9 +280,8 @@ pub struct Sigv4Settings {
     /// The default of credentials that do not set their own.
     pub on_new_fingerprint: OnNewFingerprint,
     /// Caller fingerprints kept per credential; beyond it the least recently seen is dropped.
+    /// (Last use and fingerprint counts are written every `keys.usage_flush_interval`.)
     pub max_fingerprints: u32,
-    /// How often last-use and fingerprint counters are written to the store.
-    pub activity_flush_interval: time::Duration,
 }
 
 impl Default for Sigv4Settings {
@@ -293,7 +291,6 @@ impl Default for Sigv4Settings {
             time_window: time::Duration::minutes(15),
             on_new_fingerprint: OnNewFingerprint::Record,
             max_fingerprints: 64,
-            activity_flush_interval: time::Duration::seconds(1),
         }
     }
 }
@@ -815,21 +812,11 @@ fn sigv4_settings(raw: RawSigv4) -> Result<Sigv4Settings, ConfigError> {
     if !(1..=10_000).contains(&max_fingerprints) {
         return Err(invalid("sigv4.max_fingerprints", "must be 1 to 10000"));
     }
-    let activity_flush_interval = duration(
-        "sigv4.activity_flush_interval",
-        raw.activity_flush_interval.as_deref().unwrap_or("1s"),
-    )?;
-    if activity_flush_interval < time::Duration::milliseconds(10)
-        || activity_flush_interval > time::Duration::minutes(10)
-    {
-        return Err(invalid("sigv4.activity_flush_interval", "must be 10ms to 10m"));
-    }
     Ok(Sigv4Settings {
         max_credentials_per_principal,
         time_window,
         on_new_fingerprint,
         max_fingerprints,
-        activity_flush_interval,
     })
 }
 

@@ -11,6 +11,10 @@
 //! - [`envelope`]: pure AES-256-GCM sealing with the record AAD; no I/O.
 //! - [`store`]: persistence of metadata and sealed records (SQLite).
 //! - [`keys`]: signing keys, versions, rotation, the unwrapped-secret cache.
+//! - [`sigv4`]: pure AWS Signature V4 verification (canonical request, string to sign,
+//!   signing key, time window); no I/O, no key lookup.
+//! - [`credentials`]: SigV4 access keys (sealed secrets, activity, verification with
+//!   cached derived keys) over the pure [`sigv4`] canonicalisation and signature checks.
 //! - [`auth`]: who is calling (the bootstrap root token, client certificates) and the
 //!   keyed-hash pepper.
 //! - [`api`]: warp filters and handlers; [`startup`] wires everything and serves HTTP.
@@ -30,6 +34,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod dev;
 pub mod envelope;
 pub mod error;
@@ -39,6 +44,7 @@ pub mod keys;
 pub mod policy;
 pub mod report;
 pub mod secret;
+pub mod sigv4;
 pub mod startup;
 pub mod store;
 pub mod system_secret;

@@ -173,6 +173,13 @@ impl Application {
         let audit = Auditor::start(Arc::clone(&store), audit_key, settings.audit.clone()).await?;
         let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
         let root_hash_to_store = generated_root_token.as_ref().map(|_| root_hash.clone());
+        let credentials = crate::credentials::CredentialService::new(
+            Arc::clone(&store),
+            Keyring::new(Arc::clone(&kek)),
+            clock.clone(),
+            settings.sigv4,
+            settings.cache,
+        );
         let keys = KeyService::new(
             Arc::clone(&store),
             keyring,
@@ -184,6 +191,7 @@ impl Application {
         let state = Arc::new(AppState {
             policies,
             keys,
+            credentials,
             audit,
             clock: clock.clone(),
             auth: Authenticator::new(hasher, root_hash, Arc::clone(&store), clock.clone(), settings.auth),
@@ -254,6 +262,9 @@ impl Application {
         }
         if let Err(e) = self.state.keys.flush_usage().await {
             tracing::warn!(error = %e, "final usage flush failed");
+        }
+        if let Err(e) = self.state.credentials.flush_activity().await {
+            tracing::warn!(error = %e, "final credential activity flush failed");
         }
         self.state.store.close().await;
         Ok(())
@@ -356,9 +367,13 @@ fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration) -> tokio:
                     if let Err(e) = state.keys.flush_usage().await {
                         tracing::warn!(error = %e, "usage flush failed; counts kept for the next try");
                     }
+                    if let Err(e) = state.credentials.flush_activity().await {
+                        tracing::warn!(error = %e, "credential activity flush failed; kept for the next try");
+                    }
                 }
                 _ = maintenance.tick() => {
                     state.keys.sweep_caches();
+                    state.credentials.sweep_caches();
                     if let Err(e) = state.keys.purge_due().await {
                         tracing::warn!(error = %e, "destroying keys past their waiting period failed");
                     }

@@ -84,6 +84,9 @@ pub struct AuditNote {
     /// name of the key a create made).
     pub resource: Option<String>,
     pub secret_hmac: Option<String>,
+    /// The outcome to record instead of "ok" for a request that answered 200 with a
+    /// refusal inside (a SigV4 verification that failed records its code).
+    pub outcome: Option<&'static str>,
     /// Key uses to count once the event is durable.
     pub usage: Vec<crate::keys::Usage>,
 }

@@ -8,9 +8,11 @@
 pub mod audit;
 pub mod auth;
 pub mod context;
+pub mod credentials;
 pub mod keys;
 pub mod reply;
 pub mod reports;
+pub mod sigv4;
 pub mod sys;
 
 use std::collections::BTreeMap;
@@ -39,6 +41,7 @@ use context::Call;
 pub struct AppState {
     pub policies: crate::policy::PolicyEngine,
     pub keys: KeyService,
+    pub credentials: crate::credentials::CredentialService,
     pub audit: Auditor,
     pub clock: SharedClock,
     pub auth: Authenticator,
@@ -59,6 +62,10 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(
             keys::routes(Arc::clone(&state))
                 .or(audit::routes(Arc::clone(&state)))
+                .unify()
+                .or(sigv4::routes(Arc::clone(&state)))
+                .unify()
+                .or(credentials::routes(Arc::clone(&state)))
                 .unify()
                 .or(auth::routes(Arc::clone(&state)))
                 .unify()
@@ -136,6 +143,7 @@ pub fn authorize(
         call.note.decision = Decision::Deny;
         let on = match resource {
             Resource::Key { name, .. } => format!("key '{name}'"),
+            Resource::Credential { id, .. } => format!("credential '{id}'"),
             Resource::Collection(name) => (*name).to_owned(),
         };
         Err(ApiError::new(
@@ -188,11 +196,11 @@ pub async fn audited(
     resource: String,
     result: Result<Response, ApiError>,
 ) -> Response {
+    let note = std::mem::take(&mut call.note);
     let outcome = match &result {
-        Ok(_) => "ok",
+        Ok(_) => note.outcome.unwrap_or("ok"),
         Err(e) => e.code.as_str(),
     };
-    let note = std::mem::take(&mut call.note);
     let event = EventData {
         time_ms: crate::clock::unix_ms(state.clock.now()),
         request_id: context::request_id(),

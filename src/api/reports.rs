@@ -65,6 +65,7 @@ async fn read_report(state: &AppState, call: &mut Call) -> Result<Response, ApiE
     };
     let report = report::gather(
         &state.keys,
+        &state.credentials,
         state.store.as_ref(),
         state.clock.now(),
         state.report.cryptoperiod,
@@ -73,6 +74,7 @@ async fn read_report(state: &AppState, call: &mut Call) -> Result<Response, ApiE
     .map_err(|e| match e {
         ReportError::Keys(k) => ApiError::from(k),
         ReportError::Store(s) => store_error(s),
+        ReportError::Credentials(c) => crate::api::credentials::credential_error(c),
     })?;
     Ok(match format {
         Format::Json => json(StatusCode::OK, &report),

@@ -21,7 +21,20 @@ pub enum Action {
     RevokeToken,
     WhoAmI,
     ReloadPolicies,
+    CreateCredential,
+    ImportCredential,
+    ListCredentials,
+    GetCredential,
+    UpdateCredential,
+    DeleteCredential,
+    ReadCredentialActivity,
+    VerifySigV4,
+    DeriveSigningKey,
 }
+
+/// The action of the event a credential's new caller fingerprint raises (not a request:
+/// no policy decides it).
+pub const CREDENTIAL_NEW_FINGERPRINT: &str = "credential.new_fingerprint";
 
 impl Action {
     pub fn as_str(self) -> &'static str {
@@ -44,6 +57,15 @@ impl Action {
             Action::RevokeToken => "RevokeToken",
             Action::WhoAmI => "WhoAmI",
             Action::ReloadPolicies => "ReloadPolicies",
+            Action::CreateCredential => "CreateCredential",
+            Action::ImportCredential => "ImportCredential",
+            Action::ListCredentials => "ListCredentials",
+            Action::GetCredential => "GetCredential",
+            Action::UpdateCredential => "UpdateCredential",
+            Action::DeleteCredential => "DeleteCredential",
+            Action::ReadCredentialActivity => "ReadCredentialActivity",
+            Action::VerifySigV4 => "VerifySigV4",
+            Action::DeriveSigningKey => "DeriveSigningKey",
         }
     }
 }

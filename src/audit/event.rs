@@ -152,7 +152,7 @@ pub fn time_text(ms: i64) -> String {
 }
 
 /// Control characters removed and the length bounded: a user agent is caller input.
-fn clean_user_agent(ua: &str) -> String {
+pub fn clean_user_agent(ua: &str) -> String {
     let mut out = String::new();
     for c in ua.chars().filter(|c| !c.is_control()) {
         if out.len() + c.len_utf8() > MAX_USER_AGENT {

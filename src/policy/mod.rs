@@ -82,7 +82,9 @@ pub enum Resource<'a> {
         owner: &'a str,
         tags: &'a BTreeMap<String, String>,
     },
-    /// "keys", "audit", "reports", "tokens", "policies", "self".
+    /// A SigV4 credential (for creation and import: as requested).
+    Credential { id: &'a str, principal: &'a str },
+    /// "keys", "audit", "reports", "tokens", "policies", "self", "credentials", "sigv4".
     Collection(&'static str),
 }
 
@@ -127,6 +129,11 @@ fn decision_key(principal: &Principal, action: Action, resource: &Resource<'_>, 
                 push(&mut out, v.as_bytes());
             }
         }
+        Resource::Credential { id, principal } => {
+            push(&mut out, b"credential");
+            push(&mut out, id.as_bytes());
+            push(&mut out, principal.as_bytes());
+        }
         Resource::Collection(name) => {
             push(&mut out, b"collection");
             push(&mut out, name.as_bytes());
@@ -146,6 +153,7 @@ struct Types {
     principal: EntityTypeName,
     group: EntityTypeName,
     key: EntityTypeName,
+    credential: EntityTypeName,
     collection: EntityTypeName,
     action: EntityTypeName,
 }
@@ -157,6 +165,7 @@ impl Types {
             principal: parse("Sigvault::Principal")?,
             group: parse("Sigvault::Group")?,
             key: parse("Sigvault::Key")?,
+            credential: parse("Sigvault::Credential")?,
             collection: parse("Sigvault::Collection")?,
             action: parse("Sigvault::Action")?,
         })
@@ -282,6 +291,23 @@ impl PolicyEngine {
                     [],
                     tags.iter()
                         .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
+                )
+                .map_err(|e| e.to_string())?;
+                (uid, entity)
+            }
+            Resource::Credential { id, principal } => {
+                let uid = Types::uid(&t.credential, id);
+                let entity = Entity::new(
+                    uid.clone(),
+                    [
+                        ("id".to_owned(), RestrictedExpression::new_string((*id).to_owned())),
+                        (
+                            "principal".to_owned(),
+                            RestrictedExpression::new_string((*principal).to_owned()),
+                        ),
+                    ]
+                    .into(),
+                    [].into(),
                 )
                 .map_err(|e| e.to_string())?;
                 (uid, entity)

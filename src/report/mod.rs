@@ -8,21 +8,24 @@
 //! material, a token, a MAC or a message — and this module never writes anything.
 //!
 //! Each kind of inventory item is a section of its own ([`keys`] for signing keys): a row
-//! type built from the domain's view of the item, and a summary of its rows. SigV4
-//! credentials and API keys join as further sections beside `keys` in
-//! [`ComplianceReport`] and [`Summary`], measuring their age with the same [`Aging`].
+//! type built from the domain's view of the item, and a summary of its rows; [`credentials`]
+//! for SigV4 credentials. API keys join as a further section in [`ComplianceReport`] and
+//! [`Summary`], measuring their age with the same [`Aging`].
 //! Rendering for people is [`html`], with the age chart of [`chart`].
 
 pub mod chart;
+pub mod credentials;
 pub mod html;
 pub mod keys;
 
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
+use crate::credentials::{CredentialError, CredentialService};
 use crate::keys::{KeyDetails, KeyError, KeyService};
-use crate::store::{Store, StoreError};
+use crate::store::{CredentialRecord, Store, StoreError};
 use crate::timefmt::{format_duration, rfc3339};
+use credentials::{CredentialEntry, CredentialSummary};
 use keys::{KeyEntry, KeySummary};
 
 /// How far ahead a rotation counts as "due soon" in the report.
@@ -36,6 +39,8 @@ pub enum ReportError {
     Keys(#[source] KeyError),
     #[error("reading the audit counts: {0}")]
     Store(#[source] StoreError),
+    #[error("reading the credential inventory: {0}")]
+    Credentials(#[source] CredentialError),
 }
 
 /// The whole report, as `GET /v1/reports/compliance` serves it in JSON.
@@ -49,6 +54,8 @@ pub struct ComplianceReport {
     pub summary: Summary,
     /// Signing keys in name order.
     pub keys: Vec<KeyEntry>,
+    /// SigV4 credentials in access key id order.
+    pub credentials: Vec<CredentialEntry>,
     /// Audit events per principal, most active first. The request that reads the report
     /// is recorded after the report is built, so it is not counted in its own report.
     pub principals: Vec<PrincipalActivity>,
@@ -58,6 +65,7 @@ pub struct ComplianceReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub keys: KeySummary,
+    pub credentials: CredentialSummary,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -109,9 +117,23 @@ pub fn build(
         cryptoperiod_days: cryptoperiod.whole_days(),
         summary: Summary {
             keys: keys::summarise(&keys),
+            credentials: CredentialSummary::default(),
         },
         keys,
+        credentials: Vec::new(),
         principals: principals(audit_counts),
+    }
+}
+
+impl ComplianceReport {
+    /// Adds the credential section, measured as of `now` like the keys.
+    pub fn with_credentials(mut self, list: &[CredentialRecord], now: OffsetDateTime, cryptoperiod: Duration) -> Self {
+        self.credentials = list
+            .iter()
+            .map(|c| credentials::credential_entry(c, now, cryptoperiod))
+            .collect();
+        self.summary.credentials = credentials::summarise(&self.credentials);
+        self
     }
 }
 
@@ -128,13 +150,28 @@ fn principals(counts: Vec<(String, u64)>) -> Vec<PrincipalActivity> {
 /// Reads every key (page by page) and the audit counts, and builds the report as of `now`.
 pub async fn gather(
     keys: &KeyService,
+    credentials: &CredentialService,
     store: &dyn Store,
     now: OffsetDateTime,
     cryptoperiod: Duration,
 ) -> Result<ComplianceReport, ReportError> {
     let inventory = all_keys(keys).await.map_err(ReportError::Keys)?;
     let counts = store.audit_counts_by_principal().await.map_err(ReportError::Store)?;
-    Ok(build(&inventory, counts, now, cryptoperiod))
+    let credentials = all_credentials(credentials).await.map_err(ReportError::Credentials)?;
+    Ok(build(&inventory, counts, now, cryptoperiod).with_credentials(&credentials, now, cryptoperiod))
+}
+
+async fn all_credentials(credentials: &CredentialService) -> Result<Vec<CredentialRecord>, CredentialError> {
+    let mut out: Vec<CredentialRecord> = Vec::new();
+    loop {
+        let after = out.last().map(|c| c.access_key_id.clone());
+        let page = credentials.list(None, after.as_deref(), PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
 }
 
 async fn all_keys(keys: &KeyService) -> Result<Vec<KeyDetails>, KeyError> {

@@ -11,6 +11,7 @@ mod keys;
 mod openapi;
 mod report;
 mod root_token;
+mod sigv4;
 mod startup;
 mod tls;
 mod vectors;

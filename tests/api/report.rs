@@ -137,8 +137,12 @@ async fn the_report_lists_every_key_with_its_findings_and_exact_counts() {
         "summary": {"keys": {
             "total": 5, "enabled": 3, "disabled": 1, "pending_deletion": 1,
             "over_age": 1, "never_used": 3, "due_within_30_days": 1,
-        }},
+        },
+            "credentials": {
+                "total": 0, "active": 0, "inactive": 0, "over_age": 0, "never_used": 0, "due_within_30_days": 0,
+            }},
         "keys": expected_keys(),
+        "credentials": [],
         "principals": [{"principal": "root", "events": SCENARIO_EVENTS}],
     });
     for (i, (got, want)) in report["keys"]
@@ -276,7 +280,7 @@ async fn the_report_needs_a_token_a_known_format_and_get() {
 // ----- HTML -------------------------------------------------------------------------------
 
 /// `GET …?format=html`: checks the headers and returns the page.
-async fn report_html(app: &TestApp) -> String {
+pub(crate) async fn report_html(app: &TestApp) -> String {
     let resp = app
         .client
         .get(app.url("/v1/reports/compliance?format=html"))

@@ -47,6 +47,10 @@ const CUSTODIAN: Expect = Expect::Allow("custodian-manage-keys");
 const CUSTODIAN_LIST: Expect = Expect::Allow("custodian-list-keys");
 const AUDITOR: Expect = Expect::Allow("auditor-read-audit-and-reports");
 const ANYONE: Expect = Expect::Allow("anyone-whoami");
+const CUSTODIAN_CRED: Expect = Expect::Allow("custodian-manage-credentials");
+const CUSTODIAN_CRED_LIST: Expect = Expect::Allow("custodian-list-credentials");
+const AUDITOR_CRED: Expect = Expect::Allow("auditor-read-credentials");
+const SERVICE_SIGV4: Expect = Expect::Allow("service-verify-sigv4");
 const DENY: Expect = Expect::Deny;
 
 /// Read off `policies/*.cedar`. Every key a cell uses is owned by the caller, so the service
@@ -55,7 +59,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 18] = [
+const TABLE: [(Action, [Expect; 5]); 27] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -75,6 +79,15 @@ const TABLE: [(Action, [Expect; 5]); 18] = [
     (Action::RevokeToken,          [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::WhoAmI,               [ADMIN, ANYONE,  ANYONE,         ANYONE,  ANYONE]),
     (Action::ReloadPolicies,       [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
+    (Action::CreateCredential,     [ADMIN, DENY,    CUSTODIAN_CRED, DENY,    DENY  ]),
+    (Action::ImportCredential,     [ADMIN, DENY,    CUSTODIAN_CRED, DENY,    DENY  ]),
+    (Action::ListCredentials,      [ADMIN, DENY,    CUSTODIAN_CRED_LIST, AUDITOR_CRED, DENY]),
+    (Action::GetCredential,        [ADMIN, DENY,    CUSTODIAN_CRED, AUDITOR_CRED, DENY]),
+    (Action::UpdateCredential,     [ADMIN, DENY,    CUSTODIAN_CRED, DENY,    DENY  ]),
+    (Action::DeleteCredential,     [ADMIN, DENY,    CUSTODIAN_CRED, DENY,    DENY  ]),
+    (Action::ReadCredentialActivity, [ADMIN, DENY,  CUSTODIAN_CRED, AUDITOR_CRED, DENY]),
+    (Action::VerifySigV4,          [ADMIN, SERVICE_SIGV4, DENY,     DENY,    DENY  ]),
+    (Action::DeriveSigningKey,     [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
 ];
 
 #[test]
@@ -139,6 +152,13 @@ async fn check_column(role: Role) {
                 if action == Action::CreateToken {
                     // An allowed creation names the token it made.
                     resource = format!("token:{}", r.body["id"].as_str().unwrap_or_default());
+                }
+                if action == Action::CreateCredential {
+                    resource = format!("credential:{}", r.body["access_key_id"].as_str().unwrap_or_default());
+                }
+                if action == Action::VerifySigV4 {
+                    // An allowed verification names the credential the request was signed with.
+                    resource = format!("credential:{}", cell_credential(action));
                 }
                 ("allow", json!(policy), "ok")
             }
@@ -215,6 +235,31 @@ enum Probe {
     Token(String),
     /// How many caller tokens were created.
     TokensCreated,
+    /// The credential of this access key id, or its absence.
+    Credential(String),
+    /// Every credential.
+    Credentials,
+}
+
+const CELL_SECRET: &str = "cellsecretcellsecretcellsecretcellsecret";
+
+/// The access key id of the credential `action`'s cell works on (one per cell: the cells of
+/// a column share one app).
+fn cell_credential(action: Action) -> String {
+    format!("AKIDCELL{}", action.as_str().to_uppercase())
+}
+
+/// Imports `action`'s cell credential as root, for principal `cell`; returns its id.
+async fn import_cell_credential(app: &TestApp, action: Action) -> String {
+    let id = cell_credential(action);
+    let r = app
+        .post(
+            "/v1/credentials/import",
+            json!({"access_key_id": id, "secret_access_key": CELL_SECRET, "principal": format!("cell-{}", action.as_str())}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, "expected root to import the cell credential");
+    id
 }
 
 /// Sets up a fresh target for `action` (as root) and returns the request to send.
@@ -311,8 +356,84 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
             Cell::new(Method::GET, "/v1/auth/whoami", StatusCode::OK, "self").effect("/principal", json!(owner))
         }
         Action::ReloadPolicies => Cell::new(Method::POST, "/v1/sys/policies/reload", StatusCode::OK, "policies")
-            // The shipped set holds seven policies.
-            .effect("/policies", json!(7)),
+            // The shipped set holds eleven policies.
+            .effect("/policies", json!(11)),
+        Action::CreateCredential => {
+            let principal = format!("cell-{owner}");
+            Cell::new(Method::POST, "/v1/credentials", StatusCode::CREATED, "credentials")
+                .body(json!({"principal": principal}))
+                .effect("/principal", json!(principal))
+                .probe(Probe::Credentials)
+        }
+        Action::ImportCredential => {
+            let id = cell_credential(action);
+            Cell::new(
+                Method::POST,
+                "/v1/credentials/import",
+                StatusCode::CREATED,
+                format!("credential:{id}"),
+            )
+            .body(json!({"access_key_id": id, "secret_access_key": CELL_SECRET, "principal": "cell"}))
+            .effect("/access_key_id", json!(id))
+            .probe(Probe::Credential(id))
+        }
+        Action::ListCredentials => {
+            let id = import_cell_credential(app, action).await;
+            Cell::new(
+                Method::GET,
+                "/v1/credentials?principal=cell-ListCredentials",
+                StatusCode::OK,
+                "credentials",
+            )
+            .effect("/credentials/0/access_key_id", json!(id))
+        }
+        Action::GetCredential
+        | Action::UpdateCredential
+        | Action::DeleteCredential
+        | Action::ReadCredentialActivity => {
+            let id = import_cell_credential(app, action).await;
+            let one = format!("/v1/credentials/{id}");
+            let resource = format!("credential:{id}");
+            let cell = match action {
+                Action::GetCredential => {
+                    Cell::new(Method::GET, one, StatusCode::OK, resource).effect("/access_key_id", json!(id))
+                }
+                Action::UpdateCredential => Cell::new(Method::PATCH, one, StatusCode::OK, resource)
+                    .body(json!({"state": "inactive"}))
+                    .effect("/state", json!("inactive")),
+                Action::DeleteCredential => {
+                    Cell::new(Method::DELETE, one, StatusCode::OK, resource).effect("/deleted", json!(true))
+                }
+                _ => Cell::new(Method::GET, format!("{one}/activity"), StatusCode::OK, resource)
+                    .effect("/access_key_id", json!(id)),
+            };
+            cell.probe(Probe::Credential(id))
+        }
+        Action::VerifySigV4 => {
+            let id = import_cell_credential(app, action).await;
+            let signed = crate::sigv4::sign_with(
+                &id,
+                CELL_SECRET,
+                &crate::sigv4::ToSign::get("/orders?limit=1", crate::sigv4::now(app)),
+            );
+            Cell::new(Method::POST, "/v1/sigv4/verify", StatusCode::OK, "sigv4")
+                .body(signed.verify_body())
+                .effect("/principal", json!("cell-VerifySigV4"))
+                .probe(Probe::Credential(id))
+        }
+        Action::DeriveSigningKey => {
+            let id = import_cell_credential(app, action).await;
+            let today = sigvault::clock::Clock::now(app.clock.as_ref()).date();
+            let date = format!("{:04}{:02}{:02}", today.year(), u8::from(today.month()), today.day());
+            Cell::new(
+                Method::POST,
+                "/v1/sigv4/signing-key",
+                StatusCode::OK,
+                format!("credential:{id}"),
+            )
+            .body(json!({"access_key_id": id, "date": date, "region": "eu-west-1", "service": "s3"}))
+            .effect("/scope", json!(format!("{date}/eu-west-1/s3/aws4_request")))
+        }
     }
 }
 
@@ -323,6 +444,8 @@ async fn observe(app: &TestApp, probe: &Probe) -> Value {
         Probe::Nothing => Value::Null,
         Probe::Key(name) => without_request_id(app.get(&format!("/v1/keys/{name}")).await),
         Probe::Token(token) => without_request_id(app.send(Method::GET, "/v1/auth/whoami", Some(token), None).await),
+        Probe::Credential(id) => without_request_id(app.get(&format!("/v1/credentials/{id}")).await),
+        Probe::Credentials => without_request_id(app.get("/v1/credentials?limit=1000").await),
         Probe::TokensCreated => {
             let r = app.get("/v1/audit/events?action=CreateToken&limit=1000").await;
             let events = r.body["events"].as_array().cloned().unwrap_or_default();

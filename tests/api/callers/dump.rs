@@ -16,7 +16,7 @@ const PREFIX: usize = 8;
 
 /// `secret` raw, in lower and upper hex, and in base64 (standard and URL-safe, padded
 /// and not), each labelled.
-fn encodings(label: &str, secret: &[u8]) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn encodings(label: &str, secret: &[u8]) -> Vec<(String, Vec<u8>)> {
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     let forms = [
         ("raw", secret.to_vec()),
@@ -34,7 +34,7 @@ fn encodings(label: &str, secret: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The database (with whichever of `-wal` and `-shm` exist) and the audit files.
-fn stored_files(home: &AppHome) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn stored_files(home: &AppHome) -> Vec<(PathBuf, Vec<u8>)> {
     let db = home.database().display().to_string();
     let mut paths: Vec<PathBuf> = ["", "-wal", "-shm"]
         .iter()
@@ -60,7 +60,7 @@ fn stored_files(home: &AppHome) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Each needle found, as `label in file`.
-fn found(files: &[(PathBuf, Vec<u8>)], needles: &[(String, Vec<u8>)]) -> Vec<String> {
+pub(crate) fn found(files: &[(PathBuf, Vec<u8>)], needles: &[(String, Vec<u8>)]) -> Vec<String> {
     let mut by_prefix: HashMap<&[u8], Vec<&(String, Vec<u8>)>> = HashMap::new();
     for needle in needles {
         assert!(needle.1.len() >= PREFIX, "{} is long enough to search for", needle.0);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, temp_dir};
 
-mod dump;
+pub(crate) mod dump;
 mod failure_limit;
 mod policies;
 mod tokens;
