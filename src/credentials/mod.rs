@@ -7,9 +7,11 @@
 //! closed) instead of one attributed to someone else.
 //!
 //! Verification ([`CredentialService::verify`]) parses and checks the request with the pure
-//! [`crate::sigv4`] module and signs with the derived key of the request's scope. Derived
-//! keys are cached per (credential, date, region, service) in locked, zeroized memory, so a
-//! steady stream costs one KEK unwrap and one HMAC chain per scope and day, not per request.
+//! [`crate::sigv4`] module and signs with the derived key of the request's scope. Unwrapped
+//! secrets are cached per credential (`cache.ttl`) and derived keys per (credential, date,
+//! region, service) once they verified a request, both in locked, zeroized memory: a steady
+//! stream costs one KEK unwrap per `cache.ttl` and one HMAC chain per scope and day, and
+//! requests with made-up scopes cost an HMAC chain but neither an HSM call nor cache room.
 //! Each verified use is noticed by [`activity`]: last use, and the caller's fingerprint, a new
 //! one of which is reported to the caller (for the audit trail) and may deactivate the
 //! credential (`on_new_fingerprint`).
@@ -172,6 +174,13 @@ pub struct Verification {
     pub new_fingerprint: Option<NewFingerprint>,
 }
 
+/// A derived key waiting to be cached: its cache key and the fill token taken before it
+/// was derived (an invalidation in between keeps it out).
+struct Fill {
+    cache_key: (Arc<str>, String),
+    token: crate::keys::cache::FillToken,
+}
+
 struct Cached {
     record: CredentialRecord,
     state: CredentialState,
@@ -184,6 +193,9 @@ pub struct CredentialService {
     clock: SharedClock,
     settings: Sigv4Settings,
     meta: TtlCache<String, Cached>,
+    /// Unwrapped secrets by access key id (bounded, TTL `cache.ttl`, zeroized on eviction).
+    secrets: TtlCache<String, SecretBytes>,
+    /// Derived keys by (access key id, scope), cached once they verified a request.
     signing_keys: TtlCache<(Arc<str>, String), SecretBytes>,
     activity: ActivityTracker,
 }
@@ -296,6 +308,7 @@ impl CredentialService {
     ) -> Self {
         Self {
             meta: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
+            secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             signing_keys: TtlCache::new(cache.max_entries, SIGNING_KEY_TTL, clock.clone()),
             activity: ActivityTracker::new(settings.max_fingerprints),
             store,
@@ -511,6 +524,7 @@ impl CredentialService {
     fn invalidate(&self, id: &str) {
         self.meta.invalidate(|k| k == id);
         self.signing_keys.invalidate(|(k, _)| k.as_ref() == id);
+        self.secrets.invalidate(|k| k == id);
     }
 
     async fn cached(&self, id: &str) -> CredentialResult<Arc<Cached>> {
@@ -528,21 +542,45 @@ impl CredentialService {
         Ok(cached)
     }
 
-    /// The derived key of `scope`: from the cache, or one KEK unwrap and one HMAC chain.
-    async fn scope_key(&self, credential: &Cached, scope: &Scope) -> CredentialResult<Arc<SecretBytes>> {
+    /// The unwrapped secret of a credential: from the cache, or one KEK unwrap.
+    async fn secret(&self, credential: &Cached) -> CredentialResult<Arc<SecretBytes>> {
+        let id = credential.record.access_key_id.as_str();
+        if let Some(hit) = self.secrets.get(id) {
+            return Ok(hit);
+        }
+        let token = self.secrets.fill_token();
+        let aad = aad_id(id, &credential.record.principal);
+        let secret = Arc::new(self.keyring.open(&identity(&aad), &credential.record.sealed).await?);
+        self.secrets.insert(id.to_owned(), Arc::clone(&secret), token);
+        Ok(secret)
+    }
+
+    /// The derived key of `scope`. A cached one comes with `None`; a fresh one (one HMAC
+    /// chain over the cached secret) comes with what [`CredentialService::remember`] needs to
+    /// cache it — done only once it verified a request, so requests with made-up scopes
+    /// cannot fill the cache.
+    async fn scope_key(
+        &self,
+        credential: &Cached,
+        scope: &Scope,
+    ) -> CredentialResult<(Arc<SecretBytes>, Option<Fill>)> {
         let id: Arc<str> = Arc::from(credential.record.access_key_id.as_str());
         let cache_key = (id, scope.to_string_scope());
         if let Some(hit) = self.signing_keys.get(&cache_key) {
-            return Ok(hit);
+            return Ok((hit, None));
         }
         let token = self.signing_keys.fill_token();
-        let aad = aad_id(&credential.record.access_key_id, &credential.record.principal);
-        let secret = self.keyring.open(&identity(&aad), &credential.record.sealed).await?;
-        // The secret is consumed by the key derivation; the derived key is cached locked.
+        let secret = self.secret(credential).await?;
+        // The secret is consumed by the key derivation; the derived key lives locked.
         let derived = sigv4::signing_key(secret.expose_secret(), scope);
         let key = Arc::new(SecretBytes::from_slice(derived.as_slice()));
-        self.signing_keys.insert(cache_key, Arc::clone(&key), token);
-        Ok(key)
+        Ok((key, Some(Fill { cache_key, token })))
+    }
+
+    fn remember(&self, key: &Arc<SecretBytes>, fill: Option<Fill>) {
+        if let Some(Fill { cache_key, token }) = fill {
+            self.signing_keys.insert(cache_key, Arc::clone(key), token);
+        }
     }
 
     // ----- verification ------------------------------------------------------------------
@@ -601,7 +639,7 @@ impl CredentialService {
             Ok(c) => c,
             Err(refusal) => return Ok((Err(refusal.into()), None)),
         };
-        let key = self.scope_key(&credential, &auth.scope).await?;
+        let (key, fill) = self.scope_key(&credential, &auth.scope).await?;
         let key_bytes: &[u8; 32] = key
             .expose_secret()
             .try_into()
@@ -610,6 +648,7 @@ impl CredentialService {
         if !sigv4::signature_matches(key_bytes, &candidates, &auth.signature) {
             return Ok((Err(Rejection::Refused(Refusal::SignatureMismatch.code())), None));
         }
+        self.remember(&key, fill);
         // State is told only to a holder of the secret: a forged request learns nothing.
         if credential.state == CredentialState::Inactive {
             return Ok((Err(Rejection::InactiveAccessKey), None));
@@ -701,7 +740,8 @@ impl CredentialService {
             region: region.to_owned(),
             service: service.to_owned(),
         };
-        let key = self.scope_key(&credential, &scope).await?;
+        let (key, fill) = self.scope_key(&credential, &scope).await?;
+        self.remember(&key, fill);
         let bytes: &[u8; 32] = key
             .expose_secret()
             .try_into()
@@ -731,8 +771,14 @@ impl CredentialService {
         Ok(())
     }
 
+    /// How many unwrapped secrets and derived keys are cached (for metrics and tests).
+    pub fn cache_sizes(&self) -> (usize, usize) {
+        (self.secrets.len(), self.signing_keys.len())
+    }
+
     pub fn sweep_caches(&self) {
         self.meta.sweep();
         self.signing_keys.sweep();
+        self.secrets.sweep();
     }
 }

@@ -312,3 +312,40 @@ async fn requests_signed_by_botocore_through_the_readme_example_verify() {
         assert_eq!(r.body["principal"], "acme-ci");
     }
 }
+
+#[tokio::test]
+async fn made_up_scopes_do_not_fill_the_derived_key_cache_and_a_verified_one_is_cached_once() {
+    let app = spawn_app().await;
+    let (id, secret) = create_credential(&app, "acme-ci").await;
+    for i in 0..20 {
+        let region = format!("region-{i}");
+        let forged = sign_with(
+            &id,
+            "a-guess-a-guess-a-guess-a-guess-a-guess!",
+            &ToSign {
+                region: &region,
+                ..ToSign::get("/orders", now(&app))
+            },
+        );
+        assert_eq!(verify(&app, &forged).await["code"], "SIGNATURE_MISMATCH");
+    }
+    assert_eq!(
+        app.state.credentials.cache_sizes(),
+        (1, 0),
+        "one unwrapped secret (one KEK unwrap), no derived key cached"
+    );
+    let signed = sign_with(&id, &secret, &ToSign::get("/orders", now(&app)));
+    for _ in 0..3 {
+        assert_eq!(verify(&app, &signed).await["valid"], true);
+    }
+    assert_eq!(
+        app.state.credentials.cache_sizes(),
+        (1, 1),
+        "the verified scope's key is cached"
+    );
+    let r = app
+        .patch(&format!("/v1/credentials/{id}"), json!({"state": "inactive"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.state.credentials.cache_sizes(), (0, 0), "a change drops both");
+}
