@@ -11,6 +11,8 @@
 //! - [`envelope`]: pure AES-256-GCM sealing with the record AAD; no I/O.
 //! - [`store`]: persistence of metadata and sealed records (SQLite).
 //! - [`keys`]: signing keys, versions, rotation, the unwrapped-secret cache.
+//! - [`apikeys`]: bearer API keys (format and checksum, keyed hashes, the verify pipeline,
+//!   rate limits).
 //! - [`sigv4`]: pure AWS Signature V4 verification (canonical request, string to sign,
 //!   signing key, time window); no I/O, no key lookup.
 //! - [`credentials`]: SigV4 access keys (sealed secrets, activity, verification with
@@ -30,6 +32,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod apikeys;
 pub mod audit;
 pub mod auth;
 pub mod clock;

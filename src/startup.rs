@@ -166,9 +166,11 @@ impl Application {
             StoreSettings::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
         };
         let keyring = Keyring::new(Arc::clone(&kek));
-        let hasher = KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock)
-            .await
-            .map_err(StartupError::Pepper)?;
+        let hasher = Arc::new(
+            KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock)
+                .await
+                .map_err(StartupError::Pepper)?,
+        );
         let audit_key = system_secret::load_or_create(store.as_ref(), &keyring, &clock, AUDIT_KEY_NAME).await?;
         let audit = Auditor::start(Arc::clone(&store), audit_key, settings.audit.clone()).await?;
         let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
@@ -180,6 +182,8 @@ impl Application {
             settings.sigv4,
             settings.cache,
         );
+        let apikeys =
+            crate::apikeys::ApiKeyService::new(Arc::clone(&store), Arc::clone(&hasher), clock.clone(), settings.cache);
         let keys = KeyService::new(
             Arc::clone(&store),
             keyring,
@@ -192,9 +196,16 @@ impl Application {
             policies,
             keys,
             credentials,
+            apikeys,
             audit,
             clock: clock.clone(),
-            auth: Authenticator::new(hasher, root_hash, Arc::clone(&store), clock.clone(), settings.auth),
+            auth: Authenticator::new(
+                Arc::clone(&hasher),
+                root_hash,
+                Arc::clone(&store),
+                clock.clone(),
+                settings.auth,
+            ),
             auth_settings: settings.auth,
             kek,
             store,
@@ -265,6 +276,9 @@ impl Application {
         }
         if let Err(e) = self.state.credentials.flush_activity().await {
             tracing::warn!(error = %e, "final credential activity flush failed");
+        }
+        if let Err(e) = self.state.apikeys.flush_usage().await {
+            tracing::warn!(error = %e, "final API key last-use flush failed");
         }
         self.state.store.close().await;
         Ok(())
@@ -370,10 +384,14 @@ fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration) -> tokio:
                     if let Err(e) = state.credentials.flush_activity().await {
                         tracing::warn!(error = %e, "credential activity flush failed; kept for the next try");
                     }
+                    if let Err(e) = state.apikeys.flush_usage().await {
+                        tracing::warn!(error = %e, "API key last-use flush failed; kept for the next try");
+                    }
                 }
                 _ = maintenance.tick() => {
                     state.keys.sweep_caches();
                     state.credentials.sweep_caches();
+                    state.apikeys.sweep_caches();
                     if let Err(e) = state.keys.purge_due().await {
                         tracing::warn!(error = %e, "destroying keys past their waiting period failed");
                     }

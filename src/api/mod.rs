@@ -5,6 +5,7 @@
 //! reaches [`recover`] is "no such path": error ordering (404, then 405, then 401, then
 //! 413/400) is decided in the handlers, not by warp's rejection ranking.
 
+pub mod apikeys;
 pub mod audit;
 pub mod auth;
 pub mod context;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub policies: crate::policy::PolicyEngine,
     pub keys: KeyService,
     pub credentials: crate::credentials::CredentialService,
+    pub apikeys: crate::apikeys::ApiKeyService,
     pub audit: Auditor,
     pub clock: SharedClock,
     pub auth: Authenticator,
@@ -64,6 +66,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .or(audit::routes(Arc::clone(&state)))
                 .unify()
                 .or(sigv4::routes(Arc::clone(&state)))
+                .unify()
+                .or(apikeys::routes(Arc::clone(&state)))
                 .unify()
                 .or(credentials::routes(Arc::clone(&state)))
                 .unify()
@@ -144,6 +148,7 @@ pub fn authorize(
         let on = match resource {
             Resource::Key { name, .. } => format!("key '{name}'"),
             Resource::Credential { id, .. } => format!("credential '{id}'"),
+            Resource::ApiKey { id, .. } => format!("API key '{id}'"),
             Resource::Collection(name) => (*name).to_owned(),
         };
         Err(ApiError::new(

@@ -66,6 +66,7 @@ async fn read_report(state: &AppState, call: &mut Call) -> Result<Response, ApiE
     let report = report::gather(
         &state.keys,
         &state.credentials,
+        &state.apikeys,
         state.store.as_ref(),
         state.clock.now(),
         state.report.cryptoperiod,
@@ -75,6 +76,7 @@ async fn read_report(state: &AppState, call: &mut Call) -> Result<Response, ApiE
         ReportError::Keys(k) => ApiError::from(k),
         ReportError::Store(s) => store_error(s),
         ReportError::Credentials(c) => crate::api::credentials::credential_error(c),
+        ReportError::ApiKeys(a) => crate::api::apikeys::api_key_error(a),
     })?;
     Ok(match format {
         Format::Json => json(StatusCode::OK, &report),

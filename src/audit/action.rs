@@ -30,6 +30,12 @@ pub enum Action {
     ReadCredentialActivity,
     VerifySigV4,
     DeriveSigningKey,
+    CreateApiKey,
+    GetApiKey,
+    UpdateApiKey,
+    RevokeApiKey,
+    RerollApiKey,
+    VerifyApiKey,
 }
 
 /// The action of the event a credential's new caller fingerprint raises (not a request:
@@ -66,6 +72,12 @@ impl Action {
             Action::ReadCredentialActivity => "ReadCredentialActivity",
             Action::VerifySigV4 => "VerifySigV4",
             Action::DeriveSigningKey => "DeriveSigningKey",
+            Action::CreateApiKey => "CreateApiKey",
+            Action::GetApiKey => "GetApiKey",
+            Action::UpdateApiKey => "UpdateApiKey",
+            Action::RevokeApiKey => "RevokeApiKey",
+            Action::RerollApiKey => "RerollApiKey",
+            Action::VerifyApiKey => "VerifyApiKey",
         }
     }
 }

@@ -121,7 +121,8 @@ struct Verified {
 /// counted per source address ([`FailureLimiter`]); an address over the limit is refused
 /// before its token is even looked at.
 pub struct Authenticator {
-    hasher: KeyedHasher,
+    /// Shared with the API-key service (one pepper, one domain label per kind of secret).
+    hasher: Arc<KeyedHasher>,
     /// Empty once the root token was revoked: nothing matches it.
     root_hash: RwLock<Vec<u8>>,
     store: Arc<dyn Store>,
@@ -135,7 +136,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(
-        hasher: KeyedHasher,
+        hasher: Arc<KeyedHasher>,
         root_hash: Vec<u8>,
         store: Arc<dyn Store>,
         clock: SharedClock,
@@ -311,7 +312,7 @@ mod tests {
             failure_window: time::Duration::minutes(1),
             max_token_ttl: time::Duration::days(30),
         };
-        let auth = Authenticator::new(hasher, hash.to_vec(), store, clock.clone(), settings);
+        let auth = Authenticator::new(Arc::new(hasher), hash.to_vec(), store, clock.clone(), settings);
         Fixture {
             auth,
             clock,

@@ -84,6 +84,8 @@ pub enum Resource<'a> {
     },
     /// A SigV4 credential (for creation and import: as requested).
     Credential { id: &'a str, principal: &'a str },
+    /// A bearer API key (for creation: as requested).
+    ApiKey { id: &'a str, principal: &'a str },
     /// "keys", "audit", "reports", "tokens", "policies", "self", "credentials", "sigv4".
     Collection(&'static str),
 }
@@ -129,6 +131,11 @@ fn decision_key(principal: &Principal, action: Action, resource: &Resource<'_>, 
                 push(&mut out, v.as_bytes());
             }
         }
+        Resource::ApiKey { id, principal } => {
+            push(&mut out, b"apikey");
+            push(&mut out, id.as_bytes());
+            push(&mut out, principal.as_bytes());
+        }
         Resource::Credential { id, principal } => {
             push(&mut out, b"credential");
             push(&mut out, id.as_bytes());
@@ -154,6 +161,7 @@ struct Types {
     group: EntityTypeName,
     key: EntityTypeName,
     credential: EntityTypeName,
+    api_key: EntityTypeName,
     collection: EntityTypeName,
     action: EntityTypeName,
 }
@@ -166,6 +174,7 @@ impl Types {
             group: parse("Sigvault::Group")?,
             key: parse("Sigvault::Key")?,
             credential: parse("Sigvault::Credential")?,
+            api_key: parse("Sigvault::ApiKey")?,
             collection: parse("Sigvault::Collection")?,
             action: parse("Sigvault::Action")?,
         })
@@ -295,8 +304,13 @@ impl PolicyEngine {
                 .map_err(|e| e.to_string())?;
                 (uid, entity)
             }
-            Resource::Credential { id, principal } => {
-                let uid = Types::uid(&t.credential, id);
+            Resource::Credential { id, principal } | Resource::ApiKey { id, principal } => {
+                let ty = if matches!(resource, Resource::ApiKey { .. }) {
+                    &t.api_key
+                } else {
+                    &t.credential
+                };
+                let uid = Types::uid(ty, id);
                 let entity = Entity::new(
                     uid.clone(),
                     [

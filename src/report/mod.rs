@@ -9,10 +9,11 @@
 //!
 //! Each kind of inventory item is a section of its own ([`keys`] for signing keys): a row
 //! type built from the domain's view of the item, and a summary of its rows; [`credentials`]
-//! for SigV4 credentials. API keys join as a further section in [`ComplianceReport`] and
-//! [`Summary`], measuring their age with the same [`Aging`].
+//! for SigV4 credentials, [`apikeys`] for bearer API keys, both measuring their age with the
+//! same [`Aging`].
 //! Rendering for people is [`html`], with the age chart of [`chart`].
 
+pub mod apikeys;
 pub mod chart;
 pub mod credentials;
 pub mod html;
@@ -21,16 +22,19 @@ pub mod keys;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
+use crate::apikeys::{ApiKeyError, ApiKeyService};
 use crate::credentials::{CredentialError, CredentialService};
 use crate::keys::{KeyDetails, KeyError, KeyService};
-use crate::store::{CredentialRecord, Store, StoreError};
+use crate::store::{ApiKeyRecord, CredentialRecord, Store, StoreError};
 use crate::timefmt::{format_duration, rfc3339};
+use apikeys::{ApiKeyEntry, ApiKeySummary};
 use credentials::{CredentialEntry, CredentialSummary};
 use keys::{KeyEntry, KeySummary};
 
 /// How far ahead a rotation counts as "due soon" in the report.
 pub const DUE_SOON: Duration = Duration::days(30);
-/// Keys read per call to [`KeyService::list`] while gathering the inventory.
+/// Items read per call to [`KeyService::list`], [`CredentialService::list`] and
+/// [`ApiKeyService::list`] while gathering the inventory.
 const PAGE: u32 = 500;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,8 @@ pub enum ReportError {
     Store(#[source] StoreError),
     #[error("reading the credential inventory: {0}")]
     Credentials(#[source] CredentialError),
+    #[error("reading the API key inventory: {0}")]
+    ApiKeys(#[source] ApiKeyError),
 }
 
 /// The whole report, as `GET /v1/reports/compliance` serves it in JSON.
@@ -56,6 +62,8 @@ pub struct ComplianceReport {
     pub keys: Vec<KeyEntry>,
     /// SigV4 credentials in access key id order.
     pub credentials: Vec<CredentialEntry>,
+    /// Bearer API keys in id order, revoked ones included.
+    pub apikeys: Vec<ApiKeyEntry>,
     /// Audit events per principal, most active first. The request that reads the report
     /// is recorded after the report is built, so it is not counted in its own report.
     pub principals: Vec<PrincipalActivity>,
@@ -66,6 +74,7 @@ pub struct ComplianceReport {
 pub struct Summary {
     pub keys: KeySummary,
     pub credentials: CredentialSummary,
+    pub apikeys: ApiKeySummary,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -118,9 +127,11 @@ pub fn build(
         summary: Summary {
             keys: keys::summarise(&keys),
             credentials: CredentialSummary::default(),
+            apikeys: ApiKeySummary::default(),
         },
         keys,
         credentials: Vec::new(),
+        apikeys: Vec::new(),
         principals: principals(audit_counts),
     }
 }
@@ -135,6 +146,16 @@ impl ComplianceReport {
         self.summary.credentials = credentials::summarise(&self.credentials);
         self
     }
+
+    /// Adds the API key section, measured as of `now` like the keys.
+    pub fn with_apikeys(mut self, list: &[ApiKeyRecord], now: OffsetDateTime, cryptoperiod: Duration) -> Self {
+        self.apikeys = list
+            .iter()
+            .map(|k| apikeys::api_key_entry(k, now, cryptoperiod))
+            .collect();
+        self.summary.apikeys = apikeys::summarise(&self.apikeys);
+        self
+    }
 }
 
 /// Most events first; ties in name order.
@@ -147,10 +168,12 @@ fn principals(counts: Vec<(String, u64)>) -> Vec<PrincipalActivity> {
     out
 }
 
-/// Reads every key (page by page) and the audit counts, and builds the report as of `now`.
+/// Reads every key, credential and API key (page by page) and the audit counts, and builds
+/// the report as of `now`.
 pub async fn gather(
     keys: &KeyService,
     credentials: &CredentialService,
+    apikeys: &ApiKeyService,
     store: &dyn Store,
     now: OffsetDateTime,
     cryptoperiod: Duration,
@@ -158,7 +181,25 @@ pub async fn gather(
     let inventory = all_keys(keys).await.map_err(ReportError::Keys)?;
     let counts = store.audit_counts_by_principal().await.map_err(ReportError::Store)?;
     let credentials = all_credentials(credentials).await.map_err(ReportError::Credentials)?;
-    Ok(build(&inventory, counts, now, cryptoperiod).with_credentials(&credentials, now, cryptoperiod))
+    let apikeys = all_api_keys(apikeys).await.map_err(ReportError::ApiKeys)?;
+    Ok(build(&inventory, counts, now, cryptoperiod)
+        .with_credentials(&credentials, now, cryptoperiod)
+        .with_apikeys(&apikeys, now, cryptoperiod))
+}
+
+/// Every API key, through the service so that this node's last uses not yet written are
+/// merged in (the store alone would show a key verified a moment ago as never used).
+async fn all_api_keys(apikeys: &ApiKeyService) -> Result<Vec<ApiKeyRecord>, ApiKeyError> {
+    let mut out: Vec<ApiKeyRecord> = Vec::new();
+    loop {
+        let after = out.last().map(|k| k.id.clone());
+        let page = apikeys.list(after.as_deref(), PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
 }
 
 async fn all_credentials(credentials: &CredentialService) -> Result<Vec<CredentialRecord>, CredentialError> {

@@ -11,6 +11,7 @@
 //!
 //! Nothing here may hold real key material: the sealed records are made-up bytes.
 
+mod api_keys;
 mod credentials;
 
 use std::path::PathBuf;
@@ -52,6 +53,12 @@ macro_rules! store_contract_tests {
             credentials_are_limited_per_principal_and_listed_in_id_order,
             update_credential_changes_only_what_the_patch_names,
             credential_activity_adds_up_keeps_the_latest_and_the_most_recent_fingerprints,
+            api_keys_are_found_by_hash_read_by_id_and_listed_in_id_order,
+            update_api_key_changes_only_what_the_patch_names_and_leaves_a_revoked_key_unchanged,
+            revoke_api_key_deletes_every_hash_and_keeps_the_first_revocation_time,
+            reroll_api_key_keeps_the_old_hash_until_its_grace_end_and_replaces_an_earlier_one,
+            consume_api_key_credit_counts_down_to_zero_and_never_below,
+            touch_api_keys_moves_last_use_forward_only,
         );
     };
     (@each $backend:ident, $fresh:path, $($check:ident),+ $(,)?) => {
@@ -69,6 +76,7 @@ macro_rules! store_contract_tests {
 }
 pub(crate) use store_contract_tests;
 
+pub(crate) use api_keys::*;
 pub(crate) use credentials::*;
 
 /// An empty store for one test and whatever it lives in. `store` is declared first so it

@@ -3,6 +3,7 @@
 //! pages), foreign keys on. One writer connection serialises writes in process — SQLite
 //! allows one writer at a time anyway — and a small pool serves reads concurrently.
 
+mod api_keys;
 mod credentials;
 
 use std::path::Path;
@@ -15,8 +16,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr};
 
 use super::{
-    AuditFilter, CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, KeyRecord, NewVersion,
-    Store, StoreError, StoreResult, StoredEvent, TokenRecord, UsageDelta, VersionInfo,
+    ApiKeyPatch, ApiKeyRecord, AuditFilter, CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord,
+    FoundApiKey, KeyRecord, NewVersion, Store, StoreError, StoreResult, StoredEvent, TokenRecord, UsageDelta,
+    VersionInfo,
 };
 use crate::BoxFuture;
 use crate::audit::event::{AuditEvent, Decision, time_text};
@@ -45,6 +47,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/sqlite/0002_audit.sql")),
     (3, include_str!("migrations/sqlite/0003_caller_tokens.sql")),
     (4, include_str!("migrations/sqlite/0004_credentials.sql")),
+    (5, include_str!("migrations/sqlite/0005_api_keys.sql")),
 ];
 
 /// The conditions of an [`AuditFilter`]; bind [`filter_values`] in order.
@@ -650,6 +653,57 @@ impl Store for SqliteStore {
 
     fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
         Box::pin(credentials::fingerprints(&self.reader, access_key_id))
+    }
+
+    fn insert_api_key<'a>(&'a self, key: &'a ApiKeyRecord, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(api_keys::insert(&self.writer, key, hash))
+    }
+
+    fn find_api_key<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<FoundApiKey>>> {
+        Box::pin(api_keys::find(&self.reader, hash))
+    }
+
+    fn get_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
+        Box::pin(api_keys::get(&self.reader, id))
+    }
+
+    fn list_api_keys<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<ApiKeyRecord>>> {
+        Box::pin(api_keys::list(&self.reader, after, limit))
+    }
+
+    fn update_api_key<'a>(
+        &'a self,
+        id: &'a str,
+        patch: &'a ApiKeyPatch,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
+        Box::pin(api_keys::update(&self.writer, id, patch, now_ms))
+    }
+
+    fn revoke_api_key<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
+        Box::pin(api_keys::revoke(&self.writer, id, now_ms))
+    }
+
+    fn reroll_api_key<'a>(
+        &'a self,
+        id: &'a str,
+        new_hash: &'a [u8],
+        grace_until_ms: i64,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
+        Box::pin(api_keys::reroll(&self.writer, id, new_hash, grace_until_ms, now_ms))
+    }
+
+    fn consume_api_key_credit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>> {
+        Box::pin(api_keys::consume_credit(&self.writer, id))
+    }
+
+    fn touch_api_keys<'a>(&'a self, used: &'a [(String, i64)]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(api_keys::touch(&self.writer, used))
     }
 
     fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>> {

@@ -1,6 +1,7 @@
 //! Black-box tests of sigvault through its HTTP API and its binary, in ONE test binary
 //! (one link, shared helpers). Every test gets its own SoftHSM2 token and data dir.
 
+mod apikeys;
 mod audit;
 mod audit_cli;
 mod authz;

@@ -2,8 +2,8 @@
 //! serves. Every documented (path, method) is routed and answers a documented status, every
 //! other method on a documented path is refused, routes of API.md that the document leaves
 //! out are not served, the `ErrorCode` enum is exactly the codes of `ErrorCode::as_str`
-//! (scanned from the source text of `src/error.rs`), the `Key` schema is the key JSON the
-//! server emits, security matches authentication, and the documented limits are the
+//! (scanned from the source text of `src/error.rs`), the `Key` and API key schemas are the
+//! JSON the server emits, security matches authentication, and the documented limits are the
 //! server's.
 
 use std::collections::BTreeSet;
@@ -100,14 +100,42 @@ fn operations(doc: &Value) -> Vec<Operation<'_>> {
     out
 }
 
+/// Real ids to fill documented paths with.
+struct Ids {
+    /// A signing key's name, for `{name}`.
+    key: String,
+    /// A caller token's id, for `{id}`.
+    token: String,
+    /// An API key's id, for `{id}` under `/v1/apikeys/`: an unknown API key id answers 404
+    /// `NOT_FOUND`, which is also what a route that is not served answers.
+    apikey: String,
+}
+
+impl Ids {
+    /// Creates a signing key named `key`, a caller token and an API key.
+    async fn create(app: &TestApp, key: &str) -> Self {
+        app.create_key(key).await;
+        Self {
+            key: key.to_owned(),
+            token: token_id(app).await,
+            apikey: api_key(app).await["id"].as_str().expect("id").to_owned(),
+        }
+    }
+}
+
 /// A documented path with `{name}` replaced by a real key's name and `{id}` by a real
-/// caller token's id.
-fn concrete(path: &str, key: &str, token_id: &str) -> String {
+/// caller token's or, under `/v1/apikeys/`, API key's id.
+fn concrete(path: &str, ids: &Ids) -> String {
     assert!(
         !path.replace("{name}", "").replace("{id}", "").contains('{'),
         "{path}: a path parameter this test does not know how to fill"
     );
-    path.replace("{name}", key).replace("{id}", token_id)
+    let id = if path.starts_with("/v1/apikeys/") {
+        &ids.apikey
+    } else {
+        &ids.token
+    };
+    path.replace("{name}", &ids.key).replace("{id}", id)
 }
 
 /// Creates a caller token and returns its id.
@@ -115,6 +143,13 @@ async fn token_id(app: &TestApp) -> String {
     let r = app.post("/v1/auth/tokens", json!({"principal": "openapi"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     r.body["id"].as_str().expect("id").to_owned()
+}
+
+/// Issues an API key with only a principal and returns the answer (with the key).
+async fn api_key(app: &TestApp) -> Value {
+    let r = app.post("/v1/apikeys", json!({"principal": "openapi"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body
 }
 
 /// What the server answers for a path it does not serve, or a method a path does not take.
@@ -245,9 +280,7 @@ async fn every_documented_path_and_method_is_served_and_answers_a_documented_sta
     let app = spawn_app().await;
     let doc = document();
     let codes = documented_codes(&doc);
-    let key = "openapi-routes";
-    app.create_key(key).await;
-    let token = token_id(&app).await;
+    let ids = Ids::create(&app, "openapi-routes").await;
 
     let ops = operations(&doc);
     assert!(
@@ -256,7 +289,7 @@ async fn every_documented_path_and_method_is_served_and_answers_a_documented_sta
         ops.len()
     );
     for op in &ops {
-        let path = concrete(op.path, key, &token);
+        let path = concrete(op.path, &ids);
         // A minimal body where one is taken: valid for some routes, a 400 for others; either
         // way the route had to exist to answer it.
         let body = op.has_body().then(|| b"{}".to_vec());
@@ -293,9 +326,7 @@ async fn every_documented_path_and_method_is_served_and_answers_a_documented_sta
 async fn methods_a_documented_path_does_not_list_are_refused() {
     let app = spawn_app().await;
     let doc = document();
-    let key = "openapi-methods";
-    app.create_key(key).await;
-    let token = token_id(&app).await;
+    let ids = Ids::create(&app, "openapi-methods").await;
 
     for (path, item) in paths(&doc) {
         let listed: BTreeSet<Method> = PATH_ITEM_METHODS
@@ -313,9 +344,7 @@ async fn methods_a_documented_path_does_not_list_are_refused() {
             Method::OPTIONS,
         ];
         for m in probes.into_iter().filter(|m| !listed.contains(m)) {
-            let r = app
-                .send(m.clone(), &concrete(path, key, &token), Some(ROOT_TOKEN), None)
-                .await;
+            let r = app.send(m.clone(), &concrete(path, &ids), Some(ROOT_TOKEN), None).await;
             assert!(
                 (r.status == StatusCode::METHOD_NOT_ALLOWED && r.code() == "METHOD_NOT_ALLOWED")
                     || (r.status == StatusCode::NOT_FOUND && r.code() == "NOT_FOUND"),
@@ -465,15 +494,98 @@ async fn the_key_schema_is_the_key_json_the_server_emits() {
     check_fields(&doc, "Key", &deleted.body);
 }
 
+// ----- the API key schemas are the API key JSON ------------------------------------------------
+
+#[tokio::test]
+async fn the_api_key_schemas_are_the_json_the_server_emits() {
+    let app = spawn_app().await;
+    let doc = document();
+
+    let minimal = api_key(&app).await;
+    check_fields(&doc, "CreatedApiKey", &minimal);
+    let full = app
+        .post(
+            "/v1/apikeys",
+            json!({
+                "principal": "openapi",
+                "prefix": "acme",
+                "expires_at": "2099-01-01T00:00:00Z",
+                "remaining": 5,
+                "ratelimit": {"limit": 10, "period": "1m"},
+                "permissions": ["reports:read", "keys:*"],
+                "meta": {"team": "payments"}
+            }),
+        )
+        .await;
+    assert_eq!(full.status, StatusCode::CREATED, "{}", full.body);
+    check_fields(&doc, "CreatedApiKey", &full.body);
+    let id = full.body["id"].as_str().expect("id").to_owned();
+    let key = full.body["key"].as_str().expect("key").to_owned();
+
+    // Every optional field of the verdict, then the fewest.
+    let verify = |body: Value| app.post("/v1/apikeys/verify", body);
+    let valid = verify(json!({"key": key, "permissions": ["keys:*"]})).await;
+    assert_eq!(valid.body["code"], "VALID", "{}", valid.body);
+    check_fields(&doc, "ApiKeyVerification", &valid.body);
+    let denied = verify(json!({"key": key, "permissions": ["other"]})).await;
+    assert_eq!(denied.body["code"], "INSUFFICIENT_PERMISSIONS", "{}", denied.body);
+    check_fields(&doc, "ApiKeyVerification", &denied.body);
+    let unknown = verify(json!({"key": "sk_not-a-key"})).await;
+    assert_eq!(
+        unknown.body,
+        json!({"valid": false, "code": "NOT_FOUND"}),
+        "{}",
+        unknown.body
+    );
+    let codes = &schema(&doc, "ApiKeyVerification")["properties"]["code"]["enum"];
+    for answer in [&valid.body, &denied.body] {
+        assert!(codes.as_array().expect("enum").contains(&answer["code"]));
+    }
+
+    // Used (the last use is merged in before it is written), patched, rerolled, revoked.
+    let read = app.get(&format!("/v1/apikeys/{id}")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert!(read.body.get("last_used_at").is_some(), "{}", read.body);
+    check_fields(&doc, "ApiKey", &read.body);
+    let patched = app
+        .patch(
+            &format!("/v1/apikeys/{id}"),
+            json!({"state": "disabled", "remaining": null}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert!(
+        patched.body.get("remaining").is_none(),
+        "absent, not null: {}",
+        patched.body
+    );
+    check_fields(&doc, "ApiKey", &patched.body);
+    let rerolled = app
+        .post(&format!("/v1/apikeys/{id}/reroll"), json!({"grace_seconds": 60}))
+        .await;
+    assert_eq!(rerolled.status, StatusCode::OK, "{}", rerolled.body);
+    check_fields(&doc, "CreatedApiKey", &rerolled.body);
+    let revoked = app.delete(&format!("/v1/apikeys/{id}")).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    assert_eq!(revoked.body["state"], "revoked");
+    assert!(revoked.body.get("revoked_at").is_some(), "{}", revoked.body);
+    check_fields(&doc, "ApiKey", &revoked.body);
+
+    // An id that names no API key — a caller token's id among them — is 404 `NOT_FOUND`.
+    let token = token_id(&app).await;
+    for missing in [token.as_str(), "ak_000000000000000000000000"] {
+        let r = app.get(&format!("/v1/apikeys/{missing}")).await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "NOT_FOUND"), "{}", r.body);
+    }
+}
+
 // ----- security, the document's consistency, limits -------------------------------------------
 
 #[tokio::test]
 async fn security_in_the_document_matches_authentication() {
     let app = spawn_app().await;
     let doc = document();
-    let key = "openapi-security";
-    app.create_key(key).await;
-    let token = token_id(&app).await;
+    let ids = Ids::create(&app, "openapi-security").await;
     assert_eq!(
         doc["security"],
         json!([{"bearer": []}, {"mtls": []}]),
@@ -484,7 +596,7 @@ async fn security_in_the_document_matches_authentication() {
 
     let mut open = BTreeSet::new();
     for op in operations(&doc) {
-        let path = concrete(op.path, key, &token);
+        let path = concrete(op.path, &ids);
         let body = op.has_body().then(|| b"{}".to_vec());
         let r = app.send(op.method.clone(), &path, None, body).await;
         if op.is_open(&doc) {

@@ -140,9 +140,14 @@ async fn the_report_lists_every_key_with_its_findings_and_exact_counts() {
         },
             "credentials": {
                 "total": 0, "active": 0, "inactive": 0, "over_age": 0, "never_used": 0, "due_within_30_days": 0,
+            },
+            "apikeys": {
+                "total": 0, "enabled": 0, "disabled": 0, "revoked": 0, "expired": 0,
+                "over_age": 0, "never_used": 0, "due_within_30_days": 0,
             }},
         "keys": expected_keys(),
         "credentials": [],
+        "apikeys": [],
         "principals": [{"principal": "root", "events": SCENARIO_EVENTS}],
     });
     for (i, (got, want)) in report["keys"]
@@ -186,7 +191,82 @@ async fn an_empty_vault_has_an_empty_report() {
                "over_age": 0, "never_used": 0, "due_within_30_days": 0})
     );
     assert_eq!(report["principals"], json!([]));
+    assert_eq!(report["apikeys"], json!([]));
+    assert_eq!(report["summary"]["apikeys"]["total"], 0);
     assert_eq!(report["generated_at"], day(0));
+}
+
+// ----- API keys ----------------------------------------------------------------------------
+
+/// `POST /v1/apikeys` as root; returns the key and its id.
+async fn create_api_key(app: &TestApp, body: Value) -> (String, String) {
+    let r = app.post("/v1/apikeys", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let field = |name: &str| r.body[name].as_str().expect(name).to_owned();
+    (field("key"), field("id"))
+}
+
+#[tokio::test]
+async fn the_report_lists_api_keys_with_age_last_use_and_expiry_but_never_a_key() {
+    let app = spawn_app().await;
+    let in_an_hour = rfc3339(OffsetDateTime::from_unix_timestamp(1_790_000_000).expect("time") + Duration::hours(1));
+    let (used_key, used) = create_api_key(&app, json!({"principal": "p"})).await;
+    let (expiring_key, expiring) = create_api_key(&app, json!({"principal": "p", "expires_at": in_an_hour})).await;
+    let r = app.post("/v1/apikeys/verify", json!({"key": used_key})).await;
+    assert_eq!(
+        (r.status, &r.body["code"]),
+        (StatusCode::OK, &json!("VALID")),
+        "{}",
+        r.body
+    );
+    // Not flushed: the report must still see this node's last use.
+    app.clock.advance(Duration::days(400));
+
+    let report = report_json(&app).await;
+    let row = |id: &str, last_used: Value, expires: Value, expired: bool| {
+        json!({
+            "id": id,
+            "prefix": "sk",
+            "principal": "p",
+            "state": "enabled",
+            "created_at": day(0),
+            "age_days": 400,
+            "last_used_at": last_used,
+            "expires_at": expires,
+            "expired": expired,
+            "rotation_due_at": day(365),
+            "over_age": true,
+            "due_within_30_days": false,
+            "never_used": last_used.is_null(),
+        })
+    };
+    let mut expected = vec![
+        row(&used, json!(day(0)), Value::Null, false),
+        row(&expiring, Value::Null, json!(in_an_hour), true),
+    ];
+    expected.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    assert_eq!(report["apikeys"], json!(expected), "in id order");
+    assert_eq!(
+        report["summary"]["apikeys"],
+        json!({"total": 2, "enabled": 2, "disabled": 0, "revoked": 0, "expired": 1,
+               "over_age": 2, "never_used": 1, "due_within_30_days": 0})
+    );
+    let doc: Value = serde_json::from_str(DOCUMENT).expect("the OpenAPI document is JSON");
+    check_against(&doc, "ComplianceReport", &report);
+
+    let text = report.to_string();
+    let page = report_html(&app).await;
+    for key in [&used_key, &expiring_key] {
+        assert!(!text.contains(key.as_str()), "the JSON report contains an API key");
+        assert!(!page.contains(key.as_str()), "the HTML report contains an API key");
+    }
+    for id in [&used, &expiring] {
+        assert!(
+            page.contains(&format!("<span class=\"name\">{id}</span>")),
+            "{id} not in the page"
+        );
+    }
+    assert!(page.contains("<h2>API keys"));
 }
 
 // ----- the JSON is what the OpenAPI document describes ----------------------------------

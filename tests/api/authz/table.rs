@@ -51,6 +51,8 @@ const CUSTODIAN_CRED: Expect = Expect::Allow("custodian-manage-credentials");
 const CUSTODIAN_CRED_LIST: Expect = Expect::Allow("custodian-list-credentials");
 const AUDITOR_CRED: Expect = Expect::Allow("auditor-read-credentials");
 const SERVICE_SIGV4: Expect = Expect::Allow("service-verify-sigv4");
+const CUSTODIAN_APIKEY: Expect = Expect::Allow("custodian-manage-apikeys");
+const SERVICE_APIKEY: Expect = Expect::Allow("service-verify-apikeys");
 const DENY: Expect = Expect::Deny;
 
 /// Read off `policies/*.cedar`. Every key a cell uses is owned by the caller, so the service
@@ -59,7 +61,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 27] = [
+const TABLE: [(Action, [Expect; 5]); 33] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -88,6 +90,12 @@ const TABLE: [(Action, [Expect; 5]); 27] = [
     (Action::ReadCredentialActivity, [ADMIN, DENY,  CUSTODIAN_CRED, AUDITOR_CRED, DENY]),
     (Action::VerifySigV4,          [ADMIN, SERVICE_SIGV4, DENY,     DENY,    DENY  ]),
     (Action::DeriveSigningKey,     [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
+    (Action::CreateApiKey,         [ADMIN, DENY,    CUSTODIAN_APIKEY, DENY,  DENY  ]),
+    (Action::GetApiKey,            [ADMIN, DENY,    CUSTODIAN_APIKEY, AUDITOR_CRED, DENY]),
+    (Action::UpdateApiKey,         [ADMIN, DENY,    CUSTODIAN_APIKEY, DENY,  DENY  ]),
+    (Action::RevokeApiKey,         [ADMIN, DENY,    CUSTODIAN_APIKEY, DENY,  DENY  ]),
+    (Action::RerollApiKey,         [ADMIN, DENY,    CUSTODIAN_APIKEY, DENY,  DENY  ]),
+    (Action::VerifyApiKey,         [ADMIN, SERVICE_APIKEY, DENY,    DENY,    DENY  ]),
 ];
 
 #[test]
@@ -160,6 +168,14 @@ async fn check_column(role: Role) {
                     // An allowed verification names the credential the request was signed with.
                     resource = format!("credential:{}", cell_credential(action));
                 }
+                if action == Action::CreateApiKey {
+                    resource = format!("apikey:{}", r.body["id"].as_str().unwrap_or_default());
+                }
+                if let Some(named) = &cell.resource_if_allowed {
+                    // An allowed API-key verification names the key presented (a denied one
+                    // never looked it up).
+                    resource = named.clone();
+                }
                 ("allow", json!(policy), "ok")
             }
             Expect::Deny => {
@@ -189,6 +205,8 @@ struct Cell {
     effect: Option<(&'static str, Value)>,
     /// The resource the audit event names.
     resource: String,
+    /// The resource an allowed request's event names instead, when it differs.
+    resource_if_allowed: Option<String>,
     /// What a denied request must leave as it was (besides the key list).
     probe: Probe,
 }
@@ -202,7 +220,15 @@ impl Cell {
             success,
             effect: None,
             resource: resource.into(),
+            resource_if_allowed: None,
             probe: Probe::Nothing,
+        }
+    }
+
+    fn resource_if_allowed(self, resource: String) -> Self {
+        Self {
+            resource_if_allowed: Some(resource),
+            ..self
         }
     }
 
@@ -239,6 +265,10 @@ enum Probe {
     Credential(String),
     /// Every credential.
     Credentials,
+    /// The API key of this id, and what verifying this key (as root) answers.
+    ApiKey { id: String, key: String },
+    /// Every API key in the store.
+    ApiKeys,
 }
 
 const CELL_SECRET: &str = "cellsecretcellsecretcellsecretcellsecret";
@@ -260,6 +290,17 @@ async fn import_cell_credential(app: &TestApp, action: Action) -> String {
         .await;
     assert_status(&r, StatusCode::CREATED, "expected root to import the cell credential");
     id
+}
+
+/// Creates an API key as root for `action`'s cell (its own principal, `cell-<action>`);
+/// returns (id, key).
+async fn create_cell_api_key(app: &TestApp, action: Action) -> (String, String) {
+    let r = app
+        .post("/v1/apikeys", json!({"principal": format!("cell-{}", action.as_str())}))
+        .await;
+    assert_status(&r, StatusCode::CREATED, "expected root to create the cell API key");
+    let field = |name: &str| r.body[name].as_str().expect("id and key").to_owned();
+    (field("id"), field("key"))
 }
 
 /// Sets up a fresh target for `action` (as root) and returns the request to send.
@@ -356,8 +397,8 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
             Cell::new(Method::GET, "/v1/auth/whoami", StatusCode::OK, "self").effect("/principal", json!(owner))
         }
         Action::ReloadPolicies => Cell::new(Method::POST, "/v1/sys/policies/reload", StatusCode::OK, "policies")
-            // The shipped set holds eleven policies.
-            .effect("/policies", json!(11)),
+            // The shipped set holds thirteen policies (the `@id`s of `policies/*.cedar`).
+            .effect("/policies", json!(13)),
         Action::CreateCredential => {
             let principal = format!("cell-{owner}");
             Cell::new(Method::POST, "/v1/credentials", StatusCode::CREATED, "credentials")
@@ -434,6 +475,40 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
             .body(json!({"access_key_id": id, "date": date, "region": "eu-west-1", "service": "s3"}))
             .effect("/scope", json!(format!("{date}/eu-west-1/s3/aws4_request")))
         }
+        Action::CreateApiKey => {
+            let principal = format!("cell-{}-{owner}", action.as_str());
+            Cell::new(Method::POST, "/v1/apikeys", StatusCode::CREATED, "apikeys")
+                .body(json!({"principal": principal}))
+                .effect("/principal", json!(principal))
+                .probe(Probe::ApiKeys)
+        }
+        Action::GetApiKey | Action::UpdateApiKey | Action::RevokeApiKey | Action::RerollApiKey => {
+            let (id, key) = create_cell_api_key(app, action).await;
+            let one = format!("/v1/apikeys/{id}");
+            let resource = format!("apikey:{id}");
+            let cell = match action {
+                Action::GetApiKey => Cell::new(Method::GET, one, StatusCode::OK, resource).effect("/id", json!(id)),
+                Action::UpdateApiKey => Cell::new(Method::PATCH, one, StatusCode::OK, resource)
+                    .body(json!({"state": "disabled"}))
+                    .effect("/state", json!("disabled")),
+                Action::RevokeApiKey => {
+                    Cell::new(Method::DELETE, one, StatusCode::OK, resource).effect("/state", json!("revoked"))
+                }
+                // No grace: an allowed reroll stops the old key at once, which the probe sees.
+                _ => Cell::new(Method::POST, format!("{one}/reroll"), StatusCode::OK, resource)
+                    .body(json!({"grace_seconds": 0}))
+                    .effect("/id", json!(id)),
+            };
+            cell.probe(Probe::ApiKey { id, key })
+        }
+        Action::VerifyApiKey => {
+            let (id, key) = create_cell_api_key(app, action).await;
+            Cell::new(Method::POST, "/v1/apikeys/verify", StatusCode::OK, "apikeys")
+                .body(json!({"key": key}))
+                .effect("/principal", json!(format!("cell-{}", action.as_str())))
+                .resource_if_allowed(format!("apikey:{id}"))
+                .probe(Probe::ApiKey { id, key })
+        }
     }
 }
 
@@ -446,6 +521,17 @@ async fn observe(app: &TestApp, probe: &Probe) -> Value {
         Probe::Token(token) => without_request_id(app.send(Method::GET, "/v1/auth/whoami", Some(token), None).await),
         Probe::Credential(id) => without_request_id(app.get(&format!("/v1/credentials/{id}")).await),
         Probe::Credentials => without_request_id(app.get("/v1/credentials?limit=1000").await),
+        Probe::ApiKey { id, key } => {
+            // Verify first: a verification notes a last use, which the read then shows
+            // (the clock stands still, so the next observation sees the same time).
+            let verified = app.post("/v1/apikeys/verify", json!({"key": key})).await;
+            let read = without_request_id(app.get(&format!("/v1/apikeys/{id}")).await);
+            json!({"verified": verified.body, "read": read})
+        }
+        Probe::ApiKeys => {
+            let keys = app.state.store.list_api_keys(None, 1000).await.expect("list API keys");
+            json!(keys.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>())
+        }
         Probe::TokensCreated => {
             let r = app.get("/v1/audit/events?action=CreateToken&limit=1000").await;
             let events = r.body["events"].as_array().cloned().unwrap_or_default();

@@ -1,0 +1,371 @@
+//! Contract checks of bearer API keys and their hashes (see the parent module). The hashes
+//! are made-up bytes: a store only matches them, it never computes one.
+
+use super::{DAY_MS, HOUR_MS, T0};
+use crate::store::{ApiKeyPatch, ApiKeyRecord, Store, StoreError};
+
+const A: &str = "ak_000000000000000000000aaa";
+const B: &str = "ak_000000000000000000000bbb";
+const C: &str = "ak_000000000000000000000ccc";
+const MISSING: &str = "ak_000000000000000000000fff";
+
+fn api_key(id: &str, principal: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        prefix: "sk".into(),
+        principal: principal.into(),
+        state: "enabled".into(),
+        meta: r#"{"plan":"pro"}"#.into(),
+        permissions: r#"["orders.read","orders.write"]"#.into(),
+        expires_at_ms: Some(T0 + DAY_MS),
+        remaining: None,
+        ratelimit: Some((5, 1000)),
+        created_at_ms: T0,
+        updated_at_ms: T0,
+        last_used_at_ms: None,
+        revoked_at_ms: None,
+    }
+}
+
+/// A made-up 32-byte hash; `seed` 0 is all NUL bytes, which a text column would mangle.
+fn hash(seed: u8) -> Vec<u8> {
+    vec![seed; 32]
+}
+
+pub(crate) async fn api_keys_are_found_by_hash_read_by_id_and_listed_in_id_order(store: &dyn Store) {
+    assert_eq!(store.get_api_key(B).await.unwrap(), None);
+    assert_eq!(store.find_api_key(&hash(0)).await.unwrap(), None);
+    let b = api_key(B, "payments");
+    store.insert_api_key(&b, &hash(0)).await.unwrap();
+    assert_eq!(store.get_api_key(B).await.unwrap().as_ref(), Some(&b));
+    assert_eq!(
+        store.find_api_key(&hash(0)).await.unwrap(),
+        Some((b.clone(), None)),
+        "the current hash has no grace end"
+    );
+    assert_eq!(store.find_api_key(&hash(1)).await.unwrap(), None);
+
+    assert!(
+        matches!(
+            store.insert_api_key(&api_key(B, "other"), &hash(2)).await,
+            Err(StoreError::AlreadyExists)
+        ),
+        "a taken id"
+    );
+    assert_eq!(
+        store.find_api_key(&hash(2)).await.unwrap(),
+        None,
+        "the refused insert left no hash"
+    );
+    assert!(
+        matches!(
+            store.insert_api_key(&api_key(C, "other"), &hash(0)).await,
+            Err(StoreError::AlreadyExists)
+        ),
+        "a taken hash"
+    );
+    assert_eq!(
+        store.get_api_key(C).await.unwrap(),
+        None,
+        "the refused insert left no row"
+    );
+
+    let unlimited = ApiKeyRecord {
+        id: C.into(),
+        meta: "{}".into(),
+        permissions: "[]".into(),
+        expires_at_ms: None,
+        remaining: Some(1_000_000_000_000),
+        ratelimit: None,
+        ..api_key(C, "billing")
+    };
+    store.insert_api_key(&unlimited, &hash(3)).await.unwrap();
+    assert_eq!(store.get_api_key(C).await.unwrap().as_ref(), Some(&unlimited));
+    store.insert_api_key(&api_key(A, "payments"), &hash(4)).await.unwrap();
+
+    let ids = |list: Vec<ApiKeyRecord>| list.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_api_keys(None, 10).await.unwrap()), [A, B, C]);
+    assert_eq!(ids(store.list_api_keys(None, 2).await.unwrap()), [A, B]);
+    assert_eq!(ids(store.list_api_keys(Some(A), 1).await.unwrap()), [B]);
+    assert_eq!(
+        ids(store.list_api_keys(Some(C), 10).await.unwrap()),
+        Vec::<String>::new()
+    );
+}
+
+pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_a_revoked_key_unchanged(
+    store: &dyn Store,
+) {
+    let original = ApiKeyRecord {
+        remaining: Some(7),
+        ..api_key(A, "payments")
+    };
+    store.insert_api_key(&original, &hash(1)).await.unwrap();
+    let disable = ApiKeyPatch {
+        state: Some("disabled".into()),
+        ..ApiKeyPatch::default()
+    };
+    let after = store.update_api_key(A, &disable, T0 + HOUR_MS).await.unwrap().unwrap();
+    assert_eq!(
+        after,
+        ApiKeyRecord {
+            state: "disabled".into(),
+            updated_at_ms: T0 + HOUR_MS,
+            ..original.clone()
+        }
+    );
+
+    let meta = ApiKeyPatch {
+        meta: Some(r#"{"plan":"free"}"#.into()),
+        remaining: Some(Some(3)),
+        ..ApiKeyPatch::default()
+    };
+    let after = store.update_api_key(A, &meta, T0 + 2 * HOUR_MS).await.unwrap().unwrap();
+    assert_eq!(after.state, "disabled", "state kept");
+    assert_eq!(after.meta, r#"{"plan":"free"}"#);
+    assert_eq!(after.remaining, Some(3));
+    assert_eq!(after.permissions, original.permissions);
+    assert_eq!(after.expires_at_ms, original.expires_at_ms);
+    assert_eq!(after.ratelimit, original.ratelimit);
+
+    let unlimited = ApiKeyPatch {
+        remaining: Some(None),
+        ..ApiKeyPatch::default()
+    };
+    let after = store
+        .update_api_key(A, &unlimited, T0 + 3 * HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.remaining, None, "Some(None) removes the credit limit");
+    assert_eq!(after.meta, r#"{"plan":"free"}"#, "meta kept");
+    let nothing = ApiKeyPatch::default();
+    let after = store
+        .update_api_key(A, &nothing, T0 + 4 * HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.remaining, None, "None leaves it as it is");
+    assert_eq!(store.get_api_key(A).await.unwrap().as_ref(), Some(&after));
+
+    assert_eq!(store.update_api_key(MISSING, &disable, T0).await.unwrap(), None);
+
+    let revoked = store.revoke_api_key(A, T0 + 5 * HOUR_MS).await.unwrap().unwrap();
+    let enable = ApiKeyPatch {
+        state: Some("enabled".into()),
+        meta: Some("{}".into()),
+        remaining: Some(Some(100)),
+    };
+    assert_eq!(
+        store
+            .update_api_key(A, &enable, T0 + 6 * HOUR_MS)
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&revoked),
+        "a revoked key is returned as it is"
+    );
+    assert_eq!(
+        store.get_api_key(A).await.unwrap().as_ref(),
+        Some(&revoked),
+        "and stays revoked"
+    );
+}
+
+pub(crate) async fn revoke_api_key_deletes_every_hash_and_keeps_the_first_revocation_time(store: &dyn Store) {
+    store.insert_api_key(&api_key(A, "payments"), &hash(1)).await.unwrap();
+    store.insert_api_key(&api_key(B, "payments"), &hash(2)).await.unwrap();
+    // A grace-period hash too: revocation must end it as well.
+    store
+        .reroll_api_key(A, &hash(3), T0 + DAY_MS, T0 + HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store.find_api_key(&hash(1)).await.unwrap().is_some(),
+        "in its grace period"
+    );
+
+    let revoked = store.revoke_api_key(A, T0 + 2 * HOUR_MS).await.unwrap().unwrap();
+    assert_eq!(revoked.state, "revoked");
+    assert_eq!(revoked.revoked_at_ms, Some(T0 + 2 * HOUR_MS));
+    assert_eq!(
+        store.find_api_key(&hash(1)).await.unwrap(),
+        None,
+        "the old hash is gone"
+    );
+    assert_eq!(
+        store.find_api_key(&hash(3)).await.unwrap(),
+        None,
+        "the current hash is gone"
+    );
+    assert_eq!(
+        store.get_api_key(A).await.unwrap().as_ref(),
+        Some(&revoked),
+        "the row stays"
+    );
+
+    let again = store.revoke_api_key(A, T0 + 3 * HOUR_MS).await.unwrap().unwrap();
+    assert_eq!(
+        again.revoked_at_ms,
+        Some(T0 + 2 * HOUR_MS),
+        "the first revocation time stays"
+    );
+    assert_eq!(store.revoke_api_key(MISSING, T0).await.unwrap(), None);
+    assert_eq!(
+        store.find_api_key(&hash(2)).await.unwrap().map(|(k, _)| k.id),
+        Some(B.to_owned()),
+        "other keys are untouched"
+    );
+    assert_eq!(
+        store
+            .reroll_api_key(A, &hash(4), T0 + DAY_MS, T0 + 4 * HOUR_MS)
+            .await
+            .unwrap(),
+        None,
+        "a revoked key is not rerolled"
+    );
+    assert_eq!(store.find_api_key(&hash(4)).await.unwrap(), None, "and gets no hash");
+}
+
+pub(crate) async fn reroll_api_key_keeps_the_old_hash_until_its_grace_end_and_replaces_an_earlier_one(
+    store: &dyn Store,
+) {
+    let original = api_key(A, "payments");
+    store.insert_api_key(&original, &hash(1)).await.unwrap();
+    let grace_end = T0 + HOUR_MS + 60_000;
+    let after = store
+        .reroll_api_key(A, &hash(2), grace_end, T0 + HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after,
+        ApiKeyRecord {
+            updated_at_ms: T0 + HOUR_MS,
+            ..original.clone()
+        },
+        "only the update time changes in the row"
+    );
+    let (old, until) = store.find_api_key(&hash(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (old.id.as_str(), until),
+        (A, Some(grace_end)),
+        "the old hash ends with its grace"
+    );
+    let (new, until) = store.find_api_key(&hash(2)).await.unwrap().unwrap();
+    assert_eq!((new.id.as_str(), until), (A, None), "the new hash is current");
+
+    // A second reroll: the first old hash goes, the second takes its place.
+    let second_end = T0 + 2 * HOUR_MS + 60_000;
+    store
+        .reroll_api_key(A, &hash(3), second_end, T0 + 2 * HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.find_api_key(&hash(1)).await.unwrap(),
+        None,
+        "the earlier grace hash is gone"
+    );
+    assert_eq!(
+        store.find_api_key(&hash(2)).await.unwrap().map(|(_, until)| until),
+        Some(Some(second_end))
+    );
+    assert_eq!(
+        store.find_api_key(&hash(3)).await.unwrap().map(|(_, until)| until),
+        Some(None)
+    );
+
+    // No grace (the end is not after now): the old hashes go at once.
+    let now = T0 + 3 * HOUR_MS;
+    store.reroll_api_key(A, &hash(4), now, now).await.unwrap().unwrap();
+    assert_eq!(store.find_api_key(&hash(2)).await.unwrap(), None);
+    assert_eq!(store.find_api_key(&hash(3)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_api_key(&hash(4))
+            .await
+            .unwrap()
+            .map(|(k, until)| (k.id, until)),
+        Some((A.to_owned(), None))
+    );
+
+    assert_eq!(
+        store.reroll_api_key(MISSING, &hash(5), now + 1, now).await.unwrap(),
+        None
+    );
+    assert_eq!(store.find_api_key(&hash(5)).await.unwrap(), None);
+}
+
+pub(crate) async fn consume_api_key_credit_counts_down_to_zero_and_never_below(store: &dyn Store) {
+    let counted = ApiKeyRecord {
+        remaining: Some(2),
+        ..api_key(A, "payments")
+    };
+    store.insert_api_key(&counted, &hash(1)).await.unwrap();
+    store.insert_api_key(&api_key(B, "payments"), &hash(2)).await.unwrap();
+
+    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), Some(1));
+    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), Some(0));
+    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), None, "spent");
+    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), None, "still spent");
+    assert_eq!(
+        store.get_api_key(A).await.unwrap().unwrap().remaining,
+        Some(0),
+        "never below zero"
+    );
+    assert_eq!(
+        store.consume_api_key_credit(B).await.unwrap(),
+        None,
+        "a key without a credit limit has no credit to take"
+    );
+    assert_eq!(
+        store.get_api_key(B).await.unwrap().unwrap().remaining,
+        None,
+        "and keeps none"
+    );
+    assert_eq!(store.consume_api_key_credit(MISSING).await.unwrap(), None);
+
+    let refill = ApiKeyPatch {
+        remaining: Some(Some(1)),
+        ..ApiKeyPatch::default()
+    };
+    store.update_api_key(A, &refill, T0 + HOUR_MS).await.unwrap().unwrap();
+    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), Some(0));
+    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), None);
+}
+
+pub(crate) async fn touch_api_keys_moves_last_use_forward_only(store: &dyn Store) {
+    store.insert_api_key(&api_key(A, "payments"), &hash(1)).await.unwrap();
+    store.insert_api_key(&api_key(B, "payments"), &hash(2)).await.unwrap();
+    let last_use = |id: &'static str| async move { store.get_api_key(id).await.unwrap().unwrap().last_used_at_ms };
+
+    store
+        .touch_api_keys(&[(A.to_owned(), T0 + 2 * HOUR_MS), (MISSING.to_owned(), T0)])
+        .await
+        .unwrap();
+    assert_eq!(last_use(A).await, Some(T0 + 2 * HOUR_MS));
+    assert_eq!(last_use(B).await, None, "only the keys named");
+    assert_eq!(
+        store.get_api_key(MISSING).await.unwrap(),
+        None,
+        "an unknown id makes no row"
+    );
+
+    store
+        .touch_api_keys(&[(A.to_owned(), T0 + HOUR_MS), (B.to_owned(), T0 + HOUR_MS)])
+        .await
+        .unwrap();
+    assert_eq!(
+        last_use(A).await,
+        Some(T0 + 2 * HOUR_MS),
+        "an older use does not move it back"
+    );
+    assert_eq!(last_use(B).await, Some(T0 + HOUR_MS));
+
+    store.touch_api_keys(&[(A.to_owned(), T0 + DAY_MS)]).await.unwrap();
+    assert_eq!(last_use(A).await, Some(T0 + DAY_MS));
+    store.touch_api_keys(&[]).await.unwrap();
+    assert_eq!(last_use(A).await, Some(T0 + DAY_MS), "nothing to write changes nothing");
+}

@@ -1,0 +1,257 @@
+//! Bearer API keys and their keyed hashes in SQLite (the [`Store`](super::Store) methods of
+//! `api_keys` and `api_key_hashes` delegate here).
+
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::unavailable;
+use crate::store::{ApiKeyPatch, ApiKeyRecord, FoundApiKey, StoreError, StoreResult};
+
+const COLUMNS: &str = "k.id, k.prefix, k.principal, k.state, k.meta, k.permissions, k.expires_at_ms, k.remaining, \
+     k.ratelimit_limit, k.ratelimit_period_ms, k.created_at_ms, k.updated_at_ms, k.last_used_at_ms, k.revoked_at_ms";
+
+fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys k {tail}"))
+}
+
+fn from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+    let g = |e| unavailable(e);
+    let corrupt = |what: &str| StoreError::Corrupt(format!("api_keys.{what} out of range"));
+    let remaining: Option<i64> = row.try_get("remaining").map_err(g)?;
+    let limit: Option<i64> = row.try_get("ratelimit_limit").map_err(g)?;
+    let period: Option<i64> = row.try_get("ratelimit_period_ms").map_err(g)?;
+    let ratelimit = match (limit, period) {
+        (Some(l), Some(p)) => Some((u32::try_from(l).map_err(|_| corrupt("ratelimit_limit"))?, p)),
+        _ => None,
+    };
+    Ok(ApiKeyRecord {
+        id: row.try_get("id").map_err(g)?,
+        prefix: row.try_get("prefix").map_err(g)?,
+        principal: row.try_get("principal").map_err(g)?,
+        state: row.try_get("state").map_err(g)?,
+        meta: row.try_get("meta").map_err(g)?,
+        permissions: row.try_get("permissions").map_err(g)?,
+        expires_at_ms: row.try_get("expires_at_ms").map_err(g)?,
+        remaining: remaining
+            .map(|r| u64::try_from(r).map_err(|_| corrupt("remaining")))
+            .transpose()?,
+        ratelimit,
+        created_at_ms: row.try_get("created_at_ms").map_err(g)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(g)?,
+        last_used_at_ms: row.try_get("last_used_at_ms").map_err(g)?,
+        revoked_at_ms: row.try_get("revoked_at_ms").map_err(g)?,
+    })
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -> StoreResult<()> {
+    let mut tx = writer.begin().await.map_err(unavailable)?;
+    sqlx::query(
+        "INSERT INTO api_keys (id, prefix, principal, state, meta, permissions, expires_at_ms, remaining, \
+         ratelimit_limit, ratelimit_period_ms, created_at_ms, updated_at_ms, last_used_at_ms, revoked_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&k.id)
+    .bind(&k.prefix)
+    .bind(&k.principal)
+    .bind(&k.state)
+    .bind(&k.meta)
+    .bind(&k.permissions)
+    .bind(k.expires_at_ms)
+    .bind(k.remaining.map(as_i64))
+    .bind(k.ratelimit.map(|(l, _)| i64::from(l)))
+    .bind(k.ratelimit.map(|(_, p)| p))
+    .bind(k.created_at_ms)
+    .bind(k.updated_at_ms)
+    .bind(k.last_used_at_ms)
+    .bind(k.revoked_at_ms)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query("INSERT INTO api_key_hashes (hash, key_id, valid_until_ms) VALUES (?, ?, NULL)")
+        .bind(hash)
+        .bind(&k.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)
+}
+
+pub(super) async fn find(reader: &SqlitePool, hash: &[u8]) -> StoreResult<Option<FoundApiKey>> {
+    let row = sqlx::query(select("JOIN api_key_hashes h ON h.key_id = k.id WHERE h.hash = ?"))
+        .bind(hash)
+        .fetch_optional(reader)
+        .await
+        .map_err(unavailable)?;
+    let Some(row) = row else { return Ok(None) };
+    let record = from_row(&row)?;
+    let until: Option<i64> = sqlx::query_scalar("SELECT valid_until_ms FROM api_key_hashes WHERE hash = ?")
+        .bind(hash)
+        .fetch_optional(reader)
+        .await
+        .map_err(unavailable)?
+        .flatten();
+    Ok(Some((record, until)))
+}
+
+async fn get_in(tx: &mut Transaction<'_, Sqlite>, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+    sqlx::query(select("WHERE k.id = ?"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+pub(super) async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+    sqlx::query(select("WHERE k.id = ?"))
+        .bind(id)
+        .fetch_optional(reader)
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+pub(super) async fn list(reader: &SqlitePool, after: Option<&str>, limit: u32) -> StoreResult<Vec<ApiKeyRecord>> {
+    sqlx::query(select("WHERE k.id > ? ORDER BY k.id LIMIT ?"))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(reader)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+pub(super) async fn update(
+    writer: &SqlitePool,
+    id: &str,
+    patch: &ApiKeyPatch,
+    now_ms: i64,
+) -> StoreResult<Option<ApiKeyRecord>> {
+    let mut tx = writer.begin().await.map_err(unavailable)?;
+    let Some(current) = get_in(&mut tx, id).await? else {
+        return Ok(None);
+    };
+    if current.state == "revoked" {
+        return Ok(Some(current));
+    }
+    sqlx::query("UPDATE api_keys SET state = ?, meta = ?, remaining = ?, updated_at_ms = ? WHERE id = ?")
+        .bind(patch.state.as_ref().unwrap_or(&current.state))
+        .bind(patch.meta.as_ref().unwrap_or(&current.meta))
+        .bind(patch.remaining.unwrap_or(current.remaining).map(as_i64))
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let after = get_in(&mut tx, id).await?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(after)
+}
+
+pub(super) async fn revoke(writer: &SqlitePool, id: &str, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
+    let mut tx = writer.begin().await.map_err(unavailable)?;
+    sqlx::query(
+        "UPDATE api_keys SET state = 'revoked', revoked_at_ms = COALESCE(revoked_at_ms, ?), updated_at_ms = ? \
+         WHERE id = ?",
+    )
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let after = get_in(&mut tx, id).await?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(after)
+}
+
+pub(super) async fn reroll(
+    writer: &SqlitePool,
+    id: &str,
+    new_hash: &[u8],
+    grace_until_ms: i64,
+    now_ms: i64,
+) -> StoreResult<Option<ApiKeyRecord>> {
+    let mut tx = writer.begin().await.map_err(unavailable)?;
+    match get_in(&mut tx, id).await? {
+        Some(k) if k.state != "revoked" => {}
+        _ => return Ok(None),
+    }
+    sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ? AND valid_until_ms IS NOT NULL")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    if grace_until_ms > now_ms {
+        sqlx::query("UPDATE api_key_hashes SET valid_until_ms = ? WHERE key_id = ? AND valid_until_ms IS NULL")
+            .bind(grace_until_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    } else {
+        sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    }
+    sqlx::query("INSERT INTO api_key_hashes (hash, key_id, valid_until_ms) VALUES (?, ?, NULL)")
+        .bind(new_hash)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query("UPDATE api_keys SET updated_at_ms = ? WHERE id = ?")
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let after = get_in(&mut tx, id).await?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(after)
+}
+
+pub(super) async fn consume_credit(writer: &SqlitePool, id: &str) -> StoreResult<Option<u64>> {
+    let left: Option<i64> = sqlx::query_scalar(
+        "UPDATE api_keys SET remaining = remaining - 1 WHERE id = ? AND remaining > 0 RETURNING remaining",
+    )
+    .bind(id)
+    .fetch_optional(writer)
+    .await
+    .map_err(unavailable)?;
+    left.map(|l| u64::try_from(l).map_err(|_| StoreError::Corrupt("api_keys.remaining below zero".into())))
+        .transpose()
+}
+
+pub(super) async fn touch(writer: &SqlitePool, used: &[(String, i64)]) -> StoreResult<()> {
+    let mut tx = writer.begin().await.map_err(unavailable)?;
+    for (id, at) in used {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at_ms = ? WHERE id = ? AND (last_used_at_ms IS NULL OR last_used_at_ms < ?)",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    tx.commit().await.map_err(unavailable)
+}
