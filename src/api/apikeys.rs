@@ -63,12 +63,8 @@ struct PatchRequest {
     state: Option<String>,
     meta: Option<serde_json::Map<String, serde_json::Value>>,
     /// `null` removes the credit limit; absent leaves it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "reply::present")]
     remaining: Option<Option<u64>>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
-    Option::<u64>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]

@@ -73,13 +73,8 @@ struct ImportRequest {
 struct PatchRequest {
     state: Option<String>,
     /// `null` returns to the server default; absent leaves it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "reply::present")]
     on_new_fingerprint: Option<Option<String>>,
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, by `default`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 #[derive(Serialize)]

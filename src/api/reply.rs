@@ -70,6 +70,13 @@ pub fn respond(result: Result<Response, ApiError>) -> Response {
 
 /// Parses a JSON body. Error messages keep field names but drop quoted input values, so a
 /// misplaced secret is never echoed back or logged.
+/// For `#[serde(default, deserialize_with = "reply::present")]` on an `Option<Option<T>>`:
+/// tells an explicit `null` (`Some(None)`: clear the field) from an absent field (`None`,
+/// by `default`: leave it).
+pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 pub fn parse_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {}", scrub_quoted(&e.to_string()))))

@@ -106,7 +106,13 @@ impl ActivityTracker {
     ) -> Seen {
         let (region, service) = scope;
         let mut all = self.lock();
-        let entry = all.entry(access_key_id.to_owned()).or_default();
+        // The steady state (a known credential) allocates no key: look up before inserting.
+        if !all.contains_key(access_key_id) {
+            all.insert(access_key_id.to_owned(), Credential::default());
+        }
+        let Some(entry) = all.get_mut(access_key_id) else {
+            return Seen::Known;
+        };
         if entry.blocked {
             return Seen::Blocked;
         }
@@ -130,21 +136,36 @@ impl ActivityTracker {
             }
             known.insert(who.clone());
         }
-        let newer = entry.last_used.as_ref().is_none_or(|(t, _, _)| *t <= now_ms);
-        if newer {
-            entry.last_used = Some((now_ms, region.to_owned(), service.to_owned()));
+        match &mut entry.last_used {
+            Some((t, r, s)) if *t <= now_ms => {
+                *t = now_ms;
+                if r != region || s != service {
+                    *r = region.to_owned();
+                    *s = service.to_owned();
+                }
+            }
+            Some(_) => {}
+            None => entry.last_used = Some((now_ms, region.to_owned(), service.to_owned())),
         }
-        if entry.pending.len() >= self.max_known && !entry.pending.contains_key(who) {
-            // Bounded between flushes; the use is still noticed (and audited when new).
+        if !entry.pending.contains_key(who) {
+            if entry.pending.len() >= self.max_known {
+                // Bounded between flushes; the use is still noticed (and audited when new).
+                return seen;
+            }
+            entry.pending.insert(
+                who.clone(),
+                FingerprintRecord {
+                    source_ip: who.source_ip.clone(),
+                    user_agent: who.user_agent.clone(),
+                    first_seen_ms: now_ms,
+                    last_seen_ms: now_ms,
+                    count: 0,
+                },
+            );
+        }
+        let Some(pending) = entry.pending.get_mut(who) else {
             return seen;
-        }
-        let pending = entry.pending.entry(who.clone()).or_insert_with(|| FingerprintRecord {
-            source_ip: who.source_ip.clone(),
-            user_agent: who.user_agent.clone(),
-            first_seen_ms: now_ms,
-            last_seen_ms: now_ms,
-            count: 0,
-        });
+        };
         pending.count = pending.count.saturating_add(1);
         pending.first_seen_ms = pending.first_seen_ms.min(now_ms);
         pending.last_seen_ms = pending.last_seen_ms.max(now_ms);

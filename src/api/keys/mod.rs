@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 mod sign;
 use sign::{sign_message, verify_message};
@@ -194,14 +194,9 @@ struct ImportRequest {
 struct PatchRequest {
     state: Option<String>,
     min_verify_version: Option<u32>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::reply::present")]
     auto_rotate_period: Option<Option<String>>,
     exportable: Option<bool>,
-}
-
-/// Distinguishes a field sent as `null` (`Some(None)`) from an absent one (`None`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
