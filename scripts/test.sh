@@ -37,6 +37,16 @@ if ! python3 -c 'import botocore' 2>/dev/null; then
   python3 -c 'import botocore' || { echo "botocore: still not importable" >&2; exit 1; }
 fi
 
+# The repository stands alone: no tracked file may point outside it to the design folder that
+# sat beside the first checkouts (the pattern is split so this line does not match itself).
+outside="../""shared"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  if git ls-files -z | xargs -0 grep -I -l -F -- "$outside" 2>/dev/null; then
+    echo "test.sh: the files above mention $outside; the repository must stand alone" >&2
+    exit 1
+  fi
+fi
+
 # Tests share one SoftHSM2 token directory per checkout (see .cargo/config.toml); start clean.
 rm -rf target/softhsm-test
 

@@ -1,4 +1,7 @@
-//! Readers for the external known-answer vectors in `../shared/vectors` (test builds only).
+//! Readers for the external known-answer vectors in `tests/vectors` (test builds only).
+//!
+//! The library's unit tests use it as `crate::testvectors`; the black-box suite compiles this
+//! same file into `tests/api`, so both read the vectors through one [`vectors_dir`].
 //!
 //! Owns the path to the vector directory and the parsers for its three formats: Project
 //! Wycheproof JSON, NIST CAVS key-wrap response files (`KWP_AE_256.txt`, `KWP_AD_256.txt`)
@@ -14,9 +17,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// `../shared/vectors`, relative to the crate root rather than the working directory.
+/// `tests/vectors`, relative to the crate root rather than the working directory.
 pub(crate) fn vectors_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors"))
 }
 
 fn read_vector_file(relative: &str) -> String {
@@ -58,6 +61,8 @@ pub(crate) enum WycheproofResult {
 
 /// One test of a Wycheproof file together with the parameters of its group.
 pub(crate) struct WycheproofCase {
+    /// Which group of the file the test sits in (0-based, file order).
+    pub group_index: usize,
     /// The group object without its `tests` array (`keySize`, `ivSize`, `tagSize`, …).
     pub group: Value,
     pub test: Value,
@@ -113,7 +118,7 @@ pub(crate) fn wycheproof(file: &str) -> Vec<WycheproofCase> {
         panic!("{file} has no testGroups array");
     };
     let mut cases = Vec::new();
-    for mut group in groups {
+    for (group_index, mut group) in groups.into_iter().enumerate() {
         let Some(Value::Array(tests)) = group.get_mut("tests").map(Value::take) else {
             panic!("{file}: a test group has no tests array");
         };
@@ -122,6 +127,7 @@ pub(crate) fn wycheproof(file: &str) -> Vec<WycheproofCase> {
         }
         for test in tests {
             cases.push(WycheproofCase {
+                group_index,
                 group: group.clone(),
                 test,
             });
@@ -343,5 +349,12 @@ mod tests {
         assert_eq!(cases[0].group_bits("keySize"), 128);
         assert_eq!(cases[0].result(), WycheproofResult::Valid);
         assert_eq!(cases[0].flags(), vec!["Ktv"]);
+        // Groups are numbered in file order, each case carrying its own group's parameters.
+        assert_eq!(cases[0].group_index, 0);
+        assert!(cases.windows(2).all(|w| w[0].group_index <= w[1].group_index));
+        let groups = cases.last().map(|c| c.group_index + 1).unwrap_or(0);
+        let text = std::fs::read_to_string(vectors_dir().join("wycheproof/testvectors_v1/aes_gcm_test.json")).unwrap();
+        let root: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(Some(groups), root["testGroups"].as_array().map(Vec::len));
     }
 }

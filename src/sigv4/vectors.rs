@@ -1,4 +1,4 @@
-//! The aws-c-auth SigV4 known-answer vectors (`../shared/vectors/aws-sigv4/v4`), run in both
+//! The aws-c-auth SigV4 known-answer vectors (`tests/vectors/aws-sigv4/v4`), run in both
 //! forms: canonical request, string to sign and signature must match the files byte for
 //! byte, and changing any signed byte of a vector request must make it fail.
 //!

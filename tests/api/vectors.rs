@@ -3,30 +3,23 @@
 //! HTTP, so sealing, unwrapping and the MAC itself are all checked against data written by
 //! others.
 //!
-//! The parsers here are deliberately small copies of the ones in the library's test-only
-//! `testvectors` module (not reachable from an integration test). They must never write to
-//! the vector directory: a mismatch is a bug in sigvault, not in the data.
+//! The files are read by the library's own test-only parsers (`src/testvectors.rs`, compiled
+//! into this binary as [`testvectors`]), so both suites read them through one `vectors_dir()`.
+//! Nothing here may write to the vector directory: a mismatch is a bug in sigvault.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{TestApp, spawn_app};
 
-fn vector_file(relative: &str) -> String {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors")).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read vector file {}: {e}", path.display()))
-}
+// The KWP parser and some accessors serve only the library's own tests.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../src/testvectors.rs"]
+mod testvectors;
 
-fn hex(text: &str) -> Vec<u8> {
-    assert!(text.len().is_multiple_of(2), "odd-length hex string: {text:?}");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex: {text:?}")))
-        .collect()
-}
+use testvectors::{WycheproofResult, hex};
 
 /// One MAC known answer: `key` over `msg` gives `tag` (or, when `valid` is false, `tag`
 /// is a wrong tag that must not verify).
@@ -47,95 +40,51 @@ struct WycheproofMacFile {
 }
 
 fn wycheproof_mac(file: &str, hash_bits: u64) -> WycheproofMacFile {
-    let root: Value = serde_json::from_str(&vector_file(&format!("wycheproof/testvectors_v1/{file}")))
-        .unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
-    let groups = root["testGroups"].as_array().expect("testGroups");
     let mut out = WycheproofMacFile {
         full: Vec::new(),
         truncated_groups: 0,
         truncated_tests: 0,
     };
-    let mut seen = 0;
-    for group in groups {
-        let tag_bits = group["tagSize"].as_u64().expect("tagSize");
-        let tests = group["tests"].as_array().expect("tests");
-        seen += tests.len() as u64;
+    let mut truncated_group_ids = std::collections::BTreeSet::new();
+    for case in testvectors::wycheproof(file) {
+        let tag_bits = case.group_bits("tagSize");
         if tag_bits != hash_bits {
             assert!(tag_bits < hash_bits, "{file}: a tag longer than the hash");
-            out.truncated_groups += 1;
-            out.truncated_tests += tests.len();
+            truncated_group_ids.insert(case.group_index);
+            out.truncated_tests += 1;
             continue;
         }
-        for test in tests {
-            let field = |name: &str| hex(test[name].as_str().unwrap_or_else(|| panic!("{file}: no {name}")));
-            let tc_id = test["tcId"].as_u64().expect("tcId");
-            let valid = match test["result"].as_str() {
-                Some("valid") => true,
-                Some("invalid") => false,
-                other => panic!("{file} tcId {tc_id}: result {other:?} is not valid/invalid"),
-            };
-            let tag = field("tag");
-            assert_eq!(tag.len() as u64 * 8, tag_bits, "{file} tcId {tc_id}: tag length");
-            out.full.push(MacCase {
-                id: format!("{file} tcId {tc_id}"),
-                key: field("key"),
-                msg: field("msg"),
-                tag,
-                valid,
-            });
-        }
+        let tc_id = case.tc_id();
+        let valid = match case.result() {
+            WycheproofResult::Valid => true,
+            WycheproofResult::Invalid => false,
+            WycheproofResult::Acceptable => panic!("{file} tcId {tc_id}: result is neither valid nor invalid"),
+        };
+        let tag = case.bytes("tag");
+        assert_eq!(tag.len() as u64 * 8, tag_bits, "{file} tcId {tc_id}: tag length");
+        out.full.push(MacCase {
+            id: format!("{file} tcId {tc_id}"),
+            key: case.bytes("key"),
+            msg: case.bytes("msg"),
+            tag,
+            valid,
+        });
     }
-    assert_eq!(
-        Some(seen),
-        root["numberOfTests"].as_u64(),
-        "{file}: numberOfTests disagrees with the tests"
-    );
+    out.truncated_groups = truncated_group_ids.len();
     out
 }
 
-/// `rfc-nist/HMAC/rfc-4231-<hash>.txt`: blocks of `Len`, `Key`, `Msg`, `MD` with `#`
-/// comments anywhere, including between the lines of a block.
+/// `rfc-nist/HMAC/rfc-4231-<hash>.txt`: every case is a valid MAC.
 fn rfc4231(hash: &str) -> Vec<MacCase> {
-    let relative = format!("rfc-nist/HMAC/rfc-4231-{hash}.txt");
-    let mut blocks: Vec<HashMap<String, String>> = Vec::new();
-    for line in vector_file(&relative).lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, value) = line
-            .split_once('=')
-            .unwrap_or_else(|| panic!("{relative}: stray line {line:?}"));
-        let (name, value) = (name.trim(), value.trim());
-        if name == "Len" {
-            blocks.push(HashMap::new());
-        }
-        let block = blocks
-            .last_mut()
-            .unwrap_or_else(|| panic!("{relative}: {name} before the first Len"));
-        assert!(
-            block.insert(name.to_owned(), value.to_owned()).is_none(),
-            "{relative}: {name} twice in a block"
-        );
-    }
-    blocks
-        .iter()
+    testvectors::rfc4231(hash)
+        .into_iter()
         .enumerate()
-        .map(|(i, block)| {
-            let field = |name: &str| {
-                block
-                    .get(name)
-                    .unwrap_or_else(|| panic!("{relative} case {i}: no {name}"))
-            };
-            let msg = hex(field("Msg"));
-            let bits: usize = field("Len").parse().expect("Len is a number");
-            assert_eq!(msg.len() * 8, bits, "{relative} case {i}: Msg disagrees with Len");
-            MacCase {
-                id: format!("{relative} case {i}"),
-                key: hex(field("Key")),
-                msg,
-                tag: hex(field("MD")),
-                valid: true,
-            }
+        .map(|(i, case)| MacCase {
+            id: format!("rfc-4231-{hash} case {i}"),
+            key: case.key,
+            msg: case.msg,
+            tag: case.md,
+            valid: true,
         })
         .collect()
 }
