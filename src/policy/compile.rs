@@ -159,64 +159,9 @@ pub fn compile(source: &PolicySource) -> Result<Policies, PolicyErrors> {
     let mut set = PolicySet::new();
     let mut ids = Vec::new();
     for (file, text) in &source.files {
-        let parsed = match PolicySet::from_str(text) {
-            Ok(parsed) => parsed,
-            Err(errors) => {
-                problems.extend(errors.iter().map(|e| problem(file, text, e)));
-                continue;
-            }
-        };
-        if parsed.templates().next().is_some() {
-            problems.push(Problem {
-                file: file.clone(),
-                line: 0,
-                column: 0,
-                message: "policy templates (with ?principal / ?resource slots) are not supported".into(),
-            });
+        let Some(file_set) = compile_file(file, text, &ids, &mut problems) else {
             continue;
-        }
-        // Re-identified in file order: `@id` when given, else `<file>#<n>`.
-        let mut in_file: Vec<_> = parsed.policies().collect();
-        in_file.sort_by_key(|p| {
-            p.id()
-                .to_string()
-                .trim_start_matches("policy")
-                .parse::<usize>()
-                .unwrap_or(0)
-        });
-        let base = Path::new(file)
-            .file_name()
-            .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
-        let mut file_set = PolicySet::new();
-        for (n, policy) in in_file.into_iter().enumerate() {
-            let id = policy
-                .annotation("id")
-                .filter(|a| !a.is_empty())
-                .map_or_else(|| format!("{base}#{}", n + 1), str::to_owned);
-            if ids.contains(&id) || file_set.policy(&PolicyId::new(&id)).is_some() {
-                let (line, column) = policy
-                    .to_string()
-                    .lines()
-                    .next()
-                    .and_then(|first| text.find(first.trim()))
-                    .map_or((0, 0), |o| line_col(text, o));
-                problems.push(Problem {
-                    file: file.clone(),
-                    line,
-                    column,
-                    message: format!("policy id `{id}` is used twice"),
-                });
-                continue;
-            }
-            if let Err(e) = file_set.add(policy.new_id(PolicyId::new(&id))) {
-                problems.push(Problem {
-                    file: file.clone(),
-                    line: 0,
-                    column: 0,
-                    message: e.to_string(),
-                });
-            }
-        }
+        };
         let result = validator.validate(&file_set, ValidationMode::Strict);
         let before = problems.len();
         problems.extend(result.validation_errors().map(|e| problem(file, text, e)));
@@ -226,12 +171,7 @@ pub fn compile(source: &PolicySource) -> Result<Policies, PolicyErrors> {
         for policy in file_set.policies() {
             ids.push(policy.id().to_string());
             if let Err(e) = set.add(policy.clone()) {
-                problems.push(Problem {
-                    file: file.clone(),
-                    line: 0,
-                    column: 0,
-                    message: e.to_string(),
-                });
+                problems.push(whole_file_problem(file, e.to_string()));
             }
         }
     }
@@ -240,6 +180,73 @@ pub fn compile(source: &PolicySource) -> Result<Policies, PolicyErrors> {
     } else {
         Err(PolicyErrors(problems))
     }
+}
+
+/// A problem that has no better position than its file.
+fn whole_file_problem(file: &str, message: String) -> Problem {
+    Problem {
+        file: file.to_owned(),
+        line: 0,
+        column: 0,
+        message,
+    }
+}
+
+/// Parses one file into its policies, each re-identified in file order (`@id` when given,
+/// else `<file>#<n>`); `None` (with the problems pushed) when it does not parse. An id that
+/// an earlier file (`taken`) or this file already uses is a problem.
+fn compile_file(file: &str, text: &str, taken: &[String], problems: &mut Vec<Problem>) -> Option<PolicySet> {
+    let parsed = match PolicySet::from_str(text) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            problems.extend(errors.iter().map(|e| problem(file, text, e)));
+            return None;
+        }
+    };
+    if parsed.templates().next().is_some() {
+        problems.push(whole_file_problem(
+            file,
+            "policy templates (with ?principal / ?resource slots) are not supported".into(),
+        ));
+        return None;
+    }
+    let mut in_file: Vec<_> = parsed.policies().collect();
+    in_file.sort_by_key(|p| {
+        p.id()
+            .to_string()
+            .trim_start_matches("policy")
+            .parse::<usize>()
+            .unwrap_or(0)
+    });
+    let base = Path::new(file)
+        .file_name()
+        .map_or_else(|| file.to_owned(), |n| n.to_string_lossy().into_owned());
+    let mut file_set = PolicySet::new();
+    for (n, policy) in in_file.into_iter().enumerate() {
+        let id = policy
+            .annotation("id")
+            .filter(|a| !a.is_empty())
+            .map_or_else(|| format!("{base}#{}", n + 1), str::to_owned);
+        if taken.contains(&id) || file_set.policy(&PolicyId::new(&id)).is_some() {
+            let (line, column) = policy
+                .to_string()
+                .lines()
+                .next()
+                .and_then(|first| text.find(first.trim()))
+                .map_or((0, 0), |o| line_col(text, o));
+            problems.push(Problem {
+                file: file.to_owned(),
+                line,
+                column,
+                message: format!("policy id `{id}` is used twice"),
+            });
+            continue;
+        }
+        if let Err(e) = file_set.add(policy.new_id(PolicyId::new(&id))) {
+            problems.push(whole_file_problem(file, e.to_string()));
+        }
+    }
+    Some(file_set)
 }
 
 /// Loads the directory (or the built-in set when `None`).

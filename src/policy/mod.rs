@@ -16,20 +16,21 @@
 //! compiled into the binary ([`PolicySource::builtin`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use cedar_policy::{
-    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
-    RestrictedExpression,
-};
+use cedar_policy::{Authorizer, PolicySet};
 
 use crate::audit::action::Action;
 use crate::auth::Principal;
 
 mod compile;
+mod request;
+#[cfg(test)]
+mod tests;
+
+use request::Types;
 
 pub use compile::{PolicyErrors, PolicySource, Problem, SCHEMA_FILE, compile, load};
 
@@ -156,35 +157,6 @@ fn decision_key(principal: &Principal, action: Action, resource: &Resource<'_>, 
     out
 }
 
-struct Types {
-    principal: EntityTypeName,
-    group: EntityTypeName,
-    key: EntityTypeName,
-    credential: EntityTypeName,
-    api_key: EntityTypeName,
-    collection: EntityTypeName,
-    action: EntityTypeName,
-}
-
-impl Types {
-    fn new() -> Result<Self, String> {
-        let parse = |s: &str| EntityTypeName::from_str(s).map_err(|e| e.to_string());
-        Ok(Self {
-            principal: parse("Sigvault::Principal")?,
-            group: parse("Sigvault::Group")?,
-            key: parse("Sigvault::Key")?,
-            credential: parse("Sigvault::Credential")?,
-            api_key: parse("Sigvault::ApiKey")?,
-            collection: parse("Sigvault::Collection")?,
-            action: parse("Sigvault::Action")?,
-        })
-    }
-
-    fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
-        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
-    }
-}
-
 /// The current policy set and how to decide with it (see module docs).
 pub struct PolicyEngine {
     current: RwLock<Arc<Policies>>,
@@ -253,7 +225,6 @@ impl PolicyEngine {
             }
         }
     }
-
     fn evaluate(
         &self,
         policies: &Policies,
@@ -262,92 +233,7 @@ impl PolicyEngine {
         resource: &Resource<'_>,
         facts: RequestFacts,
     ) -> Result<Decision, String> {
-        let t = &self.types;
-        let principal_uid = Types::uid(&t.principal, &principal.name);
-        let principal_entity = Entity::new(
-            principal_uid.clone(),
-            [
-                (
-                    "name".to_owned(),
-                    RestrictedExpression::new_string(principal.name.clone()),
-                ),
-                (
-                    "via".to_owned(),
-                    RestrictedExpression::new_string(principal.via.as_str().to_owned()),
-                ),
-            ]
-            .into(),
-            principal.groups.iter().map(|g| Types::uid(&t.group, g)).collect(),
-        )
-        .map_err(|e| e.to_string())?;
-        let (resource_uid, resource_entity) = match resource {
-            Resource::Key { name, owner, tags } => {
-                let uid = Types::uid(&t.key, name);
-                let namespace = name.split_once('.').map_or(*name, |(ns, _)| ns);
-                let entity = Entity::new_with_tags(
-                    uid.clone(),
-                    [
-                        ("name".to_owned(), RestrictedExpression::new_string((*name).to_owned())),
-                        (
-                            "owner".to_owned(),
-                            RestrictedExpression::new_string((*owner).to_owned()),
-                        ),
-                        (
-                            "namespace".to_owned(),
-                            RestrictedExpression::new_string(namespace.to_owned()),
-                        ),
-                    ],
-                    [],
-                    tags.iter()
-                        .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone()))),
-                )
-                .map_err(|e| e.to_string())?;
-                (uid, entity)
-            }
-            Resource::Credential { id, principal } | Resource::ApiKey { id, principal } => {
-                let ty = if matches!(resource, Resource::ApiKey { .. }) {
-                    &t.api_key
-                } else {
-                    &t.credential
-                };
-                let uid = Types::uid(ty, id);
-                let entity = Entity::new(
-                    uid.clone(),
-                    [
-                        ("id".to_owned(), RestrictedExpression::new_string((*id).to_owned())),
-                        (
-                            "principal".to_owned(),
-                            RestrictedExpression::new_string((*principal).to_owned()),
-                        ),
-                    ]
-                    .into(),
-                    [].into(),
-                )
-                .map_err(|e| e.to_string())?;
-                (uid, entity)
-            }
-            Resource::Collection(name) => {
-                let uid = Types::uid(&t.collection, name);
-                (uid.clone(), Entity::with_uid(uid))
-            }
-        };
-        let ip = facts.source_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let context = Context::from_pairs([
-            ("source_ip".to_owned(), RestrictedExpression::new_ip(ip.to_string())),
-            ("tls".to_owned(), RestrictedExpression::new_bool(facts.tls)),
-            ("mtls".to_owned(), RestrictedExpression::new_bool(facts.mtls)),
-            ("now".to_owned(), RestrictedExpression::new_long(facts.now_unix_s)),
-        ])
-        .map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities([principal_entity, resource_entity], None).map_err(|e| e.to_string())?;
-        let request = Request::new(
-            principal_uid,
-            Types::uid(&t.action, action.as_str()),
-            resource_uid,
-            context,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
+        let (request, entities) = self.types.request(principal, action, resource, facts)?;
         let response = self.authorizer.is_authorized(&request, &policies.set, &entities);
         for error in response.diagnostics().errors() {
             tracing::warn!(error = %error, "a policy failed to evaluate and was skipped");
@@ -358,254 +244,5 @@ impl PolicyEngine {
             allowed: response.decision() == cedar_policy::Decision::Allow,
             policy: reasons.into_iter().next(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::compile::line_col;
-    use super::*;
-    use crate::auth::Via;
-
-    fn principal(name: &str, groups: &[&str]) -> Principal {
-        Principal {
-            name: name.into(),
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-            via: Via::Token,
-        }
-    }
-
-    fn engine() -> PolicyEngine {
-        PolicyEngine::new(load(None).unwrap(), None).unwrap()
-    }
-
-    fn facts(ip: &str, tls: bool) -> RequestFacts {
-        RequestFacts {
-            source_ip: Some(ip.parse().unwrap()),
-            tls,
-            mtls: false,
-            now_unix_s: 1_800_000_000,
-        }
-    }
-
-    fn key<'a>(name: &'a str, owner: &'a str, tags: &'a BTreeMap<String, String>) -> Resource<'a> {
-        Resource::Key { name, owner, tags }
-    }
-
-    #[test]
-    fn the_shipped_policies_compile_with_their_ids() {
-        let policies = load(None).unwrap();
-        for id in [
-            "admin-all",
-            "service-sign-verify-own-keys",
-            "custodian-manage-keys",
-            "auditor-read-audit-and-reports",
-            "plaintext-import-needs-tls",
-        ] {
-            assert!(policies.ids().iter().any(|i| i == id), "{id} in {:?}", policies.ids());
-        }
-        let from_dir = load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")))).unwrap();
-        assert_eq!(from_dir.ids(), policies.ids(), "the binary ships exactly policies/");
-    }
-
-    #[test]
-    fn a_service_uses_only_keys_it_owns_or_of_its_namespace() {
-        let e = engine();
-        let tags = BTreeMap::new();
-        let svc = principal("payments", &["service"]);
-        let lo = facts("127.0.0.1", false);
-        let allowed = e.decide(&svc, Action::Sign, &key("other-key", "payments", &tags), lo);
-        assert_eq!(
-            allowed,
-            Decision {
-                allowed: true,
-                policy: Some("service-sign-verify-own-keys".into())
-            }
-        );
-        assert!(
-            e.decide(&svc, Action::Verify, &key("payments.webhook", "root", &tags), lo)
-                .allowed
-        );
-        let denied = e.decide(&svc, Action::Sign, &key("billing.webhook", "billing", &tags), lo);
-        assert_eq!(
-            denied,
-            Decision {
-                allowed: false,
-                policy: None
-            }
-        );
-        assert!(
-            !e.decide(&svc, Action::RotateKey, &key("payments.webhook", "payments", &tags), lo)
-                .allowed
-        );
-        assert!(
-            !e.decide(&svc, Action::ReadAudit, &Resource::Collection("audit"), lo)
-                .allowed
-        );
-        assert!(
-            e.decide(&svc, Action::WhoAmI, &Resource::Collection("self"), lo)
-                .allowed
-        );
-    }
-
-    #[test]
-    fn forbid_wins_over_the_admins_permit() {
-        let e = engine();
-        let tags = BTreeMap::new();
-        let admin = principal("root", &["admin"]);
-        let import = key("k", "root", &tags);
-        assert!(
-            e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("127.0.0.1", false))
-                .allowed
-        );
-        assert!(
-            e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("10.1.2.3", true))
-                .allowed
-        );
-        let denied = e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("10.1.2.3", false));
-        assert_eq!(
-            denied,
-            Decision {
-                allowed: false,
-                policy: Some("plaintext-import-needs-tls".into())
-            }
-        );
-    }
-
-    #[test]
-    fn tags_are_visible_to_policies() {
-        let dir = temp_dir("tags");
-        std::fs::write(
-            dir.join("tags.cedar"),
-            "@id(\"team-a\")\npermit (principal, action == Sigvault::Action::\"Sign\", resource is Sigvault::Key)\n\
-             when { resource.hasTag(\"team\") && resource.getTag(\"team\") == \"a\" };\n",
-        )
-        .unwrap();
-        let e = PolicyEngine::new(load(Some(&dir)).unwrap(), Some(dir)).unwrap();
-        let who = principal("x", &[]);
-        let team_a: BTreeMap<String, String> = [("team".to_owned(), "a".to_owned())].into();
-        let team_b: BTreeMap<String, String> = [("team".to_owned(), "b".to_owned())].into();
-        let lo = facts("127.0.0.1", false);
-        assert!(e.decide(&who, Action::Sign, &key("k", "o", &team_a), lo).allowed);
-        assert!(!e.decide(&who, Action::Sign, &key("k", "o", &team_b), lo).allowed);
-        assert!(
-            !e.decide(&who, Action::Sign, &key("k", "o", &BTreeMap::new()), lo)
-                .allowed
-        );
-    }
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sv-policy-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
-    fn syntax_and_schema_errors_name_file_and_line() {
-        let dir = temp_dir("errors");
-        std::fs::write(
-            dir.join("a.cedar"),
-            "// ok\n@id(\"fine\")\npermit (principal, action, resource);\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("b.cedar"), "\n\npermit (principal, action, resource)\n").unwrap();
-        std::fs::write(
-            dir.join("c.cedar"),
-            "\n@id(\"typo\")\npermit (principal, action == Sigvault::Action::\"Sing\", resource);\n",
-        )
-        .unwrap();
-        let errors = load(Some(&dir)).err().unwrap().0;
-        let b = errors
-            .iter()
-            .find(|p| p.file.ends_with("b.cedar"))
-            .expect("syntax error reported");
-        assert_eq!(b.line, 3, "{b}");
-        let c = errors
-            .iter()
-            .find(|p| p.file.ends_with("c.cedar"))
-            .expect("schema error reported");
-        assert_eq!(c.line, 3, "{c}");
-        assert!(c.message.contains("Sing"), "{c}");
-        assert!(!errors.iter().any(|p| p.file.ends_with("a.cedar")));
-    }
-
-    #[test]
-    fn a_failed_reload_keeps_the_old_set_and_a_good_one_replaces_it() {
-        let dir = temp_dir("reload");
-        std::fs::write(dir.join("all.cedar"), "permit (principal, action, resource);\n").unwrap();
-        let e = PolicyEngine::new(load(Some(&dir)).unwrap(), Some(dir.clone())).unwrap();
-        let who = principal("x", &[]);
-        let lo = facts("127.0.0.1", false);
-        let sign = |e: &PolicyEngine| e.decide(&who, Action::Sign, &key("k", "o", &BTreeMap::new()), lo);
-        assert_eq!(sign(&e).policy.as_deref(), Some("all.cedar#1"));
-        std::fs::write(dir.join("all.cedar"), "permit (principal, action, resource").unwrap();
-        assert!(e.reload().is_err());
-        assert!(sign(&e).allowed, "the old set stays in force");
-        std::fs::write(dir.join("all.cedar"), "forbid (principal, action, resource);\n").unwrap();
-        assert_eq!(e.reload().unwrap(), 1);
-        assert_eq!(
-            sign(&e),
-            Decision {
-                allowed: false,
-                policy: Some("all.cedar#1".into())
-            }
-        );
-    }
-
-    #[test]
-    fn remembered_decisions_follow_every_input() {
-        let e = engine();
-        let tags = BTreeMap::new();
-        let svc = principal("payments", &["service"]);
-        let lo = facts("127.0.0.1", false);
-        for _ in 0..3 {
-            assert!(e.decide(&svc, Action::Sign, &key("payments.a", "x", &tags), lo).allowed);
-            assert!(!e.decide(&svc, Action::Sign, &key("billing.a", "x", &tags), lo).allowed);
-            assert!(
-                e.decide(&svc, Action::Sign, &key("billing.a", "payments", &tags), lo)
-                    .allowed
-            );
-            assert!(
-                !e.decide(
-                    &principal("payments", &[]),
-                    Action::Sign,
-                    &key("payments.a", "x", &tags),
-                    lo
-                )
-                .allowed
-            );
-            assert!(
-                !e.decide(&svc, Action::RotateKey, &key("payments.a", "x", &tags), lo)
-                    .allowed
-            );
-        }
-        let admin = principal("root", &["admin"]);
-        let import = key("k", "root", &tags);
-        for _ in 0..2 {
-            assert!(e.decide(&admin, Action::ImportKeyPlaintext, &import, lo).allowed);
-            assert!(
-                !e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("10.0.0.1", false))
-                    .allowed
-            );
-            assert!(
-                e.decide(&admin, Action::ImportKeyPlaintext, &import, facts("10.0.0.1", true))
-                    .allowed
-            );
-        }
-        assert_ne!(
-            decision_key(&svc, Action::Sign, &key("ab", "c", &tags), lo),
-            decision_key(&svc, Action::Sign, &key("a", "bc", &tags), lo),
-            "fields are delimited"
-        );
-    }
-
-    #[test]
-    fn line_col_counts_from_one() {
-        assert_eq!(line_col("ab\ncd", 0), (1, 1));
-        assert_eq!(line_col("ab\ncd", 4), (2, 2));
-        assert_eq!(line_col("ab", 99), (1, 3));
     }
 }

@@ -1,0 +1,95 @@
+//! `[kek]`: which provider holds the KEK, parsed into that provider's own settings type.
+//! Secrets are never config values: the HSM PIN comes from `kek.pkcs11.pin_file` (or the
+//! dev data dir) or `SIGVAULT_KEK__PKCS11__PIN`.
+
+use std::path::Path;
+
+use secrecy::SecretString;
+
+use super::raw::RawKek;
+use super::{ConfigError, Mode, Secrets, invalid};
+use crate::kek::KekSettings;
+use crate::kek::pkcs11::Pkcs11Settings;
+
+/// The token label `sigvault dev` uses when `kek.pkcs11.token_label` is not set.
+pub const DEV_TOKEN_LABEL: &str = "sigvault-dev";
+
+pub(super) fn kek_settings(
+    mode: Mode,
+    raw: RawKek,
+    data_dir: &Path,
+    pin_env: Option<String>,
+    secrets: Secrets,
+) -> Result<KekSettings, ConfigError> {
+    let provider = raw.provider.unwrap_or_else(|| "pkcs11".into());
+    if provider != "pkcs11" {
+        return Err(invalid(
+            "kek.provider",
+            format!("unknown provider `{provider}` (this build supports pkcs11)"),
+        ));
+    }
+    let p = raw.pkcs11.unwrap_or_default();
+    let module = match (p.module, mode) {
+        (Some(module), _) => module,
+        (None, Mode::Dev) => crate::kek::pkcs11::softhsm::installed_module().ok_or_else(|| {
+            invalid(
+                "kek.pkcs11.module",
+                "SoftHSM2 is not installed (no libsofthsm2.so found); run softhsm/install.sh",
+            )
+        })?,
+        (None, Mode::Serve) => return Err(invalid("kek.pkcs11.module", "required: the path of the PKCS#11 module")),
+    };
+    let token_label = match (p.token_label, mode) {
+        (Some(label), _) => label,
+        (None, Mode::Dev) => DEV_TOKEN_LABEL.to_owned(),
+        (None, Mode::Serve) => {
+            return Err(invalid(
+                "kek.pkcs11.token_label",
+                "required: the label of the HSM token",
+            ));
+        }
+    };
+    if token_label.is_empty() || token_label.len() > 32 {
+        return Err(invalid(
+            "kek.pkcs11.token_label",
+            "must be 1 to 32 bytes (the PKCS#11 label field)",
+        ));
+    }
+    let read = |path: &Path| match secrets {
+        Secrets::Read => read_pin(path),
+        Secrets::Skip => Ok(String::new()),
+    };
+    let pin = match (pin_env, p.pin_file, mode) {
+        (Some(pin), _, _) => pin,
+        (None, Some(file), _) => read(&file)?,
+        (None, None, Mode::Dev) => read(&data_dir.join("hsm-pin"))?,
+        (None, None, Mode::Serve) => {
+            return Err(invalid(
+                "kek.pkcs11.pin_file",
+                "required (or set SIGVAULT_KEK__PKCS11__PIN): the HSM user PIN",
+            ));
+        }
+    };
+    let sessions = p.sessions.unwrap_or(4);
+    if !(1..=64).contains(&sessions) {
+        return Err(invalid("kek.pkcs11.sessions", "must be between 1 and 64"));
+    }
+    Ok(KekSettings::Pkcs11(Pkcs11Settings {
+        module,
+        token_label,
+        pin: SecretString::from(pin),
+        sessions: sessions as usize,
+    }))
+}
+
+fn read_pin(path: &Path) -> Result<String, ConfigError> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| invalid("kek.pkcs11.pin_file", format!("cannot read {}: {e}", path.display())))?,
+    );
+    let pin = text.trim_end_matches(['\n', '\r']).to_owned();
+    if pin.is_empty() {
+        return Err(invalid("kek.pkcs11.pin_file", format!("{} is empty", path.display())));
+    }
+    Ok(pin)
+}

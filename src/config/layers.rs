@@ -1,0 +1,115 @@
+//! The layers a raw configuration is merged from: the TOML file, then
+//! `SIGVAULT_<SECTION>__<KEY>` environment variables, then command-line overrides. Each layer
+//! is checked on its own, so an error names the file line or the variable it came from.
+
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use super::raw::RawConfig;
+use super::{ConfigError, invalid};
+
+/// Environment variables that carry secrets or other meanings, not config keys.
+const RESERVED_ENV: &[&str] = &["SIGVAULT_ROOT_TOKEN", "SIGVAULT_KEK__PKCS11__PIN", "SIGVAULT_LOG"];
+const ENV_PREFIX: &str = "SIGVAULT_";
+
+/// Command-line values that override file and environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Reads the file (if any), applies `env` and `overrides`, and returns the merged raw
+/// config. `env` is passed in (not read here) so tests control it.
+pub fn merge(file: Option<&Path>, env: &[(String, String)], overrides: &Overrides) -> Result<RawConfig, ConfigError> {
+    let mut table = match file {
+        Some(path) => read_file(path)?,
+        None => Table::new(),
+    };
+    for (var, value) in env {
+        let Some(path) = env_key_path(var) else { continue };
+        let layer = env_layer(var, &path, value)?;
+        deep_merge(&mut table, layer);
+    }
+    if let Some(listen) = &overrides.listen {
+        table.insert("listen".into(), Value::String(listen.clone()));
+    }
+    if let Some(dir) = &overrides.data_dir {
+        table.insert("data_dir".into(), Value::String(dir.display().to_string()));
+    }
+    table.try_into().map_err(|e| invalid("config", e.to_string()))
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let file_err = |e: toml::de::Error| ConfigError::File {
+        path: path.display().to_string(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    };
+    // Deserialising into the typed form first reports unknown keys and wrong types with
+    // their line; the untyped table is what gets merged.
+    toml::from_str::<RawConfig>(&text).map_err(file_err)?;
+    toml::from_str::<Table>(&text).map_err(file_err)
+}
+
+/// `SIGVAULT_KEK__PKCS11__MODULE` → `["kek", "pkcs11", "module"]`; `None` for variables
+/// that are not config keys.
+fn env_key_path(var: &str) -> Option<Vec<String>> {
+    if RESERVED_ENV.contains(&var) || var.starts_with("SIGVAULT_TEST_") {
+        return None;
+    }
+    let rest = var.strip_prefix(ENV_PREFIX)?;
+    Some(rest.split("__").map(str::to_ascii_lowercase).collect())
+}
+
+/// One environment variable as a one-key table, checked on its own so an error names it.
+/// The value is tried as a string first, then as a TOML literal (numbers, booleans).
+fn env_layer(var: &str, path: &[String], value: &str) -> Result<Table, ConfigError> {
+    let mut candidates = vec![Value::String(value.to_owned())];
+    if let Ok(parsed) = toml::from_str::<Table>(&format!("v = {value}"))
+        && let Some(v) = parsed.get("v")
+    {
+        candidates.push(v.clone());
+    }
+    let mut last_error = String::new();
+    for candidate in candidates {
+        let layer = nest(path, candidate);
+        match layer.clone().try_into::<RawConfig>() {
+            Ok(_) => return Ok(layer),
+            Err(e) => last_error = e.to_string().trim_end().replace('\n', " "),
+        }
+    }
+    Err(ConfigError::Env {
+        var: var.to_owned(),
+        message: last_error,
+    })
+}
+
+fn nest(path: &[String], value: Value) -> Table {
+    let mut value = value;
+    for key in path.iter().skip(1).rev() {
+        let mut t = Table::new();
+        t.insert(key.clone(), value);
+        value = Value::Table(t);
+    }
+    let mut top = Table::new();
+    if let Some(first) = path.first() {
+        top.insert(first.clone(), value);
+    }
+    top
+}
+
+fn deep_merge(into: &mut Table, from: Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Table(existing)), Value::Table(incoming)) => deep_merge(existing, incoming),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}

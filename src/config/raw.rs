@@ -1,0 +1,123 @@
+//! The raw configuration as TOML and the environment spell it: every key optional, unknown
+//! keys refused (`deny_unknown_fields`). Nothing here is validated; [`super::Settings`] is.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub insecure_http: Option<bool>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub store: Option<RawStore>,
+    pub kek: Option<RawKek>,
+    pub cache: Option<RawCache>,
+    pub keys: Option<RawKeys>,
+    pub limits: Option<RawLimits>,
+    pub audit: Option<RawAudit>,
+    pub report: Option<RawReport>,
+    pub policies: Option<RawPolicies>,
+    pub auth: Option<RawAuth>,
+    pub tls: Option<RawTls>,
+    pub sigv4: Option<RawSigv4>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigv4 {
+    pub max_credentials_per_principal: Option<u32>,
+    pub time_window: Option<String>,
+    pub on_new_fingerprint: Option<String>,
+    pub max_fingerprints: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicies {
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub max_failures: Option<u32>,
+    pub failure_window: Option<String>,
+    pub max_token_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: Option<String>,
+    /// Certificate principal → groups.
+    pub client_groups: Option<BTreeMap<String, Vec<String>>>,
+    pub default_client_groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    pub cryptoperiod: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub file: Option<PathBuf>,
+    pub anchor_file: Option<PathBuf>,
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKek {
+    pub provider: Option<String>,
+    pub pkcs11: Option<RawPkcs11>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPkcs11 {
+    pub module: Option<PathBuf>,
+    pub token_label: Option<String>,
+    pub pin_file: Option<PathBuf>,
+    pub sessions: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub ttl: Option<String>,
+    pub max_entries: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    pub default_pending_days: Option<u32>,
+    pub max_pending_days: Option<u32>,
+    pub usage_flush_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: Option<u64>,
+    pub max_sign_body_bytes: Option<u64>,
+    pub max_message_bytes: Option<u64>,
+    pub max_batch_items: Option<u32>,
+    pub max_connections: Option<u32>,
+}

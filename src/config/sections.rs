@@ -1,0 +1,271 @@
+//! Validation of the sections other than `[kek]`: each raw section becomes its module's
+//! settings, with defaults filled and every bad value reported with its key.
+
+use std::path::{Path, PathBuf};
+
+use time::Duration;
+
+use super::raw::{RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawReport, RawSigv4, RawStore, RawTls};
+use super::types::{
+    AuthSettings, CacheSettings, KeySettings, Limits, OnNewFingerprint, ReportSettings, Sigv4Settings, StoreSettings,
+    TlsSettings,
+};
+use super::{ConfigError, invalid};
+use crate::audit::writer::AuditSettings;
+use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
+use crate::timefmt::parse_duration;
+use crate::tls::{ClientAuth, TlsFiles};
+
+/// `[tls]`: the PEM files are read and checked now, so a bad one stops the start (or
+/// `config::check`) with one line naming its key.
+fn tls_settings(raw: RawTls) -> Result<TlsSettings, ConfigError> {
+    let cert_file = raw.cert_file.ok_or_else(|| {
+        invalid(
+            "tls.cert_file",
+            "required with [tls]: the server certificate chain (PEM)",
+        )
+    })?;
+    let key_file = raw
+        .key_file
+        .ok_or_else(|| invalid("tls.key_file", "required with [tls]: the server private key (PEM)"))?;
+    let client_auth = match raw.client_auth.as_deref() {
+        None => ClientAuth::None,
+        Some(text) => ClientAuth::parse(text).ok_or_else(|| {
+            invalid(
+                "tls.client_auth",
+                format!("`{text}` is not one of none, optional, required"),
+            )
+        })?,
+    };
+    let default_groups = raw
+        .default_client_groups
+        .unwrap_or_else(|| DEFAULT_CLIENT_GROUPS.iter().map(|g| (*g).to_owned()).collect());
+    if let Some(bad) = default_groups.iter().find(|g| !is_group_name(g)) {
+        return Err(invalid(
+            "tls.default_client_groups",
+            format!("`{bad}` is not a group name (1 to 64 characters of A-Z a-z 0-9 . _ -)"),
+        ));
+    }
+    let listed = raw.client_groups.unwrap_or_default();
+    for (principal, groups) in &listed {
+        if principal.is_empty() || !principal.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                "tls.client_groups",
+                format!("`{principal}` is not a certificate name (visible ASCII, e.g. spiffe://example.org/payments)"),
+            ));
+        }
+        if let Some(bad) = groups.iter().find(|g| !is_group_name(g)) {
+            return Err(invalid(
+                "tls.client_groups",
+                format!("{principal}: `{bad}` is not a group name (1 to 64 characters of A-Z a-z 0-9 . _ -)"),
+            ));
+        }
+    }
+    let files = TlsFiles {
+        cert_file,
+        key_file,
+        client_ca_file: raw.client_ca_file,
+    };
+    Ok(TlsSettings::load(
+        &files,
+        client_auth,
+        CertificateGroups::new(listed, default_groups),
+    )?)
+}
+
+fn store_settings(raw: RawStore, data_dir: &Path) -> Result<StoreSettings, ConfigError> {
+    let url = raw
+        .url
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("sigvault.db").display()));
+    match url.split_once("://") {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(StoreSettings::Sqlite {
+            path: PathBuf::from(path),
+        }),
+        Some(("sqlite", _)) => Err(invalid(
+            "store.url",
+            "a sqlite URL needs a path: sqlite:///var/lib/sigvault/sigvault.db",
+        )),
+        Some((scheme, _)) => Err(invalid(
+            "store.url",
+            format!("unsupported store `{scheme}` (this build supports sqlite://PATH)"),
+        )),
+        None => Err(invalid(
+            "store.url",
+            format!("`{url}` is not a URL (expected sqlite://PATH)"),
+        )),
+    }
+}
+
+fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|e| invalid(key, e.to_string()))
+}
+
+fn cache_settings(raw: RawCache) -> Result<CacheSettings, ConfigError> {
+    let ttl = duration("cache.ttl", raw.ttl.as_deref().unwrap_or("1h"))?;
+    let max_entries = raw.max_entries.unwrap_or(10_000);
+    if !(1..=1_000_000).contains(&max_entries) {
+        return Err(invalid("cache.max_entries", "must be between 1 and 1000000"));
+    }
+    Ok(CacheSettings {
+        ttl,
+        max_entries: max_entries as usize,
+    })
+}
+
+fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
+    let max_pending_days = raw.max_pending_days.unwrap_or(30);
+    if !(1..=365).contains(&max_pending_days) {
+        return Err(invalid("keys.max_pending_days", "must be between 1 and 365"));
+    }
+    let default_pending_days = raw.default_pending_days.unwrap_or(7);
+    if !(1..=max_pending_days).contains(&default_pending_days) {
+        return Err(invalid(
+            "keys.default_pending_days",
+            format!("must be between 1 and keys.max_pending_days ({max_pending_days})"),
+        ));
+    }
+    let usage_flush_interval = duration(
+        "keys.usage_flush_interval",
+        raw.usage_flush_interval.as_deref().unwrap_or("1s"),
+    )?;
+    if usage_flush_interval > Duration::minutes(10) {
+        return Err(invalid("keys.usage_flush_interval", "must be at most 10m"));
+    }
+    Ok(KeySettings {
+        default_pending_days,
+        max_pending_days,
+        usage_flush_interval,
+    })
+}
+
+fn auth_settings(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
+    let max_failures = raw.max_failures.unwrap_or(10);
+    if !(1..=10_000).contains(&max_failures) {
+        return Err(invalid("auth.max_failures", "must be 1 to 10000"));
+    }
+    let failure_window = duration("auth.failure_window", raw.failure_window.as_deref().unwrap_or("1m"))?;
+    if failure_window < time::Duration::seconds(1) || failure_window > time::Duration::hours(24) {
+        return Err(invalid("auth.failure_window", "must be 1s to 24h"));
+    }
+    let max_token_ttl = duration("auth.max_token_ttl", raw.max_token_ttl.as_deref().unwrap_or("365d"))?;
+    if max_token_ttl < time::Duration::minutes(1) {
+        return Err(invalid("auth.max_token_ttl", "must be at least 1m"));
+    }
+    Ok(AuthSettings {
+        max_failures,
+        failure_window,
+        max_token_ttl,
+    })
+}
+
+fn sigv4_settings(raw: RawSigv4) -> Result<Sigv4Settings, ConfigError> {
+    let d = Sigv4Settings::default();
+    let max_credentials_per_principal = raw
+        .max_credentials_per_principal
+        .unwrap_or(d.max_credentials_per_principal);
+    if !(1..=100).contains(&max_credentials_per_principal) {
+        return Err(invalid("sigv4.max_credentials_per_principal", "must be 1 to 100"));
+    }
+    let time_window = duration("sigv4.time_window", raw.time_window.as_deref().unwrap_or("15m"))?;
+    if time_window < time::Duration::seconds(1) || time_window > time::Duration::hours(1) {
+        return Err(invalid("sigv4.time_window", "must be 1s to 1h"));
+    }
+    let on_new_fingerprint = match raw.on_new_fingerprint.as_deref() {
+        None => d.on_new_fingerprint,
+        Some(text) => OnNewFingerprint::parse(text)
+            .ok_or_else(|| invalid("sigv4.on_new_fingerprint", "must be record, alert or deactivate"))?,
+    };
+    let max_fingerprints = raw.max_fingerprints.unwrap_or(d.max_fingerprints);
+    if !(1..=10_000).contains(&max_fingerprints) {
+        return Err(invalid("sigv4.max_fingerprints", "must be 1 to 10000"));
+    }
+    Ok(Sigv4Settings {
+        max_credentials_per_principal,
+        time_window,
+        on_new_fingerprint,
+        max_fingerprints,
+    })
+}
+
+fn report_settings(raw: RawReport) -> Result<ReportSettings, ConfigError> {
+    let cryptoperiod = duration("report.cryptoperiod", raw.cryptoperiod.as_deref().unwrap_or("365d"))?;
+    if cryptoperiod < Duration::days(1) {
+        return Err(invalid("report.cryptoperiod", "must be at least 1d"));
+    }
+    Ok(ReportSettings { cryptoperiod })
+}
+
+fn audit_settings(raw: RawAudit, data_dir: &Path) -> Result<AuditSettings, ConfigError> {
+    let node = match raw.node {
+        Some(node) => node,
+        None => default_node_name(),
+    };
+    let node_ok = !node.is_empty()
+        && node.len() <= 64
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !node_ok {
+        return Err(invalid("audit.node", "must be 1 to 64 characters of A-Z a-z 0-9 . _ -"));
+    }
+    let file = raw.file.unwrap_or_else(|| data_dir.join("audit.jsonl"));
+    let anchor_file = raw.anchor_file.unwrap_or_else(|| data_dir.join("audit.anchor"));
+    if file == anchor_file {
+        return Err(invalid("audit.anchor_file", "must not be the event file"));
+    }
+    Ok(AuditSettings {
+        node,
+        file,
+        anchor_file,
+    })
+}
+
+/// This host's name, reduced to the node-name alphabet; `node-1` if it has none.
+fn default_node_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name: String = if rc == 0 {
+        buf.iter()
+            .take_while(|b| **b != 0)
+            .map(|b| *b as char)
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .take(64)
+            .collect()
+    } else {
+        String::new()
+    };
+    if name.is_empty() { "node-1".into() } else { name }
+}
+
+fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let l = Limits {
+        max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_sign_body_bytes: raw.max_sign_body_bytes.unwrap_or(d.max_sign_body_bytes),
+        max_message_bytes: raw
+            .max_message_bytes
+            .map_or(d.max_message_bytes, |v| usize::try_from(v).unwrap_or(usize::MAX)),
+        max_batch_items: raw.max_batch_items.map_or(d.max_batch_items, |v| v as usize),
+        max_connections: raw.max_connections.map_or(d.max_connections, |v| v as usize),
+    };
+    if !(1024..=1 << 20).contains(&l.max_body_bytes) {
+        return Err(invalid("limits.max_body_bytes", "must be between 1024 and 1048576"));
+    }
+    if !(1..=16 << 20).contains(&l.max_message_bytes) {
+        return Err(invalid("limits.max_message_bytes", "must be between 1 and 16777216"));
+    }
+    if l.max_sign_body_bytes < l.max_message_bytes as u64 || l.max_sign_body_bytes > 256 << 20 {
+        return Err(invalid(
+            "limits.max_sign_body_bytes",
+            "must be at least limits.max_message_bytes and at most 268435456",
+        ));
+    }
+    if !(1..=10_000).contains(&l.max_batch_items) {
+        return Err(invalid("limits.max_batch_items", "must be between 1 and 10000"));
+    }
+    if !(1..=1_000_000).contains(&l.max_connections) {
+        return Err(invalid("limits.max_connections", "must be between 1 and 1000000"));
+    }
+    Ok(l)
+}
