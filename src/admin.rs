@@ -24,10 +24,8 @@ use crate::audit::event::AuditEvent;
 use crate::audit::sink;
 use crate::audit::verify::{Report, VerifyError, verify_trail};
 use crate::clock::{SharedClock, SystemClock, unix_ms};
-use crate::config::{self, ConfigError, KekSettings, Mode, Overrides, Settings, StoreSettings};
-use crate::dev::DevPaths;
-use crate::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
-use crate::kek::{KekError, KekProvider, Keyring};
+use crate::config::{self, ConfigError, DevPaths, Mode, Overrides, Settings, StoreSettings};
+use crate::kek::{self, KekError, Keyring};
 use crate::secret::SecretBytes;
 use crate::startup::{AUDIT_KEY_NAME, chain};
 use crate::store::sqlite::SqliteStore;
@@ -158,25 +156,10 @@ impl OfflineVault {
         if self.store.get_system_secret(AUDIT_KEY_NAME).await?.is_none() {
             return Ok(None);
         }
-        let kek: Arc<dyn KekProvider> = match &self.settings.kek {
-            KekSettings::Pkcs11 {
-                module,
-                token_label,
-                pin,
-                ..
-            } => Arc::new(
-                Pkcs11Kek::open(Pkcs11Settings {
-                    module: module.clone(),
-                    token_label: token_label.clone(),
-                    pin: pin.clone(),
-                    sessions: 1,
-                })
-                .await?,
-            ),
-        };
+        let keyring = Keyring::new(kek::open(&self.settings.kek).await?);
         let clock: SharedClock = Arc::new(SystemClock);
         // A key is stored, so this only unseals it.
-        let key = system_secret::load_or_create(self.store(), &Keyring::new(kek), &clock, AUDIT_KEY_NAME).await?;
+        let key = system_secret::load_or_create(self.store(), &keyring, &clock, AUDIT_KEY_NAME).await?;
         Ok(Some(key))
     }
 }

@@ -13,57 +13,16 @@
 //! that variable to this directory's config before any PKCS#11 call (see `main.rs`).
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use secrecy::SecretString;
 
-use crate::config::{self, Mode, RawConfig, Settings};
+use crate::config::{self, DevPaths, Mode, RawConfig, Settings};
+use crate::hardening::create_private_file;
 use crate::kek::KekError;
-use crate::kek::pkcs11::{context, ensure_token};
-
-/// The SoftHSM2 configuration template shipped in `softhsm/`.
-pub const SOFTHSM_CONF_TEMPLATE: &str = include_str!("../softhsm/softhsm2.conf.template");
-
-/// The token label `sigvault dev` uses.
-pub const DEV_TOKEN_LABEL: &str = "sigvault-dev";
-
-/// Paths inside a dev data dir.
-#[derive(Debug, Clone)]
-pub struct DevPaths {
-    pub data_dir: PathBuf,
-    pub softhsm_conf: PathBuf,
-    pub token_dir: PathBuf,
-    pub pin_file: PathBuf,
-    pub so_pin_file: PathBuf,
-    pub database: PathBuf,
-}
-
-impl DevPaths {
-    pub fn new(data_dir: &Path) -> Self {
-        Self {
-            data_dir: data_dir.to_path_buf(),
-            softhsm_conf: data_dir.join("softhsm2.conf"),
-            token_dir: data_dir.join("tokens"),
-            pin_file: data_dir.join("hsm-pin"),
-            so_pin_file: data_dir.join("hsm-so-pin"),
-            database: data_dir.join("sigvault.db"),
-        }
-    }
-}
-
-/// Writes a SoftHSM2 config at `conf` whose token directory is `token_dir`, creating both
-/// when missing. Leaves an existing config untouched.
-pub fn write_softhsm_conf(conf: &Path, token_dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(token_dir)?;
-    fs::set_permissions(token_dir, fs::Permissions::from_mode(0o700))?;
-    if conf.exists() {
-        return Ok(());
-    }
-    let text = SOFTHSM_CONF_TEMPLATE.replace("@TOKENDIR@", &token_dir.display().to_string());
-    write_private(conf, text.as_bytes())
-}
+use crate::kek::pkcs11::{self, softhsm};
 
 /// Reads a PIN file (trailing newline removed), or creates it with a fresh random PIN.
 pub fn read_or_create_pin(path: &Path) -> io::Result<SecretString> {
@@ -77,30 +36,23 @@ pub fn read_or_create_pin(path: &Path) -> io::Result<SecretString> {
             getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
             let pin: String = raw.iter().map(|b| format!("{b:02x}")).collect();
             zeroize::Zeroize::zeroize(&mut raw);
-            write_private(path, pin.as_bytes())?;
+            create_private_file(path, pin.as_bytes())?;
             Ok(SecretString::from(pin))
         }
         Err(e) => Err(e),
     }
 }
 
-/// Creates `path` with mode 0600 (refusing to follow an existing file) and writes `bytes`.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
-    #[error("SoftHSM2 is not installed (no libsofthsm2.so in {}); run softhsm/install.sh", config::SOFTHSM_MODULES.join(", "))]
+    #[error("SoftHSM2 is not installed (no libsofthsm2.so in {}); run softhsm/install.sh", softhsm::MODULE_PATHS.join(", "))]
     NoSoftHsm,
-    #[error("cannot load the PKCS#11 module {path}: {message}")]
-    Module { path: String, message: String },
+    #[error("`sigvault dev` keeps its KEK in SoftHSM2: set kek.provider = \"pkcs11\"")]
+    NotPkcs11,
+    #[error("cannot load the PKCS#11 module {path}: no such file")]
+    ModuleMissing { path: String },
+    #[error(transparent)]
+    Module(pkcs11::Pkcs11Error),
     #[error("data dir {path}: {message}")]
     DataDir { path: String, message: String },
     #[error("HSM: {}", crate::startup::chain(.0))]
@@ -119,20 +71,16 @@ pub fn prepare(raw: &RawConfig) -> Result<DevPaths, DevError> {
         .and_then(|p| p.module.clone())
     {
         Some(module) => module,
-        None => config::default_softhsm_module().ok_or(DevError::NoSoftHsm)?,
+        None => softhsm::installed_module().ok_or(DevError::NoSoftHsm)?,
     };
     if !module.exists() {
-        return Err(DevError::Module {
+        return Err(DevError::ModuleMissing {
             path: module.display().to_string(),
-            message: "no such file".into(),
         });
     }
     // Loading (not initialising) the module proves it is a PKCS#11 library before anything
     // is written to disk.
-    cryptoki::context::Pkcs11::new(&module).map_err(|e| DevError::Module {
-        path: module.display().to_string(),
-        message: e.to_string(),
-    })?;
+    pkcs11::probe_module(&module).map_err(DevError::Module)?;
     let paths = DevPaths::new(&config::data_dir_of(Mode::Dev, raw));
     let dir_err = |e: io::Error| DevError::DataDir {
         path: paths.data_dir.display().to_string(),
@@ -149,7 +97,7 @@ pub fn prepare(raw: &RawConfig) -> Result<DevPaths, DevError> {
         fs::set_permissions(&paths.data_dir, fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
     }
     fs::read_dir(&paths.data_dir).map_err(dir_err)?;
-    write_softhsm_conf(&paths.softhsm_conf, &paths.token_dir).map_err(dir_err)?;
+    softhsm::write_conf(&paths.softhsm_conf, &paths.token_dir).map_err(dir_err)?;
     let explicit_pin = raw
         .kek
         .as_ref()
@@ -166,18 +114,12 @@ pub fn prepare(raw: &RawConfig) -> Result<DevPaths, DevError> {
 /// Creates the dev token on first start (`C_InitToken` + `C_InitPIN`); a no-op afterwards.
 /// Must run after `SOFTHSM2_CONF` points at the dev data dir.
 pub fn ensure_dev_token(settings: &Settings, paths: &DevPaths) -> Result<(), DevError> {
-    let config::KekSettings::Pkcs11 {
-        module,
-        token_label,
-        pin,
-        ..
-    } = &settings.kek;
+    let pkcs11 = settings.kek.pkcs11().ok_or(DevError::NotPkcs11)?;
     let so_pin = read_or_create_pin(&paths.so_pin_file).map_err(|e| DevError::DataDir {
         path: paths.so_pin_file.display().to_string(),
         message: e.to_string(),
     })?;
-    let ctx = context(module)?;
-    ensure_token(&ctx, token_label, &so_pin, pin)?;
+    pkcs11::provision_token(pkcs11, &so_pin).map_err(KekError::from)?;
     Ok(())
 }
 
@@ -206,7 +148,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sv-conf-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let paths = DevPaths::new(&dir);
-        write_softhsm_conf(&paths.softhsm_conf, &paths.token_dir).unwrap();
+        softhsm::write_conf(&paths.softhsm_conf, &paths.token_dir).unwrap();
         let text = fs::read_to_string(&paths.softhsm_conf).unwrap();
         assert!(text.contains(&format!("directories.tokendir = {}", paths.token_dir.display())));
         assert!(paths.token_dir.is_dir());

@@ -44,6 +44,20 @@ pub fn memlock_limit() -> Option<u64> {
     Some(lim.rlim_cur)
 }
 
+/// Creates `path` with mode 0600, refusing to follow or replace an existing file, writes
+/// `bytes` and syncs them: for PIN files and configs that must be private whatever the umask.
+pub fn create_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

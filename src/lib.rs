@@ -38,6 +38,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "kek-pkcs11")]
 pub mod dev;
 pub mod envelope;
 pub mod error;

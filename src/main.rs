@@ -181,11 +181,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     // Before anything is created on disk or any secret is loaded.
     let hardening = sigvault::hardening::harden_process();
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let (settings, dev_paths) = match cli.command {
+    let (settings, dev_paths): (Settings, Option<sigvault::config::DevPaths>) = match cli.command {
         Command::Audit { command } => return Ok(audit(command, env)),
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => return Ok(policy_check(&dir.unwrap_or_else(|| PathBuf::from("policies")))),
+        #[cfg(not(feature = "kek-pkcs11"))]
+        Command::Dev { .. } => return Err("this build has no `sigvault dev`: it needs the kek-pkcs11 feature".into()),
+        #[cfg(feature = "kek-pkcs11")]
         Command::Dev {
             listen,
             data_dir,
@@ -220,9 +223,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
+        #[cfg(feature = "kek-pkcs11")]
         if let Some(paths) = &dev_paths {
             sigvault::dev::ensure_dev_token(&settings, paths).map_err(|e| e.to_string())?;
         }
+        // Only `sigvault dev` returns paths, and it needs the PKCS#11 provider.
+        #[cfg(not(feature = "kek-pkcs11"))]
+        drop(dev_paths);
         let app = Application::build(settings).await.map_err(|e| chain(&e))?;
         // Registered before "listening on" is printed, so a stop right after it is graceful.
         let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;

@@ -29,9 +29,8 @@ use crate::audit::writer::{AuditError, Auditor};
 use crate::auth::keyed_hash::KeyedHasher;
 use crate::auth::{Authenticator, ROOT_TOKEN_VALUE, generate_token};
 use crate::clock::{SharedClock, SystemClock, unix_ms};
-use crate::config::{KekSettings, Settings, StoreSettings};
-use crate::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
-use crate::kek::{KekError, KekProvider, Keyring};
+use crate::config::{Settings, StoreSettings};
+use crate::kek::{self, KekError, Keyring};
 use crate::keys::KeyService;
 use crate::policy::{self, PolicyEngine};
 use crate::store::sqlite::SqliteStore;
@@ -145,27 +144,10 @@ impl Application {
             addr: settings.listen,
             source,
         })?;
-        let kek: Arc<dyn KekProvider> = match &settings.kek {
-            KekSettings::Pkcs11 {
-                module,
-                token_label,
-                pin,
-                sessions,
-            } => Arc::new(
-                Pkcs11Kek::open(Pkcs11Settings {
-                    module: module.clone(),
-                    token_label: token_label.clone(),
-                    pin: pin.clone(),
-                    sessions: *sessions,
-                })
-                .await?,
-            ),
-        };
-        kek.self_test().await?;
+        let keyring = Keyring::new(kek::open(&settings.kek).await?);
         let store: Arc<dyn Store> = match &settings.store {
             StoreSettings::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
         };
-        let keyring = Keyring::new(Arc::clone(&kek));
         let hasher = Arc::new(
             KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock)
                 .await
@@ -177,7 +159,7 @@ impl Application {
         let root_hash_to_store = generated_root_token.as_ref().map(|_| root_hash.clone());
         let credentials = crate::credentials::CredentialService::new(
             Arc::clone(&store),
-            Keyring::new(Arc::clone(&kek)),
+            keyring.clone(),
             clock.clone(),
             settings.sigv4,
             settings.cache,
@@ -186,7 +168,7 @@ impl Application {
             crate::apikeys::ApiKeyService::new(Arc::clone(&store), Arc::clone(&hasher), clock.clone(), settings.cache);
         let keys = KeyService::new(
             Arc::clone(&store),
-            keyring,
+            keyring.clone(),
             clock.clone(),
             settings.keys,
             settings.cache,
@@ -207,7 +189,7 @@ impl Application {
                 settings.auth,
             ),
             auth_settings: settings.auth,
-            kek,
+            kek: keyring,
             store,
             limits: settings.limits,
             report: settings.report,

@@ -32,7 +32,7 @@ use crate::auth::{AuthError, Authenticator, Principal, Via};
 use crate::clock::SharedClock;
 use crate::config::Limits;
 use crate::error::{ApiError, ErrorCode};
-use crate::kek::{KekError, KekProvider};
+use crate::kek::{KekError, Keyring};
 use crate::keys::{KeyError, KeyService};
 use crate::policy::{RequestFacts, Resource};
 use crate::store::{Store, StoreError};
@@ -48,7 +48,7 @@ pub struct AppState {
     pub clock: SharedClock,
     pub auth: Authenticator,
     pub auth_settings: crate::config::AuthSettings,
-    pub kek: Arc<dyn KekProvider>,
+    pub kek: Keyring,
     pub store: Arc<dyn Store>,
     pub limits: Limits,
     pub report: crate::config::ReportSettings,

@@ -4,16 +4,27 @@
 
 use std::path::Path;
 
+#[cfg(feature = "kek-pkcs11")]
 use secrecy::SecretString;
 
 use super::raw::RawKek;
 use super::{ConfigError, Mode, Secrets, invalid};
+#[cfg(feature = "kek-pkcs11")]
+use super::{DevPaths, raw::RawPkcs11};
 use crate::kek::KekSettings;
+#[cfg(feature = "kek-pkcs11")]
 use crate::kek::pkcs11::Pkcs11Settings;
 
 /// The token label `sigvault dev` uses when `kek.pkcs11.token_label` is not set.
 pub const DEV_TOKEN_LABEL: &str = "sigvault-dev";
 
+/// The providers this build was compiled with (each behind its `kek-*` feature).
+const PROVIDERS: &[&str] = &[
+    #[cfg(feature = "kek-pkcs11")]
+    "pkcs11",
+];
+
+/// `[kek]`: the provider (`pkcs11` when unset) and its section.
 pub(super) fn kek_settings(
     mode: Mode,
     raw: RawKek,
@@ -22,13 +33,38 @@ pub(super) fn kek_settings(
     secrets: Secrets,
 ) -> Result<KekSettings, ConfigError> {
     let provider = raw.provider.unwrap_or_else(|| "pkcs11".into());
-    if provider != "pkcs11" {
-        return Err(invalid(
-            "kek.provider",
-            format!("unknown provider `{provider}` (this build supports pkcs11)"),
-        ));
+    match provider.as_str() {
+        #[cfg(feature = "kek-pkcs11")]
+        "pkcs11" => Ok(KekSettings::Pkcs11(pkcs11_settings(
+            mode,
+            raw.pkcs11.unwrap_or_default(),
+            data_dir,
+            pin_env,
+            secrets,
+        )?)),
+        _ => {
+            // Only read by the provider sections this build has.
+            let _ = (mode, raw.pkcs11, data_dir, pin_env, secrets);
+            Err(invalid(
+                "kek.provider",
+                format!(
+                    "unknown provider `{provider}` (this build supports: {})",
+                    PROVIDERS.join(", ")
+                ),
+            ))
+        }
     }
-    let p = raw.pkcs11.unwrap_or_default();
+}
+
+/// `[kek.pkcs11]`; `sigvault dev` fills what is missing from its data dir and SoftHSM2.
+#[cfg(feature = "kek-pkcs11")]
+fn pkcs11_settings(
+    mode: Mode,
+    p: RawPkcs11,
+    data_dir: &Path,
+    pin_env: Option<String>,
+    secrets: Secrets,
+) -> Result<Pkcs11Settings, ConfigError> {
     let module = match (p.module, mode) {
         (Some(module), _) => module,
         (None, Mode::Dev) => crate::kek::pkcs11::softhsm::installed_module().ok_or_else(|| {
@@ -62,7 +98,7 @@ pub(super) fn kek_settings(
     let pin = match (pin_env, p.pin_file, mode) {
         (Some(pin), _, _) => pin,
         (None, Some(file), _) => read(&file)?,
-        (None, None, Mode::Dev) => read(&data_dir.join("hsm-pin"))?,
+        (None, None, Mode::Dev) => read(&DevPaths::new(data_dir).pin_file)?,
         (None, None, Mode::Serve) => {
             return Err(invalid(
                 "kek.pkcs11.pin_file",
@@ -74,14 +110,15 @@ pub(super) fn kek_settings(
     if !(1..=64).contains(&sessions) {
         return Err(invalid("kek.pkcs11.sessions", "must be between 1 and 64"));
     }
-    Ok(KekSettings::Pkcs11(Pkcs11Settings {
+    Ok(Pkcs11Settings {
         module,
         token_label,
         pin: SecretString::from(pin),
         sessions: sessions as usize,
-    }))
+    })
 }
 
+#[cfg(feature = "kek-pkcs11")]
 fn read_pin(path: &Path) -> Result<String, ConfigError> {
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path)

@@ -101,6 +101,31 @@ pub fn data_dir_of(mode: Mode, raw: &RawConfig) -> PathBuf {
     })
 }
 
+/// The layout of a `sigvault dev` data dir (see `crate::dev`): what `dev` creates there and
+/// where the dev defaults of [`Settings`] point.
+#[derive(Debug, Clone)]
+pub struct DevPaths {
+    pub data_dir: PathBuf,
+    pub softhsm_conf: PathBuf,
+    pub token_dir: PathBuf,
+    pub pin_file: PathBuf,
+    pub so_pin_file: PathBuf,
+    pub database: PathBuf,
+}
+
+impl DevPaths {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            softhsm_conf: data_dir.join("softhsm2.conf"),
+            token_dir: data_dir.join("tokens"),
+            pin_file: data_dir.join("hsm-pin"),
+            so_pin_file: data_dir.join("hsm-so-pin"),
+            database: data_dir.join("sigvault.db"),
+        }
+    }
+}
+
 /// Whether validation reads secret files (the PIN file): not when only checking values
 /// before the files exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,60 +149,27 @@ impl Settings {
     fn validate(mode: Mode, raw: RawConfig, env: &[(String, String)], secrets: Secrets) -> Result<Self, ConfigError> {
         let env_var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let data_dir = data_dir_of(mode, &raw);
-        let listen_text = raw.listen.clone().unwrap_or_else(|| "127.0.0.1:8200".into());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            invalid(
-                "listen",
-                format!("`{listen_text}` is not an address (expected host:port, e.g. 127.0.0.1:8200)"),
-            )
-        })?;
         let insecure_http = raw.insecure_http.unwrap_or(false);
-        let tls = raw.tls.map(tls_settings).transpose()?;
-        if tls.is_none() && !listen.ip().is_loopback() && !insecure_http {
-            return Err(invalid(
-                "listen",
-                format!(
-                    "{listen} is not a loopback address: without [tls] this serves plain HTTP, which carries \
-                     tokens and key material in the clear; configure [tls], listen on 127.0.0.1, or set \
-                     insecure_http = true behind a TLS-terminating proxy"
-                ),
-            ));
-        }
-        let log_level = raw.log_level.clone().unwrap_or_else(|| "info".into());
-        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            return Err(invalid(
-                "log_level",
-                format!("`{log_level}` is not one of error, warn, info, debug, trace"),
-            ));
-        }
-        let store = store_settings(raw.store.unwrap_or_default(), &data_dir)?;
-        let kek = kek_settings(
+        let tls = raw.tls.map(sections::tls_settings).transpose()?;
+        let listen = sections::listen(raw.listen.as_deref(), tls.is_some(), insecure_http)?;
+        let log_level = sections::log_level(raw.log_level)?;
+        let store = sections::store_settings(raw.store.unwrap_or_default(), &data_dir)?;
+        let kek = kek::kek_settings(
             mode,
             raw.kek.unwrap_or_default(),
             &data_dir,
             env_var("SIGVAULT_KEK__PKCS11__PIN"),
             secrets,
         )?;
-        let cache = cache_settings(raw.cache.unwrap_or_default())?;
-        let keys = key_settings(raw.keys.unwrap_or_default())?;
-        let limits = limits(raw.limits.unwrap_or_default())?;
-        let audit = audit_settings(raw.audit.unwrap_or_default(), &data_dir)?;
-        let report = report_settings(raw.report.unwrap_or_default())?;
-        let policies_dir = raw.policies.unwrap_or_default().dir;
-        if let Some(dir) = &policies_dir
-            && !dir.is_dir()
-        {
-            return Err(invalid("policies.dir", format!("{} is not a directory", dir.display())));
-        }
-        let auth = auth_settings(raw.auth.unwrap_or_default())?;
-        let sigv4 = sigv4_settings(raw.sigv4.unwrap_or_default())?;
-        let root_token = match env_var("SIGVAULT_ROOT_TOKEN") {
-            Some(token) => Some(crate::auth::validate_root_token(&token).map_err(|m| ConfigError::Env {
-                var: "SIGVAULT_ROOT_TOKEN".into(),
-                message: m.to_owned(),
-            })?),
-            None => None,
-        };
+        let cache = sections::cache_settings(raw.cache.unwrap_or_default())?;
+        let keys = sections::key_settings(raw.keys.unwrap_or_default())?;
+        let limits = sections::limits(raw.limits.unwrap_or_default())?;
+        let audit = sections::audit_settings(raw.audit.unwrap_or_default(), &data_dir)?;
+        let report = sections::report_settings(raw.report.unwrap_or_default())?;
+        let policies_dir = sections::policies_dir(raw.policies.unwrap_or_default())?;
+        let auth = sections::auth_settings(raw.auth.unwrap_or_default())?;
+        let sigv4 = sections::sigv4_settings(raw.sigv4.unwrap_or_default())?;
+        let root_token = env_var("SIGVAULT_ROOT_TOKEN").map(root_token).transpose()?;
         Ok(Self {
             listen,
             insecure_http,
@@ -197,4 +189,12 @@ impl Settings {
             root_token,
         })
     }
+}
+
+/// `SIGVAULT_ROOT_TOKEN`, checked for the shape of a token.
+fn root_token(token: String) -> Result<SecretString, ConfigError> {
+    crate::auth::validate_root_token(&token).map_err(|m| ConfigError::Env {
+        var: "SIGVAULT_ROOT_TOKEN".into(),
+        message: m.to_owned(),
+    })
 }

@@ -1,11 +1,12 @@
 //! Validation of the sections other than `[kek]`: each raw section becomes its module's
 //! settings, with defaults filled and every bad value reported with its key.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use time::Duration;
 
-use super::raw::{RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawReport, RawSigv4, RawStore, RawTls};
+use super::raw::{RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawPolicies, RawReport, RawSigv4, RawStore, RawTls};
 use super::types::{
     AuthSettings, CacheSettings, KeySettings, Limits, OnNewFingerprint, ReportSettings, Sigv4Settings, StoreSettings,
     TlsSettings,
@@ -16,9 +17,53 @@ use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_grou
 use crate::timefmt::parse_duration;
 use crate::tls::{ClientAuth, TlsFiles};
 
+/// `listen`: an address, on loopback unless TLS or an explicit `insecure_http` says
+/// otherwise.
+pub(super) fn listen(text: Option<&str>, tls: bool, insecure_http: bool) -> Result<SocketAddr, ConfigError> {
+    let text = text.unwrap_or("127.0.0.1:8200");
+    let listen: SocketAddr = text.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("`{text}` is not an address (expected host:port, e.g. 127.0.0.1:8200)"),
+        )
+    })?;
+    if !tls && !listen.ip().is_loopback() && !insecure_http {
+        return Err(invalid(
+            "listen",
+            format!(
+                "{listen} is not a loopback address: without [tls] this serves plain HTTP, which carries \
+                 tokens and key material in the clear; configure [tls], listen on 127.0.0.1, or set \
+                 insecure_http = true behind a TLS-terminating proxy"
+            ),
+        ));
+    }
+    Ok(listen)
+}
+
+pub(super) fn log_level(raw: Option<String>) -> Result<String, ConfigError> {
+    let log_level = raw.unwrap_or_else(|| "info".into());
+    if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+        return Err(invalid(
+            "log_level",
+            format!("`{log_level}` is not one of error, warn, info, debug, trace"),
+        ));
+    }
+    Ok(log_level)
+}
+
+/// `[policies] dir`: where the Cedar policies are read from; `None` = the built-in set.
+pub(super) fn policies_dir(raw: RawPolicies) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(dir) = &raw.dir
+        && !dir.is_dir()
+    {
+        return Err(invalid("policies.dir", format!("{} is not a directory", dir.display())));
+    }
+    Ok(raw.dir)
+}
+
 /// `[tls]`: the PEM files are read and checked now, so a bad one stops the start (or
 /// `config::check`) with one line naming its key.
-fn tls_settings(raw: RawTls) -> Result<TlsSettings, ConfigError> {
+pub(super) fn tls_settings(raw: RawTls) -> Result<TlsSettings, ConfigError> {
     let cert_file = raw.cert_file.ok_or_else(|| {
         invalid(
             "tls.cert_file",
@@ -73,7 +118,7 @@ fn tls_settings(raw: RawTls) -> Result<TlsSettings, ConfigError> {
     )?)
 }
 
-fn store_settings(raw: RawStore, data_dir: &Path) -> Result<StoreSettings, ConfigError> {
+pub(super) fn store_settings(raw: RawStore, data_dir: &Path) -> Result<StoreSettings, ConfigError> {
     let url = raw
         .url
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("sigvault.db").display()));
@@ -100,7 +145,7 @@ fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
     parse_duration(text).map_err(|e| invalid(key, e.to_string()))
 }
 
-fn cache_settings(raw: RawCache) -> Result<CacheSettings, ConfigError> {
+pub(super) fn cache_settings(raw: RawCache) -> Result<CacheSettings, ConfigError> {
     let ttl = duration("cache.ttl", raw.ttl.as_deref().unwrap_or("1h"))?;
     let max_entries = raw.max_entries.unwrap_or(10_000);
     if !(1..=1_000_000).contains(&max_entries) {
@@ -112,7 +157,7 @@ fn cache_settings(raw: RawCache) -> Result<CacheSettings, ConfigError> {
     })
 }
 
-fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
+pub(super) fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
     let max_pending_days = raw.max_pending_days.unwrap_or(30);
     if !(1..=365).contains(&max_pending_days) {
         return Err(invalid("keys.max_pending_days", "must be between 1 and 365"));
@@ -138,7 +183,7 @@ fn key_settings(raw: RawKeys) -> Result<KeySettings, ConfigError> {
     })
 }
 
-fn auth_settings(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
+pub(super) fn auth_settings(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
     let max_failures = raw.max_failures.unwrap_or(10);
     if !(1..=10_000).contains(&max_failures) {
         return Err(invalid("auth.max_failures", "must be 1 to 10000"));
@@ -158,7 +203,7 @@ fn auth_settings(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
     })
 }
 
-fn sigv4_settings(raw: RawSigv4) -> Result<Sigv4Settings, ConfigError> {
+pub(super) fn sigv4_settings(raw: RawSigv4) -> Result<Sigv4Settings, ConfigError> {
     let d = Sigv4Settings::default();
     let max_credentials_per_principal = raw
         .max_credentials_per_principal
@@ -187,7 +232,7 @@ fn sigv4_settings(raw: RawSigv4) -> Result<Sigv4Settings, ConfigError> {
     })
 }
 
-fn report_settings(raw: RawReport) -> Result<ReportSettings, ConfigError> {
+pub(super) fn report_settings(raw: RawReport) -> Result<ReportSettings, ConfigError> {
     let cryptoperiod = duration("report.cryptoperiod", raw.cryptoperiod.as_deref().unwrap_or("365d"))?;
     if cryptoperiod < Duration::days(1) {
         return Err(invalid("report.cryptoperiod", "must be at least 1d"));
@@ -195,7 +240,7 @@ fn report_settings(raw: RawReport) -> Result<ReportSettings, ConfigError> {
     Ok(ReportSettings { cryptoperiod })
 }
 
-fn audit_settings(raw: RawAudit, data_dir: &Path) -> Result<AuditSettings, ConfigError> {
+pub(super) fn audit_settings(raw: RawAudit, data_dir: &Path) -> Result<AuditSettings, ConfigError> {
     let node = match raw.node {
         Some(node) => node,
         None => default_node_name(),
@@ -238,7 +283,7 @@ fn default_node_name() -> String {
     if name.is_empty() { "node-1".into() } else { name }
 }
 
-fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
+pub(super) fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
     let d = Limits::default();
     let l = Limits {
         max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),

@@ -1,474 +1,476 @@
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use secrecy::ExposeSecret;
+//! Config merging and validation, from files and environments written here.
 
-    fn temp(tag: &str) -> PathBuf {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("sv-config-{}-{n}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+use super::*;
+use secrecy::ExposeSecret;
+use time::Duration;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+use crate::kek::pkcs11::Pkcs11Settings;
+use crate::tls::{ClientAuth, TlsFiles};
 
-    fn dev_dir_with_pin() -> PathBuf {
-        let dir = temp("dev");
-        std::fs::write(dir.join("hsm-pin"), "1234\n").unwrap();
-        dir
-    }
+fn temp(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sv-config-{}-{n}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
-    fn load_dev(dir: &Path, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let overrides = Overrides {
-            listen: None,
-            data_dir: Some(dir.to_path_buf()),
-        };
-        let e = env(vars);
-        Settings::from_raw(Mode::Dev, merge(None, &e, &overrides)?, &e)
-    }
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
 
-    #[test]
-    fn dev_mode_fills_every_default_from_the_data_dir() {
-        let dir = dev_dir_with_pin();
-        let s = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/x/libsofthsm2.so")]).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:8200");
-        assert_eq!(
-            s.store,
-            StoreSettings::Sqlite {
-                path: dir.join("sigvault.db")
-            }
-        );
-        let Pkcs11Settings {
-            module,
-            token_label,
-            pin,
-            sessions,
-        } = s.kek.pkcs11().unwrap();
-        assert_eq!(module, &PathBuf::from("/x/libsofthsm2.so"));
-        assert_eq!(token_label, "sigvault-dev");
-        assert_eq!(
-            pin.expose_secret(),
-            "1234",
-            "the trailing newline is not part of the PIN"
-        );
-        assert_eq!(*sessions, 4);
-        assert_eq!(s.cache.ttl, Duration::hours(1));
-        assert_eq!(s.limits, Limits::default());
-        assert!(s.root_token.is_none());
-    }
+fn dev_dir_with_pin() -> PathBuf {
+    let dir = temp("dev");
+    std::fs::write(dir.join("hsm-pin"), "1234\n").unwrap();
+    dir
+}
 
-    #[test]
-    fn environment_overrides_the_file_and_keeps_types() {
-        let dir = dev_dir_with_pin();
-        let file = dir.join("sigvault.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:9000\"\n[kek.pkcs11]\nsessions = 2\nmodule = \"/m.so\"\n",
-        )
+fn load_dev(dir: &Path, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let overrides = Overrides {
+        listen: None,
+        data_dir: Some(dir.to_path_buf()),
+    };
+    let e = env(vars);
+    Settings::from_raw(Mode::Dev, merge(None, &e, &overrides)?, &e)
+}
+
+#[test]
+fn dev_mode_fills_every_default_from_the_data_dir() {
+    let dir = dev_dir_with_pin();
+    let s = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/x/libsofthsm2.so")]).unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8200");
+    assert_eq!(
+        s.store,
+        StoreSettings::Sqlite {
+            path: dir.join("sigvault.db")
+        }
+    );
+    let Pkcs11Settings {
+        module,
+        token_label,
+        pin,
+        sessions,
+    } = s.kek.pkcs11().unwrap();
+    assert_eq!(module, &PathBuf::from("/x/libsofthsm2.so"));
+    assert_eq!(token_label, "sigvault-dev");
+    assert_eq!(
+        pin.expose_secret(),
+        "1234",
+        "the trailing newline is not part of the PIN"
+    );
+    assert_eq!(*sessions, 4);
+    assert_eq!(s.cache.ttl, Duration::hours(1));
+    assert_eq!(s.limits, Limits::default());
+    assert!(s.root_token.is_none());
+}
+
+#[test]
+fn environment_overrides_the_file_and_keeps_types() {
+    let dir = dev_dir_with_pin();
+    let file = dir.join("sigvault.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9000\"\n[kek.pkcs11]\nsessions = 2\nmodule = \"/m.so\"\n",
+    )
+    .unwrap();
+    let e = env(&[
+        ("SIGVAULT_LISTEN", "0.0.0.0:8300"),
+        ("SIGVAULT_INSECURE_HTTP", "true"),
+        ("SIGVAULT_KEK__PKCS11__SESSIONS", "8"),
+        ("SIGVAULT_KEK__PKCS11__TOKEN_LABEL", "123"),
+        ("SIGVAULT_CACHE__TTL", "5m"),
+        ("SIGVAULT_ROOT_TOKEN", "a-root-token-of-some-length"),
+        ("SIGVAULT_KEK__PKCS11__PIN", "from-env"),
+        ("UNRELATED", "x"),
+    ]);
+    let overrides = Overrides {
+        listen: None,
+        data_dir: Some(dir.clone()),
+    };
+    let s = Settings::from_raw(Mode::Dev, merge(Some(&file), &e, &overrides).unwrap(), &e).unwrap();
+    assert_eq!(s.listen.to_string(), "0.0.0.0:8300");
+    assert!(s.insecure_http, "a boolean from the environment");
+    let Pkcs11Settings {
+        token_label,
+        pin,
+        sessions,
+        module,
+    } = s.kek.pkcs11().unwrap();
+    assert_eq!(*sessions, 8);
+    assert_eq!(token_label, "123", "a numeric-looking value still fills a string key");
+    assert_eq!(
+        module,
+        &PathBuf::from("/m.so"),
+        "file values survive where env is silent"
+    );
+    assert_eq!(pin.expose_secret(), "from-env");
+    assert_eq!(s.cache.ttl, Duration::minutes(5));
+    assert_eq!(
+        s.root_token.as_ref().map(|t| t.expose_secret().to_owned()),
+        Some("a-root-token-of-some-length".into())
+    );
+}
+
+#[test]
+fn command_line_overrides_win_over_environment() {
+    let dir = dev_dir_with_pin();
+    let e = env(&[
+        ("SIGVAULT_LISTEN", "0.0.0.0:1"),
+        ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+    ]);
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:2".into()),
+        data_dir: Some(dir),
+    };
+    let s = Settings::from_raw(Mode::Dev, merge(None, &e, &overrides).unwrap(), &e).unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:2");
+}
+
+#[test]
+fn checking_a_config_reads_no_pin_file_but_catches_bad_values() {
+    let dir = temp("check");
+    let e = env(&[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]);
+    let overrides = Overrides {
+        listen: None,
+        data_dir: Some(dir.join("not-yet-created")),
+    };
+    check(Mode::Dev, &merge(None, &e, &overrides).unwrap(), &e).unwrap();
+    let e = env(&[
+        ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+        ("SIGVAULT_LOG_LEVEL", "loud"),
+    ]);
+    let err = check(Mode::Dev, &merge(None, &e, &overrides).unwrap(), &e)
+        .err()
         .unwrap();
-        let e = env(&[
-            ("SIGVAULT_LISTEN", "0.0.0.0:8300"),
-            ("SIGVAULT_INSECURE_HTTP", "true"),
-            ("SIGVAULT_KEK__PKCS11__SESSIONS", "8"),
-            ("SIGVAULT_KEK__PKCS11__TOKEN_LABEL", "123"),
-            ("SIGVAULT_CACHE__TTL", "5m"),
-            ("SIGVAULT_ROOT_TOKEN", "a-root-token-of-some-length"),
-            ("SIGVAULT_KEK__PKCS11__PIN", "from-env"),
-            ("UNRELATED", "x"),
-        ]);
-        let overrides = Overrides {
-            listen: None,
-            data_dir: Some(dir.clone()),
-        };
-        let s = Settings::from_raw(Mode::Dev, merge(Some(&file), &e, &overrides).unwrap(), &e).unwrap();
-        assert_eq!(s.listen.to_string(), "0.0.0.0:8300");
-        assert!(s.insecure_http, "a boolean from the environment");
-        let Pkcs11Settings {
-            token_label,
-            pin,
-            sessions,
-            module,
-        } = s.kek.pkcs11().unwrap();
-        assert_eq!(*sessions, 8);
-        assert_eq!(token_label, "123", "a numeric-looking value still fills a string key");
-        assert_eq!(
-            module,
-            &PathBuf::from("/m.so"),
-            "file values survive where env is silent"
-        );
-        assert_eq!(pin.expose_secret(), "from-env");
-        assert_eq!(s.cache.ttl, Duration::minutes(5));
-        assert_eq!(
-            s.root_token.as_ref().map(|t| t.expose_secret().to_owned()),
-            Some("a-root-token-of-some-length".into())
-        );
-    }
+    assert!(err.to_string().starts_with("log_level:"), "{err}");
+}
 
-    #[test]
-    fn command_line_overrides_win_over_environment() {
-        let dir = dev_dir_with_pin();
-        let e = env(&[
-            ("SIGVAULT_LISTEN", "0.0.0.0:1"),
+#[test]
+fn plain_http_off_loopback_needs_an_explicit_opt_in() {
+    let dir = dev_dir_with_pin();
+    let err = load_dev(
+        &dir,
+        &[
             ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
-        ]);
-        let overrides = Overrides {
-            listen: Some("127.0.0.1:2".into()),
-            data_dir: Some(dir),
-        };
-        let s = Settings::from_raw(Mode::Dev, merge(None, &e, &overrides).unwrap(), &e).unwrap();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:2");
+            ("SIGVAULT_LISTEN", "0.0.0.0:8200"),
+        ],
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("listen: 0.0.0.0:8200 is not a loopback address"),
+        "{err}"
+    );
+    for loopback in ["127.0.0.1:8200", "[::1]:8200"] {
+        assert!(
+            load_dev(
+                &dir,
+                &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), ("SIGVAULT_LISTEN", loopback)]
+            )
+            .is_ok()
+        );
     }
+    let opted_in = load_dev(
+        &dir,
+        &[
+            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+            ("SIGVAULT_LISTEN", "0.0.0.0:8200"),
+            ("SIGVAULT_INSECURE_HTTP", "true"),
+        ],
+    );
+    assert!(opted_in.unwrap().insecure_http);
+}
 
-    #[test]
-    fn checking_a_config_reads_no_pin_file_but_catches_bad_values() {
-        let dir = temp("check");
-        let e = env(&[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]);
+fn tls_env(files: &TlsFiles) -> Vec<(&'static str, String)> {
+    let path = |p: &Path| p.display().to_string();
+    let mut vars = vec![
+        ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so".to_owned()),
+        ("SIGVAULT_TLS__CERT_FILE", path(&files.cert_file)),
+        ("SIGVAULT_TLS__KEY_FILE", path(&files.key_file)),
+    ];
+    if let Some(ca) = &files.client_ca_file {
+        vars.push(("SIGVAULT_TLS__CLIENT_CA_FILE", path(ca)));
+    }
+    vars
+}
+
+fn load_dev_owned(dir: &Path, vars: &[(&str, String)]) -> Result<Settings, ConfigError> {
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    load_dev(dir, &pairs)
+}
+
+#[test]
+fn tls_comes_from_the_environment_like_every_section_and_lifts_the_loopback_rule() {
+    let dir = dev_dir_with_pin();
+    let files = crate::tls::test_pki::write(&dir);
+    let mut vars = tls_env(&files);
+    vars.extend([
+        ("SIGVAULT_LISTEN", "0.0.0.0:8443".to_owned()),
+        ("SIGVAULT_TLS__CLIENT_AUTH", "required".to_owned()),
+        (
+            "SIGVAULT_TLS__DEFAULT_CLIENT_GROUPS",
+            r#"["service", "auditor"]"#.to_owned(),
+        ),
+        (
+            "SIGVAULT_TLS__CLIENT_GROUPS",
+            r#"{ "spiffe://example.org/ops" = ["custodian"] }"#.to_owned(),
+        ),
+    ]);
+    let s = load_dev_owned(&dir, &vars).unwrap();
+    assert!(!s.insecure_http, "TLS needs no opt-in off loopback");
+    let tls = s.tls.expect("[tls] from the environment");
+    assert_eq!(tls.client_auth, ClientAuth::Required);
+    let groups = |name: &str| tls.client_groups.principal(name).map(|p| p.groups);
+    assert_eq!(groups("spiffe://example.org/ops"), Some(vec!["custodian".to_owned()]));
+    assert_eq!(
+        groups("client.example.org"),
+        Some(vec!["service".to_owned(), "auditor".to_owned()])
+    );
+
+    let plain = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]).unwrap();
+    assert!(plain.tls.is_none(), "no [tls], plain HTTP");
+}
+
+#[test]
+fn tls_in_a_config_file_defaults_to_no_client_auth_and_the_service_group() {
+    let dir = dev_dir_with_pin();
+    let files = crate::tls::test_pki::write(&dir);
+    let file = dir.join("sigvault.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[kek.pkcs11]\nmodule = \"/m.so\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            files.cert_file.display(),
+            files.key_file.display()
+        ),
+    )
+    .unwrap();
+    let overrides = Overrides {
+        listen: None,
+        data_dir: Some(dir.clone()),
+    };
+    let s = Settings::from_raw(Mode::Dev, merge(Some(&file), &[], &overrides).unwrap(), &[]).unwrap();
+    let tls = s.tls.expect("[tls] from the file");
+    assert_eq!(tls.client_auth, ClientAuth::None);
+    assert_eq!(
+        tls.client_groups.principal("x").map(|p| p.groups),
+        Some(vec!["service".to_owned()])
+    );
+}
+
+#[test]
+fn every_bad_tls_value_is_reported_with_its_key_also_when_only_checking() {
+    let dir = dev_dir_with_pin();
+    let files = crate::tls::test_pki::write(&dir);
+    let good = tls_env(&files);
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut vars = good.clone();
+        for (k, v) in extra {
+            vars.retain(|(key, _)| key != k);
+            vars.push((k, (*v).to_owned()));
+        }
+        vars
+    };
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (
+            with(&[("SIGVAULT_TLS__CERT_FILE", "/nonexistent/cert.pem")]),
+            "tls.cert_file: cannot read",
+        ),
+        (
+            vec![
+                ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so".to_owned()),
+                ("SIGVAULT_TLS__CLIENT_AUTH", "none".to_owned()),
+            ],
+            "tls.cert_file: required",
+        ),
+        (
+            good.iter()
+                .filter(|(k, _)| *k != "SIGVAULT_TLS__KEY_FILE")
+                .cloned()
+                .collect(),
+            "tls.key_file: required",
+        ),
+        (with(&[("SIGVAULT_TLS__CLIENT_AUTH", "sometimes")]), "tls.client_auth:"),
+        (
+            good.iter()
+                .filter(|(k, _)| *k != "SIGVAULT_TLS__CLIENT_CA_FILE")
+                .cloned()
+                .chain([("SIGVAULT_TLS__CLIENT_AUTH", "optional".to_owned())])
+                .collect(),
+            "tls.client_auth:",
+        ),
+        (with(&[("SIGVAULT_TLS__CLIENT_AUTH", "none")]), "tls.client_ca_file:"),
+        (
+            with(&[
+                ("SIGVAULT_TLS__CLIENT_AUTH", "required"),
+                ("SIGVAULT_TLS__DEFAULT_CLIENT_GROUPS", r#"["a b"]"#),
+            ]),
+            "tls.default_client_groups:",
+        ),
+        (
+            with(&[
+                ("SIGVAULT_TLS__CLIENT_AUTH", "required"),
+                ("SIGVAULT_TLS__CLIENT_GROUPS", r#"{ "spiffe://x/y" = [""] }"#),
+            ]),
+            "tls.client_groups:",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let text = load_dev_owned(&dir, &vars)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            text.starts_with(expected),
+            "{vars:?}: expected `{expected}…`, got `{text}`"
+        );
+        assert!(!text.contains('\n'), "{text}");
+        let pairs: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         let overrides = Overrides {
             listen: None,
             data_dir: Some(dir.join("not-yet-created")),
         };
-        check(Mode::Dev, &merge(None, &e, &overrides).unwrap(), &e).unwrap();
-        let e = env(&[
-            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
-            ("SIGVAULT_LOG_LEVEL", "loud"),
-        ]);
-        let err = check(Mode::Dev, &merge(None, &e, &overrides).unwrap(), &e)
+        let checked = check(Mode::Dev, &merge(None, &pairs, &overrides).unwrap(), &pairs)
             .err()
-            .unwrap();
-        assert!(err.to_string().starts_with("log_level:"), "{err}");
-    }
-
-    #[test]
-    fn plain_http_off_loopback_needs_an_explicit_opt_in() {
-        let dir = dev_dir_with_pin();
-        let err = load_dev(
-            &dir,
-            &[
-                ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
-                ("SIGVAULT_LISTEN", "0.0.0.0:8200"),
-            ],
-        )
-        .err()
-        .unwrap();
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
-            err.to_string()
-                .starts_with("listen: 0.0.0.0:8200 is not a loopback address"),
-            "{err}"
+            checked.starts_with(expected),
+            "check: expected `{expected}…`, got `{checked}`"
         );
-        for loopback in ["127.0.0.1:8200", "[::1]:8200"] {
-            assert!(
-                load_dev(
-                    &dir,
-                    &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), ("SIGVAULT_LISTEN", loopback)]
-                )
-                .is_ok()
-            );
-        }
-        let opted_in = load_dev(
-            &dir,
-            &[
-                ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
-                ("SIGVAULT_LISTEN", "0.0.0.0:8200"),
-                ("SIGVAULT_INSECURE_HTTP", "true"),
-            ],
-        );
-        assert!(opted_in.unwrap().insecure_http);
-    }
-
-    fn tls_env(files: &TlsFiles) -> Vec<(&'static str, String)> {
-        let path = |p: &Path| p.display().to_string();
-        let mut vars = vec![
-            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so".to_owned()),
-            ("SIGVAULT_TLS__CERT_FILE", path(&files.cert_file)),
-            ("SIGVAULT_TLS__KEY_FILE", path(&files.key_file)),
-        ];
-        if let Some(ca) = &files.client_ca_file {
-            vars.push(("SIGVAULT_TLS__CLIENT_CA_FILE", path(ca)));
-        }
-        vars
-    }
-
-    fn load_dev_owned(dir: &Path, vars: &[(&str, String)]) -> Result<Settings, ConfigError> {
-        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        load_dev(dir, &pairs)
-    }
-
-    #[test]
-    fn tls_comes_from_the_environment_like_every_section_and_lifts_the_loopback_rule() {
-        let dir = dev_dir_with_pin();
-        let files = crate::tls::test_pki::write(&dir);
-        let mut vars = tls_env(&files);
-        vars.extend([
-            ("SIGVAULT_LISTEN", "0.0.0.0:8443".to_owned()),
-            ("SIGVAULT_TLS__CLIENT_AUTH", "required".to_owned()),
-            (
-                "SIGVAULT_TLS__DEFAULT_CLIENT_GROUPS",
-                r#"["service", "auditor"]"#.to_owned(),
-            ),
-            (
-                "SIGVAULT_TLS__CLIENT_GROUPS",
-                r#"{ "spiffe://example.org/ops" = ["custodian"] }"#.to_owned(),
-            ),
-        ]);
-        let s = load_dev_owned(&dir, &vars).unwrap();
-        assert!(!s.insecure_http, "TLS needs no opt-in off loopback");
-        let tls = s.tls.expect("[tls] from the environment");
-        assert_eq!(tls.client_auth, ClientAuth::Required);
-        let groups = |name: &str| tls.client_groups.principal(name).map(|p| p.groups);
-        assert_eq!(groups("spiffe://example.org/ops"), Some(vec!["custodian".to_owned()]));
-        assert_eq!(
-            groups("client.example.org"),
-            Some(vec!["service".to_owned(), "auditor".to_owned()])
-        );
-
-        let plain = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]).unwrap();
-        assert!(plain.tls.is_none(), "no [tls], plain HTTP");
-    }
-
-    #[test]
-    fn tls_in_a_config_file_defaults_to_no_client_auth_and_the_service_group() {
-        let dir = dev_dir_with_pin();
-        let files = crate::tls::test_pki::write(&dir);
-        let file = dir.join("sigvault.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "[kek.pkcs11]\nmodule = \"/m.so\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-                files.cert_file.display(),
-                files.key_file.display()
-            ),
-        )
-        .unwrap();
-        let overrides = Overrides {
-            listen: None,
-            data_dir: Some(dir.clone()),
-        };
-        let s = Settings::from_raw(Mode::Dev, merge(Some(&file), &[], &overrides).unwrap(), &[]).unwrap();
-        let tls = s.tls.expect("[tls] from the file");
-        assert_eq!(tls.client_auth, ClientAuth::None);
-        assert_eq!(
-            tls.client_groups.principal("x").map(|p| p.groups),
-            Some(vec!["service".to_owned()])
-        );
-    }
-
-    #[test]
-    fn every_bad_tls_value_is_reported_with_its_key_also_when_only_checking() {
-        let dir = dev_dir_with_pin();
-        let files = crate::tls::test_pki::write(&dir);
-        let good = tls_env(&files);
-        let with = |extra: &[(&'static str, &str)]| {
-            let mut vars = good.clone();
-            for (k, v) in extra {
-                vars.retain(|(key, _)| key != k);
-                vars.push((k, (*v).to_owned()));
-            }
-            vars
-        };
-        let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
-            (
-                with(&[("SIGVAULT_TLS__CERT_FILE", "/nonexistent/cert.pem")]),
-                "tls.cert_file: cannot read",
-            ),
-            (
-                vec![
-                    ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so".to_owned()),
-                    ("SIGVAULT_TLS__CLIENT_AUTH", "none".to_owned()),
-                ],
-                "tls.cert_file: required",
-            ),
-            (
-                good.iter()
-                    .filter(|(k, _)| *k != "SIGVAULT_TLS__KEY_FILE")
-                    .cloned()
-                    .collect(),
-                "tls.key_file: required",
-            ),
-            (with(&[("SIGVAULT_TLS__CLIENT_AUTH", "sometimes")]), "tls.client_auth:"),
-            (
-                good.iter()
-                    .filter(|(k, _)| *k != "SIGVAULT_TLS__CLIENT_CA_FILE")
-                    .cloned()
-                    .chain([("SIGVAULT_TLS__CLIENT_AUTH", "optional".to_owned())])
-                    .collect(),
-                "tls.client_auth:",
-            ),
-            (with(&[("SIGVAULT_TLS__CLIENT_AUTH", "none")]), "tls.client_ca_file:"),
-            (
-                with(&[
-                    ("SIGVAULT_TLS__CLIENT_AUTH", "required"),
-                    ("SIGVAULT_TLS__DEFAULT_CLIENT_GROUPS", r#"["a b"]"#),
-                ]),
-                "tls.default_client_groups:",
-            ),
-            (
-                with(&[
-                    ("SIGVAULT_TLS__CLIENT_AUTH", "required"),
-                    ("SIGVAULT_TLS__CLIENT_GROUPS", r#"{ "spiffe://x/y" = [""] }"#),
-                ]),
-                "tls.client_groups:",
-            ),
-        ];
-        for (vars, expected) in cases {
-            let text = load_dev_owned(&dir, &vars)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(
-                text.starts_with(expected),
-                "{vars:?}: expected `{expected}…`, got `{text}`"
-            );
-            assert!(!text.contains('\n'), "{text}");
-            let pairs: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-            let overrides = Overrides {
-                listen: None,
-                data_dir: Some(dir.join("not-yet-created")),
-            };
-            let checked = check(Mode::Dev, &merge(None, &pairs, &overrides).unwrap(), &pairs)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(
-                checked.starts_with(expected),
-                "check: expected `{expected}…`, got `{checked}`"
-            );
-        }
-    }
-
-    #[test]
-    fn an_unknown_environment_key_is_named() {
-        let err = merge(None, &env(&[("SIGVAULT_BOGUS", "1")]), &Overrides::default())
-            .err()
-            .unwrap();
-        let text = err.to_string();
-        assert!(text.starts_with("environment variable SIGVAULT_BOGUS:"), "{text}");
-        assert!(text.contains("bogus"), "{text}");
-    }
-
-    #[test]
-    fn a_wrongly_typed_environment_value_is_named() {
-        let err = merge(
-            None,
-            &env(&[("SIGVAULT_KEK__PKCS11__SESSIONS", "many")]),
-            &Overrides::default(),
-        )
-        .err()
-        .unwrap();
-        assert!(
-            err.to_string()
-                .starts_with("environment variable SIGVAULT_KEK__PKCS11__SESSIONS:"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn an_unknown_file_key_is_named_with_its_file() {
-        let dir = temp("file");
-        let file = dir.join("bad.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:1\"\n[store]\nurl = \"sqlite:///x\"\npasword = \"x\"\n",
-        )
-        .unwrap();
-        let err = merge(Some(&file), &[], &Overrides::default())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains(&file.display().to_string()), "{err}");
-        assert!(err.contains("pasword"), "{err}");
-        assert!(!err.contains('\n'), "one line: {err}");
-    }
-
-    #[test]
-    fn a_missing_file_is_named() {
-        let err = merge(
-            Some(Path::new("/nonexistent/sigvault.toml")),
-            &[],
-            &Overrides::default(),
-        )
-        .err()
-        .unwrap();
-        assert!(
-            err.to_string()
-                .starts_with("cannot read config file /nonexistent/sigvault.toml"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn serve_mode_requires_the_hsm_settings() {
-        let dir = temp("serve");
-        let e = env(&[("SIGVAULT_DATA_DIR", dir.to_str().unwrap())]);
-        let err = Settings::from_raw(Mode::Serve, merge(None, &e, &Overrides::default()).unwrap(), &e)
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.to_string(),
-            "kek.pkcs11.module: required: the path of the PKCS#11 module"
-        );
-        let e = env(&[
-            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
-            ("SIGVAULT_KEK__PKCS11__TOKEN_LABEL", "t"),
-        ]);
-        let err = Settings::from_raw(Mode::Serve, merge(None, &e, &Overrides::default()).unwrap(), &e)
-            .err()
-            .unwrap();
-        assert!(err.to_string().starts_with("kek.pkcs11.pin_file: required"), "{err}");
-    }
-
-    #[test]
-    fn every_bad_value_is_reported_with_its_key() {
-        let dir = dev_dir_with_pin();
-        let cases: &[(&str, &str, &str)] = &[
-            ("SIGVAULT_LISTEN", "nonsense", "listen:"),
-            ("SIGVAULT_LOG_LEVEL", "loud", "log_level:"),
-            ("SIGVAULT_STORE__URL", "mysql://x", "store.url:"),
-            ("SIGVAULT_STORE__URL", "sqlite://", "store.url:"),
-            ("SIGVAULT_KEK__PROVIDER", "vault", "kek.provider:"),
-            ("SIGVAULT_KEK__PKCS11__SESSIONS", "0", "kek.pkcs11.sessions:"),
-            (
-                "SIGVAULT_KEK__PKCS11__TOKEN_LABEL",
-                "this-label-is-longer-than-thirty-two-bytes",
-                "kek.pkcs11.token_label:",
-            ),
-            (
-                "SIGVAULT_KEK__PKCS11__PIN_FILE",
-                "/nonexistent/pin",
-                "kek.pkcs11.pin_file:",
-            ),
-            ("SIGVAULT_CACHE__TTL", "forever", "cache.ttl:"),
-            ("SIGVAULT_CACHE__MAX_ENTRIES", "0", "cache.max_entries:"),
-            (
-                "SIGVAULT_KEYS__DEFAULT_PENDING_DAYS",
-                "40",
-                "keys.default_pending_days:",
-            ),
-            (
-                "SIGVAULT_KEYS__USAGE_FLUSH_INTERVAL",
-                "1h",
-                "keys.usage_flush_interval:",
-            ),
-            ("SIGVAULT_LIMITS__MAX_BODY_BYTES", "10", "limits.max_body_bytes:"),
-            (
-                "SIGVAULT_LIMITS__MAX_SIGN_BODY_BYTES",
-                "1024",
-                "limits.max_sign_body_bytes:",
-            ),
-            ("SIGVAULT_LIMITS__MAX_BATCH_ITEMS", "0", "limits.max_batch_items:"),
-            ("SIGVAULT_LIMITS__MAX_CONNECTIONS", "0", "limits.max_connections:"),
-            ("SIGVAULT_ROOT_TOKEN", "short", "SIGVAULT_ROOT_TOKEN:"),
-            ("SIGVAULT_AUDIT__NODE", "a b", "audit.node:"),
-            ("SIGVAULT_REPORT__CRYPTOPERIOD", "12h", "report.cryptoperiod:"),
-        ];
-        for (var, value, expected) in cases {
-            let err = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), (var, value)]).err();
-            let text = err.map(|e| e.to_string()).unwrap_or_default();
-            assert!(text.contains(expected), "{var}={value}: got `{text}`");
-        }
     }
 }
 
+#[test]
+fn an_unknown_environment_key_is_named() {
+    let err = merge(None, &env(&[("SIGVAULT_BOGUS", "1")]), &Overrides::default())
+        .err()
+        .unwrap();
+    let text = err.to_string();
+    assert!(text.starts_with("environment variable SIGVAULT_BOGUS:"), "{text}");
+    assert!(text.contains("bogus"), "{text}");
+}
+
+#[test]
+fn a_wrongly_typed_environment_value_is_named() {
+    let err = merge(
+        None,
+        &env(&[("SIGVAULT_KEK__PKCS11__SESSIONS", "many")]),
+        &Overrides::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("environment variable SIGVAULT_KEK__PKCS11__SESSIONS:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_file_key_is_named_with_its_file() {
+    let dir = temp("file");
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1\"\n[store]\nurl = \"sqlite:///x\"\npasword = \"x\"\n",
+    )
+    .unwrap();
+    let err = merge(Some(&file), &[], &Overrides::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(err.contains("pasword"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let err = merge(
+        Some(Path::new("/nonexistent/sigvault.toml")),
+        &[],
+        &Overrides::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("cannot read config file /nonexistent/sigvault.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_mode_requires_the_hsm_settings() {
+    let dir = temp("serve");
+    let e = env(&[("SIGVAULT_DATA_DIR", dir.to_str().unwrap())]);
+    let err = Settings::from_raw(Mode::Serve, merge(None, &e, &Overrides::default()).unwrap(), &e)
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "kek.pkcs11.module: required: the path of the PKCS#11 module"
+    );
+    let e = env(&[
+        ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+        ("SIGVAULT_KEK__PKCS11__TOKEN_LABEL", "t"),
+    ]);
+    let err = Settings::from_raw(Mode::Serve, merge(None, &e, &Overrides::default()).unwrap(), &e)
+        .err()
+        .unwrap();
+    assert!(err.to_string().starts_with("kek.pkcs11.pin_file: required"), "{err}");
+}
+
+#[test]
+fn every_bad_value_is_reported_with_its_key() {
+    let dir = dev_dir_with_pin();
+    let cases: &[(&str, &str, &str)] = &[
+        ("SIGVAULT_LISTEN", "nonsense", "listen:"),
+        ("SIGVAULT_LOG_LEVEL", "loud", "log_level:"),
+        ("SIGVAULT_STORE__URL", "mysql://x", "store.url:"),
+        ("SIGVAULT_STORE__URL", "sqlite://", "store.url:"),
+        ("SIGVAULT_KEK__PROVIDER", "vault", "kek.provider:"),
+        ("SIGVAULT_KEK__PKCS11__SESSIONS", "0", "kek.pkcs11.sessions:"),
+        (
+            "SIGVAULT_KEK__PKCS11__TOKEN_LABEL",
+            "this-label-is-longer-than-thirty-two-bytes",
+            "kek.pkcs11.token_label:",
+        ),
+        (
+            "SIGVAULT_KEK__PKCS11__PIN_FILE",
+            "/nonexistent/pin",
+            "kek.pkcs11.pin_file:",
+        ),
+        ("SIGVAULT_CACHE__TTL", "forever", "cache.ttl:"),
+        ("SIGVAULT_CACHE__MAX_ENTRIES", "0", "cache.max_entries:"),
+        (
+            "SIGVAULT_KEYS__DEFAULT_PENDING_DAYS",
+            "40",
+            "keys.default_pending_days:",
+        ),
+        (
+            "SIGVAULT_KEYS__USAGE_FLUSH_INTERVAL",
+            "1h",
+            "keys.usage_flush_interval:",
+        ),
+        ("SIGVAULT_LIMITS__MAX_BODY_BYTES", "10", "limits.max_body_bytes:"),
+        (
+            "SIGVAULT_LIMITS__MAX_SIGN_BODY_BYTES",
+            "1024",
+            "limits.max_sign_body_bytes:",
+        ),
+        ("SIGVAULT_LIMITS__MAX_BATCH_ITEMS", "0", "limits.max_batch_items:"),
+        ("SIGVAULT_LIMITS__MAX_CONNECTIONS", "0", "limits.max_connections:"),
+        ("SIGVAULT_ROOT_TOKEN", "short", "SIGVAULT_ROOT_TOKEN:"),
+        ("SIGVAULT_AUDIT__NODE", "a b", "audit.node:"),
+        ("SIGVAULT_REPORT__CRYPTOPERIOD", "12h", "report.cryptoperiod:"),
+    ];
+    for (var, value, expected) in cases {
+        let err = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), (var, value)]).err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains(expected), "{var}={value}: got `{text}`");
+    }
+}

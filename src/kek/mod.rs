@@ -1,19 +1,29 @@
 //! Key-encryption keys: the one secret sigvault never holds.
 //!
 //! A [`KekProvider`] wraps and unwraps 32-byte data keys (DEKs) with a KEK that stays in
-//! its HSM or KMS. Providers are named by a versioned `kek_id` written into every sealed
-//! record, so a record always says which KEK opens it. [`Keyring`] combines a provider with
-//! [`crate::envelope`] to seal and open whole records.
+//! its HSM or KMS. Every KEK a provider holds is named by a `kek_id` written into each sealed
+//! record, so a record always says which KEK opens it. [`open`] is the one place a provider
+//! is built from its settings; [`Keyring`] combines providers with [`crate::envelope`] to seal
+//! whole records under the current KEK and to open each record with the provider that holds
+//! its `kek_id`. Providers report failures as the provider-neutral [`KekError`].
 //!
 //! This module must never log, return or persist a DEK or a KEK.
 
+mod error;
+mod keyring;
+#[cfg(feature = "kek-pkcs11")]
 pub mod pkcs11;
+
+#[cfg(all(test, feature = "kek-pkcs11"))]
+mod contract_tests;
 
 use std::sync::Arc;
 
+pub use error::{KekError, ProviderError, SelfTestFailed};
+pub use keyring::Keyring;
+
 use crate::BoxFuture;
-use crate::envelope::{self, Dek, EnvelopeError, RecordIdentity, SealedRecord};
-use crate::secret::SecretBytes;
+use crate::envelope::Dek;
 
 /// A DEK wrapped by a KEK, with the id of the KEK that wrapped it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +32,8 @@ pub struct WrappedDek {
     pub bytes: Vec<u8>,
 }
 
-/// The interface every KEK backend implements.
+/// The interface every KEK backend implements (its behaviour is pinned by the contract
+/// tests every provider runs).
 pub trait KekProvider: Send + Sync {
     /// The `kek_id` new records are wrapped under.
     fn current_kek_id(&self) -> String;
@@ -30,118 +41,65 @@ pub trait KekProvider: Send + Sync {
     /// Every KEK version this provider can unwrap with, oldest first.
     fn kek_ids(&self) -> Vec<String>;
 
+    /// Whether `kek_id` names a KEK this provider can unwrap with.
+    fn holds(&self, kek_id: &str) -> bool {
+        self.kek_ids().iter().any(|id| id == kek_id)
+    }
+
     /// Wraps `dek` under the current KEK.
     fn wrap_dek(&self, dek: &Dek) -> BoxFuture<'_, Result<WrappedDek, KekError>>;
 
-    /// Unwraps a DEK wrapped under `kek_id`.
+    /// Unwraps a DEK wrapped under `kek_id`: [`KekError::UnknownKek`] when this provider does
+    /// not hold it, [`KekError::Rejected`] when the wrap does not open under it.
     fn unwrap_dek<'a>(&'a self, kek_id: &'a str, wrapped: &'a [u8]) -> BoxFuture<'a, Result<Dek, KekError>>;
 
     /// Proves the provider works end to end: a random DEK wraps and unwraps to itself.
-    /// Run at startup; a failure refuses to start the server.
+    /// Run when a provider is opened; a failure refuses to start the server.
     fn self_test(&self) -> BoxFuture<'_, Result<(), KekError>> {
         Box::pin(async move {
-            let dek = Dek::generate().map_err(|_| KekError::SelfTest)?;
+            let dek = Dek::generate()?;
             let wrapped = self.wrap_dek(&dek).await?;
             let back = self.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await?;
             // Comparing two copies of a throwaway DEK; constant time is not needed here
             // but costs nothing.
-            let same: bool = subtle::ConstantTimeEq::ct_eq(&back.expose_secret()[..], &dek.expose_secret()[..]).into();
-            if same { Ok(()) } else { Err(KekError::SelfTest) }
+            let same: bool =
+                subtle::ConstantTimeEq::ct_eq(back.expose_secret().as_slice(), dek.expose_secret().as_slice()).into();
+            if same {
+                Ok(())
+            } else {
+                Err(KekError::Unavailable(Box::new(SelfTestFailed)))
+            }
         })
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum KekError {
-    #[error("cannot load the PKCS#11 module {path}: {source}")]
-    ModuleLoad {
-        path: String,
-        #[source]
-        source: cryptoki::error::Error,
-    },
-    #[error("PKCS#11 module {path} cannot be used: this process already loaded {loaded}")]
-    ModuleConflict { path: String, loaded: String },
-    #[error("no initialised token labelled '{label}' in the PKCS#11 module")]
-    TokenNotFound { label: String },
-    #[error("HSM login to token '{label}' failed: the PIN is incorrect")]
-    PinIncorrect { label: String },
-    #[error("HSM login to token '{label}' failed: the PIN is locked")]
-    PinLocked { label: String },
-    #[error("PKCS#11 call failed during {during}: {source}")]
-    Pkcs11 {
-        during: &'static str,
-        #[source]
-        source: cryptoki::error::Error,
-    },
-    #[error("record names KEK '{0}', which this provider does not hold")]
-    UnknownKek(String),
-    /// The wrapped DEK failed its integrity check (tampered, or wrapped by another KEK).
-    #[error("the wrapped data key was rejected by the KEK")]
-    UnwrapRejected,
-    #[error("the HSM worker pool is gone")]
-    Pool,
-    #[error("the KEK self-test failed: a data key did not survive wrap and unwrap")]
-    SelfTest,
-    #[error(transparent)]
-    Envelope(#[from] EnvelopeError),
-}
-
-impl KekError {
-    /// True when the error means the HSM/KMS is unreachable or misbehaving (503), as
-    /// opposed to a record that does not open (data integrity).
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            KekError::UnwrapRejected | KekError::UnknownKek(_) | KekError::Envelope(_) => false,
-            KekError::ModuleLoad { .. }
-            | KekError::ModuleConflict { .. }
-            | KekError::TokenNotFound { .. }
-            | KekError::PinIncorrect { .. }
-            | KekError::PinLocked { .. }
-            | KekError::Pkcs11 { .. }
-            | KekError::Pool
-            | KekError::SelfTest => true,
-        }
-    }
-}
-
-/// Seals and opens whole records: a DEK per record, wrapped by the provider's KEK.
+/// Which provider holds the KEK, with that provider's own settings.
 #[derive(Clone)]
-pub struct Keyring {
-    provider: Arc<dyn KekProvider>,
+pub enum KekSettings {
+    /// A PKCS#11 token (`[kek] provider = "pkcs11"`).
+    #[cfg(feature = "kek-pkcs11")]
+    Pkcs11(pkcs11::Pkcs11Settings),
 }
 
-impl Keyring {
-    pub fn new(provider: Arc<dyn KekProvider>) -> Self {
-        Self { provider }
-    }
-
-    pub fn provider(&self) -> &Arc<dyn KekProvider> {
-        &self.provider
-    }
-
-    /// Seals `plaintext` for `identity` under a fresh DEK wrapped by the current KEK.
-    pub async fn seal(&self, identity: &RecordIdentity<'_>, plaintext: &[u8]) -> Result<SealedRecord, KekError> {
-        let dek = Dek::generate()?;
-        let (nonce, ciphertext) = envelope::seal(&dek, identity, plaintext)?;
-        let wrapped = self.provider.wrap_dek(&dek).await?;
-        Ok(SealedRecord {
-            format: envelope::FORMAT_V1,
-            kek_id: wrapped.kek_id,
-            wrapped_dek: wrapped.bytes,
-            nonce: nonce.to_vec(),
-            ciphertext,
-        })
-    }
-
-    /// Opens a record for exactly `identity`: one KEK unwrap, then AES-GCM in process.
-    pub async fn open(&self, identity: &RecordIdentity<'_>, record: &SealedRecord) -> Result<SecretBytes, KekError> {
-        if record.format != envelope::FORMAT_V1 {
-            return Err(EnvelopeError::UnknownFormat(record.format).into());
+impl KekSettings {
+    /// The PKCS#11 settings, when the KEK is on a PKCS#11 token (`sigvault dev` needs one).
+    #[cfg(feature = "kek-pkcs11")]
+    pub fn pkcs11(&self) -> Option<&pkcs11::Pkcs11Settings> {
+        match self {
+            KekSettings::Pkcs11(settings) => Some(settings),
         }
-        let dek = self.provider.unwrap_dek(&record.kek_id, &record.wrapped_dek).await?;
-        Ok(envelope::open(&dek, identity, record)?)
     }
 }
 
-#[cfg(test)]
-mod pkcs11_vectors;
+/// Builds the provider `settings` name and proves it with [`KekProvider::self_test`]: the one
+/// place a provider is opened (serve, dev and the offline admin commands all come here).
+// A build without providers has no settings to open: everything after the match is unreachable.
+#[cfg_attr(not(feature = "kek-pkcs11"), allow(unreachable_code, unused_variables))]
+pub async fn open(settings: &KekSettings) -> Result<Arc<dyn KekProvider>, KekError> {
+    let provider: Arc<dyn KekProvider> = match *settings {
+        #[cfg(feature = "kek-pkcs11")]
+        KekSettings::Pkcs11(ref pkcs11) => Arc::new(pkcs11::Pkcs11Kek::open(pkcs11.clone()).await?),
+    };
+    provider.self_test().await?;
+    Ok(provider)
+}

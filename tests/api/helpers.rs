@@ -22,10 +22,11 @@ use sigvault::api::AppState;
 use sigvault::audit::writer::AuditSettings;
 use sigvault::clock::ManualClock;
 use sigvault::config::{
-    AuthSettings, CacheSettings, KekSettings, KeySettings, Limits, ReportSettings, Settings, Sigv4Settings,
-    StoreSettings, TlsSettings,
+    AuthSettings, CacheSettings, KeySettings, Limits, ReportSettings, Settings, Sigv4Settings, StoreSettings,
+    TlsSettings,
 };
-use sigvault::kek::pkcs11::{context, ensure_token, pin};
+use sigvault::kek::KekSettings;
+use sigvault::kek::pkcs11::{Pkcs11Settings, provision_token, softhsm};
 use sigvault::startup::Application;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::oneshot;
@@ -67,11 +68,20 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 pub fn fresh_token() -> String {
     let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is set by .cargo/config.toml"));
     let token_dir = conf.parent().expect("conf has a parent").join("tokens");
-    sigvault::dev::write_softhsm_conf(&conf, &token_dir).expect("write SoftHSM2 conf");
-    let label: String = format!("t{}", unique("")).chars().take(32).collect();
-    let ctx = context(&module_path()).expect("load SoftHSM2");
-    ensure_token(&ctx, &label, &pin(SO_PIN), &pin(USER_PIN)).expect("create token");
-    label
+    softhsm::write_conf(&conf, &token_dir).expect("write SoftHSM2 conf");
+    let settings = pkcs11_settings(format!("t{}", unique("")).chars().take(32).collect());
+    provision_token(&settings, &SecretString::from(SO_PIN.to_owned())).expect("create token");
+    settings.token_label
+}
+
+/// Settings that open the test token `token_label` with the test user PIN.
+pub fn pkcs11_settings(token_label: String) -> Pkcs11Settings {
+    Pkcs11Settings {
+        module: module_path(),
+        token_label,
+        pin: SecretString::from(USER_PIN.to_owned()),
+        sessions: 2,
+    }
 }
 
 /// Where a test app keeps its state, so it can be restarted on the same data.
@@ -142,12 +152,7 @@ impl AppHome {
             data_dir: self.data_dir.clone(),
             log_level: "info".into(),
             store: StoreSettings::Sqlite { path: self.database() },
-            kek: KekSettings::Pkcs11 {
-                module: module_path(),
-                token_label: self.token_label.clone(),
-                pin: SecretString::from(USER_PIN.to_owned()),
-                sessions: 2,
-            },
+            kek: KekSettings::Pkcs11(pkcs11_settings(self.token_label.clone())),
             cache: self.cache,
             keys: KeySettings {
                 default_pending_days: 7,

@@ -324,7 +324,8 @@ fn serve_refuses_a_token_label_the_hsm_does_not_have_and_creates_no_database() {
     let data_dir = dir.join("data");
     std::fs::create_dir(&data_dir).expect("data dir");
     let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is set by .cargo/config.toml"));
-    sigvault::dev::write_softhsm_conf(&conf, &conf.parent().expect("parent").join("tokens")).expect("SoftHSM2 conf");
+    sigvault::kek::pkcs11::softhsm::write_conf(&conf, &conf.parent().expect("parent").join("tokens"))
+        .expect("SoftHSM2 conf");
     let pin_file = dir.join("pin");
     std::fs::write(&pin_file, "test-user-pin\n").expect("pin file");
     let config = dir.join("sigvault.toml");

@@ -13,11 +13,14 @@
 //! fresh token, so the two may run in parallel.
 
 use cryptoki::context::Function;
-use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::error::Error as CkError;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 
-use super::pkcs11::{context, find_token, testing, unwrap_bytes, wrap_bytes};
+use super::error::is_integrity_failure;
+use super::objects::{unwrap_bytes, wrap_bytes};
+use super::testing;
+use super::token::{context, find_token};
 use crate::testvectors::{KwpCase, nist_kwp};
 
 /// A logged-in read-write session on a fresh SoftHSM2 token.
@@ -44,18 +47,6 @@ fn import_kek(session: &Session, key: &[u8]) -> ObjectHandle {
             Attribute::Extractable(false),
         ])
         .unwrap()
-}
-
-/// The codes `super::pkcs11::unwrap_error` maps to `KekError::UnwrapRejected`.
-fn is_integrity_failure(rv: RvError) -> bool {
-    matches!(
-        rv,
-        RvError::WrappedKeyInvalid
-            | RvError::WrappedKeyLenRange
-            | RvError::EncryptedDataInvalid
-            | RvError::EncryptedDataLenRange
-            | RvError::GeneralError
-    )
 }
 
 fn describe(case: &KwpCase) -> String {

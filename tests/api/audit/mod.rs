@@ -22,9 +22,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sigvault::audit::verify::{Report, verify_trail};
 use sigvault::clock::{ManualClock, SharedClock};
-use sigvault::config::KekSettings;
-use sigvault::kek::Keyring;
-use sigvault::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
+use sigvault::kek::{self, Keyring};
 use sigvault::startup::{AUDIT_KEY_NAME, Application};
 use sigvault::store::Store;
 use sigvault::store::sqlite::SqliteStore;
@@ -73,23 +71,10 @@ async fn verify_online(app: &TestApp) -> Value {
 /// `verify_trail` over the store, the event file and the anchor file.
 async fn verify_offline(home: &AppHome) -> Report {
     let settings = home.settings();
-    let KekSettings::Pkcs11 {
-        module,
-        token_label,
-        pin,
-        sessions,
-    } = settings.kek;
-    let kek = Pkcs11Kek::open(Pkcs11Settings {
-        module,
-        token_label,
-        pin,
-        sessions,
-    })
-    .await
-    .expect("open the KEK");
+    let kek = kek::open(&settings.kek).await.expect("open the KEK");
     let store = SqliteStore::open(&home.database()).await.expect("open the store");
     let clock: SharedClock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
-    let key = sigvault::system_secret::load_or_create(&store, &Keyring::new(Arc::new(kek)), &clock, AUDIT_KEY_NAME)
+    let key = sigvault::system_secret::load_or_create(&store, &Keyring::new(kek), &clock, AUDIT_KEY_NAME)
         .await
         .expect("the audit key opens");
     // Verification needs the audit key itself.

@@ -1,0 +1,149 @@
+//! The one test body every [`KekProvider`] must pass, run by each provider's own tests with
+//! [`kek_contract_tests!`] and a fixture of its kind.
+//!
+//! What it pins, so every provider agrees on it above the `kek` module: a DEK comes back from
+//! wrap and unwrap unchanged and is not in the wrap; any change to a wrap is
+//! [`KekError::Rejected`], never a different DEK; a wrap made by another KEK of the same kind
+//! does not open, whether named by its own `kek_id` (unknown) or relabelled (rejected); a
+//! `kek_id` the provider does not hold is [`KekError::UnknownKek`]; and a provider whose HSM
+//! or KMS stops answering reports [`KekError::Unavailable`] — not a panic, and never a
+//! rejection, which would condemn good records.
+
+use std::sync::Arc;
+
+use super::{KekError, KekProvider};
+use crate::envelope::Dek;
+
+/// What a provider's harness hands the contract: a provider on a KEK of its own, a second
+/// provider of the same kind on another KEK, and a way to make the first one's HSM or KMS
+/// stop answering.
+pub(crate) struct KekFixture {
+    pub provider: Arc<dyn KekProvider>,
+    pub other: Arc<dyn KekProvider>,
+    pub make_unavailable: Box<dyn FnOnce() + Send>,
+}
+
+/// Runs every contract check as its own `#[tokio::test]` in a module named `$backend`;
+/// `$fixture` names an `async fn() -> KekFixture`, resolved in the invoking module.
+macro_rules! kek_contract_tests {
+    ($backend:ident, $fixture:path) => {
+        $crate::kek::contract_tests::kek_contract_tests!(@each $backend, $fixture,
+            a_data_key_survives_wrap_and_unwrap_and_is_not_in_the_wrap,
+            a_changed_or_shortened_wrap_is_rejected,
+            a_wrap_made_by_another_kek_does_not_open,
+            a_kek_id_the_provider_does_not_hold_is_unknown,
+            a_provider_that_stops_answering_is_unavailable_not_rejected,
+        );
+    };
+    (@each $backend:ident, $fixture:path, $($check:ident),+ $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    $crate::kek::contract_tests::$check($fixture().await).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use kek_contract_tests;
+
+pub(crate) async fn a_data_key_survives_wrap_and_unwrap_and_is_not_in_the_wrap(f: KekFixture) {
+    let kek = f.provider;
+    kek.self_test().await.unwrap();
+    let dek = Dek::generate().unwrap();
+    let wrapped = kek.wrap_dek(&dek).await.unwrap();
+    assert_eq!(wrapped.kek_id, kek.current_kek_id());
+    assert!(kek.holds(&wrapped.kek_id));
+    assert!(kek.kek_ids().contains(&wrapped.kek_id));
+    let secret = dek.expose_secret().as_slice();
+    assert!(
+        !wrapped.bytes.windows(8).any(|w| secret.windows(8).any(|s| s == w)),
+        "eight bytes of the DEK appear in its wrap"
+    );
+    let back = kek.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await.unwrap();
+    assert_eq!(back.expose_secret(), dek.expose_secret());
+    let again = kek.wrap_dek(&dek).await.unwrap();
+    let back = kek.unwrap_dek(&again.kek_id, &again.bytes).await.unwrap();
+    assert_eq!(back.expose_secret(), dek.expose_secret());
+}
+
+pub(crate) async fn a_changed_or_shortened_wrap_is_rejected(f: KekFixture) {
+    let kek = f.provider;
+    let wrapped = kek.wrap_dek(&Dek::generate().unwrap()).await.unwrap();
+    let last = wrapped.bytes.len() - 1;
+    for i in [0, 7, last / 2, last] {
+        let mut bad = wrapped.bytes.clone();
+        bad[i] ^= 0x01;
+        let err = kek.unwrap_dek(&wrapped.kek_id, &bad).await.err().unwrap();
+        assert!(matches!(err, KekError::Rejected), "byte {i} changed: {err:?}");
+    }
+    for len in [0, 1, last / 2, last] {
+        let err = kek
+            .unwrap_dek(&wrapped.kek_id, &wrapped.bytes[..len])
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, KekError::Rejected), "cut to {len} bytes: {err:?}");
+    }
+    let mut longer = wrapped.bytes.clone();
+    longer.extend_from_slice(&[0; 8]);
+    let err = kek.unwrap_dek(&wrapped.kek_id, &longer).await.err().unwrap();
+    assert!(matches!(err, KekError::Rejected), "eight bytes appended: {err:?}");
+}
+
+pub(crate) async fn a_wrap_made_by_another_kek_does_not_open(f: KekFixture) {
+    let wrapped = f.other.wrap_dek(&Dek::generate().unwrap()).await.unwrap();
+    assert!(
+        !f.provider.holds(&wrapped.kek_id),
+        "{} is the other KEK's",
+        wrapped.kek_id
+    );
+    let err = f
+        .provider
+        .unwrap_dek(&wrapped.kek_id, &wrapped.bytes)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, KekError::UnknownKek(_)), "under its own kek_id: {err:?}");
+    let relabelled = f.provider.current_kek_id();
+    let err = f.provider.unwrap_dek(&relabelled, &wrapped.bytes).await.err().unwrap();
+    assert!(matches!(err, KekError::Rejected), "relabelled as ours: {err:?}");
+}
+
+pub(crate) async fn a_kek_id_the_provider_does_not_hold_is_unknown(f: KekFixture) {
+    let kek = f.provider;
+    let wrapped = kek.wrap_dek(&Dek::generate().unwrap()).await.unwrap();
+    let current = kek.current_kek_id();
+    for id in [
+        String::new(),
+        "x".into(),
+        format!("{current}0"),
+        format!("{current}:1"),
+        format!("x{current}"),
+    ] {
+        assert!(!kek.holds(&id), "{id:?}");
+        let err = kek.unwrap_dek(&id, &wrapped.bytes).await.err().unwrap();
+        assert!(
+            matches!(err, KekError::UnknownKek(ref named) if *named == id),
+            "{id:?}: {err:?}"
+        );
+    }
+}
+
+pub(crate) async fn a_provider_that_stops_answering_is_unavailable_not_rejected(f: KekFixture) {
+    let kek = f.provider;
+    let wrapped = kek.wrap_dek(&Dek::generate().unwrap()).await.unwrap();
+    (f.make_unavailable)();
+    let err = kek.wrap_dek(&Dek::generate().unwrap()).await.err().unwrap();
+    assert!(matches!(err, KekError::Unavailable(_)), "wrap: {err:?}");
+    let err = kek.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await.err().unwrap();
+    assert!(
+        matches!(err, KekError::Unavailable(_)),
+        "unwrap of a good wrap: {err:?}"
+    );
+    assert!(err.is_unavailable());
+    let err = kek.self_test().await.err().unwrap();
+    assert!(err.is_unavailable(), "self-test: {err:?}");
+}

@@ -1,0 +1,170 @@
+//! Sealing and opening whole records with the KEKs of one or more providers.
+//!
+//! New records are sealed under the current provider's current KEK. A record is opened by the
+//! provider that holds the `kek_id` written in it, so records sealed under an older KEK
+//! version, or under a provider that is no longer current (a migration from one HSM or KMS to
+//! another), stay readable for as long as that provider is open. The keyring never guesses:
+//! a `kek_id` no provider holds is [`KekError::UnknownKek`], never an attempt with every KEK.
+
+use std::sync::Arc;
+
+use super::{KekError, KekProvider};
+use crate::envelope::{self, Dek, EnvelopeError, RecordIdentity, SealedRecord};
+use crate::secret::SecretBytes;
+
+/// Seals and opens whole records: a DEK per record, wrapped by a provider's KEK. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Keyring {
+    /// Wraps every new DEK, and opens its own records.
+    current: Arc<dyn KekProvider>,
+    /// Only open the records they hold.
+    retired: Arc<[Arc<dyn KekProvider>]>,
+}
+
+impl Keyring {
+    /// A keyring of one provider.
+    pub fn new(current: Arc<dyn KekProvider>) -> Self {
+        Self::with_retired(current, Vec::new())
+    }
+
+    /// A keyring that seals under `current` and still opens records of the `retired`
+    /// providers (asked in the order given when two claim a `kek_id`, after `current`).
+    pub fn with_retired(current: Arc<dyn KekProvider>, retired: Vec<Arc<dyn KekProvider>>) -> Self {
+        Self {
+            current,
+            retired: retired.into(),
+        }
+    }
+
+    /// The provider new records are sealed under.
+    pub fn current(&self) -> &Arc<dyn KekProvider> {
+        &self.current
+    }
+
+    /// Every provider, current first.
+    fn providers(&self) -> impl Iterator<Item = &Arc<dyn KekProvider>> {
+        std::iter::once(&self.current).chain(self.retired.iter())
+    }
+
+    /// The `kek_id` new records are wrapped under.
+    pub fn current_kek_id(&self) -> String {
+        self.current().current_kek_id()
+    }
+
+    /// Every `kek_id` some provider of this keyring can open, current provider first.
+    pub fn kek_ids(&self) -> Vec<String> {
+        self.providers().flat_map(|p| p.kek_ids()).collect()
+    }
+
+    /// Runs every provider's self-test (current first); the first failure is returned.
+    pub async fn self_test(&self) -> Result<(), KekError> {
+        for provider in self.providers() {
+            provider.self_test().await?;
+        }
+        Ok(())
+    }
+
+    /// Seals `plaintext` for `identity` under a fresh DEK wrapped by the current KEK.
+    pub async fn seal(&self, identity: &RecordIdentity<'_>, plaintext: &[u8]) -> Result<SealedRecord, KekError> {
+        let dek = Dek::generate()?;
+        let (nonce, ciphertext) = envelope::seal(&dek, identity, plaintext)?;
+        let wrapped = self.current().wrap_dek(&dek).await?;
+        Ok(SealedRecord {
+            format: envelope::FORMAT_V1,
+            kek_id: wrapped.kek_id,
+            wrapped_dek: wrapped.bytes,
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
+    }
+
+    /// Opens a record for exactly `identity`: one KEK unwrap by the provider that holds the
+    /// record's `kek_id`, then AES-GCM in process.
+    pub async fn open(&self, identity: &RecordIdentity<'_>, record: &SealedRecord) -> Result<SecretBytes, KekError> {
+        if record.format != envelope::FORMAT_V1 {
+            return Err(EnvelopeError::UnknownFormat(record.format).into());
+        }
+        let provider = self
+            .providers()
+            .find(|p| p.holds(&record.kek_id))
+            .ok_or_else(|| KekError::UnknownKek(record.kek_id.clone()))?;
+        let dek = provider.unwrap_dek(&record.kek_id, &record.wrapped_dek).await?;
+        Ok(envelope::open(&dek, identity, record)?)
+    }
+}
+
+#[cfg(all(test, feature = "kek-pkcs11"))]
+mod tests {
+    use super::*;
+    use crate::kek::pkcs11::Pkcs11Kek;
+    use crate::kek::pkcs11::testing::fresh_token;
+
+    const IDENTITY: RecordIdentity<'static> = RecordIdentity {
+        kind: "test-record",
+        tenant: "default",
+        id: "one",
+        version: 1,
+    };
+
+    async fn provider(tag: &str) -> Arc<dyn KekProvider> {
+        Arc::new(Pkcs11Kek::open(fresh_token(tag)).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_record_of_a_retired_provider_opens_while_another_provider_is_current() {
+        let old = provider("old").await;
+        let before = Keyring::new(Arc::clone(&old));
+        let old_record = before.seal(&IDENTITY, b"sealed before the migration").await.unwrap();
+
+        let new = provider("new").await;
+        let keyring = Keyring::with_retired(Arc::clone(&new), vec![old]);
+        assert_eq!(keyring.current_kek_id(), new.current_kek_id());
+        let new_record = keyring.seal(&IDENTITY, b"sealed after").await.unwrap();
+        assert_eq!(
+            new_record.kek_id,
+            new.current_kek_id(),
+            "new records go to the current provider"
+        );
+        assert_eq!(keyring.kek_ids().len(), 2);
+        keyring.self_test().await.unwrap();
+
+        let opened = keyring.open(&IDENTITY, &old_record).await.unwrap();
+        assert_eq!(opened.expose_secret(), b"sealed before the migration");
+        let opened = keyring.open(&IDENTITY, &new_record).await.unwrap();
+        assert_eq!(opened.expose_secret(), b"sealed after");
+
+        // Without the retired provider the old record names a KEK nobody holds.
+        let err = Keyring::new(new).open(&IDENTITY, &old_record).await.err().unwrap();
+        assert!(
+            matches!(err, KekError::UnknownKek(ref id) if *id == old_record.kek_id),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_relabelled_to_another_providers_kek_is_rejected_not_opened() {
+        let (a, b) = (provider("a").await, provider("b").await);
+        let keyring = Keyring::with_retired(Arc::clone(&a), vec![Arc::clone(&b)]);
+        let mut record = keyring.seal(&IDENTITY, b"secret").await.unwrap();
+        record.kek_id = b.current_kek_id();
+        let err = keyring.open(&IDENTITY, &record).await.err().unwrap();
+        assert!(matches!(err, KekError::Rejected), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_record_for_another_identity_or_of_an_unknown_format_does_not_open() {
+        let keyring = Keyring::new(provider("identity").await);
+        let record = keyring.seal(&IDENTITY, b"secret").await.unwrap();
+        let other = RecordIdentity { id: "two", ..IDENTITY };
+        let err = keyring.open(&other, &record).await.err().unwrap();
+        assert!(matches!(err, KekError::Envelope(_)), "{err:?}");
+        let mut unknown = record.clone();
+        unknown.format = 99;
+        let err = keyring.open(&IDENTITY, &unknown).await.err().unwrap();
+        assert!(
+            matches!(err, KekError::Envelope(EnvelopeError::UnknownFormat(99))),
+            "{err:?}"
+        );
+    }
+}
