@@ -1,5 +1,6 @@
 //! The API's error model: one [`ErrorCode`] per stable code of API.md, mapped to its HTTP
-//! status in one exhaustive `match`, and [`ApiError`], the error every handler returns.
+//! status in one exhaustive `match` and listed in [`ErrorCode::ALL`] (complete, or the build
+//! fails), and [`ApiError`], the error every handler returns.
 //!
 //! Messages of 5xx errors are generic; their cause goes to the log only (never to the
 //! caller). No message may contain a secret, a token or a message body.
@@ -28,6 +29,53 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order, each once. The compiler keeps it so: see
+    /// [`ErrorCode::position`] and the `const _` that evaluates it. Tests and the OpenAPI check
+    /// walk this list rather than reading this file as text.
+    pub const ALL: &[ErrorCode] = &[
+        ErrorCode::InvalidArgument,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
+        ErrorCode::NotFound,
+        ErrorCode::KeyNotFound,
+        ErrorCode::CredentialNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::AlreadyExists,
+        ErrorCode::FailedPrecondition,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::KekUnavailable,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::AuditUnavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// Where `self` stands in [`ErrorCode::ALL`]. Its `match` has no `_` arm, so a new
+    /// variant needs an arm here, and each arm looks its variant up in `ALL` at compile time:
+    /// a variant left out of `ALL` does not compile. Evaluated
+    /// at compile time for every code of `ALL` (the `const _` below).
+    const fn position(self) -> usize {
+        match self {
+            ErrorCode::InvalidArgument => const { index_in_all(ErrorCode::InvalidArgument) },
+            ErrorCode::Unauthenticated => const { index_in_all(ErrorCode::Unauthenticated) },
+            ErrorCode::PermissionDenied => const { index_in_all(ErrorCode::PermissionDenied) },
+            ErrorCode::NotFound => const { index_in_all(ErrorCode::NotFound) },
+            ErrorCode::KeyNotFound => const { index_in_all(ErrorCode::KeyNotFound) },
+            ErrorCode::CredentialNotFound => const { index_in_all(ErrorCode::CredentialNotFound) },
+            ErrorCode::MethodNotAllowed => const { index_in_all(ErrorCode::MethodNotAllowed) },
+            ErrorCode::RequestTimeout => const { index_in_all(ErrorCode::RequestTimeout) },
+            ErrorCode::AlreadyExists => const { index_in_all(ErrorCode::AlreadyExists) },
+            ErrorCode::FailedPrecondition => const { index_in_all(ErrorCode::FailedPrecondition) },
+            ErrorCode::PayloadTooLarge => const { index_in_all(ErrorCode::PayloadTooLarge) },
+            ErrorCode::RateLimited => const { index_in_all(ErrorCode::RateLimited) },
+            ErrorCode::KekUnavailable => const { index_in_all(ErrorCode::KekUnavailable) },
+            ErrorCode::StoreUnavailable => const { index_in_all(ErrorCode::StoreUnavailable) },
+            ErrorCode::AuditUnavailable => const { index_in_all(ErrorCode::AuditUnavailable) },
+            ErrorCode::Internal => const { index_in_all(ErrorCode::Internal) },
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
@@ -88,6 +136,36 @@ impl ErrorCode {
             | ErrorCode::RateLimited => None,
         }
     }
+}
+
+/// Compile-time proof that [`ErrorCode::ALL`] is every code, each once: evaluating
+/// `position` evaluates its per-variant lookups (a variant missing from `ALL` stops the build
+/// there), and a code listed twice stands at a position other than its first.
+const _: () = {
+    let mut rest = ErrorCode::ALL;
+    let mut index = 0;
+    while let [code, tail @ ..] = rest {
+        assert!(code.position() == index, "ErrorCode::ALL lists a code twice");
+        rest = tail;
+        index += 1;
+    }
+};
+
+/// The index of `code`'s first appearance in [`ErrorCode::ALL`]. Only called in `const`
+/// blocks (see [`ErrorCode::position`]), so its assertion stops the build, never a request.
+const fn index_in_all(code: ErrorCode) -> usize {
+    let mut rest = ErrorCode::ALL;
+    let mut index = 0;
+    while let [first, tail @ ..] = rest {
+        // `==` is not callable in a `const fn`; the discriminants of a fieldless enum are.
+        if *first as usize == code as usize {
+            return index;
+        }
+        rest = tail;
+        index += 1;
+    }
+    assert!(index < ErrorCode::ALL.len(), "ErrorCode::ALL leaves out a variant");
+    index
 }
 
 /// An error on its way to the caller.
@@ -151,6 +229,30 @@ mod tests {
         assert_eq!(err.message, "the store is unavailable");
         assert_eq!(err.detail.as_deref(), Some("disk I/O error at /var/lib/x"));
         assert_eq!(err.code.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn the_codes_strings_are_unique_upper_snake_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ErrorCode::ALL {
+            let text = code.as_str();
+            assert!(seen.insert(text), "{text} names two codes");
+            assert!(
+                !text.is_empty() && text.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{text} is not UPPER_SNAKE_CASE"
+            );
+        }
+    }
+
+    #[test]
+    fn only_server_side_codes_hide_their_message_and_they_answer_5xx() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                code.generic_message().is_some(),
+                code.status().is_server_error(),
+                "{code:?}: a generic message goes with a 5xx status, and only with one"
+            );
+        }
     }
 
     #[test]

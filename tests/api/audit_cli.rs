@@ -4,71 +4,13 @@
 //! refuses to start), exports are the event file's own records for the asked window, and
 //! wrong arguments exit 2 with one error line.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{ROOT_TOKEN, b64, spawn_dev, temp_dir};
-
-/// What one run of the binary did.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn error_lines(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|l| l.starts_with("sigvault: error:"))
-            .collect()
-    }
-}
-
-/// Runs the binary to its exit (killed after 60 s, so a command that wrongly starts serving
-/// fails its test instead of hanging the suite).
-fn sigvault<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigvault"))
-        .args(args)
-        .env_remove("SOFTHSM2_CONF")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sigvault");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sigvault did not exit within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code(),
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
-    }
-}
+use crate::helpers::{ROOT_TOKEN, b64, run_binary, spawn_dev, temp_dir};
 
 fn verify_args(data_dir: &Path) -> Vec<String> {
     vec![
@@ -148,14 +90,14 @@ async fn verify_passes_on_a_stopped_vault_names_the_event_count_and_changes_noth
     let anchors = std::fs::read(data_dir.join("audit.anchor")).expect("anchor file");
     assert_eq!(lines.len(), 8, "create, 6 signs and a failed sign are audited");
 
-    let run = sigvault(&verify_args(&data_dir));
+    let run = run_binary(&verify_args(&data_dir), &[]);
 
     assert_eq!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
     assert!(run.stdout.contains("ok"), "{}", run.stdout);
     assert!(run.stdout.contains("8 events verified"), "{}", run.stdout);
     assert_eq!(run.stderr, "", "no progress bar when stderr is not a terminal");
 
-    let run = sigvault(&with(verify_args(&data_dir), &["--json"]));
+    let run = run_binary(&with(verify_args(&data_dir), &["--json"]), &[]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let report: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON report");
     assert_eq!(report["ok"], true);
@@ -178,7 +120,7 @@ async fn verify_names_sequence_2_when_a_field_of_event_2_was_changed_in_the_stor
     let data_dir = stopped_vault_with_a_trail("audit-verify-edited").await;
     tamper(&data_dir, "UPDATE audit_events SET principal = 'mallory' WHERE seq = 2").await;
 
-    let run = sigvault(&verify_args(&data_dir));
+    let run = run_binary(&verify_args(&data_dir), &[]);
 
     assert_eq!(run.code, Some(1), "stdout: {} stderr: {}", run.stdout, run.stderr);
     assert!(run.stdout.contains("sequence 2"), "{}", run.stdout);
@@ -189,7 +131,7 @@ async fn verify_names_sequence_2_when_a_field_of_event_2_was_changed_in_the_stor
         run.stderr
     );
 
-    let run = sigvault(&with(verify_args(&data_dir), &["--json"]));
+    let run = run_binary(&with(verify_args(&data_dir), &["--json"]), &[]);
     assert_eq!(run.code, Some(1));
     let report: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON report");
     assert_eq!(report["ok"], false);
@@ -208,18 +150,21 @@ async fn verify_still_runs_when_the_vault_refuses_to_start_over_a_truncated_even
     lines.pop();
     std::fs::write(data_dir.join("audit.jsonl"), lines.join("\n") + "\n").expect("cut the file");
 
-    let start = sigvault(&[
-        "dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir.display().to_string(),
-    ]);
+    let start = run_binary(
+        &[
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_dir.display().to_string(),
+        ],
+        &[],
+    );
     assert_ne!(start.code, Some(0), "the vault must refuse: {}", start.stdout);
     assert!(!start.stdout.contains("listening on"), "{}", start.stdout);
     assert!(start.stderr.contains("sigvault audit verify"), "{}", start.stderr);
 
-    let run = sigvault(&verify_args(&data_dir));
+    let run = run_binary(&verify_args(&data_dir), &[]);
 
     assert_eq!(run.code, Some(1), "stdout: {} stderr: {}", run.stdout, run.stderr);
     assert!(run.stdout.contains(&format!("sequence {last}")), "{}", run.stdout);
@@ -246,16 +191,19 @@ async fn export_writes_exactly_the_events_of_the_window_as_the_event_files_recor
         "the window must cut the trail: {times:?}"
     );
 
-    let run = sigvault(&[
-        "audit",
-        "export",
-        "--data-dir",
-        &data_dir.display().to_string(),
-        "--since",
-        since,
-        "--until",
-        until,
-    ]);
+    let run = run_binary(
+        &[
+            "audit",
+            "export",
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--since",
+            since,
+            "--until",
+            until,
+        ],
+        &[],
+    );
 
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let exported: Vec<&str> = run.stdout.lines().collect();
@@ -284,15 +232,18 @@ async fn export_to_a_file_holds_the_whole_trail_and_draws_its_progress_bar_when_
     let output_arg = output.display().to_string();
     let dir_arg = data_dir.display().to_string();
 
-    let run = sigvault(&[
-        "audit",
-        "export",
-        "--data-dir",
-        &dir_arg,
-        "--output",
-        &output_arg,
-        "--progress",
-    ]);
+    let run = run_binary(
+        &[
+            "audit",
+            "export",
+            "--data-dir",
+            &dir_arg,
+            "--output",
+            &output_arg,
+            "--progress",
+        ],
+        &[],
+    );
 
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(
@@ -305,7 +256,7 @@ async fn export_to_a_file_holds_the_whole_trail_and_draws_its_progress_bar_when_
     assert!(run.stderr.trim_end().ends_with("] 8/8 events"), "{:?}", run.stderr);
     assert!(!output.with_extension("jsonl.partial").exists());
 
-    let quiet = sigvault(&["audit", "export", "--data-dir", &dir_arg]);
+    let quiet = run_binary(&["audit", "export", "--data-dir", &dir_arg], &[]);
     assert_eq!(quiet.code, Some(0));
     assert_eq!(quiet.stderr, "", "no bar when stderr is not a terminal");
     assert_eq!(quiet.stdout.lines().count(), 8);
@@ -345,7 +296,7 @@ fn wrong_arguments_and_unusable_vaults_exit_2_with_one_error_line() {
         (vec!["audit", "export", "--bogus"], "--bogus"),
     ];
     for (args, named) in cases {
-        let run = sigvault(&args);
+        let run = run_binary(&args, &[]);
         assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
         assert_eq!(run.stdout, "", "{args:?}");

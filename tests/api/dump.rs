@@ -3,27 +3,18 @@
 //! and sealed records that cannot be moved between rows, because each ciphertext's AAD
 //! binds it to its key id and version.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Sha256, Sha384, Sha512};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
-use crate::helpers::{ROOT_TOKEN, USER_PIN, b64, spawn_app, spawn_app_in};
+use crate::helpers::{
+    ROOT_TOKEN, USER_PIN, b64, database_files, encodings, found, found_needles, random_bytes, raw_db, spawn_app,
+    spawn_app_in,
+};
 
 const MESSAGE: &[u8] = b"the database dump test signs this";
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    getrandom::fill(&mut out).expect("random");
-    out
-}
 
 fn local_hmac(algorithm: &str, key: &[u8], message: &[u8]) -> Vec<u8> {
     fn run<M: Mac + KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
@@ -37,69 +28,6 @@ fn local_hmac(algorithm: &str, key: &[u8], message: &[u8]) -> Vec<u8> {
         "hmac-sha512" => run::<Hmac<Sha512>>(key, message),
         other => panic!("unknown algorithm {other}"),
     }
-}
-
-/// `secret` as an attacker would grep for it: raw, hex in both cases, and base64 in the
-/// standard and URL-safe alphabets, padded and not.
-fn encodings(label: &str, secret: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let lower: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    let mut forms = vec![
-        ("raw", secret.to_vec()),
-        ("upper hex", lower.to_uppercase().into_bytes()),
-        ("lower hex", lower.into_bytes()),
-        ("base64", STANDARD.encode(secret).into_bytes()),
-        ("base64 unpadded", STANDARD_NO_PAD.encode(secret).into_bytes()),
-        ("base64url", URL_SAFE.encode(secret).into_bytes()),
-        ("base64url unpadded", URL_SAFE_NO_PAD.encode(secret).into_bytes()),
-    ];
-    forms.dedup_by(|a, b| a.1 == b.1);
-    forms
-        .into_iter()
-        .map(|(form, bytes)| (format!("{label} ({form})"), bytes))
-        .collect()
-}
-
-/// The database file and whichever of its `-wal` and `-shm` siblings exist, as raw bytes.
-fn database_files(db: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        let path = PathBuf::from(format!("{}{suffix}", db.display()));
-        match std::fs::read(&path) {
-            Ok(bytes) => out.push((path, bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => panic!("cannot read {}: {e}", path.display()),
-        }
-    }
-    assert!(!out.is_empty() && out[0].0 == db, "the database file exists");
-    out
-}
-
-/// The labels of the `needles` found in any of `files`, each with the file it was found in.
-/// One pass per file: every needle is at least 8 bytes, so an 8-byte window indexes them.
-fn hits(files: &[(PathBuf, Vec<u8>)], needles: &[(String, Vec<u8>)]) -> Vec<(String, PathBuf)> {
-    let mut by_prefix: HashMap<&[u8], Vec<&(String, Vec<u8>)>> = HashMap::new();
-    for needle in needles {
-        assert!(
-            needle.1.len() >= 8,
-            "{}: too short to search for without false hits",
-            needle.0
-        );
-        by_prefix.entry(&needle.1[..8]).or_default().push(needle);
-    }
-    let mut found = Vec::new();
-    for (path, bytes) in files {
-        for start in 0..bytes.len().saturating_sub(7) {
-            let Some(candidates) = by_prefix.get(&bytes[start..start + 8]) else {
-                continue;
-            };
-            for (label, needle) in candidates {
-                if bytes[start..].starts_with(needle) {
-                    found.push((label.clone(), path.clone()));
-                }
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test]
@@ -138,13 +66,12 @@ async fn the_database_files_hold_no_key_material_root_token_or_pin_while_serving
     let db = app.home.database();
     let live = database_files(&db);
     assert!(
-        live.iter().any(|(path, _)| path.to_string_lossy().ends_with("-wal")),
+        live.iter().any(|(path, _)| path.ends_with("-wal")),
         "a serving WAL-mode database has a -wal file to search"
     );
-    assert_eq!(hits(&live, &secrets), vec![], "secrets in the live database files");
-    let names_found: BTreeSet<String> = hits(&live, &names).into_iter().map(|(label, _)| label).collect();
+    assert_eq!(found(&live, &secrets), [], "secrets in the live database files");
     assert_eq!(
-        names_found.len(),
+        found_needles(&live, &names).len(),
         keys.len(),
         "every key name is in the live files (the search can hit)"
     );
@@ -152,23 +79,17 @@ async fn the_database_files_hold_no_key_material_root_token_or_pin_while_serving
     // After shutdown, and after a checkpoint has moved every WAL page into the main file.
     app.stop().await;
     drop(app);
-    assert_eq!(hits(&database_files(&db), &secrets), vec![], "secrets after shutdown");
-    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db))
-        .await
-        .expect("open the database");
+    assert_eq!(found(&database_files(&db), &secrets), [], "secrets after shutdown");
+    let pool = raw_db(&db).await;
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&pool)
         .await
         .expect("checkpoint");
     pool.close().await;
     let checkpointed = database_files(&db);
-    assert_eq!(hits(&checkpointed, &secrets), vec![], "secrets after a checkpoint");
-    let names_found: BTreeSet<String> = hits(&checkpointed[..1], &names)
-        .into_iter()
-        .map(|(label, _)| label)
-        .collect();
+    assert_eq!(found(&checkpointed, &secrets), [], "secrets after a checkpoint");
     assert_eq!(
-        names_found.len(),
+        found_needles(&checkpointed[..1], &names).len(),
         keys.len(),
         "every key name is in the checkpointed main file"
     );
@@ -190,9 +111,7 @@ async fn a_sealed_record_copied_onto_another_keys_row_does_not_open() {
 
     // An attacker with write access to the database but not the HSM: copy every sealed
     // column of one key's version 1 over another's.
-    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(home.database()))
-        .await
-        .expect("open the database");
+    let pool = raw_db(&home.database()).await;
     let row = sqlx::query(
         "SELECT v.format, v.kek_id, v.wrapped_dek, v.nonce, v.ciphertext FROM key_versions v \
          JOIN keys k ON k.id = v.key_id WHERE k.name = 'copied-from' AND v.version = 1",
@@ -237,9 +156,7 @@ async fn swapping_the_names_of_two_key_rows_makes_both_refuse_to_sign() {
     app.stop().await;
     drop(app);
 
-    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(home.database()))
-        .await
-        .expect("open the database");
+    let pool = raw_db(&home.database()).await;
     for (from, to) in [
         ("payments", "tmp-name"),
         ("marketing", "payments"),

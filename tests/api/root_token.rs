@@ -2,45 +2,38 @@
 //! across restarts, until an operator deliberately installs a new one.
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{DevProcess, ROOT_TOKEN, spawn_dev, temp_dir};
-
-async fn call(dev: &DevProcess, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, dev.url(path))
-        .header("Authorization", format!("Bearer {token}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request sent");
-    let status = response.status();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, body)
-}
+use crate::helpers::{ROOT_TOKEN, Reply, spawn_dev, temp_dir};
 
 #[tokio::test]
 async fn a_revoked_root_token_stays_revoked_after_a_restart_until_an_operator_installs_a_new_one() {
     let data_dir = temp_dir("root-revoke").join("data");
     let dev = spawn_dev(&data_dir, &[("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)]);
-    let (status, created) = call(
-        &dev,
-        Method::POST,
-        "/v1/auth/tokens",
-        ROOT_TOKEN,
-        Some(json!({"principal": "alice", "groups": ["admin"]})),
-    )
-    .await;
+    let Reply {
+        status, body: created, ..
+    } = dev
+        .request(
+            Method::POST,
+            "/v1/auth/tokens",
+            ROOT_TOKEN,
+            Some(json!({"principal": "alice", "groups": ["admin"]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let alice = created["token"].as_str().expect("token").to_owned();
 
-    let (status, revoked) = call(&dev, Method::DELETE, "/v1/auth/tokens/root", ROOT_TOKEN, None).await;
+    let Reply {
+        status, body: revoked, ..
+    } = dev
+        .request(Method::DELETE, "/v1/auth/tokens/root", ROOT_TOKEN, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert_eq!(revoked["id"], "root");
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
-    let (status, body) = call(&dev, Method::GET, "/v1/keys", ROOT_TOKEN, None).await;
+    let Reply { status, body, .. } = dev.request(Method::GET, "/v1/keys", ROOT_TOKEN, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "root stops working at once: {body}");
-    let (status, _) = call(&dev, Method::GET, "/v1/keys", &alice, None).await;
+    let Reply { status, .. } = dev.request(Method::GET, "/v1/keys", &alice, None).await;
     assert_eq!(status, StatusCode::OK, "a named admin token takes over");
     dev.stop();
 
@@ -51,9 +44,13 @@ async fn a_revoked_root_token_stays_revoked_after_a_restart_until_an_operator_in
         "no root token is generated for a vault whose root was revoked: {:?}",
         dev.stdout_lines
     );
-    let (status, _) = call(&dev, Method::GET, "/v1/keys", ROOT_TOKEN, None).await;
+    let Reply { status, .. } = dev.request(Method::GET, "/v1/keys", ROOT_TOKEN, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "still revoked after a restart");
-    let (status, events) = call(&dev, Method::GET, "/v1/audit/events?action=RevokeToken", &alice, None).await;
+    let Reply {
+        status, body: events, ..
+    } = dev
+        .request(Method::GET, "/v1/audit/events?action=RevokeToken", &alice, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{events}");
     let event = &events["events"][0];
     assert_eq!(
@@ -66,7 +63,7 @@ async fn a_revoked_root_token_stays_revoked_after_a_restart_until_an_operator_in
     // Break glass: the operator sets a new root token explicitly.
     let fresh = "svt_break-glass-0123456789";
     let dev = spawn_dev(&data_dir, &[("SIGVAULT_ROOT_TOKEN", fresh)]);
-    let (status, who) = call(&dev, Method::GET, "/v1/auth/whoami", fresh, None).await;
+    let Reply { status, body: who, .. } = dev.request(Method::GET, "/v1/auth/whoami", fresh, None).await;
     assert_eq!(status, StatusCode::OK, "{who}");
     assert_eq!(who, json!({"principal": "root", "groups": ["admin"], "via": "token"}));
     dev.stop();

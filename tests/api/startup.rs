@@ -4,47 +4,31 @@
 //! partial state behind.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256, Sha384};
 
-use crate::helpers::{DevProcess, ROOT_TOKEN, b64, module_path, spawn_dev, stderr_log, temp_dir, unb64};
+use crate::helpers::{
+    DevProcess, ROOT_TOKEN, Run, b64, module_path, run_binary, softhsm_conf, spawn_dev, stderr_log, temp_dir, unb64,
+};
 
 const MESSAGE: &[u8] = b"signed before and after a restart";
 
-async fn request(
-    dev: &DevProcess,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new().request(method, dev.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn sign(dev: &DevProcess, name: &str) -> Vec<u8> {
-    let (status, body) = request(
-        dev,
-        Method::POST,
-        &format!("/v1/keys/{name}/sign"),
-        ROOT_TOKEN,
-        Some(json!({"message": b64(MESSAGE)})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    unb64(body["signature"].as_str().expect("signature"))
+    let r = dev
+        .request(
+            Method::POST,
+            &format!("/v1/keys/{name}/sign"),
+            ROOT_TOKEN,
+            Some(json!({"message": b64(MESSAGE)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    unb64(r.body["signature"].as_str().expect("signature"))
 }
 
 fn printed_root_tokens(dev: &DevProcess) -> Vec<String> {
@@ -55,22 +39,12 @@ fn printed_root_tokens(dev: &DevProcess) -> Vec<String> {
         .collect()
 }
 
-/// Whether process `pid` has a handler for SIGTERM (Linux `/proc/PID/status`, `SigCgt`).
-fn catches_sigterm(pid: u32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("SigCgt:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
-}
-
 /// Stops `dev` once it handles SIGTERM. `listening on` comes before the handler exists
 /// (see `a_dev_vault_stopped_right_after_it_reports_listening_exits_cleanly`), and even a
 /// served request does not prove it does, so wait for the handler itself.
 fn stop_cleanly(dev: DevProcess) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !catches_sigterm(dev.child.id()) {
+    while !dev.catches(libc::SIGTERM) {
         assert!(
             Instant::now() < deadline,
             "sigvault dev never installed a SIGTERM handler"
@@ -93,11 +67,13 @@ async fn a_dev_vault_restarted_on_the_same_data_dir_signs_identically() {
         "SIGVAULT_ROOT_TOKEN is never printed"
     );
     let body = json!({"name": "created", "algorithm": "hmac-sha256"});
-    let (status, body) = request(&dev, Method::POST, "/v1/keys", ROOT_TOKEN, Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let r = dev.request(Method::POST, "/v1/keys", ROOT_TOKEN, Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let body = json!({"key_material": b64(&material), "algorithm": "hmac-sha384"});
-    let (status, body) = request(&dev, Method::POST, "/v1/keys/imported/import", ROOT_TOKEN, Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let r = dev
+        .request(Method::POST, "/v1/keys/imported/import", ROOT_TOKEN, Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let created = sign(&dev, "created").await;
     let imported = sign(&dev, "imported").await;
     let mut mac = <Hmac<Sha384> as KeyInit>::new_from_slice(&material).expect("any key length");
@@ -140,10 +116,12 @@ async fn a_generated_root_token_is_printed_once_and_still_works_after_a_restart(
         .expect("`root token: ` line")
         .to_owned();
     assert!(token.starts_with("svt_") && token.len() > 20, "{token}");
-    let (status, body) = request(&dev, Method::GET, "/v1/keys", &token, None).await;
-    assert_eq!(status, StatusCode::OK, "the printed token authenticates: {body}");
-    let (status, _) = request(&dev, Method::GET, "/v1/keys", "svt_not-the-printed-token-000000", None).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "another token does not");
+    let r = dev.request(Method::GET, "/v1/keys", &token, None).await;
+    assert_eq!(r.status, StatusCode::OK, "the printed token authenticates: {}", r.body);
+    let r = dev
+        .request(Method::GET, "/v1/keys", "svt_not-the-printed-token-000000", None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "another token does not");
     stop_cleanly(dev);
     // Read now: the next start truncates the log.
     let first_log = std::fs::read_to_string(stderr_log(&data_dir)).expect("stderr log");
@@ -155,8 +133,13 @@ async fn a_generated_root_token_is_printed_once_and_still_works_after_a_restart(
         Vec::<String>::new(),
         "a restart prints no root token"
     );
-    let (status, body) = request(&dev, Method::GET, "/v1/keys", &token, None).await;
-    assert_eq!(status, StatusCode::OK, "the first token still authenticates: {body}");
+    let r = dev.request(Method::GET, "/v1/keys", &token, None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the first token still authenticates: {}",
+        r.body
+    );
     stop_cleanly(dev);
     let second_log = std::fs::read_to_string(stderr_log(&data_dir)).expect("stderr log");
     assert!(
@@ -172,8 +155,8 @@ async fn a_clean_stop_checkpoints_the_wal_into_the_database_file() {
         let data_dir = temp_dir("dev-checkpoint").join("data");
         let dev = spawn_dev(&data_dir, &[("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)]);
         let body = json!({"name": "checkpointed", "algorithm": "hmac-sha256"});
-        let (status, body) = request(&dev, Method::POST, "/v1/keys", ROOT_TOKEN, Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let r = dev.request(Method::POST, "/v1/keys", ROOT_TOKEN, Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         stop_cleanly(dev);
         let wal = data_dir.join("sigvault.db-wal");
         let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
@@ -188,63 +171,14 @@ async fn a_clean_stop_checkpoints_the_wal_into_the_database_file() {
 
 // ----- startup failures -----------------------------------------------------------------
 
-/// Runs the binary to its exit like `helpers::run_binary` (without `SOFTHSM2_CONF` unless
-/// `env` gives it), but kills it after a deadline: a regression that makes a failure case
-/// start serving must fail its test, not hang the suite.
-fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
-    cmd.args(args)
-        .env_remove("SOFTHSM2_CONF")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("run sigvault");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "sigvault {args:?} did not exit within 60 s: {}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.success(),
-        stdout.join().expect("stdout"),
-        stderr.join().expect("stderr"),
-    )
-}
-
-/// A startup failure: non-zero exit, no panic, exactly one `sigvault: error:` line, which
-/// contains every word of `names`. Returns that line.
-fn assert_refused(outcome: (bool, String, String), names: &[&str]) -> String {
-    let (success, stdout, stderr) = outcome;
-    assert!(!success, "exited successfully; stdout: {stdout}; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sigvault: error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+/// A startup failure (see [`Run::refused_line`]) whose error line contains every word of
+/// `names`. Returns that line.
+fn assert_refused(run: Run, names: &[&str]) -> String {
+    let line = run.refused_line();
     for name in names {
-        assert!(errors[0].contains(name), "`{}` does not name {name:?}", errors[0]);
+        assert!(line.contains(name), "`{line}` does not name {name:?}");
     }
-    assert!(!stdout.contains("listening on"), "{stdout}");
-    errors[0].to_owned()
+    line
 }
 
 fn sha256_of(path: &Path) -> Option<Vec<u8>> {
@@ -281,10 +215,6 @@ fn dev_args(data_dir: &Path) -> Vec<String> {
     ]
 }
 
-fn args(owned: &[String]) -> Vec<&str> {
-    owned.iter().map(String::as_str).collect()
-}
-
 #[test]
 fn a_dev_vault_stopped_right_after_it_reports_listening_exits_cleanly() {
     let data_dir = temp_dir("early-stop").join("data");
@@ -312,7 +242,7 @@ fn dev_refuses_a_wrong_hsm_pin_and_leaves_the_database_untouched() {
     );
 
     let line = assert_refused(
-        run_to_exit(&args(&dev_args(&data_dir)), &[]),
+        run_binary(&dev_args(&data_dir), &[]),
         &["PIN", "incorrect", "sigvault-dev"],
     );
     assert_eq!(outside_token(snapshot(&data_dir)), before, "{line}");
@@ -323,9 +253,6 @@ fn serve_refuses_a_token_label_the_hsm_does_not_have_and_creates_no_database() {
     let dir = temp_dir("no-token");
     let data_dir = dir.join("data");
     std::fs::create_dir(&data_dir).expect("data dir");
-    let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is set by .cargo/config.toml"));
-    sigvault::kek::pkcs11::softhsm::write_conf(&conf, &conf.parent().expect("parent").join("tokens"))
-        .expect("SoftHSM2 conf");
     let pin_file = dir.join("pin");
     std::fs::write(&pin_file, "test-user-pin\n").expect("pin file");
     let config = dir.join("sigvault.toml");
@@ -339,8 +266,8 @@ fn serve_refuses_a_token_label_the_hsm_does_not_have_and_creates_no_database() {
     );
     std::fs::write(&config, text).expect("config");
 
-    let conf = conf.display().to_string();
-    let outcome = run_to_exit(
+    let conf = softhsm_conf().display().to_string();
+    let outcome = run_binary(
         &["serve", "--config", &config.display().to_string()],
         &[("SOFTHSM2_CONF", &conf)],
     );
@@ -356,7 +283,7 @@ fn serve_refuses_a_token_label_the_hsm_does_not_have_and_creates_no_database() {
 fn dev_refuses_a_missing_pkcs11_module_before_creating_the_data_dir() {
     let data_dir = temp_dir("no-module").join("data");
     let module = "/nonexistent/libsofthsm2.so";
-    let outcome = run_to_exit(&args(&dev_args(&data_dir)), &[("SIGVAULT_KEK__PKCS11__MODULE", module)]);
+    let outcome = run_binary(&dev_args(&data_dir), &[("SIGVAULT_KEK__PKCS11__MODULE", module)]);
     let line = assert_refused(outcome, &[module]);
     assert!(!data_dir.exists(), "the data dir was created: {line}");
 }
@@ -367,7 +294,7 @@ fn dev_refuses_a_data_dir_that_is_a_regular_file_and_leaves_the_file_unchanged()
     std::fs::write(&file, b"not a directory\n").expect("file");
     let path = file.display().to_string();
     assert_refused(
-        run_to_exit(&args(&dev_args(&file)), &[]),
+        run_binary(&dev_args(&file), &[]),
         &["data dir", &path, "not a directory"],
     );
     assert_eq!(std::fs::read(&file).expect("file"), b"not a directory\n");
@@ -379,7 +306,7 @@ fn dev_refuses_a_data_dir_under_a_regular_file() {
     std::fs::write(&file, b"a file, not a parent\n").expect("file");
     let data_dir = file.join("sub");
     let path = data_dir.display().to_string();
-    assert_refused(run_to_exit(&args(&dev_args(&data_dir)), &[]), &["data dir", &path]);
+    assert_refused(run_binary(&dev_args(&data_dir), &[]), &["data dir", &path]);
     assert_eq!(std::fs::read(&file).expect("file"), b"a file, not a parent\n");
 }
 
@@ -388,7 +315,7 @@ fn a_listen_value_that_is_not_an_address_is_named() {
     let data_dir = temp_dir("bad-listen").join("data");
     let dir = data_dir.display().to_string();
     // Not `dev_args`: a `--listen` flag would override the environment.
-    let outcome = run_to_exit(&["dev", "--data-dir", &dir], &[("SIGVAULT_LISTEN", "nonsense")]);
+    let outcome = run_binary(&["dev", "--data-dir", &dir], &[("SIGVAULT_LISTEN", "nonsense")]);
     assert_refused(outcome, &["listen", "nonsense"]);
 }
 
@@ -397,7 +324,7 @@ fn an_invalid_config_value_leaves_no_data_dir_behind() {
     for (var, value) in [("SIGVAULT_LISTEN", "nonsense"), ("SIGVAULT_LOG_LEVEL", "loud")] {
         let data_dir = temp_dir("bad-value").join("data");
         let dir = data_dir.display().to_string();
-        let outcome = run_to_exit(&["dev", "--data-dir", &dir], &[(var, value)]);
+        let outcome = run_binary(&["dev", "--data-dir", &dir], &[(var, value)]);
         let line = assert_refused(outcome, &[&var["SIGVAULT_".len()..].to_lowercase()]);
         assert!(!data_dir.exists(), "{var}={value}: the data dir was created: {line}");
     }
@@ -407,7 +334,7 @@ fn an_invalid_config_value_leaves_no_data_dir_behind() {
 fn an_unknown_environment_key_is_named_and_nothing_is_created() {
     let data_dir = temp_dir("bogus-env").join("data");
     let line = assert_refused(
-        run_to_exit(&args(&dev_args(&data_dir)), &[("SIGVAULT_BOGUS", "1")]),
+        run_binary(&dev_args(&data_dir), &[("SIGVAULT_BOGUS", "1")]),
         &["SIGVAULT_BOGUS"],
     );
     assert!(!data_dir.exists(), "the data dir was created: {line}");
@@ -421,10 +348,7 @@ fn an_unknown_key_in_a_config_file_is_named_with_the_file_and_nothing_is_created
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[store]\npasword = \"x\"\n").expect("config");
     let mut owned = dev_args(&data_dir);
     owned.extend(["--config".to_owned(), config.display().to_string()]);
-    let line = assert_refused(
-        run_to_exit(&args(&owned), &[]),
-        &[&config.display().to_string(), "pasword"],
-    );
+    let line = assert_refused(run_binary(&owned, &[]), &[&config.display().to_string(), "pasword"]);
     assert!(!data_dir.exists(), "the data dir was created: {line}");
 }
 
@@ -436,7 +360,7 @@ async fn a_first_start_that_cannot_listen_leaves_no_unknown_root_token() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
     let port = taken.local_addr().expect("addr").port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let (ok, stdout, stderr) = run_to_exit(
+    let Run { code, stdout, stderr } = run_binary(
         &[
             "dev",
             "--listen",
@@ -446,7 +370,7 @@ async fn a_first_start_that_cannot_listen_leaves_no_unknown_root_token() {
         ],
         &[],
     );
-    assert!(!ok, "a taken port must stop the start");
+    assert_ne!(code, Some(0), "a taken port must stop the start");
     assert!(!stdout.contains("root token:"), "{stdout}");
     assert!(stderr.contains(&format!("cannot listen on {listen}")), "{stderr}");
     drop(taken);

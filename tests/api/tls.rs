@@ -21,7 +21,7 @@ use sigvault::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS};
 use sigvault::config::TlsSettings;
 use sigvault::tls::{ClientAuth, TlsFiles};
 
-use crate::helpers::{AppHome, ROOT_TOKEN, Reply, TestApp, run_binary, spawn_app_in, spawn_dev, temp_dir};
+use crate::helpers::{AppHome, ROOT_TOKEN, Reply, Run, TestApp, run_binary, spawn_app_in, spawn_dev, temp_dir};
 
 const PAYMENTS: &str = "spiffe://example.org/payments";
 const DNS_CLIENT: &str = "client.example.org";
@@ -178,10 +178,7 @@ fn assert_refused_at_handshake(result: Result<Reply, reqwest::Error>, alert: &st
 
 /// The audit events naming `principal` (read with the root token).
 async fn events_of(app: &TestApp, principal: &str) -> Vec<Value> {
-    let query: String = url_encode(principal);
-    let r = app.get(&format!("/v1/audit/events?principal={query}&limit=100")).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.body["events"].as_array().expect("events").clone()
+    app.audit_events(&format!("principal={}", url_encode(principal))).await
 }
 
 fn url_encode(text: &str) -> String {
@@ -375,14 +372,14 @@ async fn a_bad_tls_cert_file_stops_the_start_with_one_error_line() {
         (pki.dir.join("not-a-cert.pem"), "tls.cert_file:"),
     ];
     for (cert_file, expected) in cases {
-        let (ok, stdout, stderr) = run_binary(
+        let Run { code, stdout, stderr } = run_binary(
             &["dev", "--listen", "127.0.0.1:0", "--data-dir", &path(&data_dir)],
             &[
                 ("SIGVAULT_TLS__CERT_FILE", &path(&cert_file)),
                 ("SIGVAULT_TLS__KEY_FILE", &path(&files.key_file)),
             ],
         );
-        assert!(!ok, "started: {stdout}");
+        assert_ne!(code, Some(0), "started: {stdout}");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "one line: {stderr}");
         assert!(
@@ -412,16 +409,10 @@ async fn sigvault_dev_with_tls_says_https_and_serves_only_over_tls() {
         ],
     );
     assert_eq!(dev.scheme, "https", "{:?}", dev.stdout_lines);
-    let resp = pki
-        .client(Some(&pki.payments))
-        .get(dev.url("/v1/auth/whoami"))
-        .send()
-        .await
-        .expect("served over TLS");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let who: Value = resp.json().await.expect("JSON");
-    assert_eq!(who["principal"], PAYMENTS);
-    assert_eq!(who["via"], "mtls");
+    let who = Reply::of(pki.client(Some(&pki.payments)).get(dev.url("/v1/auth/whoami"))).await;
+    assert_eq!(who.status, StatusCode::OK, "served over TLS: {}", who.body);
+    assert_eq!(who.body["principal"], PAYMENTS);
+    assert_eq!(who.body["via"], "mtls");
     let plain = reqwest::Client::new()
         .get(format!("http://{}/v1/sys/ping", dev.addr))
         .send()

@@ -64,7 +64,25 @@ pub fn probe_module(module: &Path) -> Result<(), Pkcs11Error> {
 }
 
 /// The slot holding the initialised token labelled `label`, if any.
+///
+/// The slot list can change between listing it and reading a slot's token (another thread
+/// initialising a token, a token plugged in or out): a slot that vanished in between makes
+/// the scan start over, a few times, rather than fail the caller.
 pub(crate) fn find_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs11Error> {
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        match scan_for_token(ctx, label) {
+            Err(Pkcs11Error::Call {
+                source: CkError::Pkcs11(RvError::SlotIdInvalid | RvError::TokenNotPresent, _),
+                ..
+            }) if attempt < ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+fn scan_for_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs11Error> {
     let slots = ctx.get_slots_with_initialized_token().map_err(call("listing slots"))?;
     for slot in slots {
         let info = ctx.get_token_info(slot).map_err(call("reading token info"))?;

@@ -4,18 +4,7 @@
 use serde_json::{Value, json};
 
 use super::{reroll, verify_reply};
-use crate::helpers::{ROOT_TOKEN, Reply, TestApp, spawn_app};
-
-/// The event of request `r` among the trail's `action` events.
-async fn event_of(app: &TestApp, action: &str, r: &Reply) -> Value {
-    let id = r.request_id.as_deref().expect("an x-request-id");
-    let listed = app.get(&format!("/v1/audit/events?action={action}&limit=1000")).await;
-    listed.body["events"]
-        .as_array()
-        .and_then(|events| events.iter().find(|e| e["request_id"] == id))
-        .cloned()
-        .unwrap_or_else(|| panic!("expected an event for request {id} in {}", listed.body))
-}
+use crate::helpers::{ROOT_TOKEN, spawn_app};
 
 fn summary(event: &Value) -> Value {
     json!({"action": event["action"], "resource": event["resource"], "outcome": event["outcome"],
@@ -37,20 +26,20 @@ async fn each_request_is_audited_with_the_key_id_and_a_verification_with_its_cod
     let resource = format!("apikey:{id}");
     let expect = |action: &str, resource: &str, outcome: &str| json!({"action": action, "resource": resource, "outcome": outcome, "principal": "root"});
     assert_eq!(
-        summary(&event_of(&app, "CreateApiKey", &r).await),
+        summary(&app.audit_event_of(&r, "action=CreateApiKey").await),
         expect("CreateApiKey", &resource, "ok")
     );
 
     let valid = verify_reply(&app, &key, &[]).await;
     assert_eq!(valid.body["code"], "VALID", "{}", valid.body);
     assert_eq!(
-        summary(&event_of(&app, "VerifyApiKey", &valid).await),
+        summary(&app.audit_event_of(&valid, "action=VerifyApiKey").await),
         expect("VerifyApiKey", &resource, "ok")
     );
     let spent = verify_reply(&app, &key, &[]).await;
     assert_eq!(spent.body["code"], "USAGE_EXCEEDED", "{}", spent.body);
     assert_eq!(
-        summary(&event_of(&app, "VerifyApiKey", &spent).await),
+        summary(&app.audit_event_of(&spent, "action=VerifyApiKey").await),
         expect("VerifyApiKey", &resource, "USAGE_EXCEEDED")
     );
 
@@ -61,12 +50,12 @@ async fn each_request_is_audited_with_the_key_id_and_a_verification_with_its_cod
         )
         .await;
     assert_eq!(
-        summary(&event_of(&app, "UpdateApiKey", &disable).await),
+        summary(&app.audit_event_of(&disable, "action=UpdateApiKey").await),
         expect("UpdateApiKey", &resource, "ok")
     );
     let disabled = verify_reply(&app, &key, &[]).await;
     assert_eq!(
-        summary(&event_of(&app, "VerifyApiKey", &disabled).await),
+        summary(&app.audit_event_of(&disabled, "action=VerifyApiKey").await),
         expect("VerifyApiKey", &resource, "DISABLED")
     );
     let enable = app
@@ -75,13 +64,13 @@ async fn each_request_is_audited_with_the_key_id_and_a_verification_with_its_cod
     assert_eq!(enable.body["state"], "enabled", "{}", enable.body);
     let lacking = verify_reply(&app, &key, &["orders.read"]).await;
     assert_eq!(
-        summary(&event_of(&app, "VerifyApiKey", &lacking).await),
+        summary(&app.audit_event_of(&lacking, "action=VerifyApiKey").await),
         expect("VerifyApiKey", &resource, "INSUFFICIENT_PERMISSIONS")
     );
 
     let read = app.get(&format!("/v1/apikeys/{id}")).await;
     assert_eq!(
-        summary(&event_of(&app, "GetApiKey", &read).await),
+        summary(&app.audit_event_of(&read, "action=GetApiKey").await),
         expect("GetApiKey", &resource, "ok")
     );
     let new = reroll(&app, &id, 60).await;
@@ -94,20 +83,20 @@ async fn each_request_is_audited_with_the_key_id_and_a_verification_with_its_cod
         )
         .await;
     assert_eq!(
-        summary(&event_of(&app, "RerollApiKey", &rerolled).await),
+        summary(&app.audit_event_of(&rerolled, "action=RerollApiKey").await),
         expect("RerollApiKey", &resource, "ok")
     );
     let newest = rerolled.body["key"].as_str().expect("key").to_owned();
     let revoke = app.delete(&format!("/v1/apikeys/{id}")).await;
     assert_eq!(
-        summary(&event_of(&app, "RevokeApiKey", &revoke).await),
+        summary(&app.audit_event_of(&revoke, "action=RevokeApiKey").await),
         expect("RevokeApiKey", &resource, "ok")
     );
 
     let unknown = verify_reply(&app, &key, &[]).await;
     assert_eq!(unknown.body["code"], "NOT_FOUND", "{}", unknown.body);
     assert_eq!(
-        summary(&event_of(&app, "VerifyApiKey", &unknown).await),
+        summary(&app.audit_event_of(&unknown, "action=VerifyApiKey").await),
         expect("VerifyApiKey", "apikeys", "NOT_FOUND"),
         "a key not found is named by nothing"
     );

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{DevProcess, ROOT_TOKEN, b64, spawn_dev, temp_dir};
@@ -17,28 +17,20 @@ const SIGNERS: usize = 32;
 const KILL_AFTER: usize = 300;
 const ROUNDS: usize = 8;
 
-async fn get(client: &reqwest::Client, dev: &DevProcess, path: &str) -> Value {
-    let resp = client
-        .get(dev.url(path))
-        .bearer_auth(ROOT_TOKEN)
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(resp.status(), StatusCode::OK, "{path}");
-    resp.json().await.expect("json body")
+/// `GET path` as root; panics unless 200 with a JSON body.
+async fn get(dev: &DevProcess, path: &str) -> Value {
+    let r = dev.request(Method::GET, path, ROOT_TOKEN, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{path}");
+    assert!(!r.body.is_null(), "{path}: a JSON body");
+    r.body
 }
 
 /// Request ids of every Sign event the server lists, following cursors.
-async fn signed_request_ids(client: &reqwest::Client, dev: &DevProcess) -> HashSet<String> {
+async fn signed_request_ids(dev: &DevProcess) -> HashSet<String> {
     let mut ids = HashSet::new();
     let mut cursor = String::new();
     loop {
-        let page = get(
-            client,
-            dev,
-            &format!("/v1/audit/events?action=Sign&limit=1000&cursor={cursor}"),
-        )
-        .await;
+        let page = get(dev, &format!("/v1/audit/events?action=Sign&limit=1000&cursor={cursor}")).await;
         for e in page["events"].as_array().expect("events") {
             ids.insert(e["request_id"].as_str().expect("request_id").to_owned());
         }
@@ -108,20 +100,15 @@ async fn after_kill_9_during_a_burst_of_signs_the_trail_verifies_and_holds_every
     let env = [("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)];
     let client = reqwest::Client::new();
     let mut dev = spawn_dev(&data_dir, &env);
-    let resp = client
-        .post(dev.url("/v1/keys"))
-        .bearer_auth(ROOT_TOKEN)
-        .json(&json!({"name": "burst", "algorithm": "hmac-sha256"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    let body = json!({"name": "burst", "algorithm": "hmac-sha256"});
+    let created = dev.request(Method::POST, "/v1/keys", ROOT_TOKEN, Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
 
     let mut acknowledged = Vec::new();
     for round in 0..ROUNDS {
         acknowledged.extend(burst_until_killed(&client, &mut dev, round).await);
         dev = spawn_dev(&data_dir, &env);
-        let report = get(&client, &dev, "/v1/audit/verify").await;
+        let report = get(&dev, "/v1/audit/verify").await;
         assert_eq!(report["ok"], json!(true), "after kill {}: {report}", round + 1);
         let checked = report["checked"].as_u64().expect("checked");
         assert!(
@@ -129,7 +116,7 @@ async fn after_kill_9_during_a_burst_of_signs_the_trail_verifies_and_holds_every
             "{checked} events, {} acknowledged",
             acknowledged.len()
         );
-        let signed = signed_request_ids(&client, &dev).await;
+        let signed = signed_request_ids(&dev).await;
         let lost: Vec<&String> = acknowledged.iter().filter(|id| !signed.contains(*id)).collect();
         assert!(
             lost.is_empty(),

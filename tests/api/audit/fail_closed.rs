@@ -7,8 +7,8 @@ use std::path::Path;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{all_events, file_lines, raw_db, stored_events, verify_online};
-use crate::helpers::{AppHome, Reply, TestApp, b64, spawn_app_in};
+use super::{file_lines, stored_events, verify_online};
+use crate::helpers::{AppHome, Reply, TestApp, b64, raw_db, spawn_app_in};
 
 /// Signs `message` with `k` and expects the refusal of an unavailable trail.
 async fn refused_sign(app: &TestApp, message: &[u8]) -> String {
@@ -50,7 +50,7 @@ fn repoint(link: &Path, target: &Path) {
 
 /// The sequence numbers and request ids the API lists.
 async fn listed(app: &TestApp) -> (Vec<u64>, Vec<String>) {
-    let events = all_events(app, "").await;
+    let events = app.audit_events("").await;
     let seqs = events.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
     let ids = events
         .iter()

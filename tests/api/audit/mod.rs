@@ -3,9 +3,10 @@
 //! tamper detection on copies of the data, failing closed when a sink cannot write, crash
 //! recovery of the real binary, and the absence of secrets from every audit sink.
 //!
-//! This module holds only what its sub-modules share: reading the trail through the API,
-//! verifying a data dir offline through the library (a tampered copy may not start), copying
-//! a stopped app's data, and raw SQL on its database.
+//! This module holds only what its sub-modules share (reading the trail through the API is
+//! `TestApp::audit_events`): verifying the trail online, and a data dir offline through the
+//! library (a tampered copy may not start), copying a stopped app's data, and raw SQL on its
+//! database.
 
 mod crash;
 mod fail_closed;
@@ -26,38 +27,12 @@ use sigvault::kek::{self, Keyring};
 use sigvault::startup::{AUDIT_KEY_NAME, Application};
 use sigvault::store::Store;
 use sigvault::store::sqlite::SqliteStore;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::helpers::{AppHome, TestApp, temp_dir};
+use crate::helpers::{AppHome, TestApp, raw_db, temp_dir};
 
 /// The node name `AppHome::settings()` gives the audit trail.
 const NODE: &str = "test-node";
-
-/// Every event the API lists for `query` (`""` or `a=b&c=d`), following `next` cursors with
-/// pages of 1000. Each page request is itself audited, after it is answered.
-async fn all_events(app: &TestApp, query: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = "/v1/audit/events?limit=1000".to_string();
-        if !query.is_empty() {
-            path.push('&');
-            path.push_str(query);
-        }
-        if let Some(c) = &cursor {
-            path.push_str("&cursor=");
-            path.push_str(c);
-        }
-        let r = app.get(&path).await;
-        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
-        events.extend(r.body["events"].as_array().expect("events").iter().cloned());
-        match r.body["next"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return events,
-        }
-    }
-}
 
 /// `GET /v1/audit/verify` through the API.
 async fn verify_online(app: &TestApp) -> Value {
@@ -118,13 +93,6 @@ fn copy_home(home: &AppHome, tag: &str) -> AppHome {
         anchor_file: None,
         ..home.clone()
     }
-}
-
-/// A connection pool straight on a database file, bypassing sigvault (the attacker's view).
-async fn raw_db(path: &Path) -> SqlitePool {
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
-        .await
-        .expect("open the database file")
 }
 
 /// Runs SQL statements (`;`-separated, on one connection) on a database file and returns

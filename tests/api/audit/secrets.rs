@@ -3,84 +3,13 @@
 //! `audit_events` table or the API's listing of it. Imported material appears only as its
 //! HMAC under the audit key (`secret_hmac`).
 
-use std::collections::{BTreeSet, HashMap};
-
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Row;
 
-use super::{all_events, raw_db};
-use crate::helpers::{ROOT_TOKEN, SO_PIN, USER_PIN, b64, spawn_app};
+use crate::helpers::{ROOT_TOKEN, SO_PIN, USER_PIN, b64, encodings, found, random_bytes, raw_db, spawn_app};
 
 const KEYS: usize = 20;
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    getrandom::fill(&mut out).expect("random");
-    out
-}
-
-/// `secret` raw, in hex of both cases, and in standard and URL-safe base64, padded or not.
-fn encodings(label: &str, secret: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let lower: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    let mut forms = vec![
-        ("raw", secret.to_vec()),
-        ("upper hex", lower.to_uppercase().into_bytes()),
-        ("lower hex", lower.into_bytes()),
-        ("base64", STANDARD.encode(secret).into_bytes()),
-        ("base64 unpadded", STANDARD_NO_PAD.encode(secret).into_bytes()),
-        ("base64url", URL_SAFE.encode(secret).into_bytes()),
-        ("base64url unpadded", URL_SAFE_NO_PAD.encode(secret).into_bytes()),
-    ];
-    forms.dedup_by(|a, b| a.1 == b.1);
-    forms
-        .into_iter()
-        .map(|(form, bytes)| (format!("{label} ({form})"), bytes))
-        .collect()
-}
-
-/// `(needle label, haystack name)` of every needle found in a haystack. Needles are at
-/// least 8 bytes, so an 8-byte window indexes them.
-fn hits(haystacks: &[(&str, &[u8])], needles: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
-    let mut by_prefix: HashMap<&[u8], Vec<&(String, Vec<u8>)>> = HashMap::new();
-    for needle in needles {
-        assert!(needle.1.len() >= 8, "{} is too short to search for", needle.0);
-        by_prefix.entry(&needle.1[..8]).or_default().push(needle);
-    }
-    let mut found = Vec::new();
-    for (name, bytes) in haystacks {
-        for start in 0..bytes.len().saturating_sub(7) {
-            for (label, needle) in by_prefix.get(&bytes[start..start + 8]).into_iter().flatten() {
-                if bytes[start..].starts_with(needle) {
-                    found.push((label.clone(), (*name).to_owned()));
-                }
-            }
-        }
-    }
-    found
-}
-
-#[test]
-fn the_secret_search_finds_every_encoding_it_looks_for() {
-    // 32 bytes: base64 with padding, so all seven forms differ.
-    let secret = random_bytes(32);
-    let needles = encodings("planted", &secret);
-    assert_eq!(needles.len(), 7);
-    let mut planted = b"prefix ".to_vec();
-    for (_, form) in &needles {
-        planted.extend_from_slice(form);
-        planted.extend_from_slice(b" | ");
-    }
-    let found: BTreeSet<String> = hits(&[("planted", &planted[..])], &needles)
-        .into_iter()
-        .map(|(label, _)| label)
-        .collect();
-    let all: BTreeSet<String> = needles.iter().map(|(label, _)| label.clone()).collect();
-    assert_eq!(found, all);
-    assert_eq!(hits(&[("clean", &b"nothing to see here at all"[..])], &needles), []);
-}
 
 #[tokio::test]
 async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pin() {
@@ -146,7 +75,7 @@ async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pi
     secrets.extend(encodings("HSM user PIN", USER_PIN.as_bytes()));
     secrets.extend(encodings("HSM SO PIN", SO_PIN.as_bytes()));
 
-    let listing = serde_json::to_vec(&all_events(&app, "").await).expect("json");
+    let listing = serde_json::to_vec(&app.audit_events("").await).expect("json");
     app.stop().await;
     let file = std::fs::read(app.home.audit_file()).expect("event file");
     let anchor = std::fs::read(app.home.anchor_file()).expect("anchor file");
@@ -170,7 +99,7 @@ async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pi
         table.push(b'\n');
     }
     pool.close().await;
-    let sinks: [(&str, &[u8]); 4] = [
+    let sinks = [
         ("event file", &file),
         ("anchor file", &anchor),
         ("audit_events table", &table),
@@ -182,8 +111,8 @@ async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pi
 
     // The search does hit: every key name and every material's keyed fingerprint is there.
     for (label, needle) in names.iter().chain(&fingerprints) {
-        let found = hits(&sinks, &[(label.clone(), needle.clone())]);
-        let places: Vec<&str> = found.iter().map(|(_, sink)| sink.as_str()).collect();
+        let hits = found(&sinks, &[(label.clone(), needle.clone())]);
+        let places: Vec<&str> = hits.iter().map(|hit| hit.place.as_str()).collect();
         assert!(
             ["event file", "audit_events table", "API listing"]
                 .iter()
@@ -191,5 +120,5 @@ async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pi
             "{label} found in {places:?}"
         );
     }
-    assert_eq!(hits(&sinks, &secrets), [], "secrets in the audit sinks");
+    assert_eq!(found(&sinks, &secrets), [], "secrets in the audit sinks");
 }

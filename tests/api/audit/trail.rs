@@ -44,7 +44,7 @@ async fn every_request_that_reaches_a_handler_leaves_one_event_with_its_caller_a
     let r = app.get("/v1/audit/verify").await;
     assert_eq!(r.body, json!({"ok": true, "checked": model.ops.len()}));
     model.note(&r, "VerifyAudit", "audit");
-    let all = super::all_events(&app, "").await;
+    let all = app.audit_events("").await;
     assert_events(&all, &model.expected(|_| true), "the trail after reading it");
 }
 
@@ -158,7 +158,7 @@ async fn bad_filters_are_refused_with_400_and_are_themselves_audited() {
     let r = list(&app, &mut model, &format!("principal={}", &long[..256])).await;
     assert_eq!(r.body, json!({"events": [], "next": null}));
 
-    let refused = super::all_events(&app, "action=ReadAudit").await;
+    let refused = app.audit_events("action=ReadAudit").await;
     let refused: Vec<&str> = refused
         .iter()
         .filter(|e| e["outcome"] == "INVALID_ARGUMENT")

@@ -82,18 +82,8 @@ fn assert_unauthenticated(r: &Reply, what: &str) {
 
 /// The audit event of request `r`, found by its request id among `principal`'s `action`s.
 async fn event_of(app: &TestApp, principal: &str, action: Action, r: &Reply) -> Value {
-    let id = r.request_id.as_deref().expect("every response has an x-request-id");
-    let query = format!(
-        "/v1/audit/events?principal={principal}&action={}&limit=1000",
-        action.as_str()
-    );
-    let listed = app.get(&query).await;
-    assert_status(&listed, StatusCode::OK, "expected root to read the trail");
-    listed.body["events"]
-        .as_array()
-        .and_then(|events| events.iter().find(|e| e["request_id"] == id))
-        .cloned()
-        .unwrap_or_else(|| panic!("expected an event for request {id} in {}", listed.body))
+    let query = format!("principal={principal}&action={}", action.as_str());
+    app.audit_event_of(r, &query).await
 }
 
 /// The fields of an event that say who did what to what, and how it was decided.

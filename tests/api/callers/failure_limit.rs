@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sigvault::config::AuthSettings;
 
-use super::{assert_unauthenticated, audit_events, whoami};
+use super::{assert_unauthenticated, whoami};
 use crate::helpers::{AppHome, ROOT_TOKEN, Reply, spawn_app_in};
 
 fn assert_rate_limited(r: &Reply, what: &str) {
@@ -68,7 +68,7 @@ async fn an_address_that_fails_three_times_is_refused_even_with_the_root_token_u
         "one failure in the new window does not block"
     );
 
-    let events = audit_events(&app, "principal=-").await;
+    let events = app.audit_events("principal=-").await;
     let seen: Vec<(&str, &str, &str)> = events
         .iter()
         .map(|e| {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, temp_dir};
 
-pub(crate) mod dump;
+mod dump;
 mod failure_limit;
 mod policies;
 mod tokens;
@@ -59,27 +59,6 @@ fn assert_unauthenticated(r: &Reply, what: &str) {
         "{what}: expected 401 UNAUTHENTICATED, got {}",
         r.body
     );
-}
-
-/// Every audit event matching `query` (`""` or `a=b&c=d`), following `next` cursors. Each
-/// page request is itself audited after it answers, so it is not in its own page.
-async fn audit_events(app: &TestApp, query: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/audit/events?limit=1000&{query}");
-        if let Some(c) = &cursor {
-            path.push_str("&cursor=");
-            path.push_str(c);
-        }
-        let r = app.get(&path).await;
-        assert_eq!(r.status, StatusCode::OK, "root lists {path}: {}", r.body);
-        events.extend(r.body["events"].as_array().expect("an `events` array").iter().cloned());
-        match r.body["next"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return events,
-        }
-    }
 }
 
 /// A copy of the shipped policy directory (schema included) under a fresh temp dir.

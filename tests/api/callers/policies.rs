@@ -1,19 +1,19 @@
 //! `sigvault policy check`, a start with a bad policy directory, and reloads by API and SIGHUP.
 
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
-    ADMIN_WITHOUT_LIST_KEYS, SCHEMA_ERROR_ON_LINE_3, SHIPPED_POLICIES, SYNTAX_ERROR_ON_LINE_3, audit_events,
+    ADMIN_WITHOUT_LIST_KEYS, SCHEMA_ERROR_ON_LINE_3, SHIPPED_POLICIES, SYNTAX_ERROR_ON_LINE_3,
     copy_of_shipped_policies, policy_count,
 };
-use crate::helpers::{AppHome, DevProcess, ROOT_TOKEN, run_binary, spawn_app_in, spawn_dev, stderr_log, temp_dir};
+use crate::helpers::{
+    AppHome, DevProcess, ROOT_TOKEN, Reply, Run, run_binary, spawn_app_in, spawn_dev, stderr_log, temp_dir,
+};
 
 /// A copy of the shipped policies plus a syntax error and a schema error, each on line 3
 /// of its own file.
@@ -26,8 +26,8 @@ fn broken_policy_dir(tag: &str) -> std::path::PathBuf {
 
 #[test]
 fn policy_check_accepts_the_shipped_policies() {
-    let (ok, stdout, stderr) = run_binary(&["policy", "check", SHIPPED_POLICIES], &[]);
-    assert!(ok, "checking the shipped policies exits 0; stderr: {stderr}");
+    let Run { code, stdout, stderr } = run_binary(&["policy", "check", SHIPPED_POLICIES], &[]);
+    assert_eq!(code, Some(0), "checking the shipped policies exits 0; stderr: {stderr}");
     let expected = format!(
         "{SHIPPED_POLICIES}: {} policies valid",
         policy_count(Path::new(SHIPPED_POLICIES))
@@ -38,8 +38,8 @@ fn policy_check_accepts_the_shipped_policies() {
 #[test]
 fn policy_check_names_each_broken_file_with_its_line() {
     let dir = broken_policy_dir("policy-check");
-    let (ok, stdout, stderr) = run_binary(&["policy", "check", dir.to_str().expect("utf-8 path")], &[]);
-    assert!(!ok, "a set with errors exits non-zero; stdout: {stdout}");
+    let Run { code, stdout, stderr } = run_binary(&["policy", "check", dir.to_str().expect("utf-8 path")], &[]);
+    assert_ne!(code, Some(0), "a set with errors exits non-zero; stdout: {stdout}");
     assert!(!stdout.contains("valid"), "nothing is called valid: {stdout}");
     let broken = format!("{}:3:", dir.join("broken.cedar").display());
     let typo = format!("{}:3:", dir.join("typo.cedar").display());
@@ -62,74 +62,17 @@ fn policy_check_names_each_broken_file_with_its_line() {
     }
 }
 
-/// Runs the binary to its exit, killing it after 60 s: a regression that makes a refused
-/// start serve must fail the test, not hang it.
-fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
-    cmd.args(args)
-        .env_remove("SOFTHSM2_CONF")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("run sigvault");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sigvault {args:?} was expected to exit but still ran after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.success(),
-        stdout.join().expect("stdout"),
-        stderr.join().expect("stderr"),
-    )
-}
-
-/// Asserts a refused start: non-zero exit, no panic, nothing served, and exactly one
-/// `sigvault: error:` line, which it returns.
-fn refused_line(outcome: (bool, String, String)) -> String {
-    let (ok, stdout, stderr) = outcome;
-    assert!(
-        !ok,
-        "the start is refused (non-zero exit); stdout: {stdout}; stderr: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "a refused start does not panic: {stderr}");
-    assert!(
-        !stdout.contains("listening on"),
-        "a refused start serves nothing: {stdout}"
-    );
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sigvault: error:")).collect();
-    assert_eq!(errors.len(), 1, "exactly one `sigvault: error:` line: {stderr}");
-    errors[0].to_owned()
-}
-
 #[test]
 fn dev_refuses_a_policy_dir_with_errors_naming_each_file_and_line_and_creates_nothing() {
     let policies = broken_policy_dir("start-bad-policies");
     let data_dir = temp_dir("start-bad-policies-data").join("data");
     let dir = policies.to_str().expect("utf-8 path");
     let data = data_dir.to_str().expect("utf-8 path");
-    let line = refused_line(run_to_exit(
+    let line = run_binary(
         &["dev", "--listen", "127.0.0.1:0", "--data-dir", data],
         &[("SIGVAULT_POLICIES__DIR", dir), ("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)],
-    ));
+    )
+    .refused_line();
     assert!(line.contains("policies"), "the error line says `policies`: {line}");
     for file in ["broken.cedar", "typo.cedar"] {
         let at = format!("{}:3:", policies.join(file).display());
@@ -149,7 +92,7 @@ fn dev_refuses_a_policy_dir_that_does_not_exist_and_creates_nothing() {
     let base = temp_dir("start-no-policies");
     let missing = base.join("no-such-dir");
     let data_dir = base.join("data");
-    let line = refused_line(run_to_exit(
+    let line = run_binary(
         &[
             "dev",
             "--listen",
@@ -158,7 +101,8 @@ fn dev_refuses_a_policy_dir_that_does_not_exist_and_creates_nothing() {
             data_dir.to_str().expect("utf-8"),
         ],
         &[("SIGVAULT_POLICIES__DIR", missing.to_str().expect("utf-8"))],
-    ));
+    )
+    .refused_line();
     assert!(
         line.contains("policies") && line.contains("no-such-dir"),
         "the error line names the policy dir: {line}"
@@ -223,14 +167,14 @@ async fn a_reload_with_errors_is_refused_whole_and_a_valid_one_applies_at_once()
         "the new forbid applies to root at once: expected 403, got {}",
         r.body
     );
-    let denied = audit_events(&app, "action=ListKeys").await;
+    let denied = app.audit_events("action=ListKeys").await;
     let last = denied.last().expect("the denied listing is audited");
     assert_eq!(
         (&last["decision"], &last["policy"], &last["outcome"]),
         (&json!("deny"), &json!("nobody-lists-keys"), &json!("PERMISSION_DENIED")),
         "the denial is audited with the forbid that made it: {last}"
     );
-    let reloads: Vec<Value> = audit_events(&app, "action=ReloadPolicies").await;
+    let reloads: Vec<Value> = app.audit_events("action=ReloadPolicies").await;
     let outcomes: Vec<&str> = reloads.iter().map(|e| e["outcome"].as_str().unwrap_or("")).collect();
     assert_eq!(
         outcomes,
@@ -240,25 +184,8 @@ async fn a_reload_with_errors_is_refused_whole_and_a_valid_one_applies_at_once()
 }
 
 /// `GET path` on a dev process with the root token.
-async fn dev_get(dev: &DevProcess, path: &str) -> (StatusCode, Value) {
-    let resp = reqwest::Client::new()
-        .request(Method::GET, dev.url(path))
-        .bearer_auth(ROOT_TOKEN)
-        .send()
-        .await
-        .expect("request sent");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-/// Whether process `pid` handles `signal` (Linux `/proc/PID/status`, `SigCgt`).
-fn catches(pid: u32, signal: i32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("SigCgt:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+async fn dev_get(dev: &DevProcess, path: &str) -> Reply {
+    dev.request(Method::GET, path, ROOT_TOKEN, None).await
 }
 
 fn send_sighup(dev: &DevProcess) {
@@ -292,13 +219,17 @@ async fn sighup_reloads_a_valid_set_and_keeps_the_old_one_when_the_new_has_error
             ("SIGVAULT_POLICIES__DIR", dir.to_str().expect("utf-8 path")),
         ],
     );
-    let pid = dev.child.id();
     within_10s("the dev vault installs its SIGHUP handler", || async {
-        catches(pid, libc::SIGHUP)
+        dev.catches(libc::SIGHUP)
     })
     .await;
-    let (status, body) = dev_get(&dev, "/v1/keys").await;
-    assert_eq!(status, StatusCode::OK, "root lists keys under the shipped set: {body}");
+    let r = dev_get(&dev, "/v1/keys").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "root lists keys under the shipped set: {}",
+        r.body
+    );
 
     std::fs::write(dir.join("admin.cedar"), ADMIN_WITHOUT_LIST_KEYS).expect("rewrite admin.cedar");
     std::fs::write(dir.join("zz-broken.cedar"), SYNTAX_ERROR_ON_LINE_3).expect("write zz-broken.cedar");
@@ -310,20 +241,26 @@ async fn sighup_reloads_a_valid_set_and_keeps_the_old_one_when_the_new_has_error
             .contains("policy reload refused")
     })
     .await;
-    let (status, body) = dev_get(&dev, "/v1/keys").await;
-    assert_eq!(status, StatusCode::OK, "a refused reload keeps the old set: {body}");
+    let r = dev_get(&dev, "/v1/keys").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a refused reload keeps the old set: {}",
+        r.body
+    );
 
     std::fs::remove_file(dir.join("zz-broken.cedar")).expect("remove the broken file");
     send_sighup(&dev);
     within_10s("root's key listing is forbidden after the SIGHUP reload", || async {
-        dev_get(&dev, "/v1/keys").await.0 == StatusCode::FORBIDDEN
+        dev_get(&dev, "/v1/keys").await.status == StatusCode::FORBIDDEN
     })
     .await;
-    let (status, body) = dev_get(&dev, "/v1/auth/whoami").await;
+    let r = dev_get(&dev, "/v1/auth/whoami").await;
     assert_eq!(
-        status,
+        r.status,
         StatusCode::OK,
-        "the reloaded set still lets root ask who it is: {body}"
+        "the reloaded set still lets root ask who it is: {}",
+        r.body
     );
     dev.stop();
 }

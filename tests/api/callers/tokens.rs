@@ -2,11 +2,10 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use time::Duration;
 
-use super::{assert_unauthenticated, audit_events, create_token, create_token_reply, whoami};
-use crate::helpers::{TestApp, spawn_app};
+use super::{assert_unauthenticated, create_token, create_token_reply, whoami};
+use crate::helpers::{TestApp, raw_db, spawn_app};
 
 /// The `spawn_app` clock's start, and one hour later.
 const START: &str = "2026-09-21T14:13:20Z";
@@ -14,9 +13,7 @@ const START_PLUS_1H: &str = "2026-09-21T15:13:20Z";
 
 /// Rows of the `caller_tokens` table, read from the database file while the app runs.
 async fn stored_tokens(app: &TestApp) -> i64 {
-    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(app.home.database()))
-        .await
-        .expect("open the database");
+    let pool = raw_db(&app.home.database()).await;
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM caller_tokens")
         .fetch_one(&pool)
         .await
@@ -187,7 +184,7 @@ async fn bad_token_requests_are_invalid_arguments_and_create_no_token() {
         assert!(r.body.get("token").is_none(), "{what}: a refusal shows no token");
     }
     assert_eq!(stored_tokens(&app).await, 0, "no refused request stored a token");
-    let events = audit_events(&app, "action=CreateToken").await;
+    let events = app.audit_events("action=CreateToken").await;
     assert_eq!(events.len(), cases.len(), "every refused creation is audited");
     for e in &events {
         assert_eq!(
@@ -243,7 +240,7 @@ async fn a_token_expires_at_its_ttl_even_right_after_it_was_used() {
         json!({"principal": "batch", "groups": [], "via": "token"}),
         "a token without groups has none"
     );
-    let events: Vec<Value> = audit_events(&app, "action=WhoAmI&principal=-").await;
+    let events: Vec<Value> = app.audit_events("action=WhoAmI&principal=-").await;
     assert_eq!(
         events.len(),
         1,

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use super::{assert_unauthenticated, audit_events};
+use super::assert_unauthenticated;
 use crate::helpers::{Reply, TestApp, spawn_app};
 
 /// Sends `method path` with a raw `Authorization` header value (none when `None`).
@@ -15,19 +15,7 @@ async fn send_with_header(app: &TestApp, method: Method, path: &str, authorizati
     if method == Method::POST {
         req = req.header("content-type", "application/json").body("{}");
     }
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status();
-    let request_id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-    Reply {
-        status,
-        body,
-        request_id,
-    }
+    Reply::of(req).await
 }
 
 #[tokio::test]
@@ -100,7 +88,7 @@ async fn every_route_refuses_a_request_without_a_valid_token_and_audits_it_as_no
         expected.push((r.request_id.expect("x-request-id"), "WhoAmI", "self"));
     }
 
-    let events = audit_events(&app, "principal=-").await;
+    let events = app.audit_events("principal=-").await;
     let seen: Vec<_> = events
         .iter()
         .map(|e| {

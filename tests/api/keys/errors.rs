@@ -312,27 +312,13 @@ async fn every_key_route_requires_a_valid_bearer_token() {
 
 /// A request with an arbitrary `Authorization` header value.
 async fn send_authorization(app: &TestApp, method: Method, path: &str, authorization: &str, body: Value) -> Reply {
-    let resp = app
+    let request = app
         .client
         .request(method, app.url(path))
         .header("authorization", authorization)
         .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request sent");
-    let status = resp.status();
-    let request_id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let bytes = resp.bytes().await.expect("body");
-    Reply {
-        status,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        request_id,
-    }
+        .body(body.to_string());
+    Reply::of(request).await
 }
 
 // ----- system -----------------------------------------------------------------------------

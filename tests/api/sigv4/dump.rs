@@ -1,14 +1,11 @@
 //! What a copy of the database and audit files holds of SigV4 secrets: nothing.
 
-use std::collections::BTreeSet;
-
 use super::{ToSign, create_credential, now, sign_with, verify};
-use crate::callers::dump::{encodings, found, stored_files};
-use crate::helpers::spawn_app;
+use crate::helpers::{assert_dump_holds_no_secret, encodings, spawn_app};
 
 #[tokio::test]
 async fn no_secret_access_key_or_its_aws4_key_is_in_the_database_or_audit_files() {
-    let mut app = spawn_app().await;
+    let app = spawn_app().await;
     let mut secrets = Vec::new();
     let mut ids = Vec::new();
     for i in 0..100 {
@@ -25,29 +22,5 @@ async fn no_secret_access_key_or_its_aws4_key_is_in_the_database_or_audit_files(
         ));
         ids.push((id.clone(), id.into_bytes()));
     }
-    let live = stored_files(&app.home);
-    assert_eq!(
-        found(&live, &secrets),
-        Vec::<String>::new(),
-        "no secret in the live files"
-    );
-    let ids_found: BTreeSet<String> = found(&live, &ids)
-        .into_iter()
-        .filter_map(|hit| hit.split(' ').next().map(str::to_owned))
-        .collect();
-    assert_eq!(
-        ids_found.len(),
-        ids.len(),
-        "every access key id is there (the search can hit)"
-    );
-
-    app.stop().await;
-    let home = app.home.clone();
-    drop(app);
-    let stopped = stored_files(&home);
-    assert_eq!(
-        found(&stopped, &secrets),
-        Vec::<String>::new(),
-        "no secret after stopping"
-    );
+    assert_dump_holds_no_secret(app, &secrets, &ids).await;
 }

@@ -1,20 +1,13 @@
-//! Test harness: `spawn_app()` starts a real sigvault in-process on port 0 with a fresh
-//! SoftHSM2 token (its own label in the checkout's shared test token directory — SoftHSM2
-//! reads `SOFTHSM2_CONF` once per process, see `.cargo/config.toml`), a fresh SQLite file
-//! and a manual clock, and returns typed request helpers. `spawn_dev()` runs the real
-//! binary (`sigvault dev`) as a child process for restart and startup-failure tests.
+//! A real sigvault in-process: [`spawn_app`] starts one on port 0 with a fresh SoftHSM2
+//! token (its own label in the checkout's shared test token directory — SoftHSM2 reads
+//! `SOFTHSM2_CONF` once per process, see `.cargo/config.toml`), a fresh SQLite file and a
+//! manual clock, and [`TestApp`] sends it typed requests as root. It never shares a token,
+//! a data dir or a clock between two apps, except on a restart of the same one.
 
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration as StdDuration;
+use std::sync::{Arc, OnceLock};
 
-use base64::Engine as _;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -31,19 +24,7 @@ use sigvault::startup::Application;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::oneshot;
 
-pub const ROOT_TOKEN: &str = "svt_test-root-token-0123456789";
-pub const USER_PIN: &str = "test-user-pin";
-pub const SO_PIN: &str = "test-so-pin";
-
-pub fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-pub fn unb64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .expect("valid base64")
-}
+use super::{ROOT_TOKEN, Reply, SO_PIN, USER_PIN, b64, temp_dir, unb64, unique};
 
 pub fn module_path() -> PathBuf {
     std::env::var_os("SIGVAULT_TEST_PKCS11_MODULE")
@@ -51,24 +32,24 @@ pub fn module_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
 }
 
-fn unique(tag: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A fresh, empty directory under the target dir (kept after the test for inspection).
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique(tag));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// The suite's SoftHSM2 configuration (`SOFTHSM2_CONF`, set by `.cargo/config.toml`),
+/// written on first use with its shared token directory beside it. Written once per
+/// process: tests start in parallel, and two first writers of a missing file would race
+/// (`softhsm::write_conf` creates it exclusively, so the loser fails).
+pub fn softhsm_conf() -> &'static Path {
+    static CONF: OnceLock<PathBuf> = OnceLock::new();
+    CONF.get_or_init(|| {
+        let conf =
+            PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is set by .cargo/config.toml"));
+        let token_dir = conf.parent().expect("conf has a parent").join("tokens");
+        softhsm::write_conf(&conf, &token_dir).expect("write SoftHSM2 conf");
+        conf
+    })
 }
 
 /// A new SoftHSM2 token in the shared test token directory; returns its label.
-pub fn fresh_token() -> String {
-    let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("SOFTHSM2_CONF is set by .cargo/config.toml"));
-    let token_dir = conf.parent().expect("conf has a parent").join("tokens");
-    softhsm::write_conf(&conf, &token_dir).expect("write SoftHSM2 conf");
+fn fresh_token() -> String {
+    softhsm_conf();
     let settings = pkcs11_settings(format!("t{}", unique("")).chars().take(32).collect());
     provision_token(&settings, &SecretString::from(SO_PIN.to_owned())).expect("create token");
     settings.token_label
@@ -186,20 +167,6 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The response of a test request.
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Value,
-    pub request_id: Option<String>,
-}
-
-impl Reply {
-    /// The `error.code` of an error body.
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-}
-
 pub async fn spawn_app() -> TestApp {
     spawn_app_in(AppHome::new()).await
 }
@@ -281,24 +248,7 @@ impl TestApp {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let request_id = resp
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = resp.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Ok(Reply {
-            status,
-            body,
-            request_id,
-        })
+        Reply::read(req.send().await?).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -388,102 +338,4 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
-}
-
-/// A `sigvault dev` child process.
-pub struct DevProcess {
-    pub child: Child,
-    pub addr: String,
-    /// `http` or `https`, as the "listening on" line said.
-    pub scheme: &'static str,
-    pub stdout_lines: Vec<String>,
-}
-
-/// Starts the real binary with `sigvault dev --data-dir DIR --listen 127.0.0.1:0` and waits
-/// for its "listening on" line (`http://` or, with `[tls]`, `https://`).
-pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
-    cmd.args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("SOFTHSM2_CONF")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::File::create(stderr_log(data_dir)).expect("stderr log"),
-        ));
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn sigvault dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read stdout");
-        lines.push(line.clone());
-        let listening = [("http", "listening on http://"), ("https", "listening on https://")]
-            .into_iter()
-            .find_map(|(scheme, prefix)| line.strip_prefix(prefix).map(|addr| (scheme, addr.to_owned())));
-        if let Some((scheme, addr)) = listening {
-            return DevProcess {
-                child,
-                addr,
-                scheme,
-                stdout_lines: lines,
-            };
-        }
-    }
-    let _ = child.wait();
-    panic!(
-        "sigvault dev exited before listening: {}",
-        std::fs::read_to_string(stderr_log(data_dir)).unwrap_or_default()
-    );
-}
-
-/// Where `spawn_dev` sends the child's stderr (beside the data dir, not in it).
-pub fn stderr_log(data_dir: &Path) -> PathBuf {
-    data_dir.with_extension("stderr.log")
-}
-
-impl DevProcess {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}://{}{path}", self.scheme, self.addr)
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    pub fn stop(mut self) {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "sigvault dev exited with {status}");
-                return;
-            }
-            std::thread::sleep(StdDuration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("sigvault dev did not stop within 20 s of SIGTERM");
-    }
-}
-
-impl Drop for DevProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the binary with `args` and `env` and returns (exit success, stdout, stderr), for
-/// commands expected to exit on their own (startup failures).
-pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
-    cmd.args(args).env_remove("SOFTHSM2_CONF");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run sigvault");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }

@@ -1,0 +1,52 @@
+//! The black-box suite's harness, one concept per module: [`app`] (a sigvault in-process,
+//! [`spawn_app`]), [`process`] (the real binary: [`spawn_dev`], [`run_binary`] with a
+//! deadline), [`reply`] (an HTTP answer as a [`Reply`]), [`audit`] (reading the trail, the
+//! event of a request id) and [`dump`] (searching copied files for secrets). Everything is
+//! re-exported here, so tests import `crate::helpers::…`. A helper asserts only what it
+//! needs to go on (a request was sent, a file exists) and, when its name says so
+//! (`assert_…`, `Run::refused_line`), the check it is named for: nothing hidden.
+
+mod app;
+mod audit;
+mod dump;
+mod process;
+mod reply;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use base64::Engine as _;
+
+pub use app::{AppHome, TestApp, module_path, softhsm_conf, spawn_app, spawn_app_in};
+pub use dump::{
+    Needle, assert_dump_holds_no_secret, database_files, encodings, found, found_needles, random_bytes, raw_db,
+};
+pub use process::{DevProcess, Run, run_binary, spawn_dev, stderr_log};
+pub use reply::Reply;
+
+pub const ROOT_TOKEN: &str = "svt_test-root-token-0123456789";
+pub const USER_PIN: &str = "test-user-pin";
+pub const SO_PIN: &str = "test-so-pin";
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("valid base64")
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh, empty directory under the target dir (kept after the test for inspection).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique(tag));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}

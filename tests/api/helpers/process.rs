@@ -1,0 +1,211 @@
+//! The real `sigvault` binary as a child process: [`spawn_dev`] for a `sigvault dev` that
+//! serves until stopped, [`run_binary`] for a command expected to exit on its own. Every
+//! wait has a deadline, so a regression that hangs the binary fails its test instead of
+//! hanging the suite. Children never see the suite's `SOFTHSM2_CONF` unless a test gives it.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::Reply;
+
+/// How long a command given to [`run_binary`] may run before it is killed.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+/// How long [`DevProcess::stop`] waits for a clean exit after SIGTERM.
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A `sigvault dev` child process.
+pub struct DevProcess {
+    pub child: Child,
+    pub addr: String,
+    /// `http` or `https`, as the "listening on" line said.
+    pub scheme: &'static str,
+    pub stdout_lines: Vec<String>,
+}
+
+/// Starts the real binary with `sigvault dev --data-dir DIR --listen 127.0.0.1:0` and waits
+/// for its "listening on" line (`http://` or, with `[tls]`, `https://`).
+pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
+    cmd.args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("SOFTHSM2_CONF")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(stderr_log(data_dir)).expect("stderr log"),
+        ));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn sigvault dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read stdout");
+        lines.push(line.clone());
+        let listening = [("http", "listening on http://"), ("https", "listening on https://")]
+            .into_iter()
+            .find_map(|(scheme, prefix)| line.strip_prefix(prefix).map(|addr| (scheme, addr.to_owned())));
+        if let Some((scheme, addr)) = listening {
+            return DevProcess {
+                child,
+                addr,
+                scheme,
+                stdout_lines: lines,
+            };
+        }
+    }
+    let _ = child.wait();
+    panic!(
+        "sigvault dev exited before listening: {}",
+        std::fs::read_to_string(stderr_log(data_dir)).unwrap_or_default()
+    );
+}
+
+/// Where `spawn_dev` sends the child's stderr (beside the data dir, not in it).
+pub fn stderr_log(data_dir: &Path) -> PathBuf {
+    data_dir.with_extension("stderr.log")
+}
+
+impl DevProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// `method path` with `token` as bearer and `body` as JSON, on a fresh connection.
+    pub async fn request(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
+        let mut req = reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Reply::of(req).await
+    }
+
+    /// Whether the process has a handler for `signal` (Linux `/proc/PID/status`, `SigCgt`):
+    /// `listening on` is printed before the handlers exist.
+    pub fn catches(&self, signal: i32) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_DEADLINE;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "sigvault dev exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("sigvault dev did not stop within {STOP_DEADLINE:?} of SIGTERM");
+    }
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The `sigvault: error:` lines of stderr.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("sigvault: error:"))
+            .collect()
+    }
+
+    /// Asserts a refused start: a non-zero exit, no panic, nothing served, and exactly one
+    /// `sigvault: error:` line, which it returns.
+    #[track_caller]
+    pub fn refused_line(&self) -> String {
+        let Run { code, stdout, stderr } = self;
+        assert_ne!(
+            *code,
+            Some(0),
+            "the start is refused (non-zero exit); stdout: {stdout}; stderr: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "a refused start does not panic: {stderr}");
+        assert!(
+            !stdout.contains("listening on"),
+            "a refused start serves nothing: {stdout}"
+        );
+        match self.error_lines()[..] {
+            [line] => line.to_owned(),
+            _ => panic!("exactly one `sigvault: error:` line: {stderr}"),
+        }
+    }
+}
+
+/// Runs the binary with `args` and `env` (stdin closed) to its exit, for commands expected
+/// to exit on their own: startup failures, `policy check`, `audit verify`. It is killed
+/// after [`RUN_DEADLINE`], so a regression that makes such a command start serving fails
+/// its test instead of hanging the suite.
+pub fn run_binary<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
+    cmd.args(args)
+        .env_remove("SOFTHSM2_CONF")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+    let mut child = cmd.spawn().expect("run sigvault");
+    // Drained on their own threads: a child blocked on a full pipe would never exit.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "sigvault {shown:?} was expected to exit but still ran after {RUN_DEADLINE:?}: {}",
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code(),
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
