@@ -42,7 +42,7 @@ fn local_hmac(algorithm: &str, key: &[u8], message: &[u8]) -> Vec<u8> {
 /// `secret` as an attacker would grep for it: raw, hex in both cases, and base64 in the
 /// standard and URL-safe alphabets, padded and not.
 fn encodings(label: &str, secret: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let lower: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let lower = base16ct::lower::encode_string(secret);
     let mut forms = vec![
         ("raw", secret.to_vec()),
         ("upper hex", lower.to_uppercase().into_bytes()),

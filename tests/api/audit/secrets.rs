@@ -24,7 +24,7 @@ fn random_bytes(len: usize) -> Vec<u8> {
 
 /// `secret` raw, in hex of both cases, and in standard and URL-safe base64, padded or not.
 fn encodings(label: &str, secret: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let lower: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let lower = base16ct::lower::encode_string(secret);
     let mut forms = vec![
         ("raw", secret.to_vec()),
         ("upper hex", lower.to_uppercase().into_bytes()),

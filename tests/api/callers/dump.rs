@@ -17,7 +17,7 @@ const PREFIX: usize = 8;
 /// `secret` raw, in lower and upper hex, and in base64 (standard and URL-safe, padded
 /// and not), each labelled.
 pub(crate) fn encodings(label: &str, secret: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = base16ct::lower::encode_string(secret);
     let forms = [
         ("raw", secret.to_vec()),
         ("lower hex", hex.clone().into_bytes()),
