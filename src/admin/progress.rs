@@ -59,7 +59,7 @@ impl<W: Write + Send + 'static> ProgressBar<W> {
 
 impl<W: Write + Send + 'static> Progress for ProgressBar<W> {
     fn start(&mut self, total: u64) {
-        // Length first: a position set on a bar of no length would draw a full bar.
+        // Length first, so that the first frame already shows the total.
         self.bar.set_length(total);
         if self.bar.position() != 0 {
             self.bar.set_position(0);
@@ -214,8 +214,9 @@ mod tests {
 
     #[test]
     fn a_fast_pass_draws_a_bounded_number_of_frames_and_always_the_last() {
-        let mut bar = ProgressBar::new(Vec::new(), "events");
+        // Before the bar: its rate limiter counts from its creation.
         let started = std::time::Instant::now();
+        let mut bar = ProgressBar::new(Vec::new(), "events");
         bar.start(200_000);
         for done in 1..=200_000 {
             bar.advance_to(done);
