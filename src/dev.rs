@@ -34,7 +34,7 @@ pub fn read_or_create_pin(path: &Path) -> io::Result<SecretString> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let mut raw = [0u8; 24];
             getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
-            let pin: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let pin = base16ct::lower::encode_string(&raw);
             zeroize::Zeroize::zeroize(&mut raw);
             create_private_file(path, pin.as_bytes())?;
             Ok(SecretString::from(pin))

@@ -30,20 +30,8 @@ fn read_vector_file(relative: &str) -> String {
 /// Decodes a hex string (either case, no separators). Panics on an odd length or a
 /// non-hex digit: a vector that does not decode is a parser bug, never a test input.
 pub(crate) fn hex(s: &str) -> Vec<u8> {
-    fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => panic!("not a hex digit: {:?}", char::from(c)),
-        }
-    }
-    let digits = s.as_bytes();
-    assert!(digits.len().is_multiple_of(2), "odd-length hex string: {s:?}");
-    digits
-        .chunks_exact(2)
-        .map(|pair| (nibble(pair[0]) << 4) | nibble(pair[1]))
-        .collect()
+    assert!(s.len().is_multiple_of(2), "odd-length hex string: {s:?}");
+    base16ct::mixed::decode_vec(s).unwrap_or_else(|e| panic!("not a hex digit in {s:?}: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ pub fn new_request_id() -> String {
     let prefix = PREFIX.get_or_init(|| {
         let mut raw = [0u8; 6];
         let _ = getrandom::fill(&mut raw);
-        raw.iter().map(|b| format!("{b:02x}")).collect()
+        base16ct::lower::encode_string(&raw)
     });
     format!("{prefix}-{:010x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }

@@ -156,10 +156,7 @@ fn payload_hash(req: &VerifyRequest<'_>) -> Result<Option<String>, ApiError> {
         return Ok(given);
     };
     let bytes = zeroize::Zeroizing::new(base64_field("body", body)?);
-    let computed: String = Sha256::digest(bytes.as_slice())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let computed = base16ct::lower::encode_string(&Sha256::digest(bytes.as_slice()));
     if given.as_ref().is_some_and(|g| *g != computed) {
         return Err(ApiError::invalid("payload_sha256 is not the SHA-256 of body"));
     }

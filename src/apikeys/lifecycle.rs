@@ -89,10 +89,7 @@ fn check_remaining(remaining: Option<u64>) -> ApiKeyResult<()> {
 fn random_id() -> ApiKeyResult<String> {
     let mut raw = [0u8; 12];
     getrandom::fill(&mut raw).map_err(|_| ApiKeyError::Random)?;
-    Ok(format!(
-        "ak_{}",
-        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("ak_{}", base16ct::lower::encode_string(&raw)))
 }
 
 /// Ids are `ak_` + 24 lowercase hex digits.

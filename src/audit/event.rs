@@ -172,25 +172,16 @@ pub fn push_line(out: &mut Vec<u8>, canonical: &[u8], mac: &[u8]) {
     out.extend_from_slice(b"\"}\n");
 }
 
+/// Lower-case hex, in constant time: some of what the trail hex-encodes is a keyed hash of a
+/// secret.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(DIGITS.get(usize::from(nibble)).copied().map_or('0', char::from));
-        }
-    }
-    out
+    base16ct::lower::encode_string(bytes)
 }
 
+/// Hex of either case (what [`hex`] wrote, or an operator's upper-case copy); `None` for
+/// anything else.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect()
+    base16ct::mixed::decode_vec(text).ok()
 }
 
 #[cfg(test)]

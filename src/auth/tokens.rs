@@ -94,7 +94,7 @@ impl Authenticator {
         getrandom::fill(&mut raw_id).map_err(|_| TokenError::Random)?;
         let now = self.now_ms();
         let record = TokenRecord {
-            id: format!("tok_{}", raw_id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            id: format!("tok_{}", base16ct::lower::encode_string(&raw_id)),
             hash: self
                 .hasher
                 .hash(CALLER_TOKEN_DOMAIN, token.expose_secret().as_bytes())

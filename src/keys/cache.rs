@@ -1,38 +1,62 @@
-//! A bounded cache with a time-to-live, used for key metadata and for unwrapped secrets.
+//! A bounded cache with a time-to-live, used for key metadata, unwrapped secrets and API-key
+//! lookups. It must never hand out a value past its TTL, nor keep a value that was read
+//! before an invalidation.
 //!
-//! Values are held as `Arc<V>`: an evicted, expired or invalidated value is dropped when
-//! its last in-flight user finishes, and for [`crate::secret::SecretBytes`] dropping
-//! zeroizes it. Eviction is first-in-first-out when full.
+//! Storage and eviction are quick_cache's. Values are held as `Arc<V>`: an evicted, expired
+//! or invalidated value is dropped when its last in-flight user finishes, and for
+//! [`crate::secret::SecretBytes`] dropping zeroizes it. When full, quick_cache evicts by its
+//! CLOCK-Pro-like policy (new entries that were never read go first; entries in use survive
+//! a stream of one-off fills), not first-in-first-out: callers rely on the bound, the TTL
+//! and invalidation, never on which entry is evicted.
 //!
-//! Filling races with invalidation: a request that read a key before a `PATCH` disabled
-//! it must not put the stale copy back. [`TtlCache::fill_token`] is taken before the read,
-//! and [`TtlCache::insert`] drops the value if any invalidation happened since.
+//! Expiry is ours, not quick_cache's: each value carries its expiry time, read against the
+//! injected [`crate::clock::Clock`] on every hit, so TTL tests drive time instead of
+//! sleeping.
+//!
+//! Filling races with invalidation: a request that read a key before a `PATCH` disabled it
+//! must not put the stale copy back. [`TtlCache::fill_token`] is taken before the read, and
+//! [`TtlCache::insert`] drops the value if any invalidation happened since. The check and
+//! the insert happen under the read side of `epoch`, and an invalidation takes the write
+//! side, so no stale value is ever visible, even briefly; a hit never touches that lock.
+//!
+//! Measured before replacing the hand-written map (a `Mutex<HashMap>` with SipHash and a
+//! FIFO queue), by `bench/cache.sh`: the verify path's two hits (metadata by name, secret by
+//! id and version) cost 1,131 instructions with quick_cache, 1,425 with the hand-written map
+//! and 2,828 with moka's sync cache (callgrind, 100,000 requests). Wall time on the shared
+//! 2-core machine was too noisy to split the first two (165–283 against 187–243 ns per
+//! request over five runs; moka 514–581 ns). Most of the difference is the hash function
+//! (foldhash against SipHash), and all of it is well under 1 % of a verify request's ~33 µs
+//! of server CPU.
 
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Borrow;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use time::Duration;
 
 use crate::clock::{SharedClock, unix_ms};
 
+/// A cached value and the time (Unix ms) from which it is no longer served.
 struct Entry<V> {
     value: Arc<V>,
     expires_at_ms: i64,
-    seq: u64,
 }
 
-struct Inner<K, V> {
-    map: HashMap<K, Entry<V>>,
-    /// Insertion order; may hold stale (already removed or replaced) entries, skipped by seq.
-    order: VecDeque<(K, u64)>,
-    next_seq: u64,
-    invalidations: u64,
+// Not derived: cloning an entry clones the `Arc`, never `V` (a secret is never copied).
+impl<V> Clone for Entry<V> {
+    fn clone(&self) -> Self {
+        Self {
+            value: Arc::clone(&self.value),
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
 }
 
 pub struct TtlCache<K, V> {
-    inner: Mutex<Inner<K, V>>,
-    capacity: usize,
+    entries: quick_cache::sync::Cache<K, Entry<V>>,
+    /// How many invalidations have run. Read-locked by a fill's check-and-insert,
+    /// write-locked by an invalidation, so the two never interleave.
+    epoch: RwLock<u64>,
     ttl_ms: i64,
     clock: SharedClock,
 }
@@ -41,99 +65,68 @@ pub struct TtlCache<K, V> {
 #[derive(Debug, Clone, Copy)]
 pub struct FillToken(u64);
 
-impl<K: Eq + Hash + Clone, V> TtlCache<K, V> {
+impl<K: Eq + Hash, V> TtlCache<K, V> {
+    /// A cache of about `capacity` entries (quick_cache shards it, and each shard holds its
+    /// share of the capacity).
     pub fn new(capacity: usize, ttl: Duration, clock: SharedClock) -> Self {
         Self {
-            inner: Mutex::new(Inner {
-                map: HashMap::new(),
-                order: VecDeque::new(),
-                next_seq: 0,
-                invalidations: 0,
-            }),
-            capacity: capacity.max(1),
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            epoch: RwLock::new(0),
             ttl_ms: i64::try_from(ttl.whole_milliseconds()).unwrap_or(i64::MAX),
             clock,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner<K, V>> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     pub fn get<Q>(&self, key: &Q) -> Option<Arc<V>>
     where
-        K: std::borrow::Borrow<Q>,
+        K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let now = unix_ms(self.clock.now());
-        let mut inner = self.lock();
-        match inner.map.get(key) {
-            Some(entry) if entry.expires_at_ms > now => Some(Arc::clone(&entry.value)),
-            Some(_) => {
-                inner.map.remove(key);
-                None
-            }
-            None => None,
+        let entry = self.entries.get(key)?;
+        if entry.expires_at_ms > now {
+            return Some(entry.value);
         }
+        // Only if still expired: a fresh fill may have replaced it since the read above.
+        self.entries.remove_if(key, |e| e.expires_at_ms <= now);
+        None
     }
 
     pub fn fill_token(&self) -> FillToken {
-        FillToken(self.lock().invalidations)
+        FillToken(*self.epoch.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Inserts `value` unless an invalidation happened since `token` was taken. Returns
     /// whether it was cached.
     pub fn insert(&self, key: K, value: Arc<V>, token: FillToken) -> bool {
         let expires_at_ms = unix_ms(self.clock.now()).saturating_add(self.ttl_ms);
-        let mut inner = self.lock();
-        if inner.invalidations != token.0 {
+        let epoch = self.epoch.read().unwrap_or_else(PoisonError::into_inner);
+        if *epoch != token.0 {
             return false;
         }
-        while inner.map.len() >= self.capacity && !inner.map.contains_key(&key) {
-            let Some((old, seq)) = inner.order.pop_front() else {
-                break;
-            };
-            if inner.map.get(&old).is_some_and(|e| e.seq == seq) {
-                inner.map.remove(&old);
-            }
-        }
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        inner.order.push_back((key.clone(), seq));
-        inner.map.insert(
-            key,
-            Entry {
-                value,
-                expires_at_ms,
-                seq,
-            },
-        );
-        if inner.order.len() > self.capacity.saturating_mul(2) {
-            let Inner { map, order, .. } = &mut *inner;
-            order.retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
-        }
+        self.entries.insert(key, Entry { value, expires_at_ms });
         true
     }
 
     /// Removes every entry whose key matches, and fails fills that started before.
     pub fn invalidate(&self, matches: impl Fn(&K) -> bool) {
-        let mut inner = self.lock();
-        inner.invalidations += 1;
-        inner.map.retain(|k, _| !matches(k));
+        let mut epoch = self.epoch.write().unwrap_or_else(PoisonError::into_inner);
+        *epoch = epoch.wrapping_add(1);
+        self.entries.retain(|k, _| !matches(k));
     }
 
     /// Drops expired entries (run periodically so idle secrets do not outlive their TTL).
     pub fn sweep(&self) {
         let now = unix_ms(self.clock.now());
-        self.lock().map.retain(|_, e| e.expires_at_ms > now);
+        self.entries.retain(|_, e| e.expires_at_ms > now);
     }
 
     pub fn len(&self) -> usize {
-        self.lock().map.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }
 
@@ -141,7 +134,7 @@ impl<K: Eq + Hash + Clone, V> TtlCache<K, V> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use time::OffsetDateTime;
 
     fn cache(capacity: usize) -> (TtlCache<u32, String>, Arc<ManualClock>) {
@@ -157,17 +150,34 @@ mod tests {
         assert_eq!(c.get(&1).as_deref().map(String::as_str), Some("a"));
         clock.advance(Duration::seconds(1));
         assert!(c.get(&1).is_none());
+        assert_eq!(c.len(), 0, "an expired entry found by a read is removed");
     }
 
     #[test]
-    fn the_oldest_entry_is_evicted_when_full() {
+    fn a_full_cache_stays_within_its_capacity() {
         let (c, _) = cache(2);
         for k in 1..=3 {
-            c.insert(k, Arc::new(k.to_string()), c.fill_token());
+            assert!(c.insert(k, Arc::new(k.to_string()), c.fill_token()));
         }
         assert_eq!(c.len(), 2);
-        assert!(c.get(&1).is_none());
-        assert!(c.get(&2).is_some() && c.get(&3).is_some());
+        assert_eq!((1..=3).filter(|k| c.get(k).is_some()).count(), 2);
+        assert!(c.get(&3).is_some(), "the newest fill is kept");
+    }
+
+    #[test]
+    fn entries_in_use_survive_a_stream_of_one_off_fills() {
+        let (c, _) = cache(64);
+        for k in 0..16 {
+            c.insert(k, Arc::new(k.to_string()), c.fill_token());
+            assert!(c.get(&k).is_some());
+        }
+        for k in 1000..3000 {
+            c.insert(k, Arc::new(String::new()), c.fill_token());
+        }
+        assert!(c.len() <= 64, "{}", c.len());
+        for k in 0..16 {
+            assert!(c.get(&k).is_some(), "key {k} was evicted by one-off fills");
+        }
     }
 
     #[test]
@@ -209,13 +219,44 @@ mod tests {
         assert_eq!(drops.load(Ordering::SeqCst), 2, "sweeping drops expired values");
     }
 
+    /// The store is a version counter; a writer bumps it and invalidates, as a `PATCH` does,
+    /// while fillers read it and insert. Once an invalidation has returned, no read may see
+    /// a version older than the one written before it.
     #[test]
-    fn repeated_reinsertion_keeps_the_order_queue_bounded() {
-        let (c, _) = cache(4);
-        for round in 0..100 {
+    fn a_fill_racing_an_invalidation_on_another_thread_never_serves_a_stale_value() {
+        let (c, _) = cache(10);
+        let c = Arc::new(c);
+        let version = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let fillers: Vec<_> = (0..2)
+            .map(|_| {
+                let (c, version, done) = (Arc::clone(&c), Arc::clone(&version), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::SeqCst) {
+                        let token = c.fill_token();
+                        let read = version.load(Ordering::SeqCst);
+                        c.insert(1, Arc::new(read.to_string()), token);
+                    }
+                })
+            })
+            .collect();
+        let mut hits = 0;
+        for written in 1..=20_000u64 {
+            version.store(written, Ordering::SeqCst);
             c.invalidate(|_| true);
-            c.insert(round % 3, Arc::new(String::new()), c.fill_token());
+            // Read for a while: a stale fill that slipped past the check lands later.
+            for _ in 0..20 {
+                if let Some(seen) = c.get(&1) {
+                    let seen: u64 = seen.parse().unwrap();
+                    assert!(seen >= written, "read version {seen} after invalidating for {written}");
+                    hits += 1;
+                }
+            }
         }
-        assert!(c.lock().order.len() <= 8);
+        done.store(true, Ordering::SeqCst);
+        for filler in fillers {
+            filler.join().unwrap();
+        }
+        assert!(hits > 0, "the fillers never filled: the race was not exercised");
     }
 }

@@ -178,10 +178,7 @@ fn parse_cached(record: KeyRecord) -> KeyResult<CachedKey> {
 fn random_id() -> KeyResult<String> {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|_| KeyError::Random)?;
-    Ok(format!(
-        "k_{}",
-        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("k_{}", base16ct::lower::encode_string(&raw)))
 }
 
 /// The identity part of a key version's AAD: `<key id>/<name>`. The random id keeps a

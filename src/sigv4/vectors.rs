@@ -151,7 +151,7 @@ fn all_cases() -> Vec<Case> {
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(bytes)
 }
 
 /// The canonical request, string to sign and signature of one case; the first mismatch.

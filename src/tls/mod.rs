@@ -283,6 +283,8 @@ pub(crate) mod test_pki {
 mod tests {
     use super::*;
     use base64::Engine as _;
+    use x509_cert::der::asn1::AnyRef;
+    use x509_cert::der::{Decode, SliceReader, Tag, Tagged};
 
     fn error_of(files: &TlsFiles, client_auth: ClientAuth) -> String {
         match server_config(files, client_auth) {
@@ -392,15 +394,14 @@ mod tests {
         // PKCS#8 = SEQUENCE { INTEGER 0, AlgorithmIdentifier, OCTET STRING { ECPrivateKey } }:
         // the OCTET STRING's content is the SEC1 key.
         let pkcs8 = PrivateKeyDer::from_pem_file(&files.key_file).unwrap();
-        let der = pkcs8.secret_der();
-        let mut outer = san::tests_support::elements(der);
-        let (_, body) = outer.remove(0);
-        let sec1 = san::tests_support::elements(body)
-            .into_iter()
-            .find(|(tag, _)| *tag == 0x04)
-            .unwrap()
-            .1
-            .to_vec();
+        let outer = AnyRef::from_der(pkcs8.secret_der()).unwrap();
+        let mut fields = SliceReader::new(outer.value()).unwrap();
+        let sec1 = loop {
+            let field = AnyRef::decode(&mut fields).unwrap();
+            if field.tag() == Tag::OctetString {
+                break field.value().to_vec();
+            }
+        };
         let b64 = base64::engine::general_purpose::STANDARD.encode(&sec1);
         let pem = format!("-----BEGIN EC PRIVATE KEY-----\n{b64}\n-----END EC PRIVATE KEY-----\n");
         std::fs::write(dir.join("server-sec1.key"), pem).unwrap();

@@ -155,7 +155,7 @@ async fn run_cases(app: &TestApp, algorithm: &str, prefix: &str, cases: &[MacCas
 }
 
 fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(bytes)
 }
 
 /// Each Wycheproof HMAC file: 6 groups of 174 tests, 3 of them (87 tests) with truncated

@@ -98,7 +98,7 @@ fn signature_of(req: &Req, index: usize) -> String {
     let key = signing_key(SECRET, &auth.scope);
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_slice()).expect("any key length");
     mac.update(&candidates[index]);
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(&mac.finalize().into_bytes())
 }
 
 /// Signs in the header form for `service`, over the `;`-separated `signed` headers.
@@ -211,7 +211,7 @@ fn the_signing_key_matches_the_aws_documentation_example() {
         service: "iam".into(),
     };
     let key = signing_key(SECRET, &scope);
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = base16ct::lower::encode_string(key.as_slice());
     assert_eq!(hex, "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d");
 }
 

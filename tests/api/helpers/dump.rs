@@ -48,7 +48,7 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
 /// each labelled `label (form)`; a form equal to the one before it (hex without letters) is
 /// listed once.
 pub fn encodings(label: &str, secret: &[u8]) -> Vec<Needle> {
-    let lower: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let lower = base16ct::lower::encode_string(secret);
     let mut forms = vec![
         ("raw", secret.to_vec()),
         ("upper hex", lower.to_uppercase().into_bytes()),
