@@ -19,6 +19,7 @@ use toml::{Table, Value};
 
 use crate::audit::writer::AuditSettings;
 use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
+pub use crate::model::OnNewFingerprint;
 use crate::timefmt::parse_duration;
 use crate::tls::{ClientAuth, TlsError, TlsFiles};
 
@@ -236,38 +237,6 @@ pub struct AuthSettings {
     pub failure_window: time::Duration,
     /// Longest `ttl` a caller token may be given (and the ttl of tokens created without one).
     pub max_token_ttl: time::Duration,
-}
-
-/// What a credential does when a request comes from a caller fingerprint (source address and
-/// user agent) it has not seen before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnNewFingerprint {
-    /// Remember it and write a `credential.new_fingerprint` audit event.
-    Record,
-    /// As `Record`, and log a warning an alerting pipeline can pick up.
-    Alert,
-    /// As `Alert`, and turn the credential inactive: that request and every later one fail
-    /// with `INACTIVE_ACCESS_KEY` until an operator reactivates it.
-    Deactivate,
-}
-
-impl OnNewFingerprint {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "record" => Some(Self::Record),
-            "alert" => Some(Self::Alert),
-            "deactivate" => Some(Self::Deactivate),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Record => "record",
-            Self::Alert => "alert",
-            Self::Deactivate => "deactivate",
-        }
-    }
 }
 
 /// `[sigv4]`: SigV4 credentials and verification.

@@ -9,6 +9,8 @@
 //! - [`config`]: TOML + `SIGVAULT_*` environment → validated [`config::Settings`].
 //! - [`kek`]: KEK providers (PKCS#11) behind one interface, plus sealing of records.
 //! - [`envelope`]: pure AES-256-GCM sealing with the record AAD; no I/O.
+//! - [`model`]: the vocabulary the store and the domain share (typed records' enums, the
+//!   audit event's data); no I/O.
 //! - [`store`]: persistence of metadata and sealed records (SQLite).
 //! - [`keys`]: signing keys, versions, rotation, the unwrapped-secret cache.
 //! - [`apikeys`]: bearer API keys (format and checksum, keyed hashes, the verify pipeline,
@@ -44,6 +46,7 @@ pub mod error;
 pub mod hardening;
 pub mod kek;
 pub mod keys;
+pub mod model;
 pub mod policy;
 pub mod report;
 pub mod secret;

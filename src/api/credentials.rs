@@ -18,7 +18,7 @@ use super::{AppState, audited, authenticate, authorize, kek_error, method_not_al
 use crate::audit::action::Action;
 use crate::auth::Principal;
 use crate::clock::from_unix_ms;
-use crate::config::OnNewFingerprint;
+use crate::credentials::OnNewFingerprint;
 use crate::credentials::{CredentialError, CredentialState, NewCredential, Patch, valid_access_key_id};
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;

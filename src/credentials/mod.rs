@@ -20,6 +20,7 @@ pub mod activity;
 mod lifecycle;
 mod verify;
 
+pub use crate::model::{CredentialState, OnNewFingerprint};
 pub use lifecycle::valid_access_key_id;
 pub use verify::{NewFingerprint, Rejection, Verification, Verified};
 
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use time::Duration;
 
 use crate::clock::{SharedClock, unix_ms};
-use crate::config::{CacheSettings, OnNewFingerprint, Sigv4Settings};
+use crate::config::{CacheSettings, Sigv4Settings};
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::keys::DEFAULT_TENANT;
@@ -72,30 +73,6 @@ pub enum CredentialError {
 }
 
 pub type CredentialResult<T> = Result<T, CredentialError>;
-
-/// `active` / `inactive`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialState {
-    Active,
-    Inactive,
-}
-
-impl CredentialState {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(Self::Active),
-            "inactive" => Some(Self::Inactive),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Inactive => "inactive",
-        }
-    }
-}
 
 /// `POST /v1/credentials` (and the non-secret part of an import).
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use super::activity::{Fingerprint, Seen};
 use super::{CredentialError, CredentialResult, CredentialService, CredentialState, MAX_SCOPE_PART_LEN, Patch};
 use crate::clock::unix_ms;
-use crate::config::OnNewFingerprint;
+use crate::model::OnNewFingerprint;
 use crate::sigv4::{self, Authorization, Form, HttpRequest, PathRules, Refusal, Scope};
 
 /// A signed request that verified.

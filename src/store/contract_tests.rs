@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::sqlite::SqliteStore;
 use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, TokenRecord, UsageDelta, VersionInfo};
-use crate::audit::event::{AuditEvent, EventData};
 use crate::envelope::SealedRecord;
+use crate::model::{AuditEvent, EventData};
 
 /// 2026-01-01T00:00:00Z in Unix milliseconds.
 const T0: i64 = 1_767_225_600_000;

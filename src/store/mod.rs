@@ -8,8 +8,8 @@
 pub mod sqlite;
 
 use crate::BoxFuture;
-use crate::audit::event::AuditEvent;
 use crate::envelope::SealedRecord;
+use crate::model::AuditEvent;
 
 /// An audit event as stored: the event and its chain MAC.
 pub type StoredEvent = (AuditEvent, Vec<u8>);

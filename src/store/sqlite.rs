@@ -21,8 +21,8 @@ use super::{
     VersionInfo,
 };
 use crate::BoxFuture;
-use crate::audit::event::{AuditEvent, Decision, time_text};
 use crate::envelope::SealedRecord;
+use crate::model::audit::{AuditEvent, Decision, time_text};
 
 const TOKEN_COLUMNS: &str =
     "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms";
