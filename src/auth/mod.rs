@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::AuthSettings;
+pub use crate::store::TokenRecord;
 use crate::store::{Store, StoreError};
 use keyed_hash::KeyedHasher;
 use limiter::FailureLimiter;
@@ -264,12 +265,10 @@ impl Authenticator {
         if record.expires_at_ms.is_some_and(|at| self.now_ms() >= at) {
             return Err(AuthError::Expired);
         }
-        let groups: Vec<String> = serde_json::from_str(&record.groups_json)
-            .map_err(|e| AuthError::Unavailable(StoreError::Corrupt(format!("token groups: {e}"))))?;
         Ok(Verified {
             principal: Arc::new(Principal {
                 name: record.principal,
-                groups,
+                groups: record.groups,
                 via: Via::Token,
             }),
             expires_at_ms: record.expires_at_ms,

@@ -100,7 +100,7 @@ impl Authenticator {
                 .hash(CALLER_TOKEN_DOMAIN, token.expose_secret().as_bytes())
                 .to_vec(),
             principal: new.principal,
-            groups_json: serde_json::to_string(&new.groups).map_err(|e| TokenError::Invalid(e.to_string()))?,
+            groups: new.groups,
             description: new.description,
             created_at_ms: now,
             expires_at_ms: new

@@ -18,7 +18,8 @@ pub use credential::{CredentialState, OnNewFingerprint};
 pub use key::{Algorithm, Boundary, KeyState};
 
 /// An enum whose values are stored and shown as fixed texts: one table per type says which,
-/// and `parse` / `as_str` / `ALL` are derived from it, so the two directions cannot drift.
+/// and `parse` / `as_str` / `ALL` (and serialising as that text, for reports and answers)
+/// are derived from it, so the directions cannot drift.
 macro_rules! text_enum {
     (
         $(#[$meta:meta])*
@@ -49,6 +50,12 @@ macro_rules! text_enum {
                 match self {
                     $( Self::$variant => $text, )+
                 }
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
             }
         }
     };

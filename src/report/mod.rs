@@ -232,6 +232,7 @@ async fn all_keys(keys: &KeyService) -> Result<Vec<KeyDetails>, KeyError> {
 pub(crate) mod tests {
     use super::*;
     use crate::clock::unix_ms;
+    use crate::model::{Algorithm, Boundary, KeyState};
     use crate::store::{KeyRecord, VersionInfo};
 
     pub fn t0() -> OffsetDateTime {
@@ -257,11 +258,11 @@ pub(crate) mod tests {
                 id: format!("k_{name}"),
                 name: name.into(),
                 tenant: "default".into(),
-                algorithm: "hmac-sha256".into(),
-                boundary: "process".into(),
+                algorithm: Algorithm::HmacSha256,
+                boundary: Boundary::Process,
                 owner: "team-a".into(),
-                tags: r#"{"env":"prod"}"#.into(),
-                state: state.into(),
+                tags: [("env".to_owned(), "prod".to_owned())].into(),
+                state: KeyState::parse(state).expect("a key state"),
                 latest_version: versions.last().map_or(1, |v| v.version),
                 min_verify_version: 1,
                 exportable: false,

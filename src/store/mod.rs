@@ -7,9 +7,15 @@
 
 pub mod sqlite;
 
+use std::collections::BTreeMap;
+
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::model::AuditEvent;
+use crate::model::{Algorithm, ApiKeyState, AuditEvent, Boundary, CredentialState, KeyState, OnNewFingerprint};
+
+/// The cause of a failure inside a backend, kept whole (the interface names no backend's
+/// error type).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An audit event as stored: the event and its chain MAC.
 pub type StoredEvent = (AuditEvent, Vec<u8>);
@@ -24,25 +30,24 @@ pub struct AuditFilter {
     pub resource: Option<String>,
 }
 
-/// A signing key's metadata row. Strings hold the domain's enum values (`keys::model`).
+/// A signing key's metadata row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     pub id: String,
     pub name: String,
     pub tenant: String,
-    pub algorithm: String,
-    pub boundary: String,
+    pub algorithm: Algorithm,
+    pub boundary: Boundary,
     pub owner: String,
-    /// A JSON object of string values.
-    pub tags: String,
-    pub state: String,
+    pub tags: BTreeMap<String, String>,
+    pub state: KeyState,
     pub latest_version: u32,
     pub min_verify_version: u32,
     pub exportable: bool,
     pub auto_rotate_period_s: Option<i64>,
     pub deletion_due_ms: Option<i64>,
     /// The state `restore` returns to while `pending_deletion`.
-    pub state_before_deletion: Option<String>,
+    pub state_before_deletion: Option<KeyState>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     /// Bumped by every update; updates carry the revision they read.
@@ -83,8 +88,7 @@ pub struct TokenRecord {
     pub id: String,
     pub hash: Vec<u8>,
     pub principal: String,
-    /// A JSON array of group names.
-    pub groups_json: String,
+    pub groups: Vec<String>,
     pub description: Option<String>,
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
@@ -97,10 +101,9 @@ pub struct CredentialRecord {
     pub access_key_id: String,
     pub principal: String,
     pub description: Option<String>,
-    /// `active` or `inactive`.
-    pub state: String,
-    /// `record`, `alert` or `deactivate`; `None` follows the server's setting.
-    pub on_new_fingerprint: Option<String>,
+    pub state: CredentialState,
+    /// `None` follows the server's setting.
+    pub on_new_fingerprint: Option<OnNewFingerprint>,
     pub sealed: SealedRecord,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
@@ -112,9 +115,9 @@ pub struct CredentialRecord {
 /// Changes to a credential; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CredentialPatch {
-    pub state: Option<String>,
+    pub state: Option<CredentialState>,
     /// `Some(None)` returns the credential to the server's default.
-    pub on_new_fingerprint: Option<Option<String>>,
+    pub on_new_fingerprint: Option<Option<OnNewFingerprint>>,
 }
 
 /// Where a credential was used from: the caller's address and user agent as the verifying
@@ -145,12 +148,11 @@ pub struct ApiKeyRecord {
     pub id: String,
     pub prefix: String,
     pub principal: String,
-    /// `enabled`, `disabled` or `revoked`.
-    pub state: String,
-    /// A JSON object.
-    pub meta: String,
-    /// A JSON array of strings.
-    pub permissions: String,
+    pub state: ApiKeyState,
+    /// The caller's own data, returned with a valid verification.
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// In the order they were stored (the domain stores them sorted and unique).
+    pub permissions: Vec<String>,
     pub expires_at_ms: Option<i64>,
     /// Verifications left; `None` = no limit.
     pub remaining: Option<u64>,
@@ -169,8 +171,8 @@ pub type FoundApiKey = (ApiKeyRecord, Option<i64>);
 /// Changes of `PATCH /v1/apikeys/{id}`; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiKeyPatch {
-    pub state: Option<String>,
-    pub meta: Option<String>,
+    pub state: Option<ApiKeyState>,
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
     /// `Some(None)` removes the credit limit.
     pub remaining: Option<Option<u64>>,
 }
@@ -188,14 +190,18 @@ pub enum StoreError {
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
     #[error("the store is unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("cannot open the store at {path}: {message}")]
-    Open { path: String, message: String },
+    Unavailable(#[source] BoxError),
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("schema migration {version} failed: {source}")]
     Migration {
         version: u32,
         #[source]
-        source: sqlx::Error,
+        source: BoxError,
     },
 }
 

@@ -23,21 +23,21 @@ use super::{
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 use crate::model::audit::{AuditEvent, Decision, time_text};
+use crate::model::{Algorithm, Boundary, KeyState};
 
 const TOKEN_COLUMNS: &str =
     "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms";
 
-fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<TokenRecord> {
-    let corrupt = |e: sqlx::Error| StoreError::Corrupt(format!("caller_tokens: {e}"));
+fn token_from_row(row: &SqliteRow) -> StoreResult<TokenRecord> {
     Ok(TokenRecord {
-        id: row.try_get("id").map_err(corrupt)?,
-        hash: row.try_get("hash").map_err(corrupt)?,
-        principal: row.try_get("principal").map_err(corrupt)?,
-        groups_json: row.try_get("groups_json").map_err(corrupt)?,
-        description: row.try_get("description").map_err(corrupt)?,
-        created_at_ms: row.try_get("created_at_ms").map_err(corrupt)?,
-        expires_at_ms: row.try_get("expires_at_ms").map_err(corrupt)?,
-        revoked_at_ms: row.try_get("revoked_at_ms").map_err(corrupt)?,
+        id: column(row, "id")?,
+        hash: column(row, "hash")?,
+        principal: column(row, "principal")?,
+        groups: json_column(row, "groups_json")?,
+        description: column(row, "description")?,
+        created_at_ms: column(row, "created_at_ms")?,
+        expires_at_ms: column(row, "expires_at_ms")?,
+        revoked_at_ms: column(row, "revoked_at_ms")?,
     })
 }
 
@@ -94,19 +94,54 @@ pub struct SqliteStore {
 fn unavailable(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
-        _ => StoreError::Unavailable(e),
+        _ => StoreError::Unavailable(Box::new(e)),
     }
+}
+
+/// A column of a fetched row as its Rust type. The row is already read, so a failure here
+/// is a value this store did not write (wrong type, NULL where none belongs): corrupt.
+fn column<'r, T>(row: &'r SqliteRow, col: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(col).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+/// A text column holding one of an enum's stored texts; any other text is corrupt, never a
+/// default.
+fn enum_column<T>(row: &SqliteRow, col: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let text: String = column(row, col)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{col}: unknown value `{text}`")))
+}
+
+/// As [`enum_column`], for a column where NULL means "not set".
+fn optional_enum_column<T>(row: &SqliteRow, col: &str, parse: fn(&str) -> Option<T>) -> StoreResult<Option<T>> {
+    let text: Option<String> = column(row, col)?;
+    text.map(|t| parse(&t).ok_or_else(|| StoreError::Corrupt(format!("{col}: unknown value `{t}`"))))
+        .transpose()
+}
+
+/// A text column holding JSON (tags, groups, permissions, meta): encoded and decoded only
+/// here, so the interface carries typed values.
+fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<T> {
+    let text: String = column(row, col)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+/// The JSON text of a value bound into a JSON column.
+fn json_text<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode as JSON: {e}")))
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> StoreResult<Self> {
-        let open_err = |message: String| StoreError::Open {
+        let open_err = |e: sqlx::Error| StoreError::Open {
             path: path.display().to_string(),
-            message,
+            source: Box::new(e),
         };
         let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| open_err(e.to_string()))?
+            .map_err(open_err)?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -118,17 +153,17 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(open_err)?;
         let store_reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
             .await
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(open_err)?;
         let audit_writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
             .await
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(open_err)?;
         let store = Self {
             writer,
             reader: store_reader,
@@ -144,10 +179,16 @@ impl SqliteStore {
         )
         .execute(&self.writer)
         .await
-        .map_err(|source| StoreError::Migration { version: 0, source })?;
+        .map_err(|e| StoreError::Migration {
+            version: 0,
+            source: Box::new(e),
+        })?;
         for (version, sql) in MIGRATIONS {
             let version = *version;
-            let mig = |source| StoreError::Migration { version, source };
+            let mig = |e: sqlx::Error| StoreError::Migration {
+                version,
+                source: Box::new(e),
+            };
             let mut tx = self.writer.begin().await.map_err(mig)?;
             let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
                 .bind(i64::from(version))
@@ -171,47 +212,45 @@ impl SqliteStore {
 }
 
 fn get_u32(row: &SqliteRow, col: &str) -> StoreResult<u32> {
-    let v: i64 = row.try_get(col).map_err(unavailable)?;
+    let v: i64 = column(row, col)?;
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} out of range")))
 }
 
 fn get_u64(row: &SqliteRow, col: &str) -> StoreResult<u64> {
-    let v: i64 = row.try_get(col).map_err(unavailable)?;
+    let v: i64 = column(row, col)?;
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} out of range")))
 }
 
 fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
-    let g = |e| unavailable(e);
     Ok(KeyRecord {
-        id: row.try_get("id").map_err(g)?,
-        name: row.try_get("name").map_err(g)?,
-        tenant: row.try_get("tenant").map_err(g)?,
-        algorithm: row.try_get("algorithm").map_err(g)?,
-        boundary: row.try_get("boundary").map_err(g)?,
-        owner: row.try_get("owner").map_err(g)?,
-        tags: row.try_get("tags").map_err(g)?,
-        state: row.try_get("state").map_err(g)?,
+        id: column(row, "id")?,
+        name: column(row, "name")?,
+        tenant: column(row, "tenant")?,
+        algorithm: enum_column(row, "algorithm", Algorithm::parse)?,
+        boundary: enum_column(row, "boundary", Boundary::parse)?,
+        owner: column(row, "owner")?,
+        tags: json_column(row, "tags")?,
+        state: enum_column(row, "state", KeyState::parse)?,
         latest_version: get_u32(row, "latest_version")?,
         min_verify_version: get_u32(row, "min_verify_version")?,
-        exportable: row.try_get("exportable").map_err(g)?,
-        auto_rotate_period_s: row.try_get("auto_rotate_period_s").map_err(g)?,
-        deletion_due_ms: row.try_get("deletion_due_ms").map_err(g)?,
-        state_before_deletion: row.try_get("state_before_deletion").map_err(g)?,
-        created_at_ms: row.try_get("created_at_ms").map_err(g)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(g)?,
-        revision: row.try_get("revision").map_err(g)?,
+        exportable: column(row, "exportable")?,
+        auto_rotate_period_s: column(row, "auto_rotate_period_s")?,
+        deletion_due_ms: column(row, "deletion_due_ms")?,
+        state_before_deletion: optional_enum_column(row, "state_before_deletion", KeyState::parse)?,
+        created_at_ms: column(row, "created_at_ms")?,
+        updated_at_ms: column(row, "updated_at_ms")?,
+        revision: column(row, "revision")?,
     })
 }
 
 fn sealed_from_row(row: &SqliteRow) -> StoreResult<SealedRecord> {
-    let g = |e| unavailable(e);
-    let format: i64 = row.try_get("format").map_err(g)?;
+    let format: i64 = column(row, "format")?;
     Ok(SealedRecord {
         format: u16::try_from(format).map_err(|_| StoreError::Corrupt("format out of range".into()))?,
-        kek_id: row.try_get("kek_id").map_err(g)?,
-        wrapped_dek: row.try_get("wrapped_dek").map_err(g)?,
-        nonce: row.try_get("nonce").map_err(g)?,
-        ciphertext: row.try_get("ciphertext").map_err(g)?,
+        kek_id: column(row, "kek_id")?,
+        wrapped_dek: column(row, "wrapped_dek")?,
+        nonce: column(row, "nonce")?,
+        ciphertext: column(row, "ciphertext")?,
     })
 }
 
@@ -242,17 +281,17 @@ impl Store for SqliteStore {
             .bind(&key.id)
             .bind(&key.name)
             .bind(&key.tenant)
-            .bind(&key.algorithm)
-            .bind(&key.boundary)
+            .bind(key.algorithm.as_str())
+            .bind(key.boundary.as_str())
             .bind(&key.owner)
-            .bind(&key.tags)
-            .bind(&key.state)
+            .bind(json_text(&key.tags)?)
+            .bind(key.state.as_str())
             .bind(i64::from(key.latest_version))
             .bind(i64::from(key.min_verify_version))
             .bind(key.exportable)
             .bind(key.auto_rotate_period_s)
             .bind(key.deletion_due_ms)
-            .bind(&key.state_before_deletion)
+            .bind(key.state_before_deletion.map(KeyState::as_str))
             .bind(key.created_at_ms)
             .bind(key.updated_at_ms)
             .bind(key.revision)
@@ -301,10 +340,10 @@ impl Store for SqliteStore {
                 .map(|row| {
                     Ok(VersionInfo {
                         version: get_u32(row, "version")?,
-                        created_at_ms: row.try_get("created_at_ms").map_err(unavailable)?,
+                        created_at_ms: column(row, "created_at_ms")?,
                         sign_count: get_u64(row, "sign_count")?,
                         verify_count: get_u64(row, "verify_count")?,
-                        last_used_at_ms: row.try_get("last_used_at_ms").map_err(unavailable)?,
+                        last_used_at_ms: column(row, "last_used_at_ms")?,
                     })
                 })
                 .collect()
@@ -356,12 +395,12 @@ impl Store for SqliteStore {
                  deletion_due_ms = ?, state_before_deletion = ?, updated_at_ms = ?, revision = revision + 1 \
                  WHERE id = ? AND revision = ?",
             )
-            .bind(&key.state)
+            .bind(key.state.as_str())
             .bind(i64::from(key.min_verify_version))
             .bind(key.exportable)
             .bind(key.auto_rotate_period_s)
             .bind(key.deletion_due_ms)
-            .bind(&key.state_before_deletion)
+            .bind(key.state_before_deletion.map(KeyState::as_str))
             .bind(key.updated_at_ms)
             .bind(&key.id)
             .bind(key.revision)
@@ -422,7 +461,7 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
             rows.iter()
                 .map(|row| {
-                    let at: Option<i64> = row.try_get("latest_created_at_ms").map_err(unavailable)?;
+                    let at: Option<i64> = column(row, "latest_created_at_ms")?;
                     Ok((key_from_row(row)?, at.unwrap_or(0)))
                 })
                 .collect()
@@ -546,7 +585,7 @@ impl Store for SqliteStore {
             .bind(&token.id)
             .bind(&token.hash)
             .bind(&token.principal)
-            .bind(&token.groups_json)
+            .bind(json_text(&token.groups)?)
             .bind(&token.description)
             .bind(token.created_at_ms)
             .bind(token.expires_at_ms)
@@ -857,40 +896,39 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         if busy != 0 {
-            return Err(StoreError::Unavailable(sqlx::Error::Protocol(
+            return Err(StoreError::Unavailable(
                 "WAL checkpoint blocked by a reader; retried at the next checkpoint".into(),
-            )));
+            ));
         }
         Ok(())
     }
 }
 
 fn event_from_row(row: &SqliteRow) -> StoreResult<StoredEvent> {
-    let g = |e| unavailable(e);
-    let decision: String = row.try_get("decision").map_err(g)?;
-    let seq: i64 = row.try_get("seq").map_err(g)?;
-    let key_version: Option<i64> = row.try_get("key_version").map_err(g)?;
+    let decision: String = column(row, "decision")?;
+    let seq: i64 = column(row, "seq")?;
+    let key_version: Option<i64> = column(row, "key_version")?;
     let event = AuditEvent {
         seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq out of range".into()))?,
-        node: row.try_get("node").map_err(g)?,
-        time: row.try_get("time").map_err(g)?,
-        request_id: row.try_get("request_id").map_err(g)?,
-        principal: row.try_get("principal").map_err(g)?,
-        action: row.try_get("action").map_err(g)?,
-        resource: row.try_get("resource").map_err(g)?,
+        node: column(row, "node")?,
+        time: column(row, "time")?,
+        request_id: column(row, "request_id")?,
+        principal: column(row, "principal")?,
+        action: column(row, "action")?,
+        resource: column(row, "resource")?,
         key_version: key_version
             .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt("audit key_version out of range".into())))
             .transpose()?,
         // An unknown decision cannot be represented; it is mapped to `deny` and the MAC
         // check then reports the altered event.
         decision: Decision::parse(&decision).unwrap_or(Decision::Deny),
-        policy: row.try_get("policy").map_err(g)?,
-        outcome: row.try_get("outcome").map_err(g)?,
-        source_ip: row.try_get("source_ip").map_err(g)?,
-        user_agent: row.try_get("user_agent").map_err(g)?,
-        secret_hmac: row.try_get("secret_hmac").map_err(g)?,
+        policy: column(row, "policy")?,
+        outcome: column(row, "outcome")?,
+        source_ip: column(row, "source_ip")?,
+        user_agent: column(row, "user_agent")?,
+        secret_hmac: column(row, "secret_hmac")?,
     };
-    let mac: Vec<u8> = row.try_get("mac").map_err(g)?;
+    let mac: Vec<u8> = column(row, "mac")?;
     Ok((event, mac))
 }
 

@@ -2,9 +2,10 @@
 //! `api_keys` and `api_key_hashes` delegate here).
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use super::unavailable;
+use super::{column, enum_column, json_column, json_text, unavailable};
+use crate::model::ApiKeyState;
 use crate::store::{ApiKeyPatch, ApiKeyRecord, FoundApiKey, StoreError, StoreResult};
 
 const COLUMNS: &str = "k.id, k.prefix, k.principal, k.state, k.meta, k.permissions, k.expires_at_ms, k.remaining, \
@@ -15,31 +16,30 @@ fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 }
 
 fn from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
-    let g = |e| unavailable(e);
     let corrupt = |what: &str| StoreError::Corrupt(format!("api_keys.{what} out of range"));
-    let remaining: Option<i64> = row.try_get("remaining").map_err(g)?;
-    let limit: Option<i64> = row.try_get("ratelimit_limit").map_err(g)?;
-    let period: Option<i64> = row.try_get("ratelimit_period_ms").map_err(g)?;
+    let remaining: Option<i64> = column(row, "remaining")?;
+    let limit: Option<i64> = column(row, "ratelimit_limit")?;
+    let period: Option<i64> = column(row, "ratelimit_period_ms")?;
     let ratelimit = match (limit, period) {
         (Some(l), Some(p)) => Some((u32::try_from(l).map_err(|_| corrupt("ratelimit_limit"))?, p)),
         _ => None,
     };
     Ok(ApiKeyRecord {
-        id: row.try_get("id").map_err(g)?,
-        prefix: row.try_get("prefix").map_err(g)?,
-        principal: row.try_get("principal").map_err(g)?,
-        state: row.try_get("state").map_err(g)?,
-        meta: row.try_get("meta").map_err(g)?,
-        permissions: row.try_get("permissions").map_err(g)?,
-        expires_at_ms: row.try_get("expires_at_ms").map_err(g)?,
+        id: column(row, "id")?,
+        prefix: column(row, "prefix")?,
+        principal: column(row, "principal")?,
+        state: enum_column(row, "state", ApiKeyState::parse)?,
+        meta: json_column(row, "meta")?,
+        permissions: json_column(row, "permissions")?,
+        expires_at_ms: column(row, "expires_at_ms")?,
         remaining: remaining
             .map(|r| u64::try_from(r).map_err(|_| corrupt("remaining")))
             .transpose()?,
         ratelimit,
-        created_at_ms: row.try_get("created_at_ms").map_err(g)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(g)?,
-        last_used_at_ms: row.try_get("last_used_at_ms").map_err(g)?,
-        revoked_at_ms: row.try_get("revoked_at_ms").map_err(g)?,
+        created_at_ms: column(row, "created_at_ms")?,
+        updated_at_ms: column(row, "updated_at_ms")?,
+        last_used_at_ms: column(row, "last_used_at_ms")?,
+        revoked_at_ms: column(row, "revoked_at_ms")?,
     })
 }
 
@@ -57,9 +57,9 @@ pub(super) async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -
     .bind(&k.id)
     .bind(&k.prefix)
     .bind(&k.principal)
-    .bind(&k.state)
-    .bind(&k.meta)
-    .bind(&k.permissions)
+    .bind(k.state.as_str())
+    .bind(json_text(&k.meta)?)
+    .bind(json_text(&k.permissions)?)
     .bind(k.expires_at_ms)
     .bind(k.remaining.map(as_i64))
     .bind(k.ratelimit.map(|(l, _)| i64::from(l)))
@@ -141,12 +141,12 @@ pub(super) async fn update(
     let Some(current) = get_in(&mut tx, id).await? else {
         return Ok(None);
     };
-    if current.state == "revoked" {
+    if current.state == ApiKeyState::Revoked {
         return Ok(Some(current));
     }
     sqlx::query("UPDATE api_keys SET state = ?, meta = ?, remaining = ?, updated_at_ms = ? WHERE id = ?")
-        .bind(patch.state.as_ref().unwrap_or(&current.state))
-        .bind(patch.meta.as_ref().unwrap_or(&current.meta))
+        .bind(patch.state.unwrap_or(current.state).as_str())
+        .bind(json_text(patch.meta.as_ref().unwrap_or(&current.meta))?)
         .bind(patch.remaining.unwrap_or(current.remaining).map(as_i64))
         .bind(now_ms)
         .bind(id)
@@ -189,7 +189,7 @@ pub(super) async fn reroll(
 ) -> StoreResult<Option<ApiKeyRecord>> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     match get_in(&mut tx, id).await? {
-        Some(k) if k.state != "revoked" => {}
+        Some(k) if k.state != ApiKeyState::Revoked => {}
         _ => return Ok(None),
     }
     sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ? AND valid_until_ms IS NOT NULL")

@@ -2,9 +2,10 @@
 //! `credentials` and `credential_fingerprints` delegate here).
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use super::{sealed_from_row, unavailable};
+use super::{column, enum_column, optional_enum_column, sealed_from_row, unavailable};
+use crate::model::{CredentialState, OnNewFingerprint};
 use crate::store::{CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, StoreError, StoreResult};
 
 const COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
@@ -15,19 +16,18 @@ fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 }
 
 fn from_row(row: &SqliteRow) -> StoreResult<CredentialRecord> {
-    let g = |e| unavailable(e);
     Ok(CredentialRecord {
-        access_key_id: row.try_get("access_key_id").map_err(g)?,
-        principal: row.try_get("principal").map_err(g)?,
-        description: row.try_get("description").map_err(g)?,
-        state: row.try_get("state").map_err(g)?,
-        on_new_fingerprint: row.try_get("on_new_fingerprint").map_err(g)?,
+        access_key_id: column(row, "access_key_id")?,
+        principal: column(row, "principal")?,
+        description: column(row, "description")?,
+        state: enum_column(row, "state", CredentialState::parse)?,
+        on_new_fingerprint: optional_enum_column(row, "on_new_fingerprint", OnNewFingerprint::parse)?,
         sealed: sealed_from_row(row)?,
-        created_at_ms: row.try_get("created_at_ms").map_err(g)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(g)?,
-        last_used_at_ms: row.try_get("last_used_at_ms").map_err(g)?,
-        last_used_region: row.try_get("last_used_region").map_err(g)?,
-        last_used_service: row.try_get("last_used_service").map_err(g)?,
+        created_at_ms: column(row, "created_at_ms")?,
+        updated_at_ms: column(row, "updated_at_ms")?,
+        last_used_at_ms: column(row, "last_used_at_ms")?,
+        last_used_region: column(row, "last_used_region")?,
+        last_used_service: column(row, "last_used_service")?,
     })
 }
 
@@ -50,8 +50,8 @@ pub(super) async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_pr
     .bind(&c.access_key_id)
     .bind(&c.principal)
     .bind(&c.description)
-    .bind(&c.state)
-    .bind(&c.on_new_fingerprint)
+    .bind(c.state.as_str())
+    .bind(c.on_new_fingerprint.map(OnNewFingerprint::as_str))
     .bind(i64::from(c.sealed.format))
     .bind(&c.sealed.kek_id)
     .bind(&c.sealed.wrapped_dek)
@@ -104,17 +104,17 @@ pub(super) async fn update(
     now_ms: i64,
 ) -> StoreResult<Option<CredentialRecord>> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
-    if let Some(state) = &patch.state {
+    if let Some(state) = patch.state {
         sqlx::query("UPDATE credentials SET state = ? WHERE access_key_id = ?")
-            .bind(state)
+            .bind(state.as_str())
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
     }
-    if let Some(rule) = &patch.on_new_fingerprint {
+    if let Some(rule) = patch.on_new_fingerprint {
         sqlx::query("UPDATE credentials SET on_new_fingerprint = ? WHERE access_key_id = ?")
-            .bind(rule)
+            .bind(rule.map(OnNewFingerprint::as_str))
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -223,12 +223,12 @@ pub(super) async fn fingerprints(reader: &SqlitePool, id: &str) -> StoreResult<V
     .map_err(unavailable)?;
     rows.iter()
         .map(|row| {
-            let count: i64 = row.try_get("count").map_err(unavailable)?;
+            let count: i64 = column(row, "count")?;
             Ok(FingerprintRecord {
-                source_ip: row.try_get("source_ip").map_err(unavailable)?,
-                user_agent: row.try_get("user_agent").map_err(unavailable)?,
-                first_seen_ms: row.try_get("first_seen_ms").map_err(unavailable)?,
-                last_seen_ms: row.try_get("last_seen_ms").map_err(unavailable)?,
+                source_ip: column(row, "source_ip")?,
+                user_agent: column(row, "user_agent")?,
+                first_seen_ms: column(row, "first_seen_ms")?,
+                last_seen_ms: column(row, "last_seen_ms")?,
                 count: u64::try_from(count).map_err(|_| StoreError::Corrupt("fingerprint count".into()))?,
             })
         })
