@@ -20,6 +20,7 @@ use toml::{Table, Value};
 use crate::audit::writer::AuditSettings;
 use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
 pub use crate::model::OnNewFingerprint;
+pub use crate::store::StoreSettings;
 use crate::timefmt::parse_duration;
 use crate::tls::{ClientAuth, TlsError, TlsFiles};
 
@@ -199,11 +200,6 @@ impl TlsSettings {
             client_groups,
         })
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSettings {
-    Sqlite { path: PathBuf },
 }
 
 pub enum KekSettings {

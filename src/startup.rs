@@ -29,13 +29,12 @@ use crate::audit::writer::{AuditError, Auditor};
 use crate::auth::keyed_hash::KeyedHasher;
 use crate::auth::{Authenticator, ROOT_TOKEN_VALUE, generate_token};
 use crate::clock::{SharedClock, SystemClock, unix_ms};
-use crate::config::{KekSettings, Settings, StoreSettings};
+use crate::config::{KekSettings, Settings};
 use crate::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
 use crate::kek::{KekError, KekProvider, Keyring};
 use crate::keys::KeyService;
 use crate::policy::{self, PolicyEngine};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{self, StoreError, SystemStore};
 use crate::system_secret::{self, SystemSecretError};
 use crate::tls::TlsInfo;
 
@@ -162,9 +161,7 @@ impl Application {
             ),
         };
         kek.self_test().await?;
-        let store: Arc<dyn Store> = match &settings.store {
-            StoreSettings::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
-        };
+        let store = store::open(&settings.store).await?;
         let keyring = Keyring::new(Arc::clone(&kek));
         let hasher = Arc::new(
             KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock)
@@ -172,20 +169,22 @@ impl Application {
                 .map_err(StartupError::Pepper)?,
         );
         let audit_key = system_secret::load_or_create(store.as_ref(), &keyring, &clock, AUDIT_KEY_NAME).await?;
-        let audit = Auditor::start(Arc::clone(&store), audit_key, settings.audit.clone()).await?;
+        let audit = Auditor::start(store.clone(), audit_key, settings.audit.clone()).await?;
         let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
         let root_hash_to_store = generated_root_token.as_ref().map(|_| root_hash.clone());
         let credentials = crate::credentials::CredentialService::new(
-            Arc::clone(&store),
+            store.clone(),
+            store.clone(),
             Keyring::new(Arc::clone(&kek)),
             clock.clone(),
             settings.sigv4,
             settings.cache,
         );
         let apikeys =
-            crate::apikeys::ApiKeyService::new(Arc::clone(&store), Arc::clone(&hasher), clock.clone(), settings.cache);
+            crate::apikeys::ApiKeyService::new(store.clone(), Arc::clone(&hasher), clock.clone(), settings.cache);
         let keys = KeyService::new(
-            Arc::clone(&store),
+            store.clone(),
+            store.clone(),
             keyring,
             clock.clone(),
             settings.keys,
@@ -202,7 +201,8 @@ impl Application {
             auth: Authenticator::new(
                 Arc::clone(&hasher),
                 root_hash,
-                Arc::clone(&store),
+                store.clone(),
+                store.clone(),
                 clock.clone(),
                 settings.auth,
             ),
@@ -321,7 +321,7 @@ fn check_data_dir(dir: &Path) -> Result<(), StartupError> {
 /// later, by [`Application::run`]).
 async fn root_token(
     settings: &Settings,
-    store: &dyn Store,
+    store: &dyn SystemStore,
     hasher: &KeyedHasher,
     clock: &SharedClock,
 ) -> Result<(Vec<u8>, Option<SecretString>), StartupError> {

@@ -31,7 +31,7 @@ use crate::auth::keyed_hash::KeyedHasher;
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::CacheSettings;
 use crate::keys::cache::TtlCache;
-use crate::store::{Store, StoreError};
+use crate::store::{ApiKeyStore, StoreError};
 use ratelimit::{Limit, RateLimiter, Taken};
 
 /// Domain label of API-key hashes under the pepper.
@@ -112,7 +112,7 @@ impl Outcome {
 }
 
 pub struct ApiKeyService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ApiKeyStore>,
     hasher: Arc<KeyedHasher>,
     clock: SharedClock,
     /// Found keys by the SHA-256 of the presented key (memory only; never stored).
@@ -125,7 +125,12 @@ pub struct ApiKeyService {
 }
 
 impl ApiKeyService {
-    pub fn new(store: Arc<dyn Store>, hasher: Arc<KeyedHasher>, clock: SharedClock, cache: CacheSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn ApiKeyStore>,
+        hasher: Arc<KeyedHasher>,
+        clock: SharedClock,
+        cache: CacheSettings,
+    ) -> Self {
         Self {
             found: TtlCache::new(cache.max_entries, cache.ttl.min(MAX_LOOKUP_TTL), clock.clone()),
             limiter: RateLimiter::new(cache.max_entries),

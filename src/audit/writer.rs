@@ -26,7 +26,7 @@ use super::chain::{ChainCheck, Head, link_encoded};
 use super::event::{AuditEvent, EventData, hex, push_line};
 use super::sink::{self, AppendFile};
 use crate::secret::SecretBytes;
-use crate::store::{Store, StoredEvent};
+use crate::store::{AuditStore, StoredEvent};
 
 /// Most events in one group commit.
 pub const MAX_BATCH: usize = 1024;
@@ -62,7 +62,7 @@ struct Pending {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     key: Arc<SecretBytes>,
     settings: AuditSettings,
     file: AppendFile,
@@ -78,7 +78,11 @@ const ANCHOR_SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(
 
 impl Auditor {
     /// Reconciles the sinks after a crash and starts the writer task.
-    pub async fn start(store: Arc<dyn Store>, key: SecretBytes, settings: AuditSettings) -> Result<Self, AuditError> {
+    pub async fn start(
+        store: Arc<dyn AuditStore>,
+        key: SecretBytes,
+        settings: AuditSettings,
+    ) -> Result<Self, AuditError> {
         let key = Arc::new(key);
         let healthy = Arc::new(AtomicBool::new(false));
         let mut writer = Writer {

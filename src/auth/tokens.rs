@@ -116,7 +116,7 @@ impl Authenticator {
     /// authenticating now and after restarts (until an operator sets `SIGVAULT_ROOT_TOKEN`
     /// again, which installs a new one deliberately).
     pub async fn revoke_root(&self) -> Result<(), TokenError> {
-        self.store.put_value(ROOT_TOKEN_VALUE, &[], self.now_ms()).await?;
+        self.system.put_value(ROOT_TOKEN_VALUE, &[], self.now_ms()).await?;
         self.root_hash.write().unwrap_or_else(PoisonError::into_inner).clear();
         self.forget_all();
         Ok(())

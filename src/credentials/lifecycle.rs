@@ -219,7 +219,7 @@ impl CredentialService {
             return Err(CredentialError::NotFound(id.to_owned()));
         }
         // The sealed secret's pages must not linger in the journal.
-        if let Err(e) = self.store.checkpoint().await {
+        if let Err(e) = self.system.checkpoint().await {
             tracing::warn!(error = %e, "checkpoint after deleting a credential failed; retried at shutdown");
         }
         Ok(())

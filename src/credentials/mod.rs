@@ -37,7 +37,7 @@ use crate::keys::DEFAULT_TENANT;
 use crate::keys::cache::TtlCache;
 use crate::secret::SecretBytes;
 use crate::sigv4::{self, Scope};
-use crate::store::{Store, StoreError};
+use crate::store::{CredentialStore, StoreError, SystemStore};
 use activity::ActivityTracker;
 
 /// Record kind bound into the AAD of a credential's secret.
@@ -108,7 +108,9 @@ struct Fill {
 }
 
 pub struct CredentialService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn CredentialStore>,
+    /// For the journal checkpoint after a credential (and its sealed secret) is deleted.
+    system: Arc<dyn SystemStore>,
     keyring: Keyring,
     clock: SharedClock,
     settings: Sigv4Settings,
@@ -136,7 +138,8 @@ fn aad_id(access_key_id: &str, principal: &str) -> String {
 
 impl CredentialService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn CredentialStore>,
+        system: Arc<dyn SystemStore>,
         keyring: Keyring,
         clock: SharedClock,
         settings: Sigv4Settings,
@@ -148,6 +151,7 @@ impl CredentialService {
             signing_keys: TtlCache::new(cache.max_entries, SIGNING_KEY_TTL, clock.clone()),
             activity: ActivityTracker::new(settings.max_fingerprints),
             store,
+            system,
             keyring,
             clock,
             settings,

@@ -266,7 +266,7 @@ impl KeyService {
     pub async fn checkpoint_if_pending(&self) {
         use std::sync::atomic::Ordering;
         if self.checkpoint_pending.swap(false, Ordering::Relaxed)
-            && let Err(e) = self.store.checkpoint().await
+            && let Err(e) = self.system.checkpoint().await
         {
             self.checkpoint_pending.store(true, Ordering::Relaxed);
             tracing::warn!(error = %e, "checkpoint after destroying keys failed; retried at the next maintenance tick");

@@ -22,7 +22,7 @@ use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::secret::SecretBytes;
 pub use crate::store::{KeyRecord, VersionInfo};
-use crate::store::{Store, StoreError};
+use crate::store::{KeyStore, StoreError, SystemStore};
 use cache::TtlCache;
 use model::{Algorithm, Boundary, KeyState};
 use usage::UsageTracker;
@@ -143,7 +143,9 @@ impl KeyFacts {
 }
 
 pub struct KeyService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
+    /// For the journal checkpoint after keys are destroyed.
+    system: Arc<dyn SystemStore>,
     keyring: Keyring,
     clock: SharedClock,
     settings: KeySettings,
@@ -195,7 +197,8 @@ fn identity<'a>(record: &'a KeyRecord, aad_id: &'a str, version: u32) -> RecordI
 
 impl KeyService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyStore>,
+        system: Arc<dyn SystemStore>,
         keyring: Keyring,
         clock: SharedClock,
         settings: KeySettings,
@@ -204,6 +207,7 @@ impl KeyService {
     ) -> Self {
         Self {
             store,
+            system,
             keyring,
             settings,
             max_message_bytes,

@@ -25,7 +25,7 @@ use time::{Duration, OffsetDateTime};
 use crate::apikeys::{ApiKeyError, ApiKeyService};
 use crate::credentials::{CredentialError, CredentialService};
 use crate::keys::{KeyDetails, KeyError, KeyService};
-use crate::store::{ApiKeyRecord, CredentialRecord, Store, StoreError};
+use crate::store::{ApiKeyRecord, AuditStore, CredentialRecord, StoreError};
 use crate::timefmt::{format_duration, rfc3339};
 use apikeys::{ApiKeyEntry, ApiKeySummary};
 use credentials::{CredentialEntry, CredentialSummary};
@@ -174,7 +174,7 @@ pub async fn gather(
     keys: &KeyService,
     credentials: &CredentialService,
     apikeys: &ApiKeyService,
-    store: &dyn Store,
+    store: &dyn AuditStore,
     now: OffsetDateTime,
     cryptoperiod: Duration,
 ) -> Result<ComplianceReport, ReportError> {

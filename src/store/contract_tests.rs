@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::sqlite::SqliteStore;
-use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, TokenRecord, UsageDelta, VersionInfo};
+use super::{
+    AuditFilter, KeyRecord, KeyStore, NewVersion, Store, StoreError, SystemStore, TokenRecord, UsageDelta, VersionInfo,
+};
 use crate::envelope::SealedRecord;
 use crate::model::{Algorithm, AuditEvent, Boundary, EventData, KeyState};
 

@@ -1,12 +1,16 @@
-//! SigV4 credentials and their activity in SQLite (the [`Store`](super::Store) methods of
-//! `credentials` and `credential_fingerprints` delegate here).
+//! SigV4 credentials and their activity in SQLite (`credentials`,
+//! `credential_fingerprints`).
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 
-use super::{column, enum_column, optional_enum_column, sealed_from_row, unavailable};
+use super::row::{as_i64, column, enum_column, optional_enum_column, sealed_from_row};
+use super::{SqliteStore, unavailable};
+use crate::BoxFuture;
 use crate::model::{CredentialState, OnNewFingerprint};
-use crate::store::{CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, StoreError, StoreResult};
+use crate::store::{
+    CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, StoreError, StoreResult,
+};
 
 const COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
      wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, last_used_service";
@@ -31,7 +35,55 @@ fn from_row(row: &SqliteRow) -> StoreResult<CredentialRecord> {
     })
 }
 
-pub(super) async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u32) -> StoreResult<()> {
+impl CredentialStore for SqliteStore {
+    fn insert_credential<'a>(
+        &'a self,
+        credential: &'a CredentialRecord,
+        max_per_principal: u32,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(insert(&self.writer, credential, max_per_principal))
+    }
+
+    fn get_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
+        Box::pin(get(&self.reader, access_key_id))
+    }
+
+    fn list_credentials<'a>(
+        &'a self,
+        principal: Option<&'a str>,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<CredentialRecord>>> {
+        Box::pin(list(&self.reader, principal, after, limit))
+    }
+
+    fn update_credential<'a>(
+        &'a self,
+        access_key_id: &'a str,
+        patch: &'a CredentialPatch,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
+        Box::pin(update(&self.writer, access_key_id, patch, now_ms))
+    }
+
+    fn delete_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(delete(&self.writer, access_key_id))
+    }
+
+    fn add_credential_activity<'a>(
+        &'a self,
+        activity: &'a [CredentialActivity],
+        max_fingerprints: u32,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(add_activity(&self.writer, activity, max_fingerprints))
+    }
+
+    fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
+        Box::pin(fingerprints(&self.reader, access_key_id))
+    }
+}
+
+async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u32) -> StoreResult<()> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE principal = ?")
         .bind(&c.principal)
@@ -65,7 +117,7 @@ pub(super) async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_pr
     tx.commit().await.map_err(unavailable)
 }
 
-pub(super) async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<CredentialRecord>> {
+async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<CredentialRecord>> {
     sqlx::query(select("WHERE access_key_id = ?"))
         .bind(id)
         .fetch_optional(reader)
@@ -76,7 +128,7 @@ pub(super) async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<Cre
         .transpose()
 }
 
-pub(super) async fn list(
+async fn list(
     reader: &SqlitePool,
     principal: Option<&str>,
     after: Option<&str>,
@@ -97,7 +149,7 @@ pub(super) async fn list(
     .collect()
 }
 
-pub(super) async fn update(
+async fn update(
     writer: &SqlitePool,
     id: &str,
     patch: &CredentialPatch,
@@ -135,7 +187,7 @@ pub(super) async fn update(
     row.as_ref().map(from_row).transpose()
 }
 
-pub(super) async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
+async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM credentials WHERE access_key_id = ?")
         .bind(id)
         .execute(writer)
@@ -144,11 +196,7 @@ pub(super) async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn add_activity(
-    writer: &SqlitePool,
-    activity: &[CredentialActivity],
-    max_fingerprints: u32,
-) -> StoreResult<()> {
+async fn add_activity(writer: &SqlitePool, activity: &[CredentialActivity], max_fingerprints: u32) -> StoreResult<()> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     for a in activity {
         add_one(&mut tx, a, max_fingerprints).await?;
@@ -191,7 +239,7 @@ async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &CredentialActivity, max_f
         .bind(&f.user_agent)
         .bind(f.first_seen_ms)
         .bind(f.last_seen_ms)
-        .bind(i64::try_from(f.count).unwrap_or(i64::MAX))
+        .bind(as_i64(f.count))
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
@@ -212,7 +260,7 @@ async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &CredentialActivity, max_f
     Ok(())
 }
 
-pub(super) async fn fingerprints(reader: &SqlitePool, id: &str) -> StoreResult<Vec<FingerprintRecord>> {
+async fn fingerprints(reader: &SqlitePool, id: &str) -> StoreResult<Vec<FingerprintRecord>> {
     let rows = sqlx::query(
         "SELECT source_ip, user_agent, first_seen_ms, last_seen_ms, count FROM credential_fingerprints \
          WHERE access_key_id = ? ORDER BY last_seen_ms DESC, rowid DESC",

@@ -26,8 +26,6 @@ use sigvault::config::KekSettings;
 use sigvault::kek::Keyring;
 use sigvault::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
 use sigvault::startup::{AUDIT_KEY_NAME, Application};
-use sigvault::store::Store;
-use sigvault::store::sqlite::SqliteStore;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use time::OffsetDateTime;
 
@@ -87,14 +85,15 @@ async fn verify_offline(home: &AppHome) -> Report {
     })
     .await
     .expect("open the KEK");
-    let store = SqliteStore::open(&home.database()).await.expect("open the store");
+    let store = sigvault::store::open(&settings.store).await.expect("open the store");
     let clock: SharedClock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
-    let key = sigvault::system_secret::load_or_create(&store, &Keyring::new(Arc::new(kek)), &clock, AUDIT_KEY_NAME)
-        .await
-        .expect("the audit key opens");
+    let key =
+        sigvault::system_secret::load_or_create(store.as_ref(), &Keyring::new(Arc::new(kek)), &clock, AUDIT_KEY_NAME)
+            .await
+            .expect("the audit key opens");
     // Verification needs the audit key itself.
     let report = verify_trail(
-        &store,
+        store.as_ref(),
         key.expose_secret(),
         NODE,
         &settings.audit.file,
@@ -178,7 +177,9 @@ async fn startup_error(home: &AppHome) -> String {
 
 /// The stored events of the node, in sequence order, read through the store interface.
 async fn stored_events(home: &AppHome) -> Vec<sigvault::store::StoredEvent> {
-    let store = SqliteStore::open(&home.database()).await.expect("open the store");
+    let store = sigvault::store::open(&home.settings().store)
+        .await
+        .expect("open the store");
     let events = store.audit_range(NODE, 0, 100_000).await.expect("read events");
     store.close().await;
     events
