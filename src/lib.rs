@@ -11,7 +11,8 @@
 //! - [`envelope`]: pure AES-256-GCM sealing with the record AAD; no I/O.
 //! - [`model`]: the vocabulary the store and the domain share (typed records' enums, the
 //!   audit event's data); no I/O.
-//! - [`store`]: persistence of metadata and sealed records (SQLite).
+//! - [`store`]: persistence of metadata and sealed records, one interface per concern
+//!   (SQLite behind the default `store-sqlite` feature); [`health`] probes it for the API.
 //! - [`keys`]: signing keys, versions, rotation, the unwrapped-secret cache.
 //! - [`apikeys`]: bearer API keys (format and checksum, keyed hashes, the verify pipeline,
 //!   rate limits).
@@ -44,6 +45,7 @@ pub mod dev;
 pub mod envelope;
 pub mod error;
 pub mod hardening;
+pub mod health;
 pub mod kek;
 pub mod keys;
 pub mod model;

@@ -34,7 +34,7 @@ use crate::kek::pkcs11::{Pkcs11Kek, Pkcs11Settings};
 use crate::kek::{KekError, KekProvider, Keyring};
 use crate::keys::KeyService;
 use crate::policy::{self, PolicyEngine};
-use crate::store::{self, StoreError, SystemStore};
+use crate::store::{self, Store, StoreError, SystemStore};
 use crate::system_secret::{self, SystemSecretError};
 use crate::tls::TlsInfo;
 
@@ -93,6 +93,9 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 /// A built, bound, not yet serving instance.
 pub struct Application {
     state: Arc<AppState>,
+    /// Kept here, not in the handlers' state: `run` stores the root token's hash and
+    /// closes the store at shutdown.
+    store: Arc<dyn Store>,
     listener: TcpListener,
     addr: SocketAddr,
     /// The server's TLS configuration; `None` serves plain HTTP.
@@ -208,7 +211,7 @@ impl Application {
             ),
             auth_settings: settings.auth,
             kek,
-            store,
+            store_health: crate::health::StoreHealth::new(store.clone()),
             limits: settings.limits,
             report: settings.report,
             health: Default::default(),
@@ -220,6 +223,7 @@ impl Application {
         });
         Ok(Self {
             state,
+            store,
             listener,
             addr,
             tls: settings.tls.map(|tls| tls.server),
@@ -249,8 +253,7 @@ impl Application {
     /// finish (up to a grace period) and flushes usage counters.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartupError> {
         if let Some(hash) = &self.root_hash_to_store {
-            self.state
-                .store
+            self.store
                 .put_value(ROOT_TOKEN_VALUE, hash, unix_ms(self.clock.now()))
                 .await?;
         }
@@ -280,7 +283,7 @@ impl Application {
         if let Err(e) = self.state.apikeys.flush_usage().await {
             tracing::warn!(error = %e, "final API key last-use flush failed");
         }
-        self.state.store.close().await;
+        self.store.close().await;
         Ok(())
     }
 }

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::chain::{ChainCheck, Head, link_encoded};
 use super::event::{AuditEvent, EventData, hex, push_line};
 use super::sink::{self, AppendFile};
+use super::trail::AuditTrail;
 use crate::secret::SecretBytes;
 use crate::store::{AuditStore, StoredEvent};
 
@@ -52,8 +53,8 @@ pub struct AuditSettings {
 pub struct Auditor {
     queue: mpsc::Sender<Pending>,
     key: Arc<SecretBytes>,
-    settings: AuditSettings,
     healthy: Arc<AtomicBool>,
+    trail: AuditTrail,
 }
 
 struct Pending {
@@ -85,6 +86,7 @@ impl Auditor {
     ) -> Result<Self, AuditError> {
         let key = Arc::new(key);
         let healthy = Arc::new(AtomicBool::new(false));
+        let trail = AuditTrail::new(Arc::clone(&store), Arc::clone(&key), settings.clone());
         let mut writer = Writer {
             file: AppendFile::new(&settings.file),
             anchor: AppendFile::new(&settings.anchor_file),
@@ -103,8 +105,8 @@ impl Auditor {
         Ok(Self {
             queue,
             key,
-            settings,
             healthy,
+            trail,
         })
     }
 
@@ -125,13 +127,9 @@ impl Auditor {
         hex(&super::chain::keyed(self.key.expose_secret(), b"secret", secret))
     }
 
-    pub fn settings(&self) -> &AuditSettings {
-        &self.settings
-    }
-
-    /// The audit key, for verification.
-    pub fn key(&self) -> &SecretBytes {
-        &self.key
+    /// Reading the trail: queries, counts, verification.
+    pub fn trail(&self) -> &AuditTrail {
+        &self.trail
     }
 
     /// Whether the last batch reached every sink.

@@ -2,9 +2,9 @@
 //! the configured cryptoperiod (`report.cryptoperiod`), and how many audit events each
 //! principal has caused.
 //!
-//! [`gather`] reads the inventory and the audit counts; everything after that is a pure
-//! function of those inputs and one `now` taken from the injected clock, so tests pin every
-//! age, due date and count. The report carries metadata and counters only — never key
+//! [`gather`] reads the inventory and the audit counts through the services (never the
+//! store itself); everything after that is a pure function of those inputs and one `now`
+//! taken from the injected clock, so tests pin every age, due date and count. The report carries metadata and counters only — never key
 //! material, a token, a MAC or a message — and this module never writes anything.
 //!
 //! Each kind of inventory item is a section of its own ([`keys`] for signing keys): a row
@@ -22,10 +22,11 @@ pub mod keys;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::apikeys::{ApiKeyError, ApiKeyService};
-use crate::credentials::{CredentialError, CredentialService};
+use crate::apikeys::{ApiKeyError, ApiKeyRecord, ApiKeyService};
+use crate::audit::trail::AuditTrail;
+use crate::credentials::{CredentialError, CredentialRecord, CredentialService};
 use crate::keys::{KeyDetails, KeyError, KeyService};
-use crate::store::{ApiKeyRecord, AuditStore, CredentialRecord, StoreError};
+use crate::store::StoreError;
 use crate::timefmt::{format_duration, rfc3339};
 use apikeys::{ApiKeyEntry, ApiKeySummary};
 use credentials::{CredentialEntry, CredentialSummary};
@@ -174,12 +175,12 @@ pub async fn gather(
     keys: &KeyService,
     credentials: &CredentialService,
     apikeys: &ApiKeyService,
-    store: &dyn AuditStore,
+    trail: &AuditTrail,
     now: OffsetDateTime,
     cryptoperiod: Duration,
 ) -> Result<ComplianceReport, ReportError> {
     let inventory = all_keys(keys).await.map_err(ReportError::Keys)?;
-    let counts = store.audit_counts_by_principal().await.map_err(ReportError::Store)?;
+    let counts = trail.counts_by_principal().await.map_err(ReportError::Store)?;
     let credentials = all_credentials(credentials).await.map_err(ReportError::Credentials)?;
     let apikeys = all_api_keys(apikeys).await.map_err(ReportError::ApiKeys)?;
     Ok(build(&inventory, counts, now, cryptoperiod)
