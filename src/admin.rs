@@ -24,12 +24,11 @@ use crate::audit::event::AuditEvent;
 use crate::audit::sink;
 use crate::audit::verify::{Report, VerifyError, verify_trail};
 use crate::clock::{SharedClock, SystemClock, unix_ms};
-use crate::config::{self, ConfigError, DevPaths, Mode, Overrides, Settings, StoreSettings};
+use crate::config::{self, ConfigError, DevPaths, Mode, Overrides, Settings};
 use crate::kek::{self, KekError, Keyring};
 use crate::secret::SecretBytes;
 use crate::startup::{AUDIT_KEY_NAME, chain};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{AuditFilter, Store, StoreError};
+use crate::store::{self, AuditFilter, AuditStore, Store, StoreError};
 use crate::system_secret::{self, SystemSecretError};
 use progress::Progress;
 
@@ -122,23 +121,21 @@ fn check_dev_data_dir(paths: &DevPaths) -> Result<(), AdminError> {
 /// A vault's store and settings, opened without starting the vault.
 pub struct OfflineVault {
     settings: Settings,
-    store: Box<dyn Store>,
+    store: Arc<dyn Store>,
 }
 
 impl OfflineVault {
     /// Opens the store `settings` names; refuses one that does not exist rather than
     /// creating an empty one (which would "verify").
     pub async fn open(settings: Settings) -> Result<Self, AdminError> {
-        let store: Box<dyn Store> = match &settings.store {
-            StoreSettings::Sqlite { path } => {
-                if !path.is_file() {
-                    return Err(AdminError::NoStore {
-                        path: path.display().to_string(),
-                    });
-                }
-                Box::new(SqliteStore::open(path).await?)
-            }
-        };
+        if let Some(path) = settings.store.file()
+            && !path.is_file()
+        {
+            return Err(AdminError::NoStore {
+                path: path.display().to_string(),
+            });
+        }
+        let store = store::open(&settings.store).await?;
         Ok(Self { settings, store })
     }
 
@@ -279,7 +276,7 @@ struct Recorded {
     any: bool,
 }
 
-async fn recorded_nodes(store: &dyn Store, file: &Path, anchor_file: &Path) -> Result<Recorded, AdminError> {
+async fn recorded_nodes(store: &dyn AuditStore, file: &Path, anchor_file: &Path) -> Result<Recorded, AdminError> {
     let mut nodes: BTreeSet<String> = store.audit_nodes().await?.into_iter().collect();
     let mut any = !nodes.is_empty();
     let event_node = |line: &str| AuditEvent::parse_line(line).ok().map(|(event, _)| event.node);
@@ -346,7 +343,7 @@ pub fn time_window(since: Option<OffsetDateTime>, until: Option<OffsetDateTime>)
 /// (`{"event":…,"mac":"…"}` lines, so the MACs still chain), in (node, seq) order, a page
 /// of the store at a time. Returns how many were written.
 pub async fn audit_export(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     filter: &AuditFilter,
     out: &mut dyn Write,
     progress: &mut (dyn Progress + Send),
@@ -358,7 +355,7 @@ pub async fn audit_export(
 }
 
 async fn export_pages(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     filter: &AuditFilter,
     out: &mut dyn Write,
     progress: &mut (dyn Progress + Send),
@@ -385,7 +382,7 @@ async fn export_pages(
 /// As [`audit_export`], into the file `path`, which appears only when complete: the events
 /// go to `<path>.partial`, are made durable, and that file is renamed to `path`.
 pub async fn audit_export_to_file(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     filter: &AuditFilter,
     path: &Path,
     progress: &mut (dyn Progress + Send),

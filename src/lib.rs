@@ -9,7 +9,10 @@
 //! - [`config`]: TOML + `SIGVAULT_*` environment → validated [`config::Settings`].
 //! - [`kek`]: KEK providers (PKCS#11) behind one interface, plus sealing of records.
 //! - [`envelope`]: pure AES-256-GCM sealing with the record AAD; no I/O.
-//! - [`store`]: persistence of metadata and sealed records (SQLite).
+//! - [`model`]: the vocabulary the store and the domain share (typed records' enums, the
+//!   audit event's data); no I/O.
+//! - [`store`]: persistence of metadata and sealed records, one interface per concern
+//!   (SQLite behind the default `store-sqlite` feature); [`health`] probes it for the API.
 //! - [`keys`]: signing keys, versions, rotation, the unwrapped-secret cache.
 //! - [`apikeys`]: bearer API keys (format and checksum, keyed hashes, the verify pipeline,
 //!   rate limits).
@@ -43,8 +46,10 @@ pub mod dev;
 pub mod envelope;
 pub mod error;
 pub mod hardening;
+pub mod health;
 pub mod kek;
 pub mod keys;
+pub mod model;
 pub mod policy;
 pub mod report;
 pub mod secret;

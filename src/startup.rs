@@ -29,12 +29,11 @@ use crate::audit::writer::{AuditError, Auditor};
 use crate::auth::keyed_hash::KeyedHasher;
 use crate::auth::{Authenticator, ROOT_TOKEN_VALUE, generate_token};
 use crate::clock::{SharedClock, SystemClock, unix_ms};
-use crate::config::{Settings, StoreSettings};
+use crate::config::Settings;
 use crate::kek::{self, KekError, Keyring};
 use crate::keys::KeyService;
 use crate::policy::{self, PolicyEngine};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError, SystemStore};
 use crate::system_secret::{self, SystemSecretError};
 use crate::tls::TlsInfo;
 
@@ -93,6 +92,9 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 /// A built, bound, not yet serving instance.
 pub struct Application {
     state: Arc<AppState>,
+    /// Kept here, not in the handlers' state: `run` stores the root token's hash and
+    /// closes the store at shutdown.
+    store: Arc<dyn Store>,
     listener: TcpListener,
     addr: SocketAddr,
     /// The server's TLS configuration; `None` serves plain HTTP.
@@ -145,29 +147,29 @@ impl Application {
             source,
         })?;
         let keyring = Keyring::new(kek::open(&settings.kek).await?);
-        let store: Arc<dyn Store> = match &settings.store {
-            StoreSettings::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
-        };
+        let store = store::open(&settings.store).await?;
         let hasher = Arc::new(
             KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock)
                 .await
                 .map_err(StartupError::Pepper)?,
         );
         let audit_key = system_secret::load_or_create(store.as_ref(), &keyring, &clock, AUDIT_KEY_NAME).await?;
-        let audit = Auditor::start(Arc::clone(&store), audit_key, settings.audit.clone()).await?;
+        let audit = Auditor::start(store.clone(), audit_key, settings.audit.clone()).await?;
         let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
         let root_hash_to_store = generated_root_token.as_ref().map(|_| root_hash.clone());
         let credentials = crate::credentials::CredentialService::new(
-            Arc::clone(&store),
+            store.clone(),
+            store.clone(),
             keyring.clone(),
             clock.clone(),
             settings.sigv4,
             settings.cache,
         );
         let apikeys =
-            crate::apikeys::ApiKeyService::new(Arc::clone(&store), Arc::clone(&hasher), clock.clone(), settings.cache);
+            crate::apikeys::ApiKeyService::new(store.clone(), Arc::clone(&hasher), clock.clone(), settings.cache);
         let keys = KeyService::new(
-            Arc::clone(&store),
+            store.clone(),
+            store.clone(),
             keyring.clone(),
             clock.clone(),
             settings.keys,
@@ -184,13 +186,14 @@ impl Application {
             auth: Authenticator::new(
                 Arc::clone(&hasher),
                 root_hash,
-                Arc::clone(&store),
+                store.clone(),
+                store.clone(),
                 clock.clone(),
                 settings.auth,
             ),
             auth_settings: settings.auth,
             kek: keyring,
-            store,
+            store_health: crate::health::StoreHealth::new(store.clone()),
             limits: settings.limits,
             report: settings.report,
             health: Default::default(),
@@ -202,6 +205,7 @@ impl Application {
         });
         Ok(Self {
             state,
+            store,
             listener,
             addr,
             tls: settings.tls.map(|tls| tls.server),
@@ -231,8 +235,7 @@ impl Application {
     /// finish (up to a grace period) and flushes usage counters.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartupError> {
         if let Some(hash) = &self.root_hash_to_store {
-            self.state
-                .store
+            self.store
                 .put_value(ROOT_TOKEN_VALUE, hash, unix_ms(self.clock.now()))
                 .await?;
         }
@@ -262,7 +265,7 @@ impl Application {
         if let Err(e) = self.state.apikeys.flush_usage().await {
             tracing::warn!(error = %e, "final API key last-use flush failed");
         }
-        self.state.store.close().await;
+        self.store.close().await;
         Ok(())
     }
 }
@@ -303,7 +306,7 @@ fn check_data_dir(dir: &Path) -> Result<(), StartupError> {
 /// later, by [`Application::run`]).
 async fn root_token(
     settings: &Settings,
-    store: &dyn Store,
+    store: &dyn SystemStore,
     hasher: &KeyedHasher,
     clock: &SharedClock,
 ) -> Result<(Vec<u8>, Option<SecretString>), StartupError> {

@@ -6,7 +6,7 @@ use crate::clock::{SharedClock, unix_ms};
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::secret::SecretBytes;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, SystemStore};
 
 const LEN: usize = 32;
 
@@ -31,7 +31,7 @@ fn identity(name: &str) -> RecordIdentity<'_> {
 
 /// Opens the system secret `name`, creating it when the store has none.
 pub async fn load_or_create(
-    store: &dyn Store,
+    store: &dyn SystemStore,
     keyring: &Keyring,
     clock: &SharedClock,
     name: &str,

@@ -14,13 +14,14 @@ use zeroize::Zeroizing;
 use super::context::{Call, call};
 use super::reply::{self, json};
 use super::{AppState, audited, authenticate, authorize, method_not_allowed, store_error, with_state};
-use crate::apikeys::{ApiKeyError, Code, NewApiKey, Patch, check_required, valid_id};
+use crate::apikeys::{
+    ApiKeyError, ApiKeyRecord, ApiKeyState, Code, Meta, NewApiKey, Patch, STATE_RULE, check_required, valid_id,
+};
 use crate::audit::action::Action;
 use crate::auth::Principal;
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;
-use crate::store::ApiKeyRecord;
 use crate::timefmt::{parse_duration, rfc3339};
 
 const MAX_LOGGED_ID: usize = 64;
@@ -92,9 +93,9 @@ pub(crate) struct ApiKeyJson {
     id: String,
     prefix: String,
     principal: String,
-    state: String,
-    meta: serde_json::Value,
-    permissions: serde_json::Value,
+    state: &'static str,
+    meta: Meta,
+    permissions: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,8 +119,7 @@ struct WithKey<'a> {
 
 fn api_key_json(r: ApiKeyRecord) -> ApiKeyJson {
     ApiKeyJson {
-        meta: serde_json::from_str(&r.meta).unwrap_or_default(),
-        permissions: serde_json::from_str(&r.permissions).unwrap_or_default(),
+        state: r.state.as_str(),
         expires_at: r.expires_at_ms.map(|ms| rfc3339(from_unix_ms(ms))),
         remaining: r.remaining,
         ratelimit: r.ratelimit.map(|(limit, period_ms)| RateLimitOut {
@@ -133,7 +133,8 @@ fn api_key_json(r: ApiKeyRecord) -> ApiKeyJson {
         id: r.id,
         prefix: r.prefix,
         principal: r.principal,
-        state: r.state,
+        meta: r.meta,
+        permissions: r.permissions,
     }
 }
 
@@ -262,8 +263,14 @@ async fn update(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
             "nothing to change: give state, meta and/or remaining",
         ));
     }
+    // Only enabled and disabled can be asked for: revoking is DELETE.
+    let new_state = match req.state.as_deref().map(ApiKeyState::parse) {
+        None => None,
+        Some(Some(s @ (ApiKeyState::Enabled | ApiKeyState::Disabled))) => Some(s),
+        Some(Some(ApiKeyState::Revoked) | None) => return Err(ApiError::invalid(STATE_RULE)),
+    };
     let patch = Patch {
-        state: req.state,
+        state: new_state,
         meta: req.meta,
         remaining: req.remaining,
     };
@@ -318,7 +325,7 @@ struct Verified<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     principal: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    meta: Option<&'a serde_json::Value>,
+    meta: Option<&'a Meta>,
     #[serde(skip_serializing_if = "Option::is_none")]
     remaining: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -368,7 +375,7 @@ async fn verify_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
             code: outcome.code.as_str(),
             id: key.map(|k| k.record.id.as_str()),
             principal: key.filter(|_| valid).map(|k| k.record.principal.as_str()),
-            meta: key.filter(|_| valid).map(|k| &k.meta),
+            meta: key.filter(|_| valid).map(|k| &k.record.meta),
             remaining: outcome.remaining,
             retry_after_ms: outcome.retry_after_ms,
         },

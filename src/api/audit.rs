@@ -14,12 +14,11 @@ use warp::reply::Response;
 use super::context::{Call, call};
 use super::reply::{self, json};
 use super::{AppState, audited, authenticate, authorize, method_not_allowed, store_error, with_state};
+use crate::audit::AuditFilter;
 use crate::audit::action::Action;
 use crate::audit::event::{AuditEvent, hex};
-use crate::audit::verify::verify_trail;
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;
-use crate::store::AuditFilter;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -93,8 +92,9 @@ async fn list_events(state: &AppState, call: &mut Call) -> Result<Response, ApiE
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor is not one this server issued"))?),
     };
     let page = state
-        .store
-        .query_audit(&filter, after.as_ref().map(|(n, s)| (n.as_str(), *s)), limit)
+        .audit
+        .trail()
+        .events(&filter, after.as_ref().map(|(n, s)| (n.as_str(), *s)), limit)
         .await
         .map_err(store_error)?;
     let next = (page.len() == limit as usize)
@@ -131,17 +131,11 @@ async fn verify_now(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
         &Resource::Collection("audit"),
     )?;
     call.expect_no_body().await?;
-    let settings = state.audit.settings();
-    // The audit key checks the chain; it is not otherwise exposed.
-    let report = verify_trail(
-        state.store.as_ref(),
-        state.audit.key().expose_secret(),
-        &settings.node,
-        &settings.file,
-        &settings.anchor_file,
-        &mut |_| {},
-    )
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let report = state
+        .audit
+        .trail()
+        .verify()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     Ok(json(StatusCode::OK, &report))
 }

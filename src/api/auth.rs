@@ -15,11 +15,11 @@ use super::context::{Call, call};
 use super::reply::{self, json};
 use super::{AppState, audited, authenticate, authorize, method_not_allowed, store_error, with_state};
 use crate::audit::action::Action;
+use crate::auth::TokenRecord;
 use crate::auth::{NewToken, TokenError};
 use crate::clock::from_unix_ms;
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;
-use crate::store::TokenRecord;
 use crate::timefmt::{parse_duration, rfc3339};
 
 /// The id under which the bootstrap root token can be revoked (`DELETE /v1/auth/tokens/root`).
@@ -73,7 +73,7 @@ struct CreatedJson<'a> {
 
 fn token_json(record: TokenRecord) -> TokenJson {
     TokenJson {
-        groups: serde_json::from_str(&record.groups_json).unwrap_or_default(),
+        groups: record.groups,
         id: record.id,
         principal: record.principal,
         description: record.description,

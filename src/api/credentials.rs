@@ -18,12 +18,13 @@ use super::{AppState, audited, authenticate, authorize, kek_error, method_not_al
 use crate::audit::action::Action;
 use crate::auth::Principal;
 use crate::clock::from_unix_ms;
-use crate::config::OnNewFingerprint;
-use crate::credentials::{CredentialError, CredentialState, NewCredential, Patch, valid_access_key_id};
+use crate::credentials::OnNewFingerprint;
+use crate::credentials::{
+    CredentialError, CredentialRecord, CredentialState, NewCredential, Patch, valid_access_key_id,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;
 use crate::secret::SecretBytes;
-use crate::store::CredentialRecord;
 use crate::timefmt::rfc3339;
 
 const MAX_LIST: u32 = 1000;
@@ -81,7 +82,7 @@ struct PatchRequest {
 pub(crate) struct CredentialJson {
     access_key_id: String,
     principal: String,
-    state: String,
+    state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     /// The rule in force (the credential's own, else the server's).
@@ -106,13 +107,11 @@ struct CreatedJson<'a> {
 fn credential_json(state: &AppState, r: CredentialRecord) -> CredentialJson {
     let rule = r
         .on_new_fingerprint
-        .as_deref()
-        .and_then(OnNewFingerprint::parse)
         .unwrap_or(state.credentials.settings().on_new_fingerprint);
     CredentialJson {
         access_key_id: r.access_key_id,
         principal: r.principal,
-        state: r.state,
+        state: r.state.as_str(),
         description: r.description,
         on_new_fingerprint: rule.as_str(),
         created_at: rfc3339(from_unix_ms(r.created_at_ms)),

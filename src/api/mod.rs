@@ -35,7 +35,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::kek::{KekError, Keyring};
 use crate::keys::{KeyError, KeyService};
 use crate::policy::{RequestFacts, Resource};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use context::Call;
 
 /// Everything the handlers share.
@@ -49,7 +49,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub auth_settings: crate::config::AuthSettings,
     pub kek: Keyring,
-    pub store: Arc<dyn Store>,
+    /// The store's liveness, for the health route (handlers never hold the store).
+    pub store_health: crate::health::StoreHealth,
     pub limits: Limits,
     pub report: crate::config::ReportSettings,
     pub health: sys::HealthCache,

@@ -67,7 +67,7 @@ async fn read_report(state: &AppState, call: &mut Call) -> Result<Response, ApiE
         &state.keys,
         &state.credentials,
         &state.apikeys,
-        state.store.as_ref(),
+        state.audit.trail(),
         state.clock.now(),
         state.report.cryptoperiod,
     )

@@ -23,7 +23,7 @@ use super::reply::{self, base64, base64_field, json};
 use super::{AppState, audited, authenticate, authorize, method_not_allowed, with_state};
 use crate::audit::action::{Action, CREDENTIAL_NEW_FINGERPRINT};
 use crate::audit::event::{Decision, EventData, clean_user_agent};
-use crate::config::OnNewFingerprint;
+use crate::credentials::OnNewFingerprint;
 use crate::credentials::activity::Fingerprint;
 use crate::credentials::{NewFingerprint, valid_access_key_id};
 use crate::error::{ApiError, ErrorCode};

@@ -122,7 +122,7 @@ async fn check(state: &AppState) -> Checked {
             Part::Unavailable
         }
     };
-    let store = match state.store.ping().await {
+    let store = match state.store_health.ping().await {
         Ok(()) => Part::Ok,
         Err(e) => {
             tracing::warn!(error = %e, "health: store ping failed");

@@ -9,7 +9,11 @@ use zeroize::Zeroizing;
 
 use super::format;
 use super::{ApiKeyError, ApiKeyResult, ApiKeyService, HASH_DOMAIN};
+use crate::model::ApiKeyState;
 use crate::store::{ApiKeyPatch, ApiKeyRecord};
+
+/// An API key's `meta`: the caller's own JSON object.
+pub type Meta = serde_json::Map<String, serde_json::Value>;
 
 const MAX_PERMISSIONS: usize = 64;
 const MAX_PERMISSION_LEN: usize = 128;
@@ -20,6 +24,8 @@ const MAX_RATE_LIMIT: u32 = 1_000_000;
 const MAX_RATE_PERIOD: Duration = Duration::days(1);
 /// Longest reroll grace period.
 pub const MAX_GRACE: Duration = Duration::days(30);
+/// What a change of state may ask for.
+pub const STATE_RULE: &str = "state must be enabled or disabled (DELETE revokes)";
 
 /// `POST /v1/apikeys`, checked.
 #[derive(Debug, Clone, Default)]
@@ -31,15 +37,15 @@ pub struct NewApiKey {
     /// `(limit, period)`.
     pub ratelimit: Option<(u32, Duration)>,
     pub permissions: Vec<String>,
-    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    pub meta: Option<Meta>,
 }
 
 /// `PATCH /v1/apikeys/{id}`; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct Patch {
-    /// `enabled` or `disabled`.
-    pub state: Option<String>,
-    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `enabled` or `disabled` (revoking is [`ApiKeyService::revoke`]).
+    pub state: Option<ApiKeyState>,
+    pub meta: Option<Meta>,
     /// `Some(None)` removes the credit limit.
     pub remaining: Option<Option<u64>>,
 }
@@ -70,13 +76,13 @@ pub fn check_required(permissions: &[String]) -> ApiKeyResult<()> {
     check_permissions(permissions)
 }
 
-fn meta_json(meta: Option<&serde_json::Map<String, serde_json::Value>>) -> ApiKeyResult<String> {
-    let text = serde_json::to_string(&meta.cloned().unwrap_or_default())
-        .map_err(|e| ApiKeyError::Corrupt(format!("meta: {e}")))?;
+/// `meta` within its size bound, measured as the JSON it is stored as.
+fn check_meta(meta: Meta) -> ApiKeyResult<Meta> {
+    let text = serde_json::to_string(&meta).map_err(|e| ApiKeyError::Corrupt(format!("meta: {e}")))?;
     if text.len() > MAX_META_BYTES {
         return Err(invalid(format!("meta is limited to {MAX_META_BYTES} bytes of JSON")));
     }
-    Ok(text)
+    Ok(meta)
 }
 
 fn check_remaining(remaining: Option<u64>) -> ApiKeyResult<()> {
@@ -122,14 +128,15 @@ impl ApiKeyService {
             )));
         }
         check_permissions(&new.permissions)?;
-        let permissions: BTreeSet<&String> = new.permissions.iter().collect();
+        // Stored sorted and without repeats, whatever order the caller gave.
+        let permissions: BTreeSet<String> = new.permissions.into_iter().collect();
         let record = ApiKeyRecord {
             id: random_id()?,
             prefix: prefix.clone(),
             principal: new.principal,
-            state: "enabled".into(),
-            meta: meta_json(new.meta.as_ref())?,
-            permissions: serde_json::to_string(&permissions).map_err(|e| ApiKeyError::Corrupt(e.to_string()))?,
+            state: ApiKeyState::Enabled,
+            meta: check_meta(new.meta.unwrap_or_default())?,
+            permissions: permissions.into_iter().collect(),
             expires_at_ms: new.expires_at_ms,
             remaining: new.remaining,
             ratelimit: new
@@ -189,24 +196,21 @@ impl ApiKeyService {
 
     pub async fn update(&self, id: &str, patch: Patch) -> ApiKeyResult<ApiKeyRecord> {
         Self::check_id(id)?;
-        if let Some(state) = &patch.state
-            && state != "enabled"
-            && state != "disabled"
-        {
-            return Err(invalid("state must be enabled or disabled (DELETE revokes)"));
+        if patch.state == Some(ApiKeyState::Revoked) {
+            return Err(invalid(STATE_RULE));
         }
         if let Some(remaining) = patch.remaining {
             check_remaining(remaining)?;
         }
         let stored = ApiKeyPatch {
             state: patch.state,
-            meta: patch.meta.as_ref().map(|m| meta_json(Some(m))).transpose()?,
+            meta: patch.meta.map(check_meta).transpose()?,
             remaining: patch.remaining,
         };
         let record = self.store.update_api_key(id, &stored, self.now_ms()).await?;
         self.forget_lookups();
         let record = record.ok_or_else(|| ApiKeyError::NotFound(id.to_owned()))?;
-        if record.state == "revoked" {
+        if record.state == ApiKeyState::Revoked {
             return Err(ApiKeyError::Invalid(format!("API key '{id}' is revoked")));
         }
         Ok(record)

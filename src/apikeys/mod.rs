@@ -17,7 +17,9 @@ pub mod format;
 mod lifecycle;
 pub mod ratelimit;
 
-pub use lifecycle::{MAX_GRACE, NewApiKey, Patch, check_required, valid_id};
+pub use crate::model::ApiKeyState;
+pub use crate::store::ApiKeyRecord;
+pub use lifecycle::{MAX_GRACE, Meta, NewApiKey, Patch, STATE_RULE, check_required, valid_id};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +31,7 @@ use crate::auth::keyed_hash::KeyedHasher;
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::CacheSettings;
 use crate::keys::cache::TtlCache;
-use crate::store::{ApiKeyRecord, Store, StoreError};
+use crate::store::{ApiKeyStore, StoreError};
 use ratelimit::{Limit, RateLimiter, Taken};
 
 /// Domain label of API-key hashes under the pepper.
@@ -80,11 +82,9 @@ impl Code {
     }
 }
 
-/// A key found by its hash, parsed once and remembered.
+/// A key found by its hash, remembered.
 pub struct Found {
     pub record: ApiKeyRecord,
-    pub meta: serde_json::Value,
-    pub permissions: Vec<String>,
     /// The end of a reroll's grace period when the presented key is the previous one.
     pub valid_until_ms: Option<i64>,
 }
@@ -112,7 +112,7 @@ impl Outcome {
 }
 
 pub struct ApiKeyService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ApiKeyStore>,
     hasher: Arc<KeyedHasher>,
     clock: SharedClock,
     /// Found keys by the SHA-256 of the presented key (memory only; never stored).
@@ -124,20 +124,13 @@ pub struct ApiKeyService {
     store_lookups: AtomicU64,
 }
 
-fn parse_found(record: ApiKeyRecord, valid_until_ms: Option<i64>) -> ApiKeyResult<Found> {
-    let meta = serde_json::from_str(&record.meta).map_err(|e| ApiKeyError::Corrupt(format!("meta: {e}")))?;
-    let permissions =
-        serde_json::from_str(&record.permissions).map_err(|e| ApiKeyError::Corrupt(format!("permissions: {e}")))?;
-    Ok(Found {
-        record,
-        meta,
-        permissions,
-        valid_until_ms,
-    })
-}
-
 impl ApiKeyService {
-    pub fn new(store: Arc<dyn Store>, hasher: Arc<KeyedHasher>, clock: SharedClock, cache: CacheSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn ApiKeyStore>,
+        hasher: Arc<KeyedHasher>,
+        clock: SharedClock,
+        cache: CacheSettings,
+    ) -> Self {
         Self {
             found: TtlCache::new(cache.max_entries, cache.ttl.min(MAX_LOOKUP_TTL), clock.clone()),
             limiter: RateLimiter::new(cache.max_entries),
@@ -174,7 +167,10 @@ impl ApiKeyService {
         let Some((record, until)) = self.store.find_api_key(&hash).await? else {
             return Ok(None);
         };
-        let found = Arc::new(parse_found(record, until)?);
+        let found = Arc::new(Found {
+            record,
+            valid_until_ms: until,
+        });
         self.found.insert(digest, Arc::clone(&found), token);
         Ok(Some(found))
     }
@@ -191,11 +187,11 @@ impl ApiKeyService {
         };
         let now = self.now_ms();
         let r = &found.record;
-        if found.valid_until_ms.is_some_and(|until| now >= until) || r.state == "revoked" {
+        if found.valid_until_ms.is_some_and(|until| now >= until) || r.state == ApiKeyState::Revoked {
             return Ok(Outcome::of(Code::NotFound, None));
         }
         self.note_use(&r.id, now);
-        if r.state != "enabled" {
+        if r.state != ApiKeyState::Enabled {
             return Ok(Outcome::of(Code::Disabled, Some(found)));
         }
         if r.expires_at_ms.is_some_and(|at| now >= at) {
@@ -215,7 +211,7 @@ impl ApiKeyService {
                 ..Outcome::of(Code::RateLimited, Some(found))
             });
         }
-        if !required.iter().all(|p| found.permissions.contains(p)) {
+        if !required.iter().all(|p| r.permissions.contains(p)) {
             return Ok(Outcome::of(Code::InsufficientPermissions, Some(found)));
         }
         let mut remaining = None;

@@ -1,4 +1,5 @@
-//! One audit event, its canonical encoding, and its line in the JSON-lines sink.
+//! The canonical encoding of an audit event and its line in the JSON-lines sink. (The
+//! event's data, [`AuditEvent`], lives in [`crate::model::audit`]: the store keeps it too.)
 //!
 //! The canonical encoding — the bytes the chain MAC covers — is the event as a JSON object
 //! with exactly these members in this order, no whitespace, strings escaped as `serde_json`
@@ -17,101 +18,11 @@
 //! HMAC under the audit key of a secret an auditor may need to correlate (e.g. imported
 //! key material), never the secret.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// Longest user agent kept; longer ones are cut (on a character boundary).
-pub const MAX_USER_AGENT: usize = 256;
-
-/// The fields of an event before the writer gives it a sequence number and a MAC.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct EventData {
-    pub time_ms: i64,
-    pub request_id: String,
-    pub principal: String,
-    pub action: String,
-    pub resource: String,
-    pub key_version: Option<u32>,
-    pub decision: Decision,
-    pub policy: Option<String>,
-    pub outcome: String,
-    pub source_ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub secret_hmac: Option<String>,
-}
-
-/// The access decision an event records: `allow` or `deny` (by a policy, or a failed
-/// authentication), or `none` when the request failed before any policy was asked (e.g. a
-/// create whose body — which names the owner and tags policies decide on — did not parse).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Allow,
-    Deny,
-    #[default]
-    #[serde(rename = "none")]
-    Undecided,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            Decision::Deny => "deny",
-            Decision::Undecided => "none",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "allow" => Some(Decision::Allow),
-            "deny" => Some(Decision::Deny),
-            "none" => Some(Decision::Undecided),
-            _ => None,
-        }
-    }
-}
-
-/// A sequenced event: what the sinks store and verification checks. Field order here IS
-/// the canonical order; do not reorder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditEvent {
-    pub seq: u64,
-    pub node: String,
-    pub time: String,
-    pub request_id: String,
-    pub principal: String,
-    pub action: String,
-    pub resource: String,
-    pub key_version: Option<u32>,
-    pub decision: Decision,
-    pub policy: Option<String>,
-    pub outcome: String,
-    pub source_ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub secret_hmac: Option<String>,
-}
+pub use crate::model::audit::{AuditEvent, Decision, EventData, MAX_USER_AGENT, clean_user_agent, time_text};
 
 impl AuditEvent {
-    pub fn new(seq: u64, node: &str, data: EventData) -> Self {
-        Self {
-            seq,
-            node: node.to_owned(),
-            time: time_text(data.time_ms),
-            request_id: data.request_id,
-            principal: data.principal,
-            action: data.action,
-            resource: data.resource,
-            key_version: data.key_version,
-            decision: data.decision,
-            policy: data.policy,
-            outcome: data.outcome,
-            source_ip: data.source_ip,
-            user_agent: data.user_agent.map(|ua| clean_user_agent(&ua)),
-            secret_hmac: data.secret_hmac,
-        }
-    }
-
     /// The bytes the chain MAC covers (see the module docs).
     pub fn canonical(&self) -> Vec<u8> {
         // Serialising a struct of strings, integers and options cannot fail.
@@ -137,30 +48,6 @@ impl AuditEvent {
         let mac = unhex(&parsed.mac).ok_or_else(|| "the mac is not hex".to_owned())?;
         Ok((parsed.event, mac))
     }
-}
-
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-27T21:18:32.123Z`. Fixed width (for years
-/// 0000–9999), so times compare correctly as text — the store filters on it.
-pub fn time_text(ms: i64) -> String {
-    let t = crate::clock::from_unix_ms(ms);
-    let base = crate::timefmt::rfc3339(t);
-    let millis = ms.rem_euclid(1000);
-    match base.strip_suffix('Z') {
-        Some(head) => format!("{head}.{millis:03}Z"),
-        None => base,
-    }
-}
-
-/// Control characters removed and the length bounded: a user agent is caller input.
-pub fn clean_user_agent(ua: &str) -> String {
-    let mut out = String::new();
-    for c in ua.chars().filter(|c| !c.is_control()) {
-        if out.len() + c.len_utf8() > MAX_USER_AGENT {
-            break;
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Appends the JSON-lines record of an already encoded event to `out`.
@@ -227,21 +114,6 @@ mod tests {
         assert_eq!(parsed, event);
         assert_eq!(mac, vec![0xab, 0x01]);
         assert!(AuditEvent::parse_line("{\"event\":1}").is_err());
-    }
-
-    #[test]
-    fn user_agents_lose_control_characters_and_are_bounded() {
-        let long = "é".repeat(300);
-        let e = AuditEvent::new(
-            1,
-            "n",
-            EventData {
-                user_agent: Some(long),
-                ..Default::default()
-            },
-        );
-        let ua = e.user_agent.unwrap();
-        assert!(ua.len() <= MAX_USER_AGENT && ua.chars().all(|c| c == 'é'));
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! The audit trail: one event per request that reaches a handler, chained with a keyed
 //! MAC, written to the store and to an append-only JSON-lines file, with the chain head
 //! appended to a separate anchor file — and no answer before the event is durable.
+//!
+//! Callers write through [`writer::Auditor`] and read through its [`trail::AuditTrail`]
+//! (queries, counts, verification); neither hands out the store or the audit key.
 
 pub mod action;
 pub mod chain;
 pub mod event;
 pub mod sink;
+pub mod trail;
 pub mod verify;
 pub mod writer;
+
+pub use crate::store::{AuditFilter, StoredEvent};

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::chain::{ChainCheck, Head};
 use super::sink;
-use crate::store::{Store, StoreError};
+use crate::store::{AuditStore, StoreError};
 
 /// Events read from the store per page.
 const PAGE: u32 = 2000;
@@ -55,7 +55,7 @@ pub type Progress<'a> = &'a mut (dyn FnMut(u64) + Send);
 
 /// Verifies `node`'s trail in the store, the event file and the anchor file.
 pub async fn verify_trail(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     key: &[u8],
     node: &str,
     file: &Path,

@@ -25,8 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::chain::{ChainCheck, Head, link_encoded};
 use super::event::{AuditEvent, EventData, hex, push_line};
 use super::sink::{self, AppendFile};
+use super::trail::AuditTrail;
 use crate::secret::SecretBytes;
-use crate::store::{Store, StoredEvent};
+use crate::store::{AuditStore, StoredEvent};
 
 /// Most events in one group commit.
 pub const MAX_BATCH: usize = 1024;
@@ -52,8 +53,8 @@ pub struct AuditSettings {
 pub struct Auditor {
     queue: mpsc::Sender<Pending>,
     key: Arc<SecretBytes>,
-    settings: AuditSettings,
     healthy: Arc<AtomicBool>,
+    trail: AuditTrail,
 }
 
 struct Pending {
@@ -62,7 +63,7 @@ struct Pending {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     key: Arc<SecretBytes>,
     settings: AuditSettings,
     file: AppendFile,
@@ -78,9 +79,14 @@ const ANCHOR_SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(
 
 impl Auditor {
     /// Reconciles the sinks after a crash and starts the writer task.
-    pub async fn start(store: Arc<dyn Store>, key: SecretBytes, settings: AuditSettings) -> Result<Self, AuditError> {
+    pub async fn start(
+        store: Arc<dyn AuditStore>,
+        key: SecretBytes,
+        settings: AuditSettings,
+    ) -> Result<Self, AuditError> {
         let key = Arc::new(key);
         let healthy = Arc::new(AtomicBool::new(false));
+        let trail = AuditTrail::new(Arc::clone(&store), Arc::clone(&key), settings.clone());
         let mut writer = Writer {
             file: AppendFile::new(&settings.file),
             anchor: AppendFile::new(&settings.anchor_file),
@@ -99,8 +105,8 @@ impl Auditor {
         Ok(Self {
             queue,
             key,
-            settings,
             healthy,
+            trail,
         })
     }
 
@@ -121,13 +127,9 @@ impl Auditor {
         hex(&super::chain::keyed(self.key.expose_secret(), b"secret", secret))
     }
 
-    pub fn settings(&self) -> &AuditSettings {
-        &self.settings
-    }
-
-    /// The audit key, for verification.
-    pub fn key(&self) -> &SecretBytes {
-        &self.key
+    /// Reading the trail: queries, counts, verification.
+    pub fn trail(&self) -> &AuditTrail {
+        &self.trail
     }
 
     /// Whether the last batch reached every sink.

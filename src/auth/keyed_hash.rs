@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::clock::SharedClock;
 use crate::kek::Keyring;
 use crate::secret::SecretBytes;
-use crate::store::Store;
+use crate::store::SystemStore;
 use crate::system_secret::{self, SystemSecretError};
 
 /// Name of the pepper among the store's system secrets.
@@ -28,7 +28,7 @@ pub struct KeyedHasher {
 impl KeyedHasher {
     /// Opens the stored pepper, creating it on first start.
     pub async fn load_or_create(
-        store: &dyn Store,
+        store: &dyn SystemStore,
         keyring: &Keyring,
         clock: &SharedClock,
     ) -> Result<Self, PepperError> {

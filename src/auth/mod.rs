@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::AuthSettings;
-use crate::store::{Store, StoreError};
+pub use crate::store::TokenRecord;
+use crate::store::{StoreError, SystemStore, TokenStore};
 use keyed_hash::KeyedHasher;
 use limiter::FailureLimiter;
 pub use tokens::{MAX_GROUPS, NewToken, TokenError, validate_groups, validate_principal};
@@ -125,7 +126,9 @@ pub struct Authenticator {
     hasher: Arc<KeyedHasher>,
     /// Empty once the root token was revoked: nothing matches it.
     root_hash: RwLock<Vec<u8>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn TokenStore>,
+    /// Where the root token's keyed hash is kept (a system value).
+    system: Arc<dyn SystemStore>,
     clock: SharedClock,
     verified: RwLock<HashMap<[u8; 32], Arc<Verified>>>,
     /// Bumped by every revocation: a lookup that started before one does not remember
@@ -138,7 +141,8 @@ impl Authenticator {
     pub fn new(
         hasher: Arc<KeyedHasher>,
         root_hash: Vec<u8>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn TokenStore>,
+        system: Arc<dyn SystemStore>,
         clock: SharedClock,
         settings: AuthSettings,
     ) -> Self {
@@ -146,6 +150,7 @@ impl Authenticator {
             hasher,
             root_hash: RwLock::new(root_hash),
             store,
+            system,
             failures: FailureLimiter::new(settings.max_failures, settings.failure_window, clock.clone()),
             clock,
             verified: RwLock::new(HashMap::new()),
@@ -264,12 +269,10 @@ impl Authenticator {
         if record.expires_at_ms.is_some_and(|at| self.now_ms() >= at) {
             return Err(AuthError::Expired);
         }
-        let groups: Vec<String> = serde_json::from_str(&record.groups_json)
-            .map_err(|e| AuthError::Unavailable(StoreError::Corrupt(format!("token groups: {e}"))))?;
         Ok(Verified {
             principal: Arc::new(Principal {
                 name: record.principal,
-                groups,
+                groups: record.groups,
                 via: Via::Token,
             }),
             expires_at_ms: record.expires_at_ms,
@@ -282,7 +285,6 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::secret::SecretBytes;
-    use crate::store::sqlite::SqliteStore;
 
     const ROOT: &str = "svt_0123456789abcdef";
 
@@ -303,7 +305,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sv-auth-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("db")).await.unwrap());
+        let store = crate::store::open(&crate::store::StoreSettings::Sqlite { path: dir.join("db") })
+            .await
+            .unwrap();
         let clock = Arc::new(ManualClock::new(time::macros::datetime!(2026-06-01 00:00 UTC)));
         let hasher = KeyedHasher::from_pepper(SecretBytes::from_slice(&[9u8; 32]));
         let hash = Authenticator::root_hash_of(&hasher, &SecretString::from(ROOT.to_owned()));
@@ -312,7 +316,14 @@ mod tests {
             failure_window: time::Duration::minutes(1),
             max_token_ttl: time::Duration::days(30),
         };
-        let auth = Authenticator::new(Arc::new(hasher), hash.to_vec(), store, clock.clone(), settings);
+        let auth = Authenticator::new(
+            Arc::new(hasher),
+            hash.to_vec(),
+            store.clone(),
+            store,
+            clock.clone(),
+            settings,
+        );
         Fixture {
             auth,
             clock,
@@ -356,7 +367,7 @@ mod tests {
             matches!(a.authenticate(Some(&bearer(ROOT)), None).await, Err(AuthError::Invalid)),
             "not even from the memory of verified tokens"
         );
-        assert_eq!(a.store.get_value(ROOT_TOKEN_VALUE).await.unwrap(), Some(vec![]));
+        assert_eq!(a.system.get_value(ROOT_TOKEN_VALUE).await.unwrap(), Some(vec![]));
     }
 
     #[tokio::test]

@@ -100,7 +100,7 @@ impl Authenticator {
                 .hash(CALLER_TOKEN_DOMAIN, token.expose_secret().as_bytes())
                 .to_vec(),
             principal: new.principal,
-            groups_json: serde_json::to_string(&new.groups).map_err(|e| TokenError::Invalid(e.to_string()))?,
+            groups: new.groups,
             description: new.description,
             created_at_ms: now,
             expires_at_ms: new
@@ -116,7 +116,7 @@ impl Authenticator {
     /// authenticating now and after restarts (until an operator sets `SIGVAULT_ROOT_TOKEN`
     /// again, which installs a new one deliberately).
     pub async fn revoke_root(&self) -> Result<(), TokenError> {
-        self.store.put_value(ROOT_TOKEN_VALUE, &[], self.now_ms()).await?;
+        self.system.put_value(ROOT_TOKEN_VALUE, &[], self.now_ms()).await?;
         self.root_hash.write().unwrap_or_else(PoisonError::into_inner).clear();
         self.forget_all();
         Ok(())

@@ -1,11 +1,12 @@
 //! Validated settings of the sections, as the modules that use them take them.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use time::Duration;
 
 use crate::auth::certificate::CertificateGroups;
+pub use crate::model::OnNewFingerprint;
+pub use crate::store::StoreSettings;
 use crate::tls::{ClientAuth, TlsError, TlsFiles};
 
 /// A checked `[tls]` section: its PEM files already read into a server configuration.
@@ -25,11 +26,6 @@ impl TlsSettings {
             client_groups,
         })
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSettings {
-    Sqlite { path: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,38 +50,6 @@ pub struct AuthSettings {
     pub failure_window: time::Duration,
     /// Longest `ttl` a caller token may be given (and the ttl of tokens created without one).
     pub max_token_ttl: time::Duration,
-}
-
-/// What a credential does when a request comes from a caller fingerprint (source address and
-/// user agent) it has not seen before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnNewFingerprint {
-    /// Remember it and write a `credential.new_fingerprint` audit event.
-    Record,
-    /// As `Record`, and log a warning an alerting pipeline can pick up.
-    Alert,
-    /// As `Alert`, and turn the credential inactive: that request and every later one fail
-    /// with `INACTIVE_ACCESS_KEY` until an operator reactivates it.
-    Deactivate,
-}
-
-impl OnNewFingerprint {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "record" => Some(Self::Record),
-            "alert" => Some(Self::Alert),
-            "deactivate" => Some(Self::Deactivate),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Record => "record",
-            Self::Alert => "alert",
-            Self::Deactivate => "deactivate",
-        }
-    }
 }
 
 /// `[sigv4]`: SigV4 credentials and verification.

@@ -123,8 +123,8 @@ impl CredentialService {
             access_key_id: id.to_owned(),
             principal: new.principal.clone(),
             description: new.description.clone(),
-            state: CredentialState::Active.as_str().to_owned(),
-            on_new_fingerprint: new.on_new_fingerprint.map(|r| r.as_str().to_owned()),
+            state: CredentialState::Active,
+            on_new_fingerprint: new.on_new_fingerprint,
             sealed,
             created_at_ms: now,
             updated_at_ms: now,
@@ -176,7 +176,7 @@ impl CredentialService {
             return Ok(None);
         }
         match self.cached(id).await {
-            Ok(c) => Ok(Some(c.record.principal.clone())),
+            Ok(c) => Ok(Some(c.principal.clone())),
             Err(CredentialError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -195,8 +195,8 @@ impl CredentialService {
     pub async fn update(&self, id: &str, patch: Patch) -> CredentialResult<CredentialRecord> {
         Self::check_id(id)?;
         let stored = CredentialPatch {
-            state: patch.state.map(|s| s.as_str().to_owned()),
-            on_new_fingerprint: patch.on_new_fingerprint.map(|r| r.map(|r| r.as_str().to_owned())),
+            state: patch.state,
+            on_new_fingerprint: patch.on_new_fingerprint,
         };
         let record = self
             .store
@@ -204,10 +204,7 @@ impl CredentialService {
             .await?
             .ok_or_else(|| CredentialError::NotFound(id.to_owned()));
         self.invalidate(id);
-        if record
-            .as_ref()
-            .is_ok_and(|r| r.state == CredentialState::Active.as_str())
-        {
+        if record.as_ref().is_ok_and(|r| r.state == CredentialState::Active) {
             self.activity.unblock(id);
         }
         record
@@ -222,7 +219,7 @@ impl CredentialService {
             return Err(CredentialError::NotFound(id.to_owned()));
         }
         // The sealed secret's pages must not linger in the journal.
-        if let Err(e) = self.store.checkpoint().await {
+        if let Err(e) = self.system.checkpoint().await {
             tracing::warn!(error = %e, "checkpoint after deleting a credential failed; retried at shutdown");
         }
         Ok(())

@@ -20,6 +20,8 @@ pub mod activity;
 mod lifecycle;
 mod verify;
 
+pub use crate::model::{CredentialState, OnNewFingerprint};
+pub use crate::store::{CredentialRecord, FingerprintRecord};
 pub use lifecycle::valid_access_key_id;
 pub use verify::{NewFingerprint, Rejection, Verification, Verified};
 
@@ -28,14 +30,14 @@ use std::sync::Arc;
 use time::Duration;
 
 use crate::clock::{SharedClock, unix_ms};
-use crate::config::{CacheSettings, OnNewFingerprint, Sigv4Settings};
+use crate::config::{CacheSettings, Sigv4Settings};
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::keys::DEFAULT_TENANT;
 use crate::keys::cache::TtlCache;
 use crate::secret::SecretBytes;
 use crate::sigv4::{self, Scope};
-use crate::store::{CredentialRecord, FingerprintRecord, Store, StoreError};
+use crate::store::{CredentialStore, StoreError, SystemStore};
 use activity::ActivityTracker;
 
 /// Record kind bound into the AAD of a credential's secret.
@@ -73,30 +75,6 @@ pub enum CredentialError {
 
 pub type CredentialResult<T> = Result<T, CredentialError>;
 
-/// `active` / `inactive`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialState {
-    Active,
-    Inactive,
-}
-
-impl CredentialState {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(Self::Active),
-            "inactive" => Some(Self::Inactive),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Inactive => "inactive",
-        }
-    }
-}
-
 /// `POST /v1/credentials` (and the non-secret part of an import).
 #[derive(Debug, Clone)]
 pub struct NewCredential {
@@ -129,18 +107,14 @@ struct Fill {
     token: crate::keys::cache::FillToken,
 }
 
-struct Cached {
-    record: CredentialRecord,
-    state: CredentialState,
-    rule: Option<OnNewFingerprint>,
-}
-
 pub struct CredentialService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn CredentialStore>,
+    /// For the journal checkpoint after a credential (and its sealed secret) is deleted.
+    system: Arc<dyn SystemStore>,
     keyring: Keyring,
     clock: SharedClock,
     settings: Sigv4Settings,
-    meta: TtlCache<String, Cached>,
+    meta: TtlCache<String, CredentialRecord>,
     /// Unwrapped secrets by access key id (bounded, TTL `cache.ttl`, zeroized on eviction).
     secrets: TtlCache<String, SecretBytes>,
     /// Derived keys by (access key id, scope), cached once they verified a request.
@@ -162,21 +136,10 @@ fn aad_id(access_key_id: &str, principal: &str) -> String {
     format!("{access_key_id}/{principal}")
 }
 
-fn parse_cached(record: CredentialRecord) -> CredentialResult<Cached> {
-    let state = CredentialState::parse(&record.state)
-        .ok_or_else(|| CredentialError::Corrupt(format!("state '{}'", record.state)))?;
-    let rule = match record.on_new_fingerprint.as_deref() {
-        None => None,
-        Some(text) => {
-            Some(OnNewFingerprint::parse(text).ok_or_else(|| CredentialError::Corrupt(format!("rule '{text}'")))?)
-        }
-    };
-    Ok(Cached { record, state, rule })
-}
-
 impl CredentialService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn CredentialStore>,
+        system: Arc<dyn SystemStore>,
         keyring: Keyring,
         clock: SharedClock,
         settings: Sigv4Settings,
@@ -188,6 +151,7 @@ impl CredentialService {
             signing_keys: TtlCache::new(cache.max_entries, SIGNING_KEY_TTL, clock.clone()),
             activity: ActivityTracker::new(settings.max_fingerprints),
             store,
+            system,
             keyring,
             clock,
             settings,
@@ -209,7 +173,7 @@ impl CredentialService {
         self.secrets.invalidate(|k| k == id);
     }
 
-    async fn cached(&self, id: &str) -> CredentialResult<Arc<Cached>> {
+    async fn cached(&self, id: &str) -> CredentialResult<Arc<CredentialRecord>> {
         if let Some(hit) = self.meta.get(id) {
             return Ok(hit);
         }
@@ -219,20 +183,20 @@ impl CredentialService {
             .get_credential(id)
             .await?
             .ok_or_else(|| CredentialError::NotFound(id.to_owned()))?;
-        let cached = Arc::new(parse_cached(record)?);
+        let cached = Arc::new(record);
         self.meta.insert(id.to_owned(), Arc::clone(&cached), token);
         Ok(cached)
     }
 
     /// The unwrapped secret of a credential: from the cache, or one KEK unwrap.
-    async fn secret(&self, credential: &Cached) -> CredentialResult<Arc<SecretBytes>> {
-        let id = credential.record.access_key_id.as_str();
+    async fn secret(&self, credential: &CredentialRecord) -> CredentialResult<Arc<SecretBytes>> {
+        let id = credential.access_key_id.as_str();
         if let Some(hit) = self.secrets.get(id) {
             return Ok(hit);
         }
         let token = self.secrets.fill_token();
-        let aad = aad_id(id, &credential.record.principal);
-        let secret = Arc::new(self.keyring.open(&identity(&aad), &credential.record.sealed).await?);
+        let aad = aad_id(id, &credential.principal);
+        let secret = Arc::new(self.keyring.open(&identity(&aad), &credential.sealed).await?);
         self.secrets.insert(id.to_owned(), Arc::clone(&secret), token);
         Ok(secret)
     }
@@ -243,10 +207,10 @@ impl CredentialService {
     /// cannot fill the cache.
     async fn scope_key(
         &self,
-        credential: &Cached,
+        credential: &CredentialRecord,
         scope: &Scope,
     ) -> CredentialResult<(Arc<SecretBytes>, Option<Fill>)> {
-        let id: Arc<str> = Arc::from(credential.record.access_key_id.as_str());
+        let id: Arc<str> = Arc::from(credential.access_key_id.as_str());
         let cache_key = (id, scope.to_string_scope());
         if let Some(hit) = self.signing_keys.get(&cache_key) {
             return Ok((hit, None));

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use super::activity::{Fingerprint, Seen};
 use super::{CredentialError, CredentialResult, CredentialService, CredentialState, MAX_SCOPE_PART_LEN, Patch};
 use crate::clock::unix_ms;
-use crate::config::OnNewFingerprint;
+use crate::model::OnNewFingerprint;
 use crate::sigv4::{self, Authorization, Form, HttpRequest, PathRules, Refusal, Scope};
 
 /// A signed request that verified.
@@ -158,12 +158,14 @@ impl CredentialService {
         if credential.state == CredentialState::Inactive {
             return Ok((Err(Rejection::InactiveAccessKey), None));
         }
-        let id = &credential.record.access_key_id;
+        let id = &credential.access_key_id;
         if !self.activity.is_loaded(id) {
             let stored = self.store.list_fingerprints(id).await?;
             self.activity.load(id, stored);
         }
-        let rule = credential.rule.unwrap_or(self.settings.on_new_fingerprint);
+        let rule = credential
+            .on_new_fingerprint
+            .unwrap_or(self.settings.on_new_fingerprint);
         let seen = self.activity.notice(
             id,
             &who,
@@ -176,7 +178,7 @@ impl CredentialService {
             Seen::Known => None,
             Seen::First | Seen::New => Some(NewFingerprint {
                 access_key_id: id.clone(),
-                principal: credential.record.principal.clone(),
+                principal: credential.principal.clone(),
                 fingerprint: who,
                 rule,
                 first: seen == Seen::First,
@@ -186,7 +188,7 @@ impl CredentialService {
             if rule != OnNewFingerprint::Record {
                 tracing::warn!(
                     access_key_id = %id,
-                    principal = %credential.record.principal,
+                    principal = %credential.principal,
                     rule = rule.as_str(),
                     "credential used from a new caller fingerprint"
                 );
@@ -206,7 +208,7 @@ impl CredentialService {
         Ok((
             Ok(Verified {
                 access_key_id: id.clone(),
-                principal: credential.record.principal.clone(),
+                principal: credential.principal.clone(),
                 scope: auth.scope.clone(),
                 signed_headers: auth.signed_headers.clone(),
                 form: auth.form,

@@ -8,7 +8,7 @@ use time::Duration;
 use super::model::{self, Algorithm, KeyState, MAX_KEY_SIZE, MIN_GENERATED_KEY_SIZE, MIN_IMPORTED_KEY_SIZE};
 use super::{
     CachedKey, CreateOptions, DEFAULT_TENANT, KeyDetails, KeyError, KeyPatch, KeyResult, KeyService, MAX_AUTO_ROTATE,
-    MIN_AUTO_ROTATE, UPDATE_ATTEMPTS, aad_id, identity, parse_cached, random_id,
+    MIN_AUTO_ROTATE, UPDATE_ATTEMPTS, aad_id, identity, random_id,
 };
 use crate::clock::unix_ms;
 use crate::secret::SecretBytes;
@@ -50,11 +50,10 @@ impl KeyService {
                     "key '{name}' exists: an import into it takes only key_material and algorithm"
                 )));
             }
-            let cached = parse_cached(existing)?;
-            if algorithm.is_some_and(|a| a != cached.algorithm) {
+            if algorithm.is_some_and(|a| a != existing.algorithm) {
                 return Err(KeyError::Invalid(format!(
                     "key '{name}' uses {}; an imported version must too",
-                    cached.algorithm.as_str()
+                    existing.algorithm.as_str()
                 )));
             }
             let details = self.add_version(name, &material).await?;
@@ -74,11 +73,11 @@ impl KeyService {
             id: random_id()?,
             name: name.to_owned(),
             tenant: DEFAULT_TENANT.to_owned(),
-            algorithm: opts.algorithm.as_str().to_owned(),
-            boundary: opts.boundary.as_str().to_owned(),
+            algorithm: opts.algorithm,
+            boundary: opts.boundary,
             owner: opts.owner.clone(),
-            tags: serde_json::to_string(&opts.tags).map_err(|e| KeyError::Invalid(e.to_string()))?,
-            state: KeyState::Enabled.as_str().to_owned(),
+            tags: opts.tags.clone(),
+            state: KeyState::Enabled,
             latest_version: 1,
             min_verify_version: 1,
             exportable: opts.exportable,
@@ -121,7 +120,7 @@ impl KeyService {
     /// Appends a version holding `material`, sealed for its own identity.
     async fn add_version(&self, name: &str, material: &SecretBytes) -> KeyResult<KeyDetails> {
         self.write_key(name, |current| async move {
-            if current.state == KeyState::PendingDeletion {
+            if current.record.state == KeyState::PendingDeletion {
                 return Err(KeyError::Precondition(format!("key '{name}' is pending deletion")));
             }
             let version = current.record.latest_version.saturating_add(1);
@@ -151,17 +150,17 @@ impl KeyService {
         };
         let now = self.now_ms();
         self.update(name, |key| {
-            if key.state == KeyState::PendingDeletion {
+            let r = &mut key.record;
+            if r.state == KeyState::PendingDeletion {
                 return Err(KeyError::Precondition(format!(
                     "key '{name}' is pending deletion; restore it first"
                 )));
             }
-            let r = &mut key.record;
             if let Some(state) = patch.state {
                 if state == KeyState::PendingDeletion {
                     return Err(KeyError::Invalid("use DELETE to schedule a key's deletion".into()));
                 }
-                r.state = state.as_str().to_owned();
+                r.state = state;
             }
             if let Some(min) = patch.min_verify_version {
                 if min == 0 || min > r.latest_version {
@@ -201,14 +200,14 @@ impl KeyService {
         let now = self.clock.now();
         let due = unix_ms(now + Duration::days(i64::from(days)));
         self.update(name, |key| {
-            if key.state == KeyState::PendingDeletion {
+            let r = &mut key.record;
+            if r.state == KeyState::PendingDeletion {
                 return Err(KeyError::Precondition(format!(
                     "key '{name}' is already pending deletion"
                 )));
             }
-            let r = &mut key.record;
-            r.state_before_deletion = Some(r.state.clone());
-            r.state = KeyState::PendingDeletion.as_str().to_owned();
+            r.state_before_deletion = Some(r.state);
+            r.state = KeyState::PendingDeletion;
             r.deletion_due_ms = Some(due);
             r.updated_at_ms = unix_ms(now);
             Ok(())
@@ -220,17 +219,18 @@ impl KeyService {
     pub async fn restore(&self, name: &str) -> KeyResult<KeyDetails> {
         let now = self.now_ms();
         self.update(name, |key| {
-            if key.state != KeyState::PendingDeletion {
+            let r = &mut key.record;
+            if r.state != KeyState::PendingDeletion {
                 return Err(KeyError::Precondition(format!("key '{name}' is not pending deletion")));
             }
-            let r = &mut key.record;
+            // A row that names no prior state (or, impossibly, pending deletion itself)
+            // comes back disabled: restoring must never enable a key by guesswork.
             let back = r
                 .state_before_deletion
                 .take()
-                .and_then(|s| KeyState::parse(&s))
                 .filter(|s| *s != KeyState::PendingDeletion)
                 .unwrap_or(KeyState::Disabled);
-            r.state = back.as_str().to_owned();
+            r.state = back;
             r.deletion_due_ms = None;
             r.updated_at_ms = now;
             Ok(())
@@ -266,7 +266,7 @@ impl KeyService {
     pub async fn checkpoint_if_pending(&self) {
         use std::sync::atomic::Ordering;
         if self.checkpoint_pending.swap(false, Ordering::Relaxed)
-            && let Err(e) = self.store.checkpoint().await
+            && let Err(e) = self.system.checkpoint().await
         {
             self.checkpoint_pending.store(true, Ordering::Relaxed);
             tracing::warn!(error = %e, "checkpoint after destroying keys failed; retried at the next maintenance tick");

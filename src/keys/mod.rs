@@ -21,7 +21,8 @@ use crate::config::{CacheSettings, KeySettings};
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::secret::SecretBytes;
-use crate::store::{KeyRecord, Store, StoreError, VersionInfo};
+pub use crate::store::{KeyRecord, VersionInfo};
+use crate::store::{KeyStore, StoreError, SystemStore};
 use cache::TtlCache;
 use model::{Algorithm, Boundary, KeyState};
 use usage::UsageTracker;
@@ -121,14 +122,11 @@ impl Verdict {
     }
 }
 
-/// A parsed, cached view of a key's row.
+/// A cached key row.
 struct CachedKey {
     /// `record.id`, shared: cache and counter keys clone it without allocating.
     id: Arc<str>,
     record: KeyRecord,
-    algorithm: Algorithm,
-    state: KeyState,
-    tags: BTreeMap<String, String>,
 }
 
 /// What policies see of an existing key: its owner and tags (from the metadata cache).
@@ -140,12 +138,14 @@ impl KeyFacts {
     }
 
     pub fn tags(&self) -> &BTreeMap<String, String> {
-        &self.0.tags
+        &self.0.record.tags
     }
 }
 
 pub struct KeyService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
+    /// For the journal checkpoint after keys are destroyed.
+    system: Arc<dyn SystemStore>,
     keyring: Keyring,
     clock: SharedClock,
     settings: KeySettings,
@@ -161,18 +161,11 @@ pub struct KeyService {
     checkpoint_pending: std::sync::atomic::AtomicBool,
 }
 
-fn parse_cached(record: KeyRecord) -> KeyResult<CachedKey> {
-    let algorithm = Algorithm::parse(&record.algorithm)
-        .ok_or_else(|| KeyError::Corrupt(format!("algorithm '{}'", record.algorithm)))?;
-    let state = KeyState::parse(&record.state).ok_or_else(|| KeyError::Corrupt(format!("state '{}'", record.state)))?;
-    let tags = serde_json::from_str(&record.tags).map_err(|e| KeyError::Corrupt(format!("tags: {e}")))?;
-    Ok(CachedKey {
+fn cached_key(record: KeyRecord) -> CachedKey {
+    CachedKey {
         id: Arc::from(record.id.as_str()),
         record,
-        algorithm,
-        state,
-        tags,
-    })
+    }
 }
 
 fn random_id() -> KeyResult<String> {
@@ -201,7 +194,8 @@ fn identity<'a>(record: &'a KeyRecord, aad_id: &'a str, version: u32) -> RecordI
 
 impl KeyService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyStore>,
+        system: Arc<dyn SystemStore>,
         keyring: Keyring,
         clock: SharedClock,
         settings: KeySettings,
@@ -210,6 +204,7 @@ impl KeyService {
     ) -> Self {
         Self {
             store,
+            system,
             keyring,
             settings,
             max_message_bytes,
@@ -263,7 +258,7 @@ impl KeyService {
             .get_key(name)
             .await?
             .ok_or_else(|| KeyError::NotFound(name.to_owned()))?;
-        parse_cached(record)
+        Ok(cached_key(record))
     }
 
     /// The owner and tags of key `name` for a policy decision; `None` when there is no such
@@ -319,7 +314,7 @@ impl KeyService {
 
     async fn usable(&self, name: &str) -> KeyResult<Arc<CachedKey>> {
         let key = self.cached(name).await?;
-        match key.state {
+        match key.record.state {
             KeyState::Enabled => Ok(key),
             KeyState::Disabled => Err(KeyError::Precondition(format!("key '{name}' is disabled"))),
             KeyState::PendingDeletion => Err(KeyError::Precondition(format!("key '{name}' is pending deletion"))),
@@ -361,7 +356,7 @@ impl KeyService {
         Self::check_version(&key, version)?;
         let secret = self.secret(&key, version).await?;
         // The HMAC consumes the key material; the tag is public.
-        let tag = key.algorithm.sign(secret.expose_secret(), message);
+        let tag = key.record.algorithm.sign(secret.expose_secret(), message);
         let usage = Usage {
             key_id: Arc::clone(&key.id),
             version,
@@ -390,13 +385,13 @@ impl KeyService {
             }
             None => key.record.min_verify_version..=key.record.latest_version,
         };
-        if tag.len() != key.algorithm.tag_len() {
+        if tag.len() != key.record.algorithm.tag_len() {
             return Ok((Verdict::MalformedSignature, None));
         }
         for v in window.rev() {
             let secret = self.secret(&key, v).await?;
             // The HMAC consumes the key material; comparison is constant-time.
-            if key.algorithm.verify(secret.expose_secret(), message, tag) {
+            if key.record.algorithm.verify(secret.expose_secret(), message, tag) {
                 let usage = Usage {
                     key_id: Arc::clone(&key.id),
                     version: v,

@@ -1,5 +1,5 @@
-//! The vocabulary of signing keys: algorithms, states, boundaries, names and tags, and
-//! the MAC computation itself. Pure; no I/O.
+//! The rules of signing keys — sizes, names, owners and tags — and the MAC computation of
+//! each [`Algorithm`] (the enums themselves are [`crate::model`]'s). Pure; no I/O.
 
 use std::collections::BTreeMap;
 
@@ -20,45 +20,10 @@ pub const MAX_TAG_KEY_LEN: usize = 128;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 pub const MAX_OWNER_LEN: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    HmacSha256,
-    HmacSha384,
-    HmacSha512,
-}
+pub use crate::model::{Algorithm, Boundary, KeyState};
 
+// The MAC computation lives with the keys domain; `crate::model` only names the algorithm.
 impl Algorithm {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "hmac-sha256" => Some(Self::HmacSha256),
-            "hmac-sha384" => Some(Self::HmacSha384),
-            "hmac-sha512" => Some(Self::HmacSha512),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HmacSha256 => "hmac-sha256",
-            Self::HmacSha384 => "hmac-sha384",
-            Self::HmacSha512 => "hmac-sha512",
-        }
-    }
-
-    /// Length of a full (untruncated) tag. Verification accepts only full tags.
-    pub fn tag_len(self) -> usize {
-        match self {
-            Self::HmacSha256 => 32,
-            Self::HmacSha384 => 48,
-            Self::HmacSha512 => 64,
-        }
-    }
-
-    /// Generated key size when the caller gives none: the hash output size.
-    pub fn default_key_size(self) -> usize {
-        self.tag_len()
-    }
-
     /// The MAC of `message` under `key`.
     pub fn sign(self, key: &[u8], message: &[u8]) -> Vec<u8> {
         fn run<M: Mac + KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
@@ -93,47 +58,6 @@ impl Algorithm {
             Self::HmacSha256 => run::<Hmac<Sha256>>(key, message, tag),
             Self::HmacSha384 => run::<Hmac<Sha384>>(key, message, tag),
             Self::HmacSha512 => run::<Hmac<Sha512>>(key, message, tag),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
-    Enabled,
-    Disabled,
-    PendingDeletion,
-}
-
-impl KeyState {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "enabled" => Some(Self::Enabled),
-            "disabled" => Some(Self::Disabled),
-            "pending_deletion" => Some(Self::PendingDeletion),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Enabled => "enabled",
-            Self::Disabled => "disabled",
-            Self::PendingDeletion => "pending_deletion",
-        }
-    }
-}
-
-/// Where the HMAC runs. Only `process` is served by this build; `hsm` is refused at
-/// creation with a clear error rather than silently downgraded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Boundary {
-    Process,
-}
-
-impl Boundary {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Process => "process",
         }
     }
 }

@@ -12,8 +12,8 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use super::aging;
+use crate::apikeys::{ApiKeyRecord, ApiKeyState};
 use crate::clock::from_unix_ms;
-use crate::store::ApiKeyRecord;
 use crate::timefmt::rfc3339;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,8 +21,7 @@ pub struct ApiKeyEntry {
     pub id: String,
     pub prefix: String,
     pub principal: String,
-    /// `enabled`, `disabled` or `revoked`.
-    pub state: String,
+    pub state: ApiKeyState,
     pub created_at: String,
     /// Whole days since the key was created.
     pub age_days: i64,
@@ -52,19 +51,17 @@ pub struct ApiKeySummary {
     pub due_within_30_days: u64,
 }
 
-const REVOKED: &str = "revoked";
-
 /// The row of one key as of `now`.
 pub fn api_key_entry(k: &ApiKeyRecord, now: OffsetDateTime, cryptoperiod: Duration) -> ApiKeyEntry {
     let created = from_unix_ms(k.created_at_ms);
     let a = aging(created, now, cryptoperiod);
-    let live = k.state != REVOKED;
+    let live = k.state != ApiKeyState::Revoked;
     let expires_at = k.expires_at_ms.map(from_unix_ms);
     ApiKeyEntry {
         id: k.id.clone(),
         prefix: k.prefix.clone(),
         principal: k.principal.clone(),
-        state: k.state.clone(),
+        state: k.state,
         created_at: rfc3339(created),
         age_days: a.age_days,
         last_used_at: k.last_used_at_ms.map(|ms| rfc3339(from_unix_ms(ms))),
@@ -78,16 +75,15 @@ pub fn api_key_entry(k: &ApiKeyRecord, now: OffsetDateTime, cryptoperiod: Durati
     }
 }
 
-/// Counts by state and by finding. A state this build does not know counts in the total only.
+/// Counts by state and by finding.
 pub fn summarise(entries: &[ApiKeyEntry]) -> ApiKeySummary {
     let mut s = ApiKeySummary::default();
     for e in entries {
         s.total += 1;
-        match e.state.as_str() {
-            "enabled" => s.enabled += 1,
-            "disabled" => s.disabled += 1,
-            REVOKED => s.revoked += 1,
-            _ => {}
+        match e.state {
+            ApiKeyState::Enabled => s.enabled += 1,
+            ApiKeyState::Disabled => s.disabled += 1,
+            ApiKeyState::Revoked => s.revoked += 1,
         }
         s.expired += u64::from(e.expired);
         s.over_age += u64::from(e.over_age);
@@ -104,15 +100,17 @@ pub(crate) mod tests {
     use crate::report::tests::t0;
 
     /// A key of principal `acme-ci` created on day `created_day` after [`t0`].
+    const REVOKED: &str = "revoked";
+
     pub(crate) fn api_key(id: &str, state: &str, created_day: i64, used_day: Option<i64>) -> ApiKeyRecord {
         let at = |day: i64| unix_ms(t0() + Duration::days(day));
         ApiKeyRecord {
             id: id.into(),
             prefix: "sk".into(),
             principal: "acme-ci".into(),
-            state: state.into(),
-            meta: "{}".into(),
-            permissions: "[]".into(),
+            state: ApiKeyState::parse(state).expect("an API key state"),
+            meta: serde_json::Map::new(),
+            permissions: Vec::new(),
             expires_at_ms: None,
             remaining: None,
             ratelimit: None,
@@ -209,7 +207,7 @@ pub(crate) mod tests {
             api_key("ak_b", "disabled", 50, None),
             expired,
             api_key("ak_d", REVOKED, 0, None),
-            api_key("ak_e", "unknown-state", 390, Some(395)),
+            api_key("ak_e", "disabled", 390, Some(395)),
         ]
         .iter()
         .map(|k| api_key_entry(k, now, period))
@@ -219,7 +217,7 @@ pub(crate) mod tests {
             ApiKeySummary {
                 total: 5,
                 enabled: 2,
-                disabled: 1,
+                disabled: 2,
                 revoked: 1,
                 expired: 1,
                 over_age: 1,

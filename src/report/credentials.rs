@@ -8,14 +8,14 @@ use time::{Duration, OffsetDateTime};
 
 use super::aging;
 use crate::clock::from_unix_ms;
-use crate::store::CredentialRecord;
+use crate::credentials::{CredentialRecord, CredentialState};
 use crate::timefmt::rfc3339;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CredentialEntry {
     pub access_key_id: String,
     pub principal: String,
-    pub state: String,
+    pub state: CredentialState,
     pub created_at: String,
     pub age_days: i64,
     pub last_used_at: Option<String>,
@@ -44,7 +44,7 @@ pub fn credential_entry(c: &CredentialRecord, now: OffsetDateTime, cryptoperiod:
     CredentialEntry {
         access_key_id: c.access_key_id.clone(),
         principal: c.principal.clone(),
-        state: c.state.clone(),
+        state: c.state,
         created_at: rfc3339(created),
         age_days: a.age_days,
         last_used_at: c.last_used_at_ms.map(|ms| rfc3339(from_unix_ms(ms))),
@@ -61,10 +61,9 @@ pub fn summarise(entries: &[CredentialEntry]) -> CredentialSummary {
     let mut s = CredentialSummary::default();
     for e in entries {
         s.total += 1;
-        match e.state.as_str() {
-            "active" => s.active += 1,
-            "inactive" => s.inactive += 1,
-            _ => {}
+        match e.state {
+            CredentialState::Active => s.active += 1,
+            CredentialState::Inactive => s.inactive += 1,
         }
         s.over_age += u64::from(e.over_age);
         s.never_used += u64::from(e.never_used);
@@ -85,7 +84,7 @@ mod tests {
             access_key_id: id.into(),
             principal: "acme-ci".into(),
             description: None,
-            state: state.into(),
+            state: CredentialState::parse(state).expect("a credential state"),
             on_new_fingerprint: None,
             sealed: SealedRecord {
                 format: 1,

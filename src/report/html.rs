@@ -256,9 +256,9 @@ fn key_row(k: &KeyEntry) -> String {
         classes = classes.join(" "),
         name = Esc(&k.name),
         owner = Esc(&k.owner),
-        algorithm = Esc(&k.algorithm),
-        state = Esc(&k.state),
-        state_label = Esc(&k.state.replace('_', " ")),
+        algorithm = Esc(k.algorithm.as_str()),
+        state = Esc(k.state.as_str()),
+        state_label = Esc(&k.state.as_str().replace('_', " ")),
         created = Esc(&k.created_at),
         created_day = Esc(date(&k.created_at)),
         age = k.age_days,
@@ -324,7 +324,7 @@ fn credential_row(c: &super::credentials::CredentialEntry) -> String {
         "<tr{class}><td><code>{id}</code></td><td>{principal}</td><td>{state}</td><td>{created} <span class=\"sub\">{age} d</span></td><td>{last}</td><td>{due}</td><td>{findings}</td></tr>\n",
         id = Esc(&c.access_key_id),
         principal = Esc(&c.principal),
-        state = Esc(&c.state),
+        state = Esc(c.state.as_str()),
         created = Esc(date(&c.created_at)),
         age = c.age_days,
         due = Esc(date(&c.rotation_due_at)),
@@ -386,7 +386,7 @@ fn api_key_row(k: &ApiKeyEntry) -> String {
         id = Esc(&k.id),
         prefix = Esc(&k.prefix),
         principal = Esc(&k.principal),
-        state = Esc(&k.state),
+        state = Esc(k.state.as_str()),
         created = Esc(&k.created_at),
         created_day = Esc(date(&k.created_at)),
         age = k.age_days,
@@ -460,7 +460,7 @@ mod tests {
     fn hostile_report() -> ComplianceReport {
         let mut k = key("k1", "enabled", vec![version(1, 0, 0, 0, None)]);
         k.record.owner = "<img src=x onerror=alert(1)>".into();
-        k.record.tags = r#"{"team":"</td><script>alert(2)</script>"}"#.into();
+        k.record.tags = [("team".to_owned(), "</td><script>alert(2)</script>".to_owned())].into();
         build(
             &[k],
             vec![("\"><script>alert(3)</script>".into(), 4)],

@@ -2,9 +2,9 @@
 //! the configured cryptoperiod (`report.cryptoperiod`), and how many audit events each
 //! principal has caused.
 //!
-//! [`gather`] reads the inventory and the audit counts; everything after that is a pure
-//! function of those inputs and one `now` taken from the injected clock, so tests pin every
-//! age, due date and count. The report carries metadata and counters only — never key
+//! [`gather`] reads the inventory and the audit counts through the services (never the
+//! store itself); everything after that is a pure function of those inputs and one `now`
+//! taken from the injected clock, so tests pin every age, due date and count. The report carries metadata and counters only — never key
 //! material, a token, a MAC or a message — and this module never writes anything.
 //!
 //! Each kind of inventory item is a section of its own ([`keys`] for signing keys): a row
@@ -22,10 +22,11 @@ pub mod keys;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::apikeys::{ApiKeyError, ApiKeyService};
-use crate::credentials::{CredentialError, CredentialService};
+use crate::apikeys::{ApiKeyError, ApiKeyRecord, ApiKeyService};
+use crate::audit::trail::AuditTrail;
+use crate::credentials::{CredentialError, CredentialRecord, CredentialService};
 use crate::keys::{KeyDetails, KeyError, KeyService};
-use crate::store::{ApiKeyRecord, CredentialRecord, Store, StoreError};
+use crate::store::StoreError;
 use crate::timefmt::{format_duration, rfc3339};
 use apikeys::{ApiKeyEntry, ApiKeySummary};
 use credentials::{CredentialEntry, CredentialSummary};
@@ -174,12 +175,12 @@ pub async fn gather(
     keys: &KeyService,
     credentials: &CredentialService,
     apikeys: &ApiKeyService,
-    store: &dyn Store,
+    trail: &AuditTrail,
     now: OffsetDateTime,
     cryptoperiod: Duration,
 ) -> Result<ComplianceReport, ReportError> {
     let inventory = all_keys(keys).await.map_err(ReportError::Keys)?;
-    let counts = store.audit_counts_by_principal().await.map_err(ReportError::Store)?;
+    let counts = trail.counts_by_principal().await.map_err(ReportError::Store)?;
     let credentials = all_credentials(credentials).await.map_err(ReportError::Credentials)?;
     let apikeys = all_api_keys(apikeys).await.map_err(ReportError::ApiKeys)?;
     Ok(build(&inventory, counts, now, cryptoperiod)
@@ -232,6 +233,7 @@ async fn all_keys(keys: &KeyService) -> Result<Vec<KeyDetails>, KeyError> {
 pub(crate) mod tests {
     use super::*;
     use crate::clock::unix_ms;
+    use crate::model::{Algorithm, Boundary, KeyState};
     use crate::store::{KeyRecord, VersionInfo};
 
     pub fn t0() -> OffsetDateTime {
@@ -257,11 +259,11 @@ pub(crate) mod tests {
                 id: format!("k_{name}"),
                 name: name.into(),
                 tenant: "default".into(),
-                algorithm: "hmac-sha256".into(),
-                boundary: "process".into(),
+                algorithm: Algorithm::HmacSha256,
+                boundary: Boundary::Process,
                 owner: "team-a".into(),
-                tags: r#"{"env":"prod"}"#.into(),
-                state: state.into(),
+                tags: [("env".to_owned(), "prod".to_owned())].into(),
+                state: KeyState::parse(state).expect("a key state"),
                 latest_version: versions.last().map_or(1, |v| v.version),
                 min_verify_version: 1,
                 exportable: false,

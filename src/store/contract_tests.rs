@@ -14,13 +14,16 @@
 mod api_keys;
 mod credentials;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::sqlite::SqliteStore;
-use super::{AuditFilter, KeyRecord, NewVersion, Store, StoreError, TokenRecord, UsageDelta, VersionInfo};
-use crate::audit::event::{AuditEvent, EventData};
+use super::{
+    AuditFilter, KeyRecord, KeyStore, NewVersion, Store, StoreError, SystemStore, TokenRecord, UsageDelta, VersionInfo,
+};
 use crate::envelope::SealedRecord;
+use crate::model::{Algorithm, AuditEvent, Boundary, EventData, KeyState};
 
 /// 2026-01-01T00:00:00Z in Unix milliseconds.
 const T0: i64 = 1_767_225_600_000;
@@ -95,16 +98,20 @@ impl Fixture {
     }
 }
 
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
 fn key_record(name: &str) -> KeyRecord {
     KeyRecord {
         id: format!("kid-{name}"),
         name: name.to_owned(),
         tenant: "default".into(),
-        algorithm: "hmac-sha256".into(),
-        boundary: "process".into(),
+        algorithm: Algorithm::HmacSha256,
+        boundary: Boundary::Process,
         owner: "svc:payments-api".into(),
-        tags: "{}".into(),
-        state: "enabled".into(),
+        tags: BTreeMap::new(),
+        state: KeyState::Enabled,
         latest_version: 1,
         min_verify_version: 1,
         exportable: false,
@@ -185,12 +192,12 @@ pub(crate) async fn create_then_get_returns_the_same_record(store: &dyn Store) {
     // Every optional field set, so a dropped column cannot hide behind a default. (The
     // domain never creates a key pending deletion; the store must not care.)
     let key = KeyRecord {
-        tags: r#"{"team":"payments","env":"prod"}"#.into(),
-        state: "pending_deletion".into(),
+        tags: tags(&[("team", "payments"), ("env", "prod")]),
+        state: KeyState::PendingDeletion,
         exportable: true,
         auto_rotate_period_s: Some(90 * 86_400),
         deletion_due_ms: Some(T0 + 7 * DAY_MS),
-        state_before_deletion: Some("disabled".into()),
+        state_before_deletion: Some(KeyState::Disabled),
         updated_at_ms: T0 + 1,
         ..key_record("payments.webhook-key_1")
     };
@@ -312,17 +319,17 @@ pub(crate) async fn update_key_writes_only_mutable_settings_and_refuses_a_stale_
         id: key.id.clone(),
         name: "renamed".into(),
         tenant: "other-tenant".into(),
-        algorithm: "hmac-sha512".into(),
-        boundary: "hsm".into(),
+        algorithm: Algorithm::HmacSha512,
+        boundary: Boundary::Process,
         owner: "svc:someone-else".into(),
-        tags: r#"{"moved":"yes"}"#.into(),
-        state: "pending_deletion".into(),
+        tags: tags(&[("moved", "yes")]),
+        state: KeyState::PendingDeletion,
         latest_version: 9,
         min_verify_version: 2,
         exportable: true,
         auto_rotate_period_s: None,
         deletion_due_ms: Some(T0 + 30 * DAY_MS),
-        state_before_deletion: Some("enabled".into()),
+        state_before_deletion: Some(KeyState::Enabled),
         created_at_ms: T0 - DAY_MS,
         updated_at_ms: T0 + 2 * HOUR_MS,
         revision: key.revision,
@@ -330,12 +337,12 @@ pub(crate) async fn update_key_writes_only_mutable_settings_and_refuses_a_stale_
     let updated = store.update_key(&requested).await.unwrap();
 
     let expected = KeyRecord {
-        state: "pending_deletion".into(),
+        state: KeyState::PendingDeletion,
         min_verify_version: 2,
         exportable: true,
         auto_rotate_period_s: None,
         deletion_due_ms: Some(T0 + 30 * DAY_MS),
-        state_before_deletion: Some("enabled".into()),
+        state_before_deletion: Some(KeyState::Enabled),
         updated_at_ms: T0 + 2 * HOUR_MS,
         revision: key.revision + 1,
         ..key.clone()
@@ -346,7 +353,7 @@ pub(crate) async fn update_key_writes_only_mutable_settings_and_refuses_a_stale_
 
     let stale = store
         .update_key(&KeyRecord {
-            state: "disabled".into(),
+            state: KeyState::Disabled,
             ..key.clone()
         })
         .await;
@@ -357,15 +364,15 @@ pub(crate) async fn update_key_writes_only_mutable_settings_and_refuses_a_stale_
 /// Restoring a key pending deletion must write `None` over the date and the prior state.
 pub(crate) async fn update_key_clears_the_deletion_settings_on_restore(store: &dyn Store) {
     let pending = KeyRecord {
-        state: "pending_deletion".into(),
+        state: KeyState::PendingDeletion,
         deletion_due_ms: Some(T0 + 7 * DAY_MS),
-        state_before_deletion: Some("disabled".into()),
+        state_before_deletion: Some(KeyState::Disabled),
         ..key_record("restored")
     };
     create(store, &pending, 29).await;
 
     let restore = KeyRecord {
-        state: "disabled".into(),
+        state: KeyState::Disabled,
         deletion_due_ms: None,
         state_before_deletion: None,
         updated_at_ms: T0 + HOUR_MS,
@@ -414,7 +421,7 @@ pub(crate) async fn destroy_key_removes_every_version_unless_the_row_changed(sto
 pub(crate) async fn keys_due_for_deletion_returns_only_pending_keys_past_their_date(store: &dyn Store) {
     let now = T0 + 30 * DAY_MS;
     let pending = |name: &str, due: Option<i64>| KeyRecord {
-        state: "pending_deletion".into(),
+        state: KeyState::PendingDeletion,
         deletion_due_ms: due,
         ..key_record(name)
     };
@@ -426,7 +433,7 @@ pub(crate) async fn keys_due_for_deletion_returns_only_pending_keys_past_their_d
         pending("due-later", Some(now + 1)),
         pending("no-date", None),
         KeyRecord {
-            state: "disabled".into(),
+            state: KeyState::Disabled,
             deletion_due_ms: Some(now - DAY_MS),
             ..key_record("disabled")
         },
@@ -445,12 +452,12 @@ pub(crate) async fn keys_due_for_deletion_returns_only_pending_keys_past_their_d
 }
 
 pub(crate) async fn auto_rotating_keys_reports_latest_version_creation_time(store: &dyn Store) {
-    let rotating = |name: &str, state: &str, period: Option<i64>| KeyRecord {
-        state: state.into(),
+    let rotating = |name: &str, state: KeyState, period: Option<i64>| KeyRecord {
+        state,
         auto_rotate_period_s: period,
         ..key_record(name)
     };
-    let daily = rotating("daily", "enabled", Some(86_400));
+    let daily = rotating("daily", KeyState::Enabled, Some(86_400));
     create(store, &daily, 15).await;
     let daily = store.add_version(&daily, &version(2, T0 + DAY_MS, 16)).await.unwrap();
     let daily = store
@@ -459,13 +466,13 @@ pub(crate) async fn auto_rotating_keys_reports_latest_version_creation_time(stor
         .unwrap();
     let hourly = KeyRecord {
         created_at_ms: T0 + 5,
-        ..rotating("hourly", "enabled", Some(3_600))
+        ..rotating("hourly", KeyState::Enabled, Some(3_600))
     };
     create(store, &hourly, 18).await;
     for key in [
-        rotating("disabled", "disabled", Some(86_400)),
-        rotating("pending", "pending_deletion", Some(86_400)),
-        rotating("manual", "enabled", None),
+        rotating("disabled", KeyState::Disabled, Some(86_400)),
+        rotating("pending", KeyState::PendingDeletion, Some(86_400)),
+        rotating("manual", KeyState::Enabled, None),
     ] {
         create(store, &key, 19).await;
     }
@@ -688,7 +695,7 @@ pub(crate) async fn tokens_are_found_by_id_and_by_hash_and_revoked_once(store: &
         id: "tok_0123456789abcdef".into(),
         hash: vec![7; 32],
         principal: "payments".into(),
-        groups_json: r#"["service"]"#.into(),
+        groups: vec!["service".into()],
         description: Some("payments API".into()),
         created_at_ms: T0,
         expires_at_ms: Some(T0 + DAY_MS),

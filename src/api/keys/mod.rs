@@ -206,11 +206,11 @@ struct EmptyRequest {}
 #[derive(Serialize)]
 struct KeyJson {
     name: String,
-    algorithm: String,
-    boundary: String,
+    algorithm: &'static str,
+    boundary: &'static str,
     owner: String,
-    tags: serde_json::Value,
-    state: String,
+    tags: BTreeMap<String, String>,
+    state: &'static str,
     latest_version: u32,
     min_verify_version: u32,
     exportable: bool,
@@ -233,7 +233,6 @@ struct VersionJson {
 fn key_json(d: KeyDetails) -> KeyJson {
     let r = d.record;
     KeyJson {
-        tags: serde_json::from_str(&r.tags).unwrap_or_else(|_| serde_json::json!({})),
         auto_rotate_period: r
             .auto_rotate_period_s
             .map(|s| format_duration(time::Duration::seconds(s))),
@@ -251,10 +250,11 @@ fn key_json(d: KeyDetails) -> KeyJson {
             })
             .collect(),
         name: r.name,
-        algorithm: r.algorithm,
-        boundary: r.boundary,
+        algorithm: r.algorithm.as_str(),
+        boundary: r.boundary.as_str(),
         owner: r.owner,
-        state: r.state,
+        tags: r.tags,
+        state: r.state.as_str(),
         latest_version: r.latest_version,
         min_verify_version: r.min_verify_version,
         exportable: r.exportable,

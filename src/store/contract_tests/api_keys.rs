@@ -2,7 +2,17 @@
 //! are made-up bytes: a store only matches them, it never computes one.
 
 use super::{DAY_MS, HOUR_MS, T0};
+use crate::model::ApiKeyState;
 use crate::store::{ApiKeyPatch, ApiKeyRecord, Store, StoreError};
+
+/// A JSON object from its text (test data is clearer written as JSON).
+fn meta(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(text).unwrap()
+}
+
+fn permissions(list: &[&str]) -> Vec<String> {
+    list.iter().map(|p| (*p).to_owned()).collect()
+}
 
 const A: &str = "ak_000000000000000000000aaa";
 const B: &str = "ak_000000000000000000000bbb";
@@ -14,9 +24,9 @@ fn api_key(id: &str, principal: &str) -> ApiKeyRecord {
         id: id.into(),
         prefix: "sk".into(),
         principal: principal.into(),
-        state: "enabled".into(),
-        meta: r#"{"plan":"pro"}"#.into(),
-        permissions: r#"["orders.read","orders.write"]"#.into(),
+        state: ApiKeyState::Enabled,
+        meta: meta(r#"{"plan":"pro"}"#),
+        permissions: permissions(&["orders.read", "orders.write"]),
         expires_at_ms: Some(T0 + DAY_MS),
         remaining: None,
         ratelimit: Some((5, 1000)),
@@ -72,8 +82,8 @@ pub(crate) async fn api_keys_are_found_by_hash_read_by_id_and_listed_in_id_order
 
     let unlimited = ApiKeyRecord {
         id: C.into(),
-        meta: "{}".into(),
-        permissions: "[]".into(),
+        meta: meta("{}"),
+        permissions: Vec::new(),
         expires_at_ms: None,
         remaining: Some(1_000_000_000_000),
         ratelimit: None,
@@ -102,27 +112,27 @@ pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_
     };
     store.insert_api_key(&original, &hash(1)).await.unwrap();
     let disable = ApiKeyPatch {
-        state: Some("disabled".into()),
+        state: Some(ApiKeyState::Disabled),
         ..ApiKeyPatch::default()
     };
     let after = store.update_api_key(A, &disable, T0 + HOUR_MS).await.unwrap().unwrap();
     assert_eq!(
         after,
         ApiKeyRecord {
-            state: "disabled".into(),
+            state: ApiKeyState::Disabled,
             updated_at_ms: T0 + HOUR_MS,
             ..original.clone()
         }
     );
 
-    let meta = ApiKeyPatch {
-        meta: Some(r#"{"plan":"free"}"#.into()),
+    let free = ApiKeyPatch {
+        meta: Some(meta(r#"{"plan":"free"}"#)),
         remaining: Some(Some(3)),
         ..ApiKeyPatch::default()
     };
-    let after = store.update_api_key(A, &meta, T0 + 2 * HOUR_MS).await.unwrap().unwrap();
-    assert_eq!(after.state, "disabled", "state kept");
-    assert_eq!(after.meta, r#"{"plan":"free"}"#);
+    let after = store.update_api_key(A, &free, T0 + 2 * HOUR_MS).await.unwrap().unwrap();
+    assert_eq!(after.state, ApiKeyState::Disabled, "state kept");
+    assert_eq!(after.meta, meta(r#"{"plan":"free"}"#));
     assert_eq!(after.remaining, Some(3));
     assert_eq!(after.permissions, original.permissions);
     assert_eq!(after.expires_at_ms, original.expires_at_ms);
@@ -138,7 +148,7 @@ pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_
         .unwrap()
         .unwrap();
     assert_eq!(after.remaining, None, "Some(None) removes the credit limit");
-    assert_eq!(after.meta, r#"{"plan":"free"}"#, "meta kept");
+    assert_eq!(after.meta, meta(r#"{"plan":"free"}"#), "meta kept");
     let nothing = ApiKeyPatch::default();
     let after = store
         .update_api_key(A, &nothing, T0 + 4 * HOUR_MS)
@@ -152,8 +162,8 @@ pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_
 
     let revoked = store.revoke_api_key(A, T0 + 5 * HOUR_MS).await.unwrap().unwrap();
     let enable = ApiKeyPatch {
-        state: Some("enabled".into()),
-        meta: Some("{}".into()),
+        state: Some(ApiKeyState::Enabled),
+        meta: Some(meta("{}")),
         remaining: Some(Some(100)),
     };
     assert_eq!(
@@ -187,7 +197,7 @@ pub(crate) async fn revoke_api_key_deletes_every_hash_and_keeps_the_first_revoca
     );
 
     let revoked = store.revoke_api_key(A, T0 + 2 * HOUR_MS).await.unwrap().unwrap();
-    assert_eq!(revoked.state, "revoked");
+    assert_eq!(revoked.state, ApiKeyState::Revoked);
     assert_eq!(revoked.revoked_at_ms, Some(T0 + 2 * HOUR_MS));
     assert_eq!(
         store.find_api_key(&hash(1)).await.unwrap(),

@@ -2,6 +2,7 @@
 
 use super::{DAY_MS, HOUR_MS, T0};
 use crate::envelope::SealedRecord;
+use crate::model::{CredentialState, OnNewFingerprint};
 use crate::store::{CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, Store, StoreError};
 
 fn credential(id: &str, principal: &str) -> CredentialRecord {
@@ -9,7 +10,7 @@ fn credential(id: &str, principal: &str) -> CredentialRecord {
         access_key_id: id.into(),
         principal: principal.into(),
         description: Some("ci deploys".into()),
-        state: "active".into(),
+        state: CredentialState::Active,
         on_new_fingerprint: None,
         sealed: SealedRecord {
             format: 1,
@@ -90,7 +91,7 @@ pub(crate) async fn update_credential_changes_only_what_the_patch_names(store: &
         .await
         .unwrap();
     let patch = CredentialPatch {
-        state: Some("inactive".into()),
+        state: Some(CredentialState::Inactive),
         on_new_fingerprint: None,
     };
     let after = store
@@ -98,22 +99,22 @@ pub(crate) async fn update_credential_changes_only_what_the_patch_names(store: &
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(after.state, "inactive");
+    assert_eq!(after.state, CredentialState::Inactive);
     assert_eq!(after.on_new_fingerprint, None);
     assert_eq!(after.updated_at_ms, T0 + HOUR_MS);
     assert_eq!(after.sealed, credential("SVAKAAAA", "payments").sealed);
 
     let rule = CredentialPatch {
         state: None,
-        on_new_fingerprint: Some(Some("deactivate".into())),
+        on_new_fingerprint: Some(Some(OnNewFingerprint::Deactivate)),
     };
     let after = store
         .update_credential("SVAKAAAA", &rule, T0 + 2 * HOUR_MS)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(after.state, "inactive", "state kept");
-    assert_eq!(after.on_new_fingerprint.as_deref(), Some("deactivate"));
+    assert_eq!(after.state, CredentialState::Inactive, "state kept");
+    assert_eq!(after.on_new_fingerprint, Some(OnNewFingerprint::Deactivate));
     let cleared = CredentialPatch {
         state: None,
         on_new_fingerprint: Some(None),

@@ -1,11 +1,13 @@
-//! Bearer API keys and their keyed hashes in SQLite (the [`Store`](super::Store) methods of
-//! `api_keys` and `api_key_hashes` delegate here).
+//! Bearer API keys and their keyed hashes in SQLite (`api_keys`, `api_key_hashes`).
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use super::unavailable;
-use crate::store::{ApiKeyPatch, ApiKeyRecord, FoundApiKey, StoreError, StoreResult};
+use super::row::{as_i64, column, enum_column, json_column, json_text};
+use super::{SqliteStore, unavailable};
+use crate::BoxFuture;
+use crate::model::ApiKeyState;
+use crate::store::{ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey, StoreError, StoreResult};
 
 const COLUMNS: &str = "k.id, k.prefix, k.principal, k.state, k.meta, k.permissions, k.expires_at_ms, k.remaining, \
      k.ratelimit_limit, k.ratelimit_period_ms, k.created_at_ms, k.updated_at_ms, k.last_used_at_ms, k.revoked_at_ms";
@@ -15,39 +17,87 @@ fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 }
 
 fn from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
-    let g = |e| unavailable(e);
     let corrupt = |what: &str| StoreError::Corrupt(format!("api_keys.{what} out of range"));
-    let remaining: Option<i64> = row.try_get("remaining").map_err(g)?;
-    let limit: Option<i64> = row.try_get("ratelimit_limit").map_err(g)?;
-    let period: Option<i64> = row.try_get("ratelimit_period_ms").map_err(g)?;
+    let remaining: Option<i64> = column(row, "remaining")?;
+    let limit: Option<i64> = column(row, "ratelimit_limit")?;
+    let period: Option<i64> = column(row, "ratelimit_period_ms")?;
     let ratelimit = match (limit, period) {
         (Some(l), Some(p)) => Some((u32::try_from(l).map_err(|_| corrupt("ratelimit_limit"))?, p)),
         _ => None,
     };
     Ok(ApiKeyRecord {
-        id: row.try_get("id").map_err(g)?,
-        prefix: row.try_get("prefix").map_err(g)?,
-        principal: row.try_get("principal").map_err(g)?,
-        state: row.try_get("state").map_err(g)?,
-        meta: row.try_get("meta").map_err(g)?,
-        permissions: row.try_get("permissions").map_err(g)?,
-        expires_at_ms: row.try_get("expires_at_ms").map_err(g)?,
+        id: column(row, "id")?,
+        prefix: column(row, "prefix")?,
+        principal: column(row, "principal")?,
+        state: enum_column(row, "state", ApiKeyState::parse)?,
+        meta: json_column(row, "meta")?,
+        permissions: json_column(row, "permissions")?,
+        expires_at_ms: column(row, "expires_at_ms")?,
         remaining: remaining
             .map(|r| u64::try_from(r).map_err(|_| corrupt("remaining")))
             .transpose()?,
         ratelimit,
-        created_at_ms: row.try_get("created_at_ms").map_err(g)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(g)?,
-        last_used_at_ms: row.try_get("last_used_at_ms").map_err(g)?,
-        revoked_at_ms: row.try_get("revoked_at_ms").map_err(g)?,
+        created_at_ms: column(row, "created_at_ms")?,
+        updated_at_ms: column(row, "updated_at_ms")?,
+        last_used_at_ms: column(row, "last_used_at_ms")?,
+        revoked_at_ms: column(row, "revoked_at_ms")?,
     })
 }
 
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+impl ApiKeyStore for SqliteStore {
+    fn insert_api_key<'a>(&'a self, key: &'a ApiKeyRecord, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(insert(&self.writer, key, hash))
+    }
+
+    fn find_api_key<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<FoundApiKey>>> {
+        Box::pin(find(&self.reader, hash))
+    }
+
+    fn get_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
+        Box::pin(get(&self.reader, id))
+    }
+
+    fn list_api_keys<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<ApiKeyRecord>>> {
+        Box::pin(list(&self.reader, after, limit))
+    }
+
+    fn update_api_key<'a>(
+        &'a self,
+        id: &'a str,
+        patch: &'a ApiKeyPatch,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
+        Box::pin(update(&self.writer, id, patch, now_ms))
+    }
+
+    fn revoke_api_key<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
+        Box::pin(revoke(&self.writer, id, now_ms))
+    }
+
+    fn reroll_api_key<'a>(
+        &'a self,
+        id: &'a str,
+        new_hash: &'a [u8],
+        grace_until_ms: i64,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
+        Box::pin(reroll(&self.writer, id, new_hash, grace_until_ms, now_ms))
+    }
+
+    fn consume_api_key_credit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>> {
+        Box::pin(consume_credit(&self.writer, id))
+    }
+
+    fn touch_api_keys<'a>(&'a self, used: &'a [(String, i64)]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(touch(&self.writer, used))
+    }
 }
 
-pub(super) async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -> StoreResult<()> {
+async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -> StoreResult<()> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     sqlx::query(
         "INSERT INTO api_keys (id, prefix, principal, state, meta, permissions, expires_at_ms, remaining, \
@@ -57,9 +107,9 @@ pub(super) async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -
     .bind(&k.id)
     .bind(&k.prefix)
     .bind(&k.principal)
-    .bind(&k.state)
-    .bind(&k.meta)
-    .bind(&k.permissions)
+    .bind(k.state.as_str())
+    .bind(json_text(&k.meta)?)
+    .bind(json_text(&k.permissions)?)
     .bind(k.expires_at_ms)
     .bind(k.remaining.map(as_i64))
     .bind(k.ratelimit.map(|(l, _)| i64::from(l)))
@@ -80,7 +130,7 @@ pub(super) async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -
     tx.commit().await.map_err(unavailable)
 }
 
-pub(super) async fn find(reader: &SqlitePool, hash: &[u8]) -> StoreResult<Option<FoundApiKey>> {
+async fn find(reader: &SqlitePool, hash: &[u8]) -> StoreResult<Option<FoundApiKey>> {
     let row = sqlx::query(select("JOIN api_key_hashes h ON h.key_id = k.id WHERE h.hash = ?"))
         .bind(hash)
         .fetch_optional(reader)
@@ -108,7 +158,7 @@ async fn get_in(tx: &mut Transaction<'_, Sqlite>, id: &str) -> StoreResult<Optio
         .transpose()
 }
 
-pub(super) async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
     sqlx::query(select("WHERE k.id = ?"))
         .bind(id)
         .fetch_optional(reader)
@@ -119,7 +169,7 @@ pub(super) async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<Api
         .transpose()
 }
 
-pub(super) async fn list(reader: &SqlitePool, after: Option<&str>, limit: u32) -> StoreResult<Vec<ApiKeyRecord>> {
+async fn list(reader: &SqlitePool, after: Option<&str>, limit: u32) -> StoreResult<Vec<ApiKeyRecord>> {
     sqlx::query(select("WHERE k.id > ? ORDER BY k.id LIMIT ?"))
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
@@ -131,22 +181,17 @@ pub(super) async fn list(reader: &SqlitePool, after: Option<&str>, limit: u32) -
         .collect()
 }
 
-pub(super) async fn update(
-    writer: &SqlitePool,
-    id: &str,
-    patch: &ApiKeyPatch,
-    now_ms: i64,
-) -> StoreResult<Option<ApiKeyRecord>> {
+async fn update(writer: &SqlitePool, id: &str, patch: &ApiKeyPatch, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     let Some(current) = get_in(&mut tx, id).await? else {
         return Ok(None);
     };
-    if current.state == "revoked" {
+    if current.state == ApiKeyState::Revoked {
         return Ok(Some(current));
     }
     sqlx::query("UPDATE api_keys SET state = ?, meta = ?, remaining = ?, updated_at_ms = ? WHERE id = ?")
-        .bind(patch.state.as_ref().unwrap_or(&current.state))
-        .bind(patch.meta.as_ref().unwrap_or(&current.meta))
+        .bind(patch.state.unwrap_or(current.state).as_str())
+        .bind(json_text(patch.meta.as_ref().unwrap_or(&current.meta))?)
         .bind(patch.remaining.unwrap_or(current.remaining).map(as_i64))
         .bind(now_ms)
         .bind(id)
@@ -158,7 +203,7 @@ pub(super) async fn update(
     Ok(after)
 }
 
-pub(super) async fn revoke(writer: &SqlitePool, id: &str, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
+async fn revoke(writer: &SqlitePool, id: &str, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     sqlx::query(
         "UPDATE api_keys SET state = 'revoked', revoked_at_ms = COALESCE(revoked_at_ms, ?), updated_at_ms = ? \
@@ -180,7 +225,7 @@ pub(super) async fn revoke(writer: &SqlitePool, id: &str, now_ms: i64) -> StoreR
     Ok(after)
 }
 
-pub(super) async fn reroll(
+async fn reroll(
     writer: &SqlitePool,
     id: &str,
     new_hash: &[u8],
@@ -189,7 +234,7 @@ pub(super) async fn reroll(
 ) -> StoreResult<Option<ApiKeyRecord>> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     match get_in(&mut tx, id).await? {
-        Some(k) if k.state != "revoked" => {}
+        Some(k) if k.state != ApiKeyState::Revoked => {}
         _ => return Ok(None),
     }
     sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ? AND valid_until_ms IS NOT NULL")
@@ -228,7 +273,7 @@ pub(super) async fn reroll(
     Ok(after)
 }
 
-pub(super) async fn consume_credit(writer: &SqlitePool, id: &str) -> StoreResult<Option<u64>> {
+async fn consume_credit(writer: &SqlitePool, id: &str) -> StoreResult<Option<u64>> {
     let left: Option<i64> = sqlx::query_scalar(
         "UPDATE api_keys SET remaining = remaining - 1 WHERE id = ? AND remaining > 0 RETURNING remaining",
     )
@@ -240,7 +285,7 @@ pub(super) async fn consume_credit(writer: &SqlitePool, id: &str) -> StoreResult
         .transpose()
 }
 
-pub(super) async fn touch(writer: &SqlitePool, used: &[(String, i64)]) -> StoreResult<()> {
+async fn touch(writer: &SqlitePool, used: &[(String, i64)]) -> StoreResult<()> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     for (id, at) in used {
         sqlx::query(

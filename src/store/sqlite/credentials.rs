@@ -1,11 +1,16 @@
-//! SigV4 credentials and their activity in SQLite (the [`Store`](super::Store) methods of
-//! `credentials` and `credential_fingerprints` delegate here).
+//! SigV4 credentials and their activity in SQLite (`credentials`,
+//! `credential_fingerprints`).
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use super::{sealed_from_row, unavailable};
-use crate::store::{CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, StoreError, StoreResult};
+use super::row::{as_i64, column, enum_column, optional_enum_column, sealed_from_row};
+use super::{SqliteStore, unavailable};
+use crate::BoxFuture;
+use crate::model::{CredentialState, OnNewFingerprint};
+use crate::store::{
+    CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, StoreError, StoreResult,
+};
 
 const COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
      wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, last_used_service";
@@ -15,23 +20,70 @@ fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 }
 
 fn from_row(row: &SqliteRow) -> StoreResult<CredentialRecord> {
-    let g = |e| unavailable(e);
     Ok(CredentialRecord {
-        access_key_id: row.try_get("access_key_id").map_err(g)?,
-        principal: row.try_get("principal").map_err(g)?,
-        description: row.try_get("description").map_err(g)?,
-        state: row.try_get("state").map_err(g)?,
-        on_new_fingerprint: row.try_get("on_new_fingerprint").map_err(g)?,
+        access_key_id: column(row, "access_key_id")?,
+        principal: column(row, "principal")?,
+        description: column(row, "description")?,
+        state: enum_column(row, "state", CredentialState::parse)?,
+        on_new_fingerprint: optional_enum_column(row, "on_new_fingerprint", OnNewFingerprint::parse)?,
         sealed: sealed_from_row(row)?,
-        created_at_ms: row.try_get("created_at_ms").map_err(g)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(g)?,
-        last_used_at_ms: row.try_get("last_used_at_ms").map_err(g)?,
-        last_used_region: row.try_get("last_used_region").map_err(g)?,
-        last_used_service: row.try_get("last_used_service").map_err(g)?,
+        created_at_ms: column(row, "created_at_ms")?,
+        updated_at_ms: column(row, "updated_at_ms")?,
+        last_used_at_ms: column(row, "last_used_at_ms")?,
+        last_used_region: column(row, "last_used_region")?,
+        last_used_service: column(row, "last_used_service")?,
     })
 }
 
-pub(super) async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u32) -> StoreResult<()> {
+impl CredentialStore for SqliteStore {
+    fn insert_credential<'a>(
+        &'a self,
+        credential: &'a CredentialRecord,
+        max_per_principal: u32,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(insert(&self.writer, credential, max_per_principal))
+    }
+
+    fn get_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
+        Box::pin(get(&self.reader, access_key_id))
+    }
+
+    fn list_credentials<'a>(
+        &'a self,
+        principal: Option<&'a str>,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<CredentialRecord>>> {
+        Box::pin(list(&self.reader, principal, after, limit))
+    }
+
+    fn update_credential<'a>(
+        &'a self,
+        access_key_id: &'a str,
+        patch: &'a CredentialPatch,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
+        Box::pin(update(&self.writer, access_key_id, patch, now_ms))
+    }
+
+    fn delete_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(delete(&self.writer, access_key_id))
+    }
+
+    fn add_credential_activity<'a>(
+        &'a self,
+        activity: &'a [CredentialActivity],
+        max_fingerprints: u32,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(add_activity(&self.writer, activity, max_fingerprints))
+    }
+
+    fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
+        Box::pin(fingerprints(&self.reader, access_key_id))
+    }
+}
+
+async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u32) -> StoreResult<()> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE principal = ?")
         .bind(&c.principal)
@@ -50,8 +102,8 @@ pub(super) async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_pr
     .bind(&c.access_key_id)
     .bind(&c.principal)
     .bind(&c.description)
-    .bind(&c.state)
-    .bind(&c.on_new_fingerprint)
+    .bind(c.state.as_str())
+    .bind(c.on_new_fingerprint.map(OnNewFingerprint::as_str))
     .bind(i64::from(c.sealed.format))
     .bind(&c.sealed.kek_id)
     .bind(&c.sealed.wrapped_dek)
@@ -65,7 +117,7 @@ pub(super) async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_pr
     tx.commit().await.map_err(unavailable)
 }
 
-pub(super) async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<CredentialRecord>> {
+async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<CredentialRecord>> {
     sqlx::query(select("WHERE access_key_id = ?"))
         .bind(id)
         .fetch_optional(reader)
@@ -76,7 +128,7 @@ pub(super) async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<Cre
         .transpose()
 }
 
-pub(super) async fn list(
+async fn list(
     reader: &SqlitePool,
     principal: Option<&str>,
     after: Option<&str>,
@@ -97,24 +149,24 @@ pub(super) async fn list(
     .collect()
 }
 
-pub(super) async fn update(
+async fn update(
     writer: &SqlitePool,
     id: &str,
     patch: &CredentialPatch,
     now_ms: i64,
 ) -> StoreResult<Option<CredentialRecord>> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
-    if let Some(state) = &patch.state {
+    if let Some(state) = patch.state {
         sqlx::query("UPDATE credentials SET state = ? WHERE access_key_id = ?")
-            .bind(state)
+            .bind(state.as_str())
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
     }
-    if let Some(rule) = &patch.on_new_fingerprint {
+    if let Some(rule) = patch.on_new_fingerprint {
         sqlx::query("UPDATE credentials SET on_new_fingerprint = ? WHERE access_key_id = ?")
-            .bind(rule)
+            .bind(rule.map(OnNewFingerprint::as_str))
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -135,7 +187,7 @@ pub(super) async fn update(
     row.as_ref().map(from_row).transpose()
 }
 
-pub(super) async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
+async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM credentials WHERE access_key_id = ?")
         .bind(id)
         .execute(writer)
@@ -144,11 +196,7 @@ pub(super) async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn add_activity(
-    writer: &SqlitePool,
-    activity: &[CredentialActivity],
-    max_fingerprints: u32,
-) -> StoreResult<()> {
+async fn add_activity(writer: &SqlitePool, activity: &[CredentialActivity], max_fingerprints: u32) -> StoreResult<()> {
     let mut tx = writer.begin().await.map_err(unavailable)?;
     for a in activity {
         add_one(&mut tx, a, max_fingerprints).await?;
@@ -191,7 +239,7 @@ async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &CredentialActivity, max_f
         .bind(&f.user_agent)
         .bind(f.first_seen_ms)
         .bind(f.last_seen_ms)
-        .bind(i64::try_from(f.count).unwrap_or(i64::MAX))
+        .bind(as_i64(f.count))
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
@@ -212,7 +260,7 @@ async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &CredentialActivity, max_f
     Ok(())
 }
 
-pub(super) async fn fingerprints(reader: &SqlitePool, id: &str) -> StoreResult<Vec<FingerprintRecord>> {
+async fn fingerprints(reader: &SqlitePool, id: &str) -> StoreResult<Vec<FingerprintRecord>> {
     let rows = sqlx::query(
         "SELECT source_ip, user_agent, first_seen_ms, last_seen_ms, count FROM credential_fingerprints \
          WHERE access_key_id = ? ORDER BY last_seen_ms DESC, rowid DESC",
@@ -223,12 +271,12 @@ pub(super) async fn fingerprints(reader: &SqlitePool, id: &str) -> StoreResult<V
     .map_err(unavailable)?;
     rows.iter()
         .map(|row| {
-            let count: i64 = row.try_get("count").map_err(unavailable)?;
+            let count: i64 = column(row, "count")?;
             Ok(FingerprintRecord {
-                source_ip: row.try_get("source_ip").map_err(unavailable)?,
-                user_agent: row.try_get("user_agent").map_err(unavailable)?,
-                first_seen_ms: row.try_get("first_seen_ms").map_err(unavailable)?,
-                last_seen_ms: row.try_get("last_seen_ms").map_err(unavailable)?,
+                source_ip: column(row, "source_ip")?,
+                user_agent: column(row, "user_agent")?,
+                first_seen_ms: column(row, "first_seen_ms")?,
+                last_seen_ms: column(row, "last_seen_ms")?,
                 count: u64::try_from(count).map_err(|_| StoreError::Corrupt("fingerprint count".into()))?,
             })
         })

@@ -20,8 +20,8 @@ fn assert_invalid(r: &crate::helpers::Reply, what: &str) {
 /// Every key in the store, as root could list it.
 async fn stored_keys(app: &TestApp) -> Vec<String> {
     app.state
-        .store
-        .list_api_keys(None, 1000)
+        .apikeys
+        .list(None, 1000)
         .await
         .expect("list API keys")
         .into_iter()

@@ -5,8 +5,7 @@
 use sha2::{Digest, Sha256};
 use sigvault::audit::chain::Head;
 use sigvault::audit::sink::anchor_line;
-use sigvault::store::sqlite::SqliteStore;
-use sigvault::store::{Store, StoredEvent};
+use sigvault::store::StoredEvent;
 
 use super::tamper::{EVENTS, MAC_MISMATCH, assert_bad, assert_server_reports_the_same, stopped_trail};
 use super::{NODE, copy_home, sql, stored_events, verify_offline};
@@ -30,7 +29,9 @@ async fn forge_with_sha256(home: &AppHome, from_seq: u64, edit: impl FnOnce(&mut
         prev = mac.clone();
     }
     assert_eq!(sql(&home.database(), "DELETE FROM audit_events").await, EVENTS);
-    let store = SqliteStore::open(&home.database()).await.expect("open the store");
+    let store = sigvault::store::open(&home.settings().store)
+        .await
+        .expect("open the store");
     store.append_audit(&events).await.expect("write the forged events");
     store.close().await;
     let text: Vec<u8> = events.iter().flat_map(|(e, mac)| e.line(mac)).collect();

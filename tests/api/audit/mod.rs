@@ -25,8 +25,6 @@ use sigvault::audit::verify::{Report, verify_trail};
 use sigvault::clock::{ManualClock, SharedClock};
 use sigvault::kek::{self, Keyring};
 use sigvault::startup::{AUDIT_KEY_NAME, Application};
-use sigvault::store::Store;
-use sigvault::store::sqlite::SqliteStore;
 use time::OffsetDateTime;
 
 use crate::helpers::{AppHome, TestApp, raw_db, temp_dir};
@@ -47,14 +45,14 @@ async fn verify_online(app: &TestApp) -> Value {
 async fn verify_offline(home: &AppHome) -> Report {
     let settings = home.settings();
     let kek = kek::open(&settings.kek).await.expect("open the KEK");
-    let store = SqliteStore::open(&home.database()).await.expect("open the store");
+    let store = sigvault::store::open(&settings.store).await.expect("open the store");
     let clock: SharedClock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
-    let key = sigvault::system_secret::load_or_create(&store, &Keyring::new(kek), &clock, AUDIT_KEY_NAME)
+    let key = sigvault::system_secret::load_or_create(store.as_ref(), &Keyring::new(kek), &clock, AUDIT_KEY_NAME)
         .await
         .expect("the audit key opens");
     // Verification needs the audit key itself.
     let report = verify_trail(
-        &store,
+        store.as_ref(),
         key.expose_secret(),
         NODE,
         &settings.audit.file,
@@ -131,7 +129,9 @@ async fn startup_error(home: &AppHome) -> String {
 
 /// The stored events of the node, in sequence order, read through the store interface.
 async fn stored_events(home: &AppHome) -> Vec<sigvault::store::StoredEvent> {
-    let store = SqliteStore::open(&home.database()).await.expect("open the store");
+    let store = sigvault::store::open(&home.settings().store)
+        .await
+        .expect("open the store");
     let events = store.audit_range(NODE, 0, 100_000).await.expect("read events");
     store.close().await;
     events

@@ -529,7 +529,7 @@ async fn observe(app: &TestApp, probe: &Probe) -> Value {
             json!({"verified": verified.body, "read": read})
         }
         Probe::ApiKeys => {
-            let keys = app.state.store.list_api_keys(None, 1000).await.expect("list API keys");
+            let keys = app.state.apikeys.list(None, 1000).await.expect("list API keys");
             json!(keys.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>())
         }
         Probe::TokensCreated => {

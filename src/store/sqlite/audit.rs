@@ -1,0 +1,209 @@
+//! The audit events in SQLite (`audit_events`), written through the store's own audit
+//! connection (see [`SqliteStore`]'s `audit_writer`).
+
+use sqlx::sqlite::SqliteRow;
+
+use super::row::column;
+use super::{SqliteStore, unavailable};
+use crate::BoxFuture;
+use crate::model::audit::{AuditEvent, Decision, time_text};
+use crate::store::{AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
+
+/// The conditions of an [`AuditFilter`]; bind [`filter_values`] in order.
+const AUDIT_FILTER: &str = "(? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) AND (? IS NULL OR principal = ?) \
+     AND (? IS NULL OR action = ?) AND (? IS NULL OR resource = ?)";
+
+/// The bind values of [`AUDIT_FILTER`], each twice (tested for NULL, then compared).
+fn filter_values(filter: &AuditFilter) -> [Option<String>; 10] {
+    let since = filter.since_ms.map(time_text);
+    let until = filter.until_ms.map(time_text);
+    [
+        since.clone(),
+        since,
+        until.clone(),
+        until,
+        filter.principal.clone(),
+        filter.principal.clone(),
+        filter.action.clone(),
+        filter.action.clone(),
+        filter.resource.clone(),
+        filter.resource.clone(),
+    ]
+}
+
+/// Audit rows per INSERT statement (16 parameters each; SQLite allows 32766).
+const AUDIT_ROWS_PER_INSERT: usize = 512;
+
+const AUDIT_COLUMNS: &str = "node, seq, time, request_id, principal, action, resource, key_version, decision, \
+     policy, outcome, source_ip, user_agent, secret_hmac, mac";
+
+impl AuditStore for SqliteStore {
+    fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.audit_writer.begin().await.map_err(unavailable)?;
+            // One multi-row INSERT per chunk: a group commit costs one statement, not one
+            // round trip to SQLite's worker per event (16 binds a row, under SQLite's limit).
+            for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO audit_events (node, seq, time, request_id, principal, action, resource, \
+                     key_version, decision, policy, outcome, source_ip, user_agent, secret_hmac, mac) ",
+                );
+                insert.push_values(chunk, |mut row, (e, mac)| {
+                    row.push_bind(&e.node)
+                        .push_bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+                        .push_bind(&e.time)
+                        .push_bind(&e.request_id)
+                        .push_bind(&e.principal)
+                        .push_bind(&e.action)
+                        .push_bind(&e.resource)
+                        .push_bind(e.key_version.map(i64::from))
+                        .push_bind(e.decision.as_str())
+                        .push_bind(&e.policy)
+                        .push_bind(&e.outcome)
+                        .push_bind(&e.source_ip)
+                        .push_bind(&e.user_agent)
+                        .push_bind(&e.secret_hmac)
+                        .push_bind(mac);
+                });
+                insert.build().execute(&mut *tx).await.map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn truncate_audit<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM audit_events WHERE node = ? AND seq > ?")
+                .bind(node)
+                .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+                .execute(&self.audit_writer)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn audit_range<'a>(
+        &'a self,
+        node: &'a str,
+        after_seq: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?"
+            )))
+            .bind(node)
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(event_from_row).collect()
+        })
+    }
+
+    fn audit_head<'a>(&'a self, node: &'a str) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>> {
+        Box::pin(async move {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1"
+            )))
+            .bind(node)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            row.as_ref().map(event_from_row).transpose()
+        })
+    }
+
+    fn audit_nodes(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT DISTINCT node FROM audit_events ORDER BY node")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn query_audit<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+        after: Option<(&'a str, u64)>,
+        limit: u32,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
+        Box::pin(async move {
+            let (after_node, after_seq) = after.unwrap_or(("", 0));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE (node > ? OR (node = ? AND seq > ?)) AND {AUDIT_FILTER} \
+                 ORDER BY node, seq LIMIT ?"
+            )))
+            .bind(after_node)
+            .bind(after_node)
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX));
+            for value in filter_values(filter) {
+                query = query.bind(value);
+            }
+            let rows = query
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            rows.iter().map(event_from_row).collect()
+        })
+    }
+
+    fn count_audit<'a>(&'a self, filter: &'a AuditFilter) -> BoxFuture<'a, StoreResult<u64>> {
+        Box::pin(async move {
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM audit_events WHERE {AUDIT_FILTER}"
+            )));
+            for value in filter_values(filter) {
+                query = query.bind(value);
+            }
+            let count: i64 = query.fetch_one(&self.reader).await.map_err(unavailable)?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+    }
+
+    fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
+        Box::pin(async move {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT principal, COUNT(*) FROM audit_events GROUP BY principal ORDER BY principal")
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(unavailable)?;
+            Ok(rows
+                .into_iter()
+                .map(|(p, n)| (p, u64::try_from(n).unwrap_or(0)))
+                .collect())
+        })
+    }
+}
+
+fn event_from_row(row: &SqliteRow) -> StoreResult<StoredEvent> {
+    let decision: String = column(row, "decision")?;
+    let seq: i64 = column(row, "seq")?;
+    let key_version: Option<i64> = column(row, "key_version")?;
+    let event = AuditEvent {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq out of range".into()))?,
+        node: column(row, "node")?,
+        time: column(row, "time")?,
+        request_id: column(row, "request_id")?,
+        principal: column(row, "principal")?,
+        action: column(row, "action")?,
+        resource: column(row, "resource")?,
+        key_version: key_version
+            .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt("audit key_version out of range".into())))
+            .transpose()?,
+        // An unknown decision cannot be represented; it is mapped to `deny` and the MAC
+        // check then reports the altered event.
+        decision: Decision::parse(&decision).unwrap_or(Decision::Deny),
+        policy: column(row, "policy")?,
+        outcome: column(row, "outcome")?,
+        source_ip: column(row, "source_ip")?,
+        user_agent: column(row, "user_agent")?,
+        secret_hmac: column(row, "secret_hmac")?,
+    };
+    let mac: Vec<u8> = column(row, "mac")?;
+    Ok((event, mac))
+}

@@ -1,0 +1,294 @@
+//! Signing keys and their versions in SQLite (`keys`, `key_versions`).
+
+use sqlx::sqlite::SqliteRow;
+
+use super::row::{
+    column, enum_column, get_u32, get_u64, json_column, json_text, optional_enum_column, sealed_from_row,
+};
+use super::{SqliteStore, unavailable};
+use crate::BoxFuture;
+use crate::envelope::SealedRecord;
+use crate::model::{Algorithm, Boundary, KeyState};
+use crate::store::{KeyRecord, KeyStore, NewVersion, StoreError, StoreResult, UsageDelta, VersionInfo};
+
+const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
+     min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, updated_at_ms, revision";
+
+/// `SELECT <KEY_COLUMNS> FROM keys <tail>`, built once per call site from static parts.
+fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM keys {tail}"))
+}
+
+fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
+    Ok(KeyRecord {
+        id: column(row, "id")?,
+        name: column(row, "name")?,
+        tenant: column(row, "tenant")?,
+        algorithm: enum_column(row, "algorithm", Algorithm::parse)?,
+        boundary: enum_column(row, "boundary", Boundary::parse)?,
+        owner: column(row, "owner")?,
+        tags: json_column(row, "tags")?,
+        state: enum_column(row, "state", KeyState::parse)?,
+        latest_version: get_u32(row, "latest_version")?,
+        min_verify_version: get_u32(row, "min_verify_version")?,
+        exportable: column(row, "exportable")?,
+        auto_rotate_period_s: column(row, "auto_rotate_period_s")?,
+        deletion_due_ms: column(row, "deletion_due_ms")?,
+        state_before_deletion: optional_enum_column(row, "state_before_deletion", KeyState::parse)?,
+        created_at_ms: column(row, "created_at_ms")?,
+        updated_at_ms: column(row, "updated_at_ms")?,
+        revision: column(row, "revision")?,
+    })
+}
+
+impl KeyStore for SqliteStore {
+    fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
+                 min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
+                 created_at_ms, updated_at_ms, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.tenant)
+            .bind(key.algorithm.as_str())
+            .bind(key.boundary.as_str())
+            .bind(&key.owner)
+            .bind(json_text(&key.tags)?)
+            .bind(key.state.as_str())
+            .bind(i64::from(key.latest_version))
+            .bind(i64::from(key.min_verify_version))
+            .bind(key.exportable)
+            .bind(key.auto_rotate_period_s)
+            .bind(key.deletion_due_ms)
+            .bind(key.state_before_deletion.map(KeyState::as_str))
+            .bind(key.created_at_ms)
+            .bind(key.updated_at_ms)
+            .bind(key.revision)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            insert_version(&mut tx, &key.id, first).await?;
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn get_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<KeyRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query(key_query("WHERE name = ?"))
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(key_from_row).transpose()
+        })
+    }
+
+    fn list_keys<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, StoreResult<Vec<KeyRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(key_query("WHERE name > ? ORDER BY name LIMIT ?"))
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            rows.iter().map(key_from_row).collect()
+        })
+    }
+
+    fn list_versions<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<VersionInfo>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT version, created_at_ms, sign_count, verify_count, last_used_at_ms \
+                 FROM key_versions WHERE key_id = ? ORDER BY version",
+            )
+            .bind(key_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(VersionInfo {
+                        version: get_u32(row, "version")?,
+                        created_at_ms: column(row, "created_at_ms")?,
+                        sign_count: get_u64(row, "sign_count")?,
+                        verify_count: get_u64(row, "verify_count")?,
+                        last_used_at_ms: column(row, "last_used_at_ms")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn get_sealed<'a>(&'a self, key_id: &'a str, version: u32) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM key_versions WHERE key_id = ? AND version = ?",
+            )
+            .bind(key_id)
+            .bind(i64::from(version))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            row.as_ref().map(sealed_from_row).transpose()
+        })
+    }
+
+    fn add_version<'a>(&'a self, key: &'a KeyRecord, new: &'a NewVersion) -> BoxFuture<'a, StoreResult<KeyRecord>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let updated = sqlx::query(
+                "UPDATE keys SET latest_version = ?, updated_at_ms = ?, revision = revision + 1 \
+                 WHERE id = ? AND revision = ? AND latest_version = ?",
+            )
+            .bind(i64::from(new.version))
+            .bind(new.created_at_ms)
+            .bind(&key.id)
+            .bind(key.revision)
+            .bind(i64::from(key.latest_version))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+            insert_version(&mut tx, &key.id, new).await?;
+            commit_and_reread(tx, &key.id).await
+        })
+    }
+
+    fn update_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<KeyRecord>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let updated = sqlx::query(
+                "UPDATE keys SET state = ?, min_verify_version = ?, exportable = ?, auto_rotate_period_s = ?, \
+                 deletion_due_ms = ?, state_before_deletion = ?, updated_at_ms = ?, revision = revision + 1 \
+                 WHERE id = ? AND revision = ?",
+            )
+            .bind(key.state.as_str())
+            .bind(i64::from(key.min_verify_version))
+            .bind(key.exportable)
+            .bind(key.auto_rotate_period_s)
+            .bind(key.deletion_due_ms)
+            .bind(key.state_before_deletion.map(KeyState::as_str))
+            .bind(key.updated_at_ms)
+            .bind(&key.id)
+            .bind(key.revision)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+            commit_and_reread(tx, &key.id).await
+        })
+    }
+
+    fn destroy_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let deleted = sqlx::query("DELETE FROM keys WHERE id = ? AND revision = ?")
+                .bind(&key.id)
+                .bind(key.revision)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if deleted.rows_affected() != 1 {
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM key_versions WHERE key_id = ?")
+                .bind(&key.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(true)
+        })
+    }
+
+    fn keys_due_for_deletion(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(key_query(
+                "WHERE state = 'pending_deletion' AND deletion_due_ms IS NOT NULL AND deletion_due_ms <= ?",
+            ))
+            .bind(now_ms)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter().map(key_from_row).collect()
+        })
+    }
+
+    fn auto_rotating_keys(&self) -> BoxFuture<'_, StoreResult<Vec<(KeyRecord, i64)>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {KEY_COLUMNS}, (SELECT v.created_at_ms FROM key_versions v \
+                   WHERE v.key_id = keys.id AND v.version = keys.latest_version) AS latest_created_at_ms \
+                 FROM keys WHERE state = 'enabled' AND auto_rotate_period_s IS NOT NULL"
+            )))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            rows.iter()
+                .map(|row| {
+                    let at: Option<i64> = column(row, "latest_created_at_ms")?;
+                    Ok((key_from_row(row)?, at.unwrap_or(0)))
+                })
+                .collect()
+        })
+    }
+
+    fn add_usage<'a>(&'a self, deltas: &'a [UsageDelta]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            for d in deltas {
+                sqlx::query(
+                    "UPDATE key_versions SET sign_count = sign_count + ?, verify_count = verify_count + ?, \
+                     last_used_at_ms = MAX(COALESCE(last_used_at_ms, 0), ?) WHERE key_id = ? AND version = ?",
+                )
+                .bind(i64::try_from(d.signs).unwrap_or(i64::MAX))
+                .bind(i64::try_from(d.verifies).unwrap_or(i64::MAX))
+                .bind(d.last_used_at_ms)
+                .bind(&d.key_id)
+                .bind(i64::from(d.version))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+}
+
+/// Reads a key row back inside the transaction that changed it, then commits.
+async fn commit_and_reread(mut tx: sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> StoreResult<KeyRecord> {
+    let row = sqlx::query(key_query("WHERE id = ?"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let record = key_from_row(&row)?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(record)
+}
+
+async fn insert_version(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, key_id: &str, v: &NewVersion) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO key_versions (key_id, version, created_at_ms, format, kek_id, wrapped_dek, nonce, ciphertext) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(key_id)
+    .bind(i64::from(v.version))
+    .bind(v.created_at_ms)
+    .bind(i64::from(v.sealed.format))
+    .bind(&v.sealed.kek_id)
+    .bind(&v.sealed.wrapped_dek)
+    .bind(&v.sealed.nonce)
+    .bind(&v.sealed.ciphertext)
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}

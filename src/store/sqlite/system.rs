@@ -1,0 +1,107 @@
+//! System secrets and values in SQLite (`system_secrets`, `system_values`), and the
+//! backend's housekeeping: ping, WAL checkpoint, close.
+
+use super::row::sealed_from_row;
+use super::{SqliteStore, unavailable};
+use crate::BoxFuture;
+use crate::envelope::SealedRecord;
+use crate::store::{StoreResult, SystemStore};
+
+impl SystemStore for SqliteStore {
+    fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.reader)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
+        Box::pin(async move {
+            let row =
+                sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(unavailable)?;
+            row.as_ref().map(sealed_from_row).transpose()
+        })
+    }
+
+    fn insert_system_secret<'a>(
+        &'a self,
+        name: &'a str,
+        sealed: &'a SealedRecord,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<SealedRecord>> {
+        Box::pin(async move {
+            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO system_secrets (name, format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(i64::from(sealed.format))
+            .bind(&sealed.kek_id)
+            .bind(&sealed.wrapped_dek)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let row =
+                sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            let stored = sealed_from_row(&row)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(stored)
+        })
+    }
+
+    fn get_value<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT value FROM system_values WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO system_values (name, value, updated_at_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(name)
+            .bind(value)
+            .bind(now_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.wal_checkpoint())
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.reader.close().await;
+            self.audit_writer.close().await;
+            if let Err(e) = self.wal_checkpoint().await {
+                tracing::warn!(error = %e, "final WAL checkpoint failed");
+            }
+            self.writer.close().await;
+        })
+    }
+}

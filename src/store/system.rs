@@ -1,0 +1,36 @@
+//! What the vault keeps about itself — system secrets (sealed like any key) and small
+//! non-secret values — and the backend's own housekeeping: liveness, journal checkpoints
+//! and shutdown.
+
+use super::StoreResult;
+use crate::BoxFuture;
+use crate::envelope::SealedRecord;
+
+/// System secrets and values, and the backend's housekeeping.
+pub trait SystemStore: Send + Sync {
+    /// Cheap liveness probe for health checks.
+    fn ping(&self) -> BoxFuture<'_, StoreResult<()>>;
+
+    fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>>;
+
+    /// Inserts a system secret unless one exists; returns the one stored afterwards (so
+    /// two nodes racing at first start agree on one).
+    fn insert_system_secret<'a>(
+        &'a self,
+        name: &'a str,
+        sealed: &'a SealedRecord,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<SealedRecord>>;
+
+    fn get_value<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>>;
+
+    fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Moves committed data out of any journal the backend keeps beside its files, so a
+    /// destroyed record cannot be recovered from old journal pages. Run after destroying
+    /// keys and at shutdown.
+    fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Checkpoints and closes every connection (clean shutdown). The store is unusable after.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
