@@ -11,10 +11,13 @@ pub mod auth;
 pub mod context;
 pub mod credentials;
 pub mod keys;
+mod limits;
 pub mod reply;
 pub mod reports;
 pub mod sigv4;
 pub mod sys;
+
+pub use limits::Limits;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -30,7 +33,6 @@ use crate::audit::writer::Auditor;
 use crate::auth::certificate::CertificateGroups;
 use crate::auth::{AuthError, Authenticator, Principal, Via};
 use crate::clock::SharedClock;
-use crate::config::Limits;
 use crate::error::{ApiError, ErrorCode};
 use crate::kek::{KekError, Keyring};
 use crate::keys::{KeyError, KeyService};
@@ -47,12 +49,12 @@ pub struct AppState {
     pub audit: Auditor,
     pub clock: SharedClock,
     pub auth: Authenticator,
-    pub auth_settings: crate::config::AuthSettings,
+    pub auth_settings: crate::auth::AuthSettings,
     pub kek: Keyring,
     /// The store's liveness, for the health route (handlers never hold the store).
     pub store_health: crate::health::StoreHealth,
     pub limits: Limits,
-    pub report: crate::config::ReportSettings,
+    pub report: crate::report::ReportSettings,
     pub health: sys::HealthCache,
     /// Groups of callers named by a TLS client certificate.
     pub certificate_groups: CertificateGroups,

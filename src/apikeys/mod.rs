@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::keyed_hash::KeyedHasher;
 use crate::clock::{SharedClock, unix_ms};
-use crate::config::CacheSettings;
+use crate::keys::cache::CacheSettings;
 use crate::keys::cache::TtlCache;
 use crate::store::{ApiKeyStore, StoreError};
 use ratelimit::{Limit, RateLimiter, Taken};

@@ -17,12 +17,22 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::clock::{SharedClock, unix_ms};
-use crate::config::AuthSettings;
 pub use crate::store::TokenRecord;
 use crate::store::{StoreError, SystemStore, TokenStore};
 use keyed_hash::KeyedHasher;
 use limiter::FailureLimiter;
 pub use tokens::{MAX_GROUPS, NewToken, TokenError, validate_groups, validate_principal};
+
+/// Caller authentication limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// Failed authentications a source address may make per `failure_window` before it
+    /// gets 429 `RATE_LIMITED`.
+    pub max_failures: u32,
+    pub failure_window: time::Duration,
+    /// Longest `ttl` a caller token may be given (and the ttl of tokens created without one).
+    pub max_token_ttl: time::Duration,
+}
 
 /// Domain label of the root token's keyed hash.
 pub const ROOT_TOKEN_DOMAIN: &str = "root-token";

@@ -13,7 +13,6 @@ mod raw;
 mod sections;
 #[cfg(test)]
 mod tests;
-mod types;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,11 +22,18 @@ use secrecy::SecretString;
 pub use kek::DEV_TOKEN_LABEL;
 pub use layers::{Overrides, merge};
 pub use raw::*;
-pub use types::*;
 
+use crate::api::Limits;
 use crate::audit::writer::AuditSettings;
+use crate::auth::AuthSettings;
+use crate::credentials::Sigv4Settings;
 use crate::kek::KekSettings;
+use crate::keys::KeySettings;
+use crate::keys::cache::CacheSettings;
+use crate::report::ReportSettings;
+use crate::store::StoreSettings;
 use crate::tls::TlsError;
+use crate::tls::TlsSettings;
 
 /// Which command is starting: `dev` fills every missing key with an embedded default,
 /// `serve` requires the HSM settings to be stated.

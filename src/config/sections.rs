@@ -7,14 +7,19 @@ use std::path::{Path, PathBuf};
 use time::Duration;
 
 use super::raw::{RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawPolicies, RawReport, RawSigv4, RawStore, RawTls};
-use super::types::{
-    AuthSettings, CacheSettings, KeySettings, Limits, OnNewFingerprint, ReportSettings, Sigv4Settings, StoreSettings,
-    TlsSettings,
-};
 use super::{ConfigError, invalid};
+use crate::api::Limits;
 use crate::audit::writer::AuditSettings;
+use crate::auth::AuthSettings;
 use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
+use crate::credentials::Sigv4Settings;
+use crate::keys::KeySettings;
+use crate::keys::cache::CacheSettings;
+use crate::model::OnNewFingerprint;
+use crate::report::ReportSettings;
+use crate::store::StoreSettings;
 use crate::timefmt::parse_duration;
+use crate::tls::TlsSettings;
 use crate::tls::{ClientAuth, TlsFiles};
 
 /// `listen`: an address, on loopback unless TLS or an explicit `insecure_http` says

@@ -30,15 +30,40 @@ use std::sync::Arc;
 use time::Duration;
 
 use crate::clock::{SharedClock, unix_ms};
-use crate::config::{CacheSettings, Sigv4Settings};
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::keys::DEFAULT_TENANT;
+use crate::keys::cache::CacheSettings;
 use crate::keys::cache::TtlCache;
 use crate::secret::SecretBytes;
 use crate::sigv4::{self, Scope};
 use crate::store::{CredentialStore, StoreError, SystemStore};
 use activity::ActivityTracker;
+
+/// `[sigv4]`: SigV4 credentials and verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sigv4Settings {
+    /// Credentials a principal may hold at once (2: one in use, one being rotated in).
+    pub max_credentials_per_principal: u32,
+    /// How far a header-signed request's date may be from now (AWS: 15 minutes).
+    pub time_window: time::Duration,
+    /// The default of credentials that do not set their own.
+    pub on_new_fingerprint: OnNewFingerprint,
+    /// Caller fingerprints kept per credential; beyond it the least recently seen is dropped.
+    /// (Last use and fingerprint counts are written every `keys.usage_flush_interval`.)
+    pub max_fingerprints: u32,
+}
+
+impl Default for Sigv4Settings {
+    fn default() -> Self {
+        Self {
+            max_credentials_per_principal: 2,
+            time_window: time::Duration::minutes(15),
+            on_new_fingerprint: OnNewFingerprint::Record,
+            max_fingerprints: 64,
+        }
+    }
+}
 
 /// Record kind bound into the AAD of a credential's secret.
 pub const KIND_SIGV4_SECRET: &str = "sigv4-secret";

@@ -36,6 +36,12 @@ use time::Duration;
 
 use crate::clock::{SharedClock, unix_ms};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    pub max_entries: usize,
+}
+
 /// A cached value and the time (Unix ms) from which it is no longer served.
 struct Entry<V> {
     value: Arc<V>,

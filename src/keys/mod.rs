@@ -17,15 +17,21 @@ use std::sync::Arc;
 use time::Duration;
 
 use crate::clock::{SharedClock, unix_ms};
-use crate::config::{CacheSettings, KeySettings};
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::secret::SecretBytes;
 pub use crate::store::{KeyRecord, VersionInfo};
 use crate::store::{KeyStore, StoreError, SystemStore};
-use cache::TtlCache;
+use cache::{CacheSettings, TtlCache};
 use model::{Algorithm, Boundary, KeyState};
 use usage::UsageTracker;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySettings {
+    pub default_pending_days: u32,
+    pub max_pending_days: u32,
+    pub usage_flush_interval: Duration,
+}
 
 /// Record kind bound into the AAD of signing-key versions.
 pub const KIND_HMAC_KEY: &str = "hmac-key";

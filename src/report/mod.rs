@@ -32,6 +32,14 @@ use apikeys::{ApiKeyEntry, ApiKeySummary};
 use credentials::{CredentialEntry, CredentialSummary};
 use keys::{KeyEntry, KeySummary};
 
+/// The compliance report's yardstick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// How long a key version may be used before it is due for rotation (NIST SP 800-57
+    /// suggests up to about a year for HMAC keys; default 365 days).
+    pub cryptoperiod: Duration,
+}
+
 /// How far ahead a rotation counts as "due soon" in the report.
 pub const DUE_SOON: Duration = Duration::days(30);
 /// Items read per call to [`KeyService::list`], [`CredentialService::list`] and

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::certificate::CertificateGroups;
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -22,6 +23,25 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use zeroize::Zeroizing;
+
+/// A checked `[tls]` section: its PEM files already read into a server configuration.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client_auth: ClientAuth,
+    pub client_groups: CertificateGroups,
+}
+
+impl TlsSettings {
+    /// Reads and checks the PEM files (see [`crate::tls::server_config`]).
+    pub fn load(files: &TlsFiles, client_auth: ClientAuth, client_groups: CertificateGroups) -> Result<Self, TlsError> {
+        Ok(Self {
+            server: crate::tls::server_config(files, client_auth)?,
+            client_auth,
+            client_groups,
+        })
+    }
+}
 
 /// How long a client gets to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

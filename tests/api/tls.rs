@@ -18,7 +18,7 @@ use rcgen::{
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sigvault::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS};
-use sigvault::config::TlsSettings;
+use sigvault::tls::TlsSettings;
 use sigvault::tls::{ClientAuth, TlsFiles};
 
 use crate::helpers::{AppHome, ROOT_TOKEN, Reply, Run, TestApp, run_binary, spawn_app_in, spawn_dev, temp_dir};

@@ -2,7 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use sigvault::config::AuthSettings;
+use sigvault::auth::AuthSettings;
 
 use super::{assert_unauthenticated, whoami};
 use crate::helpers::{AppHome, ROOT_TOKEN, Reply, spawn_app_in};

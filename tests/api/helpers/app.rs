@@ -12,15 +12,20 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sigvault::api::AppState;
+use sigvault::api::Limits;
 use sigvault::audit::writer::AuditSettings;
+use sigvault::auth::AuthSettings;
 use sigvault::clock::ManualClock;
-use sigvault::config::{
-    AuthSettings, CacheSettings, KeySettings, Limits, ReportSettings, Settings, Sigv4Settings, StoreSettings,
-    TlsSettings,
-};
+use sigvault::config::Settings;
+use sigvault::credentials::Sigv4Settings;
 use sigvault::kek::KekSettings;
 use sigvault::kek::pkcs11::{Pkcs11Settings, provision_token, softhsm};
+use sigvault::keys::KeySettings;
+use sigvault::keys::cache::CacheSettings;
+use sigvault::report::ReportSettings;
 use sigvault::startup::Application;
+use sigvault::store::StoreSettings;
+use sigvault::tls::TlsSettings;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::oneshot;
 
