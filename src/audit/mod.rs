@@ -13,4 +13,17 @@ pub mod trail;
 pub mod verify;
 pub mod writer;
 
+use std::path::PathBuf;
+
 pub use crate::store::{AuditFilter, StoredEvent};
+
+/// `[audit]`: where the trail lives and which node writes it.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// This node's name in every event (and the chain it writes).
+    pub node: String,
+    /// The JSON-lines event file.
+    pub file: PathBuf,
+    /// The anchor file: the chain head after every batch.
+    pub anchor_file: PathBuf,
+}

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
+use super::AuditSettings;
 use super::verify::{Report, VerifyError, verify_trail};
-use super::writer::AuditSettings;
 use crate::secret::SecretBytes;
 use crate::store::{AuditFilter, AuditStore, StoreResult, StoredEvent};
 

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::AuditSettings;
 use super::chain::{ChainCheck, Head, link_encoded};
 use super::event::{AuditEvent, EventData, hex, push_line};
 use super::sink::{self, AppendFile};
@@ -39,14 +40,6 @@ pub enum AuditError {
     /// A sink could not make the event durable; nothing was acknowledged.
     #[error("the audit trail is unavailable: {0}")]
     Unavailable(String),
-}
-
-/// Where the trail lives and which node writes it.
-#[derive(Debug, Clone)]
-pub struct AuditSettings {
-    pub node: String,
-    pub file: PathBuf,
-    pub anchor_file: PathBuf,
 }
 
 /// The handle requests use. Cheap to share.

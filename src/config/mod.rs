@@ -24,7 +24,7 @@ pub use layers::{Overrides, merge};
 pub use raw::*;
 
 use crate::api::Limits;
-use crate::audit::writer::AuditSettings;
+use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
 use crate::credentials::Sigv4Settings;
 use crate::kek::KekSettings;

@@ -9,7 +9,7 @@ use time::Duration;
 use super::raw::{RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawPolicies, RawReport, RawSigv4, RawStore, RawTls};
 use super::{ConfigError, invalid};
 use crate::api::Limits;
-use crate::audit::writer::AuditSettings;
+use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
 use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
 use crate::credentials::Sigv4Settings;

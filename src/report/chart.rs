@@ -2,7 +2,7 @@
 //! cryptoperiod, drawn as an inline SVG bar chart. Pure; the SVG references nothing outside
 //! itself, and its only text besides numbers is its own labels (escaped all the same).
 
-use super::html::Esc;
+use super::escape::Esc;
 use super::keys::KeyEntry;
 
 /// Four quarters of the cryptoperiod, then over-age.

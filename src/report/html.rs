@@ -7,41 +7,11 @@
 //! markup, text and attributes alike. Nothing here may emit a value unescaped, nor anything a
 //! browser would fetch.
 
-use std::fmt::{self, Display};
-
 use super::ComplianceReport;
 use super::apikeys::ApiKeyEntry;
 use super::chart;
+use super::escape::Esc;
 use super::keys::KeyEntry;
-
-/// Escapes text for an HTML text node or a quoted attribute value.
-pub struct Esc<'a>(pub &'a str);
-
-impl Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
-            let (plain, tail) = rest.split_at(at);
-            f.write_str(plain)?;
-            let mut chars = tail.chars();
-            let entity = match chars.next() {
-                Some('&') => "&amp;",
-                Some('<') => "&lt;",
-                Some('>') => "&gt;",
-                Some('"') => "&quot;",
-                _ => "&#39;",
-            };
-            f.write_str(entity)?;
-            rest = chars.as_str();
-        }
-        f.write_str(rest)
-    }
-}
-
-/// `text` escaped for HTML (see [`Esc`]).
-pub fn escape_html(text: &str) -> String {
-    Esc(text).to_string()
-}
 
 const STYLE: &str = r#"
 :root { color-scheme: light; --ink: #1d2733; --muted: #5f6b7a; --line: #dde3ea; --bg: #f3f5f8;
@@ -427,35 +397,6 @@ mod tests {
     use crate::report::build;
     use crate::report::tests::{key, t0, version};
     use time::Duration;
-
-    #[test]
-    fn escaping_neutralises_markup_quotes_and_ampersands() {
-        assert_eq!(
-            escape_html("<script>alert('x')</script>"),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
-        );
-        assert_eq!(escape_html(r#"a="b" & c"#), "a=&quot;b&quot; &amp; c");
-        assert_eq!(
-            escape_html("&amp;"),
-            "&amp;amp;",
-            "already-escaped text is escaped again"
-        );
-        assert_eq!(escape_html("plain-text_1.2"), "plain-text_1.2");
-        assert_eq!(escape_html("ключ→<é>"), "ключ→&lt;é&gt;");
-        assert_eq!(escape_html(""), "");
-    }
-
-    #[test]
-    fn escaped_text_contains_no_markup_characters() {
-        let hostile = "\"'><img src=x onerror=alert(1)>&<svg/onload=alert(2)>";
-        let escaped = escape_html(hostile);
-        assert!(!escaped.contains(['<', '>', '"', '\'']), "{escaped}");
-        assert!(escaped.split('&').skip(1).all(|e| {
-            ["amp;", "lt;", "gt;", "quot;", "#39;"]
-                .iter()
-                .any(|entity| e.starts_with(entity))
-        }));
-    }
 
     fn hostile_report() -> ComplianceReport {
         let mut k = key("k1", "enabled", vec![version(1, 0, 0, 0, None)]);

@@ -16,6 +16,7 @@
 pub mod apikeys;
 pub mod chart;
 pub mod credentials;
+mod escape;
 pub mod html;
 pub mod keys;
 

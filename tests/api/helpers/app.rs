@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use sigvault::api::AppState;
 use sigvault::api::Limits;
-use sigvault::audit::writer::AuditSettings;
+use sigvault::audit::AuditSettings;
 use sigvault::auth::AuthSettings;
 use sigvault::clock::ManualClock;
 use sigvault::config::Settings;
