@@ -35,6 +35,23 @@ fn events(node: &str, count: u64) -> Vec<StoredEvent> {
         .collect()
 }
 
+/// A filter on the given fields; `hours` (since, until) count from [`T0`].
+fn filter(
+    principal: Option<&str>,
+    action: Option<&str>,
+    resource: Option<&str>,
+    hours: (Option<i64>, Option<i64>),
+) -> AuditFilter {
+    let at = |h: Option<i64>| h.map(|h| T0 + h * HOUR_MS);
+    AuditFilter {
+        since_ms: at(hours.0),
+        until_ms: at(hours.1),
+        principal: principal.map(str::to_owned),
+        action: action.map(str::to_owned),
+        resource: resource.map(str::to_owned),
+    }
+}
+
 fn seqs(list: &[StoredEvent]) -> Vec<(String, u64)> {
     list.iter().map(|(e, _)| (e.node.clone(), e.seq)).collect()
 }
@@ -167,94 +184,25 @@ pub(crate) async fn query_audit_matches_each_filter_field(store: &dyn AuditStore
         })
         .collect();
     store.append_audit(&trail).await.unwrap();
-    let hour = |h: i64| Some(T0 + h * HOUR_MS);
+    let any = None;
     let cases: Vec<(AuditFilter, Vec<u64>)> = vec![
-        (AuditFilter::default(), vec![1, 2, 3, 4, 5, 6]),
-        (
-            AuditFilter {
-                principal: Some("alice".into()),
-                ..Default::default()
-            },
-            vec![2, 4, 6],
-        ),
-        (
-            AuditFilter {
-                action: Some("Rotate".into()),
-                ..Default::default()
-            },
-            vec![2, 5],
-        ),
-        (
-            AuditFilter {
-                resource: Some("key:b".into()),
-                ..Default::default()
-            },
-            vec![4, 5, 6],
-        ),
+        (filter(any, any, any, (None, None)), vec![1, 2, 3, 4, 5, 6]),
+        (filter(Some("alice"), any, any, (None, None)), vec![2, 4, 6]),
+        (filter(any, Some("Rotate"), any, (None, None)), vec![2, 5]),
+        (filter(any, any, Some("key:b"), (None, None)), vec![4, 5, 6]),
         // `since` is inclusive, `until` exclusive.
+        (filter(any, any, any, (Some(3), None)), vec![3, 4, 5, 6]),
+        (filter(any, any, any, (None, Some(3))), vec![1, 2]),
+        (filter(any, any, any, (Some(2), Some(2))), vec![]),
         (
-            AuditFilter {
-                since_ms: hour(3),
-                ..Default::default()
-            },
-            vec![3, 4, 5, 6],
-        ),
-        (
-            AuditFilter {
-                until_ms: hour(3),
-                ..Default::default()
-            },
-            vec![1, 2],
-        ),
-        (
-            AuditFilter {
-                since_ms: hour(2),
-                until_ms: hour(2),
-                ..Default::default()
-            },
+            filter(Some("alice"), Some("Sign"), Some("key:b"), (Some(2), Some(6))),
             vec![],
         ),
-        (
-            AuditFilter {
-                since_ms: hour(2),
-                until_ms: hour(6),
-                principal: Some("alice".into()),
-                action: Some("Sign".into()),
-                resource: Some("key:b".into()),
-            },
-            vec![],
-        ),
-        (
-            AuditFilter {
-                since_ms: hour(2),
-                principal: Some("bob".into()),
-                resource: Some("key:a".into()),
-                ..Default::default()
-            },
-            vec![3],
-        ),
+        (filter(Some("bob"), any, Some("key:a"), (Some(2), None)), vec![3]),
         // Values are compared exactly, never interpreted.
-        (
-            AuditFilter {
-                principal: Some("alice' OR '1'='1".into()),
-                ..Default::default()
-            },
-            vec![],
-        ),
-        (
-            AuditFilter {
-                principal: Some("ALICE".into()),
-                ..Default::default()
-            },
-            vec![],
-        ),
-        (
-            AuditFilter {
-                resource: Some("key:%".into()),
-                ..Default::default()
-            },
-            vec![],
-        ),
+        (filter(Some("alice' OR '1'='1"), any, any, (None, None)), vec![]),
+        (filter(Some("ALICE"), any, any, (None, None)), vec![]),
+        (filter(any, any, Some("key:%"), (None, None)), vec![]),
     ];
     for (filter, expected) in cases {
         let found = store.query_audit(&filter, None, 100).await.unwrap();
