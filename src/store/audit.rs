@@ -54,6 +54,6 @@ pub trait AuditStore: Send + Sync {
     /// return, counted without reading them (the total of an export's progress bar).
     fn count_audit<'a>(&'a self, filter: &'a AuditFilter) -> BoxFuture<'a, StoreResult<u64>>;
 
-    /// Number of events per principal (for the compliance report).
+    /// Number of events per principal, in principal byte order (for the compliance report).
     fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>>;
 }

@@ -19,8 +19,10 @@ use super::error::{Pkcs11Error, call};
 
 /// The one PKCS#11 context of this process (C_Initialize may run only once).
 static CONTEXT: Mutex<Option<(PathBuf, Pkcs11)>> = Mutex::new(None);
-/// Serialises token initialisation: two threads must not both claim the free slot.
-static TOKEN_INIT: Mutex<()> = Mutex::new(());
+/// Serialises everything that reads or changes the slot list: two threads must not both claim
+/// the free slot, and SoftHSM2 aborts the process (`SlotManager::insertToken` assertion) when
+/// one thread lists slots while another initialises a token.
+static SLOTS: Mutex<()> = Mutex::new(());
 
 /// Returns the process-wide context for `module`, loading and initialising it once.
 pub(crate) fn context(module: &Path) -> Result<Pkcs11, Pkcs11Error> {
@@ -69,6 +71,12 @@ pub fn probe_module(module: &Path) -> Result<(), Pkcs11Error> {
 /// initialising a token, a token plugged in or out): a slot that vanished in between makes
 /// the scan start over, a few times, rather than fail the caller.
 pub(crate) fn find_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs11Error> {
+    let _slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    find_token_locked(ctx, label)
+}
+
+/// [`find_token`] for a caller that holds [`SLOTS`].
+fn find_token_locked(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs11Error> {
     const ATTEMPTS: usize = 3;
     let mut attempt = 1;
     loop {
@@ -99,8 +107,8 @@ fn scan_for_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs11Error
 pub fn provision_token(settings: &Pkcs11Settings, so_pin: &SecretString) -> Result<(), Pkcs11Error> {
     let ctx = context(&settings.module)?;
     let label = settings.token_label.as_str();
-    let _serialised = TOKEN_INIT.lock().unwrap_or_else(PoisonError::into_inner);
-    if find_token(&ctx, label)?.is_some() {
+    let _slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if find_token_locked(&ctx, label)?.is_some() {
         return Ok(());
     }
     let free = ctx
@@ -124,7 +132,7 @@ pub fn provision_token(settings: &Pkcs11Settings, so_pin: &SecretString) -> Resu
     session.init_pin(&settings.pin).map_err(call("setting the user PIN"))?;
     session.logout().map_err(call("logging out"))?;
     drop(session);
-    match find_token(&ctx, label)? {
+    match find_token_locked(&ctx, label)? {
         Some(_) => Ok(()),
         None => Err(Pkcs11Error::TokenNotFound {
             label: label.to_owned(),

@@ -3,7 +3,7 @@
 
 use super::{DAY_MS, HOUR_MS, T0};
 use crate::model::ApiKeyState;
-use crate::store::{ApiKeyPatch, ApiKeyRecord, Store, StoreError};
+use crate::store::{ApiKeyPatch, ApiKeyRecord, ApiKeyStore, StoreError};
 
 /// A JSON object from its text (test data is clearer written as JSON).
 fn meta(text: &str) -> serde_json::Map<String, serde_json::Value> {
@@ -14,12 +14,12 @@ fn permissions(list: &[&str]) -> Vec<String> {
     list.iter().map(|p| (*p).to_owned()).collect()
 }
 
-const A: &str = "ak_000000000000000000000aaa";
-const B: &str = "ak_000000000000000000000bbb";
+pub(super) const A: &str = "ak_000000000000000000000aaa";
+pub(super) const B: &str = "ak_000000000000000000000bbb";
 const C: &str = "ak_000000000000000000000ccc";
-const MISSING: &str = "ak_000000000000000000000fff";
+pub(super) const MISSING: &str = "ak_000000000000000000000fff";
 
-fn api_key(id: &str, principal: &str) -> ApiKeyRecord {
+pub(crate) fn api_key(id: &str, principal: &str) -> ApiKeyRecord {
     ApiKeyRecord {
         id: id.into(),
         prefix: "sk".into(),
@@ -38,11 +38,11 @@ fn api_key(id: &str, principal: &str) -> ApiKeyRecord {
 }
 
 /// A made-up 32-byte hash; `seed` 0 is all NUL bytes, which a text column would mangle.
-fn hash(seed: u8) -> Vec<u8> {
+pub(crate) fn hash(seed: u8) -> Vec<u8> {
     vec![seed; 32]
 }
 
-pub(crate) async fn api_keys_are_found_by_hash_read_by_id_and_listed_in_id_order(store: &dyn Store) {
+pub(crate) async fn api_keys_are_found_by_hash_read_by_id_and_listed_in_id_order(store: &dyn ApiKeyStore) {
     assert_eq!(store.get_api_key(B).await.unwrap(), None);
     assert_eq!(store.find_api_key(&hash(0)).await.unwrap(), None);
     let b = api_key(B, "payments");
@@ -104,7 +104,7 @@ pub(crate) async fn api_keys_are_found_by_hash_read_by_id_and_listed_in_id_order
 }
 
 pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_a_revoked_key_unchanged(
-    store: &dyn Store,
+    store: &dyn ApiKeyStore,
 ) {
     let original = ApiKeyRecord {
         remaining: Some(7),
@@ -182,7 +182,7 @@ pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_
     );
 }
 
-pub(crate) async fn revoke_api_key_deletes_every_hash_and_keeps_the_first_revocation_time(store: &dyn Store) {
+pub(crate) async fn revoke_api_key_deletes_every_hash_and_keeps_the_first_revocation_time(store: &dyn ApiKeyStore) {
     store.insert_api_key(&api_key(A, "payments"), &hash(1)).await.unwrap();
     store.insert_api_key(&api_key(B, "payments"), &hash(2)).await.unwrap();
     // A grace-period hash too: revocation must end it as well.
@@ -239,7 +239,7 @@ pub(crate) async fn revoke_api_key_deletes_every_hash_and_keeps_the_first_revoca
 }
 
 pub(crate) async fn reroll_api_key_keeps_the_old_hash_until_its_grace_end_and_replaces_an_earlier_one(
-    store: &dyn Store,
+    store: &dyn ApiKeyStore,
 ) {
     let original = api_key(A, "payments");
     store.insert_api_key(&original, &hash(1)).await.unwrap();
@@ -308,74 +308,56 @@ pub(crate) async fn reroll_api_key_keeps_the_old_hash_until_its_grace_end_and_re
     assert_eq!(store.find_api_key(&hash(5)).await.unwrap(), None);
 }
 
-pub(crate) async fn consume_api_key_credit_counts_down_to_zero_and_never_below(store: &dyn Store) {
-    let counted = ApiKeyRecord {
-        remaining: Some(2),
-        ..api_key(A, "payments")
-    };
-    store.insert_api_key(&counted, &hash(1)).await.unwrap();
-    store.insert_api_key(&api_key(B, "payments"), &hash(2)).await.unwrap();
+/// Every state, a nested `meta` with every JSON kind and text a careless encoding would
+/// mangle, and permissions in the order written (not re-sorted) read back as written.
+pub(crate) async fn every_api_key_state_meta_and_permission_list_reads_back_as_written(store: &dyn ApiKeyStore) {
+    let nested = meta(
+        r#"{"plan":"pro","limits":{"rps":5,"burst":[1,2.5,null,true,false]},"ünï":"ç\"\\\n","empty":{},"list":[]}"#,
+    );
+    let mut written = Vec::new();
+    for (i, state) in ApiKeyState::ALL.iter().enumerate() {
+        let id = format!("ak_00000000000000000000000{i}");
+        let key = ApiKeyRecord {
+            id: id.clone(),
+            state: *state,
+            meta: if i % 2 == 0 { nested.clone() } else { meta("{}") },
+            permissions: if i % 2 == 0 {
+                permissions(&["orders.write", "orders.read", "a:*", "x/y-z_1"])
+            } else {
+                Vec::new()
+            },
+            revoked_at_ms: (*state == ApiKeyState::Revoked).then_some(T0),
+            ..api_key(&id, "payments")
+        };
+        store.insert_api_key(&key, &hash(10 + i as u8)).await.unwrap();
+        written.push(key);
+    }
+    for (i, key) in written.iter().enumerate() {
+        assert_eq!(store.get_api_key(&key.id).await.unwrap().as_ref(), Some(key));
+        assert_eq!(
+            store.find_api_key(&hash(10 + i as u8)).await.unwrap(),
+            Some((key.clone(), None))
+        );
+    }
+    assert_eq!(store.list_api_keys(None, 100).await.unwrap(), written);
 
-    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), Some(1));
-    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), Some(0));
-    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), None, "spent");
-    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), None, "still spent");
-    assert_eq!(
-        store.get_api_key(A).await.unwrap().unwrap().remaining,
-        Some(0),
-        "never below zero"
-    );
-    assert_eq!(
-        store.consume_api_key_credit(B).await.unwrap(),
-        None,
-        "a key without a credit limit has no credit to take"
-    );
-    assert_eq!(
-        store.get_api_key(B).await.unwrap().unwrap().remaining,
-        None,
-        "and keeps none"
-    );
-    assert_eq!(store.consume_api_key_credit(MISSING).await.unwrap(), None);
-
-    let refill = ApiKeyPatch {
-        remaining: Some(Some(1)),
+    let changed = ApiKeyPatch {
+        meta: Some(nested.clone()),
         ..ApiKeyPatch::default()
     };
-    store.update_api_key(A, &refill, T0 + HOUR_MS).await.unwrap().unwrap();
-    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), Some(0));
-    assert_eq!(store.consume_api_key_credit(A).await.unwrap(), None);
-}
-
-pub(crate) async fn touch_api_keys_moves_last_use_forward_only(store: &dyn Store) {
-    store.insert_api_key(&api_key(A, "payments"), &hash(1)).await.unwrap();
-    store.insert_api_key(&api_key(B, "payments"), &hash(2)).await.unwrap();
-    let last_use = |id: &'static str| async move { store.get_api_key(id).await.unwrap().unwrap().last_used_at_ms };
-
-    store
-        .touch_api_keys(&[(A.to_owned(), T0 + 2 * HOUR_MS), (MISSING.to_owned(), T0)])
+    let after = store.update_api_key(C, &changed, T0 + HOUR_MS).await.unwrap();
+    assert_eq!(after, None, "no key has that id");
+    let first = written.first().unwrap();
+    let patch = ApiKeyPatch {
+        state: Some(ApiKeyState::Disabled),
+        meta: Some(meta(r#"{"n":[{"deep":{"deeper":"yes"}}]}"#)),
+        remaining: None,
+    };
+    let after = store
+        .update_api_key(&first.id, &patch, T0 + HOUR_MS)
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(last_use(A).await, Some(T0 + 2 * HOUR_MS));
-    assert_eq!(last_use(B).await, None, "only the keys named");
-    assert_eq!(
-        store.get_api_key(MISSING).await.unwrap(),
-        None,
-        "an unknown id makes no row"
-    );
-
-    store
-        .touch_api_keys(&[(A.to_owned(), T0 + HOUR_MS), (B.to_owned(), T0 + HOUR_MS)])
-        .await
-        .unwrap();
-    assert_eq!(
-        last_use(A).await,
-        Some(T0 + 2 * HOUR_MS),
-        "an older use does not move it back"
-    );
-    assert_eq!(last_use(B).await, Some(T0 + HOUR_MS));
-
-    store.touch_api_keys(&[(A.to_owned(), T0 + DAY_MS)]).await.unwrap();
-    assert_eq!(last_use(A).await, Some(T0 + DAY_MS));
-    store.touch_api_keys(&[]).await.unwrap();
-    assert_eq!(last_use(A).await, Some(T0 + DAY_MS), "nothing to write changes nothing");
+    assert_eq!(after.meta, meta(r#"{"n":[{"deep":{"deeper":"yes"}}]}"#));
+    assert_eq!(store.get_api_key(&first.id).await.unwrap().as_ref(), Some(&after));
 }

@@ -3,9 +3,11 @@
 use super::{DAY_MS, HOUR_MS, T0};
 use crate::envelope::SealedRecord;
 use crate::model::{CredentialState, OnNewFingerprint};
-use crate::store::{CredentialActivity, CredentialPatch, CredentialRecord, FingerprintRecord, Store, StoreError};
+use crate::store::{
+    CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, StoreError,
+};
 
-fn credential(id: &str, principal: &str) -> CredentialRecord {
+pub(crate) fn credential(id: &str, principal: &str) -> CredentialRecord {
     CredentialRecord {
         access_key_id: id.into(),
         principal: principal.into(),
@@ -37,7 +39,7 @@ fn fingerprint(ip: &str, ua: &str, seen: i64, count: u64) -> FingerprintRecord {
     }
 }
 
-pub(crate) async fn credentials_are_limited_per_principal_and_listed_in_id_order(store: &dyn Store) {
+pub(crate) async fn credentials_are_limited_per_principal_and_listed_in_id_order(store: &dyn CredentialStore) {
     let a = credential("SVAKBBBB", "payments");
     store.insert_credential(&a, 2).await.unwrap();
     assert_eq!(store.get_credential("SVAKBBBB").await.unwrap().as_ref(), Some(&a));
@@ -85,7 +87,7 @@ pub(crate) async fn credentials_are_limited_per_principal_and_listed_in_id_order
         .unwrap();
 }
 
-pub(crate) async fn update_credential_changes_only_what_the_patch_names(store: &dyn Store) {
+pub(crate) async fn update_credential_changes_only_what_the_patch_names(store: &dyn CredentialStore) {
     store
         .insert_credential(&credential("SVAKAAAA", "payments"), 2)
         .await
@@ -128,7 +130,9 @@ pub(crate) async fn update_credential_changes_only_what_the_patch_names(store: &
     assert_eq!(store.update_credential("SVAKNONE", &patch, T0).await.unwrap(), None);
 }
 
-pub(crate) async fn credential_activity_adds_up_keeps_the_latest_and_the_most_recent_fingerprints(store: &dyn Store) {
+pub(crate) async fn credential_activity_adds_up_keeps_the_latest_and_the_most_recent_fingerprints(
+    store: &dyn CredentialStore,
+) {
     store
         .insert_credential(&credential("SVAKAAAA", "payments"), 2)
         .await
@@ -196,4 +200,47 @@ pub(crate) async fn credential_activity_adds_up_keeps_the_latest_and_the_most_re
         store.list_fingerprints("SVAKAAAA").await.unwrap().is_empty(),
         "fingerprints go too"
     );
+}
+
+/// Every state and every fingerprint rule (and none: the server's default) reads back as
+/// written, on insert and through an update.
+pub(crate) async fn every_credential_state_and_fingerprint_rule_reads_back_as_written(store: &dyn CredentialStore) {
+    let rules: Vec<Option<OnNewFingerprint>> = std::iter::once(None)
+        .chain(OnNewFingerprint::ALL.iter().copied().map(Some))
+        .collect();
+    let mut written = Vec::new();
+    for (i, state) in CredentialState::ALL.iter().enumerate() {
+        for (j, rule) in rules.iter().enumerate() {
+            let c = CredentialRecord {
+                state: *state,
+                on_new_fingerprint: *rule,
+                description: (j % 2 == 0).then(|| "ünïcode \"quoted\"".to_owned()),
+                ..credential(&format!("SVAKTYPED{i}{j}"), &format!("principal-{i}-{j}"))
+            };
+            store.insert_credential(&c, 1).await.unwrap();
+            written.push(c);
+        }
+    }
+    for c in &written {
+        assert_eq!(store.get_credential(&c.access_key_id).await.unwrap().as_ref(), Some(c));
+    }
+    assert_eq!(store.list_credentials(None, None, 100).await.unwrap(), written);
+
+    let id = "SVAKTYPED00";
+    for rule in &rules {
+        for state in CredentialState::ALL {
+            let patch = CredentialPatch {
+                state: Some(*state),
+                on_new_fingerprint: Some(*rule),
+            };
+            let after = store
+                .update_credential(id, &patch, T0 + HOUR_MS)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((after.state, after.on_new_fingerprint), (*state, *rule));
+            let read = store.get_credential(id).await.unwrap().unwrap();
+            assert_eq!((read.state, read.on_new_fingerprint), (*state, *rule));
+        }
+    }
 }

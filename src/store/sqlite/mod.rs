@@ -148,38 +148,4 @@ impl SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `synchronous`, `secure_delete` and `foreign_keys` are per connection: check them on
-    /// the store's own pools, where a crash-safety regression would hide.
-    #[tokio::test]
-    async fn every_connection_is_full_sync_secure_delete_with_foreign_keys() {
-        let dir = std::env::temp_dir().join(format!("sv-sqlite-pragmas-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(&dir.join("s.db")).await.unwrap();
-        for pool in [&store.writer, &store.reader] {
-            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
-            assert_eq!(sync, 2, "synchronous = FULL");
-            let secure: i64 = sqlx::query_scalar("PRAGMA secure_delete")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            assert_eq!(secure, 1);
-            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(pool).await.unwrap();
-            assert_eq!(fk, 1);
-            let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
-            assert_eq!(mode, "wal");
-        }
-        // The audit connection alone skips the commit fsync (the event file is the durable
-        // copy of the trail; see audit::writer).
-        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&store.audit_writer)
-            .await
-            .unwrap();
-        assert_eq!(sync, 1, "synchronous = NORMAL on the audit connection only");
-        drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

@@ -1,0 +1,229 @@
+//! The SQLite harness of the store contract ([`crate::store::contract_tests`]), and the
+//! checks only an embedded file allows: reopening it, its journal mode and per-connection
+//! pragmas, and rows written behind the store's back (which must read as corrupt, never as
+//! a default).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::SqliteStore;
+use crate::store::contract_tests::{
+    Fixture, T0, api_key, create, credential, hash, key_record, sealed, store_contract_tests, token, unused,
+};
+use crate::store::{ApiKeyStore, CredentialStore, KeyStore, StoreError, StoreSettings, SystemStore, TokenStore};
+
+/// A directory of its own under the system temp dir, removed on drop (also when a test
+/// panics). Unique per process and per call, so parallel tests never share a file.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("sigvault-store-{}-{n}", std::process::id()));
+        // A crashed run with a recycled process id may have left one behind.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("sigvault.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn fresh_sqlite_store() -> Fixture {
+    let home = TempDir::new();
+    // Through `store::open`, as the vault opens it.
+    let store = crate::store::open(&StoreSettings::Sqlite { path: home.db() })
+        .await
+        .unwrap();
+    Fixture::new(store, home)
+}
+
+store_contract_tests!(sqlite, fresh_sqlite_store);
+
+const KEY: &str = "ak_000000000000000000000aaa";
+const OTHER: &str = "ak_000000000000000000000bbb";
+
+/// A connection of the test's own that sets no pragmas, so it sees what the file holds.
+async fn inspect(home: &TempDir) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(home.db())
+        .create_if_missing(false);
+    sqlx::SqliteConnection::connect_with(&options).await.unwrap()
+}
+
+async fn applied_migrations(home: &TempDir) -> Vec<(i64, i64)> {
+    sqlx::query_as("SELECT version, applied_at_ms FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut inspect(home).await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_reopened_sqlite_file_keeps_its_data_and_applies_each_migration_once() {
+    let home = TempDir::new();
+    let key = key_record("durable");
+    {
+        let store = SqliteStore::open(&home.db()).await.unwrap();
+        create(&store, &key, 27).await;
+        store.put_value("root_token_hash", b"hash-v1", T0).await.unwrap();
+        store
+            .insert_system_secret("token_pepper", &sealed(28), T0)
+            .await
+            .unwrap();
+    }
+    let applied = applied_migrations(&home).await;
+    assert_eq!(applied.first().map(|m| m.0), Some(1));
+
+    let store = SqliteStore::open(&home.db()).await.unwrap();
+
+    assert_eq!(applied_migrations(&home).await, applied);
+    assert_eq!(store.get_key("durable").await.unwrap(), Some(key.clone()));
+    assert_eq!(store.list_versions(&key.id).await.unwrap(), vec![unused(1, T0)]);
+    assert_eq!(store.get_sealed(&key.id, 1).await.unwrap(), Some(sealed(27)));
+    assert_eq!(
+        store.get_value("root_token_hash").await.unwrap(),
+        Some(b"hash-v1".to_vec())
+    );
+    assert_eq!(store.get_system_secret("token_pepper").await.unwrap(), Some(sealed(28)));
+}
+
+#[tokio::test]
+async fn the_sqlite_file_is_in_wal_journal_mode() {
+    let home = TempDir::new();
+    let _store = SqliteStore::open(&home.db()).await.unwrap();
+
+    // WAL is recorded in the file itself, so a connection that asks for no journal mode
+    // reports it. (`synchronous` is per connection and cannot be seen from here.)
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut inspect(&home).await)
+        .await
+        .unwrap();
+
+    assert_eq!(mode, "wal");
+}
+
+/// `synchronous`, `secure_delete` and `foreign_keys` are per connection: check them on
+/// the store's own pools, where a crash-safety regression would hide.
+#[tokio::test]
+async fn every_connection_is_full_sync_secure_delete_with_foreign_keys() {
+    let home = TempDir::new();
+    let store = SqliteStore::open(&home.db()).await.unwrap();
+    for pool in [&store.writer, &store.reader] {
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+        assert_eq!(sync, 2, "synchronous = FULL");
+        let secure: i64 = sqlx::query_scalar("PRAGMA secure_delete")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(secure, 1);
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(pool).await.unwrap();
+        assert_eq!(fk, 1);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
+        assert_eq!(mode, "wal");
+    }
+    // The audit connection alone skips the commit fsync (the event file is the durable
+    // copy of the trail; see audit::writer).
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&store.audit_writer)
+        .await
+        .unwrap();
+    assert_eq!(sync, 1, "synchronous = NORMAL on the audit connection only");
+}
+
+/// Runs SQL on the store's file behind its back, as a tool or an attacker with the file
+/// could.
+async fn write_behind(home: &TempDir, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut inspect(home).await)
+        .await
+        .unwrap();
+}
+
+#[track_caller]
+fn assert_corrupt<T: std::fmt::Debug>(read: Result<T, StoreError>, what: &str) {
+    assert!(matches!(read, Err(StoreError::Corrupt(_))), "{what}: {read:?}");
+}
+
+/// A stored text none of an enum's values has (a newer build's state, an edit) is
+/// `Corrupt` wherever the row is read — never a default, never a panic.
+#[tokio::test]
+async fn a_row_naming_an_enum_value_this_build_does_not_know_reads_as_corrupt() {
+    let home = TempDir::new();
+    let store = SqliteStore::open(&home.db()).await.unwrap();
+    for name in ["state", "algorithm", "boundary", "prior", "case"] {
+        create(&store, &key_record(name), 1).await;
+    }
+    for (id, principal) in [("SVAKSTATE", "p1"), ("SVAKRULE", "p2")] {
+        store.insert_credential(&credential(id, principal), 2).await.unwrap();
+    }
+    store.insert_api_key(&api_key(KEY, "payments"), &hash(1)).await.unwrap();
+
+    write_behind(
+        &home,
+        "UPDATE keys SET state = 'archived' WHERE name = 'state'; \
+         UPDATE keys SET algorithm = 'hmac-md5' WHERE name = 'algorithm'; \
+         UPDATE keys SET boundary = 'hsm' WHERE name = 'boundary'; \
+         UPDATE keys SET state = 'pending_deletion', state_before_deletion = 'gone', deletion_due_ms = 0 \
+         WHERE name = 'prior'; \
+         UPDATE keys SET state = 'Enabled' WHERE name = 'case'; \
+         UPDATE credentials SET state = 'suspended' WHERE access_key_id = 'SVAKSTATE'; \
+         UPDATE credentials SET on_new_fingerprint = 'ignore' WHERE access_key_id = 'SVAKRULE'; \
+         UPDATE api_keys SET state = 'paused';",
+    )
+    .await;
+
+    for name in ["state", "algorithm", "boundary", "prior", "case"] {
+        assert_corrupt(store.get_key(name).await, name);
+    }
+    assert_corrupt(store.list_keys(None, 100).await, "a listing that meets such a row");
+    assert_corrupt(store.keys_due_for_deletion(i64::MAX).await, "keys due for deletion");
+    assert_corrupt(store.get_credential("SVAKSTATE").await, "credential state");
+    assert_corrupt(store.get_credential("SVAKRULE").await, "credential rule");
+    assert_corrupt(store.get_api_key(KEY).await, "API key state");
+    assert_corrupt(store.find_api_key(&hash(1)).await, "API key found by hash");
+}
+
+/// A JSON column that does not hold its type's shape is `Corrupt` too.
+#[tokio::test]
+async fn a_json_column_of_the_wrong_shape_reads_as_corrupt() {
+    let home = TempDir::new();
+    let store = SqliteStore::open(&home.db()).await.unwrap();
+    for name in ["text", "number-tag"] {
+        create(&store, &key_record(name), 1).await;
+    }
+    store.insert_token(&token("tok_groups", 7, &["service"])).await.unwrap();
+    store.insert_api_key(&api_key(KEY, "payments"), &hash(1)).await.unwrap();
+    store
+        .insert_api_key(&api_key(OTHER, "payments"), &hash(2))
+        .await
+        .unwrap();
+
+    write_behind(
+        &home,
+        &format!(
+            "UPDATE keys SET tags = 'not json' WHERE name = 'text'; \
+             UPDATE keys SET tags = '{{\"team\":1}}' WHERE name = 'number-tag'; \
+             UPDATE caller_tokens SET groups_json = '\"admin\"'; \
+             UPDATE api_keys SET meta = '[1,2]' WHERE id = '{KEY}'; \
+             UPDATE api_keys SET permissions = '{{\"orders.read\":true}}' WHERE id = '{OTHER}';"
+        ),
+    )
+    .await;
+
+    assert_corrupt(store.get_key("text").await, "tags that are not JSON");
+    assert_corrupt(store.get_key("number-tag").await, "a tag value that is not a string");
+    assert_corrupt(store.get_token("tok_groups").await, "groups that are not a list");
+    assert_corrupt(store.find_token(&[7; 32]).await, "groups, found by hash");
+    assert_corrupt(store.get_api_key(KEY).await, "meta that is not an object");
+    assert_corrupt(store.get_api_key(OTHER).await, "permissions that are not a list");
+}
