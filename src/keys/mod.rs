@@ -8,6 +8,7 @@
 
 pub mod cache;
 mod lifecycle;
+mod mac;
 pub mod model;
 pub mod usage;
 
@@ -314,100 +315,6 @@ impl KeyService {
         if let Some(id) = key_id {
             self.secrets.invalidate(|(k, _)| k.as_ref() == id);
         }
-    }
-
-    // ----- hot path --------------------------------------------------------------------
-
-    async fn usable(&self, name: &str) -> KeyResult<Arc<CachedKey>> {
-        let key = self.cached(name).await?;
-        match key.record.state {
-            KeyState::Enabled => Ok(key),
-            KeyState::Disabled => Err(KeyError::Precondition(format!("key '{name}' is disabled"))),
-            KeyState::PendingDeletion => Err(KeyError::Precondition(format!("key '{name}' is pending deletion"))),
-        }
-    }
-
-    fn check_message(&self, message: &[u8]) -> KeyResult<()> {
-        if message.len() > self.max_message_bytes {
-            return Err(KeyError::TooLarge(format!(
-                "messages are limited to {} bytes",
-                self.max_message_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_version(key: &CachedKey, version: u32) -> KeyResult<()> {
-        if version == 0 || version > key.record.latest_version {
-            return Err(KeyError::Invalid(format!(
-                "key_version must be between 1 and {}",
-                key.record.latest_version
-            )));
-        }
-        if version < key.record.min_verify_version {
-            return Err(KeyError::Precondition(format!(
-                "version {version} is below the key's min_verify_version ({})",
-                key.record.min_verify_version
-            )));
-        }
-        Ok(())
-    }
-
-    /// MAC of `message` with `version` (default: latest). Returns the tag, the version, and
-    /// the usage to count once the caller has recorded the operation ([`KeyService::count`]).
-    pub async fn sign(&self, name: &str, message: &[u8], version: Option<u32>) -> KeyResult<(Vec<u8>, u32, Usage)> {
-        self.check_message(message)?;
-        let key = self.usable(name).await?;
-        let version = version.unwrap_or(key.record.latest_version);
-        Self::check_version(&key, version)?;
-        let secret = self.secret(&key, version).await?;
-        // The HMAC consumes the key material; the tag is public.
-        let tag = key.record.algorithm.sign(secret.expose_secret(), message);
-        let usage = Usage {
-            key_id: Arc::clone(&key.id),
-            version,
-            signs: 1,
-            verifies: 0,
-        };
-        Ok((tag, version, usage))
-    }
-
-    /// Checks `tag` against one version, or every version from `min_verify_version` to the
-    /// latest. Says which version matched, or why none did; a match carries the usage to
-    /// count once the caller has recorded the operation.
-    pub async fn verify(
-        &self,
-        name: &str,
-        message: &[u8],
-        tag: &[u8],
-        version: Option<u32>,
-    ) -> KeyResult<(Verdict, Option<Usage>)> {
-        self.check_message(message)?;
-        let key = self.usable(name).await?;
-        let window = match version {
-            Some(v) => {
-                Self::check_version(&key, v)?;
-                v..=v
-            }
-            None => key.record.min_verify_version..=key.record.latest_version,
-        };
-        if tag.len() != key.record.algorithm.tag_len() {
-            return Ok((Verdict::MalformedSignature, None));
-        }
-        for v in window.rev() {
-            let secret = self.secret(&key, v).await?;
-            // The HMAC consumes the key material; comparison is constant-time.
-            if key.record.algorithm.verify(secret.expose_secret(), message, tag) {
-                let usage = Usage {
-                    key_id: Arc::clone(&key.id),
-                    version: v,
-                    signs: 0,
-                    verifies: 1,
-                };
-                return Ok((Verdict::Valid(v), Some(usage)));
-            }
-        }
-        Ok((Verdict::Mismatch, None))
     }
 
     /// Counts operations that were recorded (audited) and answered. Counting only then

@@ -1,0 +1,224 @@
+//! The authenticator: root token, caller tokens, revocation, expiry and the failed-auth limit.
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::secret::SecretBytes;
+
+const ROOT: &str = "svt_0123456789abcdef";
+
+struct Fixture {
+    auth: Authenticator,
+    clock: Arc<ManualClock>,
+    _dir: PathGuard,
+}
+
+struct PathGuard(std::path::PathBuf);
+impl Drop for PathGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn fixture(name: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("sv-auth-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = crate::store::open(&crate::store::StoreSettings::Sqlite { path: dir.join("db") })
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(time::macros::datetime!(2026-06-01 00:00 UTC)));
+    let hasher = KeyedHasher::from_pepper(SecretBytes::from_slice(&[9u8; 32]));
+    let hash = Authenticator::root_hash_of(&hasher, &SecretString::from(ROOT.to_owned()));
+    let settings = AuthSettings {
+        max_failures: 3,
+        failure_window: time::Duration::minutes(1),
+        max_token_ttl: time::Duration::days(30),
+    };
+    let auth = Authenticator::new(
+        Arc::new(hasher),
+        hash.to_vec(),
+        store.clone(),
+        store,
+        clock.clone(),
+        settings,
+    );
+    Fixture {
+        auth,
+        clock,
+        _dir: PathGuard(dir),
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn the_root_token_authenticates_as_root_in_admin_before_and_after_forgetting() {
+    let f = fixture("root").await;
+    let a = &f.auth;
+    let root = Principal::root();
+    assert_eq!(*a.authenticate(Some(&bearer(ROOT)), None).await.unwrap(), root);
+    assert_eq!(
+        *a.authenticate(Some("bearer   svt_0123456789abcdef "), None)
+            .await
+            .unwrap(),
+        root
+    );
+    a.forget_all();
+    assert_eq!(*a.authenticate(Some(&bearer(ROOT)), None).await.unwrap(), root);
+    assert!(matches!(
+        a.authenticate(Some("Bearer svt_0123456789abcdeX"), None).await,
+        Err(AuthError::Invalid)
+    ));
+}
+
+#[tokio::test]
+async fn a_revoked_root_token_stops_authenticating() {
+    let f = fixture("root-revoked").await;
+    let a = &f.auth;
+    a.authenticate(Some(&bearer(ROOT)), None).await.unwrap();
+    assert!(a.root_is_active());
+    a.revoke_root().await.unwrap();
+    assert!(!a.root_is_active());
+    assert!(
+        matches!(a.authenticate(Some(&bearer(ROOT)), None).await, Err(AuthError::Invalid)),
+        "not even from the memory of verified tokens"
+    );
+    assert_eq!(a.system.get_value(ROOT_TOKEN_VALUE).await.unwrap(), Some(vec![]));
+}
+
+#[tokio::test]
+async fn other_tokens_and_schemes_are_refused() {
+    let f = fixture("schemes").await;
+    let a = &f.auth;
+    assert!(matches!(a.authenticate(None, None).await, Err(AuthError::Missing)));
+    assert!(matches!(
+        a.authenticate(Some("Basic svt_0123456789abcdef"), None).await,
+        Err(AuthError::Missing)
+    ));
+    assert!(matches!(
+        a.authenticate(Some("Bearer"), None).await,
+        Err(AuthError::Missing)
+    ));
+    assert!(matches!(
+        a.authenticate(Some(&bearer(&"x".repeat(300))), None).await,
+        Err(AuthError::Invalid)
+    ));
+}
+
+#[tokio::test]
+async fn a_named_token_authenticates_until_it_expires_or_is_revoked() {
+    let f = fixture("named").await;
+    let a = &f.auth;
+    let new = NewToken {
+        principal: "payments".into(),
+        groups: vec!["service".into()],
+        ttl: Some(time::Duration::hours(1)),
+        description: None,
+    };
+    let (record, token) = a.create_token(new.clone(), time::Duration::days(30)).await.unwrap();
+    assert!(token.expose_secret().starts_with(TOKEN_PREFIX));
+    assert_ne!(record.hash, Sha256::digest(token.expose_secret().as_bytes()).to_vec());
+    let who = a
+        .authenticate(Some(&bearer(token.expose_secret())), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        *who,
+        Principal {
+            name: "payments".into(),
+            groups: vec!["service".into()],
+            via: Via::Token
+        }
+    );
+    f.clock.advance(time::Duration::minutes(61));
+    assert!(
+        matches!(
+            a.authenticate(Some(&bearer(token.expose_secret())), None).await,
+            Err(AuthError::Expired)
+        ),
+        "expiry holds for a remembered token too"
+    );
+
+    let (second, token2) = a
+        .create_token(NewToken { ttl: None, ..new }, time::Duration::days(30))
+        .await
+        .unwrap();
+    a.authenticate(Some(&bearer(token2.expose_secret())), None)
+        .await
+        .unwrap();
+    a.revoke_token(&second.id).await.unwrap();
+    assert!(matches!(
+        a.authenticate(Some(&bearer(token2.expose_secret())), None).await,
+        Err(AuthError::Revoked)
+    ));
+    assert!(matches!(
+        a.revoke_token("tok_missing").await,
+        Err(TokenError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn bad_token_requests_are_refused() {
+    let f = fixture("bad").await;
+    let max = time::Duration::days(30);
+    let new = |principal: &str, groups: &[&str], ttl: Option<time::Duration>| NewToken {
+        principal: principal.into(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        ttl,
+        description: None,
+    };
+    for bad in [
+        new("root", &[], None),
+        new("-", &[], None),
+        new("", &[], None),
+        new("a\nb", &[], None),
+        new("ok", &["bad group"], None),
+        new("ok", &["dup", "dup"], None),
+        new("ok", &[], Some(time::Duration::days(31))),
+        new("ok", &[], Some(time::Duration::ZERO)),
+    ] {
+        assert!(
+            matches!(f.auth.create_token(bad.clone(), max).await, Err(TokenError::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_address_that_fails_too_often_is_refused_until_the_window_ends() {
+    let f = fixture("limit").await;
+    let a = &f.auth;
+    let attacker: IpAddr = "192.0.2.7".parse().unwrap();
+    let other: IpAddr = "192.0.2.8".parse().unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            a.authenticate(Some("Bearer svt_guess-guess-guess"), Some(attacker))
+                .await,
+            Err(AuthError::Invalid)
+        ));
+    }
+    assert!(
+        matches!(
+            a.authenticate(Some(&bearer(ROOT)), Some(attacker)).await,
+            Err(AuthError::RateLimited(60))
+        ),
+        "even a right token is not looked at"
+    );
+    a.authenticate(Some(&bearer(ROOT)), Some(other)).await.unwrap();
+    f.clock.advance(time::Duration::seconds(61));
+    a.authenticate(Some(&bearer(ROOT)), Some(attacker)).await.unwrap();
+}
+
+#[test]
+fn generated_tokens_are_prefixed_and_distinct() {
+    let a = generate_token().unwrap();
+    let b = generate_token().unwrap();
+    assert!(a.expose_secret().starts_with("svt_"));
+    assert_eq!(a.expose_secret().len(), 4 + 43);
+    assert_ne!(a.expose_secret(), b.expose_secret());
+    assert!(validate_root_token(a.expose_secret()).is_ok());
+    assert!(validate_root_token("short").is_err());
+    assert!(validate_root_token("has a space in it!!").is_err());
+}

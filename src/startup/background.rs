@@ -1,0 +1,72 @@
+//! What runs beside the server: usage and activity flushes, cache sweeps, due deletions and
+//! rotations, and policy reloads on SIGHUP.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use crate::api::AppState;
+
+/// How often expired cache entries are swept and due deletions/rotations run.
+const MAINTENANCE_INTERVAL: StdDuration = StdDuration::from_secs(30);
+
+/// Takes SIGHUP over (see [`Application`]'s `hangups`).
+pub(super) fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload policies with POST /v1/sys/policies/reload");
+            None
+        }
+    }
+}
+
+/// Reloads the policies on SIGHUP (an invalid set is refused and the old one stays).
+pub(super) fn spawn_policy_reloader(
+    state: Arc<AppState>,
+    mut hangups: tokio::signal::unix::Signal,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match state.policies.reload() {
+                Ok(count) => tracing::info!(policies = count, "policies reloaded (SIGHUP)"),
+                Err(errors) => {
+                    tracing::error!(errors = %errors, "policy reload refused (SIGHUP); the previous set stays in force")
+                }
+            }
+        }
+    })
+}
+
+pub(super) fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut flush = tokio::time::interval(flush_interval);
+        let mut maintenance = tokio::time::interval(MAINTENANCE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    if let Err(e) = state.keys.flush_usage().await {
+                        tracing::warn!(error = %e, "usage flush failed; counts kept for the next try");
+                    }
+                    if let Err(e) = state.credentials.flush_activity().await {
+                        tracing::warn!(error = %e, "credential activity flush failed; kept for the next try");
+                    }
+                    if let Err(e) = state.apikeys.flush_usage().await {
+                        tracing::warn!(error = %e, "API key last-use flush failed; kept for the next try");
+                    }
+                }
+                _ = maintenance.tick() => {
+                    state.keys.sweep_caches();
+                    state.credentials.sweep_caches();
+                    state.apikeys.sweep_caches();
+                    if let Err(e) = state.keys.purge_due().await {
+                        tracing::warn!(error = %e, "destroying keys past their waiting period failed");
+                    }
+                    if let Err(e) = state.keys.rotate_due().await {
+                        tracing::warn!(error = %e, "automatic rotation failed");
+                    }
+                }
+            }
+        }
+    })
+}

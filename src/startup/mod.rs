@@ -1,0 +1,213 @@
+//! Wiring: from validated [`Settings`] to a serving [`Application`], and the HTTP server
+//! loop with graceful shutdown.
+//!
+//! Startup refuses to run with anything half-working, in an order that leaves no partial
+//! state behind: the data dir is checked first, then the KEK is opened and self-tested,
+//! and only then is the store opened (created on first start). Each failure is one
+//! [`StartupError`] line naming the problem.
+
+mod background;
+mod serve;
+mod wiring;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use serve::serve;
+
+use crate::api::{self, AppState};
+use crate::audit::writer::{AuditError, Auditor};
+use crate::auth::ROOT_TOKEN_VALUE;
+use crate::auth::keyed_hash::KeyedHasher;
+use crate::clock::{SharedClock, SystemClock, unix_ms};
+use crate::config::Settings;
+use crate::kek::{self, KekError, Keyring};
+use crate::policy::{self, PolicyEngine};
+use crate::store::{self, Store, StoreError};
+use crate::system_secret::{self, SystemSecretError};
+use background::{hangup_signal, spawn_background, spawn_policy_reloader};
+use wiring::{Parts, app_state, bind, check_data_dir, root_token, warn_if_secrets_cannot_all_be_locked};
+
+/// Name of the audit chain's key among the system secrets.
+pub const AUDIT_KEY_NAME: &str = "audit-key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("data dir {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error("HSM: {}", chain(.0))]
+    Kek(#[from] KekError),
+    #[error("store: {}", chain(.0))]
+    Store(#[from] StoreError),
+    #[error("pepper key: {}", chain(.0))]
+    Pepper(SystemSecretError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot generate the root token: the random generator failed")]
+    Random,
+    #[error("audit key: {}", chain(.0))]
+    AuditKey(#[from] SystemSecretError),
+    #[error("{0}")]
+    Audit(#[from] AuditError),
+    #[error("policies: {0}")]
+    Policies(#[from] crate::policy::PolicyErrors),
+    #[error("policies: {0}")]
+    PolicyEngine(String),
+}
+
+/// An error and its causes on one line, outermost first, without repeats.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// A built, bound, not yet serving instance.
+pub struct Application {
+    state: Arc<AppState>,
+    /// Kept here, not in the handlers' state: `run` stores the root token's hash and
+    /// closes the store at shutdown.
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    /// The server's TLS configuration; `None` serves plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    flush_interval: StdDuration,
+    /// The root token, when this start generated it (to be shown once). Its keyed hash
+    /// is stored by [`Application::run`], after the caller had the chance to show it, so a
+    /// start that fails before that leaves no unknown root token behind.
+    pub generated_root_token: Option<SecretString>,
+    root_hash_to_store: Option<Vec<u8>>,
+    clock: SharedClock,
+    /// SIGHUP, taken over at build time so a reload signal that arrives before serving
+    /// starts cannot terminate the process (its default action); `None` if unavailable.
+    hangups: Option<tokio::signal::unix::Signal>,
+}
+
+impl Application {
+    /// Builds everything from `settings` with the system clock and binds `settings.listen`.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, Arc::new(SystemClock), None).await
+    }
+
+    /// As [`Application::build`], with an injected clock and optionally a pre-bound
+    /// listener (tests bind port 0).
+    pub async fn build_with(
+        settings: Settings,
+        clock: SharedClock,
+        listener: Option<TcpListener>,
+    ) -> Result<Self, StartupError> {
+        check_data_dir(&settings.data_dir)?;
+        // Policies first: a set that does not compile stops the start before anything else.
+        let policies = PolicyEngine::new(
+            policy::load(settings.policies_dir.as_deref())?,
+            settings.policies_dir.clone(),
+        )
+        .map_err(StartupError::PolicyEngine)?;
+        warn_if_secrets_cannot_all_be_locked(settings.cache.max_entries);
+        // Bound before the KEK and the store: a port in use must not leave a half-initialised
+        // vault behind.
+        let (listener, addr) = bind(settings.listen, listener).await?;
+        let keyring = Keyring::new(kek::open(&settings.kek).await?);
+        let store = store::open(&settings.store).await?;
+        let hasher = Arc::new(
+            KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock)
+                .await
+                .map_err(StartupError::Pepper)?,
+        );
+        let audit_key = system_secret::load_or_create(store.as_ref(), &keyring, &clock, AUDIT_KEY_NAME).await?;
+        let audit = Auditor::start(store.clone(), audit_key, settings.audit.clone()).await?;
+        let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
+        let root_hash_to_store = generated_root_token.as_ref().map(|_| root_hash.clone());
+        let parts = Parts {
+            store: &store,
+            keyring,
+            hasher,
+            root_hash,
+            clock: &clock,
+        };
+        let state = Arc::new(app_state(&settings, policies, audit, parts));
+        Ok(Self {
+            state,
+            store,
+            listener,
+            addr,
+            tls: settings.tls.map(|tls| tls.server),
+            flush_interval: StdDuration::try_from(settings.keys.usage_flush_interval)
+                .unwrap_or(StdDuration::from_secs(1)),
+            generated_root_token,
+            root_hash_to_store,
+            clock,
+            hangups: hangup_signal(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https` when the server speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+    /// finish (up to a grace period) and flushes usage counters.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StartupError> {
+        if let Some(hash) = &self.root_hash_to_store {
+            self.store
+                .put_value(ROOT_TOKEN_VALUE, hash, unix_ms(self.clock.now()))
+                .await?;
+        }
+        let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
+        let reloader = self
+            .hangups
+            .map(|hangups| spawn_policy_reloader(Arc::clone(&self.state), hangups));
+        let max_connections = self.state.limits.max_connections;
+        serve(
+            self.listener,
+            api::routes(Arc::clone(&self.state)),
+            self.tls.map(TlsAcceptor::from),
+            max_connections,
+            shutdown,
+        )
+        .await;
+        background.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
+        if let Err(e) = self.state.keys.flush_usage().await {
+            tracing::warn!(error = %e, "final usage flush failed");
+        }
+        if let Err(e) = self.state.credentials.flush_activity().await {
+            tracing::warn!(error = %e, "final credential activity flush failed");
+        }
+        if let Err(e) = self.state.apikeys.flush_usage().await {
+            tracing::warn!(error = %e, "final API key last-use flush failed");
+        }
+        self.store.close().await;
+        Ok(())
+    }
+}
