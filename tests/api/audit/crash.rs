@@ -98,7 +98,11 @@ async fn burst_until_killed(client: &reqwest::Client, dev: &mut DevProcess, roun
 async fn after_kill_9_during_a_burst_of_signs_the_trail_verifies_and_holds_every_acknowledged_sign() {
     let data_dir = temp_dir("audit-kill").join("data");
     let env = [("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)];
-    let client = reqwest::Client::new();
+    // A server that stops answering under the burst fails the test instead of hanging it.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("HTTP client");
     let mut dev = spawn_dev(&data_dir, &env);
     let body = json!({"name": "burst", "algorithm": "hmac-sha256"});
     let created = dev.request(Method::POST, "/v1/keys", ROOT_TOKEN, Some(body)).await;

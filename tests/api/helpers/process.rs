@@ -16,6 +16,10 @@ use super::Reply;
 
 /// How long a command given to [`run_binary`] may run before it is killed.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
+/// How long [`spawn_dev`] waits for the "listening on" line.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+/// How long one [`DevProcess::request`] may take.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// How long [`DevProcess::stop`] waits for a clean exit after SIGTERM.
 const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -43,10 +47,35 @@ pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn sigvault dev");
+    // Read on a thread of its own (and drained after "listening on"), so the wait for the
+    // line has a deadline and a chatty child never blocks on a full pipe.
     let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            // The receiver is gone once the server listens; the rest is drained unread.
+            let _ = lines_tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + START_DEADLINE;
     let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read stdout");
+    loop {
+        let line = match lines_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => line,
+            Err(waited) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let why = match waited {
+                    std::sync::mpsc::RecvTimeoutError::Timeout => format!("did not listen within {START_DEADLINE:?}"),
+                    std::sync::mpsc::RecvTimeoutError::Disconnected => "exited before listening".to_owned(),
+                };
+                panic!(
+                    "sigvault dev {why}: {}",
+                    std::fs::read_to_string(stderr_log(data_dir)).unwrap_or_default()
+                );
+            }
+        };
         lines.push(line.clone());
         let listening = [("http", "listening on http://"), ("https", "listening on https://")]
             .into_iter()
@@ -60,11 +89,6 @@ pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
             };
         }
     }
-    let _ = child.wait();
-    panic!(
-        "sigvault dev exited before listening: {}",
-        std::fs::read_to_string(stderr_log(data_dir)).unwrap_or_default()
-    );
 }
 
 /// Where `spawn_dev` sends the child's stderr (beside the data dir, not in it).
@@ -79,9 +103,11 @@ impl DevProcess {
 
     /// `method path` with `token` as bearer and `body` as JSON, on a fresh connection.
     pub async fn request(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
-        let mut req = reqwest::Client::new()
-            .request(method, self.url(path))
-            .bearer_auth(token);
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_DEADLINE)
+            .build()
+            .expect("HTTP client");
+        let mut req = client.request(method, self.url(path)).bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
         }
