@@ -103,18 +103,25 @@ pub(super) fn create_kek(session: &Session, version: u32) -> Result<ObjectHandle
         .map_err(call("creating the KEK"))
 }
 
-/// Wraps raw secret bytes under `kek` with `CKM_AES_KEY_WRAP_PAD`: the bytes become a
-/// short-lived extractable session object, are wrapped, and the object is destroyed.
-pub(super) fn wrap_bytes(session: &Session, kek: ObjectHandle, secret: &[u8]) -> Result<Vec<u8>, CkError> {
-    let mut template = vec![
+/// The template of the short-lived session object a secret passes through on its way into
+/// or out of a wrap: a generic secret, private to the session's login, readable (it must be,
+/// to be wrapped or read back) and never stored on the token.
+fn transit_template() -> Vec<Attribute> {
+    vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::GENERIC_SECRET),
         Attribute::Token(false),
         Attribute::Private(true),
         Attribute::Sensitive(false),
         Attribute::Extractable(true),
-        Attribute::Value(secret.to_vec()),
-    ];
+    ]
+}
+
+/// Wraps raw secret bytes under `kek` with `CKM_AES_KEY_WRAP_PAD`: the bytes become a
+/// short-lived extractable session object, are wrapped, and the object is destroyed.
+pub(super) fn wrap_bytes(session: &Session, kek: ObjectHandle, secret: &[u8]) -> Result<Vec<u8>, CkError> {
+    let mut template = transit_template();
+    template.push(Attribute::Value(secret.to_vec()));
     let created = session.create_object(&template);
     for attr in &mut template {
         if let Attribute::Value(bytes) = attr {
@@ -136,15 +143,7 @@ pub(super) fn unwrap_bytes(
     kek: ObjectHandle,
     wrapped: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CkError> {
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::GENERIC_SECRET),
-        Attribute::Token(false),
-        Attribute::Private(true),
-        Attribute::Sensitive(false),
-        Attribute::Extractable(true),
-    ];
-    let object = session.unwrap_key(&Mechanism::AesKeyWrapPad, kek, wrapped, &template)?;
+    let object = session.unwrap_key(&Mechanism::AesKeyWrapPad, kek, wrapped, &transit_template())?;
     let attrs = session.get_attributes(object, &[AttributeType::Value]);
     let destroyed = session.destroy_object(object);
     let mut value = Zeroizing::new(Vec::new());

@@ -1,5 +1,6 @@
 //! Caller tokens in SQLite (`caller_tokens`): keyed hashes only.
 
+use sqlx::Sqlite;
 use sqlx::sqlite::SqliteRow;
 
 use super::row::{column, json_column, json_text};
@@ -21,6 +22,25 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<TokenRecord> {
         expires_at_ms: column(row, "expires_at_ms")?,
         revoked_at_ms: column(row, "revoked_at_ms")?,
     })
+}
+
+impl SqliteStore {
+    /// The token whose `column` (`id` or `hash`, both unique) is `value`.
+    async fn token_where<'a, T>(&'a self, column: &'static str, value: T) -> StoreResult<Option<TokenRecord>>
+    where
+        T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Send,
+    {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM caller_tokens WHERE {column} = ?"
+        )))
+        .bind(value)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(unavailable)?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
+    }
 }
 
 impl TokenStore for SqliteStore {
@@ -46,33 +66,11 @@ impl TokenStore for SqliteStore {
     }
 
     fn get_token<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
-        Box::pin(async move {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {TOKEN_COLUMNS} FROM caller_tokens WHERE id = ?"
-            )))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()
-        })
+        Box::pin(self.token_where("id", id))
     }
 
     fn find_token<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
-        Box::pin(async move {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {TOKEN_COLUMNS} FROM caller_tokens WHERE hash = ?"
-            )))
-            .bind(hash)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()
-        })
+        Box::pin(self.token_where("hash", hash))
     }
 
     fn revoke_token<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
