@@ -25,7 +25,7 @@ use crate::audit::action::{Action, CREDENTIAL_NEW_FINGERPRINT};
 use crate::audit::event::{Decision, EventData, clean_user_agent};
 use crate::credentials::OnNewFingerprint;
 use crate::credentials::activity::Fingerprint;
-use crate::credentials::{NewFingerprint, valid_access_key_id};
+use crate::credentials::{NewFingerprint, Verification, valid_access_key_id};
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;
 use crate::sigv4::{Form, HttpRequest};
@@ -163,6 +163,8 @@ fn payload_hash(req: &VerifyRequest<'_>) -> Result<Option<String>, ApiError> {
     Ok(Some(computed))
 }
 
+/// Verifies one forwarded request: the caller may verify, the body is well formed, the
+/// vault checks the signature; a new caller fingerprint is audited before the answer.
 async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
     authorize(
@@ -176,26 +178,7 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
     let req: VerifyRequest<'_> = reply::parse_json(&body)?;
     check_request(&req)?;
     let payload = payload_hash(&req)?;
-    let source_ip = match req.source_ip.as_deref() {
-        Some(ip) => ip
-            .parse::<IpAddr>()
-            .map_err(|_| ApiError::invalid("source_ip must be an IP address"))?
-            .to_string(),
-        None => String::new(),
-    };
-    let user_agent = match req.user_agent.as_deref() {
-        Some(ua) => ua.to_owned(),
-        None => req
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default(),
-    };
-    let who = Fingerprint {
-        source_ip,
-        user_agent: clean_user_agent(&user_agent),
-    };
+    let who = caller_fingerprint(&req)?;
     let request = HttpRequest {
         method: &req.method,
         path: &req.path,
@@ -217,8 +200,41 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
         let decided = (call.note.decision, call.note.policy.clone());
         record_new_fingerprint(state, decided, &caller.name, new).await?;
     }
+    Ok(verification_reply(call, &verification))
+}
+
+/// The caller of the forwarded request as the service saw it: `source_ip` in its canonical
+/// form (`""` when not given), and `user_agent`, else the request's own `User-Agent`
+/// header, cleaned for the trail.
+fn caller_fingerprint(req: &VerifyRequest<'_>) -> Result<Fingerprint, ApiError> {
+    let source_ip = match req.source_ip.as_deref() {
+        Some(ip) => ip
+            .parse::<IpAddr>()
+            .map_err(|_| ApiError::invalid("source_ip must be an IP address"))?
+            .to_string(),
+        None => String::new(),
+    };
+    let user_agent = match req.user_agent.as_deref() {
+        Some(ua) => ua.to_owned(),
+        None => req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+    };
+    Ok(Fingerprint {
+        source_ip,
+        user_agent: clean_user_agent(&user_agent),
+    })
+}
+
+/// The 200 answer of a verification that ran: who signed, or the refusal's code, which
+/// also becomes the audit event's outcome. An access key id is echoed only when it is
+/// well formed.
+fn verification_reply(call: &mut Call, verification: &Verification) -> Response {
     match &verification.result {
-        Ok(v) => Ok(json(
+        Ok(v) => json(
             StatusCode::OK,
             &Valid {
                 valid: true,
@@ -232,11 +248,11 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
                     Form::Presigned => "presigned",
                 },
             },
-        )),
+        ),
         Err(rejection) => {
             let code = rejection.code();
             call.note.outcome = Some(code);
-            Ok(json(
+            json(
                 StatusCode::OK,
                 &Invalid {
                     valid: false,
@@ -246,7 +262,7 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
                         .as_deref()
                         .filter(|id| valid_access_key_id(id)),
                 },
-            ))
+            )
         }
     }
 }
@@ -341,4 +357,51 @@ async fn derive(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
             "expires_at": rfc3339(expires),
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint_of(body: serde_json::Value) -> Result<Fingerprint, ApiError> {
+        let text = body.to_string();
+        let req: VerifyRequest<'_> = serde_json::from_str(&text).unwrap();
+        caller_fingerprint(&req)
+    }
+
+    #[test]
+    fn the_source_ip_is_kept_in_its_canonical_form_so_one_caller_is_one_fingerprint() {
+        let who = fingerprint_of(serde_json::json!({
+            "method": "GET", "path": "/", "headers": [], "source_ip": "2001:DB8:0:0::1"
+        }))
+        .unwrap();
+        assert_eq!(who.source_ip, "2001:db8::1");
+        let who = fingerprint_of(serde_json::json!({"method": "GET", "path": "/", "headers": []})).unwrap();
+        assert_eq!(who.source_ip, "", "not given");
+    }
+
+    #[test]
+    fn a_source_ip_that_is_not_an_address_is_refused() {
+        let refused = fingerprint_of(serde_json::json!({
+            "method": "GET", "path": "/", "headers": [], "source_ip": "example.com"
+        }))
+        .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidArgument);
+        assert_eq!(refused.message, "source_ip must be an IP address");
+    }
+
+    #[test]
+    fn the_user_agent_given_wins_over_the_header_and_either_is_cleaned() {
+        let headers = serde_json::json!([["Host", "example.com"], ["USER-AGENT", "from-header\u{7}"]]);
+        let who = fingerprint_of(serde_json::json!({
+            "method": "GET", "path": "/", "headers": headers, "user_agent": "given"
+        }))
+        .unwrap();
+        assert_eq!(who.user_agent, "given");
+        let who = fingerprint_of(serde_json::json!({"method": "GET", "path": "/", "headers": headers})).unwrap();
+        assert_eq!(
+            who.user_agent, "from-header",
+            "the header, without its control character"
+        );
+    }
 }
