@@ -163,9 +163,9 @@ impl CredentialService {
         })
     }
 
-    /// Verifies a parsed request in the order that keeps a forger from learning anything:
-    /// the credential it names, the request's time and signature, and only then the
-    /// credential's state and the caller's fingerprint under the credential's rule.
+    /// Verifies a parsed request: the credential it names, the request's time and
+    /// signature, and — only for a request its secret signed — the credential's state and
+    /// the caller's fingerprint under the credential's rule.
     async fn verify_parsed(
         &self,
         request: &HttpRequest<'_>,
