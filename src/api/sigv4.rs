@@ -5,13 +5,18 @@
 //! answers 200 with `valid` and, when false, a `code`; its audit event records that code as
 //! the outcome. A credential's new caller fingerprint adds a `credential.new_fingerprint`
 //! event (source ip and user agent are the fingerprint's: the caller the service saw).
+//! The forwarded request's shape and limits are [`forwarded`]'s.
+//!
+//! No answer carries a secret, except `signing-key`'s derived key of one scope, given only
+//! to a caller the policy allows to have it.
 
-use std::borrow::Cow;
-use std::net::IpAddr;
 use std::sync::Arc;
 
+mod forwarded;
+
+pub use forwarded::MAX_HEADERS;
+use forwarded::VerifyRequest;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode};
@@ -19,26 +24,16 @@ use warp::reply::Response;
 
 use super::context::{Call, call, request_id};
 use super::credentials::credential_error;
-use super::reply::{self, base64, base64_field, json};
+use super::reply::{self, base64, json};
 use super::{AppState, audited, authenticate, authorize, method_not_allowed, with_state};
 use crate::audit::action::{Action, CREDENTIAL_NEW_FINGERPRINT};
-use crate::audit::event::{Decision, EventData, clean_user_agent};
+use crate::audit::event::{Decision, EventData};
 use crate::credentials::OnNewFingerprint;
-use crate::credentials::activity::Fingerprint;
-use crate::credentials::{NewFingerprint, valid_access_key_id};
+use crate::credentials::{NewFingerprint, Verification, valid_access_key_id};
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;
 use crate::sigv4::{Form, HttpRequest};
 use crate::timefmt::rfc3339;
-
-/// Headers a forwarded request may carry.
-pub const MAX_HEADERS: usize = 128;
-const MAX_HEADER_NAME: usize = 256;
-const MAX_HEADER_VALUE: usize = 16 * 1024;
-const MAX_PATH: usize = 16 * 1024;
-const MAX_QUERY: usize = 16 * 1024;
-const MAX_METHOD: usize = 32;
-const MAX_USER_AGENT_INPUT: usize = 4096;
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let s = || with_state(Arc::clone(&state));
@@ -48,28 +43,6 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(call())
         .then(signing_key);
     verify.or(signing_key).unify().boxed()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyRequest<'a> {
-    #[serde(borrow)]
-    method: Cow<'a, str>,
-    #[serde(borrow)]
-    path: Cow<'a, str>,
-    #[serde(default, borrow)]
-    query: Cow<'a, str>,
-    headers: Vec<(String, String)>,
-    #[serde(borrow)]
-    body: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    payload_sha256: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    source_ip: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    user_agent: Option<Cow<'a, str>>,
-    /// Overrides the path rule of the request's service (S3: no normalisation).
-    normalize_path: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -100,69 +73,8 @@ async fn verify(state: Arc<AppState>, mut call: Call) -> Response {
     audited(&state, &mut call, Action::VerifySigV4, resource, result).await
 }
 
-fn check_request(req: &VerifyRequest<'_>) -> Result<(), ApiError> {
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-    };
-    if req.method.len() > MAX_METHOD || !token(&req.method) {
-        return Err(ApiError::invalid("method must be an HTTP method token"));
-    }
-    if req.path.is_empty() || req.path.len() > MAX_PATH || !req.path.starts_with('/') {
-        return Err(ApiError::invalid(format!(
-            "path must start with / and be at most {MAX_PATH} bytes"
-        )));
-    }
-    if req.query.len() > MAX_QUERY {
-        return Err(ApiError::invalid(format!("query must be at most {MAX_QUERY} bytes")));
-    }
-    if req.headers.len() > MAX_HEADERS {
-        return Err(ApiError::invalid(format!("at most {MAX_HEADERS} headers")));
-    }
-    for (name, value) in &req.headers {
-        if name.len() > MAX_HEADER_NAME || !token(name) {
-            return Err(ApiError::invalid(
-                "header names must be HTTP tokens of at most 256 bytes",
-            ));
-        }
-        if value.len() > MAX_HEADER_VALUE {
-            return Err(ApiError::invalid(format!(
-                "header values must be at most {MAX_HEADER_VALUE} bytes"
-            )));
-        }
-    }
-    if req
-        .user_agent
-        .as_ref()
-        .is_some_and(|ua| ua.len() > MAX_USER_AGENT_INPUT)
-    {
-        return Err(ApiError::invalid("user_agent is too long"));
-    }
-    Ok(())
-}
-
-/// The payload hash to verify with: of `body` when given (checked against
-/// `payload_sha256` when both are), else `payload_sha256`, else unknown.
-fn payload_hash(req: &VerifyRequest<'_>) -> Result<Option<String>, ApiError> {
-    let given = match req.payload_sha256.as_deref() {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
-            Some(h.to_owned())
-        }
-        Some(_) => return Err(ApiError::invalid("payload_sha256 must be 64 lowercase hex digits")),
-        None => None,
-    };
-    let Some(body) = req.body.as_deref() else {
-        return Ok(given);
-    };
-    let bytes = zeroize::Zeroizing::new(base64_field("body", body)?);
-    let computed = base16ct::lower::encode_string(&Sha256::digest(bytes.as_slice()));
-    if given.as_ref().is_some_and(|g| *g != computed) {
-        return Err(ApiError::invalid("payload_sha256 is not the SHA-256 of body"));
-    }
-    Ok(Some(computed))
-}
-
+/// Verifies one forwarded request: the caller may verify, the body is well formed, the
+/// vault checks the signature; a new caller fingerprint is audited before the answer.
 async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
     authorize(
@@ -174,28 +86,7 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
     )?;
     let body = call.read_body(state.limits.max_sign_body_bytes).await?;
     let req: VerifyRequest<'_> = reply::parse_json(&body)?;
-    check_request(&req)?;
-    let payload = payload_hash(&req)?;
-    let source_ip = match req.source_ip.as_deref() {
-        Some(ip) => ip
-            .parse::<IpAddr>()
-            .map_err(|_| ApiError::invalid("source_ip must be an IP address"))?
-            .to_string(),
-        None => String::new(),
-    };
-    let user_agent = match req.user_agent.as_deref() {
-        Some(ua) => ua.to_owned(),
-        None => req
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default(),
-    };
-    let who = Fingerprint {
-        source_ip,
-        user_agent: clean_user_agent(&user_agent),
-    };
+    let (payload, who) = forwarded::check(&req)?;
     let request = HttpRequest {
         method: &req.method,
         path: &req.path,
@@ -217,8 +108,15 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
         let decided = (call.note.decision, call.note.policy.clone());
         record_new_fingerprint(state, decided, &caller.name, new).await?;
     }
+    Ok(verification_reply(call, &verification))
+}
+
+/// The 200 answer of a verification that ran: who signed, or the refusal's code, which
+/// also becomes the audit event's outcome. An access key id is echoed only when it is
+/// well formed.
+fn verification_reply(call: &mut Call, verification: &Verification) -> Response {
     match &verification.result {
-        Ok(v) => Ok(json(
+        Ok(v) => json(
             StatusCode::OK,
             &Valid {
                 valid: true,
@@ -232,11 +130,11 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
                     Form::Presigned => "presigned",
                 },
             },
-        )),
+        ),
         Err(rejection) => {
             let code = rejection.code();
             call.note.outcome = Some(code);
-            Ok(json(
+            json(
                 StatusCode::OK,
                 &Invalid {
                     valid: false,
@@ -246,7 +144,7 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
                         .as_deref()
                         .filter(|id| valid_access_key_id(id)),
                 },
-            ))
+            )
         }
     }
 }

@@ -22,8 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+mod reconcile;
+
 use super::AuditSettings;
-use super::chain::{ChainCheck, Head, link_encoded};
+use super::chain::{Head, link_encoded};
 use super::event::{AuditEvent, EventData, hex, push_line};
 use super::sink::{self, AppendFile};
 use super::trail::AuditTrail;
@@ -225,180 +227,13 @@ impl Writer {
         Ok(())
     }
 
+    /// Cuts the event file back to `len`, its length before the batch (`None`: not a
+    /// regular file, nothing to cut). Best effort: the batch has failed either way, and the
+    /// next batch reconciles first.
     async fn undo_file(&mut self, len: Option<u64>) {
         if let Some(len) = len {
             let _ = blocking(&mut self.file, move |f| f.truncate(len)).await;
         }
-    }
-
-    /// Brings the sinks to one head after a crash or a failed batch (see module docs).
-    async fn reconcile(&mut self) -> Result<(), AuditError> {
-        let node = self.settings.node.clone();
-        let fail = |m: String| AuditError::Unavailable(m);
-        let store_head = match self
-            .store
-            .audit_head(&node)
-            .await
-            .map_err(|e| fail(format!("store: {e}")))?
-        {
-            Some((event, mac)) => Head { seq: event.seq, mac },
-            None => Head::genesis(),
-        };
-        let file_path = self.settings.file.clone();
-        let file_last = tokio::task::spawn_blocking(move || {
-            sink::drop_partial_line(&file_path)?;
-            sink::last_line(&file_path)
-        })
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(format!("event file: {e}")))?;
-        let file_head = match file_last {
-            None => None,
-            Some(line) => {
-                let (event, mac) =
-                    AuditEvent::parse_line(&line).map_err(|e| fail(format!("event file, last line: {e}")))?;
-                Some(Head { seq: event.seq, mac })
-            }
-        };
-        let anchor_path = self.settings.anchor_file.clone();
-        let anchor_node = node.clone();
-        let anchor_last = tokio::task::spawn_blocking(move || {
-            sink::drop_partial_line(&anchor_path)?;
-            sink::read_anchors(&anchor_path, &anchor_node)
-        })
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(format!("anchor file: {e}")))?
-        .into_iter()
-        .filter_map(Result::ok)
-        .next_back();
-        let anchored = anchor_last.as_ref().map_or(0, |a| a.seq);
-        let mut head = store_head.clone();
-        match &file_head {
-            // Not a regular file (a device, a pipe): nothing to compare; writes will tell.
-            None if self.file_is_special() => {}
-            None if store_head.seq == 0 => {}
-            Some(f) if f.seq == store_head.seq => {
-                if f.mac != store_head.mac {
-                    return Err(fail(format!(
-                        "event file and store disagree at event {}: run `sigvault audit verify`",
-                        f.seq
-                    )));
-                }
-            }
-            Some(f) if f.seq > store_head.seq => {
-                head = self.copy_file_tail_into_store(&store_head).await?;
-                if head != *f {
-                    return Err(fail("event file tail does not chain onto the store".into()));
-                }
-            }
-            // The store is ahead of the event file. The file and the store are written at
-            // the same time and a batch is acknowledged only when both hold it and its head
-            // is anchored: store rows beyond the file and beyond the anchor come from a batch
-            // a crash interrupted, never acknowledged, and are taken back out. Beyond that
-            // (the anchor vouches for events the file lacks), the file lost acknowledged
-            // events: refuse.
-            behind => {
-                let file_head = behind.clone().unwrap_or_else(Head::genesis);
-                if anchored > file_head.seq {
-                    return Err(fail(format!(
-                        "the event file ends at {} but the store at {} and the anchor at {anchored}: \
-                         run `sigvault audit verify`",
-                        file_head.seq, store_head.seq
-                    )));
-                }
-                self.take_back_unacknowledged(&file_head).await?;
-                tracing::warn!(
-                    from = file_head.seq + 1,
-                    to = store_head.seq,
-                    "audit events of a batch interrupted by a crash were taken back out of the store"
-                );
-                head = file_head;
-            }
-        }
-        match anchor_last {
-            Some(a) if a.seq > head.seq => {
-                return Err(fail(format!(
-                    "the anchor names event {} but the trail ends at {}: events were removed; run `sigvault audit verify`",
-                    a.seq, head.seq
-                )));
-            }
-            Some(a) if a.seq == head.seq && a.mac == head.mac => {}
-            _ if head.seq == 0 => {}
-            _ => {
-                let line = sink::anchor_line(&self.settings.node, &head);
-                blocking(&mut self.anchor, move |f| f.append(line.as_bytes(), true))
-                    .await
-                    .map_err(|e| fail(format!("anchor file: {e}")))?;
-            }
-        }
-        self.head = head;
-        self.needs_reconcile = false;
-        Ok(())
-    }
-
-    /// Removes store events after `file_head` once the store agrees with the file at it.
-    async fn take_back_unacknowledged(&mut self, file_head: &Head) -> Result<(), AuditError> {
-        let fail = |m: String| AuditError::Unavailable(m);
-        let node = self.settings.node.clone();
-        if file_head.seq > 0 {
-            let at = self
-                .store
-                .audit_range(&node, file_head.seq - 1, 1)
-                .await
-                .map_err(|e| fail(format!("store: {e}")))?;
-            let agrees = at
-                .first()
-                .is_some_and(|(e, mac)| e.seq == file_head.seq && *mac == file_head.mac);
-            if !agrees {
-                return Err(fail(format!(
-                    "event file and store disagree at event {}: run `sigvault audit verify`",
-                    file_head.seq
-                )));
-            }
-        }
-        self.store
-            .truncate_audit(&node, file_head.seq)
-            .await
-            .map_err(|e| fail(format!("store: {e}")))
-    }
-
-    fn file_is_special(&self) -> bool {
-        std::fs::metadata(&self.settings.file)
-            .map(|m| !m.is_file())
-            .unwrap_or(false)
-    }
-
-    /// Copies events the file holds beyond the store's head into the store, checking that
-    /// they continue its chain. Returns the new head.
-    async fn copy_file_tail_into_store(&mut self, store_head: &Head) -> Result<Head, AuditError> {
-        let fail = |m: String| AuditError::Unavailable(m);
-        let path = self.settings.file.clone();
-        let lines = tokio::task::spawn_blocking(move || sink::read_events(&path))
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(|e| fail(format!("event file: {e}")))?;
-        let mut check = ChainCheck::new(self.key.expose_secret(), &self.settings.node, store_head.clone());
-        let mut missing = Vec::new();
-        for (line_no, parsed) in lines {
-            let (event, mac) = parsed.map_err(|e| fail(format!("event file line {line_no}: {e}")))?;
-            if event.node != self.settings.node || event.seq <= store_head.seq {
-                continue;
-            }
-            check
-                .next(&event, &mac)
-                .map_err(|p| fail(format!("event file at {}: {}", p.seq, p.reason)))?;
-            missing.push((event, mac));
-        }
-        self.store
-            .append_audit(&missing)
-            .await
-            .map_err(|e| fail(format!("store: {e}")))?;
-        tracing::warn!(
-            events = missing.len(),
-            "recovered audit events the store missed after a crash"
-        );
-        Ok(check.head().clone())
     }
 }
 

@@ -48,6 +48,78 @@ struct Credential {
     blocked: bool,
 }
 
+impl Credential {
+    /// Classifies `who` against the known fingerprints and learns it. With `block_on_new`,
+    /// a new one blocks the credential (under the caller's lock, so a concurrent request
+    /// from it cannot slip through). Beyond `max_known`, one known fingerprint is dropped.
+    fn learn(&mut self, who: &Fingerprint, block_on_new: bool, max_known: usize) -> Seen {
+        let known = self.known.get_or_insert_with(HashSet::new);
+        let seen = if known.contains(who) {
+            Seen::Known
+        } else if known.is_empty() {
+            Seen::First
+        } else {
+            Seen::New
+        };
+        if seen == Seen::New && block_on_new {
+            self.blocked = true;
+        }
+        if seen != Seen::Known {
+            // Evict one rather than clear: an empty set would make the next caller "first".
+            if known.len() >= max_known
+                && let Some(evicted) = known.iter().next().cloned()
+            {
+                known.remove(&evicted);
+            }
+            known.insert(who.clone());
+        }
+        seen
+    }
+
+    /// Keeps the latest use: a use older than the one held (requests finish out of order)
+    /// does not move it back.
+    fn note_last_use(&mut self, now_ms: i64, region: &str, service: &str) {
+        match &mut self.last_used {
+            Some((t, r, s)) if *t <= now_ms => {
+                *t = now_ms;
+                if r != region || s != service {
+                    *r = region.to_owned();
+                    *s = service.to_owned();
+                }
+            }
+            Some(_) => {}
+            None => self.last_used = Some((now_ms, region.to_owned(), service.to_owned())),
+        }
+    }
+
+    /// Counts the use for `who` until the next flush. At most `max_known` fingerprints are
+    /// pending between flushes; a use from one more is not counted (it is still noticed,
+    /// and audited when new).
+    fn count_use(&mut self, who: &Fingerprint, now_ms: i64, max_known: usize) {
+        if !self.pending.contains_key(who) {
+            if self.pending.len() >= max_known {
+                return;
+            }
+            self.pending.insert(
+                who.clone(),
+                FingerprintRecord {
+                    source_ip: who.source_ip.clone(),
+                    user_agent: who.user_agent.clone(),
+                    first_seen_ms: now_ms,
+                    last_seen_ms: now_ms,
+                    count: 0,
+                },
+            );
+        }
+        let Some(pending) = self.pending.get_mut(who) else {
+            return;
+        };
+        pending.count = pending.count.saturating_add(1);
+        pending.first_seen_ms = pending.first_seen_ms.min(now_ms);
+        pending.last_seen_ms = pending.last_seen_ms.max(now_ms);
+    }
+}
+
 pub struct ActivityTracker {
     credentials: Mutex<HashMap<String, Credential>>,
     /// Known fingerprints held per credential; beyond it the set is reloaded from the store
@@ -116,59 +188,9 @@ impl ActivityTracker {
         if entry.blocked {
             return Seen::Blocked;
         }
-        let known = entry.known.get_or_insert_with(HashSet::new);
-        let seen = if known.contains(who) {
-            Seen::Known
-        } else if known.is_empty() {
-            Seen::First
-        } else {
-            Seen::New
-        };
-        if seen == Seen::New && block_on_new {
-            entry.blocked = true;
-        }
-        if seen != Seen::Known {
-            // Evict one rather than clear: an empty set would make the next caller "first".
-            if known.len() >= self.max_known
-                && let Some(evicted) = known.iter().next().cloned()
-            {
-                known.remove(&evicted);
-            }
-            known.insert(who.clone());
-        }
-        match &mut entry.last_used {
-            Some((t, r, s)) if *t <= now_ms => {
-                *t = now_ms;
-                if r != region || s != service {
-                    *r = region.to_owned();
-                    *s = service.to_owned();
-                }
-            }
-            Some(_) => {}
-            None => entry.last_used = Some((now_ms, region.to_owned(), service.to_owned())),
-        }
-        if !entry.pending.contains_key(who) {
-            if entry.pending.len() >= self.max_known {
-                // Bounded between flushes; the use is still noticed (and audited when new).
-                return seen;
-            }
-            entry.pending.insert(
-                who.clone(),
-                FingerprintRecord {
-                    source_ip: who.source_ip.clone(),
-                    user_agent: who.user_agent.clone(),
-                    first_seen_ms: now_ms,
-                    last_seen_ms: now_ms,
-                    count: 0,
-                },
-            );
-        }
-        let Some(pending) = entry.pending.get_mut(who) else {
-            return seen;
-        };
-        pending.count = pending.count.saturating_add(1);
-        pending.first_seen_ms = pending.first_seen_ms.min(now_ms);
-        pending.last_seen_ms = pending.last_seen_ms.max(now_ms);
+        let seen = entry.learn(who, block_on_new, self.max_known);
+        entry.note_last_use(now_ms, region, service);
+        entry.count_use(who, now_ms, self.max_known);
         seen
     }
 
@@ -326,6 +348,25 @@ mod tests {
         assert_eq!(a.last_used_at_ms, 11);
         let total: u64 = a.fingerprints.iter().map(|f| f.count).sum();
         assert_eq!(total, 4);
+    }
+
+    #[test]
+    fn a_use_from_one_fingerprint_too_many_between_flushes_is_noticed_but_not_counted() {
+        let t = ActivityTracker::new(1);
+        t.load("AK", Vec::new());
+        assert_eq!(t.notice("AK", &who("a", "a"), 1, ("r", "s"), false), Seen::First);
+        assert_eq!(t.notice("AK", &who("b", "b"), 2, ("r", "s"), false), Seen::New);
+        assert_eq!(t.notice("AK", &who("c", "c"), 3, ("r2", "s2"), false), Seen::New);
+        let taken = t.take();
+        let a = &taken[0];
+        assert_eq!(
+            (a.last_used_at_ms, a.region.as_str()),
+            (3, "r2"),
+            "the uncounted use is still the last use"
+        );
+        let mut counts: Vec<(String, u64)> = a.fingerprints.iter().map(|f| (f.source_ip.clone(), f.count)).collect();
+        counts.sort();
+        assert_eq!(counts, [("a".into(), 1), ("b".into(), 1)]);
     }
 
     #[test]

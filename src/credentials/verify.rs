@@ -6,7 +6,9 @@ use time::{Date, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use super::activity::{Fingerprint, Seen};
-use super::{CredentialError, CredentialResult, CredentialService, CredentialState, MAX_SCOPE_PART_LEN, Patch};
+use super::{
+    CredentialError, CredentialRecord, CredentialResult, CredentialService, CredentialState, MAX_SCOPE_PART_LEN, Patch,
+};
 use crate::clock::unix_ms;
 use crate::model::OnNewFingerprint;
 use crate::sigv4::{self, Authorization, Form, HttpRequest, PathRules, Refusal, Scope};
@@ -89,6 +91,44 @@ fn parse_scope_date(date: &str) -> Option<Date> {
     Date::parse(date, format).ok()
 }
 
+/// A verification's verdict, and the caller's fingerprint when it was new to the
+/// credential (audited whatever the verdict).
+type Outcome = (Result<Verified, Rejection>, Option<NewFingerprint>);
+
+/// What noticing the caller means for the verdict: a credential that a new fingerprint
+/// stopped on this node refuses every caller; a fingerprint new to the credential, or its
+/// first ever, is reported; a known one is not.
+fn fingerprint_report(
+    seen: Seen,
+    access_key_id: &str,
+    principal: &str,
+    who: Fingerprint,
+    rule: OnNewFingerprint,
+) -> Result<Option<NewFingerprint>, Rejection> {
+    match seen {
+        Seen::Blocked => Err(Rejection::InactiveAccessKey),
+        Seen::Known => Ok(None),
+        Seen::First | Seen::New => Ok(Some(NewFingerprint {
+            access_key_id: access_key_id.to_owned(),
+            principal: principal.to_owned(),
+            fingerprint: who,
+            rule,
+            first: seen == Seen::First,
+        })),
+    }
+}
+
+/// The answer for a request that verified.
+fn verified(credential: &CredentialRecord, auth: &Authorization) -> Verified {
+    Verified {
+        access_key_id: credential.access_key_id.clone(),
+        principal: credential.principal.clone(),
+        scope: auth.scope.clone(),
+        signed_headers: auth.signed_headers.clone(),
+        form: auth.form,
+    }
+}
+
 impl CredentialService {
     /// Verifies a signed request as the calling service received it. `who` is the
     /// request's caller as that service saw it; `normalize_path` overrides the path rule of
@@ -123,98 +163,130 @@ impl CredentialService {
         })
     }
 
+    /// Verifies a parsed request: the credential it names, the request's time and
+    /// signature, and — only for a request its secret signed — the credential's state and
+    /// the caller's fingerprint under the credential's rule.
     async fn verify_parsed(
         &self,
         request: &HttpRequest<'_>,
         auth: &Authorization,
         who: Fingerprint,
         rules: PathRules,
-    ) -> CredentialResult<(Result<Verified, Rejection>, Option<NewFingerprint>)> {
+    ) -> CredentialResult<Outcome> {
         let credential = match self.cached(&auth.access_key_id).await {
             Ok(c) => c,
             Err(CredentialError::NotFound(_)) => return Ok((Err(Rejection::UnknownAccessKey), None)),
             Err(e) => return Err(e),
         };
         let now = self.clock.now();
+        if let Err(rejection) = self.check_signature(request, auth, rules, &credential, now).await? {
+            return Ok((Err(rejection), None));
+        }
+        // State is told only to a holder of the secret: a forged request learns nothing.
+        if credential.state == CredentialState::Inactive {
+            return Ok((Err(Rejection::InactiveAccessKey), None));
+        }
+        let rule = credential
+            .on_new_fingerprint
+            .unwrap_or(self.settings.on_new_fingerprint);
+        let seen = self.notice_use(&credential, &auth.scope, &who, now, rule).await?;
+        let new_fingerprint =
+            match fingerprint_report(seen, &credential.access_key_id, &credential.principal, who, rule) {
+                Ok(report) => report,
+                Err(rejection) => return Ok((Err(rejection), None)),
+            };
+        if seen == Seen::New && self.act_on_new_fingerprint(&credential, rule).await? {
+            return Ok((Err(Rejection::InactiveAccessKey), new_fingerprint));
+        }
+        Ok((Ok(verified(&credential, auth)), new_fingerprint))
+    }
+
+    /// Checks the request's time and its signature under the derived key of its scope. The
+    /// inner result is the verdict on the request; the outer error a failure of the vault.
+    /// A freshly derived key is cached only once it verified the request.
+    async fn check_signature(
+        &self,
+        request: &HttpRequest<'_>,
+        auth: &Authorization,
+        rules: PathRules,
+        credential: &CredentialRecord,
+        now: OffsetDateTime,
+    ) -> CredentialResult<Result<(), Rejection>> {
         let window = self.settings.time_window.whole_seconds();
         if let Err(refusal) = sigv4::check_time(auth, now.unix_timestamp(), window) {
-            return Ok((Err(refusal.into()), None));
+            return Ok(Err(refusal.into()));
         }
         let candidates = match sigv4::strings_to_sign(request, auth, rules) {
             Ok(c) => c,
-            Err(refusal) => return Ok((Err(refusal.into()), None)),
+            Err(refusal) => return Ok(Err(refusal.into())),
         };
-        let (key, fill) = self.scope_key(&credential, &auth.scope).await?;
+        let (key, fill) = self.scope_key(credential, &auth.scope).await?;
         let key_bytes: &[u8; 32] = key
             .expose_secret()
             .try_into()
             .map_err(|_| CredentialError::Corrupt("derived key length".into()))?;
         // The derived key signs the candidate strings; comparison is constant-time.
         if !sigv4::signature_matches(key_bytes, &candidates, &auth.signature) {
-            return Ok((Err(Rejection::Refused(Refusal::SignatureMismatch.code())), None));
+            return Ok(Err(Rejection::Refused(Refusal::SignatureMismatch.code())));
         }
         self.remember(&key, fill);
-        // State is told only to a holder of the secret: a forged request learns nothing.
-        if credential.state == CredentialState::Inactive {
-            return Ok((Err(Rejection::InactiveAccessKey), None));
-        }
+        Ok(Ok(()))
+    }
+
+    /// Counts this use of the credential and says whether the caller's fingerprint is new
+    /// to it. The credential's known fingerprints are loaded from the store the first time
+    /// this node sees it, so "new" survives a restart.
+    async fn notice_use(
+        &self,
+        credential: &CredentialRecord,
+        scope: &Scope,
+        who: &Fingerprint,
+        now: OffsetDateTime,
+        rule: OnNewFingerprint,
+    ) -> CredentialResult<Seen> {
         let id = &credential.access_key_id;
         if !self.activity.is_loaded(id) {
             let stored = self.store.list_fingerprints(id).await?;
             self.activity.load(id, stored);
         }
-        let rule = credential
-            .on_new_fingerprint
-            .unwrap_or(self.settings.on_new_fingerprint);
-        let seen = self.activity.notice(
+        Ok(self.activity.notice(
             id,
-            &who,
+            who,
             unix_ms(now),
-            (&auth.scope.region, &auth.scope.service),
+            (&scope.region, &scope.service),
             rule == OnNewFingerprint::Deactivate,
-        );
-        let new_fingerprint = match seen {
-            Seen::Blocked => return Ok((Err(Rejection::InactiveAccessKey), None)),
-            Seen::Known => None,
-            Seen::First | Seen::New => Some(NewFingerprint {
-                access_key_id: id.clone(),
-                principal: credential.principal.clone(),
-                fingerprint: who,
-                rule,
-                first: seen == Seen::First,
-            }),
-        };
-        if seen == Seen::New {
-            if rule != OnNewFingerprint::Record {
-                tracing::warn!(
-                    access_key_id = %id,
-                    principal = %credential.principal,
-                    rule = rule.as_str(),
-                    "credential used from a new caller fingerprint"
-                );
-            }
-            if rule == OnNewFingerprint::Deactivate {
-                self.update(
-                    id,
-                    Patch {
-                        state: Some(CredentialState::Inactive),
-                        on_new_fingerprint: None,
-                    },
-                )
-                .await?;
-                return Ok((Err(Rejection::InactiveAccessKey), new_fingerprint));
-            }
-        }
-        Ok((
-            Ok(Verified {
-                access_key_id: id.clone(),
-                principal: credential.principal.clone(),
-                scope: auth.scope.clone(),
-                signed_headers: auth.signed_headers.clone(),
-                form: auth.form,
-            }),
-            new_fingerprint,
         ))
+    }
+
+    /// Applies the credential's rule to a fingerprint new to it: `alert` and `deactivate`
+    /// warn in the log, and `deactivate` turns the credential inactive. Returns whether it
+    /// did (the request is then refused).
+    async fn act_on_new_fingerprint(
+        &self,
+        credential: &CredentialRecord,
+        rule: OnNewFingerprint,
+    ) -> CredentialResult<bool> {
+        let id = &credential.access_key_id;
+        if rule != OnNewFingerprint::Record {
+            tracing::warn!(
+                access_key_id = %id,
+                principal = %credential.principal,
+                rule = rule.as_str(),
+                "credential used from a new caller fingerprint"
+            );
+        }
+        if rule != OnNewFingerprint::Deactivate {
+            return Ok(false);
+        }
+        self.update(
+            id,
+            Patch {
+                state: Some(CredentialState::Inactive),
+                on_new_fingerprint: None,
+            },
+        )
+        .await?;
+        Ok(true)
     }
 
     /// The derived signing key of one scope, for a gateway that verifies at high rate. The
@@ -257,5 +329,47 @@ impl CredentialService {
         let out = Zeroizing::new(*bytes);
         let expires = day.next_day().unwrap_or(day).midnight().assume_utc() + self.settings.time_window;
         Ok((out, scope, expires))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Fingerprint {
+        Fingerprint {
+            source_ip: "10.0.0.1".into(),
+            user_agent: "sdk".into(),
+        }
+    }
+
+    fn report(seen: Seen, rule: OnNewFingerprint) -> Result<Option<NewFingerprint>, Rejection> {
+        fingerprint_report(seen, "SVAKEXAMPLE", "acme-ci", caller(), rule)
+    }
+
+    #[test]
+    fn a_credential_blocked_by_a_new_fingerprint_refuses_as_inactive_without_a_report() {
+        assert_eq!(
+            report(Seen::Blocked, OnNewFingerprint::Deactivate),
+            Err(Rejection::InactiveAccessKey)
+        );
+    }
+
+    #[test]
+    fn a_known_fingerprint_is_not_reported() {
+        assert_eq!(report(Seen::Known, OnNewFingerprint::Alert), Ok(None));
+    }
+
+    #[test]
+    fn a_first_and_a_new_fingerprint_are_reported_with_the_rule_and_whether_first() {
+        let expected = |first| NewFingerprint {
+            access_key_id: "SVAKEXAMPLE".into(),
+            principal: "acme-ci".into(),
+            fingerprint: caller(),
+            rule: OnNewFingerprint::Alert,
+            first,
+        };
+        assert_eq!(report(Seen::First, OnNewFingerprint::Alert), Ok(Some(expected(true))));
+        assert_eq!(report(Seen::New, OnNewFingerprint::Alert), Ok(Some(expected(false))));
     }
 }

@@ -1,0 +1,198 @@
+//! The forwarded request of `POST /v1/sigv4/verify`: its body, the limits it must keep, the
+//! payload hash to verify with, and the fingerprint of the caller the service saw.
+//!
+//! Only shape and size are checked here; whether the request is signed is the credential
+//! service's to decide. The body is caller input: nothing here may trust it beyond the
+//! checks it passed, and a body decoded to hash it is zeroized.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::super::reply::base64_field;
+use crate::audit::event::clean_user_agent;
+use crate::credentials::activity::Fingerprint;
+use crate::error::ApiError;
+
+/// Headers a forwarded request may carry.
+pub const MAX_HEADERS: usize = 128;
+const MAX_HEADER_NAME: usize = 256;
+const MAX_HEADER_VALUE: usize = 16 * 1024;
+const MAX_PATH: usize = 16 * 1024;
+const MAX_QUERY: usize = 16 * 1024;
+const MAX_METHOD: usize = 32;
+const MAX_USER_AGENT_INPUT: usize = 4096;
+
+/// The body of `POST /v1/sigv4/verify`: the request the service received, borrowed from
+/// the body buffer where the JSON needs no unescaping.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifyRequest<'a> {
+    #[serde(borrow)]
+    pub(super) method: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(super) path: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub(super) query: Cow<'a, str>,
+    pub(super) headers: Vec<(String, String)>,
+    #[serde(borrow)]
+    body: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    payload_sha256: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    source_ip: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    /// Overrides the path rule of the request's service (S3: no normalisation).
+    pub(super) normalize_path: Option<bool>,
+}
+
+/// Checks the forwarded request and returns the payload hash to verify with and the
+/// caller's fingerprint. The first refusal wins: limits, then the payload, then the caller.
+pub(super) fn check(req: &VerifyRequest<'_>) -> Result<(Option<String>, Fingerprint), ApiError> {
+    check_request(req)?;
+    let payload = payload_hash(req)?;
+    let who = caller_fingerprint(req)?;
+    Ok((payload, who))
+}
+
+/// The limits of a forwarded request: an HTTP method token, a path from `/`, and bounded
+/// query, headers and user agent.
+fn check_request(req: &VerifyRequest<'_>) -> Result<(), ApiError> {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+    };
+    if req.method.len() > MAX_METHOD || !token(&req.method) {
+        return Err(ApiError::invalid("method must be an HTTP method token"));
+    }
+    if req.path.is_empty() || req.path.len() > MAX_PATH || !req.path.starts_with('/') {
+        return Err(ApiError::invalid(format!(
+            "path must start with / and be at most {MAX_PATH} bytes"
+        )));
+    }
+    if req.query.len() > MAX_QUERY {
+        return Err(ApiError::invalid(format!("query must be at most {MAX_QUERY} bytes")));
+    }
+    if req.headers.len() > MAX_HEADERS {
+        return Err(ApiError::invalid(format!("at most {MAX_HEADERS} headers")));
+    }
+    for (name, value) in &req.headers {
+        if name.len() > MAX_HEADER_NAME || !token(name) {
+            return Err(ApiError::invalid(
+                "header names must be HTTP tokens of at most 256 bytes",
+            ));
+        }
+        if value.len() > MAX_HEADER_VALUE {
+            return Err(ApiError::invalid(format!(
+                "header values must be at most {MAX_HEADER_VALUE} bytes"
+            )));
+        }
+    }
+    if req
+        .user_agent
+        .as_ref()
+        .is_some_and(|ua| ua.len() > MAX_USER_AGENT_INPUT)
+    {
+        return Err(ApiError::invalid("user_agent is too long"));
+    }
+    Ok(())
+}
+
+/// The payload hash to verify with: of `body` when given (checked against
+/// `payload_sha256` when both are), else `payload_sha256`, else unknown.
+fn payload_hash(req: &VerifyRequest<'_>) -> Result<Option<String>, ApiError> {
+    let given = match req.payload_sha256.as_deref() {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
+            Some(h.to_owned())
+        }
+        Some(_) => return Err(ApiError::invalid("payload_sha256 must be 64 lowercase hex digits")),
+        None => None,
+    };
+    let Some(body) = req.body.as_deref() else {
+        return Ok(given);
+    };
+    let bytes = zeroize::Zeroizing::new(base64_field("body", body)?);
+    let computed = base16ct::lower::encode_string(&Sha256::digest(bytes.as_slice()));
+    if given.as_ref().is_some_and(|g| *g != computed) {
+        return Err(ApiError::invalid("payload_sha256 is not the SHA-256 of body"));
+    }
+    Ok(Some(computed))
+}
+
+/// The caller of the forwarded request as the service saw it: `source_ip` in its canonical
+/// form (`""` when not given), and `user_agent`, else the request's own `User-Agent`
+/// header, cleaned for the trail.
+fn caller_fingerprint(req: &VerifyRequest<'_>) -> Result<Fingerprint, ApiError> {
+    let source_ip = match req.source_ip.as_deref() {
+        Some(ip) => ip
+            .parse::<IpAddr>()
+            .map_err(|_| ApiError::invalid("source_ip must be an IP address"))?
+            .to_string(),
+        None => String::new(),
+    };
+    let user_agent = match req.user_agent.as_deref() {
+        Some(ua) => ua.to_owned(),
+        None => req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+    };
+    Ok(Fingerprint {
+        source_ip,
+        user_agent: clean_user_agent(&user_agent),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn fingerprint_of(body: serde_json::Value) -> Result<Fingerprint, ApiError> {
+        let text = body.to_string();
+        let req: VerifyRequest<'_> = serde_json::from_str(&text).unwrap();
+        caller_fingerprint(&req)
+    }
+
+    #[test]
+    fn the_source_ip_is_kept_in_its_canonical_form_so_one_caller_is_one_fingerprint() {
+        let who = fingerprint_of(serde_json::json!({
+            "method": "GET", "path": "/", "headers": [], "source_ip": "2001:DB8:0:0::1"
+        }))
+        .unwrap();
+        assert_eq!(who.source_ip, "2001:db8::1");
+        let who = fingerprint_of(serde_json::json!({"method": "GET", "path": "/", "headers": []})).unwrap();
+        assert_eq!(who.source_ip, "", "not given");
+    }
+
+    #[test]
+    fn a_source_ip_that_is_not_an_address_is_refused() {
+        let refused = fingerprint_of(serde_json::json!({
+            "method": "GET", "path": "/", "headers": [], "source_ip": "example.com"
+        }))
+        .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidArgument);
+        assert_eq!(refused.message, "source_ip must be an IP address");
+    }
+
+    #[test]
+    fn the_user_agent_given_wins_over_the_header_and_either_is_cleaned() {
+        let headers = serde_json::json!([["Host", "example.com"], ["USER-AGENT", "from-header\u{7}"]]);
+        let who = fingerprint_of(serde_json::json!({
+            "method": "GET", "path": "/", "headers": headers, "user_agent": "given"
+        }))
+        .unwrap();
+        assert_eq!(who.user_agent, "given");
+        let who = fingerprint_of(serde_json::json!({"method": "GET", "path": "/", "headers": headers})).unwrap();
+        assert_eq!(
+            who.user_agent, "from-header",
+            "the header, without its control character"
+        );
+    }
+}
