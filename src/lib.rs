@@ -32,6 +32,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 #![forbid(unsafe_op_in_unsafe_fn)]
+// What nothing outside the crate can name is `pub(crate)`, so `pub` means "used by the
+// binary or the black-box tests".
+#![warn(unreachable_pub)]
 
 pub mod admin;
 pub mod api;

@@ -19,7 +19,7 @@ const MAX_PERMISSIONS: usize = 64;
 const MAX_PERMISSION_LEN: usize = 128;
 const MAX_META_BYTES: usize = 4096;
 /// Most credits a key can be given.
-pub const MAX_REMAINING: u64 = 1_000_000_000_000;
+pub(super) const MAX_REMAINING: u64 = 1_000_000_000_000;
 const MAX_RATE_LIMIT: u32 = 1_000_000;
 const MAX_RATE_PERIOD: Duration = Duration::days(1);
 /// Longest reroll grace period.

@@ -3,7 +3,7 @@
 use std::fmt::{self, Display};
 
 /// Escapes text for an HTML text node or a quoted attribute value.
-pub struct Esc<'a>(pub &'a str);
+pub(super) struct Esc<'a>(pub &'a str);
 
 impl Display for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

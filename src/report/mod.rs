@@ -245,12 +245,18 @@ pub(crate) mod tests {
     use crate::model::{Algorithm, Boundary, KeyState};
     use crate::store::{KeyRecord, VersionInfo};
 
-    pub fn t0() -> OffsetDateTime {
+    pub(crate) fn t0() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap()
     }
 
     /// A version created `days` after [`t0`].
-    pub fn version(number: u32, days: i64, signs: u64, verifies: u64, last_used_day: Option<i64>) -> VersionInfo {
+    pub(crate) fn version(
+        number: u32,
+        days: i64,
+        signs: u64,
+        verifies: u64,
+        last_used_day: Option<i64>,
+    ) -> VersionInfo {
         VersionInfo {
             version: number,
             created_at_ms: unix_ms(t0() + Duration::days(days)),
@@ -261,7 +267,7 @@ pub(crate) mod tests {
     }
 
     /// A key created with its first version; `versions` ascending.
-    pub fn key(name: &str, state: &str, versions: Vec<VersionInfo>) -> KeyDetails {
+    pub(crate) fn key(name: &str, state: &str, versions: Vec<VersionInfo>) -> KeyDetails {
         let created = versions.first().map_or(0, |v| v.created_at_ms);
         KeyDetails {
             record: KeyRecord {

@@ -262,7 +262,7 @@ pub(crate) mod test_pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
     use std::path::{Path, PathBuf};
 
-    pub fn temp_dir(tag: &str) -> PathBuf {
+    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("sv-tls-{}-{n}-{tag}", std::process::id()));
@@ -271,7 +271,7 @@ pub(crate) mod test_pki {
         dir
     }
 
-    pub fn ca() -> CertifiedIssuer<'static, KeyPair> {
+    pub(crate) fn ca() -> CertifiedIssuer<'static, KeyPair> {
         let mut params = CertificateParams::default();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
@@ -280,7 +280,7 @@ pub(crate) mod test_pki {
 
     /// Writes `ca.pem`, `server.pem` and `server.key` (PKCS#8) into `dir`; the returned
     /// files name the CA as `client_ca_file`.
-    pub fn write(dir: &Path) -> TlsFiles {
+    pub(crate) fn write(dir: &Path) -> TlsFiles {
         let ca = ca();
         let key = KeyPair::generate().unwrap();
         let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])

@@ -32,7 +32,7 @@ pub(super) struct Req {
 
 impl Req {
     /// `GET path` to example.amazonaws.com, with `X-Amz-Date` for the header form.
-    pub fn get(path: &str) -> Self {
+    pub(super) fn get(path: &str) -> Self {
         Self {
             method: "GET".to_owned(),
             path: path.to_owned(),
@@ -45,17 +45,17 @@ impl Req {
         }
     }
 
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+    pub(super) fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
-    pub fn without_header(mut self, name: &str) -> Self {
+    pub(super) fn without_header(mut self, name: &str) -> Self {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self
     }
 
-    pub fn http(&self) -> HttpRequest<'_> {
+    pub(super) fn http(&self) -> HttpRequest<'_> {
         HttpRequest {
             method: &self.method,
             path: &self.path,
@@ -65,15 +65,15 @@ impl Req {
         }
     }
 
-    pub fn verify_at(&self, now: i64) -> Result<Authorization, Refusal> {
+    pub(super) fn verify_at(&self, now: i64) -> Result<Authorization, Refusal> {
         verify(&self.http(), SECRET, now, WINDOW, None)
     }
 
-    pub fn verify(&self) -> Result<Authorization, Refusal> {
+    pub(super) fn verify(&self) -> Result<Authorization, Refusal> {
         self.verify_at(NOW)
     }
 
-    pub fn parse(&self) -> Result<Authorization, Refusal> {
+    pub(super) fn parse(&self) -> Result<Authorization, Refusal> {
         parse(&self.http())
     }
 }
