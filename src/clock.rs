@@ -13,7 +13,7 @@ pub type SharedClock = Arc<dyn Clock>;
 
 /// The operating system's clock.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
@@ -46,13 +46,13 @@ impl Clock for ManualClock {
 }
 
 /// Milliseconds since the Unix epoch: the representation the store uses for times.
-pub fn unix_ms(t: OffsetDateTime) -> i64 {
+pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
     let ms = t.unix_timestamp_nanos() / 1_000_000;
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 /// The inverse of [`unix_ms`]; out-of-range values clamp to the Unix epoch.
-pub fn from_unix_ms(ms: i64) -> OffsetDateTime {
+pub(crate) fn from_unix_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 

@@ -25,7 +25,7 @@ use crate::kek::KekError;
 use crate::kek::pkcs11::{self, softhsm};
 
 /// Reads a PIN file (trailing newline removed), or creates it with a fresh random PIN.
-pub fn read_or_create_pin(path: &Path) -> io::Result<SecretString> {
+pub(crate) fn read_or_create_pin(path: &Path) -> io::Result<SecretString> {
     match fs::read_to_string(path) {
         Ok(text) => {
             let text = zeroize::Zeroizing::new(text);

@@ -17,12 +17,13 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::secret::SecretBytes;
 
 /// The record format this build writes. Readers refuse formats they do not know.
-pub const FORMAT_V1: u16 = 1;
+pub(crate) const FORMAT_V1: u16 = 1;
 /// Domain-separation label at the head of every AAD.
-pub const AAD_LABEL: &[u8] = b"sigvault/v1";
-pub const DEK_LEN: usize = 32;
-pub const NONCE_LEN: usize = 12;
-pub const TAG_LEN: usize = 16;
+pub(crate) const AAD_LABEL: &[u8] = b"sigvault/v1";
+pub(crate) const DEK_LEN: usize = 32;
+pub(crate) const NONCE_LEN: usize = 12;
+#[cfg(test)]
+pub(crate) const TAG_LEN: usize = 16;
 
 /// A 256-bit data-encryption key. Zeroized on drop; never printed, cloned or compared.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -63,7 +64,7 @@ pub struct RecordIdentity<'a> {
 impl RecordIdentity<'_> {
     /// `"sigvault/v1" | kind | tenant | id | version`, each variable field prefixed by its
     /// length as a big-endian u32 and the version as a big-endian u32.
-    pub fn aad(&self) -> Vec<u8> {
+    pub(crate) fn aad(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(AAD_LABEL.len() + 16 + self.kind.len() + self.tenant.len() + self.id.len());
         for field in [
             AAD_LABEL,
@@ -110,7 +111,7 @@ pub enum EnvelopeError {
 }
 
 /// Encrypts `plaintext` under `dek` with a fresh random nonce. Returns `(nonce, ct||tag)`.
-pub fn seal(
+pub(crate) fn seal(
     dek: &Dek,
     identity: &RecordIdentity<'_>,
     plaintext: &[u8],
@@ -123,7 +124,7 @@ pub fn seal(
 
 /// AES-256-GCM encryption with a caller-chosen nonce: the primitive under [`seal`], exposed
 /// for known-answer tests. Never reuse a nonce with the same DEK.
-pub fn seal_with_nonce(
+pub(crate) fn seal_with_nonce(
     dek: &Dek,
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],
@@ -149,7 +150,7 @@ pub fn open(dek: &Dek, identity: &RecordIdentity<'_>, record: &SealedRecord) -> 
 }
 
 /// The primitive under [`open`], exposed for known-answer tests.
-pub fn open_with_nonce(
+pub(crate) fn open_with_nonce(
     dek: &Dek,
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],

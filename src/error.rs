@@ -175,9 +175,9 @@ pub struct ApiError {
     /// What the caller is told. For 5xx this is always the generic message.
     pub message: String,
     /// The cause, for the log only.
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
     /// Seconds until a retry can succeed: sent as `Retry-After` (429).
-    pub retry_after_s: Option<u64>,
+    pub(crate) retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -199,7 +199,7 @@ impl ApiError {
     }
 
     /// Adds a `Retry-After` of `seconds` to the answer.
-    pub fn retry_after(mut self, seconds: u64) -> Self {
+    pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after_s = Some(seconds);
         self
     }
@@ -208,7 +208,7 @@ impl ApiError {
         Self::new(ErrorCode::InvalidArgument, message)
     }
 
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         Self::new(ErrorCode::Internal, detail.to_string())
     }
 }

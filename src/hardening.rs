@@ -7,7 +7,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hardening {
     pub core_dumps_disabled: bool,
-    pub not_dumpable: bool,
+    pub(crate) not_dumpable: bool,
 }
 
 /// Files this process creates (database, WAL, tokens, PIN files) are private to its user.
@@ -32,7 +32,7 @@ pub fn harden_process() -> Hardening {
 }
 
 /// The most bytes this process may lock in memory, or `None` when unlimited.
-pub fn memlock_limit() -> Option<u64> {
+pub(crate) fn memlock_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -46,7 +46,7 @@ pub fn memlock_limit() -> Option<u64> {
 
 /// Creates `path` with mode 0600, refusing to follow or replace an existing file, writes
 /// `bytes` and syncs them: for PIN files and configs that must be private whatever the umask.
-pub fn create_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn create_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

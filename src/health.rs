@@ -7,16 +7,16 @@ use std::sync::Arc;
 use crate::store::{StoreError, SystemStore};
 
 /// Answers whether the store is reachable.
-pub struct StoreHealth {
+pub(crate) struct StoreHealth {
     store: Arc<dyn SystemStore>,
 }
 
 impl StoreHealth {
-    pub fn new(store: Arc<dyn SystemStore>) -> Self {
+    pub(crate) fn new(store: Arc<dyn SystemStore>) -> Self {
         Self { store }
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
 }

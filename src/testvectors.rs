@@ -196,7 +196,7 @@ pub(crate) struct KwpCase {
     /// `COUNT`, unique within a plaintext length only.
     pub count: u32,
     /// From the `[PLAINTEXT LENGTH = n]` header the case sits under.
-    pub plaintext_bits: usize,
+    pub(crate) plaintext_bits: usize,
     pub k: Vec<u8>,
     /// `None` for a `FAIL` case (KW-AD files only): `c` must not unwrap.
     pub p: Option<Vec<u8>>,

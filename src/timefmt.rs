@@ -12,7 +12,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// Parses a duration string: a positive integer followed by `d`, `h`, `m` or `s`.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let bad = || DurationError(text.chars().take(32).collect());
     // The unit is one ASCII letter; anything else (including a multi-byte last character)
@@ -32,7 +32,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 }
 
 /// Formats a duration in the largest unit that divides it exactly.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let s = d.whole_seconds();
     if s != 0 && s % 86_400 == 0 {
         format!("{}d", s / 86_400)
@@ -47,7 +47,7 @@ pub fn format_duration(d: Duration) -> String {
 
 #[derive(Debug, thiserror::Error)]
 #[error("`{0}` is not a duration: use a positive whole number followed by d, h, m or s (e.g. \"90d\")")]
-pub struct DurationError(pub String);
+pub(crate) struct DurationError(pub String);
 
 #[cfg(test)]
 mod tests {

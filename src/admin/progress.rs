@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use indicatif::{ProgressDrawTarget, ProgressStyle, TermLike};
 
 /// The most redraws per second once indicatif's initial burst is spent.
-pub const REDRAWS_PER_SECOND: u8 = 10;
+pub(crate) const REDRAWS_PER_SECOND: u8 = 10;
 /// Characters between the brackets.
 const WIDTH: usize = 30;
 /// The width indicatif pads each frame to, so that a frame erases the one before it.

@@ -23,7 +23,7 @@ use crate::policy::Resource;
 use crate::timefmt::{parse_duration, rfc3339};
 
 /// The id under which the bootstrap root token can be revoked (`DELETE /v1/auth/tokens/root`).
-pub const ROOT_ID: &str = "root";
+pub(crate) const ROOT_ID: &str = "root";
 /// Longest token id accepted in a path.
 const MAX_ID_LEN: usize = 64;
 

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::tls::TlsInfo;
 
 /// How long a request body may take to arrive in full.
-pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most bytes allocated up front for a body on the strength of its `Content-Length`.
 const PREALLOCATE_MAX: u64 = 64 * 1024;
 
@@ -30,18 +30,18 @@ tokio::task_local! {
 }
 
 /// Runs `fut` with `id` as the current request id.
-pub async fn with_request_id<F: std::future::Future>(id: String, fut: F) -> F::Output {
+pub(crate) async fn with_request_id<F: std::future::Future>(id: String, fut: F) -> F::Output {
     REQUEST_ID.scope(id, fut).await
 }
 
 /// The id of the request being served ("" outside one).
-pub fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
 /// A new request id: a random per-process prefix and a counter — unique, cheap, and
 /// carrying nothing about the request.
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| {
@@ -54,9 +54,9 @@ pub fn new_request_id() -> String {
 
 /// The peer address, put in request extensions by the server loop.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+pub(crate) struct ClientAddr(pub SocketAddr);
 
-pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+pub(crate) type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
 
 /// What a handler gets besides its path parameters.
 pub struct Call {
@@ -92,7 +92,7 @@ pub struct AuditNote {
 }
 
 /// Extracts a [`Call`]; never rejects.
-pub fn call() -> impl Filter<Extract = (Call,), Error = warp::Rejection> + Clone {
+pub(crate) fn call() -> impl Filter<Extract = (Call,), Error = warp::Rejection> + Clone {
     warp::method()
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -126,7 +126,7 @@ impl Call {
     /// Reads the whole body, refusing more than `limit` bytes with 413 and a body that has
     /// not fully arrived within [`BODY_TIMEOUT`] with 408. The buffer is zeroized when
     /// dropped: bodies can carry key material.
-    pub async fn read_body(&mut self, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    pub(crate) async fn read_body(&mut self, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         tokio::time::timeout(BODY_TIMEOUT, self.read_body_unbounded_in_time(limit))
             .await
             .map_err(|_| {
@@ -176,7 +176,7 @@ impl Call {
     }
 
     /// Drains nothing; used by handlers that take no body to refuse one that was sent.
-    pub async fn expect_no_body(&mut self) -> Result<(), ApiError> {
+    pub(crate) async fn expect_no_body(&mut self) -> Result<(), ApiError> {
         match self.body.next().await {
             Some(Ok(chunk)) if !chunk.is_empty() => Err(ApiError::invalid("this request takes no body")),
             _ => Ok(()),
@@ -184,7 +184,7 @@ impl Call {
     }
 
     /// The `limit` query parameter of a listing: `default` when absent, else 1 to `max`.
-    pub fn page_limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
+    pub(crate) fn page_limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
         match self.query_param("limit")? {
             None => Ok(default),
             Some(text) => text
@@ -196,7 +196,7 @@ impl Call {
     }
 
     /// One query parameter, percent-decoded. Repeated parameters are an error.
-    pub fn query_param(&self, name: &str) -> Result<Option<String>, ApiError> {
+    pub(crate) fn query_param(&self, name: &str) -> Result<Option<String>, ApiError> {
         let mut found = None;
         for pair in self.query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -3,12 +3,12 @@
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    pub max_body_bytes: u64,
-    pub max_sign_body_bytes: u64,
-    pub max_message_bytes: usize,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) max_sign_body_bytes: u64,
+    pub(crate) max_message_bytes: usize,
     pub max_batch_items: usize,
     /// Open client connections at most; beyond it new connections wait in the backlog.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 impl Default for Limits {

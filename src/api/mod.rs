@@ -8,7 +8,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod auth;
-pub mod context;
+pub(crate) mod context;
 pub mod credentials;
 pub mod keys;
 mod limits;
@@ -49,15 +49,15 @@ pub struct AppState {
     pub audit: Auditor,
     pub clock: SharedClock,
     pub auth: Authenticator,
-    pub auth_settings: crate::auth::AuthSettings,
+    pub(crate) auth_settings: crate::auth::AuthSettings,
     pub kek: Keyring,
     /// The store's liveness, for the health route (handlers never hold the store).
-    pub store_health: crate::health::StoreHealth,
+    pub(crate) store_health: crate::health::StoreHealth,
     pub limits: Limits,
     pub report: crate::report::ReportSettings,
     pub health: sys::HealthCache,
     /// Groups of callers named by a TLS client certificate.
-    pub certificate_groups: CertificateGroups,
+    pub(crate) certificate_groups: CertificateGroups,
 }
 
 /// All routes, with the not-found fallback. The `v1` segment is matched once; the hot
@@ -91,7 +91,7 @@ async fn recover(_rejection: warp::Rejection) -> Result<Response, Infallible> {
 }
 
 /// Passes the shared state into a filter chain.
-pub fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+pub(crate) fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
     warp::any().map(move || Arc::clone(&state))
 }
 
@@ -128,7 +128,7 @@ pub async fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Princ
 
 /// Decides with the policies whether `caller` may do `action` on `resource`, and notes the
 /// decision and the deciding policy for the audit event. A deny is 403 `PERMISSION_DENIED`.
-pub fn authorize(
+pub(crate) fn authorize(
     state: &AppState,
     call: &mut Call,
     caller: &Principal,
@@ -164,7 +164,7 @@ pub fn authorize(
 /// [`authorize`] for an operation on existing key `name`, with its owner and tags. A key
 /// that does not exist is decided on its name alone (owner ""), so a caller who may not
 /// use it learns nothing about whether it exists.
-pub async fn authorize_key(
+pub(crate) async fn authorize_key(
     state: &AppState,
     call: &mut Call,
     caller: &Principal,
@@ -232,7 +232,7 @@ pub async fn audited(
     }
 }
 
-pub fn method_not_allowed(call: &Call) -> ApiError {
+pub(crate) fn method_not_allowed(call: &Call) -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on this route", call.method),
@@ -255,7 +255,7 @@ impl From<KeyError> for ApiError {
     }
 }
 
-pub fn kek_error(e: KekError) -> ApiError {
+pub(crate) fn kek_error(e: KekError) -> ApiError {
     if e.is_unavailable() {
         ApiError::new(ErrorCode::KekUnavailable, e.to_string())
     } else {
@@ -264,7 +264,7 @@ pub fn kek_error(e: KekError) -> ApiError {
     }
 }
 
-pub fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::AlreadyExists => ApiError::new(ErrorCode::AlreadyExists, "already exists"),
         StoreError::LimitReached(m) => ApiError::new(ErrorCode::FailedPrecondition, m),

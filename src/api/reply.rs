@@ -64,7 +64,7 @@ pub fn error(err: ApiError) -> Response {
 }
 
 /// Turns a handler's result into a response.
-pub fn respond(result: Result<Response, ApiError>) -> Response {
+pub(crate) fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(error)
 }
 
@@ -77,7 +77,7 @@ pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> R
     Option::<T>::deserialize(d).map(Some)
 }
 
-pub fn parse_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {}", scrub_quoted(&e.to_string()))))
 }
@@ -99,14 +99,14 @@ fn scrub_quoted(text: &str) -> String {
 }
 
 /// Decodes a standard, padded base64 field.
-pub fn base64_field(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn base64_field(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
     base64::engine::general_purpose::STANDARD
         .decode(value)
         .map_err(|_| ApiError::invalid(format!("`{field}` is not valid base64 (standard alphabet, padded)")))
 }
 
 /// Decodes a base64 field that carries key material straight into a secret buffer.
-pub fn base64_secret(field: &str, value: &str) -> Result<SecretBytes, ApiError> {
+pub(crate) fn base64_secret(field: &str, value: &str) -> Result<SecretBytes, ApiError> {
     let mut raw = zeroize::Zeroizing::new(base64_field(field, value)?);
     let secret = SecretBytes::from_slice(&raw);
     zeroize::Zeroize::zeroize(&mut *raw);

@@ -17,11 +17,11 @@ use warp::reply::Response;
 use super::context::{Call, call};
 use super::{AppState, method_not_allowed, reply, with_state};
 
-pub const HEALTH_CACHE_SECONDS: u64 = 2;
+pub(crate) const HEALTH_CACHE_SECONDS: u64 = 2;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Part {
+pub(crate) enum Part {
     Ok,
     Unavailable,
 }
@@ -59,7 +59,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 /// The OpenAPI description of the routes this build serves (kept in step with API.md).
-pub const OPENAPI: &str = include_str!("openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 fn openapi(call: Call) -> Response {
     if call.method != Method::GET {

@@ -8,13 +8,13 @@ use zeroize::Zeroizing;
 /// Base62 alphabet, in ASCII order.
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Random characters of a generated key (32 × log2(62) ≈ 190 bits).
-pub const RANDOM_LEN: usize = 32;
+pub(crate) const RANDOM_LEN: usize = 32;
 /// Characters of the checksum (62^6 > 2^32).
-pub const CHECKSUM_LEN: usize = 6;
-pub const DEFAULT_PREFIX: &str = "sk";
-pub const MAX_PREFIX_LEN: usize = 16;
+pub(crate) const CHECKSUM_LEN: usize = 6;
+pub(crate) const DEFAULT_PREFIX: &str = "sk";
+pub(crate) const MAX_PREFIX_LEN: usize = 16;
 /// Longest key accepted for checking (prefix, `_`, a generous random part, checksum).
-pub const MAX_KEY_LEN: usize = MAX_PREFIX_LEN + 1 + 128 + CHECKSUM_LEN;
+pub(crate) const MAX_KEY_LEN: usize = MAX_PREFIX_LEN + 1 + 128 + CHECKSUM_LEN;
 
 /// Why a presented key is not a key sigvault could have made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum FormatError {
 }
 
 /// A prefix is 1–16 characters of `a-z 0-9`, starting with a letter.
-pub fn valid_prefix(prefix: &str) -> bool {
+pub(crate) fn valid_prefix(prefix: &str) -> bool {
     (1..=MAX_PREFIX_LEN).contains(&prefix.len())
         && prefix.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
         && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())

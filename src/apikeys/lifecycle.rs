@@ -32,7 +32,7 @@ pub const STATE_RULE: &str = "state must be enabled or disabled (DELETE revokes)
 pub struct NewApiKey {
     pub principal: String,
     pub prefix: Option<String>,
-    pub expires_at_ms: Option<i64>,
+    pub(crate) expires_at_ms: Option<i64>,
     pub remaining: Option<u64>,
     /// `(limit, period)`.
     pub ratelimit: Option<(u32, Duration)>,

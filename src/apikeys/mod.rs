@@ -35,10 +35,10 @@ use crate::store::{ApiKeyStore, StoreError};
 use ratelimit::{Limit, RateLimiter, Taken};
 
 /// Domain label of API-key hashes under the pepper.
-pub const HASH_DOMAIN: &str = "api-key";
+pub(crate) const HASH_DOMAIN: &str = "api-key";
 /// Longest a node remembers a lookup: a revocation, disable or reroll on another node (which
 /// cannot clear this node's memory) takes effect here within this time.
-pub const MAX_LOOKUP_TTL: time::Duration = time::Duration::seconds(30);
+pub(crate) const MAX_LOOKUP_TTL: time::Duration = time::Duration::seconds(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
@@ -54,7 +54,7 @@ pub enum ApiKeyError {
     Random,
 }
 
-pub type ApiKeyResult<T> = Result<T, ApiKeyError>;
+pub(crate) type ApiKeyResult<T> = Result<T, ApiKeyError>;
 
 /// The outcome codes of a verification, in the order the checks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ impl Code {
 pub struct Found {
     pub record: ApiKeyRecord,
     /// The end of a reroll's grace period when the presented key is the previous one.
-    pub valid_until_ms: Option<i64>,
+    pub(crate) valid_until_ms: Option<i64>,
 }
 
 /// What a verification found.
@@ -279,7 +279,7 @@ impl ApiKeyService {
         Ok(())
     }
 
-    pub fn sweep_caches(&self) {
+    pub(crate) fn sweep_caches(&self) {
         self.found.sweep();
     }
 }

@@ -7,14 +7,14 @@ use std::sync::{Mutex, PoisonError};
 
 /// A key's limit: at most `limit` verifications per `period_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
+pub(crate) struct Limit {
     pub limit: u32,
-    pub period_ms: i64,
+    pub(crate) period_ms: i64,
 }
 
 /// The outcome of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Taken {
+pub(crate) enum Taken {
     /// Allowed; this many whole tokens are left.
     Allowed { left: u32 },
     /// Refused; a token will be there in this many milliseconds.
@@ -30,13 +30,13 @@ struct Bucket {
 
 /// Buckets by key id. Bounded: beyond `max_keys` the fullest buckets (idle keys) are dropped,
 /// which can only make a limit more lenient for a key idle long enough to be full anyway.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
     max_keys: usize,
 }
 
 impl RateLimiter {
-    pub fn new(max_keys: usize) -> Self {
+    pub(crate) fn new(max_keys: usize) -> Self {
         Self {
             buckets: Mutex::new(HashMap::new()),
             max_keys: max_keys.max(1),
@@ -44,7 +44,7 @@ impl RateLimiter {
     }
 
     /// Takes one token for `key_id` at `now_ms`.
-    pub fn take(&self, key_id: &str, limit: Limit, now_ms: i64) -> Taken {
+    pub(crate) fn take(&self, key_id: &str, limit: Limit, now_ms: i64) -> Taken {
         let period = i128::from(limit.period_ms.max(1));
         let capacity = i128::from(limit.limit).saturating_mul(period);
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -90,7 +90,7 @@ impl RateLimiter {
     }
 
     /// Forgets a key's bucket (revoked, or its limit removed).
-    pub fn forget(&self, key_id: &str) {
+    pub(crate) fn forget(&self, key_id: &str) {
         self.buckets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

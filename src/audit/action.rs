@@ -40,7 +40,7 @@ pub enum Action {
 
 /// The action of the event a credential's new caller fingerprint raises (not a request:
 /// no policy decides it).
-pub const CREDENTIAL_NEW_FINGERPRINT: &str = "credential.new_fingerprint";
+pub(crate) const CREDENTIAL_NEW_FINGERPRINT: &str = "credential.new_fingerprint";
 
 impl Action {
     pub fn as_str(self) -> &'static str {

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use super::event::AuditEvent;
 
 /// The MAC that precedes a node's first event.
-pub const GENESIS: [u8; 32] = [0u8; 32];
+pub(crate) const GENESIS: [u8; 32] = [0u8; 32];
 
 /// The MAC of `event` following `prev`.
 pub fn link(audit_key: &[u8], prev: &[u8], event: &AuditEvent) -> [u8; 32] {
@@ -20,7 +20,7 @@ pub fn link(audit_key: &[u8], prev: &[u8], event: &AuditEvent) -> [u8; 32] {
 }
 
 /// [`link`] over an event already in its canonical encoding (the writer encodes once).
-pub fn link_encoded(audit_key: &[u8], prev: &[u8], canonical: &[u8]) -> [u8; 32] {
+pub(crate) fn link_encoded(audit_key: &[u8], prev: &[u8], canonical: &[u8]) -> [u8; 32] {
     let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(audit_key) else {
         return [0u8; 32];
     };
@@ -49,7 +49,7 @@ pub struct Head {
 }
 
 impl Head {
-    pub fn genesis() -> Self {
+    pub(crate) fn genesis() -> Self {
         Self {
             seq: 0,
             mac: GENESIS.to_vec(),
@@ -67,23 +67,23 @@ pub struct Problem {
 /// Walks one node's events in stored order, continuing from `from` (the genesis for a
 /// whole trail). Every event must carry the next sequence number, name `node`, and carry
 /// the MAC the chain predicts.
-pub struct ChainCheck<'a> {
+pub(crate) struct ChainCheck<'a> {
     key: &'a [u8],
     node: &'a str,
     head: Head,
 }
 
 impl<'a> ChainCheck<'a> {
-    pub fn new(key: &'a [u8], node: &'a str, from: Head) -> Self {
+    pub(crate) fn new(key: &'a [u8], node: &'a str, from: Head) -> Self {
         Self { key, node, head: from }
     }
 
-    pub fn head(&self) -> &Head {
+    pub(crate) fn head(&self) -> &Head {
         &self.head
     }
 
     /// Checks the next stored event and its stored MAC.
-    pub fn next(&mut self, event: &AuditEvent, stored_mac: &[u8]) -> Result<(), Problem> {
+    pub(crate) fn next(&mut self, event: &AuditEvent, stored_mac: &[u8]) -> Result<(), Problem> {
         let expected = self.head.seq + 1;
         if event.seq != expected {
             let reason = if event.seq > expected {

@@ -37,7 +37,7 @@ impl AuditEvent {
     }
 
     /// Parses one JSON-lines record into the event and its MAC.
-    pub fn parse_line(line: &str) -> Result<(AuditEvent, Vec<u8>), String> {
+    pub(crate) fn parse_line(line: &str) -> Result<(AuditEvent, Vec<u8>), String> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Line {
@@ -51,7 +51,7 @@ impl AuditEvent {
 }
 
 /// Appends the JSON-lines record of an already encoded event to `out`.
-pub fn push_line(out: &mut Vec<u8>, canonical: &[u8], mac: &[u8]) {
+pub(crate) fn push_line(out: &mut Vec<u8>, canonical: &[u8], mac: &[u8]) {
     out.extend_from_slice(b"{\"event\":");
     out.extend_from_slice(canonical);
     out.extend_from_slice(b",\"mac\":\"");

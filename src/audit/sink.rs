@@ -18,21 +18,24 @@ use super::event::{AuditEvent, hex, unhex};
 const TAIL_WINDOW: u64 = 64 * 1024;
 
 /// An append-only file, reopened after a failure so a repaired path recovers by itself.
-pub struct AppendFile {
+pub(crate) struct AppendFile {
     path: PathBuf,
     file: Option<File>,
 }
 
 impl AppendFile {
-    pub fn new(path: &Path) -> Self {
+    pub(crate) fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
             file: None,
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Current length, or `None` for something that is not a regular file (e.g. a device).
+    #[cfg(test)]
+    fn len(&mut self) -> std::io::Result<Option<u64>> {
+        let meta = self.open()?.metadata()?;
+        Ok(meta.is_file().then_some(meta.len()))
     }
 
     fn open(&mut self) -> std::io::Result<&File> {
@@ -49,14 +52,14 @@ impl AppendFile {
 
     /// Appends `bytes` and makes them durable. Returns the length before the append (for
     /// an undo), or `None` when the target is not a regular file.
-    pub fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<Option<u64>> {
+    pub(crate) fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<Option<u64>> {
         self.append(bytes, true)
     }
 
     /// Appends `bytes`, syncing them when `sync`. On failure cuts the file back to its
     /// length before the append (when it is a regular file) and closes it for a later
     /// reopen.
-    pub fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<Option<u64>> {
+    pub(crate) fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<Option<u64>> {
         let result = (|| {
             let file = self.open()?;
             let meta = file.metadata()?;
@@ -81,7 +84,7 @@ impl AppendFile {
     }
 
     /// Cuts the file back to `len` bytes (undoing a batch another sink refused).
-    pub fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+    pub(crate) fn truncate(&mut self, len: u64) -> std::io::Result<()> {
         let file = self.open()?;
         if file.metadata()?.is_file() {
             file.set_len(len)?;
@@ -89,17 +92,11 @@ impl AppendFile {
         }
         Ok(())
     }
-
-    /// Current length, or `None` for something that is not a regular file (e.g. a device).
-    pub fn len(&mut self) -> std::io::Result<Option<u64>> {
-        let meta = self.open()?.metadata()?;
-        Ok(meta.is_file().then_some(meta.len()))
-    }
 }
 
 /// The last complete line of a regular file (an incomplete last line, from a crash in
 /// mid-write, is ignored), or `None` when the file is missing, empty or not regular.
-pub fn last_line(path: &Path) -> std::io::Result<Option<String>> {
+pub(crate) fn last_line(path: &Path) -> std::io::Result<Option<String>> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -125,7 +122,7 @@ pub fn last_line(path: &Path) -> std::io::Result<Option<String>> {
 }
 
 /// Cuts an incomplete last line (a crash in mid-append) off a regular file.
-pub fn drop_partial_line(path: &Path) -> std::io::Result<()> {
+pub(crate) fn drop_partial_line(path: &Path) -> std::io::Result<()> {
     let mut file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -152,10 +149,10 @@ pub fn drop_partial_line(path: &Path) -> std::io::Result<()> {
 
 /// One line of the event file: its number and the parsed event with its MAC, or why it
 /// does not parse.
-pub type FileLine = (usize, Result<(AuditEvent, Vec<u8>), String>);
+pub(crate) type FileLine = (usize, Result<(AuditEvent, Vec<u8>), String>);
 
 /// Every event line of the JSON-lines file, in file order.
-pub fn read_events(path: &Path) -> std::io::Result<Vec<FileLine>> {
+pub(crate) fn read_events(path: &Path) -> std::io::Result<Vec<FileLine>> {
     let Some(file) = open_regular(path)? else {
         return Ok(Vec::new());
     };
@@ -187,7 +184,7 @@ pub fn anchor_line(node: &str, head: &Head) -> String {
 }
 
 /// Parses an anchor line into `(node, head)`.
-pub fn parse_anchor(line: &str) -> Option<(String, Head)> {
+pub(crate) fn parse_anchor(line: &str) -> Option<(String, Head)> {
     let mut parts = line.split(' ');
     let node = parts.next()?.to_owned();
     let seq = parts.next()?.parse().ok()?;
@@ -196,7 +193,7 @@ pub fn parse_anchor(line: &str) -> Option<(String, Head)> {
 }
 
 /// Every anchored head of `node`, in file order.
-pub fn read_anchors(path: &Path, node: &str) -> std::io::Result<Vec<Result<Head, String>>> {
+pub(crate) fn read_anchors(path: &Path, node: &str) -> std::io::Result<Vec<Result<Head, String>>> {
     let Some(file) = open_regular(path)? else {
         return Ok(Vec::new());
     };

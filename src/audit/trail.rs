@@ -35,7 +35,7 @@ impl AuditTrail {
     }
 
     /// Events per principal, for the compliance report.
-    pub async fn counts_by_principal(&self) -> StoreResult<Vec<(String, u64)>> {
+    pub(crate) async fn counts_by_principal(&self) -> StoreResult<Vec<(String, u64)>> {
         self.store.audit_counts_by_principal().await
     }
 

@@ -33,7 +33,7 @@ use crate::secret::SecretBytes;
 use crate::store::{AuditStore, StoredEvent};
 
 /// Most events in one group commit.
-pub const MAX_BATCH: usize = 1024;
+pub(crate) const MAX_BATCH: usize = 1024;
 /// Requests that may wait for the writer at once; beyond it `record` waits for room.
 const QUEUE: usize = 16 * 1024;
 
@@ -128,7 +128,7 @@ impl Auditor {
     }
 
     /// Whether the last batch reached every sink.
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 }

@@ -50,7 +50,7 @@ impl CertificateGroups {
 }
 
 /// Whether `name` can be a group: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
-pub fn is_group_name(name: &str) -> bool {
+pub(crate) fn is_group_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

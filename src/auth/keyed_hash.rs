@@ -19,7 +19,7 @@ use crate::system_secret::{self, SystemSecretError};
 /// Name of the pepper among the store's system secrets.
 const PEPPER_NAME: &str = "pepper";
 
-pub type PepperError = SystemSecretError;
+pub(crate) type PepperError = SystemSecretError;
 
 pub struct KeyedHasher {
     pepper: SecretBytes,
@@ -38,7 +38,8 @@ impl KeyedHasher {
     }
 
     /// A hasher over a given pepper (tests of the hashing itself).
-    pub fn from_pepper(pepper: SecretBytes) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_pepper(pepper: SecretBytes) -> Self {
         Self { pepper }
     }
 

@@ -5,7 +5,7 @@
 //! token itself is shown once, when generated, and is never logged.
 
 pub mod certificate;
-pub mod keyed_hash;
+pub(crate) mod keyed_hash;
 mod limiter;
 mod tokens;
 
@@ -35,11 +35,11 @@ pub struct AuthSettings {
 }
 
 /// Domain label of the root token's keyed hash.
-pub const ROOT_TOKEN_DOMAIN: &str = "root-token";
+pub(crate) const ROOT_TOKEN_DOMAIN: &str = "root-token";
 /// Store key under which the root token's keyed hash is kept.
-pub const ROOT_TOKEN_VALUE: &str = "root_token_hash";
+pub(crate) const ROOT_TOKEN_VALUE: &str = "root_token_hash";
 /// Prefix of tokens sigvault generates, so secret scanners can spot them.
-pub const TOKEN_PREFIX: &str = "svt_";
+pub(crate) const TOKEN_PREFIX: &str = "svt_";
 const MAX_TOKEN_LEN: usize = 256;
 const MIN_TOKEN_LEN: usize = 16;
 
@@ -94,7 +94,7 @@ pub enum AuthError {
 }
 
 /// Checks a root token chosen by the operator (`SIGVAULT_ROOT_TOKEN`).
-pub fn validate_root_token(token: &str) -> Result<SecretString, &'static str> {
+pub(crate) fn validate_root_token(token: &str) -> Result<SecretString, &'static str> {
     let len_ok = (MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&token.len());
     if !len_ok || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("the root token must be 16 to 256 visible ASCII characters");
@@ -103,7 +103,7 @@ pub fn validate_root_token(token: &str) -> Result<SecretString, &'static str> {
 }
 
 /// A fresh root token: `svt_` and 256 random bits in unpadded base64url.
-pub fn generate_token() -> Result<SecretString, getrandom::Error> {
+pub(crate) fn generate_token() -> Result<SecretString, getrandom::Error> {
     use base64::Engine as _;
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw)?;
@@ -115,7 +115,7 @@ pub fn generate_token() -> Result<SecretString, getrandom::Error> {
 /// Most distinct tokens remembered as verified; the memory is cleared when full.
 const VERIFIED_CACHE_MAX: usize = 10_000;
 /// Domain label of caller tokens' keyed hashes.
-pub const CALLER_TOKEN_DOMAIN: &str = "caller-token";
+pub(crate) const CALLER_TOKEN_DOMAIN: &str = "caller-token";
 
 /// A verified token, remembered until its expiry (or a revocation clears the memory).
 struct Verified {
@@ -169,14 +169,10 @@ impl Authenticator {
     }
 
     /// Drops every remembered verification (after a revocation).
-    pub fn forget_all(&self) {
+    pub(crate) fn forget_all(&self) {
         let mut verified = self.verified.write().unwrap_or_else(PoisonError::into_inner);
         self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         verified.clear();
-    }
-
-    pub fn hasher(&self) -> &KeyedHasher {
-        &self.hasher
     }
 
     fn now_ms(&self) -> i64 {
@@ -184,7 +180,7 @@ impl Authenticator {
     }
 
     /// The keyed hash under which `token` is stored.
-    pub fn root_hash_of(hasher: &KeyedHasher, token: &SecretString) -> [u8; 32] {
+    pub(crate) fn root_hash_of(hasher: &KeyedHasher, token: &SecretString) -> [u8; 32] {
         // The token is hashed, never stored or compared in the clear.
         hasher.hash(ROOT_TOKEN_DOMAIN, token.expose_secret().as_bytes())
     }

@@ -115,7 +115,7 @@ impl Authenticator {
     /// Revokes the bootstrap root token: an empty hash is stored in its place, so it stops
     /// authenticating now and after restarts (until an operator sets `SIGVAULT_ROOT_TOKEN`
     /// again, which installs a new one deliberately).
-    pub async fn revoke_root(&self) -> Result<(), TokenError> {
+    pub(crate) async fn revoke_root(&self) -> Result<(), TokenError> {
         self.system.put_value(ROOT_TOKEN_VALUE, &[], self.now_ms()).await?;
         self.root_hash.write().unwrap_or_else(PoisonError::into_inner).clear();
         self.forget_all();
@@ -123,11 +123,12 @@ impl Authenticator {
     }
 
     /// Whether the root token still authenticates.
-    pub fn root_is_active(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn root_is_active(&self) -> bool {
         !self.root_hash.read().unwrap_or_else(PoisonError::into_inner).is_empty()
     }
 
-    pub async fn get_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
+    pub(crate) async fn get_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
         self.store
             .get_token(id)
             .await?
@@ -136,7 +137,7 @@ impl Authenticator {
 
     /// Revokes a token: it stops authenticating at once on this node (other nodes forget
     /// verified tokens when their memory entry is next refreshed, see the README).
-    pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
+    pub(crate) async fn revoke_token(&self, id: &str) -> Result<TokenRecord, TokenError> {
         let record = self
             .store
             .revoke_token(id, self.now_ms())

@@ -100,7 +100,7 @@ pub fn load(mode: Mode, file: Option<&Path>, overrides: &Overrides) -> Result<Se
 }
 
 /// The data dir a raw config names, with the mode's default.
-pub fn data_dir_of(mode: Mode, raw: &RawConfig) -> PathBuf {
+pub(crate) fn data_dir_of(mode: Mode, raw: &RawConfig) -> PathBuf {
     raw.data_dir.clone().unwrap_or_else(|| match mode {
         Mode::Dev => PathBuf::from(".sigvault-dev"),
         Mode::Serve => PathBuf::from("/var/lib/sigvault"),
@@ -115,7 +115,7 @@ pub struct DevPaths {
     pub softhsm_conf: PathBuf,
     pub token_dir: PathBuf,
     pub pin_file: PathBuf,
-    pub so_pin_file: PathBuf,
+    pub(crate) so_pin_file: PathBuf,
     pub database: PathBuf,
 }
 

@@ -29,10 +29,10 @@ pub struct RawConfig {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSigv4 {
-    pub max_credentials_per_principal: Option<u32>,
+    pub(crate) max_credentials_per_principal: Option<u32>,
     pub time_window: Option<String>,
     pub on_new_fingerprint: Option<String>,
-    pub max_fingerprints: Option<u32>,
+    pub(crate) max_fingerprints: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -57,8 +57,8 @@ pub struct RawTls {
     pub client_ca_file: Option<PathBuf>,
     pub client_auth: Option<String>,
     /// Certificate principal → groups.
-    pub client_groups: Option<BTreeMap<String, Vec<String>>>,
-    pub default_client_groups: Option<Vec<String>>,
+    pub(crate) client_groups: Option<BTreeMap<String, Vec<String>>>,
+    pub(crate) default_client_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -115,9 +115,9 @@ pub struct RawKeys {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
-    pub max_body_bytes: Option<u64>,
-    pub max_sign_body_bytes: Option<u64>,
-    pub max_message_bytes: Option<u64>,
+    pub(crate) max_body_bytes: Option<u64>,
+    pub(crate) max_sign_body_bytes: Option<u64>,
+    pub(crate) max_message_bytes: Option<u64>,
     pub max_batch_items: Option<u32>,
-    pub max_connections: Option<u32>,
+    pub(crate) max_connections: Option<u32>,
 }

@@ -24,7 +24,7 @@ pub struct Fingerprint {
 
 /// What noticing a use found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
+pub(crate) enum Seen {
     /// This fingerprint has used the credential before.
     Known,
     /// The credential's first fingerprint ever: learned, not alarming.
@@ -120,7 +120,7 @@ impl Credential {
     }
 }
 
-pub struct ActivityTracker {
+pub(crate) struct ActivityTracker {
     credentials: Mutex<HashMap<String, Credential>>,
     /// Known fingerprints held per credential; beyond it the set is reloaded from the store
     /// (which keeps the most recent ones), so memory stays bounded.
@@ -128,7 +128,7 @@ pub struct ActivityTracker {
 }
 
 impl ActivityTracker {
-    pub fn new(max_fingerprints: u32) -> Self {
+    pub(crate) fn new(max_fingerprints: u32) -> Self {
         Self {
             credentials: Mutex::new(HashMap::new()),
             max_known: usize::try_from(max_fingerprints)
@@ -143,13 +143,13 @@ impl ActivityTracker {
 
     /// Whether this node knows the credential's fingerprints yet (else the caller loads them
     /// with [`ActivityTracker::load`] before [`ActivityTracker::notice`]).
-    pub fn is_loaded(&self, access_key_id: &str) -> bool {
+    pub(crate) fn is_loaded(&self, access_key_id: &str) -> bool {
         self.lock().get(access_key_id).is_some_and(|c| c.known.is_some())
     }
 
     /// Sets the fingerprints the store holds for a credential (kept if another request
     /// loaded them meanwhile).
-    pub fn load(&self, access_key_id: &str, stored: Vec<FingerprintRecord>) {
+    pub(crate) fn load(&self, access_key_id: &str, stored: Vec<FingerprintRecord>) {
         let mut all = self.lock();
         let entry = all.entry(access_key_id.to_owned()).or_default();
         if entry.known.is_none() {
@@ -168,7 +168,7 @@ impl ActivityTracker {
     /// Counts one use and says whether its fingerprint is new to the credential. Call after
     /// [`ActivityTracker::load`]; an unloaded credential counts as having no fingerprints.
     /// With `block_on_new`, a new fingerprint blocks the credential until [`ActivityTracker::unblock`].
-    pub fn notice(
+    pub(crate) fn notice(
         &self,
         access_key_id: &str,
         who: &Fingerprint,
@@ -195,14 +195,14 @@ impl ActivityTracker {
     }
 
     /// Activity not yet flushed for one credential: its last use and fingerprint counts.
-    pub fn pending_for(&self, access_key_id: &str) -> Option<CredentialActivity> {
+    pub(crate) fn pending_for(&self, access_key_id: &str) -> Option<CredentialActivity> {
         let all = self.lock();
         let c = all.get(access_key_id)?;
         activity_of(access_key_id, c)
     }
 
     /// Takes everything pending, for a flush.
-    pub fn take(&self) -> Vec<CredentialActivity> {
+    pub(crate) fn take(&self) -> Vec<CredentialActivity> {
         let mut all = self.lock();
         let mut out = Vec::new();
         for (id, c) in all.iter_mut() {
@@ -216,7 +216,7 @@ impl ActivityTracker {
     }
 
     /// Puts back activity whose flush failed (merged with what arrived meanwhile).
-    pub fn restore(&self, activity: Vec<CredentialActivity>) {
+    pub(crate) fn restore(&self, activity: Vec<CredentialActivity>) {
         let mut all = self.lock();
         for a in activity {
             let entry = all.entry(a.access_key_id).or_default();
@@ -243,14 +243,14 @@ impl ActivityTracker {
     }
 
     /// Lets a reactivated credential be used again.
-    pub fn unblock(&self, access_key_id: &str) {
+    pub(crate) fn unblock(&self, access_key_id: &str) {
         if let Some(c) = self.lock().get_mut(access_key_id) {
             c.blocked = false;
         }
     }
 
     /// Drops everything about a deleted credential.
-    pub fn forget(&self, access_key_id: &str) {
+    pub(crate) fn forget(&self, access_key_id: &str) {
         self.lock().remove(access_key_id);
     }
 }

@@ -44,14 +44,14 @@ use activity::ActivityTracker;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sigv4Settings {
     /// Credentials a principal may hold at once (2: one in use, one being rotated in).
-    pub max_credentials_per_principal: u32,
+    pub(crate) max_credentials_per_principal: u32,
     /// How far a header-signed request's date may be from now (AWS: 15 minutes).
     pub time_window: time::Duration,
     /// The default of credentials that do not set their own.
     pub on_new_fingerprint: OnNewFingerprint,
     /// Caller fingerprints kept per credential; beyond it the least recently seen is dropped.
     /// (Last use and fingerprint counts are written every `keys.usage_flush_interval`.)
-    pub max_fingerprints: u32,
+    pub(crate) max_fingerprints: u32,
 }
 
 impl Default for Sigv4Settings {
@@ -66,11 +66,11 @@ impl Default for Sigv4Settings {
 }
 
 /// Record kind bound into the AAD of a credential's secret.
-pub const KIND_SIGV4_SECRET: &str = "sigv4-secret";
+pub(crate) const KIND_SIGV4_SECRET: &str = "sigv4-secret";
 /// The prefix of access key ids made here.
-pub const ACCESS_KEY_PREFIX: &str = "SVAK";
+pub(crate) const ACCESS_KEY_PREFIX: &str = "SVAK";
 /// Characters of a generated secret access key (as AWS's).
-pub const SECRET_LEN: usize = 40;
+pub(crate) const SECRET_LEN: usize = 40;
 const MAX_ID_LEN: usize = 128;
 const MIN_IMPORTED_ID_LEN: usize = 4;
 const MAX_SECRET_LEN: usize = 256;
@@ -98,7 +98,7 @@ pub enum CredentialError {
     Random,
 }
 
-pub type CredentialResult<T> = Result<T, CredentialError>;
+pub(crate) type CredentialResult<T> = Result<T, CredentialError>;
 
 /// `POST /v1/credentials` (and the non-secret part of an import).
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ pub struct Patch {
 /// A credential's use: what the store holds merged with this node's pending activity.
 #[derive(Debug, Clone)]
 pub struct Activity {
-    pub last_used_at_ms: Option<i64>,
+    pub(crate) last_used_at_ms: Option<i64>,
     pub last_used_region: Option<String>,
     pub last_used_service: Option<String>,
     pub fingerprints: Vec<FingerprintRecord>,
@@ -257,7 +257,7 @@ impl CredentialService {
     // ----- maintenance -------------------------------------------------------------------
 
     /// Writes pending activity; on failure it is kept for the next try.
-    pub async fn flush_activity(&self) -> CredentialResult<()> {
+    pub(crate) async fn flush_activity(&self) -> CredentialResult<()> {
         let pending = self.activity.take();
         if pending.is_empty() {
             return Ok(());
@@ -278,7 +278,7 @@ impl CredentialService {
         (self.secrets.len(), self.signing_keys.len())
     }
 
-    pub fn sweep_caches(&self) {
+    pub(crate) fn sweep_caches(&self) {
         self.meta.sweep();
         self.signing_keys.sweep();
         self.secrets.sweep();

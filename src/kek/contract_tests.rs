@@ -20,7 +20,7 @@ use crate::envelope::Dek;
 pub(crate) struct KekFixture {
     pub provider: Arc<dyn KekProvider>,
     pub other: Arc<dyn KekProvider>,
-    pub make_unavailable: Box<dyn FnOnce() + Send>,
+    pub(crate) make_unavailable: Box<dyn FnOnce() + Send>,
 }
 
 /// Runs every contract check as its own `#[tokio::test]` in a module named `$backend`;

@@ -34,7 +34,7 @@ pub enum KekError {
 impl KekError {
     /// True when the error means the HSM/KMS is unreachable, misbehaving or misconfigured
     /// (503), as opposed to a record that does not open (data integrity).
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             KekError::Unavailable(_) | KekError::Config(_) => true,
             KekError::Rejected | KekError::UnknownKek(_) | KekError::Envelope(_) => false,

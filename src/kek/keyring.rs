@@ -30,7 +30,7 @@ impl Keyring {
 
     /// A keyring that seals under `current` and still opens records of the `retired`
     /// providers (asked in the order given when two claim a `kek_id`, after `current`).
-    pub fn with_retired(current: Arc<dyn KekProvider>, retired: Vec<Arc<dyn KekProvider>>) -> Self {
+    pub(crate) fn with_retired(current: Arc<dyn KekProvider>, retired: Vec<Arc<dyn KekProvider>>) -> Self {
         Self {
             current,
             retired: retired.into(),
@@ -48,17 +48,19 @@ impl Keyring {
     }
 
     /// The `kek_id` new records are wrapped under.
-    pub fn current_kek_id(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn current_kek_id(&self) -> String {
         self.current().current_kek_id()
     }
 
     /// Every `kek_id` some provider of this keyring can open, current provider first.
-    pub fn kek_ids(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn kek_ids(&self) -> Vec<String> {
         self.providers().flat_map(|p| p.kek_ids()).collect()
     }
 
     /// Runs every provider's self-test (current first); the first failure is returned.
-    pub async fn self_test(&self) -> Result<(), KekError> {
+    pub(crate) async fn self_test(&self) -> Result<(), KekError> {
         for provider in self.providers() {
             provider.self_test().await?;
         }
@@ -66,7 +68,7 @@ impl Keyring {
     }
 
     /// Seals `plaintext` for `identity` under a fresh DEK wrapped by the current KEK.
-    pub async fn seal(&self, identity: &RecordIdentity<'_>, plaintext: &[u8]) -> Result<SealedRecord, KekError> {
+    pub(crate) async fn seal(&self, identity: &RecordIdentity<'_>, plaintext: &[u8]) -> Result<SealedRecord, KekError> {
         let dek = Dek::generate()?;
         let (nonce, ciphertext) = envelope::seal(&dek, identity, plaintext)?;
         let wrapped = self.current().wrap_dek(&dek).await?;

@@ -58,7 +58,7 @@ impl<V> Clone for Entry<V> {
     }
 }
 
-pub struct TtlCache<K, V> {
+pub(crate) struct TtlCache<K, V> {
     entries: quick_cache::sync::Cache<K, Entry<V>>,
     /// How many invalidations have run. Read-locked by a fill's check-and-insert,
     /// write-locked by an invalidation, so the two never interleave.
@@ -69,12 +69,12 @@ pub struct TtlCache<K, V> {
 
 /// Proof of the invalidation epoch a fill started in.
 #[derive(Debug, Clone, Copy)]
-pub struct FillToken(u64);
+pub(crate) struct FillToken(u64);
 
 impl<K: Eq + Hash, V> TtlCache<K, V> {
     /// A cache of about `capacity` entries (quick_cache shards it, and each shard holds its
     /// share of the capacity).
-    pub fn new(capacity: usize, ttl: Duration, clock: SharedClock) -> Self {
+    pub(crate) fn new(capacity: usize, ttl: Duration, clock: SharedClock) -> Self {
         Self {
             entries: quick_cache::sync::Cache::new(capacity.max(1)),
             epoch: RwLock::new(0),
@@ -83,7 +83,7 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
         }
     }
 
-    pub fn get<Q>(&self, key: &Q) -> Option<Arc<V>>
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<Arc<V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -98,13 +98,13 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
         None
     }
 
-    pub fn fill_token(&self) -> FillToken {
+    pub(crate) fn fill_token(&self) -> FillToken {
         FillToken(*self.epoch.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Inserts `value` unless an invalidation happened since `token` was taken. Returns
     /// whether it was cached.
-    pub fn insert(&self, key: K, value: Arc<V>, token: FillToken) -> bool {
+    pub(crate) fn insert(&self, key: K, value: Arc<V>, token: FillToken) -> bool {
         let expires_at_ms = unix_ms(self.clock.now()).saturating_add(self.ttl_ms);
         let epoch = self.epoch.read().unwrap_or_else(PoisonError::into_inner);
         if *epoch != token.0 {
@@ -115,24 +115,20 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
     }
 
     /// Removes every entry whose key matches, and fails fills that started before.
-    pub fn invalidate(&self, matches: impl Fn(&K) -> bool) {
+    pub(crate) fn invalidate(&self, matches: impl Fn(&K) -> bool) {
         let mut epoch = self.epoch.write().unwrap_or_else(PoisonError::into_inner);
         *epoch = epoch.wrapping_add(1);
         self.entries.retain(|k, _| !matches(k));
     }
 
     /// Drops expired entries (run periodically so idle secrets do not outlive their TTL).
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = unix_ms(self.clock.now());
         self.entries.retain(|_, e| e.expires_at_ms > now);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

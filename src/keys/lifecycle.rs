@@ -189,7 +189,7 @@ impl KeyService {
     }
 
     /// Schedules destruction after `pending_days` (default from settings).
-    pub async fn schedule_deletion(&self, name: &str, pending_days: Option<u32>) -> KeyResult<KeyDetails> {
+    pub(crate) async fn schedule_deletion(&self, name: &str, pending_days: Option<u32>) -> KeyResult<KeyDetails> {
         let days = pending_days.unwrap_or(self.settings.default_pending_days);
         if !(1..=self.settings.max_pending_days).contains(&days) {
             return Err(KeyError::Invalid(format!(
@@ -263,7 +263,7 @@ impl KeyService {
 
     /// Retries the journal checkpoint that follows a destruction until it succeeds, so a
     /// destroyed record does not linger in the WAL beyond one maintenance interval.
-    pub async fn checkpoint_if_pending(&self) {
+    pub(crate) async fn checkpoint_if_pending(&self) {
         use std::sync::atomic::Ordering;
         if self.checkpoint_pending.swap(false, Ordering::Relaxed)
             && let Err(e) = self.system.checkpoint().await
@@ -274,7 +274,7 @@ impl KeyService {
     }
 
     /// Rotates every enabled key whose latest version is older than its rotation period.
-    pub async fn rotate_due(&self) -> KeyResult<usize> {
+    pub(crate) async fn rotate_due(&self) -> KeyResult<usize> {
         let now = self.now_ms();
         let mut rotated = 0;
         for (record, latest_created_ms) in self.store.auto_rotating_keys().await? {

@@ -35,13 +35,13 @@ pub struct KeySettings {
 }
 
 /// Record kind bound into the AAD of signing-key versions.
-pub const KIND_HMAC_KEY: &str = "hmac-key";
+pub(crate) const KIND_HMAC_KEY: &str = "hmac-key";
 /// The only tenant until multi-tenancy lands; bound into every AAD already.
-pub const DEFAULT_TENANT: &str = "default";
+pub(crate) const DEFAULT_TENANT: &str = "default";
 /// Shortest automatic rotation period accepted.
-pub const MIN_AUTO_ROTATE: Duration = Duration::hours(1);
+pub(crate) const MIN_AUTO_ROTATE: Duration = Duration::hours(1);
 /// Longest automatic rotation period accepted (100 years).
-pub const MAX_AUTO_ROTATE: Duration = Duration::days(36_500);
+pub(crate) const MAX_AUTO_ROTATE: Duration = Duration::days(36_500);
 const UPDATE_ATTEMPTS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub enum KeyError {
     Random,
 }
 
-pub type KeyResult<T> = Result<T, KeyError>;
+pub(crate) type KeyResult<T> = Result<T, KeyError>;
 
 /// A key as the API shows it: metadata and per-version usage, never material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,14 +137,14 @@ struct CachedKey {
 }
 
 /// What policies see of an existing key: its owner and tags (from the metadata cache).
-pub struct KeyFacts(Arc<CachedKey>);
+pub(crate) struct KeyFacts(Arc<CachedKey>);
 
 impl KeyFacts {
-    pub fn owner(&self) -> &str {
+    pub(crate) fn owner(&self) -> &str {
         &self.0.record.owner
     }
 
-    pub fn tags(&self) -> &BTreeMap<String, String> {
+    pub(crate) fn tags(&self) -> &BTreeMap<String, String> {
         &self.0.record.tags
     }
 }
@@ -270,7 +270,7 @@ impl KeyService {
 
     /// The owner and tags of key `name` for a policy decision; `None` when there is no such
     /// key (or the name is not a valid one: the operation itself will say so).
-    pub async fn facts(&self, name: &str) -> KeyResult<Option<KeyFacts>> {
+    pub(crate) async fn facts(&self, name: &str) -> KeyResult<Option<KeyFacts>> {
         match self.cached(name).await {
             Ok(key) => Ok(Some(KeyFacts(key))),
             Err(KeyError::NotFound(_) | KeyError::Invalid(_)) => Ok(None),
@@ -342,7 +342,7 @@ impl KeyService {
     }
 
     /// Drops expired cache entries (their secrets are zeroized as they drop).
-    pub fn sweep_caches(&self) {
+    pub(crate) fn sweep_caches(&self) {
         self.meta.sweep();
         self.secrets.sweep();
     }

@@ -7,18 +7,18 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha384, Sha512};
 
 /// Largest key the vault creates or imports, in bytes.
-pub const MAX_KEY_SIZE: usize = 512;
+pub(crate) const MAX_KEY_SIZE: usize = 512;
 /// Smallest key the vault *generates*: 256 bits.
-pub const MIN_GENERATED_KEY_SIZE: usize = 32;
+pub(crate) const MIN_GENERATED_KEY_SIZE: usize = 32;
 /// Smallest key the vault *imports*. Existing secrets being migrated (webhook keys, RFC 4231
 /// test keys) can be shorter than what the vault would generate; a zero-length key is never
 /// a secret.
-pub const MIN_IMPORTED_KEY_SIZE: usize = 1;
-pub const MAX_NAME_LEN: usize = 128;
-pub const MAX_TAGS: usize = 64;
-pub const MAX_TAG_KEY_LEN: usize = 128;
-pub const MAX_TAG_VALUE_LEN: usize = 256;
-pub const MAX_OWNER_LEN: usize = 256;
+pub(crate) const MIN_IMPORTED_KEY_SIZE: usize = 1;
+pub(crate) const MAX_NAME_LEN: usize = 128;
+pub(crate) const MAX_TAGS: usize = 64;
+pub(crate) const MAX_TAG_KEY_LEN: usize = 128;
+pub(crate) const MAX_TAG_VALUE_LEN: usize = 256;
+pub(crate) const MAX_OWNER_LEN: usize = 256;
 
 pub use crate::model::{Algorithm, Boundary, KeyState};
 
@@ -63,7 +63,7 @@ impl Algorithm {
 }
 
 /// Names: 1–128 characters of `[A-Za-z0-9._-]`.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(format!("a key name must be 1 to {MAX_NAME_LEN} characters"));
     }
@@ -77,7 +77,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 }
 
 /// Owners are principals: 1–256 printable characters, no whitespace or control characters.
-pub fn validate_owner(owner: &str) -> Result<(), String> {
+pub(crate) fn validate_owner(owner: &str) -> Result<(), String> {
     if owner.is_empty() || owner.len() > MAX_OWNER_LEN || owner.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!(
             "owner must be 1 to {MAX_OWNER_LEN} printable characters without spaces"
@@ -88,7 +88,7 @@ pub fn validate_owner(owner: &str) -> Result<(), String> {
 
 /// Tags: at most 64, keys of `[A-Za-z0-9._:/-]` up to 128 bytes, values up to 256 bytes
 /// without control characters.
-pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), String> {
+pub(crate) fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), String> {
     if tags.len() > MAX_TAGS {
         return Err(format!("at most {MAX_TAGS} tags"));
     }

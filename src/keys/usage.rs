@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::store::UsageDelta;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Pending {
+pub(crate) struct Pending {
     pub signs: u64,
     pub verifies: u64,
-    pub last_used_at_ms: i64,
+    pub(crate) last_used_at_ms: i64,
 }
 
 #[derive(Default)]
-pub struct UsageTracker {
+pub(crate) struct UsageTracker {
     pending: Mutex<HashMap<(Arc<str>, u32), Pending>>,
 }
 
@@ -28,7 +28,7 @@ impl UsageTracker {
     }
 
     /// Adds to a version's counts. `key_id` is shared, so the hot path does not allocate.
-    pub fn record(&self, key_id: &Arc<str>, version: u32, signs: u64, verifies: u64, now_ms: i64) {
+    pub(crate) fn record(&self, key_id: &Arc<str>, version: u32, signs: u64, verifies: u64, now_ms: i64) {
         let mut pending = self.lock();
         let entry = pending.entry((Arc::clone(key_id), version)).or_default();
         entry.signs += signs;
@@ -37,7 +37,7 @@ impl UsageTracker {
     }
 
     /// Pending counts of one key, by version.
-    pub fn pending_for(&self, key_id: &str) -> HashMap<u32, Pending> {
+    pub(crate) fn pending_for(&self, key_id: &str) -> HashMap<u32, Pending> {
         self.lock()
             .iter()
             .filter(|((id, _), _)| id.as_ref() == key_id)
@@ -46,7 +46,7 @@ impl UsageTracker {
     }
 
     /// Takes everything pending, for a flush.
-    pub fn take(&self) -> Vec<UsageDelta> {
+    pub(crate) fn take(&self) -> Vec<UsageDelta> {
         self.lock()
             .drain()
             .map(|((key_id, version), p)| UsageDelta {
@@ -60,14 +60,14 @@ impl UsageTracker {
     }
 
     /// Puts back deltas whose flush failed, so nothing is lost to a store outage.
-    pub fn restore(&self, deltas: Vec<UsageDelta>) {
+    pub(crate) fn restore(&self, deltas: Vec<UsageDelta>) {
         for d in deltas {
             self.record(&Arc::from(d.key_id), d.version, d.signs, d.verifies, d.last_used_at_ms);
         }
     }
 
     /// Drops pending counts of a destroyed key.
-    pub fn forget(&self, key_id: &str) {
+    pub(crate) fn forget(&self, key_id: &str) {
         self.lock().retain(|(id, _), _| id.as_ref() != key_id);
     }
 }

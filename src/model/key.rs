@@ -23,7 +23,7 @@ impl Algorithm {
     }
 
     /// Generated key size when the caller gives none: the hash output size.
-    pub fn default_key_size(self) -> usize {
+    pub(crate) fn default_key_size(self) -> usize {
         self.tag_len()
     }
 }

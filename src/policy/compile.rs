@@ -71,7 +71,7 @@ pub struct PolicySource {
 
 impl PolicySource {
     /// The policies shipped in `policies/`, compiled into the binary.
-    pub fn builtin() -> Self {
+    pub(crate) fn builtin() -> Self {
         Self {
             schema: (format!("(built-in) {SCHEMA_FILE}"), BUILTIN_SCHEMA.to_owned()),
             files: BUILTIN_POLICIES

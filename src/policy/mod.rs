@@ -97,7 +97,7 @@ pub struct RequestFacts {
     pub source_ip: Option<IpAddr>,
     pub tls: bool,
     pub mtls: bool,
-    pub now_unix_s: i64,
+    pub(crate) now_unix_s: i64,
 }
 
 /// A decision and the policy that made it (none for a deny no policy matched).

@@ -52,7 +52,7 @@ pub struct ApiKeySummary {
 }
 
 /// The row of one key as of `now`.
-pub fn api_key_entry(k: &ApiKeyRecord, now: OffsetDateTime, cryptoperiod: Duration) -> ApiKeyEntry {
+pub(crate) fn api_key_entry(k: &ApiKeyRecord, now: OffsetDateTime, cryptoperiod: Duration) -> ApiKeyEntry {
     let created = from_unix_ms(k.created_at_ms);
     let a = aging(created, now, cryptoperiod);
     let live = k.state != ApiKeyState::Revoked;
@@ -76,7 +76,7 @@ pub fn api_key_entry(k: &ApiKeyRecord, now: OffsetDateTime, cryptoperiod: Durati
 }
 
 /// Counts by state and by finding.
-pub fn summarise(entries: &[ApiKeyEntry]) -> ApiKeySummary {
+pub(crate) fn summarise(entries: &[ApiKeyEntry]) -> ApiKeySummary {
     let mut s = ApiKeySummary::default();
     for e in entries {
         s.total += 1;

@@ -6,7 +6,7 @@ use super::escape::Esc;
 use super::keys::KeyEntry;
 
 /// Four quarters of the cryptoperiod, then over-age.
-pub const BUCKETS: usize = 5;
+pub(crate) const BUCKETS: usize = 5;
 
 const BAR_COLOURS: [&str; BUCKETS] = ["#3a8f5c", "#6aa84f", "#d4a72c", "#e07b24", "#c0392b"];
 const WIDTH: u64 = 600;
@@ -23,7 +23,7 @@ const BAR_WIDTH: u64 = SLOT * 3 / 5;
 
 /// Keys per bucket, by the age of their latest version. A key is in the over-age bucket
 /// exactly when its row says it is over-age.
-pub fn age_buckets(keys: &[KeyEntry], cryptoperiod_days: i64) -> [u64; BUCKETS] {
+pub(crate) fn age_buckets(keys: &[KeyEntry], cryptoperiod_days: i64) -> [u64; BUCKETS] {
     let period = cryptoperiod_days.max(1);
     let mut counts = [0u64; BUCKETS];
     for k in keys {
@@ -111,7 +111,7 @@ fn bar(index: u64, count: u64, colour: &str, (range, share): &(String, &str), sc
 
 /// The chart as an inline `<svg>` element (no `xmlns`: inline SVG in HTML needs none, and
 /// the page names no URL at all).
-pub fn age_chart(keys: &[KeyEntry], cryptoperiod_days: i64) -> String {
+pub(crate) fn age_chart(keys: &[KeyEntry], cryptoperiod_days: i64) -> String {
     let counts = age_buckets(keys, cryptoperiod_days);
     let scale = Scale::for_counts(&counts);
     let mut svg = format!(

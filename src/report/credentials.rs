@@ -38,7 +38,7 @@ pub struct CredentialSummary {
     pub due_within_30_days: u64,
 }
 
-pub fn credential_entry(c: &CredentialRecord, now: OffsetDateTime, cryptoperiod: Duration) -> CredentialEntry {
+pub(crate) fn credential_entry(c: &CredentialRecord, now: OffsetDateTime, cryptoperiod: Duration) -> CredentialEntry {
     let created = from_unix_ms(c.created_at_ms);
     let a = aging(created, now, cryptoperiod);
     CredentialEntry {
@@ -57,7 +57,7 @@ pub fn credential_entry(c: &CredentialRecord, now: OffsetDateTime, cryptoperiod:
     }
 }
 
-pub fn summarise(entries: &[CredentialEntry]) -> CredentialSummary {
+pub(crate) fn summarise(entries: &[CredentialEntry]) -> CredentialSummary {
     let mut s = CredentialSummary::default();
     for e in entries {
         s.total += 1;

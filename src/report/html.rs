@@ -110,7 +110,7 @@ pub fn render(report: &ComplianceReport) -> String {
 
 /// The page's own policy: styles inline, nothing fetched, nothing run. The API sends the
 /// same policy as a header; this copy travels with a saved file.
-pub const CSP: &str =
+pub(crate) const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; form-action 'none'";
 
 fn header(report: &ComplianceReport) -> String {

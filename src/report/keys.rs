@@ -58,7 +58,7 @@ pub struct KeySummary {
 }
 
 /// The row of one key as of `now`.
-pub fn key_entry(details: &KeyDetails, now: OffsetDateTime, cryptoperiod: Duration) -> KeyEntry {
+pub(crate) fn key_entry(details: &KeyDetails, now: OffsetDateTime, cryptoperiod: Duration) -> KeyEntry {
     let record = &details.record;
     let created = from_unix_ms(record.created_at_ms);
     // The latest version by number; a key whose versions are missing (not expected) is
@@ -96,7 +96,7 @@ pub fn key_entry(details: &KeyDetails, now: OffsetDateTime, cryptoperiod: Durati
 }
 
 /// Counts by state and by finding.
-pub fn summarise(entries: &[KeyEntry]) -> KeySummary {
+pub(crate) fn summarise(entries: &[KeyEntry]) -> KeySummary {
     let mut s = KeySummary::default();
     for e in entries {
         s.total += 1;

@@ -42,13 +42,13 @@ pub struct ReportSettings {
 }
 
 /// How far ahead a rotation counts as "due soon" in the report.
-pub const DUE_SOON: Duration = Duration::days(30);
+pub(crate) const DUE_SOON: Duration = Duration::days(30);
 /// Items read per call to [`KeyService::list`], [`CredentialService::list`] and
 /// [`ApiKeyService::list`] while gathering the inventory.
 const PAGE: u32 = 500;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
+pub(crate) enum ReportError {
     #[error("reading the key inventory: {0}")]
     Keys(#[source] KeyError),
     #[error("reading the audit counts: {0}")]
@@ -96,17 +96,17 @@ pub struct PrincipalActivity {
 /// Where a secret stands against the cryptoperiod, measured from the creation of the
 /// material in use (for a key: its latest version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Aging {
+pub(crate) struct Aging {
     pub age_days: i64,
     pub rotation_due_at: OffsetDateTime,
     /// The material is older than the cryptoperiod: its rotation is overdue.
     pub over_age: bool,
     /// Not yet over-age, but due within [`DUE_SOON`].
-    pub due_soon: bool,
+    pub(crate) due_soon: bool,
 }
 
 /// Measures material created at `created` against `cryptoperiod` at `now`.
-pub fn aging(created: OffsetDateTime, now: OffsetDateTime, cryptoperiod: Duration) -> Aging {
+pub(crate) fn aging(created: OffsetDateTime, now: OffsetDateTime, cryptoperiod: Duration) -> Aging {
     let rotation_due_at = created + cryptoperiod;
     let over_age = now > rotation_due_at;
     Aging {
@@ -118,7 +118,7 @@ pub fn aging(created: OffsetDateTime, now: OffsetDateTime, cryptoperiod: Duratio
 }
 
 /// Whole days from `from` to `to`; 0 when `from` is later (a clock set back).
-pub fn whole_days(from: OffsetDateTime, to: OffsetDateTime) -> i64 {
+pub(crate) fn whole_days(from: OffsetDateTime, to: OffsetDateTime) -> i64 {
     (to - from).whole_days().max(0)
 }
 
@@ -148,7 +148,12 @@ pub fn build(
 
 impl ComplianceReport {
     /// Adds the credential section, measured as of `now` like the keys.
-    pub fn with_credentials(mut self, list: &[CredentialRecord], now: OffsetDateTime, cryptoperiod: Duration) -> Self {
+    pub(crate) fn with_credentials(
+        mut self,
+        list: &[CredentialRecord],
+        now: OffsetDateTime,
+        cryptoperiod: Duration,
+    ) -> Self {
         self.credentials = list
             .iter()
             .map(|c| credentials::credential_entry(c, now, cryptoperiod))
@@ -158,7 +163,7 @@ impl ComplianceReport {
     }
 
     /// Adds the API key section, measured as of `now` like the keys.
-    pub fn with_apikeys(mut self, list: &[ApiKeyRecord], now: OffsetDateTime, cryptoperiod: Duration) -> Self {
+    pub(crate) fn with_apikeys(mut self, list: &[ApiKeyRecord], now: OffsetDateTime, cryptoperiod: Duration) -> Self {
         self.apikeys = list
             .iter()
             .map(|k| apikeys::api_key_entry(k, now, cryptoperiod))
@@ -180,7 +185,7 @@ fn principals(counts: Vec<(String, u64)>) -> Vec<PrincipalActivity> {
 
 /// Reads every key, credential and API key (page by page) and the audit counts, and builds
 /// the report as of `now`.
-pub async fn gather(
+pub(crate) async fn gather(
     keys: &KeyService,
     credentials: &CredentialService,
     apikeys: &ApiKeyService,

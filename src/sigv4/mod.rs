@@ -36,23 +36,23 @@ use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 /// The only algorithm accepted, in the header and in `X-Amz-Algorithm`.
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The payload hash a signer uses when it did not hash the body.
-pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+pub(crate) const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// Hex SHA-256 of the empty string: the payload hash of a request without a body.
-pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub(crate) const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 /// The longest `X-Amz-Expires` AWS accepts (seven days).
-pub const MAX_PRESIGNED_EXPIRES_S: i64 = 604_800;
+pub(crate) const MAX_PRESIGNED_EXPIRES_S: i64 = 604_800;
 /// Most names allowed in `SignedHeaders`.
-pub const MAX_SIGNED_HEADERS: usize = 64;
+pub(crate) const MAX_SIGNED_HEADERS: usize = 64;
 /// Most `&`-separated query parameters considered.
-pub const MAX_QUERY_PARAMS: usize = 256;
+pub(crate) const MAX_QUERY_PARAMS: usize = 256;
 /// Most request headers considered.
 pub const MAX_HEADERS: usize = 256;
 /// Longest raw path, and longest raw query string, in bytes.
-pub const MAX_TARGET_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TARGET_BYTES: usize = 16 * 1024;
 /// Largest sum of header name and value lengths, in bytes.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// The request as the calling service received it.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +88,7 @@ pub struct Scope {
 
 impl Scope {
     /// `date/region/service/aws4_request`, as it appears in the string to sign.
-    pub fn to_string_scope(&self) -> String {
+    pub(crate) fn to_string_scope(&self) -> String {
         format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
     }
 }
@@ -103,11 +103,11 @@ pub struct Authorization {
     pub signed_headers: Vec<String>,
     pub signature: [u8; 32],
     /// From `X-Amz-Date` (header or query) or, header form only, the `Date` header.
-    pub timestamp_unix_s: i64,
+    pub(crate) timestamp_unix_s: i64,
     /// The timestamp as it goes into the string to sign: `YYYYMMDD'T'HHMMSS'Z'`.
-    pub amz_date: String,
+    pub(crate) amz_date: String,
     /// Presigned only: `X-Amz-Expires`, in `1..=604800`.
-    pub expires_s: Option<i64>,
+    pub(crate) expires_s: Option<i64>,
 }
 
 /// Why a request is refused. The API maps these to stable codes with [`Refusal::code`].
@@ -148,15 +148,15 @@ pub(crate) fn malformed(why: impl Into<String>) -> Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathRules {
     /// Remove `.` and `..` segments and empty segments (repeated slashes).
-    pub normalize: bool,
+    pub(crate) normalize: bool,
     /// Encode the raw path as it is (`%20` becomes `%2520`), rather than decoding it first.
-    pub double_encode: bool,
+    pub(crate) double_encode: bool,
 }
 
 impl PathRules {
     /// S3 signs the path as decoded once and re-encoded, without normalisation (object keys
     /// may contain `//` and `..`); every other service normalises and double-encodes.
-    pub fn for_service(service: &str) -> Self {
+    pub(crate) fn for_service(service: &str) -> Self {
         let s3 = service == "s3";
         Self {
             normalize: !s3,
@@ -191,7 +191,11 @@ pub(crate) fn check_limits(req: &HttpRequest<'_>) -> Result<(), Refusal> {
 /// empty hash), each repeated without `X-Amz-Security-Token` in the canonical query when a
 /// presigned URL carries one (the token was appended after signing, as in the vector
 /// `post-sts-header-after`). A token left out this way is not authenticated by the signature.
-pub fn strings_to_sign(req: &HttpRequest<'_>, auth: &Authorization, rules: PathRules) -> Result<Vec<Vec<u8>>, Refusal> {
+pub(crate) fn strings_to_sign(
+    req: &HttpRequest<'_>,
+    auth: &Authorization,
+    rules: PathRules,
+) -> Result<Vec<Vec<u8>>, Refusal> {
     check_limits(req)?;
     let hashes = canonical::payload_hashes(req, auth.form)?;
     let omit_token_variants: &[bool] =
@@ -237,7 +241,7 @@ pub fn signing_key(secret: &[u8], scope: &Scope) -> Zeroizing<[u8; 32]> {
 /// True when HMAC-SHA256(signing_key, one of `candidates`) equals `signature`. Every
 /// candidate is computed and compared in constant time, so the timing tells nothing about
 /// which candidate (if any) matched.
-pub fn signature_matches(signing_key: &[u8; 32], candidates: &[Vec<u8>], signature: &[u8; 32]) -> bool {
+pub(crate) fn signature_matches(signing_key: &[u8; 32], candidates: &[Vec<u8>], signature: &[u8; 32]) -> bool {
     let mut matched = Choice::from(0);
     for candidate in candidates {
         let expected = hmac_sha256(signing_key, candidate);

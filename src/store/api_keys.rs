@@ -16,15 +16,15 @@ pub struct ApiKeyRecord {
     pub meta: serde_json::Map<String, serde_json::Value>,
     /// In the order they were stored (the domain stores them sorted and unique).
     pub permissions: Vec<String>,
-    pub expires_at_ms: Option<i64>,
+    pub(crate) expires_at_ms: Option<i64>,
     /// Verifications left; `None` = no limit.
     pub remaining: Option<u64>,
     /// `(limit, period_ms)`.
     pub ratelimit: Option<(u32, i64)>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub last_used_at_ms: Option<i64>,
-    pub revoked_at_ms: Option<i64>,
+    pub(crate) created_at_ms: i64,
+    pub(crate) updated_at_ms: i64,
+    pub(crate) last_used_at_ms: Option<i64>,
+    pub(crate) revoked_at_ms: Option<i64>,
 }
 
 /// An API key found by one of its hashes, and the end of that hash's grace period (`None`

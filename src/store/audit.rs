@@ -12,8 +12,8 @@ pub type StoredEvent = (AuditEvent, Vec<u8>);
 /// Which audit events a query wants. Every present field must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
+    pub(crate) since_ms: Option<i64>,
+    pub(crate) until_ms: Option<i64>,
     pub principal: Option<String>,
     pub action: Option<String>,
     pub resource: Option<String>,

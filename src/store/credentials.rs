@@ -16,9 +16,9 @@ pub struct CredentialRecord {
     /// `None` follows the server's setting.
     pub on_new_fingerprint: Option<OnNewFingerprint>,
     pub sealed: SealedRecord,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub last_used_at_ms: Option<i64>,
+    pub(crate) created_at_ms: i64,
+    pub(crate) updated_at_ms: i64,
+    pub(crate) last_used_at_ms: Option<i64>,
     pub last_used_region: Option<String>,
     pub last_used_service: Option<String>,
 }
@@ -37,8 +37,8 @@ pub struct CredentialPatch {
 pub struct FingerprintRecord {
     pub source_ip: String,
     pub user_agent: String,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
+    pub(crate) first_seen_ms: i64,
+    pub(crate) last_seen_ms: i64,
     pub count: u64,
 }
 
@@ -47,7 +47,7 @@ pub struct FingerprintRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialActivity {
     pub access_key_id: String,
-    pub last_used_at_ms: i64,
+    pub(crate) last_used_at_ms: i64,
     pub region: String,
     pub service: String,
     pub fingerprints: Vec<FingerprintRecord>,

@@ -22,31 +22,31 @@ pub struct KeyRecord {
     pub latest_version: u32,
     pub min_verify_version: u32,
     pub exportable: bool,
-    pub auto_rotate_period_s: Option<i64>,
-    pub deletion_due_ms: Option<i64>,
+    pub(crate) auto_rotate_period_s: Option<i64>,
+    pub(crate) deletion_due_ms: Option<i64>,
     /// The state `restore` returns to while `pending_deletion`.
-    pub state_before_deletion: Option<KeyState>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
+    pub(crate) state_before_deletion: Option<KeyState>,
+    pub(crate) created_at_ms: i64,
+    pub(crate) updated_at_ms: i64,
     /// Bumped by every update; updates carry the revision they read.
-    pub revision: i64,
+    pub(crate) revision: i64,
 }
 
 /// One version of a key, without its sealed material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
     pub version: u32,
-    pub created_at_ms: i64,
+    pub(crate) created_at_ms: i64,
     pub sign_count: u64,
     pub verify_count: u64,
-    pub last_used_at_ms: Option<i64>,
+    pub(crate) last_used_at_ms: Option<i64>,
 }
 
 /// A new version to insert.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
     pub version: u32,
-    pub created_at_ms: i64,
+    pub(crate) created_at_ms: i64,
     pub sealed: SealedRecord,
 }
 
@@ -57,7 +57,7 @@ pub struct UsageDelta {
     pub version: u32,
     pub signs: u64,
     pub verifies: u64,
-    pub last_used_at_ms: i64,
+    pub(crate) last_used_at_ms: i64,
 }
 
 /// Signing keys. Every method is one atomic operation.

@@ -18,7 +18,7 @@
 //! rows carry a revision that every write checks, so nodes sharing a store cannot lose each
 //! other's updates.
 
-pub mod api_keys;
+pub(crate) mod api_keys;
 pub mod audit;
 pub mod credentials;
 pub mod keys;
@@ -39,7 +39,7 @@ pub use tokens::{TokenRecord, TokenStore};
 
 /// The cause of a failure inside a backend, kept whole (the interface names no backend's
 /// error type).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,7 +72,7 @@ pub enum StoreError {
     },
 }
 
-pub type StoreResult<T> = Result<T, StoreError>;
+pub(crate) type StoreResult<T> = Result<T, StoreError>;
 
 /// Every concern of one backend: what [`open`] returns. Services take the concerns they
 /// use (`Arc<dyn KeyStore>`, …), which an `Arc<dyn Store>` coerces to.

@@ -11,9 +11,9 @@ pub struct TokenRecord {
     pub principal: String,
     pub groups: Vec<String>,
     pub description: Option<String>,
-    pub created_at_ms: i64,
-    pub expires_at_ms: Option<i64>,
-    pub revoked_at_ms: Option<i64>,
+    pub(crate) created_at_ms: i64,
+    pub(crate) expires_at_ms: Option<i64>,
+    pub(crate) revoked_at_ms: Option<i64>,
 }
 
 /// Caller tokens. Every method is one atomic operation.

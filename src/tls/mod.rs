@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 pub struct TlsSettings {
     pub server: Arc<rustls::ServerConfig>,
     pub client_auth: ClientAuth,
-    pub client_groups: CertificateGroups,
+    pub(crate) client_groups: CertificateGroups,
 }
 
 impl TlsSettings {
@@ -44,7 +44,7 @@ impl TlsSettings {
 }
 
 /// How long a client gets to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether clients must, may or cannot present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,7 +119,7 @@ pub enum TlsError {
 /// Reads and checks the PEM files and builds the server configuration: the certificate
 /// chain must parse, the key (PKCS#8, PKCS#1 or SEC1) must match its first certificate,
 /// and the client CA bundle must hold at least one usable CA certificate.
-pub fn server_config(files: &TlsFiles, client_auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn server_config(files: &TlsFiles, client_auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certificates("tls.cert_file", &files.cert_file)?;
     let key = private_key(&files.key_file)?;
@@ -221,11 +221,11 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 pub struct TlsInfo {
     /// The name of the client certificate that webpki verified (see [`san::principal_name`]);
     /// `None` when the client sent no certificate or one with no usable name.
-    pub client_principal: Option<Arc<str>>,
+    pub(crate) client_principal: Option<Arc<str>>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     #[error("TLS handshake did not complete within {} s", HANDSHAKE_TIMEOUT.as_secs())]
     Timeout,
     #[error("TLS handshake failed: {0}")]
@@ -234,7 +234,7 @@ pub enum HandshakeError {
 
 /// Runs the server side of the handshake (bounded by [`HANDSHAKE_TIMEOUT`]) and reads the
 /// verified client certificate's principal.
-pub async fn accept(
+pub(crate) async fn accept(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
 ) -> Result<(TlsStream<TcpStream>, TlsInfo), HandshakeError> {

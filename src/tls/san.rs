@@ -17,7 +17,7 @@ const MAX_NAME_LEN: usize = 2048;
 /// The principal name of a DER certificate: its first URI SAN, else its first DNS SAN;
 /// `None` when it has neither, when the chosen name is not visible ASCII (1 to
 /// 2048 bytes, the SPIFFE ID limit), or when the encoding is malformed.
-pub fn principal_name(cert_der: &[u8]) -> Option<String> {
+pub(crate) fn principal_name(cert_der: &[u8]) -> Option<String> {
     let certificate = Certificate::from_der(cert_der).ok()?;
     let (_critical, names) = certificate.tbs_certificate().get_extension::<SubjectAltName>().ok()??;
     principal_of(&names.0)

@@ -81,14 +81,14 @@ impl Drop for Lease<'_> {
 
 /// The PKCS#11 KEK provider. Cheap to clone.
 #[derive(Clone)]
-pub struct Pkcs11Kek {
+pub(crate) struct Pkcs11Kek {
     inner: Arc<Inner>,
 }
 
 impl Pkcs11Kek {
     /// Loads the module, finds the token, logs in, finds (or creates) the KEK and fills the
     /// session pool. Runs on the blocking pool: every step is a synchronous C call.
-    pub async fn open(settings: Pkcs11Settings) -> Result<Self, KekError> {
+    pub(crate) async fn open(settings: Pkcs11Settings) -> Result<Self, KekError> {
         tokio::task::spawn_blocking(move || Self::open_blocking(&settings))
             .await
             .map_err(|_| Pkcs11Error::Pool)?

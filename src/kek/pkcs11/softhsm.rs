@@ -10,10 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The SoftHSM2 configuration template shipped in `softhsm/`.
-pub const CONF_TEMPLATE: &str = include_str!("../../../softhsm/softhsm2.conf.template");
+pub(crate) const CONF_TEMPLATE: &str = include_str!("../../../softhsm/softhsm2.conf.template");
 
 /// Where Debian, Ubuntu and a source install put the SoftHSM2 module.
-pub const MODULE_PATHS: &[&str] = &[
+pub(crate) const MODULE_PATHS: &[&str] = &[
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
     "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
@@ -21,7 +21,7 @@ pub const MODULE_PATHS: &[&str] = &[
 ];
 
 /// The first of [`MODULE_PATHS`] that exists.
-pub fn installed_module() -> Option<PathBuf> {
+pub(crate) fn installed_module() -> Option<PathBuf> {
     MODULE_PATHS.iter().map(PathBuf::from).find(|p| p.exists())
 }
 

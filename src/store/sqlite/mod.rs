@@ -34,7 +34,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_api_keys.sql")),
 ];
 
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     /// Appends audit events with `synchronous = NORMAL`: the audit writer makes each batch
@@ -54,7 +54,7 @@ pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `path` and applies pending migrations.
-    pub async fn open(path: &Path) -> StoreResult<Self> {
+    pub(crate) async fn open(path: &Path) -> StoreResult<Self> {
         let open_err = |e: sqlx::Error| StoreError::Open {
             path: path.display().to_string(),
             source: Box::new(e),
