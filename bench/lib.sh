@@ -170,7 +170,7 @@ bench_start_server() { # -> server_pid, base, token (the root token); checks GET
   server_pid=$!
 
   base=""
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 "${START_TRIES:-600}"); do
     if line="$(grep -m1 '^listening on ' "$work/server.out" 2>/dev/null)"; then
       base="${line#listening on }"
       break
@@ -183,7 +183,7 @@ bench_start_server() { # -> server_pid, base, token (the root token); checks GET
   done
   if [ -z "$base" ]; then
     cat "$work/server.err" >&2 || true
-    die "sigvault dev did not print 'listening on' within 60 s"
+    die "sigvault dev did not print 'listening on' within $(( ${START_TRIES:-600} / 10 )) s"
   fi
   log "server ready at $base"
 
