@@ -1,4 +1,4 @@
-//! The API's error model: one [`ErrorCode`] per stable code of API.md, mapped to its HTTP
+//! The API's error model: one [`ErrorCode`] per stable code of docs/API.md, mapped to its HTTP
 //! status in one exhaustive `match` and listed in [`ErrorCode::ALL`] (complete, or the build
 //! fails), and [`ApiError`], the error every handler returns.
 //!

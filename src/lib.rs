@@ -5,9 +5,11 @@
 //! (KEK) held in a PKCS#11 HSM. Services ask sigvault over HTTP to sign and verify; the
 //! secret never leaves the process except to the caller who imported it.
 //!
-//! Module map (see `ARCHITECTURE.md` for the design):
-//! - [`config`]: TOML + `SIGVAULT_*` environment → validated [`config::Settings`].
-//! - [`kek`]: KEK providers (PKCS#11) behind one interface, plus sealing of records.
+//! Module map (see `docs/ARCHITECTURE.md` for the design):
+//! - [`config`]: TOML + `SIGVAULT_*` environment → each module's own settings, gathered in
+//!   [`config::Settings`]; used only by `main`, [`startup`], [`dev`] and [`admin`].
+//! - [`kek`]: KEK providers behind one interface ([`kek::open`] builds them; PKCS#11 behind
+//!   the default `kek-pkcs11` feature) and the [`kek::Keyring`] that seals and opens records.
 //! - [`envelope`]: pure AES-256-GCM sealing with the record AAD; no I/O.
 //! - [`model`]: the vocabulary the store and the domain share (typed records' enums, the
 //!   audit event's data); no I/O.
@@ -24,6 +26,8 @@
 //!   keyed-hash pepper.
 //! - [`api`]: warp filters and handlers; [`startup`] wires everything and serves HTTP.
 //! - [`tls`]: the server's rustls configuration and the client-certificate principal.
+//! - [`policy`], [`audit`], [`report`]: Cedar decisions, the MAC-chained trail, the
+//!   compliance report.
 //!
 //! The library never panics on input: `unwrap`, `expect`, `panic!` and slice indexing are
 //! denied outside tests.

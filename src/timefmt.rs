@@ -1,4 +1,4 @@
-//! Wire formats for time: RFC 3339 timestamps and the duration strings of API.md
+//! Wire formats for time: RFC 3339 timestamps and the duration strings of docs/API.md
 //! (`"90d"`, `"12h"`, `"30m"`, `"45s"`).
 
 use time::format_description::well_known::Rfc3339;

@@ -1,4 +1,4 @@
-//! Building responses: JSON bodies, the error envelope of API.md, and parsing of JSON
+//! Building responses: JSON bodies, the error envelope of docs/API.md, and parsing of JSON
 //! request bodies and base64 fields into [`ApiError`]s with stable codes.
 
 use base64::Engine as _;

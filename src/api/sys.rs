@@ -58,7 +58,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     health.or(ping).unify().or(openapi).unify().boxed()
 }
 
-/// The OpenAPI description of the routes this build serves (kept in step with API.md).
+/// The OpenAPI description of the routes this build serves (kept in step with docs/API.md).
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 fn openapi(call: Call) -> Response {

@@ -3,7 +3,7 @@
 //! of the database gives nothing to test guesses against (a plain SHA-256, as Unkey stores,
 //! would be a test oracle).
 //!
-//! [`ApiKeyService::verify`] runs the checks in API.md's order, each with its code:
+//! [`ApiKeyService::verify`] runs the checks in docs/API.md's order, each with its code:
 //! format and checksum ([`format`]: a mistyped key never reaches the store) → exists →
 //! enabled → expiry → credits → rate limit ([`ratelimit`]) → permissions; a credit is
 //! taken, atomically in the store, only when every check passed, so `remaining` drops by

@@ -1,5 +1,5 @@
 //! The actions an audit event and a policy decision name: one per operation of
-//! API.md. Stable strings: auditors filter on them.
+//! docs/API.md. Stable strings: auditors filter on them.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

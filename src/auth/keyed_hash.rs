@@ -2,7 +2,7 @@
 //! vault's pepper key, with a domain label per kind of secret.
 //!
 //! The pepper is a random 256-bit key sealed under the KEK like any other secret
-//! (ARCHITECTURE.md: "pepper key … KEK-wrapped"), so a database dump holds only hashes that
+//! (docs/ARCHITECTURE.md: "pepper key … KEK-wrapped"), so a database dump holds only hashes that
 //! cannot be tested against guesses without the HSM. Unwrapped once at start; it lives in
 //! a [`SecretBytes`] for the life of the process.
 

@@ -1,5 +1,5 @@
 //! Verifying a signed request against the credential it names, and handing out the derived
-//! key of one scope. Every refusal is one of API.md's codes; errors are failures of the vault
+//! key of one scope. Every refusal is one of docs/API.md's codes; errors are failures of the vault
 //! (KEK, store), never of the request.
 
 use time::{Date, OffsetDateTime};
@@ -23,7 +23,7 @@ pub struct Verified {
     pub form: Form,
 }
 
-/// Why a request did not verify: one of API.md's codes.
+/// Why a request did not verify: one of docs/API.md's codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     Refused(&'static str),

@@ -127,7 +127,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The stable code of API.md.
+    /// The stable code of docs/API.md.
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::MissingAuthorization => "MISSING_AUTHORIZATION",
