@@ -48,18 +48,7 @@ server_pin=(valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out"
 pinning="none (under callgrind)"
 bench_start_server
 
-call POST /v1/keys 201 "{\"name\":\"$KEY_NAME\",\"algorithm\":\"hmac-sha256\",\"owner\":\"bench-svc\"}" >/dev/null
-if [ "$CALLER" = "service" ]; then
-  svc_token="$(call POST /v1/auth/tokens 201 '{"principal":"bench-svc","groups":["service"],"description":"bench/instructions.sh"}' | json_string token)"
-  [ -n "$svc_token" ] || die "no token in the create-token response"
-  bench_set_token "$svc_token"
-fi
-message="$(head -c "$MESSAGE_BYTES" /dev/urandom | base64 -w0)"
-signature="$(call POST "/v1/keys/$KEY_NAME/sign" 200 "{\"message\":\"$message\"}" | json_string signature)"
-[ -n "$signature" ] || die "no signature in the sign response"
-verify_body="{\"message\":\"$message\",\"signature\":\"$signature\"}"
-check="$(call POST "/v1/keys/$KEY_NAME/verify" 200 "$verify_body")"
-[[ "$check" =~ \"valid\"[[:space:]]*:[[:space:]]*true ]] || die "verify did not answer \"valid\":true: $check"
+bench_verify_key "bench/instructions.sh"
 
 # REQUESTS requests on one keep-alive connection; every answer must be 200 (and, for verify,
 # "valid":true). The token travels through the environment, not argv.

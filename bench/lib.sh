@@ -12,7 +12,8 @@
 #   bench_pinning                         server_pin / client_pin / pinning (see below)
 #   bench_start_server                    sigvault dev on a free loopback port, root token in
 #                                         $token and $work/auth.header; $base; GET ping 200
-#   ... its own set-up with `call` / `json_string` / `bench_set_token` ...
+#   ... its own set-up with `call` / `json_string` / `bench_set_token`, or for the verify
+#   benchmarks bench_verify_key DESC (key, service token, signed message, $verify_body) ...
 #   WRK_ENV=(NAME=value ...)              extra environment for every wrk run (its Lua inputs)
 #   bench_rounds RUN PATH [wrk args...]   ping, RUN1, ping, [RUN2, ping, ...] -> rows
 #   ... its own after-load check ...
@@ -189,6 +190,31 @@ bench_start_server() { # -> server_pid, base, token (the root token); checks GET
 
   bench_set_token "$token"
   call GET /v1/sys/ping 200 >/dev/null
+}
+
+# The verify benchmarks' set-up: an hmac-sha256 key $KEY_NAME owned by `bench-svc`; with
+# CALLER=service a caller token of that service (group `service`, so every verify is decided
+# by the shipped policy `service-sign-verify-own-keys`) becomes the token; one random
+# $MESSAGE_BYTES-byte message signed, and its verify checked to answer "valid":true.
+bench_verify_key() { # description-of-the-caller-token -> message, signature, verify_body
+  call POST /v1/keys 201 "{\"name\":\"$KEY_NAME\",\"algorithm\":\"hmac-sha256\",\"owner\":\"bench-svc\"}" >/dev/null
+  if [ "$CALLER" = "service" ]; then
+    local svc_token who
+    svc_token="$(call POST /v1/auth/tokens 201 "{\"principal\":\"bench-svc\",\"groups\":[\"service\"],\"description\":\"$1\"}" | json_string token)"
+    [ -n "$svc_token" ] || die "no token in the create-token response"
+    bench_set_token "$svc_token"
+    who="$(call GET /v1/auth/whoami 200)"
+    [[ "$who" == *'"groups":["service"]'* ]] || die "the bench token is not a service: $who"
+    log "verifying as principal bench-svc in group service (shipped policies)"
+  fi
+  message="$(head -c "$MESSAGE_BYTES" /dev/urandom | base64 -w0)"
+  signature="$(call POST "/v1/keys/$KEY_NAME/sign" 200 "{\"message\":\"$message\"}" | json_string signature)"
+  [ -n "$signature" ] || die "no signature in the sign response"
+  verify_body="{\"message\":\"$message\",\"signature\":\"$signature\"}"
+  local check
+  check="$(call POST "/v1/keys/$KEY_NAME/verify" 200 "$verify_body")"
+  [[ "$check" =~ \"valid\"[[:space:]]*:[[:space:]]*true ]] || die "verify did not answer \"valid\":true: $check"
+  log "verify of the bench message answers 200 \"valid\":true"
 }
 
 # curl writes the body to a file and prints the status; any non-expected status fails.

@@ -50,22 +50,7 @@ bench_start_server
 # The key belongs to the principal `bench-svc`; with CALLER=service the load runs as that
 # service (group `service`), so every verify is decided by the shipped policy
 # `service-sign-verify-own-keys`.
-call POST /v1/keys 201 "{\"name\":\"$KEY_NAME\",\"algorithm\":\"hmac-sha256\",\"owner\":\"bench-svc\"}" >/dev/null
-if [ "$CALLER" = "service" ]; then
-  svc_token="$(call POST /v1/auth/tokens 201 '{"principal":"bench-svc","groups":["service"],"description":"bench/verify.sh"}' | json_string token)"
-  [ -n "$svc_token" ] || die "no token in the create-token response"
-  bench_set_token "$svc_token"
-  who="$(call GET /v1/auth/whoami 200)"
-  [[ "$who" == *'"groups":["service"]'* ]] || die "the bench token is not a service: $who"
-  log "verifying as principal bench-svc in group service (shipped policies)"
-fi
-message="$(head -c "$MESSAGE_BYTES" /dev/urandom | base64 -w0)"
-signature="$(call POST "/v1/keys/$KEY_NAME/sign" 200 "{\"message\":\"$message\"}" | json_string signature)"
-[ -n "$signature" ] || die "no signature in the sign response"
-verify_body="{\"message\":\"$message\",\"signature\":\"$signature\"}"
-check="$(call POST "/v1/keys/$KEY_NAME/verify" 200 "$verify_body")"
-[[ "$check" =~ \"valid\"[[:space:]]*:[[:space:]]*true ]] || die "verify did not answer \"valid\":true: $check"
-log "verify of the bench message answers 200 \"valid\":true"
+bench_verify_key "bench/verify.sh"
 
 # ---- load ----------------------------------------------------------------------------
 # verify.lua's inputs (the token goes as BENCH_TOKEN, see run_wrk in lib.sh).
