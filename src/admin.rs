@@ -190,6 +190,7 @@ impl Verification {
             checked,
             first_bad_seq: failed.and_then(|n| n.report.first_bad_seq),
             reason: failed.and_then(|n| n.report.reason.clone()),
+            unanchored: nodes.iter().map(|n| n.report.unanchored).sum(),
         };
         Self {
             report,
@@ -250,6 +251,7 @@ fn without_audit_key(nodes: BTreeSet<String>, any_event: bool) -> Verification {
             checked: 0,
             first_bad_seq: Some(1),
             reason: Some("the store holds no audit key, so no event can be authenticated".into()),
+            unanchored: 0,
         }
     } else {
         Report {
@@ -257,6 +259,7 @@ fn without_audit_key(nodes: BTreeSet<String>, any_event: bool) -> Verification {
             checked: 0,
             first_bad_seq: None,
             reason: None,
+            unanchored: 0,
         }
     };
     Verification::of(

@@ -393,6 +393,12 @@ fn print_verification(v: &Verification, json: bool) {
             count_events(v.report.checked),
             per_node.join(", ")
         );
+        if v.report.unanchored > 0 {
+            println!(
+                "({} past the last anchored head: being written while this ran, or anchors lost in a crash)",
+                count_events(v.report.unanchored)
+            );
+        }
         return;
     }
     let seq = v.report.first_bad_seq.unwrap_or(0);

@@ -8,6 +8,7 @@ fn report(ok: bool, checked: u64, bad: Option<u64>) -> Report {
         checked,
         first_bad_seq: bad,
         reason: bad.map(|seq| format!("broken at {seq}")),
+        unanchored: 0,
     }
 }
 

@@ -24,6 +24,14 @@ pub struct Report {
     pub first_bad_seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Events past the last anchored head (see [`verify_trail`]): on a running vault the
+    /// batches being written; on a stopped one, events whose anchor line a crash lost.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unanchored: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,19 +60,21 @@ impl Worst {
     }
 
     /// The report: `checked` is how far the store's chain verified.
-    fn into_report(self, checked: u64) -> Report {
+    fn into_report(self, checked: u64, unanchored: u64) -> Report {
         match self.0 {
             None => Report {
                 ok: true,
                 checked,
                 first_bad_seq: None,
                 reason: None,
+                unanchored,
             },
             Some((seq, reason)) => Report {
                 ok: false,
                 checked,
                 first_bad_seq: Some(seq),
                 reason: Some(reason),
+                unanchored,
             },
         }
     }
@@ -76,6 +86,15 @@ pub type Progress<'a> = &'a mut (dyn FnMut(u64) + Send);
 /// Verifies `node`'s trail in the store, the event file and the anchor file: reads the
 /// anchored heads, walks the store's chain and then the file's, and compares where they end
 /// with each other and with the anchors. Every step notes its problems; the earliest wins.
+///
+/// Works on a running vault. The writer appends a batch to the store and the file and only
+/// then anchors its head, so both sinks hold at least every event up to the last anchored
+/// head read before the walks; past it they may differ in length (a batch in flight, or
+/// batches committed between the two walks). There they must agree where both have events,
+/// and the report counts the events past the anchor as `unanchored`. Up to the anchor,
+/// both sinks must be complete and identical. (A stopped vault's anchor names its head: the
+/// writer anchors every batch, and a start repairs a crash's missing anchor line, or refuses
+/// a store ahead of its event file.)
 pub async fn verify_trail(
     store: &dyn AuditStore,
     key: &[u8],
@@ -86,15 +105,22 @@ pub async fn verify_trail(
 ) -> Result<Report, VerifyError> {
     let mut worst = Worst::default();
     let anchored = read_anchored_heads(anchor_file, node, &mut worst).await?;
-    let (store_walk, seen_at_anchor) = walk_store(store, key, node, &anchored, progress, &mut worst).await?;
-    let file_walk = walk_event_file(file, key, node, &mut worst).await?;
+    let last_anchored = anchored.keys().next_back().copied().unwrap_or(0);
+    let (store_walk, seen_at_anchor) =
+        walk_store(store, key, node, &anchored, last_anchored, progress, &mut worst).await?;
+    let file_walk = walk_event_file(file, key, node, last_anchored, &mut worst).await?;
     if !store_walk.broken && !file_walk.broken {
-        compare_heads(&store_walk.head, &file_walk.head, &mut worst);
+        compare_ends(&store_walk, &file_walk, last_anchored, &mut worst);
     }
     if !store_walk.broken {
         check_anchors(&anchored, &store_walk.head, &seen_at_anchor, &mut worst);
     }
-    Ok(worst.into_report(store_walk.head.seq))
+    let unanchored = store_walk
+        .head
+        .seq
+        .max(file_walk.head.seq)
+        .saturating_sub(last_anchored);
+    Ok(worst.into_report(store_walk.head.seq, unanchored))
 }
 
 /// Runs a file read on the blocking pool; a task that did not finish reads as an I/O error
@@ -142,6 +168,9 @@ struct Walk {
     head: Head,
     /// Whether the chain broke before its end (the problem is noted).
     broken: bool,
+    /// The MAC of every verified event from the last anchored head on, by sequence number:
+    /// where the two sinks may differ in length, [`compare_ends`] compares them here.
+    past_anchor: BTreeMap<u64, Vec<u8>>,
 }
 
 /// Walks the store's chain page by page up to its end or its first bad event. Returns how
@@ -152,11 +181,13 @@ async fn walk_store(
     key: &[u8],
     node: &str,
     anchored: &BTreeMap<u64, Vec<u8>>,
+    last_anchored: u64,
     progress: Progress<'_>,
     worst: &mut Worst,
 ) -> Result<(Walk, HashMap<u64, Vec<u8>>), VerifyError> {
     let mut check = ChainCheck::new(key, node, Head::genesis());
     let mut seen_at_anchor = HashMap::new();
+    let mut past_anchor = BTreeMap::new();
     let mut checked = 0u64;
     let mut broken = false;
     'pages: loop {
@@ -174,12 +205,16 @@ async fn walk_store(
             if anchored.contains_key(&event.seq) {
                 seen_at_anchor.insert(event.seq, mac.clone());
             }
+            if event.seq >= last_anchored {
+                past_anchor.insert(event.seq, mac.clone());
+            }
         }
         progress(checked);
     }
     let walk = Walk {
         head: check.head().clone(),
         broken,
+        past_anchor,
     };
     Ok((walk, seen_at_anchor))
 }
@@ -187,10 +222,17 @@ async fn walk_store(
 /// Walks `node`'s events in the event file up to its end or its first bad line. Lines of
 /// other nodes (a shared file) are skipped; a line that does not parse breaks the chain at
 /// the event that would have followed.
-async fn walk_event_file(file: &Path, key: &[u8], node: &str, worst: &mut Worst) -> Result<Walk, VerifyError> {
+async fn walk_event_file(
+    file: &Path,
+    key: &[u8],
+    node: &str,
+    last_anchored: u64,
+    worst: &mut Worst,
+) -> Result<Walk, VerifyError> {
     let lines = read_blocking(file, sink::read_events).await?;
     let mut check = ChainCheck::new(key, node, Head::genesis());
     let mut broken = false;
+    let mut past_anchor = BTreeMap::new();
     for (line_no, parsed) in lines {
         match parsed {
             Err(reason) => {
@@ -205,13 +247,33 @@ async fn walk_event_file(file: &Path, key: &[u8], node: &str, worst: &mut Worst)
                     broken = true;
                     break;
                 }
+                if event.seq >= last_anchored {
+                    past_anchor.insert(event.seq, mac);
+                }
             }
         }
     }
     Ok(Walk {
         head: check.head().clone(),
         broken,
+        past_anchor,
     })
+}
+
+/// Where the two sinks end (call only when neither chain broke). When both reach the last
+/// anchored head, the difference in length past it is the writer's work in progress: the
+/// shorter one's last event must then be the longer one's event of that number. Otherwise
+/// they must end together ([`compare_heads`]).
+fn compare_ends(store: &Walk, file: &Walk, last_anchored: u64, worst: &mut Worst) {
+    let shorter = if store.head.seq <= file.head.seq { store } else { file };
+    let longer = if std::ptr::eq(shorter, store) { file } else { store };
+    let reaches_anchor = shorter.head.seq >= last_anchored;
+    // The genesis (an empty sink before the first anchor) agrees with every chain.
+    let agrees = shorter.head.seq == 0 || longer.past_anchor.get(&shorter.head.seq) == Some(&shorter.head.mac);
+    if reaches_anchor && agrees {
+        return;
+    }
+    compare_heads(&store.head, &file.head, worst);
 }
 
 /// Both sinks must end at the same head (call only when neither chain broke): the shorter
@@ -295,9 +357,9 @@ mod tests {
         worst.note(5, "between".into());
         worst.note(3, "same sequence, found second".into());
         assert_eq!(worst.0, Some((3, "earlier".into())));
-        let report = worst.into_report(9);
+        let report = worst.into_report(9, 0);
         assert_eq!((report.ok, report.checked, report.first_bad_seq), (false, 9, Some(3)));
-        assert_eq!(Worst::default().into_report(4), intact(4));
+        assert_eq!(Worst::default().into_report(4, 0), intact(4));
     }
 
     fn intact(checked: u64) -> Report {
@@ -306,7 +368,73 @@ mod tests {
             checked,
             first_bad_seq: None,
             reason: None,
+            unanchored: 0,
         }
+    }
+
+    fn walk(seq: u64, mac: u8, past_anchor: &[(u64, u8)]) -> Walk {
+        Walk {
+            head: head(seq, mac),
+            broken: false,
+            past_anchor: past_anchor.iter().map(|(s, m)| (*s, vec![*m; 32])).collect(),
+        }
+    }
+
+    fn ends_compared(store: &Walk, file: &Walk, last_anchored: u64) -> Option<(u64, String)> {
+        let mut worst = Worst::default();
+        compare_ends(store, file, last_anchored, &mut worst);
+        worst.0
+    }
+
+    #[test]
+    fn past_the_last_anchor_a_sink_may_be_behind_the_other_while_they_agree() {
+        // Anchored up to 4; the store holds 5 and 6, the file 5 to 8 (a batch in flight).
+        let store = walk(6, 6, &[(5, 5), (6, 6)]);
+        let file = walk(8, 8, &[(5, 5), (6, 6), (7, 7), (8, 8)]);
+        assert_eq!(ends_compared(&store, &file, 4), None);
+        assert_eq!(ends_compared(&file, &store, 4), None, "either sink may be ahead");
+    }
+
+    #[test]
+    fn a_sink_that_ends_at_the_last_anchor_may_be_behind_one_that_goes_on() {
+        let store = walk(4, 4, &[(4, 4)]);
+        let file = walk(6, 6, &[(4, 4), (5, 5), (6, 6)]);
+        assert_eq!(ends_compared(&store, &file, 4), None);
+        let other_at_the_anchor = walk(6, 6, &[(4, 9), (5, 5), (6, 6)]);
+        assert!(ends_compared(&store, &other_at_the_anchor, 4).is_some());
+        // Before the first anchor an empty sink is only behind.
+        assert_eq!(
+            ends_compared(
+                &Walk {
+                    past_anchor: BTreeMap::new(),
+                    ..walk(0, 0, &[])
+                },
+                &walk(1, 1, &[(1, 1)]),
+                0
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn past_the_last_anchor_sinks_that_disagree_are_still_reported() {
+        let store = walk(6, 9, &[(5, 5), (6, 9)]);
+        let file = walk(8, 8, &[(5, 5), (6, 6), (7, 7), (8, 8)]);
+        assert_eq!(
+            ends_compared(&store, &file, 4),
+            Some((7, "the store ends at event 6 but the other sink goes on to 8".into()))
+        );
+    }
+
+    #[test]
+    fn a_sink_that_ends_before_the_last_anchor_must_end_with_the_other() {
+        let store = walk(3, 3, &[]);
+        let file = walk(6, 6, &[(4, 4), (5, 5), (6, 6)]);
+        assert_eq!(
+            ends_compared(&store, &file, 4),
+            Some((4, "the store ends at event 3 but the other sink goes on to 6".into()))
+        );
+        assert_eq!(ends_compared(&walk(6, 6, &[]), &walk(6, 6, &[]), 6), None);
     }
 
     #[test]

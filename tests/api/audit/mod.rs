@@ -11,6 +11,7 @@
 mod crash;
 mod fail_closed;
 mod forgery;
+mod live;
 mod model;
 mod secrets;
 mod tamper;
@@ -72,6 +73,7 @@ fn intact(checked: u64) -> Report {
         checked,
         first_bad_seq: None,
         reason: None,
+        unanchored: 0,
     }
 }
 
