@@ -23,7 +23,8 @@ use time::OffsetDateTime;
 use crate::audit::event::AuditEvent;
 use crate::audit::sink;
 use crate::audit::verify::{Report, VerifyError, verify_trail};
-use crate::clock::{SharedClock, SystemClock, unix_ms};
+use crate::audit::writer::{Accepted, AuditError, accept_truncation};
+use crate::clock::{Clock, SharedClock, SystemClock, unix_ms};
 use crate::config::{self, ConfigError, DevPaths, Mode, Overrides, Settings};
 use crate::kek::{self, KekError, Keyring};
 use crate::secret::SecretBytes;
@@ -67,6 +68,10 @@ pub enum AdminError {
         #[source]
         source: io::Error,
     },
+    #[error("{0}")]
+    Accept(#[from] AuditError),
+    #[error("the store holds no audit key: there is no trail to repair")]
+    NoAuditKey,
     #[error("--since ({since}) is after --until ({until})")]
     Window { since: String, until: String },
     #[error("cannot write the export: {0}")]
@@ -197,6 +202,34 @@ impl Verification {
             node: failed.map(|n| n.node.clone()),
             nodes,
         }
+    }
+}
+
+/// `sigvault audit accept-truncation --events N`: gives up the `events` events of this
+/// node that the store holds past the end of the event file, recording the decision in the
+/// trail (see [`accept_truncation`]). The one offline command that writes the trail; the
+/// vault must be stopped.
+pub async fn audit_accept_truncation(vault: &OfflineVault, events: u64) -> Result<Accepted, AdminError> {
+    let key = vault.audit_key().await?.ok_or(AdminError::NoAuditKey)?;
+    let store: Arc<dyn AuditStore> = vault.store.clone();
+    let now = unix_ms(SystemClock.now());
+    Ok(accept_truncation(store, key, vault.settings.audit.clone(), events, &operator(), now).await?)
+}
+
+/// Who runs an offline command, as the trail names them: the local user.
+fn operator() -> String {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let user = std::env::var("USER").unwrap_or_default();
+    let user: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect();
+    if user.is_empty() {
+        format!("local-operator:uid={uid}")
+    } else {
+        format!("local-operator:{user}:uid={uid}")
     }
 }
 

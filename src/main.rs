@@ -82,6 +82,18 @@ enum AuditCommand {
         #[arg(long)]
         progress: bool,
     },
+    /// Give up the N events of this node that the store holds past the end of the event
+    /// file (acknowledged events the file and its anchor lost), recording the decision as an
+    /// event of the trail. Run it on a stopped vault whose start refused, after `audit
+    /// verify`; N must be the count the refusal names. Exit 0 when done, 2 when refused
+    /// (nothing changed).
+    AcceptTruncation {
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// How many events to give up (must match what is found).
+        #[arg(long, value_name = "N")]
+        events: u64,
+    },
     /// Write audit events as JSON lines (the event file's records), in (node, seq) order.
     Export {
         #[command(flatten)]
@@ -286,6 +298,9 @@ enum AuditJob {
         filter: AuditFilter,
         output: Option<PathBuf>,
     },
+    AcceptTruncation {
+        events: u64,
+    },
 }
 
 /// Where the vault is, whether to force the progress bar, and what to do.
@@ -295,6 +310,11 @@ fn audit_job(command: AuditCommand) -> Result<(Location, bool, AuditJob), String
             location(vault.config, vault.data_dir),
             progress,
             AuditJob::Verify { json },
+        ),
+        AuditCommand::AcceptTruncation { vault, events } => (
+            location(vault.config, vault.data_dir),
+            false,
+            AuditJob::AcceptTruncation { events },
         ),
         AuditCommand::Export {
             vault,
@@ -337,6 +357,20 @@ fn run_audit(command: AuditCommand, env: Vec<(String, String)>) -> Result<ExitCo
         match job {
             AuditJob::Verify { json } => verify(&vault, json, progress).await,
             AuditJob::Export { filter, output } => export(&vault, &filter, output, progress).await,
+            AuditJob::AcceptTruncation { events } => {
+                let accepted = admin::audit_accept_truncation(&vault, events)
+                    .await
+                    .map_err(|e| chain(&e))?;
+                println!(
+                    "gave up {} (sequence {} to {}) of node {}; the trail continues with event {}, which records it",
+                    count_events(accepted.dropped),
+                    accepted.kept + 1,
+                    accepted.kept + accepted.dropped,
+                    vault.settings().audit.node,
+                    accepted.event_seq
+                );
+                Ok(ExitCode::SUCCESS)
+            }
         }
     })
 }

@@ -17,6 +17,17 @@ use std::path::PathBuf;
 
 pub use crate::store::{AuditFilter, StoredEvent};
 
+/// Whether a node's events after `head_seq` up to `end_seq` are exactly one group commit,
+/// given the sequence numbers of its batch ends from `head_seq` on: they start right after a
+/// batch end (or the genesis) and hold no batch end but their last. A crash (or, on a running
+/// vault, the batch being written) can leave at most that much in the store beyond the event
+/// file.
+pub(crate) fn is_one_batch(head_seq: u64, end_seq: u64, batch_ends: &[u64]) -> bool {
+    let starts_after_a_batch = head_seq == 0 || batch_ends.contains(&head_seq);
+    let mut past = batch_ends.iter().filter(|s| **s > head_seq);
+    starts_after_a_batch && past.next() == Some(&end_seq) && past.next().is_none()
+}
+
 /// `[audit]`: where the trail lives and which node writes it.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {

@@ -110,7 +110,16 @@ pub async fn verify_trail(
         walk_store(store, key, node, &anchored, last_anchored, progress, &mut worst).await?;
     let file_walk = walk_event_file(file, key, node, last_anchored, &mut worst).await?;
     if !store_walk.broken && !file_walk.broken {
-        compare_ends(&store_walk, &file_walk, last_anchored, &mut worst);
+        // The store may be ahead of the file by the batch being written, never by more.
+        let store_ahead = store_walk.head.seq > file_walk.head.seq;
+        let batch_ends = if store_ahead {
+            store
+                .audit_batch_ends(node, file_walk.head.seq.saturating_sub(1))
+                .await?
+        } else {
+            Vec::new()
+        };
+        compare_ends(&store_walk, &file_walk, last_anchored, &batch_ends, &mut worst);
     }
     if !store_walk.broken {
         check_anchors(&anchored, &store_walk.head, &seen_at_anchor, &mut worst);
@@ -262,15 +271,19 @@ async fn walk_event_file(
 
 /// Where the two sinks end (call only when neither chain broke). When both reach the last
 /// anchored head, the difference in length past it is the writer's work in progress: the
-/// shorter one's last event must then be the longer one's event of that number. Otherwise
-/// they must end together ([`compare_heads`]).
-fn compare_ends(store: &Walk, file: &Walk, last_anchored: u64, worst: &mut Worst) {
+/// shorter one's last event must then be the longer one's event of that number, and a store
+/// ahead of the file may hold only the one batch being written (`batch_ends`: the store's
+/// batch ends from the file's head on; see [`super::is_one_batch`]) — the file is read after
+/// the store, so it has caught up with anything older. Otherwise they must end together
+/// ([`compare_heads`]).
+fn compare_ends(store: &Walk, file: &Walk, last_anchored: u64, batch_ends: &[u64], worst: &mut Worst) {
     let shorter = if store.head.seq <= file.head.seq { store } else { file };
     let longer = if std::ptr::eq(shorter, store) { file } else { store };
     let reaches_anchor = shorter.head.seq >= last_anchored;
     // The genesis (an empty sink before the first anchor) agrees with every chain.
     let agrees = shorter.head.seq == 0 || longer.past_anchor.get(&shorter.head.seq) == Some(&shorter.head.mac);
-    if reaches_anchor && agrees {
+    let in_flight = store.head.seq <= file.head.seq || super::is_one_batch(file.head.seq, store.head.seq, batch_ends);
+    if reaches_anchor && agrees && in_flight {
         return;
     }
     compare_heads(&store.head, &file.head, worst);
@@ -380,19 +393,41 @@ mod tests {
         }
     }
 
-    fn ends_compared(store: &Walk, file: &Walk, last_anchored: u64) -> Option<(u64, String)> {
+    /// [`compare_ends`] with the store's batches ending at `batch_ends`.
+    fn ends_compared_with(store: &Walk, file: &Walk, last_anchored: u64, batch_ends: &[u64]) -> Option<(u64, String)> {
         let mut worst = Worst::default();
-        compare_ends(store, file, last_anchored, &mut worst);
+        compare_ends(store, file, last_anchored, batch_ends, &mut worst);
         worst.0
     }
 
+    /// [`compare_ends`] with every event of the store a batch of its own.
+    fn ends_compared(store: &Walk, file: &Walk, last_anchored: u64) -> Option<(u64, String)> {
+        let ends: Vec<u64> = (0..=store.head.seq).collect();
+        ends_compared_with(store, file, last_anchored, &ends)
+    }
+
     #[test]
-    fn past_the_last_anchor_a_sink_may_be_behind_the_other_while_they_agree() {
-        // Anchored up to 4; the store holds 5 and 6, the file 5 to 8 (a batch in flight).
+    fn past_the_last_anchor_the_file_may_be_ahead_of_the_store_while_they_agree() {
+        // Anchored up to 4; the store holds 5 and 6, the file (read later) 5 to 8.
         let store = walk(6, 6, &[(5, 5), (6, 6)]);
         let file = walk(8, 8, &[(5, 5), (6, 6), (7, 7), (8, 8)]);
         assert_eq!(ends_compared(&store, &file, 4), None);
-        assert_eq!(ends_compared(&file, &store, 4), None, "either sink may be ahead");
+    }
+
+    #[test]
+    fn past_the_last_anchor_the_store_may_be_ahead_of_the_file_by_the_one_batch_being_written() {
+        let store = walk(8, 8, &[(5, 5), (6, 6), (7, 7), (8, 8)]);
+        let file = walk(6, 6, &[(5, 5), (6, 6)]);
+        // 7 and 8 are one batch (batches end at 4, 6 and 8).
+        assert_eq!(ends_compared_with(&store, &file, 4, &[4, 6, 8]), None);
+        // Two batches (7, and 8): the file lost an acknowledged one.
+        assert_eq!(
+            ends_compared_with(&store, &file, 4, &[4, 6, 7, 8]),
+            Some((
+                7,
+                "the event file ends at event 6 but the other sink goes on to 8".into()
+            ))
+        );
     }
 
     #[test]

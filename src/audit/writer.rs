@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+mod accept;
 mod reconcile;
+
+pub use accept::{Accepted, accept_truncation};
 
 use super::AuditSettings;
 use super::chain::{Head, link_encoded};
@@ -82,17 +85,7 @@ impl Auditor {
         let key = Arc::new(key);
         let healthy = Arc::new(AtomicBool::new(false));
         let trail = AuditTrail::new(Arc::clone(&store), Arc::clone(&key), settings.clone());
-        let mut writer = Writer {
-            file: AppendFile::new(&settings.file),
-            anchor: AppendFile::new(&settings.anchor_file),
-            store,
-            key: Arc::clone(&key),
-            settings: settings.clone(),
-            head: Head::genesis(),
-            needs_reconcile: true,
-            healthy: Arc::clone(&healthy),
-            last_anchor_sync: std::time::Instant::now(),
-        };
+        let mut writer = Writer::new(store, Arc::clone(&key), settings, Arc::clone(&healthy));
         writer.reconcile().await?;
         healthy.store(true, Ordering::Relaxed);
         let (queue, rx) = mpsc::channel(QUEUE);
@@ -134,6 +127,26 @@ impl Auditor {
 }
 
 impl Writer {
+    /// A writer that has not read the sinks yet: its first batch reconciles them.
+    fn new(
+        store: Arc<dyn AuditStore>,
+        key: Arc<SecretBytes>,
+        settings: AuditSettings,
+        healthy: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            file: AppendFile::new(&settings.file),
+            anchor: AppendFile::new(&settings.anchor_file),
+            store,
+            key,
+            settings,
+            head: Head::genesis(),
+            needs_reconcile: true,
+            healthy,
+            last_anchor_sync: std::time::Instant::now(),
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];

@@ -21,8 +21,13 @@ pub struct AuditFilter {
 
 /// The audit events. Every method is one atomic operation.
 pub trait AuditStore: Send + Sync {
-    /// Appends a batch of audit events in one transaction (group commit).
+    /// Appends a batch of audit events in one transaction (group commit). The last event of
+    /// the batch is remembered as a batch end ([`AuditStore::audit_batch_ends`]).
     fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// The sequence numbers of a node's batch ends (the last event of each
+    /// [`AuditStore::append_audit`] call) with `seq > after_seq`, ascending.
+    fn audit_batch_ends<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<Vec<u64>>>;
 
     /// Removes a node's events after `seq` (undoing a batch that failed in another sink).
     fn truncate_audit<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<()>>;

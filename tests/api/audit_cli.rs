@@ -314,3 +314,64 @@ fn wrong_arguments_and_unusable_vaults_exit_2_with_one_error_line() {
         "nothing was created in the directory"
     );
 }
+
+#[tokio::test]
+async fn accept_truncation_gives_up_exactly_the_named_count_and_records_it() {
+    let data_dir = stopped_vault_with_a_trail("audit-accept-truncation").await;
+    let lines = event_file_lines(&data_dir);
+    let anchor_path = data_dir.join("audit.anchor");
+    let anchors: Vec<String> = std::fs::read_to_string(&anchor_path)
+        .expect("anchor file")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        (lines.len(), anchors.len()),
+        (8, 8),
+        "one batch, one anchor line per request"
+    );
+    let keep = |all: &[String]| all[..5].iter().map(|l| format!("{l}\n")).collect::<String>();
+    std::fs::write(data_dir.join("audit.jsonl"), keep(&lines)).expect("cut the event file");
+    std::fs::write(&anchor_path, keep(&anchors)).expect("cut the anchor file");
+    let accept = |events: &str| {
+        vec![
+            "audit".to_owned(),
+            "accept-truncation".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--events".into(),
+            events.into(),
+        ]
+    };
+
+    let run = run_binary(&accept("2"), &[]);
+    assert_eq!(run.code, Some(2), "stdout: {} stderr: {}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("holds 3 events") && run.stderr.contains("nothing was changed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        event_file_lines(&data_dir).len(),
+        5,
+        "a refused acceptance writes nothing"
+    );
+
+    let run = run_binary(&accept("3"), &[]);
+    assert_eq!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("gave up 3 events (sequence 6 to 8)")
+            && run
+                .stdout
+                .contains("the trail continues with event 6, which records it"),
+        "{}",
+        run.stdout
+    );
+    let recorded = event_of(event_file_lines(&data_dir).last().expect("a last line"));
+    assert_eq!(recorded["action"], "audit.accept_truncation", "{recorded}");
+    assert_eq!(recorded["seq"], 6, "{recorded}");
+
+    let run = run_binary(&verify_args(&data_dir), &[]);
+    assert_eq!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("6 events verified"), "{}", run.stdout);
+}

@@ -10,6 +10,7 @@
 use super::{AuditError, Writer, blocking};
 use crate::audit::chain::{ChainCheck, Head};
 use crate::audit::event::AuditEvent;
+use crate::audit::is_one_batch;
 use crate::audit::sink;
 
 fn fail(message: String) -> AuditError {
@@ -24,19 +25,54 @@ enum StoreRepair {
     /// The file holds events past the store's head (a crash between the two writes): copy
     /// them in; they must end at the file's head.
     CopyFileTail { file_head: Head },
-    /// The store holds rows past the file's head that no anchor vouches for (a batch a
-    /// crash interrupted, never acknowledged): take them out.
+    /// The store holds rows past the file's head that no anchor vouches for and that are
+    /// one batch (the one a crash interrupted, never acknowledged): take them out.
     TakeBack { file_head: Head },
+}
+
+/// The store is ahead of the event file. The file and the store are written at the same
+/// time and a batch is acknowledged only when both hold it and its head is anchored, so a
+/// crash leaves at most one batch in the store that the file lacks. Those rows are taken
+/// back only when they are exactly that: past the last anchored head, starting right after
+/// a batch end (the file's head, or the genesis) and holding no batch end but their last.
+/// Anything more lost acknowledged events from the file (and the anchor): refused, and
+/// nothing is changed, until a person has looked.
+fn plan_take_back(
+    store_head: &Head,
+    file_head: Head,
+    anchored: u64,
+    batch_ends: &[u64],
+) -> Result<StoreRepair, AuditError> {
+    if anchored > file_head.seq {
+        return Err(fail(format!(
+            "the event file ends at {} but the store at {} and the anchor at {anchored}: \
+             run `sigvault audit verify`",
+            file_head.seq, store_head.seq
+        )));
+    }
+    if is_one_batch(file_head.seq, store_head.seq, batch_ends) {
+        return Ok(StoreRepair::TakeBack { file_head });
+    }
+    let extra = store_head.seq - file_head.seq;
+    Err(fail(format!(
+        "the store holds {extra} events past the end of the event file (event {}), more than the one \
+         batch a crash can leave: acknowledged events are missing from the event file and the anchor. \
+         Nothing was changed. Run `sigvault audit verify`; to give these events up, \
+         `sigvault audit accept-truncation --events {extra}`",
+        file_head.seq
+    )))
 }
 
 /// Decides how the store reaches the event file's head. `file_head` is `None` for an empty
 /// or missing file, and for one that is not a regular file (`file_is_special`), which is
-/// not compared: writes will tell. `anchored` is the last anchored sequence number.
+/// not compared: writes will tell. `anchored` is the last anchored sequence number;
+/// `batch_ends` the store's batch ends from the file's head on (see [`plan_take_back`]).
 fn plan_store_repair(
     store_head: &Head,
     file_head: Option<&Head>,
     file_is_special: bool,
     anchored: u64,
+    batch_ends: &[u64],
 ) -> Result<StoreRepair, AuditError> {
     match file_head {
         None if file_is_special => Ok(StoreRepair::Nothing),
@@ -47,29 +83,18 @@ fn plan_store_repair(
             f.seq
         ))),
         Some(f) if f.seq > store_head.seq => Ok(StoreRepair::CopyFileTail { file_head: f.clone() }),
-        // The store is ahead of the event file. The file and the store are written at the
-        // same time and a batch is acknowledged only when both hold it and its head is
-        // anchored: store rows beyond the file and beyond the anchor come from a batch a
-        // crash interrupted, never acknowledged, and are taken back out. Beyond that (the
-        // anchor vouches for events the file lacks), the file lost acknowledged events:
-        // refuse.
-        behind => {
-            let file_head = behind.cloned().unwrap_or_else(Head::genesis);
-            if anchored > file_head.seq {
-                return Err(fail(format!(
-                    "the event file ends at {} but the store at {} and the anchor at {anchored}: \
-                     run `sigvault audit verify`",
-                    file_head.seq, store_head.seq
-                )));
-            }
-            Ok(StoreRepair::TakeBack { file_head })
-        }
+        behind => plan_take_back(
+            store_head,
+            behind.cloned().unwrap_or_else(Head::genesis),
+            anchored,
+            batch_ends,
+        ),
     }
 }
 
 /// Whether the trail's `head` must be appended to the anchor file. An anchor past the head
 /// means events were removed from both sinks: refused.
-fn anchor_needs_head(anchor_last: Option<&Head>, head: &Head) -> Result<bool, AuditError> {
+pub(super) fn anchor_needs_head(anchor_last: Option<&Head>, head: &Head) -> Result<bool, AuditError> {
     match anchor_last {
         Some(a) if a.seq > head.seq => Err(fail(format!(
             "the anchor names event {} but the trail ends at {}: events were removed; run `sigvault audit verify`",
@@ -91,7 +116,17 @@ impl Writer {
         let anchor_last = self.last_anchor().await?;
         let anchored = anchor_last.as_ref().map_or(0, |a| a.seq);
         let file_is_special = file_head.is_none() && self.file_is_special();
-        let head = match plan_store_repair(&store_head, file_head.as_ref(), file_is_special, anchored)? {
+        let file_seq = file_head.as_ref().map_or(0, |h| h.seq);
+        let batch_ends = if store_head.seq > file_seq && !file_is_special {
+            self.store
+                .audit_batch_ends(&self.settings.node, file_seq.saturating_sub(1))
+                .await
+                .map_err(|e| fail(format!("store: {e}")))?
+        } else {
+            Vec::new()
+        };
+        let repair = plan_store_repair(&store_head, file_head.as_ref(), file_is_special, anchored, &batch_ends)?;
+        let head = match repair {
             StoreRepair::Nothing => store_head,
             StoreRepair::CopyFileTail { file_head } => {
                 let head = self.copy_file_tail_into_store(&store_head).await?;
@@ -122,7 +157,7 @@ impl Writer {
     }
 
     /// The store's last event of this node, or the genesis.
-    async fn store_head(&self) -> Result<Head, AuditError> {
+    pub(super) async fn store_head(&self) -> Result<Head, AuditError> {
         let last = self
             .store
             .audit_head(&self.settings.node)
@@ -136,7 +171,7 @@ impl Writer {
 
     /// The event file's last complete event, after cutting off a line a crash left half
     /// written; `None` when the file holds none (or is not a regular file).
-    async fn file_head(&self) -> Result<Option<Head>, AuditError> {
+    pub(super) async fn file_head(&self) -> Result<Option<Head>, AuditError> {
         let path = self.settings.file.clone();
         let last = tokio::task::spawn_blocking(move || {
             sink::drop_partial_line(&path)?;
@@ -154,7 +189,7 @@ impl Writer {
 
     /// This node's last well-formed anchor, after cutting off a line a crash left half
     /// written. (Malformed lines are `sigvault audit verify`'s to report.)
-    async fn last_anchor(&self) -> Result<Option<Head>, AuditError> {
+    pub(super) async fn last_anchor(&self) -> Result<Option<Head>, AuditError> {
         let path = self.settings.anchor_file.clone();
         let node = self.settings.node.clone();
         let anchors = tokio::task::spawn_blocking(move || {
@@ -168,7 +203,7 @@ impl Writer {
     }
 
     /// Removes store events after `file_head` once the store agrees with the file at it.
-    async fn take_back_unacknowledged(&mut self, file_head: &Head) -> Result<(), AuditError> {
+    pub(super) async fn take_back_unacknowledged(&mut self, file_head: &Head) -> Result<(), AuditError> {
         let node = self.settings.node.clone();
         if file_head.seq > 0 {
             let at = self
@@ -252,11 +287,11 @@ mod tests {
     #[test]
     fn sinks_that_agree_need_no_repair() {
         assert_eq!(
-            plan_store_repair(&head(5, 1), Some(&head(5, 1)), false, 5).unwrap(),
+            plan_store_repair(&head(5, 1), Some(&head(5, 1)), false, 5, &[]).unwrap(),
             StoreRepair::Nothing
         );
         assert_eq!(
-            plan_store_repair(&Head::genesis(), None, false, 0).unwrap(),
+            plan_store_repair(&Head::genesis(), None, false, 0, &[]).unwrap(),
             StoreRepair::Nothing,
             "a new trail"
         );
@@ -265,14 +300,14 @@ mod tests {
     #[test]
     fn an_event_file_that_is_not_a_regular_file_is_not_compared() {
         assert_eq!(
-            plan_store_repair(&head(5, 1), None, true, 5).unwrap(),
+            plan_store_repair(&head(5, 1), None, true, 5, &[]).unwrap(),
             StoreRepair::Nothing
         );
     }
 
     #[test]
     fn sinks_of_the_same_length_with_different_last_macs_are_refused() {
-        let message = refusal(plan_store_repair(&head(5, 1), Some(&head(5, 2)), false, 5));
+        let message = refusal(plan_store_repair(&head(5, 1), Some(&head(5, 2)), false, 5, &[]));
         assert_eq!(
             message,
             "event file and store disagree at event 5: run `sigvault audit verify`"
@@ -282,34 +317,61 @@ mod tests {
     #[test]
     fn an_event_file_ahead_of_the_store_is_copied_in() {
         assert_eq!(
-            plan_store_repair(&head(3, 1), Some(&head(5, 2)), false, 5).unwrap(),
+            plan_store_repair(&head(3, 1), Some(&head(5, 2)), false, 5, &[]).unwrap(),
             StoreRepair::CopyFileTail { file_head: head(5, 2) }
         );
     }
 
     #[test]
-    fn store_rows_past_the_file_and_the_anchor_are_taken_back() {
+    fn one_interrupted_batch_past_the_file_and_the_anchor_is_taken_back() {
+        // Batches end at 5 (the file's head) and 7: rows 6 and 7 are one batch.
         assert_eq!(
-            plan_store_repair(&head(7, 1), Some(&head(5, 2)), false, 5).unwrap(),
+            plan_store_repair(&head(7, 1), Some(&head(5, 2)), false, 5, &[5, 7]).unwrap(),
             StoreRepair::TakeBack { file_head: head(5, 2) }
         );
         assert_eq!(
-            plan_store_repair(&head(2, 1), None, false, 0).unwrap(),
+            plan_store_repair(&head(2, 1), None, false, 0, &[2]).unwrap(),
             StoreRepair::TakeBack {
                 file_head: Head::genesis()
             },
-            "an empty file takes back every unanchored row"
+            "the first batch of a trail whose file never took it"
+        );
+    }
+
+    #[test]
+    fn store_rows_past_the_file_that_are_more_than_one_batch_are_refused() {
+        // Two batch ends past the file's head: acknowledged events were cut from the file.
+        let message = refusal(plan_store_repair(&head(7, 1), Some(&head(5, 2)), false, 5, &[5, 6, 7]));
+        assert_eq!(
+            message,
+            "the store holds 2 events past the end of the event file (event 5), more than the one batch a \
+             crash can leave: acknowledged events are missing from the event file and the anchor. Nothing \
+             was changed. Run `sigvault audit verify`; to give these events up, `sigvault audit \
+             accept-truncation --events 2`"
+        );
+        // The file ends inside a batch: the cut did not follow a batch boundary.
+        assert!(refusal(plan_store_repair(&head(7, 1), Some(&head(5, 2)), false, 4, &[7])).contains("2 events past"));
+        // Rows written before batch ends were recorded count as a batch each.
+        assert!(
+            refusal(plan_store_repair(
+                &head(50, 1),
+                Some(&head(0, 0)),
+                false,
+                0,
+                &(1..=50).collect::<Vec<_>>()
+            ))
+            .contains("50 events past")
         );
     }
 
     #[test]
     fn an_anchor_past_the_event_file_refuses_when_the_store_is_ahead() {
-        let message = refusal(plan_store_repair(&head(7, 1), Some(&head(5, 2)), false, 6));
+        let message = refusal(plan_store_repair(&head(7, 1), Some(&head(5, 2)), false, 6, &[5, 7]));
         assert_eq!(
             message,
             "the event file ends at 5 but the store at 7 and the anchor at 6: run `sigvault audit verify`"
         );
-        let message = refusal(plan_store_repair(&head(7, 1), None, false, 1));
+        let message = refusal(plan_store_repair(&head(7, 1), None, false, 1, &[7]));
         assert!(
             message.starts_with("the event file ends at 0 but the store at 7"),
             "{message}"

@@ -140,6 +140,28 @@ pub(crate) async fn a_batch_with_a_taken_sequence_number_is_refused_whole(store:
     assert_eq!(store.count_audit(&AuditFilter::default()).await.unwrap(), 2);
 }
 
+pub(crate) async fn each_append_ends_one_batch_of_its_node(store: &dyn AuditStore) {
+    let a = events("node-a", 8);
+    let b = events("node-b", 2);
+    // Batches of node-a: 1-3, 4, 5-8 (the last one with node-b's batch in between).
+    store.append_audit(&a[..3]).await.unwrap();
+    store.append_audit(&a[3..4]).await.unwrap();
+    store.append_audit(&b).await.unwrap();
+    store.append_audit(&a[4..]).await.unwrap();
+    assert_eq!(store.audit_batch_ends("node-a", 0).await.unwrap(), vec![3, 4, 8]);
+    assert_eq!(
+        store.audit_batch_ends("node-a", 3).await.unwrap(),
+        vec![4, 8],
+        "strictly after"
+    );
+    assert_eq!(store.audit_batch_ends("node-a", 8).await.unwrap(), Vec::<u64>::new());
+    assert_eq!(store.audit_batch_ends("node-b", 0).await.unwrap(), vec![2]);
+    assert_eq!(store.audit_batch_ends("node-c", 0).await.unwrap(), Vec::<u64>::new());
+    // Taking a batch back removes its end with it.
+    store.truncate_audit("node-a", 4).await.unwrap();
+    assert_eq!(store.audit_batch_ends("node-a", 0).await.unwrap(), vec![3, 4]);
+}
+
 pub(crate) async fn truncate_audit_removes_only_that_nodes_events_after_the_sequence(store: &dyn AuditStore) {
     let a = events("node-a", 5);
     let b = events("node-b", 3);

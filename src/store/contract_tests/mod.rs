@@ -85,6 +85,7 @@ macro_rules! store_contract_tests {
             audit_nodes_lists_every_node_with_events_in_byte_order,
             a_batch_with_a_taken_sequence_number_is_refused_whole,
             truncate_audit_removes_only_that_nodes_events_after_the_sequence,
+            each_append_ends_one_batch_of_its_node,
             query_audit_matches_each_filter_field,
             query_audit_pages_in_node_then_sequence_order_after_a_cursor,
             count_audit_counts_what_query_audit_returns,

@@ -43,12 +43,14 @@ impl AuditStore for SqliteStore {
             let mut tx = self.audit_writer.begin().await.map_err(unavailable)?;
             // One multi-row INSERT per chunk: a group commit costs one statement, not one
             // round trip to SQLite's worker per event (16 binds a row, under SQLite's limit).
-            for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
+            let last = events.len().saturating_sub(1);
+            for (chunk_no, chunk) in events.chunks(AUDIT_ROWS_PER_INSERT).enumerate() {
                 let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                     "INSERT INTO audit_events (node, seq, time, request_id, principal, action, resource, \
-                     key_version, decision, policy, outcome, source_ip, user_agent, secret_hmac, mac) ",
+                     key_version, decision, policy, outcome, source_ip, user_agent, secret_hmac, mac, batch_end) ",
                 );
-                insert.push_values(chunk, |mut row, (e, mac)| {
+                let first = chunk_no * AUDIT_ROWS_PER_INSERT;
+                insert.push_values(chunk.iter().enumerate(), |mut row, (i, (e, mac))| {
                     row.push_bind(&e.node)
                         .push_bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
                         .push_bind(&e.time)
@@ -63,11 +65,28 @@ impl AuditStore for SqliteStore {
                         .push_bind(&e.source_ip)
                         .push_bind(&e.user_agent)
                         .push_bind(&e.secret_hmac)
-                        .push_bind(mac);
+                        .push_bind(mac)
+                        .push_bind(first + i == last);
                 });
                 insert.build().execute(&mut *tx).await.map_err(unavailable)?;
             }
             tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn audit_batch_ends<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<Vec<u64>>> {
+        Box::pin(async move {
+            let ends: Vec<i64> = sqlx::query_scalar(
+                "SELECT seq FROM audit_events WHERE node = ? AND seq > ? AND batch_end <> 0 ORDER BY seq",
+            )
+            .bind(node)
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            ends.into_iter()
+                .map(|seq| u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}"))))
+                .collect()
         })
     }
 

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_caller_tokens.sql")),
     (4, include_str!("../migrations/sqlite/0004_credentials.sql")),
     (5, include_str!("../migrations/sqlite/0005_api_keys.sql")),
+    (6, include_str!("../migrations/sqlite/0006_audit_batches.sql")),
 ];
 
 pub(crate) struct SqliteStore {

@@ -16,6 +16,7 @@ mod model;
 mod secrets;
 mod tamper;
 mod trail;
+mod truncation;
 
 use std::path::Path;
 use std::sync::Arc;

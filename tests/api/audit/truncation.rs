@@ -1,0 +1,134 @@
+//! Acknowledged events cut from both the event file and the anchor while the vault was
+//! stopped: the store still holds them. A start must refuse and change nothing (a crash
+//! leaves at most one unacknowledged batch, never fifty acknowledged events); only an
+//! operator's explicit decision gives them up, and that decision is itself an event.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sigvault::admin::{OfflineVault, audit_accept_truncation};
+
+use super::{
+    NODE, copy_home, file_lines, startup_error, stored_events, verify_offline, verify_online, write_file_lines,
+};
+use crate::helpers::{AppHome, spawn_app, spawn_app_in};
+
+/// Events of the trail: one create and 59 signs, each its own batch and anchor line.
+const EVENTS: usize = 60;
+/// Events cut from the end of both the event file and the anchor.
+const CUT: usize = 50;
+
+async fn stopped_trail_of_single_batches() -> AppHome {
+    let mut app = spawn_app().await;
+    app.create_key("k").await;
+    for i in 1..EVENTS {
+        app.sign("k", format!("message {i}").as_bytes()).await;
+    }
+    app.stop().await;
+    let home = app.home.clone();
+    assert_eq!(file_lines(&home).len(), EVENTS);
+    assert_eq!(anchor_lines(&home).len(), EVENTS, "one anchor line per batch");
+    home
+}
+
+fn anchor_lines(home: &AppHome) -> Vec<String> {
+    let text = std::fs::read_to_string(home.anchor_file()).expect("read the anchor file");
+    text.lines().map(str::to_owned).collect()
+}
+
+fn write_anchor_lines(home: &AppHome, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(home.anchor_file(), text).expect("write the anchor file");
+}
+
+#[tokio::test]
+async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_start_until_an_operator_gives_them_up() {
+    let home = stopped_trail_of_single_batches().await;
+    let copy = copy_home(&home, "truncated-both-files");
+    let kept = EVENTS - CUT;
+    write_file_lines(&copy, &file_lines(&copy)[..kept]);
+    write_anchor_lines(&copy, &anchor_lines(&copy)[..kept]);
+    let before = (stored_events(&copy).await, file_lines(&copy), anchor_lines(&copy));
+    assert_eq!(before.0.len(), EVENTS, "the store still holds every event");
+
+    let report = verify_offline(&copy).await;
+    assert!(
+        !report.ok && report.first_bad_seq == Some(kept as u64 + 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.reason.as_deref(),
+        Some(format!("the event file ends at event {kept} but the other sink goes on to {EVENTS}").as_str())
+    );
+
+    let refused = startup_error(&copy).await;
+    assert!(
+        refused.contains(&format!(
+            "the store holds {CUT} events past the end of the event file (event {kept})"
+        )) && refused.contains(&format!("sigvault audit accept-truncation --events {CUT}")),
+        "{refused}"
+    );
+    let after = (stored_events(&copy).await, file_lines(&copy), anchor_lines(&copy));
+    assert!(after == before, "a refused start changes nothing");
+    assert!(
+        startup_error(&copy).await.contains("past the end of the event file"),
+        "and refuses again"
+    );
+
+    // A count that does not match what is found changes nothing either.
+    let vault = OfflineVault::open(copy.settings()).await.expect("open offline");
+    let wrong = audit_accept_truncation(&vault, CUT as u64 - 1)
+        .await
+        .expect_err("a wrong count");
+    assert!(wrong.to_string().contains(&format!("holds {CUT} events")), "{wrong}");
+    let after = (stored_events(&copy).await, file_lines(&copy), anchor_lines(&copy));
+    assert!(after == before, "a refused acceptance changes nothing");
+
+    let accepted = audit_accept_truncation(&vault, CUT as u64).await.expect("accepted");
+    assert_eq!(
+        (accepted.kept, accepted.dropped, accepted.event_seq),
+        (kept as u64, CUT as u64, kept as u64 + 1)
+    );
+    drop(vault);
+    let events = stored_events(&copy).await;
+    assert_eq!(
+        events.len(),
+        kept + 1,
+        "the given-up events are gone, one event records it"
+    );
+    assert_eq!(events[..kept], before.0[..kept], "what was kept is untouched");
+    let (event, _) = &events[kept];
+    assert_eq!(event.action, "audit.accept_truncation");
+    assert_eq!(event.resource, format!("audit:{NODE}:{}-{EVENTS}", kept + 1));
+    assert!(event.principal.starts_with("local-operator:"), "{}", event.principal);
+    assert_eq!(file_lines(&copy).len(), kept + 1, "the event file holds it too");
+
+    let report = verify_offline(&copy).await;
+    assert!(report.ok && report.checked == kept as u64 + 1, "{report:?}");
+    let mut app = spawn_app_in(copy.clone()).await;
+    assert_eq!(verify_online(&app).await["ok"], json!(true));
+    let r = app.get("/v1/audit/events?action=audit.accept_truncation").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["events"].as_array().map(Vec::len), Some(1), "{}", r.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_store_rows_of_one_interrupted_batch_are_still_taken_back_silently() {
+    let home = stopped_trail_of_single_batches().await;
+    let copy = copy_home(&home, "truncated-one-batch");
+    // The last batch (one sign) reached the store but neither the file nor the anchor.
+    let kept = EVENTS - 1;
+    write_file_lines(&copy, &file_lines(&copy)[..kept]);
+    write_anchor_lines(&copy, &anchor_lines(&copy)[..kept]);
+    let mut app = spawn_app_in(copy.clone()).await;
+    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": kept}));
+    app.stop().await;
+    let events = stored_events(&copy).await;
+    assert_eq!(events[..kept], stored_events(&home).await[..kept]);
+    assert_eq!(
+        events.len(),
+        kept + 1,
+        "the sign's row is gone; the check itself is the next event"
+    );
+    assert_eq!(events[kept].0.action, "VerifyAudit");
+}
