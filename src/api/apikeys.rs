@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::context::{Call, call};
 use super::reply::{self, json};
-use super::{AppState, audited, authenticate, authorize, method_not_allowed, store_error, with_state};
+use super::{AppState, audited, authenticate, authorize, intend, method_not_allowed, store_error, with_state};
 use crate::apikeys::{
     ApiKeyError, ApiKeyRecord, ApiKeyState, Code, Meta, NewApiKey, Patch, STATE_RULE, check_required, valid_id,
 };
@@ -197,6 +197,7 @@ async fn create(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
         permissions: req.permissions,
         meta: req.meta,
     };
+    intend(state, call, Action::CreateApiKey, "apikeys").await?;
     let (record, key) = state.apikeys.create(new).await.map_err(api_key_error)?;
     call.note.resource = Some(resource_of(&record.id));
     Ok(json(
@@ -274,6 +275,7 @@ async fn update(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
         meta: req.meta,
         remaining: req.remaining,
     };
+    intend(state, call, Action::UpdateApiKey, &resource_of(id)).await?;
     let record = state.apikeys.update(id, patch).await.map_err(api_key_error)?;
     Ok(json(StatusCode::OK, &api_key_json(record)))
 }
@@ -283,6 +285,7 @@ async fn revoke(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
     authorize_api_key(state, call, &caller, Action::RevokeApiKey, id).await?;
     call.expect_no_body().await?;
     check_id(id)?;
+    intend(state, call, Action::RevokeApiKey, &resource_of(id)).await?;
     let record = state.apikeys.revoke(id).await.map_err(api_key_error)?;
     Ok(json(StatusCode::OK, &api_key_json(record)))
 }
@@ -304,6 +307,7 @@ async fn reroll_key(state: &AppState, call: &mut Call, id: &str) -> Result<Respo
     let grace = i64::try_from(req.grace_seconds)
         .map(time::Duration::seconds)
         .map_err(|_| ApiError::invalid("grace_seconds is too large"))?;
+    intend(state, call, Action::RerollApiKey, &resource_of(id)).await?;
     let (record, key) = state.apikeys.reroll(id, grace).await.map_err(api_key_error)?;
     Ok(json(
         StatusCode::OK,

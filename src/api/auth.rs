@@ -13,7 +13,7 @@ use warp::reply::Response;
 
 use super::context::{Call, call};
 use super::reply::{self, json};
-use super::{AppState, audited, authenticate, authorize, method_not_allowed, store_error, with_state};
+use super::{AppState, audited, authenticate, authorize, intend, method_not_allowed, store_error, with_state};
 use crate::audit::action::Action;
 use crate::auth::TokenRecord;
 use crate::auth::{NewToken, TokenError};
@@ -122,6 +122,9 @@ async fn create_token(state: &AppState, call: &mut Call) -> Result<Response, Api
         ttl,
         description: req.description,
     };
+    // A request that cannot create a token is refused before its intent is written.
+    crate::auth::check_new_token(&new, state.auth_settings.max_token_ttl).map_err(token_error)?;
+    intend(state, call, Action::CreateToken, "tokens").await?;
     let (record, token) = state
         .auth
         .create_token(new, state.auth_settings.max_token_ttl)
@@ -141,8 +144,12 @@ async fn token(id: String, state: Arc<AppState>, mut call: Call) -> Response {
         Method::DELETE => (Action::RevokeToken, revoke_token(&state, &mut call, &id).await),
         _ => return reply::error(method_not_allowed(&call)),
     };
-    let resource = format!("token:{}", id.chars().take(MAX_ID_LEN).collect::<String>());
-    audited(&state, &mut call, action, resource, result).await
+    audited(&state, &mut call, action, token_resource(&id), result).await
+}
+
+/// `token:<id>` for the audit event (an over-long id cut to the longest valid length).
+fn token_resource(id: &str) -> String {
+    format!("token:{}", id.chars().take(MAX_ID_LEN).collect::<String>())
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -174,6 +181,7 @@ async fn revoke_token(state: &AppState, call: &mut Call, id: &str) -> Result<Res
     )?;
     call.expect_no_body().await?;
     if id == ROOT_ID {
+        intend(state, call, Action::RevokeToken, &token_resource(id)).await?;
         state.auth.revoke_root().await.map_err(token_error)?;
         return Ok(json(
             StatusCode::OK,
@@ -186,6 +194,7 @@ async fn revoke_token(state: &AppState, call: &mut Call, id: &str) -> Result<Res
         ));
     }
     check_id(id)?;
+    intend(state, call, Action::RevokeToken, &token_resource(id)).await?;
     let record = state.auth.revoke_token(id).await.map_err(token_error)?;
     Ok(json(StatusCode::OK, &token_json(record)))
 }
@@ -230,6 +239,7 @@ async fn reload(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
         &Resource::Collection("policies"),
     )?;
     call.expect_no_body().await?;
+    intend(state, call, Action::ReloadPolicies, "policies").await?;
     match state.policies.reload() {
         Ok(count) => {
             tracing::info!(policies = count, "policies reloaded");

@@ -89,6 +89,9 @@ pub struct AuditNote {
     pub outcome: Option<&'static str>,
     /// Key uses to count once the event is durable.
     pub usage: Vec<crate::keys::Usage>,
+    /// The sequence number of the request's intent event, once [`crate::api::intend`] made
+    /// it durable (a change is about to happen).
+    pub intent: Option<u64>,
 }
 
 /// Extracts a [`Call`]; never rejects.

@@ -14,7 +14,9 @@ use zeroize::Zeroizing;
 
 use super::context::{Call, call};
 use super::reply::{self, json};
-use super::{AppState, audited, authenticate, authorize, kek_error, method_not_allowed, store_error, with_state};
+use super::{
+    AppState, audited, authenticate, authorize, intend, kek_error, method_not_allowed, store_error, with_state,
+};
 use crate::audit::action::Action;
 use crate::auth::Principal;
 use crate::clock::from_unix_ms;
@@ -171,6 +173,7 @@ async fn create(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
         principal: req.principal,
         description: req.description,
     };
+    intend(state, call, Action::CreateCredential, "credentials").await?;
     let (record, secret) = state.credentials.create(new).await.map_err(credential_error)?;
     call.note.resource = Some(resource_of(&record.access_key_id));
     let created = CreatedJson {
@@ -243,6 +246,7 @@ async fn import_credential(state: &AppState, call: &mut Call) -> Result<Response
         principal: req.principal.clone(),
         description: req.description.clone(),
     };
+    intend(state, call, Action::ImportCredential, "credentials").await?;
     let record = state
         .credentials
         .import(&req.access_key_id, &secret, new)
@@ -322,6 +326,7 @@ async fn update(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
             "nothing to change: give state and/or on_new_fingerprint",
         ));
     }
+    intend(state, call, Action::UpdateCredential, &resource_of(id)).await?;
     let record = state.credentials.update(id, patch).await.map_err(credential_error)?;
     Ok(json(StatusCode::OK, &credential_json(state, record)))
 }
@@ -331,6 +336,7 @@ async fn delete(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
     authorize_credential(state, call, &caller, Action::DeleteCredential, id).await?;
     call.expect_no_body().await?;
     check_id(id)?;
+    intend(state, call, Action::DeleteCredential, &resource_of(id)).await?;
     state.credentials.delete(id).await.map_err(credential_error)?;
     Ok(json(
         StatusCode::OK,

@@ -194,9 +194,50 @@ fn certificate_principal(state: &AppState, call: &Call) -> Option<Arc<Principal>
     state.certificate_groups.principal(name).map(Arc::new)
 }
 
+/// The event of this request as its note stands, with `outcome`.
+fn event_data(state: &AppState, call: &Call, action: Action, resource: &str, outcome: &str) -> EventData {
+    let note = &call.note;
+    EventData {
+        time_ms: crate::clock::unix_ms(state.clock.now()),
+        request_id: context::request_id(),
+        principal: note.principal.clone().unwrap_or_else(|| "-".into()),
+        action: action.as_str().into(),
+        resource: note.resource.clone().unwrap_or_else(|| resource.to_owned()),
+        key_version: note.key_version,
+        decision: note.decision,
+        policy: note.policy.clone(),
+        outcome: outcome.into(),
+        source_ip: call.client.map(|a| a.ip().to_string()),
+        user_agent: call.header("user-agent").map(str::to_owned),
+        secret_hmac: note.secret_hmac.clone(),
+    }
+}
+
+/// Write-ahead for a change: makes the request's intent durable (an event with outcome
+/// `intent`, naming the caller, the decision and the resource) before the handler changes
+/// anything. When it cannot be made durable the change must not happen: the answer is 503
+/// `AUDIT_UNAVAILABLE` and nothing in the store differs. Called by every handler that
+/// changes state, after authorization and validation, right before the change; the
+/// outcome follows in [`audited`].
+pub(crate) async fn intend(state: &AppState, call: &mut Call, action: Action, resource: &str) -> Result<(), ApiError> {
+    let event = event_data(state, call, action, resource, "intent");
+    let seq = state
+        .audit
+        .record(event)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::AuditUnavailable, e.to_string()))?;
+    call.note.intent = Some(seq);
+    Ok(())
+}
+
 /// Records the audit event of a request that reached a handler, then answers — or, when
 /// the event cannot be made durable, answers 503 `AUDIT_UNAVAILABLE` instead and counts
 /// nothing. Nothing is acknowledged that the trail does not hold.
+///
+/// A change whose intent is durable ([`intend`]) has happened (or failed) already: if its
+/// outcome event cannot be written, it is kept and written as soon as the trail works again
+/// ([`Auditor::defer`]), and a change that succeeded is answered as such — its intent is in
+/// the trail, and a retry would repeat it.
 pub async fn audited(
     state: &AppState,
     call: &mut Call,
@@ -204,29 +245,23 @@ pub async fn audited(
     resource: String,
     result: Result<Response, ApiError>,
 ) -> Response {
-    let note = std::mem::take(&mut call.note);
     let outcome = match &result {
-        Ok(_) => note.outcome.unwrap_or("ok"),
+        Ok(_) => call.note.outcome.unwrap_or("ok"),
         Err(e) => e.code.as_str(),
     };
-    let event = EventData {
-        time_ms: crate::clock::unix_ms(state.clock.now()),
-        request_id: context::request_id(),
-        principal: note.principal.unwrap_or_else(|| "-".into()),
-        action: action.as_str().into(),
-        resource: note.resource.unwrap_or(resource),
-        key_version: note.key_version,
-        decision: note.decision,
-        policy: note.policy,
-        outcome: outcome.into(),
-        source_ip: call.client.map(|a| a.ip().to_string()),
-        user_agent: call.header("user-agent").map(str::to_owned),
-        secret_hmac: note.secret_hmac,
-    };
-    match state.audit.record(event).await {
+    let event = event_data(state, call, action, &resource, outcome);
+    let note = std::mem::take(&mut call.note);
+    match state.audit.record(event.clone()).await {
         Ok(_) => {
             state.keys.count(&note.usage);
             reply::respond(result)
+        }
+        Err(e) if note.intent.is_some() => {
+            state.audit.defer(event);
+            match result {
+                Ok(_) => reply::respond(result),
+                Err(_) => reply::error(ApiError::new(ErrorCode::AuditUnavailable, e.to_string())),
+            }
         }
         Err(e) => reply::error(ApiError::new(ErrorCode::AuditUnavailable, e.to_string())),
     }

@@ -53,7 +53,28 @@ pub struct Auditor {
     key: Arc<SecretBytes>,
     healthy: Arc<AtomicBool>,
     trail: AuditTrail,
+    deferred: Deferred,
 }
+
+/// Outcome events of changes whose intent is in the trail but whose outcome could not be
+/// written (see [`Auditor::defer`]): the writer puts them first into its next batch, and is
+/// woken for them when it is idle.
+#[derive(Default)]
+struct DeferredOutcomes {
+    events: std::sync::Mutex<Vec<EventData>>,
+    wake: tokio::sync::Notify,
+}
+
+type Deferred = Arc<DeferredOutcomes>;
+
+impl DeferredOutcomes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<EventData>> {
+        self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How often an idle writer retries deferred outcome events.
+const RETRY_DEFERRED: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Pending {
     data: EventData,
@@ -70,6 +91,7 @@ struct Writer {
     needs_reconcile: bool,
     healthy: Arc<AtomicBool>,
     last_anchor_sync: std::time::Instant,
+    deferred: Deferred,
 }
 
 /// Longest time an anchor line may stay unsynced (see [`Writer::write`]).
@@ -88,6 +110,7 @@ impl Auditor {
         let mut writer = Writer::new(store, Arc::clone(&key), settings, Arc::clone(&healthy));
         writer.reconcile().await?;
         healthy.store(true, Ordering::Relaxed);
+        let deferred = Arc::clone(&writer.deferred);
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer.run(rx));
         Ok(Self {
@@ -95,7 +118,17 @@ impl Auditor {
             key,
             healthy,
             trail,
+            deferred,
         })
+    }
+
+    /// Keeps the outcome event of a change whose intent is already in the trail but whose
+    /// outcome could not be written: the writer appends it before anything else as soon as
+    /// the trail works again (retrying every [`RETRY_DEFERRED`] while idle), so every
+    /// intent gets its outcome without a restart.
+    pub fn defer(&self, outcome: EventData) {
+        self.deferred.lock().push(outcome);
+        self.deferred.wake.notify_one();
     }
 
     /// Appends one event and returns its sequence number once it is durable in every sink.
@@ -144,21 +177,68 @@ impl Writer {
             needs_reconcile: true,
             healthy,
             last_anchor_sync: std::time::Instant::now(),
+            deferred: Deferred::default(),
         }
     }
 
+    /// Deferred outcome events, as the head of a new batch (their waiters are nobody).
+    fn take_deferred(&self) -> Vec<Pending> {
+        let taken = std::mem::take(&mut *self.deferred.lock());
+        taken
+            .into_iter()
+            .map(|data| Pending {
+                data,
+                done: oneshot::channel().0,
+            })
+            .collect()
+    }
+
+    /// Puts back the deferred events of a batch that failed, ahead of any deferred since.
+    fn restore_deferred(&self, again: Vec<EventData>) {
+        self.deferred.lock().splice(0..0, again);
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
+        loop {
+            // With deferred outcomes waiting (a batch failed), retry them every
+            // RETRY_DEFERRED while idle; otherwise sleep until a request or a deferral comes.
+            let idle_retry = !self.deferred.lock().is_empty();
+            let first = if idle_retry {
+                match tokio::time::timeout(RETRY_DEFERRED, rx.recv()).await {
+                    Ok(None) => break,
+                    Ok(Some(first)) => Some(first),
+                    Err(_) => None,
+                }
+            } else {
+                tokio::select! {
+                    received = rx.recv() => match received {
+                        None => break,
+                        Some(first) => Some(first),
+                    },
+                    () = self.deferred.wake.notified() => None,
+                }
+            };
+            let mut batch = self.take_deferred();
+            let deferred = batch.len();
+            if let Some(first) = first {
+                batch.push(first);
+            }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(next) => batch.push(next),
                     Err(_) => break,
                 }
             }
+            if batch.is_empty() {
+                continue;
+            }
+            // Events are taken out of the batch as they are chained: keep the deferred ones'
+            // data to put back if the batch fails.
+            let kept: Vec<EventData> = batch.iter().take(deferred).map(|p| p.data.clone()).collect();
             let outcome = self.commit(&mut batch).await;
             self.healthy.store(outcome.is_ok(), Ordering::Relaxed);
             if let Err(e) = &outcome {
+                self.restore_deferred(kept);
                 tracing::error!(error = %e, events = batch.len(), "audit batch failed; requests refused");
             }
             let first_seq = outcome.as_ref().map(|head| head.seq + 1 - batch.len() as u64);

@@ -21,6 +21,7 @@ pub use crate::store::TokenRecord;
 use crate::store::{StoreError, SystemStore, TokenStore};
 use keyed_hash::KeyedHasher;
 use limiter::FailureLimiter;
+pub(crate) use tokens::check_new_token;
 pub use tokens::{MAX_GROUPS, NewToken, TokenError, validate_groups, validate_principal};
 
 /// Caller authentication limits.

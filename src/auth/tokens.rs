@@ -65,6 +65,29 @@ pub fn validate_groups(groups: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a token request without creating anything: principal, groups, description and
+/// ttl (at most `max_ttl`). [`Authenticator::create_token`] checks it again.
+pub(crate) fn check_new_token(new: &NewToken, max_ttl: time::Duration) -> Result<(), TokenError> {
+    validate_principal(&new.principal).map_err(TokenError::Invalid)?;
+    validate_groups(&new.groups).map_err(TokenError::Invalid)?;
+    if let Some(d) = &new.description
+        && (d.len() > MAX_DESCRIPTION_LEN || d.chars().any(char::is_control))
+    {
+        return Err(TokenError::Invalid(format!(
+            "description must be at most {MAX_DESCRIPTION_LEN} bytes without control characters"
+        )));
+    }
+    if let Some(ttl) = new.ttl
+        && (ttl <= time::Duration::ZERO || ttl > max_ttl)
+    {
+        return Err(TokenError::Invalid(format!(
+            "ttl must be positive and at most {} days (auth.max_token_ttl)",
+            max_ttl.whole_days()
+        )));
+    }
+    Ok(())
+}
+
 impl Authenticator {
     /// Creates a caller token; returns its row and the token, which exists nowhere else.
     pub async fn create_token(
@@ -72,23 +95,7 @@ impl Authenticator {
         new: NewToken,
         max_ttl: time::Duration,
     ) -> Result<(TokenRecord, SecretString), TokenError> {
-        validate_principal(&new.principal).map_err(TokenError::Invalid)?;
-        validate_groups(&new.groups).map_err(TokenError::Invalid)?;
-        if let Some(d) = &new.description
-            && (d.len() > MAX_DESCRIPTION_LEN || d.chars().any(char::is_control))
-        {
-            return Err(TokenError::Invalid(format!(
-                "description must be at most {MAX_DESCRIPTION_LEN} bytes without control characters"
-            )));
-        }
-        if let Some(ttl) = new.ttl
-            && (ttl <= time::Duration::ZERO || ttl > max_ttl)
-        {
-            return Err(TokenError::Invalid(format!(
-                "ttl must be positive and at most {} days (auth.max_token_ttl)",
-                max_ttl.whole_days()
-            )));
-        }
+        check_new_token(&new, max_ttl)?;
         let token = generate_token().map_err(|_| TokenError::Random)?;
         let mut raw_id = [0u8; 8];
         getrandom::fill(&mut raw_id).map_err(|_| TokenError::Random)?;

@@ -15,7 +15,7 @@ pub const MAX_USER_AGENT: usize = 256;
 /// The fields of an event before the writer gives it a sequence number and a MAC.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventData {
-    pub(crate) time_ms: i64,
+    pub time_ms: i64,
     pub request_id: String,
     pub principal: String,
     pub action: String,

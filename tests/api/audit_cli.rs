@@ -26,8 +26,9 @@ fn with(mut args: Vec<String>, more: &[&str]) -> Vec<String> {
     args
 }
 
-/// Runs `sigvault dev` on a fresh data dir, creates a key, signs with it, asks for a key
-/// that does not exist (a failure is audited too), and stops it. Returns the data dir.
+/// Runs `sigvault dev` on a fresh data dir, creates a key (its intent and its outcome are
+/// audited), signs with it, asks for a key that does not exist (a failure is audited too),
+/// and stops it: 9 events. Returns the data dir.
 async fn stopped_vault_with_a_trail(tag: &str) -> PathBuf {
     let data_dir = temp_dir(tag).join("data");
     let dev = spawn_dev(&data_dir, &[("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)]);
@@ -88,20 +89,24 @@ async fn verify_passes_on_a_stopped_vault_names_the_event_count_and_changes_noth
     let data_dir = stopped_vault_with_a_trail("audit-verify-ok").await;
     let lines = event_file_lines(&data_dir);
     let anchors = std::fs::read(data_dir.join("audit.anchor")).expect("anchor file");
-    assert_eq!(lines.len(), 8, "create, 6 signs and a failed sign are audited");
+    assert_eq!(
+        lines.len(),
+        9,
+        "create (intent, outcome), 6 signs and a failed sign are audited"
+    );
 
     let run = run_binary(&verify_args(&data_dir), &[]);
 
     assert_eq!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
     assert!(run.stdout.contains("ok"), "{}", run.stdout);
-    assert!(run.stdout.contains("8 events verified"), "{}", run.stdout);
+    assert!(run.stdout.contains("9 events verified"), "{}", run.stdout);
     assert_eq!(run.stderr, "", "no progress bar when stderr is not a terminal");
 
     let run = run_binary(&with(verify_args(&data_dir), &["--json"]), &[]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let report: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON report");
     assert_eq!(report["ok"], true);
-    assert_eq!(report["checked"], 8);
+    assert_eq!(report["checked"], 9);
     assert!(report.get("first_bad_seq").is_none(), "{report}");
 
     assert_eq!(
@@ -251,15 +256,15 @@ async fn export_to_a_file_holds_the_whole_trail_and_draws_its_progress_bar_when_
         std::fs::read_to_string(data_dir.join("audit.jsonl")).expect("event file"),
         "one node, no window: the export is the event file"
     );
-    assert!(run.stdout.contains("exported 8 events"), "{}", run.stdout);
+    assert!(run.stdout.contains("exported 9 events"), "{}", run.stdout);
     assert!(run.stderr.contains("\r["), "{:?}", run.stderr);
-    assert!(run.stderr.trim_end().ends_with("] 8/8 events"), "{:?}", run.stderr);
+    assert!(run.stderr.trim_end().ends_with("] 9/9 events"), "{:?}", run.stderr);
     assert!(!output.with_extension("jsonl.partial").exists());
 
     let quiet = run_binary(&["audit", "export", "--data-dir", &dir_arg], &[]);
     assert_eq!(quiet.code, Some(0));
     assert_eq!(quiet.stderr, "", "no bar when stderr is not a terminal");
-    assert_eq!(quiet.stdout.lines().count(), 8);
+    assert_eq!(quiet.stdout.lines().count(), 9);
 }
 
 #[test]
@@ -327,10 +332,10 @@ async fn accept_truncation_gives_up_exactly_the_named_count_and_records_it() {
         .collect();
     assert_eq!(
         (lines.len(), anchors.len()),
-        (8, 8),
+        (9, 9),
         "one batch, one anchor line per request"
     );
-    let keep = |all: &[String]| all[..5].iter().map(|l| format!("{l}\n")).collect::<String>();
+    let keep = |all: &[String]| all[..6].iter().map(|l| format!("{l}\n")).collect::<String>();
     std::fs::write(data_dir.join("audit.jsonl"), keep(&lines)).expect("cut the event file");
     std::fs::write(&anchor_path, keep(&anchors)).expect("cut the anchor file");
     let accept = |events: &str| {
@@ -353,25 +358,25 @@ async fn accept_truncation_gives_up_exactly_the_named_count_and_records_it() {
     );
     assert_eq!(
         event_file_lines(&data_dir).len(),
-        5,
+        6,
         "a refused acceptance writes nothing"
     );
 
     let run = run_binary(&accept("3"), &[]);
     assert_eq!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
     assert!(
-        run.stdout.contains("gave up 3 events (sequence 6 to 8)")
+        run.stdout.contains("gave up 3 events (sequence 7 to 9)")
             && run
                 .stdout
-                .contains("the trail continues with event 6, which records it"),
+                .contains("the trail continues with event 7, which records it"),
         "{}",
         run.stdout
     );
     let recorded = event_of(event_file_lines(&data_dir).last().expect("a last line"));
     assert_eq!(recorded["action"], "audit.accept_truncation", "{recorded}");
-    assert_eq!(recorded["seq"], 6, "{recorded}");
+    assert_eq!(recorded["seq"], 7, "{recorded}");
 
     let run = run_binary(&verify_args(&data_dir), &[]);
     assert_eq!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("6 events verified"), "{}", run.stdout);
+    assert!(run.stdout.contains("7 events verified"), "{}", run.stdout);
 }

@@ -66,8 +66,9 @@ async fn scenario(app: &TestApp) {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
 }
 
-/// The audited requests [`scenario`] makes, all as `root`.
-const SCENARIO_EVENTS: u64 = 11;
+/// The events of the audited requests [`scenario`] makes, all as `root`: 11 requests, 8 of
+/// them changes that also write an intent.
+const SCENARIO_EVENTS: u64 = 19;
 
 /// A key row as the report should show it.
 fn row(name: &str, algorithm: &str, owner: &str, state: &str, created: i64, latest: (u32, i64)) -> Value {

@@ -239,7 +239,11 @@ async fn required_mode_admits_a_trusted_certificate_as_its_uri_san_principal() {
 
     let events = events_of(&app, PAYMENTS).await;
     let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
-    assert_eq!(actions, ["ListKeys", "CreateKey"], "{events:?}");
+    assert_eq!(
+        actions,
+        ["ListKeys", "CreateKey", "CreateKey"],
+        "the create's intent, then its outcome: {events:?}"
+    );
     for event in &events {
         assert_eq!(event["principal"], PAYMENTS);
         assert_eq!(event["decision"], "allow");

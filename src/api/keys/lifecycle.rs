@@ -14,7 +14,7 @@ use warp::reply::Response;
 
 use super::super::context::Call;
 use super::super::reply::{base64_secret, json, parse_json};
-use super::super::{AppState, authenticate, authorize, authorize_key};
+use super::super::{AppState, authenticate, authorize, authorize_key, intend};
 use super::key_resource;
 use super::view::{KeyJson, key_json};
 use crate::audit::action::Action;
@@ -161,6 +161,7 @@ pub(super) async fn create_key(state: &AppState, call: &mut Call) -> Result<Resp
         tags: req.tags,
     };
     let opts = common.into_options(algorithm(&req.algorithm)?, req.key_size, &caller)?;
+    intend(state, call, Action::CreateKey, "keys").await?;
     let details = state.keys.create(&req.name, opts).await?;
     Ok(json(StatusCode::CREATED, &key_json(details)))
 }
@@ -226,6 +227,7 @@ pub(super) async fn patch_key(state: &AppState, call: &mut Call, name: &str) -> 
         auto_rotate_period,
         exportable: req.exportable,
     };
+    intend(state, call, Action::UpdateKey, &key_resource(name)).await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.patch(name, patch).await?)))
 }
 
@@ -240,6 +242,7 @@ pub(super) async fn delete_key(state: &AppState, call: &mut Call, name: &str) ->
                 .map_err(|_| ApiError::invalid("pending_days must be a whole number of days"))
         })
         .transpose()?;
+    intend(state, call, Action::ScheduleKeyDeletion, &key_resource(name)).await?;
     Ok(json(
         StatusCode::ACCEPTED,
         &key_json(state.keys.schedule_deletion(name, days).await?),
@@ -250,6 +253,7 @@ pub(super) async fn restore_key(state: &AppState, call: &mut Call, name: &str) -
     let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::CancelKeyDeletion, name).await?;
     no_options(state, call).await?;
+    intend(state, call, Action::CancelKeyDeletion, &key_resource(name)).await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.restore(name).await?)))
 }
 
@@ -257,6 +261,7 @@ pub(super) async fn rotate_key(state: &AppState, call: &mut Call, name: &str) ->
     let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::RotateKey, name).await?;
     no_options(state, call).await?;
+    intend(state, call, Action::RotateKey, &key_resource(name)).await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.rotate(name).await?)))
 }
 
@@ -298,6 +303,7 @@ pub(super) async fn import_key(state: &AppState, call: &mut Call, name: &str) ->
     // Create options apply only when the import creates the key; an existing key refuses them.
     let explicit = !common.is_empty();
     let create = common.into_options(alg.unwrap_or(Algorithm::HmacSha256), None, &caller)?;
+    intend(state, call, Action::ImportKeyPlaintext, &key_resource(name)).await?;
     let (details, _created) = state.keys.import(name, material, alg, create, explicit).await?;
     Ok(json(StatusCode::CREATED, &key_json(details)))
 }

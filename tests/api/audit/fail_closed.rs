@@ -59,7 +59,8 @@ async fn listed(app: &TestApp) -> (Vec<u64>, Vec<String>) {
     (seqs, ids)
 }
 
-/// A home whose trail holds 2 events (create `k`, one sign), stopped.
+/// A home whose trail holds 3 events (the intent and the outcome of creating `k`, one
+/// sign), stopped.
 async fn home_with_a_signed_key(home: AppHome) -> AppHome {
     let mut app = spawn_app_in(home).await;
     app.create_key("k").await;
@@ -96,16 +97,20 @@ async fn with_the_event_file_on_a_full_device_sign_answers_503_and_no_event_or_c
     app.stop().await;
     assert_eq!(
         stored_events(&home).await.len(),
-        2,
+        3,
         "the store holds no event of the refused requests"
     );
     assert_eq!(std::fs::read(home.audit_file()).expect("event file"), file_before);
 
     let app = spawn_app_in(home.clone()).await;
-    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": 2}));
+    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": 3}));
     assert_eq!(sign_count(&app).await, json!(1), "the refused signs were not counted");
     let (seqs, ids) = listed(&app).await;
-    assert_eq!(seqs, [1, 2, 3, 4], "no gap: create, sign, verify, get");
+    assert_eq!(
+        seqs,
+        [1, 2, 3, 4, 5],
+        "no gap: create (intent, outcome), sign, verify, get"
+    );
     for id in &refused {
         assert!(!ids.contains(id), "refused request {id} is in the trail");
     }
@@ -120,7 +125,7 @@ async fn the_trail_recovers_without_a_restart_when_its_event_file_becomes_writab
     repoint(&link, &real);
     home.audit_file = Some(link.clone());
     let home = home_with_a_signed_key(home).await;
-    assert_eq!(file_lines(&home).len(), 2);
+    assert_eq!(file_lines(&home).len(), 3);
 
     repoint(&link, Path::new("/dev/full"));
     let app = spawn_app_in(home.clone()).await;
@@ -137,7 +142,7 @@ async fn the_trail_recovers_without_a_restart_when_its_event_file_becomes_writab
     assert_eq!(r.status, StatusCode::OK, "the writer reopens its file: {}", r.body);
     let recovered = r.request_id.clone().expect("x-request-id");
     assert_eq!(health_audit(&app).await, json!("ok"));
-    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": 3}));
+    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": 4}));
     app.flush_usage().await;
     assert_eq!(
         sign_count(&app).await,
@@ -145,8 +150,12 @@ async fn the_trail_recovers_without_a_restart_when_its_event_file_becomes_writab
         "one acknowledged sign before, one after"
     );
     let (seqs, ids) = listed(&app).await;
-    assert_eq!(seqs, [1, 2, 3, 4, 5], "create, sign, sign, verify, get");
-    assert_eq!(ids[2], recovered);
+    assert_eq!(
+        seqs,
+        [1, 2, 3, 4, 5, 6],
+        "create (intent, outcome), sign, sign, verify, get"
+    );
+    assert_eq!(ids[3], recovered);
     for id in &refused {
         assert!(!ids.contains(id), "refused request {id} is in the trail");
     }
@@ -165,23 +174,23 @@ async fn a_batch_the_anchor_file_refuses_is_taken_back_out_of_the_store_and_the_
     let app = spawn_app_in(home.clone()).await;
     repoint(&link, Path::new("/dev/full"));
     let refused = refused_sign(&app, b"refused").await;
-    assert_eq!(file_lines(&home).len(), 2, "the event file was cut back");
+    assert_eq!(file_lines(&home).len(), 3, "the event file was cut back");
     let pool = raw_db(&home.database()).await;
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
         .fetch_one(&pool)
         .await
         .expect("count");
     pool.close().await;
-    assert_eq!(rows, 2, "the store's rows of the batch were removed");
+    assert_eq!(rows, 3, "the store's rows of the batch were removed");
 
     repoint(&link, &real);
     let r = app
         .post("/v1/keys/k/sign", json!({"message": b64(b"after repair")}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": 3}));
+    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": 4}));
     let (seqs, ids) = listed(&app).await;
-    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
     assert!(!ids.contains(&refused));
-    assert_eq!(ids[2], r.request_id.expect("x-request-id"));
+    assert_eq!(ids[3], r.request_id.expect("x-request-id"));
 }

@@ -17,6 +17,7 @@ mod secrets;
 mod tamper;
 mod trail;
 mod truncation;
+mod write_ahead;
 
 use std::path::Path;
 use std::sync::Arc;

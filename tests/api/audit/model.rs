@@ -93,6 +93,18 @@ impl Model {
         self.ops.last_mut().expect("just pushed")
     }
 
+    /// Notes the two events a change that reached its write-ahead leaves: its intent (outcome
+    /// `intent`), then its outcome; `adjust` sets what both say beyond [`Model::note`].
+    pub(super) fn note_change(&mut self, r: &Reply, action: &'static str, resource: &str, adjust: impl Fn(&mut Op)) {
+        let mut outcome = self.note(r, action, resource).clone();
+        adjust(&mut outcome);
+        let mut intent = outcome.clone();
+        intent.outcome = "intent".into();
+        let last = self.ops.len() - 1;
+        self.ops[last] = intent;
+        self.ops.push(outcome);
+    }
+
     /// The events the API must list for the ops `keep` selects, seq numbered from 1 over all ops.
     pub(super) fn expected(&self, keep: impl Fn(&Op) -> bool) -> Vec<Value> {
         self.ops
@@ -173,7 +185,7 @@ pub(super) async fn mixed_operations(app: &mut TestApp) -> Model {
         .post("/v1/keys", json!({"name": "alpha", "algorithm": "hmac-sha256"}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    model.note(&r, "CreateKey", "key:alpha");
+    model.note_change(&r, "CreateKey", "key:alpha", |_| {});
 
     model.tick(app);
     let material = [0x5au8; 32];
@@ -184,7 +196,10 @@ pub(super) async fn mixed_operations(app: &mut TestApp) -> Model {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    model.note(&r, "ImportKeyPlaintext", "key:beta").secret_hmac = Some(app.state.audit.secret_hmac(&material));
+    let fingerprint = app.state.audit.secret_hmac(&material);
+    model.note_change(&r, "ImportKeyPlaintext", "key:beta", |op| {
+        op.secret_hmac = Some(fingerprint.clone())
+    });
 
     model.tick(app);
     let r = app.post("/v1/keys/alpha/sign", json!({"message": "aGVsbG8="})).await;
@@ -244,12 +259,12 @@ pub(super) async fn mixed_operations(app: &mut TestApp) -> Model {
     model.tick(app);
     let r = app.patch("/v1/keys/alpha", json!({"auto_rotate_period": "30d"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    model.note(&r, "UpdateKey", "key:alpha");
+    model.note_change(&r, "UpdateKey", "key:alpha", |_| {});
 
     model.tick(app);
     let r = app.post("/v1/keys/alpha/rotate", json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    model.note(&r, "RotateKey", "key:alpha");
+    model.note_change(&r, "RotateKey", "key:alpha", |_| {});
 
     model.tick(app);
     app.client = client(None);

@@ -15,12 +15,12 @@ use super::{
 use crate::helpers::{AppHome, spawn_app, spawn_app_in};
 
 /// Events in the trail [`stopped_trail`] leaves.
-pub(super) const EVENTS: u64 = 12;
+pub(super) const EVENTS: u64 = 14;
 pub(super) const MAC_MISMATCH: &str = "MAC mismatch: the event or an earlier one was altered, replaced or reordered";
 
 /// A stopped app whose intact trail holds [`EVENTS`] events, one batch (and one anchor) each:
-/// 1 create, 2 import, 3-6 sign `k`, 7-8 sign `m`, 9 verify, 10 sign of a missing key,
-/// 11 a refused token, 12 get.
+/// 1-2 create (intent, outcome), 3-4 import (intent, outcome), 5-8 sign `k`, 9-10 sign `m`,
+/// 11 verify, 12 sign of a missing key, 13 a refused token, 14 get.
 pub(super) async fn stopped_trail() -> AppHome {
     let mut app = spawn_app().await;
     app.create_key("k").await;
@@ -149,7 +149,7 @@ async fn moving_one_event_out_of_a_time_window_is_detected() {
     let report = verify_online(&app).await;
     app.stop().await;
     assert!(
-        listed == [3, 4, 5, 6, 7, 8, 10] || report["ok"] == json!(false),
+        listed == [5, 6, 7, 8, 9, 10, 12] || report["ok"] == json!(false),
         "event 5 is hidden from a time-filtered listing ({listed:?}) while verify reports {report}"
     );
     let report = verify_offline(&copy).await;
@@ -311,16 +311,16 @@ async fn editing_a_line_of_the_event_file_is_detected_at_its_sequence() {
             format!("event file line 4: {MAC_MISMATCH}"),
         ),
         (
-            10,
+            12,
             "\"outcome\":\"KEY_NOT_FOUND\"",
             "\"outcome\":\"ok\"",
-            format!("event file line 10: {MAC_MISMATCH}"),
+            format!("event file line 12: {MAC_MISMATCH}"),
         ),
         (
-            12,
+            14,
             "\"action\":\"GetKey\"",
             "\"action\":\"ListKeys\"",
-            format!("event file line 12: {MAC_MISMATCH}"),
+            format!("event file line 14: {MAC_MISMATCH}"),
         ),
     ];
     for (line, from, to, reason) in edits {

@@ -178,8 +178,8 @@ async fn a_reload_with_errors_is_refused_whole_and_a_valid_one_applies_at_once()
     let outcomes: Vec<&str> = reloads.iter().map(|e| e["outcome"].as_str().unwrap_or("")).collect();
     assert_eq!(
         outcomes,
-        ["ok", "INVALID_ARGUMENT", "ok"],
-        "every reload is audited with its outcome"
+        ["intent", "ok", "intent", "INVALID_ARGUMENT", "intent", "ok"],
+        "every reload is audited with its intent, then its outcome"
     );
 }
 

@@ -34,15 +34,33 @@ impl TestApp {
         }
     }
 
-    /// The event of the request that answered `r`, among those `query` lists (e.g.
-    /// `action=Sign&principal=alice`); panics when there is none.
+    /// The outcome event of the request that answered `r`, among those `query` lists (e.g.
+    /// `action=Sign&principal=alice`); panics when there is none. A change also wrote an
+    /// intent event before it acted (outcome `intent`): when the listing holds one, it must
+    /// come first and name the same caller, action, decision and policy.
     pub async fn audit_event_of(&self, r: &Reply, query: &str) -> Value {
         let id = r.request_id.as_deref().expect("every response has an x-request-id");
         let events = self.audit_events(query).await;
-        events
+        let (intents, outcomes): (Vec<&Value>, Vec<&Value>) = events
             .iter()
-            .find(|e| e["request_id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("expected an event for request {id} among {query}: {events:?}"))
+            .filter(|e| e["request_id"] == id)
+            .partition(|e| e["outcome"] == "intent");
+        let [outcome] = outcomes.as_slice() else {
+            panic!("expected one outcome event for request {id} among {query}: {events:?}");
+        };
+        assert!(intents.len() <= 1, "request {id} has several intents: {intents:?}");
+        if let Some(intent) = intents.first() {
+            assert!(
+                intent["seq"].as_u64() < outcome["seq"].as_u64(),
+                "the intent comes first: {intent} {outcome}"
+            );
+            for field in ["principal", "action", "decision", "policy", "node"] {
+                assert_eq!(
+                    intent[field], outcome[field],
+                    "intent and outcome of {id} disagree on {field}"
+                );
+            }
+        }
+        (*outcome).clone()
     }
 }

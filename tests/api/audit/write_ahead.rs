@@ -1,0 +1,301 @@
+//! Write-ahead for changes: a change first makes its intent durable, then acts, then records
+//! its outcome. When the trail cannot take the intent, the change does not happen — the
+//! answer is 503 `AUDIT_UNAVAILABLE` and nothing in the store differs — for every kind of
+//! change. An outcome that could not be written is kept and written once the trail works.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sigvault::model::{Decision, EventData};
+use sqlx::Row;
+
+use super::file_lines;
+use crate::helpers::{AppHome, Reply, TestApp, b64, raw_db, spawn_app, spawn_app_in};
+
+/// Every row of every table (schema_migrations aside), as text: the store's whole state.
+async fn store_state(database: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
+    let pool = raw_db(database).await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("list tables");
+    let mut state = BTreeMap::new();
+    for table in tables {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY rowid")))
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+        let rows = rows
+            .iter()
+            .map(|row| {
+                (0..row.columns().len())
+                    .map(|i| {
+                        if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+                            format!("{v:?}")
+                        } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+                            format!("{v:?}")
+                        } else {
+                            format!("{:?}", row.try_get::<Option<Vec<u8>>, _>(i).expect("a value"))
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        state.insert(table, rows);
+    }
+    pool.close().await;
+    state
+}
+
+fn created(r: &Reply, field: &str) -> String {
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body[field].as_str().expect(field).to_owned()
+}
+
+/// What exists before the trail fails: a key, a key pending deletion, a caller token, a
+/// credential and an API key, each for a change to try on it.
+struct Existing {
+    token: String,
+    credential: String,
+    api_key: String,
+}
+
+async fn existing_objects(app: &TestApp) -> Existing {
+    app.create_key("k").await;
+    app.create_key("gone").await;
+    assert_eq!(app.delete("/v1/keys/gone").await.status, StatusCode::ACCEPTED);
+    let token = created(
+        &app.post("/v1/auth/tokens", json!({"principal": "svc", "groups": ["service"]}))
+            .await,
+        "id",
+    );
+    let credential = created(
+        &app.post("/v1/credentials", json!({"principal": "acme"})).await,
+        "access_key_id",
+    );
+    let api_key = created(&app.post("/v1/apikeys", json!({"principal": "acme"})).await, "id");
+    Existing {
+        token,
+        credential,
+        api_key,
+    }
+}
+
+#[tokio::test]
+async fn with_no_durable_trail_every_kind_of_change_answers_503_and_the_store_does_not_change() {
+    let mut app = spawn_app().await;
+    let existing = existing_objects(&app).await;
+    app.stop().await;
+    let full = AppHome {
+        audit_file: Some("/dev/full".into()),
+        ..app.home.clone()
+    };
+    let app = spawn_app_in(full).await;
+    let before = store_state(&app.home.database()).await;
+
+    let Existing {
+        token,
+        credential,
+        api_key,
+    } = &existing;
+    let changes: Vec<(&str, Method, String, Option<Value>)> = vec![
+        (
+            "create a key",
+            Method::POST,
+            "/v1/keys".into(),
+            Some(json!({"name": "new-key", "algorithm": "hmac-sha256"})),
+        ),
+        (
+            "import a key",
+            Method::POST,
+            "/v1/keys/imported/import".into(),
+            Some(json!({"key_material": b64(&[7u8; 32]), "algorithm": "hmac-sha256"})),
+        ),
+        (
+            "rotate a key",
+            Method::POST,
+            "/v1/keys/k/rotate".into(),
+            Some(json!({})),
+        ),
+        (
+            "disable a key",
+            Method::PATCH,
+            "/v1/keys/k".into(),
+            Some(json!({"state": "disabled"})),
+        ),
+        ("schedule a deletion", Method::DELETE, "/v1/keys/k".into(), None),
+        (
+            "restore a key",
+            Method::POST,
+            "/v1/keys/gone/restore".into(),
+            Some(json!({})),
+        ),
+        (
+            "create a token",
+            Method::POST,
+            "/v1/auth/tokens".into(),
+            Some(json!({"principal": "ops", "groups": ["admin"]})),
+        ),
+        (
+            "revoke a token",
+            Method::DELETE,
+            format!("/v1/auth/tokens/{token}"),
+            None,
+        ),
+        (
+            "revoke the root token",
+            Method::DELETE,
+            "/v1/auth/tokens/root".into(),
+            None,
+        ),
+        (
+            "create a credential",
+            Method::POST,
+            "/v1/credentials".into(),
+            Some(json!({"principal": "beta"})),
+        ),
+        (
+            "import a credential",
+            Method::POST,
+            "/v1/credentials/import".into(),
+            Some(
+                json!({"access_key_id": "AKIAIMPORTED0001", "secret_access_key": "s3cr3t-value-0123456789", "principal": "gamma"}),
+            ),
+        ),
+        (
+            "deactivate a credential",
+            Method::PATCH,
+            format!("/v1/credentials/{credential}"),
+            Some(json!({"state": "inactive"})),
+        ),
+        (
+            "delete a credential",
+            Method::DELETE,
+            format!("/v1/credentials/{credential}"),
+            None,
+        ),
+        (
+            "create an API key",
+            Method::POST,
+            "/v1/apikeys".into(),
+            Some(json!({"principal": "beta"})),
+        ),
+        (
+            "disable an API key",
+            Method::PATCH,
+            format!("/v1/apikeys/{api_key}"),
+            Some(json!({"state": "disabled"})),
+        ),
+        (
+            "reroll an API key",
+            Method::POST,
+            format!("/v1/apikeys/{api_key}/reroll"),
+            Some(json!({"grace_seconds": 0})),
+        ),
+        (
+            "revoke an API key",
+            Method::DELETE,
+            format!("/v1/apikeys/{api_key}"),
+            None,
+        ),
+        (
+            "reload the policies",
+            Method::POST,
+            "/v1/sys/policies/reload".into(),
+            None,
+        ),
+    ];
+    for (what, method, path, body) in &changes {
+        let r = app
+            .send(
+                method.clone(),
+                path,
+                None,
+                body.as_ref().map(|b| b.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "AUDIT_UNAVAILABLE"),
+            "{what}: {}",
+            r.body
+        );
+        for secret in ["token", "secret_access_key", "key"] {
+            assert!(
+                r.body.get(secret).is_none(),
+                "{what}: a refused change shows no {secret}"
+            );
+        }
+    }
+    assert!(
+        store_state(&app.home.database()).await == before,
+        "no refused change reached the store"
+    );
+    let mut app = app;
+    app.stop().await;
+
+    // With a working trail again, everything is as it was: the root token (whose revocation
+    // was refused) still works, and the trail holds no event of a refused change.
+    let home = AppHome {
+        audit_file: None,
+        ..app.home.clone()
+    };
+    let app = spawn_app_in(home).await;
+    let r = app.get("/v1/auth/whoami").await;
+    assert_eq!(
+        (r.status, &r.body["principal"]),
+        (StatusCode::OK, &json!("root")),
+        "{}",
+        r.body
+    );
+    assert_eq!(app.get("/v1/keys/k").await.body["state"], "enabled");
+    assert_eq!(
+        app.get(&format!("/v1/auth/tokens/{token}"))
+            .await
+            .body
+            .get("revoked_at"),
+        None
+    );
+    let events = app.audit_events("").await;
+    assert!(
+        events.iter().all(|e| e["outcome"] != "AUDIT_UNAVAILABLE"),
+        "no refused request is in the trail"
+    );
+}
+
+#[tokio::test]
+async fn a_deferred_outcome_is_written_once_the_trail_works_even_with_no_request_after_it() {
+    let app = spawn_app().await;
+    app.create_key("k").await;
+    let before = file_lines(&app.home).len();
+    app.state.audit.defer(EventData {
+        time_ms: 1_790_000_000_000,
+        request_id: "deferred-outcome-1".into(),
+        principal: "root".into(),
+        action: "RotateKey".into(),
+        resource: "key:k".into(),
+        decision: Decision::Allow,
+        outcome: "ok".into(),
+        ..EventData::default()
+    });
+    // No request follows: the idle writer retries on its own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while file_lines(&app.home).len() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deferred outcome was never written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let lines = file_lines(&app.home);
+    assert_eq!(lines.len(), before + 1);
+    let last: Value = serde_json::from_str(lines.last().expect("a line")).expect("JSON");
+    assert_eq!(last["event"]["request_id"], "deferred-outcome-1");
+    assert_eq!(last["event"]["outcome"], "ok");
+    let verified = app.get("/v1/audit/verify").await;
+    assert_eq!(verified.body["ok"], json!(true), "{}", verified.body);
+}
