@@ -91,6 +91,11 @@ async fn list_events(state: &AppState, call: &mut Call) -> Result<Response, ApiE
         None => None,
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor is not one this server issued"))?),
     };
+    state
+        .audit
+        .catch_up()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::AuditUnavailable, e.to_string()))?;
     let page = state
         .audit
         .trail()
@@ -131,6 +136,12 @@ async fn verify_now(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
         &Resource::Collection("audit"),
     )?;
     call.expect_no_body().await?;
+    // Everything written before this request is checked in all three sinks.
+    state
+        .audit
+        .catch_up()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::AuditUnavailable, e.to_string()))?;
     let report = state
         .audit
         .trail()

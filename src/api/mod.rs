@@ -223,7 +223,7 @@ pub(crate) async fn intend(state: &AppState, call: &mut Call, action: Action, re
     let event = event_data(state, call, action, resource, "intent");
     let seq = state
         .audit
-        .record(event)
+        .record_durable(event)
         .await
         .map_err(|e| ApiError::new(ErrorCode::AuditUnavailable, e.to_string()))?;
     call.note.intent = Some(seq);

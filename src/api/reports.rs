@@ -14,7 +14,7 @@ use super::context::{Call, call};
 use super::reply::{self, json};
 use super::{AppState, audited, authenticate, authorize, method_not_allowed, store_error, with_state};
 use crate::audit::action::Action;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;
 use crate::report::{self, ReportError, html};
 
@@ -63,6 +63,11 @@ async fn read_report(state: &AppState, call: &mut Call) -> Result<Response, ApiE
         Some("html") => Format::Html,
         Some(_) => return Err(ApiError::invalid("format must be json or html")),
     };
+    state
+        .audit
+        .catch_up()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::AuditUnavailable, e.to_string()))?;
     let report = report::gather(
         &state.keys,
         &state.credentials,

@@ -25,8 +25,15 @@ pub use crate::model::audit::{AuditEvent, Decision, EventData, MAX_USER_AGENT, c
 impl AuditEvent {
     /// The bytes the chain MAC covers (see the module docs).
     pub fn canonical(&self) -> Vec<u8> {
-        // Serialising a struct of strings, integers and options cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(320);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// Appends the canonical encoding to `out` (the writer reuses one buffer).
+    pub(crate) fn write_canonical(&self, out: &mut Vec<u8>) {
+        // Serialising a struct of strings, integers and options into memory cannot fail.
+        let _ = serde_json::to_writer(&mut *out, self);
     }
 
     /// The JSON-lines record: `{"event":<canonical>,"mac":"<hex>"}` plus a newline.
@@ -55,7 +62,12 @@ pub(crate) fn push_line(out: &mut Vec<u8>, canonical: &[u8], mac: &[u8]) {
     out.extend_from_slice(b"{\"event\":");
     out.extend_from_slice(canonical);
     out.extend_from_slice(b",\"mac\":\"");
-    out.extend_from_slice(hex(mac).as_bytes());
+    let mut text = [0u8; 64];
+    match base16ct::lower::encode(mac, &mut text) {
+        Ok(hex) => out.extend_from_slice(hex),
+        // Longer than a chain MAC: not on the writer's path.
+        Err(_) => out.extend_from_slice(hex(mac).as_bytes()),
+    }
     out.extend_from_slice(b"\"}\n");
 }
 

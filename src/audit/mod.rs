@@ -14,6 +14,7 @@ pub mod verify;
 pub mod writer;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use crate::store::{AuditFilter, StoredEvent};
 
@@ -28,13 +29,59 @@ pub(crate) fn is_one_batch(head_seq: u64, end_seq: u64, batch_ends: &[u64]) -> b
     starts_after_a_batch && past.next() == Some(&end_seq) && past.next().is_none()
 }
 
-/// `[audit]`: where the trail lives and which node writes it.
+/// When a request's event counts as written (`audit.durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Answered once the event is MAC-chained and handed to the OS (write(2) in chain order):
+    /// a crash of the process loses no acknowledged event; the file is fdatasync'ed at least
+    /// every `sync_interval`, so a power loss loses at most that window.
+    Os,
+    /// Answered once the event's write has been fdatasync'ed (group commit).
+    Fsync,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Os => "os",
+            Self::Fsync => "fsync",
+        }
+    }
+}
+
+/// `[audit]`: where the trail lives, which node writes it, and how durable an event is
+/// before its request is answered.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
     /// This node's name in every event (and the chain it writes).
     pub node: String,
     /// The JSON-lines event file.
     pub file: PathBuf,
-    /// The anchor file: the chain head after every batch.
+    /// The anchor file: the chain head after every indexed batch.
     pub anchor_file: PathBuf,
+    /// When an event counts as written.
+    pub durability: Durability,
+    /// Longest time written events stay without an fdatasync (`os` durability).
+    pub sync_interval: Duration,
+    /// Longest time an event waits before the store indexes it.
+    pub index_lag: Duration,
 }
+
+impl AuditSettings {
+    /// Settings with the defaults for everything but the node and the two files.
+    pub fn new(node: impl Into<String>, file: PathBuf, anchor_file: PathBuf) -> Self {
+        Self {
+            node: node.into(),
+            file,
+            anchor_file,
+            durability: Durability::Os,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            index_lag: DEFAULT_INDEX_LAG,
+        }
+    }
+}
+
+/// `audit.sync_interval` unless configured.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(20);
+/// `audit.index_lag` unless configured.
+pub const DEFAULT_INDEX_LAG: Duration = Duration::from_secs(1);

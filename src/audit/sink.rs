@@ -2,9 +2,9 @@
 //! file (one `node seq mac-hex` line per committed batch, so a truncated event file — or a
 //! truncated store — is caught by comparing against the last anchored head).
 //!
-//! Plain blocking I/O: the writer calls these from tokio's blocking pool. Every append is
-//! followed by `fdatasync`; an append that fails is cut back off the file, so a failed
-//! batch leaves nothing behind.
+//! Plain blocking I/O: the anchor file is appended from tokio's blocking pool (the event file
+//! is written by [`super::writer`]'s own log); the readers serve recovery and verification.
+//! An append that fails is cut back off the file, so a failed append leaves nothing behind.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -50,12 +50,6 @@ impl AppendFile {
         self.file.as_ref().ok_or_else(|| std::io::Error::other("file not open"))
     }
 
-    /// Appends `bytes` and makes them durable. Returns the length before the append (for
-    /// an undo), or `None` when the target is not a regular file.
-    pub(crate) fn append_durably(&mut self, bytes: &[u8]) -> std::io::Result<Option<u64>> {
-        self.append(bytes, true)
-    }
-
     /// Appends `bytes`, syncing them when `sync`. On failure cuts the file back to its
     /// length before the append (when it is a regular file) and closes it for a later
     /// reopen.
@@ -81,16 +75,6 @@ impl AppendFile {
             self.file = None;
         }
         result
-    }
-
-    /// Cuts the file back to `len` bytes (undoing a batch another sink refused).
-    pub(crate) fn truncate(&mut self, len: u64) -> std::io::Result<()> {
-        let file = self.open()?;
-        if file.metadata()?.is_file() {
-            file.set_len(len)?;
-            file.sync_data()?;
-        }
-        Ok(())
     }
 }
 
@@ -227,8 +211,8 @@ mod tests {
     fn appends_are_read_back_and_the_last_complete_line_is_found() {
         let path = temp("append");
         let mut f = AppendFile::new(&path);
-        f.append_durably(b"one\ntwo\n").unwrap();
-        f.append_durably(b"three\n").unwrap();
+        f.append(b"one\ntwo\n", true).unwrap();
+        f.append(b"three\n", false).unwrap();
         assert_eq!(last_line(&path).unwrap().as_deref(), Some("three"));
         std::fs::OpenOptions::new()
             .append(true)
@@ -239,14 +223,12 @@ mod tests {
         assert_eq!(last_line(&path).unwrap().as_deref(), Some("three"));
         drop_partial_line(&path).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
-        f.truncate(4).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n");
     }
 
     #[test]
     fn a_failed_append_to_a_full_device_reports_an_error() {
         let mut f = AppendFile::new(Path::new("/dev/full"));
-        assert!(f.append_durably(b"x\n").is_err());
+        assert!(f.append(b"x\n", true).is_err());
         assert_eq!(f.len().unwrap(), None);
         assert_eq!(last_line(Path::new("/dev/full")).unwrap(), None);
         assert!(

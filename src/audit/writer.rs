@@ -1,44 +1,49 @@
-//! Group commit: requests hand their event to [`Auditor::record`] and wait; one writer task
-//! takes every event queued so far, gives them sequence numbers and chain MACs, appends
-//! them to the JSON-lines file (fdatasync) while inserting them into the store (one
-//! transaction, one statement), appends the new head to the anchor file, and only then
-//! releases the waiting requests. Many events, one sync on the critical path: the event
-//! file is the durable copy; the store's audit connection skips its fsync and is repaired
-//! from the file after a power loss; the anchor is synced at most every 200 ms.
+//! Writing the trail. A request's event is chained and written to the event file on the
+//! request's own thread ([`log::EventLog::append`]: one write(2), no hop to another thread);
+//! the [`syncer`] thread fdatasyncs the file; the [`indexer`] task copies synced events into
+//! the store in large batches and anchors their head. When a request is answered depends on
+//! `audit.durability` ([`Durability`]): `os` once its line is written, `fsync` once it is
+//! synced. The intent of a change ([`Auditor::record_durable`]) is always synced first.
 //!
-//! Fail closed: if any step fails, the steps already done are undone, every request of the
-//! batch gets [`AuditError::Unavailable`] (the API answers 503 `AUDIT_UNAVAILABLE`), and the
-//! next batch first re-reads the sinks' heads and retries — recovery needs no restart.
+//! Fail closed: a write that fails refuses that request (503 `AUDIT_UNAVAILABLE`) and is cut
+//! back off the file; a failed fdatasync or anchor write refuses every request until it
+//! recovers, which needs no restart.
 //!
-//! Crash recovery ([`Writer::reconcile`]): a crash (or power loss) can leave the file ahead
-//! of the store (copied into the store after checking the chain) or the anchor behind
-//! (appended); a batch that the file did not take was never acknowledged. Anything else — the store ahead of the file, an
-//! anchor ahead of both — is evidence of tampering: the auditor refuses to write until a
-//! person has looked (`sigvault audit verify`).
+//! Crash recovery ([`Recovery::reconcile`]) at start: a crash (or power loss) can leave the
+//! file ahead of the store (copied into the store after checking the chain), the anchor
+//! behind (appended), or half a line at the end of the file (cut: never acknowledged).
+//! Anything else — the store ahead of the file by more than one batch, an anchor ahead of
+//! both — is evidence of tampering: the auditor refuses to start until a person has looked
+//! (`sigvault audit verify`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, watch};
 
 mod accept;
+mod indexer;
+mod log;
 mod reconcile;
+mod syncer;
 
 pub use accept::{Accepted, accept_truncation};
 
-use super::AuditSettings;
-use super::chain::{Head, link_encoded};
-use super::event::{AuditEvent, EventData, hex, push_line};
-use super::sink::{self, AppendFile};
+use self::log::{EventLog, SyncPoint, Written};
+use self::syncer::{SyncControl, Synced};
+use super::event::{EventData, hex};
+use super::sink::AppendFile;
 use super::trail::AuditTrail;
+use super::{AuditSettings, Durability};
+use crate::audit::chain::Head;
 use crate::secret::SecretBytes;
-use crate::store::{AuditStore, StoredEvent};
+use crate::store::AuditStore;
 
-/// Most events in one group commit.
-pub(crate) const MAX_BATCH: usize = 1024;
-/// Requests that may wait for the writer at once; beyond it `record` waits for room.
-const QUEUE: usize = 16 * 1024;
+/// Longest a request waits for its event's fdatasync, and a reader for the store to catch
+/// up, before it is refused.
+const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum AuditError {
@@ -47,99 +52,215 @@ pub enum AuditError {
     Unavailable(String),
 }
 
-/// The handle requests use. Cheap to share.
-pub struct Auditor {
-    queue: mpsc::Sender<Pending>,
-    key: Arc<SecretBytes>,
-    healthy: Arc<AtomicBool>,
-    trail: AuditTrail,
-    deferred: Deferred,
+/// What the request path, the syncer and the indexer share.
+struct Shared {
+    settings: AuditSettings,
+    store: Arc<dyn AuditStore>,
+    log: Mutex<EventLog>,
+    sync: SyncControl,
+    synced: watch::Sender<Synced>,
+    indexed: watch::Sender<u64>,
+    index_wake: Notify,
+    /// Outcome events of changes whose intent is in the trail but whose outcome could not
+    /// be written (see [`Auditor::defer`]).
+    deferred: Mutex<Vec<EventData>>,
+    has_deferred: AtomicBool,
+    stopping: AtomicBool,
 }
 
-/// Outcome events of changes whose intent is in the trail but whose outcome could not be
-/// written (see [`Auditor::defer`]): the writer puts them first into its next batch, and is
-/// woken for them when it is idle.
-#[derive(Default)]
-struct DeferredOutcomes {
-    events: std::sync::Mutex<Vec<EventData>>,
-    wake: tokio::sync::Notify,
-}
+impl Shared {
+    fn log(&self) -> MutexGuard<'_, EventLog> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-type Deferred = Arc<DeferredOutcomes>;
+    fn deferred(&self) -> MutexGuard<'_, Vec<EventData>> {
+        self.deferred.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-impl DeferredOutcomes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<EventData>> {
-        self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn append(&self, data: EventData) -> Result<Written, AuditError> {
+        if self.has_deferred.load(Ordering::Acquire) {
+            self.flush_deferred();
+        }
+        self.log().append(data)
+    }
+
+    /// Writes the deferred outcome events, in order, before anything else; keeps those the
+    /// trail still refuses.
+    fn flush_deferred(&self) {
+        let pending = std::mem::take(&mut *self.deferred());
+        if pending.is_empty() {
+            return;
+        }
+        let mut log = self.log();
+        let mut rest = pending.into_iter();
+        let mut kept = Vec::new();
+        for data in rest.by_ref() {
+            if log.append(data.clone()).is_err() {
+                kept.push(data);
+                break;
+            }
+        }
+        drop(log);
+        kept.extend(rest);
+        let mut deferred = self.deferred();
+        let later = std::mem::take(&mut *deferred);
+        *deferred = kept;
+        deferred.extend(later);
+        self.has_deferred.store(!deferred.is_empty(), Ordering::Release);
+    }
+
+    /// Waits until the event `written` is durable in the file.
+    async fn wait_synced(&self, written: Written) -> Result<(), AuditError> {
+        let mut synced = self.synced.subscribe();
+        self.sync.urge();
+        let waited = tokio::time::timeout(
+            WAIT_LIMIT,
+            synced.wait_for(|s| s.seq >= written.seq || s.failures > written.sync_failures),
+        )
+        .await;
+        match waited {
+            Ok(Ok(s)) if s.seq >= written.seq => Ok(()),
+            Ok(_) => Err(AuditError::Unavailable("the event file could not be synced".into())),
+            Err(_) => Err(AuditError::Unavailable(
+                "the event file sync did not finish in time".into(),
+            )),
+        }
     }
 }
 
-/// How often an idle writer retries deferred outcome events.
-const RETRY_DEFERRED: std::time::Duration = std::time::Duration::from_secs(1);
-
-struct Pending {
-    data: EventData,
-    done: oneshot::Sender<Result<u64, AuditError>>,
-}
-
-struct Writer {
-    store: Arc<dyn AuditStore>,
+/// The handle requests use. Cheap to share.
+pub struct Auditor {
+    shared: Arc<Shared>,
     key: Arc<SecretBytes>,
-    settings: AuditSettings,
-    file: AppendFile,
-    anchor: AppendFile,
-    head: Head,
-    needs_reconcile: bool,
-    healthy: Arc<AtomicBool>,
-    last_anchor_sync: std::time::Instant,
-    deferred: Deferred,
+    trail: AuditTrail,
+    syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    indexer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
-
-/// Longest time an anchor line may stay unsynced (see [`Writer::write`]).
-const ANCHOR_SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Auditor {
-    /// Reconciles the sinks after a crash and starts the writer task.
+    /// Reconciles the sinks after a crash and starts the syncer thread and the indexer task.
     pub async fn start(
         store: Arc<dyn AuditStore>,
         key: SecretBytes,
         settings: AuditSettings,
     ) -> Result<Self, AuditError> {
-        let key = Arc::new(key);
-        let healthy = Arc::new(AtomicBool::new(false));
+        Self::start_shared(store, Arc::new(key), settings).await
+    }
+
+    async fn start_shared(
+        store: Arc<dyn AuditStore>,
+        key: Arc<SecretBytes>,
+        settings: AuditSettings,
+    ) -> Result<Self, AuditError> {
+        let mut recovery = Recovery::new(Arc::clone(&store), Arc::clone(&key), settings.clone());
+        recovery.reconcile().await?;
         let trail = AuditTrail::new(Arc::clone(&store), Arc::clone(&key), settings.clone());
-        let mut writer = Writer::new(store, Arc::clone(&key), settings, Arc::clone(&healthy));
-        writer.reconcile().await?;
-        healthy.store(true, Ordering::Relaxed);
-        let deferred = Arc::clone(&writer.deferred);
-        let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer.run(rx));
+        let head = recovery.head.clone();
+        let durable = SyncPoint {
+            seq: head.seq,
+            len: file_len(&settings.file),
+        };
+        let log = EventLog::new(&settings.node, Arc::clone(&key), settings.file.clone(), head.clone());
+        let shared = Arc::new(Shared {
+            settings,
+            store,
+            log: Mutex::new(log),
+            sync: SyncControl::default(),
+            synced: watch::Sender::new(Synced {
+                seq: head.seq,
+                failures: 0,
+            }),
+            indexed: watch::Sender::new(head.seq),
+            index_wake: Notify::new(),
+            deferred: Mutex::default(),
+            has_deferred: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+        });
+        let syncer = syncer::spawn(Arc::clone(&shared), durable)
+            .map_err(|e| AuditError::Unavailable(format!("audit sync thread: {e}")))?;
+        let indexer = indexer::Indexer::new(Arc::clone(&shared), recovery.anchor, head.seq);
+        let indexer = tokio::spawn(indexer.run());
         Ok(Self {
-            queue,
+            shared,
             key,
-            healthy,
             trail,
-            deferred,
+            syncer: Mutex::new(Some(syncer)),
+            indexer: Mutex::new(Some(indexer)),
         })
     }
 
-    /// Keeps the outcome event of a change whose intent is already in the trail but whose
-    /// outcome could not be written: the writer appends it before anything else as soon as
-    /// the trail works again (retrying every [`RETRY_DEFERRED`] while idle), so every
-    /// intent gets its outcome without a restart.
-    pub fn defer(&self, outcome: EventData) {
-        self.deferred.lock().push(outcome);
-        self.deferred.wake.notify_one();
+    /// Appends one event and returns its sequence number once it is written as
+    /// `audit.durability` asks: handed to the OS (`os`) or synced (`fsync`).
+    pub async fn record(&self, data: EventData) -> Result<u64, AuditError> {
+        let written = self.shared.append(data)?;
+        if self.shared.settings.durability == Durability::Fsync {
+            self.shared.wait_synced(written).await?;
+        }
+        Ok(written.seq)
     }
 
-    /// Appends one event and returns its sequence number once it is durable in every sink.
-    pub async fn record(&self, data: EventData) -> Result<u64, AuditError> {
-        let (done, wait) = oneshot::channel();
-        self.queue
-            .send(Pending { data, done })
-            .await
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
-        wait.await
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
+    /// Appends one event and returns its sequence number once it is synced, whatever the
+    /// durability mode: the intent of a change must survive a power loss the change survives.
+    pub async fn record_durable(&self, data: EventData) -> Result<u64, AuditError> {
+        let written = self.shared.append(data)?;
+        self.shared.wait_synced(written).await?;
+        Ok(written.seq)
+    }
+
+    /// Keeps the outcome event of a change whose intent is already in the trail but whose
+    /// outcome could not be written: it is appended before anything else as soon as the
+    /// trail works again (retried by the indexer while no request comes), so every intent
+    /// gets its outcome without a restart.
+    pub fn defer(&self, outcome: EventData) {
+        self.shared.deferred().push(outcome);
+        self.shared.has_deferred.store(true, Ordering::Release);
+    }
+
+    /// Waits until the store holds every event written so far (readers of the store call it
+    /// first, so a client reads its own requests' events).
+    pub async fn catch_up(&self) -> Result<(), AuditError> {
+        let written = {
+            let log = self.shared.log();
+            Written {
+                seq: log.head().seq,
+                sync_failures: 0,
+            }
+        };
+        if self.shared.synced.borrow().seq < written.seq {
+            let failures = self.shared.synced.borrow().failures;
+            self.shared
+                .wait_synced(Written {
+                    sync_failures: failures,
+                    ..written
+                })
+                .await?;
+        }
+        let mut indexed = self.shared.indexed.subscribe();
+        self.shared.index_wake.notify_one();
+        match tokio::time::timeout(WAIT_LIMIT, indexed.wait_for(|i| *i >= written.seq)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(AuditError::Unavailable(
+                "the store has not indexed the trail in time".into(),
+            )),
+        }
+    }
+
+    /// Makes everything written durable and indexed, then stops the syncer and the indexer.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, "audit trail not fully indexed at shutdown; the next start copies it from the event file");
+        }
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.index_wake.notify_one();
+        let indexer = self.indexer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(indexer) = indexer {
+            let _ = indexer.await;
+        }
+        self.shared.sync.stop();
+        let syncer = self.syncer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(syncer) = syncer {
+            let _ = tokio::task::spawn_blocking(move || syncer.join()).await;
+        }
     }
 
     /// `HMAC(audit_key, "secret" || value)` in hex: lets an auditor correlate a secret
@@ -153,179 +274,47 @@ impl Auditor {
         &self.trail
     }
 
-    /// Whether the last batch reached every sink.
+    /// Whether the trail takes events now.
     pub(crate) fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.shared.log().is_healthy()
     }
 }
 
-impl Writer {
-    /// A writer that has not read the sinks yet: its first batch reconciles them.
-    fn new(
-        store: Arc<dyn AuditStore>,
-        key: Arc<SecretBytes>,
-        settings: AuditSettings,
-        healthy: Arc<AtomicBool>,
-    ) -> Self {
+impl Drop for Auditor {
+    fn drop(&mut self) {
+        // Without a shutdown (a test dropping its app): the syncer syncs once more and ends.
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.index_wake.notify_one();
+        self.shared.sync.stop();
+    }
+}
+
+/// The length of the event file (0 when missing or not a regular file).
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map_or(0, |m| m.len())
+}
+
+/// Reconciles the three sinks at start (see [`reconcile`]), and gives up events for
+/// [`accept_truncation`].
+struct Recovery {
+    store: Arc<dyn AuditStore>,
+    key: Arc<SecretBytes>,
+    settings: AuditSettings,
+    anchor: AppendFile,
+    head: Head,
+}
+
+impl Recovery {
+    fn new(store: Arc<dyn AuditStore>, key: Arc<SecretBytes>, settings: AuditSettings) -> Self {
         Self {
-            file: AppendFile::new(&settings.file),
             anchor: AppendFile::new(&settings.anchor_file),
             store,
             key,
             settings,
             head: Head::genesis(),
-            needs_reconcile: true,
-            healthy,
-            last_anchor_sync: std::time::Instant::now(),
-            deferred: Deferred::default(),
-        }
-    }
-
-    /// Deferred outcome events, as the head of a new batch (their waiters are nobody).
-    fn take_deferred(&self) -> Vec<Pending> {
-        let taken = std::mem::take(&mut *self.deferred.lock());
-        taken
-            .into_iter()
-            .map(|data| Pending {
-                data,
-                done: oneshot::channel().0,
-            })
-            .collect()
-    }
-
-    /// Puts back the deferred events of a batch that failed, ahead of any deferred since.
-    fn restore_deferred(&self, again: Vec<EventData>) {
-        self.deferred.lock().splice(0..0, again);
-    }
-
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
-        loop {
-            // With deferred outcomes waiting (a batch failed), retry them every
-            // RETRY_DEFERRED while idle; otherwise sleep until a request or a deferral comes.
-            let idle_retry = !self.deferred.lock().is_empty();
-            let first = if idle_retry {
-                match tokio::time::timeout(RETRY_DEFERRED, rx.recv()).await {
-                    Ok(None) => break,
-                    Ok(Some(first)) => Some(first),
-                    Err(_) => None,
-                }
-            } else {
-                tokio::select! {
-                    received = rx.recv() => match received {
-                        None => break,
-                        Some(first) => Some(first),
-                    },
-                    () = self.deferred.wake.notified() => None,
-                }
-            };
-            let mut batch = self.take_deferred();
-            let deferred = batch.len();
-            if let Some(first) = first {
-                batch.push(first);
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            // Events are taken out of the batch as they are chained: keep the deferred ones'
-            // data to put back if the batch fails.
-            let kept: Vec<EventData> = batch.iter().take(deferred).map(|p| p.data.clone()).collect();
-            let outcome = self.commit(&mut batch).await;
-            self.healthy.store(outcome.is_ok(), Ordering::Relaxed);
-            if let Err(e) = &outcome {
-                self.restore_deferred(kept);
-                tracing::error!(error = %e, events = batch.len(), "audit batch failed; requests refused");
-            }
-            let first_seq = outcome.as_ref().map(|head| head.seq + 1 - batch.len() as u64);
-            for (i, pending) in batch.into_iter().enumerate() {
-                let answer = match &first_seq {
-                    Ok(first) => Ok(first + i as u64),
-                    Err(e) => Err((*e).clone()),
-                };
-                let _ = pending.done.send(answer);
-            }
-        }
-    }
-
-    /// Makes one batch durable in every sink, or in none.
-    async fn commit(&mut self, batch: &mut [Pending]) -> Result<Head, AuditError> {
-        if self.needs_reconcile {
-            self.reconcile().await?;
-        }
-        let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
-        let mut head = self.head.clone();
-        let mut lines = Vec::with_capacity(batch.len() * 320);
-        for pending in batch.iter_mut() {
-            let event = AuditEvent::new(head.seq + 1, &self.settings.node, std::mem::take(&mut pending.data));
-            let canonical = event.canonical();
-            let mac = link_encoded(self.key.expose_secret(), &head.mac, &canonical).to_vec();
-            push_line(&mut lines, &canonical, &mac);
-            head = Head {
-                seq: event.seq,
-                mac: mac.clone(),
-            };
-            events.push((event, mac));
-        }
-        let result = self.write(lines, &events, &head).await;
-        match result {
-            Ok(()) => {
-                self.head = head.clone();
-                Ok(head)
-            }
-            Err(e) => {
-                self.needs_reconcile = true;
-                Err(e)
-            }
-        }
-    }
-
-    /// The event file and the store are written at the same time (their syncs overlap);
-    /// if either fails, the other is undone. The anchor line follows; it is synced at most
-    /// every [`ANCHOR_SYNC_EVERY`] — it guards against truncation by a person, which needs
-    /// no sync, and a crash that loses its last lines only leaves it behind, which the next
-    /// start repairs.
-    async fn write(&mut self, lines: Vec<u8>, events: &[StoredEvent], head: &Head) -> Result<(), AuditError> {
-        let unavailable = |what: &str, e: &dyn std::fmt::Display| AuditError::Unavailable(format!("{what}: {e}"));
-        let (file_result, store_result) = tokio::join!(
-            blocking(&mut self.file, move |f| f.append_durably(&lines)),
-            self.store.append_audit(events),
-        );
-        let file_len = match (file_result, store_result) {
-            (Ok(len), Ok(())) => len,
-            (Ok(len), Err(e)) => {
-                self.undo_file(len).await;
-                return Err(unavailable("store", &e));
-            }
-            (Err(e), Ok(())) => {
-                let _ = self.store.truncate_audit(&self.settings.node, self.head.seq).await;
-                return Err(unavailable("event file", &e));
-            }
-            (Err(e), Err(_)) => return Err(unavailable("event file and store", &e)),
-        };
-        let anchor = sink::anchor_line(&self.settings.node, head);
-        let sync = self.last_anchor_sync.elapsed() >= ANCHOR_SYNC_EVERY;
-        if let Err(e) = blocking(&mut self.anchor, move |f| f.append(anchor.as_bytes(), sync)).await {
-            let _ = self.store.truncate_audit(&self.settings.node, self.head.seq).await;
-            self.undo_file(file_len).await;
-            return Err(unavailable("anchor file", &e));
-        }
-        if sync {
-            self.last_anchor_sync = std::time::Instant::now();
-        }
-        Ok(())
-    }
-
-    /// Cuts the event file back to `len`, its length before the batch (`None`: not a
-    /// regular file, nothing to cut). Best effort: the batch has failed either way, and the
-    /// next batch reconciles first.
-    async fn undo_file(&mut self, len: Option<u64>) {
-        if let Some(len) = len {
-            let _ = blocking(&mut self.file, move |f| f.truncate(len)).await;
         }
     }
 }

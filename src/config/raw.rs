@@ -73,6 +73,9 @@ pub struct RawAudit {
     pub file: Option<PathBuf>,
     pub anchor_file: Option<PathBuf>,
     pub node: Option<String>,
+    pub durability: Option<String>,
+    pub sync_interval: Option<String>,
+    pub index_lag: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -4,12 +4,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration as StdDuration;
+
 use time::Duration;
 
 use super::raw::{RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawPolicies, RawReport, RawSigv4, RawStore, RawTls};
 use super::{ConfigError, invalid};
 use crate::api::Limits;
-use crate::audit::AuditSettings;
+use crate::audit::{AuditSettings, DEFAULT_INDEX_LAG, DEFAULT_SYNC_INTERVAL, Durability};
 use crate::auth::AuthSettings;
 use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
 use crate::credentials::Sigv4Settings;
@@ -263,11 +265,49 @@ pub(super) fn audit_settings(raw: RawAudit, data_dir: &Path) -> Result<AuditSett
     if file == anchor_file {
         return Err(invalid("audit.anchor_file", "must not be the event file"));
     }
+    let durability = match raw.durability.as_deref() {
+        None | Some("os") => Durability::Os,
+        Some("fsync") => Durability::Fsync,
+        Some(_) => return Err(invalid("audit.durability", "must be os or fsync")),
+    };
+    let sync_interval = millis(
+        "audit.sync_interval",
+        raw.sync_interval.as_deref(),
+        DEFAULT_SYNC_INTERVAL,
+    )?;
+    if !(StdDuration::from_millis(1)..=StdDuration::from_secs(1)).contains(&sync_interval) {
+        return Err(invalid("audit.sync_interval", "must be between 1ms and 1s"));
+    }
+    let index_lag = millis("audit.index_lag", raw.index_lag.as_deref(), DEFAULT_INDEX_LAG)?;
+    if !(StdDuration::from_millis(10)..=StdDuration::from_secs(60)).contains(&index_lag) {
+        return Err(invalid("audit.index_lag", "must be between 10ms and 60s"));
+    }
     Ok(AuditSettings {
-        node,
-        file,
-        anchor_file,
+        durability,
+        sync_interval,
+        index_lag,
+        ..AuditSettings::new(node, file, anchor_file)
     })
+}
+
+/// A short duration: `<n>ms`, or any duration [`duration`] reads (`<n>s`, `<n>m`, …).
+fn millis(key: &'static str, text: Option<&str>, default: StdDuration) -> Result<StdDuration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    if let Some(digits) = text.trim().strip_suffix("ms") {
+        return match digits.parse::<u64>() {
+            Ok(n) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(StdDuration::from_millis(n))
+            }
+            _ => Err(invalid(
+                key,
+                format!("'{}' is not a duration", text.chars().take(32).collect::<String>()),
+            )),
+        };
+    }
+    let d = duration(key, text)?;
+    StdDuration::try_from(d).map_err(|_| invalid(key, "must be positive"))
 }
 
 /// This host's name, reduced to the node-name alphabet; `node-1` if it has none.

@@ -207,6 +207,7 @@ impl Application {
         if let Err(e) = self.state.apikeys.flush_usage().await {
             tracing::warn!(error = %e, "final API key last-use flush failed");
         }
+        self.state.audit.shutdown().await;
         self.store.close().await;
         Ok(())
     }

@@ -10,12 +10,9 @@
 //! must match what is found, so a stale or mistyped command changes nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
-use tokio::sync::oneshot;
 
 use super::reconcile::anchor_needs_head;
-use super::{AuditError, Pending, Writer, blocking};
+use super::{AuditError, Auditor, Recovery, blocking};
 use crate::audit::AuditSettings;
 use crate::audit::chain::Head;
 use crate::audit::event::{Decision, EventData};
@@ -55,7 +52,8 @@ pub async fn accept_truncation(
     time_ms: i64,
 ) -> Result<Accepted, AuditError> {
     let node = settings.node.clone();
-    let mut writer = Writer::new(store, Arc::new(key), settings, Arc::new(AtomicBool::new(false)));
+    let key = Arc::new(key);
+    let mut writer = Recovery::new(Arc::clone(&store), Arc::clone(&key), settings.clone());
     let store_head = writer.store_head().await?;
     let file_head = writer.file_head().await?.unwrap_or_else(Head::genesis);
     let anchor_last = writer.last_anchor().await?;
@@ -86,8 +84,6 @@ pub async fn accept_truncation(
             .await
             .map_err(|e| refused(format!("anchor file: {e}")))?;
     }
-    writer.head = file_head.clone();
-    writer.needs_reconcile = false;
     let data = EventData {
         time_ms,
         principal: operator.to_owned(),
@@ -97,8 +93,13 @@ pub async fn accept_truncation(
         outcome: "ok".into(),
         ..EventData::default()
     };
-    let (done, _) = oneshot::channel();
-    let head = writer.commit(&mut [Pending { data, done }]).await?;
+    drop(writer);
+    // The sinks now agree at the file's head: the auditor starts there and records the
+    // decision in all three.
+    let auditor = Auditor::start_shared(store, key, settings).await?;
+    let event_seq = auditor.record_durable(data).await;
+    auditor.shutdown().await;
+    let event_seq = event_seq?;
     tracing::warn!(
         node,
         from = file_head.seq + 1,
@@ -109,6 +110,6 @@ pub async fn accept_truncation(
     Ok(Accepted {
         kept: file_head.seq,
         dropped: found,
-        event_seq: head.seq,
+        event_seq,
     })
 }

@@ -7,7 +7,7 @@
 //! refused, never repaired: this module must not drop an acknowledged event or rewrite a
 //! sink to hide a difference.
 
-use super::{AuditError, Writer, blocking};
+use super::{AuditError, Recovery, blocking};
 use crate::audit::chain::{ChainCheck, Head};
 use crate::audit::event::AuditEvent;
 use crate::audit::is_one_batch;
@@ -106,10 +106,10 @@ pub(super) fn anchor_needs_head(anchor_last: Option<&Head>, head: &Head) -> Resu
     }
 }
 
-impl Writer {
-    /// Brings the sinks to one head after a crash or a failed batch (see the module docs of
-    /// [`super`]): reads the three heads, repairs the store towards the event file, then
-    /// the anchor towards the result.
+impl Recovery {
+    /// Brings the sinks to one head after a crash (see the module docs of [`super`]): reads
+    /// the three heads, repairs the store towards the event file, then the anchor towards
+    /// the result.
     pub(super) async fn reconcile(&mut self) -> Result<(), AuditError> {
         let store_head = self.store_head().await?;
         let file_head = self.file_head().await?;
@@ -152,7 +152,6 @@ impl Writer {
                 .map_err(|e| fail(format!("anchor file: {e}")))?;
         }
         self.head = head;
-        self.needs_reconcile = false;
         Ok(())
     }
 

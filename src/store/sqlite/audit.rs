@@ -4,7 +4,7 @@
 use sqlx::sqlite::SqliteRow;
 
 use super::row::column;
-use super::{SqliteStore, unavailable};
+use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::model::audit::{AuditEvent, Decision, time_text};
 use crate::store::{AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
@@ -40,7 +40,7 @@ const AUDIT_COLUMNS: &str = "node, seq, time, request_id, principal, action, res
 impl AuditStore for SqliteStore {
     fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut tx = self.audit_writer.begin().await.map_err(unavailable)?;
+            let mut tx = begin_write(&self.audit_writer).await.map_err(unavailable)?;
             // One multi-row INSERT per chunk: a group commit costs one statement, not one
             // round trip to SQLite's worker per event (16 binds a row, under SQLite's limit).
             let last = events.len().saturating_sub(1);

@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use super::row::{
     column, enum_column, get_u32, get_u64, json_column, json_text, optional_enum_column, sealed_from_row,
 };
-use super::{SqliteStore, unavailable};
+use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 use crate::model::{Algorithm, Boundary, KeyState};
@@ -44,7 +44,7 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
 impl KeyStore for SqliteStore {
     fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
             sqlx::query(
                 "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
                  min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
@@ -138,7 +138,7 @@ impl KeyStore for SqliteStore {
 
     fn add_version<'a>(&'a self, key: &'a KeyRecord, new: &'a NewVersion) -> BoxFuture<'a, StoreResult<KeyRecord>> {
         Box::pin(async move {
-            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
             let updated = sqlx::query(
                 "UPDATE keys SET latest_version = ?, updated_at_ms = ?, revision = revision + 1 \
                  WHERE id = ? AND revision = ? AND latest_version = ?",
@@ -161,7 +161,7 @@ impl KeyStore for SqliteStore {
 
     fn update_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<KeyRecord>> {
         Box::pin(async move {
-            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
             let updated = sqlx::query(
                 "UPDATE keys SET state = ?, min_verify_version = ?, exportable = ?, auto_rotate_period_s = ?, \
                  deletion_due_ms = ?, state_before_deletion = ?, updated_at_ms = ?, revision = revision + 1 \
@@ -188,7 +188,7 @@ impl KeyStore for SqliteStore {
 
     fn destroy_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
             let deleted = sqlx::query("DELETE FROM keys WHERE id = ? AND revision = ?")
                 .bind(&key.id)
                 .bind(key.revision)
@@ -242,7 +242,7 @@ impl KeyStore for SqliteStore {
 
     fn add_usage<'a>(&'a self, deltas: &'a [UsageDelta]) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
             for d in deltas {
                 sqlx::query(
                     "UPDATE key_versions SET sign_count = sign_count + ?, verify_count = verify_count + ?, \

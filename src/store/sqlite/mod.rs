@@ -53,6 +53,14 @@ pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Begins a write transaction holding SQLite's write lock from its first statement, so it
+/// waits (`busy_timeout`) for another writer instead of failing at once when a read inside it
+/// would have to become a write after that writer committed (SQLITE_BUSY_SNAPSHOT: the audit
+/// indexer commits on its own connection at any moment).
+pub(super) async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `path` and applies pending migrations.
     pub(crate) async fn open(path: &Path) -> StoreResult<Self> {

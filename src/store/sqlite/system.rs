@@ -2,7 +2,7 @@
 //! backend's housekeeping: ping, WAL checkpoint, close.
 
 use super::row::sealed_from_row;
-use super::{SqliteStore, unavailable};
+use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 use crate::store::{StoreResult, SystemStore};
@@ -37,7 +37,7 @@ impl SystemStore for SqliteStore {
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<SealedRecord>> {
         Box::pin(async move {
-            let mut tx = self.writer.begin().await.map_err(unavailable)?;
+            let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
             sqlx::query(
                 "INSERT INTO system_secrets (name, format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms) \
                  VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",

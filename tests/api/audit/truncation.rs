@@ -12,8 +12,7 @@ use super::{
 };
 use crate::helpers::{AppHome, spawn_app, spawn_app_in};
 
-/// Events of the trail: a create (its intent and its outcome) and 58 signs, each its own batch
-/// and anchor line.
+/// Events of the trail: a create (its intent and its outcome) and 58 signs.
 const EVENTS: usize = 60;
 /// Events cut from the end of both the event file and the anchor.
 const CUT: usize = 50;
@@ -27,13 +26,26 @@ async fn stopped_trail_of_single_batches() -> AppHome {
     app.stop().await;
     let home = app.home.clone();
     assert_eq!(file_lines(&home).len(), EVENTS);
-    assert_eq!(anchor_lines(&home).len(), EVENTS, "one anchor line per batch");
     home
 }
 
 fn anchor_lines(home: &AppHome) -> Vec<String> {
     let text = std::fs::read_to_string(home.anchor_file()).expect("read the anchor file");
     text.lines().map(str::to_owned).collect()
+}
+
+/// Keeps the anchor lines that name an event up to `seq`.
+fn cut_anchor_after(home: &AppHome, seq: usize) {
+    let kept: Vec<String> = anchor_lines(home)
+        .into_iter()
+        .filter(|line| {
+            line.split(' ')
+                .nth(1)
+                .and_then(|s| s.parse::<usize>().ok())
+                .is_some_and(|s| s <= seq)
+        })
+        .collect();
+    write_anchor_lines(home, &kept);
 }
 
 fn write_anchor_lines(home: &AppHome, lines: &[String]) {
@@ -47,7 +59,7 @@ async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_s
     let copy = copy_home(&home, "truncated-both-files");
     let kept = EVENTS - CUT;
     write_file_lines(&copy, &file_lines(&copy)[..kept]);
-    write_anchor_lines(&copy, &anchor_lines(&copy)[..kept]);
+    cut_anchor_after(&copy, kept);
     let before = (stored_events(&copy).await, file_lines(&copy), anchor_lines(&copy));
     assert_eq!(before.0.len(), EVENTS, "the store still holds every event");
 
@@ -114,22 +126,21 @@ async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_s
 }
 
 #[tokio::test]
-async fn the_store_rows_of_one_interrupted_batch_are_still_taken_back_silently() {
+async fn the_half_written_line_of_a_write_a_crash_interrupted_is_cut_off_silently() {
     let home = stopped_trail_of_single_batches().await;
-    let copy = copy_home(&home, "truncated-one-batch");
-    // The last batch (one sign) reached the store but neither the file nor the anchor.
-    let kept = EVENTS - 1;
-    write_file_lines(&copy, &file_lines(&copy)[..kept]);
-    write_anchor_lines(&copy, &anchor_lines(&copy)[..kept]);
+    let copy = copy_home(&home, "interrupted-write");
+    // A kill -9 in the middle of write(2): the last line is half there, never acknowledged.
+    let whole = std::fs::read(copy.audit_file()).expect("read the event file");
+    let mut torn = whole.clone();
+    torn.extend_from_slice(br#"{"event":{"seq":61,"node":"test-node","time":"2026-"#);
+    std::fs::write(copy.audit_file(), &torn).expect("write the event file");
     let mut app = spawn_app_in(copy.clone()).await;
-    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": kept}));
+    assert_eq!(verify_online(&app).await, json!({"ok": true, "checked": EVENTS}));
     app.stop().await;
+    let after = std::fs::read(copy.audit_file()).expect("read the event file");
+    assert_eq!(after[..whole.len()], whole[..], "the whole lines are untouched");
     let events = stored_events(&copy).await;
-    assert_eq!(events[..kept], stored_events(&home).await[..kept]);
-    assert_eq!(
-        events.len(),
-        kept + 1,
-        "the sign's row is gone; the check itself is the next event"
-    );
-    assert_eq!(events[kept].0.action, "VerifyAudit");
+    assert_eq!(events.len(), EVENTS + 1, "the check is the next event");
+    assert_eq!(events[EVENTS].0.seq, EVENTS as u64 + 1);
+    assert_eq!(events[EVENTS].0.action, "VerifyAudit");
 }

@@ -146,11 +146,7 @@ impl AppHome {
                 usage_flush_interval: Duration::seconds(3600),
             },
             limits: self.limits,
-            audit: AuditSettings {
-                node: "test-node".into(),
-                file: self.audit_file(),
-                anchor_file: self.anchor_file(),
-            },
+            audit: AuditSettings::new("test-node", self.audit_file(), self.anchor_file()),
             report: ReportSettings {
                 cryptoperiod: Duration::days(365),
             },

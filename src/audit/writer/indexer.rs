@@ -1,0 +1,117 @@
+//! The store as an index of the event file: a task that moves synced events into the store
+//! in large batches, off the request path, and anchors the head of each batch it indexed.
+//!
+//! Order of the three sinks, always: the event file (written, then fdatasync'ed), then the
+//! store (one transaction per batch, only events already durable in the file), then the
+//! anchor line for the batch's last event (synced). So at any moment the file is at or ahead
+//! of the store, and the store at or ahead of the last anchor — what verification of a live
+//! vault relies on, and why a power loss can never leave the anchor past the file.
+//!
+//! The store failing does not refuse requests (the file is the record); the events wait in
+//! memory, bounded ([`super::log::MAX_UNINDEXED`]). The anchor file failing refuses every
+//! append until an anchor line is written again.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Shared, blocking};
+use crate::audit::chain::Head;
+use crate::audit::sink::{self, AppendFile};
+
+/// Most events in one store transaction.
+const MAX_INDEX_BATCH: usize = 8192;
+
+/// How often the indexer runs: a quarter of the allowed lag, within bounds.
+fn tick(index_lag: Duration) -> Duration {
+    (index_lag / 4).clamp(Duration::from_millis(5), Duration::from_millis(250))
+}
+
+/// The indexer's own state: the anchor file and the last head it anchored.
+pub(super) struct Indexer {
+    shared: Arc<Shared>,
+    anchor: AppendFile,
+    anchored: u64,
+    /// The last head the store took but the anchor file has not.
+    to_anchor: Option<Head>,
+}
+
+impl Indexer {
+    pub(super) fn new(shared: Arc<Shared>, anchor: AppendFile, anchored: u64) -> Self {
+        Self {
+            shared,
+            anchor,
+            anchored,
+            to_anchor: None,
+        }
+    }
+
+    /// Runs until the auditor stops; then indexes and anchors what is left.
+    pub(super) async fn run(mut self) {
+        let every = tick(self.shared.settings.index_lag);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = self.shared.index_wake.notified() => {}
+            }
+            let stopping = self.shared.stopping.load(Ordering::Acquire);
+            self.shared.flush_deferred();
+            self.index_synced().await;
+            if stopping {
+                break;
+            }
+        }
+    }
+
+    /// Moves every synced event into the store, batch by batch, anchoring each batch.
+    async fn index_synced(&mut self) {
+        loop {
+            if !self.anchor_pending().await {
+                return;
+            }
+            let synced = self.shared.synced.borrow().seq;
+            let batch = self.shared.log().take_indexable(synced, MAX_INDEX_BATCH);
+            let Some((last, mac)) = batch.last() else {
+                return;
+            };
+            let head = Head {
+                seq: last.seq,
+                mac: mac.clone(),
+            };
+            if let Err(e) = self.shared.store.append_audit(&batch).await {
+                tracing::error!(error = %e, events = batch.len(), "audit events could not be indexed; retrying");
+                self.shared.log().put_back(batch);
+                return;
+            }
+            self.to_anchor = Some(head);
+        }
+    }
+
+    /// Writes the anchor line of the last indexed head if it is not written yet, and then
+    /// publishes the head as indexed. Returns whether the anchor is up to date (indexing may
+    /// go on).
+    async fn anchor_pending(&mut self) -> bool {
+        let Some(head) = self.to_anchor.take() else {
+            return true;
+        };
+        if head.seq <= self.anchored {
+            return true;
+        }
+        let line = sink::anchor_line(&self.shared.settings.node, &head);
+        match blocking(&mut self.anchor, move |f| f.append(line.as_bytes(), true)).await {
+            Ok(_) => {
+                self.anchored = head.seq;
+                // Published once anchored: a reader that caught up sees the three sinks agree.
+                self.shared.indexed.send_replace(head.seq);
+                self.shared.log().set_anchor_refusal(None);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit anchor file write failed; events refused until it recovers");
+                self.shared.log().set_anchor_refusal(Some(format!("anchor file: {e}")));
+                self.to_anchor = Some(head);
+                false
+            }
+        }
+    }
+}

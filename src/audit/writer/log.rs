@@ -1,0 +1,263 @@
+//! The event file as the record of the chain: the head, the open file, and the events written
+//! but not yet indexed by the store.
+//!
+//! [`EventLog::append`] runs on the request's own thread under the log's lock: the event is
+//! numbered, encoded once into a reused buffer, MAC-chained and handed to the OS with one
+//! write(2) — the file order is the chain order. Nothing waits for another thread; the
+//! fdatasync ([`super::syncer`]) and the store ([`super::indexer`]) follow off the request
+//! path. A failed write is cut back off the file at once (or, when that fails too, before the
+//! next write), so the file never holds a partial line before a whole one.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::AuditError;
+use crate::audit::chain::{Head, link_encoded};
+use crate::audit::event::{AuditEvent, EventData, push_line};
+use crate::secret::SecretBytes;
+use crate::store::StoredEvent;
+
+/// Most events written and not yet in the store; past it appends are refused until the
+/// store catches up (its memory is bounded; the file would still hold them).
+pub(super) const MAX_UNINDEXED: usize = 256 * 1024;
+
+/// What an append returns: the event's sequence number, and how many sync failures the log
+/// had seen when it was written (a waiter for its sync gives up when that number grows).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Written {
+    pub(super) seq: u64,
+    pub(super) sync_failures: u64,
+}
+
+/// A point the syncer makes durable: every event up to `seq`, the file's first `len` bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct SyncPoint {
+    pub(super) seq: u64,
+    pub(super) len: u64,
+}
+
+pub(super) struct EventLog {
+    node: String,
+    key: Arc<SecretBytes>,
+    path: PathBuf,
+    file: Option<Arc<File>>,
+    /// The file's length after the last write that succeeded (regular files; `None` for a
+    /// device, and before the first open).
+    len: Option<u64>,
+    /// A failed write may have left bytes past `len`: cut them before the next write.
+    dirty: bool,
+    /// Whether the last write failed.
+    write_failed: bool,
+    /// The open file's (device, inode): a reopen of the same file keeps `len`.
+    identity: Option<(u64, u64)>,
+    head: Head,
+    canonical: Vec<u8>,
+    line: Vec<u8>,
+    unindexed: VecDeque<StoredEvent>,
+    /// Why every append is refused until the syncer has rewritten and synced the events a
+    /// failed fdatasync may have lost.
+    sync_refusal: Option<String>,
+    sync_failures: u64,
+    /// Why every append is refused until the anchor file takes the indexed head again.
+    anchor_refusal: Option<String>,
+}
+
+fn unavailable(what: &str, e: &dyn std::fmt::Display) -> AuditError {
+    AuditError::Unavailable(format!("{what}: {e}"))
+}
+
+impl EventLog {
+    /// A log continuing `head`, the head the sinks were reconciled to.
+    pub(super) fn new(node: &str, key: Arc<SecretBytes>, path: PathBuf, head: Head) -> Self {
+        Self {
+            node: node.to_owned(),
+            key,
+            path,
+            file: None,
+            len: None,
+            dirty: false,
+            write_failed: false,
+            identity: None,
+            head,
+            canonical: Vec::with_capacity(512),
+            line: Vec::with_capacity(640),
+            unindexed: VecDeque::new(),
+            sync_refusal: None,
+            sync_failures: 0,
+            anchor_refusal: None,
+        }
+    }
+
+    pub(super) fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Whether the last write succeeded and nothing refuses appends.
+    pub(super) fn is_healthy(&self) -> bool {
+        !self.write_failed && self.refusal().is_none()
+    }
+
+    /// Why appends are refused now, if they are.
+    pub(super) fn refusal(&self) -> Option<&str> {
+        self.sync_refusal.as_deref().or(self.anchor_refusal.as_deref())
+    }
+
+    /// Chains `data` as the next event and writes its line to the file.
+    pub(super) fn append(&mut self, data: EventData) -> Result<Written, AuditError> {
+        if let Some(why) = self.refusal() {
+            return Err(AuditError::Unavailable(why.to_owned()));
+        }
+        if self.unindexed.len() >= MAX_UNINDEXED {
+            return Err(AuditError::Unavailable(format!(
+                "the store has not indexed the last {} events; events are refused until it catches up",
+                self.unindexed.len()
+            )));
+        }
+        let event = AuditEvent::new(self.head.seq + 1, &self.node, data);
+        self.canonical.clear();
+        event.write_canonical(&mut self.canonical);
+        let mac = link_encoded(self.key.expose_secret(), &self.head.mac, &self.canonical);
+        self.line.clear();
+        push_line(&mut self.line, &self.canonical, &mac);
+        let wrote = self.write_line();
+        self.write_failed = wrote.is_err();
+        wrote.map_err(|e| unavailable("event file", &e))?;
+        self.head = Head {
+            seq: event.seq,
+            mac: mac.to_vec(),
+        };
+        self.unindexed.push_back((event, mac.to_vec()));
+        Ok(Written {
+            seq: self.head.seq,
+            sync_failures: self.sync_failures,
+        })
+    }
+
+    fn open(&mut self) -> std::io::Result<Arc<File>> {
+        if let Some(file) = &self.file {
+            return Ok(Arc::clone(file));
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        let meta = file.metadata()?;
+        let identity = (meta.dev(), meta.ino());
+        if !meta.is_file() {
+            self.len = None;
+        } else if self.identity == Some(identity) && self.len.is_some_and(|len| len < meta.len()) {
+            // The same file, longer than what was written: a failed write's leftovers.
+            self.dirty = true;
+        } else {
+            self.len = Some(meta.len());
+        }
+        self.identity = Some(identity);
+        let file = Arc::new(file);
+        self.file = Some(Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// Writes the encoded line; on failure cuts the file back to its last good length (or
+    /// leaves that to the next write) and closes it for a reopen.
+    fn write_line(&mut self) -> std::io::Result<()> {
+        let file = self.open()?;
+        if self.dirty
+            && let Some(len) = self.len
+        {
+            file.set_len(len)?;
+        }
+        self.dirty = false;
+        match (&*file).write_all(&self.line) {
+            Ok(()) => {
+                if let Some(len) = &mut self.len {
+                    *len += self.line.len() as u64;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.dirty = self.len.is_some_and(|len| file.set_len(len).is_err());
+                self.file = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The file and the point a sync now would make durable; `None` when nothing is open.
+    pub(super) fn sync_point(&self) -> Option<(Arc<File>, SyncPoint)> {
+        let file = Arc::clone(self.file.as_ref()?);
+        Some((
+            file,
+            SyncPoint {
+                seq: self.head.seq,
+                len: self.len.unwrap_or(0),
+            },
+        ))
+    }
+
+    /// Notes a failed fdatasync: every append is refused until [`EventLog::resync`] succeeds.
+    pub(super) fn sync_failed(&mut self, e: &std::io::Error) {
+        self.sync_failures += 1;
+        self.sync_refusal = Some(format!("event file sync: {e}"));
+        self.file = None;
+    }
+
+    pub(super) fn sync_failing(&self) -> bool {
+        self.sync_refusal.is_some()
+    }
+
+    /// After a failed fdatasync the kernel may have dropped the unsynced pages: cuts the file
+    /// back to the last durable point and writes every event after it again (they are all
+    /// still in memory: only synced events are indexed), then syncs. Returns the new point.
+    pub(super) fn resync(&mut self, durable: SyncPoint) -> std::io::Result<SyncPoint> {
+        let file = self.open()?;
+        if self.len.is_some() {
+            file.set_len(durable.len)?;
+            self.len = Some(durable.len);
+        }
+        self.dirty = false;
+        let mut lines = Vec::new();
+        let mut canonical = Vec::with_capacity(512);
+        for (event, mac) in self.unindexed.iter().filter(|(e, _)| e.seq > durable.seq) {
+            canonical.clear();
+            event.write_canonical(&mut canonical);
+            push_line(&mut lines, &canonical, mac);
+        }
+        (&*file).write_all(&lines)?;
+        file.sync_data()?;
+        if let Some(len) = &mut self.len {
+            *len += lines.len() as u64;
+        }
+        self.sync_refusal = None;
+        Ok(SyncPoint {
+            seq: self.head.seq,
+            len: self.len.unwrap_or(0),
+        })
+    }
+
+    /// Takes up to `max` written events with `seq <= upto` (synced ones) for the store.
+    pub(super) fn take_indexable(&mut self, upto: u64, max: usize) -> Vec<StoredEvent> {
+        let n = self
+            .unindexed
+            .iter()
+            .take(max)
+            .take_while(|(e, _)| e.seq <= upto)
+            .count();
+        self.unindexed.drain(..n).collect()
+    }
+
+    /// Puts back a batch the store did not take, ahead of everything written since.
+    pub(super) fn put_back(&mut self, batch: Vec<StoredEvent>) {
+        for event in batch.into_iter().rev() {
+            self.unindexed.push_front(event);
+        }
+    }
+
+    pub(super) fn set_anchor_refusal(&mut self, why: Option<String>) {
+        self.anchor_refusal = why;
+    }
+}
