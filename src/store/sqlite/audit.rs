@@ -31,8 +31,26 @@ fn filter_values(filter: &AuditFilter) -> [Option<String>; 10] {
     ]
 }
 
-/// Audit rows per INSERT statement (16 parameters each; SQLite allows 32766).
-const AUDIT_ROWS_PER_INSERT: usize = 512;
+/// Most audit rows per INSERT statement (16 parameters each; SQLite allows 32766).
+const AUDIT_ROWS_PER_INSERT: usize = 256;
+
+/// Splits `n` rows into INSERT sizes that are powers of two, largest first: a batch of any
+/// length uses at most nine statement texts, all kept prepared in the connection's cache
+/// (an INSERT of a new length would be parsed and planned again).
+fn insert_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = if n >= AUDIT_ROWS_PER_INSERT {
+            AUDIT_ROWS_PER_INSERT
+        } else {
+            1 << n.ilog2()
+        };
+        n -= size;
+        Some(size)
+    })
+}
 
 const AUDIT_COLUMNS: &str = "node, seq, time, request_id, principal, action, resource, key_version, decision, \
      policy, outcome, source_ip, user_agent, secret_hmac, mac";
@@ -44,12 +62,13 @@ impl AuditStore for SqliteStore {
             // One multi-row INSERT per chunk: a group commit costs one statement, not one
             // round trip to SQLite's worker per event (16 binds a row, under SQLite's limit).
             let last = events.len().saturating_sub(1);
-            for (chunk_no, chunk) in events.chunks(AUDIT_ROWS_PER_INSERT).enumerate() {
+            let mut first = 0;
+            for size in insert_sizes(events.len()) {
+                let chunk = events.get(first..first + size).unwrap_or_default();
                 let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                     "INSERT INTO audit_events (node, seq, time, request_id, principal, action, resource, \
                      key_version, decision, policy, outcome, source_ip, user_agent, secret_hmac, mac, batch_end) ",
                 );
-                let first = chunk_no * AUDIT_ROWS_PER_INSERT;
                 insert.push_values(chunk.iter().enumerate(), |mut row, (i, (e, mac))| {
                     row.push_bind(&e.node)
                         .push_bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
@@ -69,6 +88,7 @@ impl AuditStore for SqliteStore {
                         .push_bind(first + i == last);
                 });
                 insert.build().execute(&mut *tx).await.map_err(unavailable)?;
+                first += size;
             }
             tx.commit().await.map_err(unavailable)
         })
