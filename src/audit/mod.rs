@@ -1,6 +1,7 @@
 //! The audit trail: one event per request that reaches a handler, chained with a keyed
 //! MAC, written to the store and to an append-only JSON-lines file, with the chain head
-//! appended to a separate anchor file — and no answer before the event is durable.
+//! appended to a separate anchor file — and no answer before the event is durable. The
+//! head is also kept in the HSM ([`witness`]), which the disk cannot roll back.
 //!
 //! Callers write through [`writer::Auditor`] and read through its [`trail::AuditTrail`]
 //! (queries, counts, verification); neither hands out the store or the audit key.
@@ -11,6 +12,7 @@ pub mod event;
 pub mod sink;
 pub mod trail;
 pub mod verify;
+pub mod witness;
 pub mod writer;
 
 use std::path::PathBuf;
