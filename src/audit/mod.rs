@@ -16,6 +16,7 @@ pub mod witness;
 pub mod writer;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use crate::store::{AuditFilter, StoredEvent};
 
@@ -39,4 +40,7 @@ pub struct AuditSettings {
     pub file: PathBuf,
     /// The anchor file: the chain head after every batch.
     pub anchor_file: PathBuf,
+    /// Longest time between two writes of the chain head to the HSM ([`witness`]): the
+    /// events a wipe of every sink can take without the witness noticing.
+    pub hsm_anchor_interval: Duration,
 }

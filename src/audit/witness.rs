@@ -27,9 +27,6 @@ const MAC_LEN: usize = 32;
 /// Format byte, sequence number, MAC.
 const ENCODED_LEN: usize = 1 + 8 + MAC_LEN;
 
-/// The default of `audit.hsm_anchor_interval`.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum WitnessError {
     /// The HSM or KMS could not read or write the record.

@@ -73,6 +73,7 @@ pub struct RawAudit {
     pub file: Option<PathBuf>,
     pub anchor_file: Option<PathBuf>,
     pub node: Option<String>,
+    pub hsm_anchor_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

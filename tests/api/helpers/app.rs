@@ -150,6 +150,7 @@ impl AppHome {
                 node: "test-node".into(),
                 file: self.audit_file(),
                 anchor_file: self.anchor_file(),
+                hsm_anchor_interval: std::time::Duration::from_secs(10),
             },
             report: ReportSettings {
                 cryptoperiod: Duration::days(365),
