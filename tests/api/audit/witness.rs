@@ -237,6 +237,26 @@ async fn sigvault_audit_verify_names_the_witness_when_every_sink_was_wiped() {
             .is_some_and(|r| r.contains("events were removed from every sink")),
         "{report}"
     );
+
+    let kek = kek::open(&home.settings().kek).await.expect("open the KEK");
+    let name = format!("sigvault-audit-head:{NODE}");
+    kek.witness_write(&name, b"\x01short")
+        .await
+        .expect("write a malformed witness");
+    let run = verify(false);
+    assert_eq!(
+        run.code,
+        Some(2),
+        "a witness that cannot be read is no verdict: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "audit trail: HSM witness {name} is malformed: 6 bytes, expected 41"
+        )),
+        "{}",
+        run.stderr
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
