@@ -5,8 +5,8 @@
 //! running one (SQLite readers do not block its writer). It must never change the trail: no
 //! audit writer is started (its reconciliation repairs and appends), and nothing missing is
 //! created — no data dir, store, PIN or audit key; the HSM is opened only when an audit key
-//! is stored, to unseal it. (Opening the store applies pending schema migrations, as a
-//! start would.) It prints nothing: results are returned, and event lines and progress go
+//! is stored, to unseal it (and then also read for the chain heads it witnessed). (Opening
+//! the store applies pending schema migrations, as a start would.) It prints nothing: results are returned, and event lines and progress go
 //! only to the writers a caller passes.
 
 pub mod progress;
@@ -23,10 +23,11 @@ use time::OffsetDateTime;
 use crate::audit::event::AuditEvent;
 use crate::audit::sink;
 use crate::audit::verify::{Report, VerifyError, verify_trail};
+use crate::audit::witness;
 use crate::audit::writer::{Accepted, AuditError, accept_truncation};
 use crate::clock::{Clock, SharedClock, SystemClock, unix_ms};
 use crate::config::{self, ConfigError, DevPaths, Mode, Overrides, Settings};
-use crate::kek::{self, KekError, Keyring};
+use crate::kek::{self, KekError, KekProvider, Keyring};
 use crate::secret::SecretBytes;
 use crate::startup::{AUDIT_KEY_NAME, chain};
 use crate::store::{self, AuditFilter, AuditStore, Store, StoreError};
@@ -152,18 +153,27 @@ impl OfflineVault {
         &self.settings
     }
 
-    /// The audit key, unsealed through the KEK; `None` when the store holds none (a vault
-    /// that never started, or a removed key). The HSM is opened only when there is one.
-    async fn audit_key(&self) -> Result<Option<SecretBytes>, AdminError> {
+    /// The audit key, unsealed through the KEK, with the KEK provider that unsealed it (it
+    /// also holds the chain heads it witnessed); `None` when the store holds no audit key (a
+    /// vault that never started, or a removed key). The HSM is opened only when there is one.
+    async fn audit_key(&self) -> Result<Option<Unsealed>, AdminError> {
         if self.store.get_system_secret(AUDIT_KEY_NAME).await?.is_none() {
             return Ok(None);
         }
-        let keyring = Keyring::new(kek::open(&self.settings.kek).await?);
+        let kek = kek::open(&self.settings.kek).await?;
+        let keyring = Keyring::new(Arc::clone(&kek));
         let clock: SharedClock = Arc::new(SystemClock);
         // A key is stored, so this only unseals it.
         let key = system_secret::load_or_create(self.store(), &keyring, &clock, AUDIT_KEY_NAME).await?;
-        Ok(Some(key))
+        Ok(Some(Unsealed { key, kek }))
     }
+}
+
+/// What unsealing the audit key opened.
+struct Unsealed {
+    key: SecretBytes,
+    /// The open KEK provider: the witness of each node's chain head lives there.
+    kek: Arc<dyn KekProvider>,
 }
 
 /// One node's chain, verified.
@@ -210,7 +220,7 @@ impl Verification {
 /// trail (see [`accept_truncation`]). The one offline command that writes the trail; the
 /// vault must be stopped.
 pub async fn audit_accept_truncation(vault: &OfflineVault, events: u64) -> Result<Accepted, AdminError> {
-    let key = vault.audit_key().await?.ok_or(AdminError::NoAuditKey)?;
+    let key = vault.audit_key().await?.ok_or(AdminError::NoAuditKey)?.key;
     let store: Arc<dyn AuditStore> = vault.store.clone();
     let now = unix_ms(SystemClock.now());
     Ok(accept_truncation(store, key, vault.settings.audit.clone(), events, &operator(), now).await?)
@@ -234,8 +244,11 @@ fn operator() -> String {
 }
 
 /// Verifies the chain of every node the store, the event file or the anchor file names
-/// (and of the configured node), each against the store, the event file and the anchors
-/// (see [`verify_trail`]). A trail that holds events but whose audit key is gone fails at
+/// (and of the configured node), each against the store, the event file, the anchors and
+/// the head the HSM witnessed for it (see [`verify_trail`]). Witnesses are looked up for
+/// those nodes only, by name: the token may serve other vaults, so its other witnesses are
+/// none of this trail's business (and a node other than the configured one that every sink
+/// lost is not looked for). A trail that holds events but whose audit key is gone fails at
 /// its first event: nothing in it can be authenticated.
 pub async fn audit_verify(
     vault: &OfflineVault,
@@ -245,7 +258,7 @@ pub async fn audit_verify(
     let recorded = recorded_nodes(vault.store(), &audit.file, &audit.anchor_file).await?;
     let mut nodes = recorded.nodes.clone();
     nodes.insert(audit.node.clone());
-    let Some(key) = vault.audit_key().await? else {
+    let Some(Unsealed { key, kek }) = vault.audit_key().await? else {
         return Ok(without_audit_key(nodes, recorded.any));
     };
     progress.start(vault.store.count_audit(&AuditFilter::default()).await?);
@@ -253,14 +266,9 @@ pub async fn audit_verify(
     let mut before = 0u64;
     let mut outcome = Ok(());
     for node in nodes {
-        let verified = verify_trail(
-            vault.store(),
-            key.expose_secret(),
-            &node,
-            &audit.file,
-            &audit.anchor_file,
-            &mut |checked| progress.advance_to(before + checked),
-        )
+        let verified = verify_node(vault, &key, kek.as_ref(), &node, &mut |checked| {
+            progress.advance_to(before + checked)
+        })
         .await;
         match verified {
             Ok(report) => {
@@ -275,6 +283,29 @@ pub async fn audit_verify(
     }
     progress.finish();
     outcome.map(|()| Verification::of(reports))
+}
+
+/// One node's chain: its witness is read from the HSM first, then the sinks are walked
+/// (see [`verify_trail`] for why in that order).
+async fn verify_node(
+    vault: &OfflineVault,
+    key: &SecretBytes,
+    kek: &dyn KekProvider,
+    node: &str,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<Report, VerifyError> {
+    let witnessed = witness::read(kek, node).await?;
+    let audit = &vault.settings.audit;
+    verify_trail(
+        vault.store(),
+        key.expose_secret(),
+        node,
+        &audit.file,
+        &audit.anchor_file,
+        witnessed,
+        progress,
+    )
+    .await
 }
 
 fn without_audit_key(nodes: BTreeSet<String>, any_event: bool) -> Verification {

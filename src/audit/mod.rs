@@ -1,6 +1,7 @@
 //! The audit trail: one event per request that reaches a handler, chained with a keyed
 //! MAC, written to the store and to an append-only JSON-lines file, with the chain head
-//! appended to a separate anchor file — and no answer before the event is durable.
+//! appended to a separate anchor file — and no answer before the event is durable. The
+//! head is also kept in the HSM ([`witness`]), which the disk cannot roll back.
 //!
 //! Callers write through [`writer::Auditor`] and read through its [`trail::AuditTrail`]
 //! (queries, counts, verification); neither hands out the store or the audit key.
@@ -11,6 +12,7 @@ pub mod event;
 pub mod sink;
 pub mod trail;
 pub mod verify;
+pub mod witness;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -65,6 +67,9 @@ pub struct AuditSettings {
     pub sync_interval: Duration,
     /// Longest time an event waits before the store indexes it.
     pub index_lag: Duration,
+    /// Longest time between two writes of the chain head to the HSM ([`witness`]): the
+    /// events a wipe of every sink can take without the witness noticing.
+    pub hsm_anchor_interval: Duration,
 }
 
 impl AuditSettings {
@@ -77,11 +82,14 @@ impl AuditSettings {
             durability: Durability::Os,
             sync_interval: DEFAULT_SYNC_INTERVAL,
             index_lag: DEFAULT_INDEX_LAG,
+            hsm_anchor_interval: DEFAULT_HSM_ANCHOR_INTERVAL,
         }
     }
 }
 
 /// `audit.sync_interval` unless configured.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(20);
+/// `audit.hsm_anchor_interval` unless configured.
+pub const DEFAULT_HSM_ANCHOR_INTERVAL: Duration = Duration::from_secs(10);
 /// `audit.index_lag` unless configured.
 pub const DEFAULT_INDEX_LAG: Duration = Duration::from_secs(1);

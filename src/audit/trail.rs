@@ -49,6 +49,7 @@ impl AuditTrail {
             &self.settings.node,
             &self.settings.file,
             &self.settings.anchor_file,
+            None,
             &mut |_| {},
         )
         .await

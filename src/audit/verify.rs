@@ -1,7 +1,7 @@
 //! Verification of the whole trail: the store's chain, the event file's chain, that both
-//! end at the same head, and that every anchored head lies on the chain. Reports the first
-//! bad sequence number and why. Read-only; used by `GET /v1/audit/verify` and
-//! `sigvault audit verify`.
+//! end at the same head, that every anchored head lies on the chain, and that the chain
+//! reaches the head the HSM witnessed ([`super::witness`]). Reports the first bad sequence
+//! number and why. Read-only; used by `GET /v1/audit/verify` and `sigvault audit verify`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::chain::{ChainCheck, Head};
 use super::sink;
+use super::witness::{self, WitnessError};
 use crate::store::{AuditStore, StoreError};
 
 /// Events read from the store per page.
@@ -44,6 +45,9 @@ pub enum VerifyError {
         #[source]
         source: std::io::Error,
     },
+    /// The HSM witness could not be read (for callers that read it: see [`verify_trail`]).
+    #[error(transparent)]
+    Witness(#[from] WitnessError),
 }
 
 /// The earliest problem found so far.
@@ -83,9 +87,28 @@ impl Worst {
 /// Progress callback: called with the number of events checked so far.
 pub type Progress<'a> = &'a mut (dyn FnMut(u64) + Send);
 
+/// What the walks look out for: the anchored heads (read before the walks) and the head the
+/// HSM witnessed.
+struct Marks {
+    anchored: BTreeMap<u64, Vec<u8>>,
+    last_anchored: u64,
+    witnessed: Option<Head>,
+}
+
+impl Marks {
+    /// Whether an anchor or the witness names event `seq` (its MAC is kept for the checks).
+    fn names(&self, seq: u64) -> bool {
+        self.anchored.contains_key(&seq) || self.witnessed.as_ref().is_some_and(|w| w.seq == seq)
+    }
+}
+
 /// Verifies `node`'s trail in the store, the event file and the anchor file: reads the
 /// anchored heads, walks the store's chain and then the file's, and compares where they end
-/// with each other and with the anchors. Every step notes its problems; the earliest wins.
+/// with each other, with the anchors and with `witnessed`, the head the HSM holds for the
+/// node (read by the caller before this call, so on a running vault it lies behind what the
+/// walks find; `None` when there is none). Every step notes its problems; the earliest wins,
+/// so a trail cut short in every sink is named by the witness only when nothing on the disk
+/// tells (the sinks agree with each other and with the anchors).
 ///
 /// Works on a running vault. The writer appends a batch to the store and the file and only
 /// then anchors its head, so both sinks hold at least every event up to the last anchored
@@ -101,13 +124,18 @@ pub async fn verify_trail(
     node: &str,
     file: &Path,
     anchor_file: &Path,
+    witnessed: Option<Head>,
     progress: Progress<'_>,
 ) -> Result<Report, VerifyError> {
     let mut worst = Worst::default();
     let anchored = read_anchored_heads(anchor_file, node, &mut worst).await?;
     let last_anchored = anchored.keys().next_back().copied().unwrap_or(0);
-    let (store_walk, seen_at_anchor) =
-        walk_store(store, key, node, &anchored, last_anchored, progress, &mut worst).await?;
+    let marks = Marks {
+        anchored,
+        last_anchored,
+        witnessed,
+    };
+    let (store_walk, seen) = walk_store(store, key, node, &marks, progress, &mut worst).await?;
     let file_walk = walk_event_file(file, key, node, last_anchored, &mut worst).await?;
     if !store_walk.broken && !file_walk.broken {
         // The store may be ahead of the file by the batch being written, never by more.
@@ -122,7 +150,10 @@ pub async fn verify_trail(
         compare_ends(&store_walk, &file_walk, last_anchored, &batch_ends, &mut worst);
     }
     if !store_walk.broken {
-        check_anchors(&anchored, &store_walk.head, &seen_at_anchor, &mut worst);
+        check_anchors(&marks.anchored, &store_walk.head, &seen, &mut worst);
+        if let Some(witnessed) = &marks.witnessed {
+            check_witness(witnessed, &store_walk.head, &seen, &mut worst);
+        }
     }
     let unanchored = store_walk
         .head
@@ -183,19 +214,19 @@ struct Walk {
 }
 
 /// Walks the store's chain page by page up to its end or its first bad event. Returns how
-/// far it verified and the stored MAC of every verified event an anchor names (for
-/// [`check_anchors`]).
+/// far it verified and the stored MAC of every verified event an anchor or the witness
+/// names (for [`check_anchors`] and [`check_witness`]).
 async fn walk_store(
     store: &dyn AuditStore,
     key: &[u8],
     node: &str,
-    anchored: &BTreeMap<u64, Vec<u8>>,
-    last_anchored: u64,
+    marks: &Marks,
     progress: Progress<'_>,
     worst: &mut Worst,
 ) -> Result<(Walk, HashMap<u64, Vec<u8>>), VerifyError> {
+    let last_anchored = marks.last_anchored;
     let mut check = ChainCheck::new(key, node, Head::genesis());
-    let mut seen_at_anchor = HashMap::new();
+    let mut seen = HashMap::new();
     let mut past_anchor = BTreeMap::new();
     let mut checked = 0u64;
     let mut broken = false;
@@ -211,8 +242,8 @@ async fn walk_store(
                 broken = true;
                 break 'pages;
             }
-            if anchored.contains_key(&event.seq) {
-                seen_at_anchor.insert(event.seq, mac.clone());
+            if marks.names(event.seq) {
+                seen.insert(event.seq, mac.clone());
             }
             if event.seq >= last_anchored {
                 past_anchor.insert(event.seq, mac.clone());
@@ -225,7 +256,7 @@ async fn walk_store(
         broken,
         past_anchor,
     };
-    Ok((walk, seen_at_anchor))
+    Ok((walk, seen))
 }
 
 /// Walks `node`'s events in the event file up to its end or its first bad line. Lines of
@@ -334,6 +365,15 @@ fn check_anchors(
         } else if *seq > 0 && seen_at_anchor.get(seq) != Some(mac) {
             worst.note(*seq, "the anchor's MAC for this event does not match the trail".into());
         }
+    }
+}
+
+/// The store's chain must reach the witnessed head and hold its MAC there (call only when
+/// the chain did not break; see [`witness::compare`]).
+fn check_witness(witnessed: &Head, store_head: &Head, seen: &HashMap<u64, Vec<u8>>, worst: &mut Worst) {
+    let mac = seen.get(&witnessed.seq).map(Vec::as_slice);
+    if let Err(problem) = witness::compare(witnessed, store_head.seq, mac) {
+        worst.note(problem.seq, problem.reason);
     }
 }
 
@@ -516,6 +556,54 @@ mod tests {
             Some((4, "the anchor's MAC for this event does not match the trail".into()))
         );
         assert_eq!(anchors_checked(&[(2, 1), (4, 7)], &head(4, 0), &[(2, 1), (4, 7)]), None);
+    }
+
+    fn witness_checked(witnessed: &Head, store_head: &Head, seen: &[(u64, u8)]) -> Option<(u64, String)> {
+        let seen = seen.iter().map(|(s, m)| (*s, vec![*m; 32])).collect();
+        let mut worst = Worst::default();
+        check_witness(witnessed, store_head, &seen, &mut worst);
+        worst.0
+    }
+
+    #[test]
+    fn a_trail_that_holds_the_witnessed_head_passes_the_witness() {
+        assert_eq!(witness_checked(&head(3, 7), &head(3, 7), &[(3, 7)]), None);
+        assert_eq!(witness_checked(&head(3, 7), &head(9, 1), &[(3, 7)]), None);
+    }
+
+    #[test]
+    fn a_trail_that_ends_before_the_witnessed_head_is_reported_after_its_last_event() {
+        let (seq, reason) = witness_checked(&head(6, 7), &head(4, 1), &[]).unwrap();
+        assert_eq!(seq, 5);
+        assert!(
+            reason.starts_with("the HSM witness names event 6 (MAC 0707070707070707…) but the trail ends at event 4"),
+            "{reason}"
+        );
+        let (seq, _) = witness_checked(&head(6, 7), &Head::genesis(), &[]).unwrap();
+        assert_eq!(seq, 1, "a wiped trail fails at its first event");
+    }
+
+    #[test]
+    fn a_trail_with_another_mac_at_the_witnessed_event_is_reported_there() {
+        let (seq, reason) = witness_checked(&head(3, 7), &head(5, 1), &[(3, 8)]).unwrap();
+        assert_eq!(seq, 3);
+        assert!(
+            reason.starts_with("the trail differs from the HSM witness at event 3"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_sink_that_tells_more_is_reported_before_the_witness() {
+        // The file goes on to 6 while the store ends at 3; the witness names 5. At the same
+        // sequence number the sinks' disagreement, found first, is the one reported.
+        let mut worst = Worst::default();
+        compare_heads(&head(3, 3), &head(6, 6), &mut worst);
+        check_witness(&head(5, 5), &head(3, 3), &HashMap::new(), &mut worst);
+        assert_eq!(
+            worst.0,
+            Some((4, "the store ends at event 3 but the other sink goes on to 6".into()))
+        );
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub struct RawAudit {
     pub durability: Option<String>,
     pub sync_interval: Option<String>,
     pub index_lag: Option<String>,
+    pub hsm_anchor_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -286,6 +286,7 @@ pub(super) fn audit_settings(raw: RawAudit, data_dir: &Path) -> Result<AuditSett
         durability,
         sync_interval,
         index_lag,
+        hsm_anchor_interval: hsm_anchor_interval(raw.hsm_anchor_interval.as_deref())?,
         ..AuditSettings::new(node, file, anchor_file)
     })
 }
@@ -308,6 +309,18 @@ fn millis(key: &'static str, text: Option<&str>, default: StdDuration) -> Result
     }
     let d = duration(key, text)?;
     StdDuration::try_from(d).map_err(|_| invalid(key, "must be positive"))
+}
+
+/// `audit.hsm_anchor_interval`: 1s to 1h. Longer leaves more events a wipe of every sink can
+/// take unnoticed; an HSM write per second is as often as the writer needs.
+fn hsm_anchor_interval(text: Option<&str>) -> Result<std::time::Duration, ConfigError> {
+    const KEY: &str = "audit.hsm_anchor_interval";
+    let interval = duration(KEY, text.unwrap_or("10s"))?;
+    if interval > Duration::hours(1) {
+        return Err(invalid(KEY, "must be at most 1h"));
+    }
+    // Positive (a duration string is), so the conversion cannot fail.
+    std::time::Duration::try_from(interval).map_err(|e| invalid(KEY, e.to_string()))
 }
 
 /// This host's name, reduced to the node-name alphabet; `node-1` if it has none.

@@ -62,7 +62,23 @@ fn dev_mode_fills_every_default_from_the_data_dir() {
     assert_eq!(*sessions, 4);
     assert_eq!(s.cache.ttl, Duration::hours(1));
     assert_eq!(s.limits, Limits::default());
+    assert_eq!(s.audit.hsm_anchor_interval, std::time::Duration::from_secs(10));
     assert!(s.root_token.is_none());
+}
+
+#[test]
+fn the_hsm_anchor_interval_is_a_duration_string_of_at_most_an_hour() {
+    let dir = dev_dir_with_pin();
+    let module = ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so");
+    let s = load_dev(&dir, &[module, ("SIGVAULT_AUDIT__HSM_ANCHOR_INTERVAL", "1h")]).unwrap();
+    assert_eq!(s.audit.hsm_anchor_interval, std::time::Duration::from_secs(3600));
+    let s = load_dev(&dir, &[module, ("SIGVAULT_AUDIT__HSM_ANCHOR_INTERVAL", "1s")]).unwrap();
+    assert_eq!(s.audit.hsm_anchor_interval, std::time::Duration::from_secs(1));
+    for bad in ["61m", "0s", "10", "ten seconds"] {
+        let err = load_dev(&dir, &[module, ("SIGVAULT_AUDIT__HSM_ANCHOR_INTERVAL", bad)]).err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.starts_with("audit.hsm_anchor_interval: "), "{bad}: `{text}`");
+    }
 }
 
 #[test]
@@ -466,6 +482,11 @@ fn every_bad_value_is_reported_with_its_key() {
         ("SIGVAULT_LIMITS__MAX_CONNECTIONS", "0", "limits.max_connections:"),
         ("SIGVAULT_ROOT_TOKEN", "short", "SIGVAULT_ROOT_TOKEN:"),
         ("SIGVAULT_AUDIT__NODE", "a b", "audit.node:"),
+        (
+            "SIGVAULT_AUDIT__HSM_ANCHOR_INTERVAL",
+            "2h",
+            "audit.hsm_anchor_interval:",
+        ),
         ("SIGVAULT_REPORT__CRYPTOPERIOD", "12h", "report.cryptoperiod:"),
     ];
     for (var, value, expected) in cases {

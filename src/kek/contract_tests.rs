@@ -7,7 +7,9 @@
 //! does not open, whether named by its own `kek_id` (unknown) or relabelled (rejected); a
 //! `kek_id` the provider does not hold is [`KekError::UnknownKek`]; and a provider whose HSM
 //! or KMS stops answering reports [`KekError::Unavailable`] — not a panic, and never a
-//! rejection, which would condemn good records.
+//! rejection, which would condemn good records. Witness records read back as last written,
+//! one per name, and a provider that stops answering never reads one as missing (that is
+//! what a removed record looks like).
 
 use std::sync::Arc;
 
@@ -33,6 +35,9 @@ macro_rules! kek_contract_tests {
             a_wrap_made_by_another_kek_does_not_open,
             a_kek_id_the_provider_does_not_hold_is_unknown,
             a_provider_that_stops_answering_is_unavailable_not_rejected,
+            a_witness_reads_back_what_was_last_written,
+            witnesses_of_two_names_are_kept_apart,
+            a_witness_of_a_provider_that_stops_answering_is_unavailable_not_missing,
         );
     };
     (@each $backend:ident, $fixture:path, $($check:ident),+ $(,)?) => {
@@ -146,4 +151,50 @@ pub(crate) async fn a_provider_that_stops_answering_is_unavailable_not_rejected(
     assert!(err.is_unavailable());
     let err = kek.self_test().await.err().unwrap();
     assert!(err.is_unavailable(), "self-test: {err:?}");
+}
+
+pub(crate) async fn a_witness_reads_back_what_was_last_written(f: KekFixture) {
+    let kek = f.provider;
+    assert_eq!(kek.witness_read("w-head").await.unwrap(), None, "never written");
+    let first: Vec<u8> = (0..41).collect();
+    kek.witness_write("w-head", &first).await.unwrap();
+    assert_eq!(kek.witness_read("w-head").await.unwrap(), Some(first.clone()));
+    let second = vec![0xA5; 17];
+    kek.witness_write("w-head", &second).await.unwrap();
+    assert_eq!(
+        kek.witness_read("w-head").await.unwrap(),
+        Some(second.clone()),
+        "a shorter value replaces the longer one whole"
+    );
+    kek.witness_write("w-head", &second).await.unwrap();
+    assert_eq!(kek.witness_read("w-head").await.unwrap(), Some(second), "rewritten");
+}
+
+pub(crate) async fn witnesses_of_two_names_are_kept_apart(f: KekFixture) {
+    let kek = f.provider;
+    kek.witness_write("w-node-a", b"a1").await.unwrap();
+    kek.witness_write("w-node-b", b"b1").await.unwrap();
+    kek.witness_write("w-node-a", b"a2").await.unwrap();
+    assert_eq!(kek.witness_read("w-node-a").await.unwrap(), Some(b"a2".to_vec()));
+    assert_eq!(kek.witness_read("w-node-b").await.unwrap(), Some(b"b1".to_vec()));
+    assert_eq!(
+        kek.witness_read("w-node").await.unwrap(),
+        None,
+        "a prefix names no record"
+    );
+}
+
+pub(crate) async fn a_witness_of_a_provider_that_stops_answering_is_unavailable_not_missing(f: KekFixture) {
+    let kek = f.provider;
+    kek.witness_write("w-kept", b"head").await.unwrap();
+    (f.make_unavailable)();
+    for name in ["w-kept", "w-never-written"] {
+        let err = kek.witness_read(name).await.err();
+        assert!(
+            matches!(err, Some(KekError::Unavailable(_))),
+            "read of {name}: {err:?} (None would pass for a removed witness)"
+        );
+    }
+    let err = kek.witness_write("w-kept", b"next").await.err();
+    assert!(matches!(err, Some(KekError::Unavailable(_))), "write: {err:?}");
 }

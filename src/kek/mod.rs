@@ -5,7 +5,9 @@
 //! record, so a record always says which KEK opens it. [`open`] is the one place a provider
 //! is built from its settings; [`Keyring`] combines providers with [`crate::envelope`] to seal
 //! whole records under the current KEK and to open each record with the provider that holds
-//! its `kek_id`. Providers report failures as the provider-neutral [`KekError`].
+//! its `kek_id`. Providers report failures as the provider-neutral [`KekError`]. A provider
+//! also keeps small witness records for sigvault ([`KekProvider::witness_write`]): the root
+//! of trust is the one place outside the disk, so it remembers how far the audit chain got.
 //!
 //! This module must never log, return or persist a DEK or a KEK.
 
@@ -52,6 +54,20 @@ pub trait KekProvider: Send + Sync {
     /// Unwraps a DEK wrapped under `kek_id`: [`KekError::UnknownKek`] when this provider does
     /// not hold it, [`KekError::Rejected`] when the wrap does not open under it.
     fn unwrap_dek<'a>(&'a self, kek_id: &'a str, wrapped: &'a [u8]) -> BoxFuture<'a, Result<Dek, KekError>>;
+
+    /// Keeps `value` as the witness record `name` in the root of trust, replacing the one
+    /// kept before. A witness is a few bytes sigvault needs remembered outside the disk: the
+    /// audit chain's head (`audit::witness`), so that wiping the trail and the database
+    /// together cannot pass verification. Whoever rewrites the disk cannot roll it back
+    /// without the HSM or KMS; a provider that cannot answer reports
+    /// [`KekError::Unavailable`].
+    fn witness_write<'a>(&'a self, name: &'a str, value: &'a [u8]) -> BoxFuture<'a, Result<(), KekError>>;
+
+    /// The witness record `name` as last written; `None` when the root of trust holds none.
+    /// A provider that cannot look — down, or no longer logged in, where a missing record
+    /// would be indistinguishable from a removed one — reports [`KekError::Unavailable`],
+    /// never `None`.
+    fn witness_read<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, KekError>>;
 
     /// Proves the provider works end to end: a random DEK wraps and unwraps to itself.
     /// Run when a provider is opened; a failure refuses to start the server.

@@ -33,6 +33,12 @@ pub enum Pkcs11Error {
     MissingSessionKek(u32),
     #[error("the HSM worker pool is gone")]
     Pool,
+    /// The session lost its login (a token reset): private objects are out of sight.
+    #[error("the HSM session is not logged in")]
+    NotLoggedIn,
+    /// Several objects of a witness record's newest generation, with different values.
+    #[error("the token holds {count} different newest witness objects labelled '{name}'")]
+    DuplicateWitness { name: String, count: usize },
 }
 
 /// `map_err` adapter naming the C call that failed.
@@ -48,9 +54,11 @@ impl From<Pkcs11Error> for KekError {
             | Pkcs11Error::TokenNotFound { .. }
             | Pkcs11Error::PinIncorrect { .. }
             | Pkcs11Error::PinLocked { .. } => KekError::Config(Box::new(err)),
-            Pkcs11Error::Call { .. } | Pkcs11Error::MissingSessionKek(_) | Pkcs11Error::Pool => {
-                KekError::Unavailable(Box::new(err))
-            }
+            Pkcs11Error::Call { .. }
+            | Pkcs11Error::MissingSessionKek(_)
+            | Pkcs11Error::Pool
+            | Pkcs11Error::NotLoggedIn
+            | Pkcs11Error::DuplicateWitness { .. } => KekError::Unavailable(Box::new(err)),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! `Session` is not `Sync`, so a small pool of sessions is used from tokio's blocking pool,
 //! each holding session copies of the KEK versions. Every error keeps the module's return
 //! code inside [`Pkcs11Error`]; callers see the provider-neutral [`KekError`]. cryptoki's
-//! types stay inside this module.
+//! types stay inside this module. Witness records are private data objects on the token
+//! ([`witness`]).
 //!
 //! This module must never return or log key bytes except the DEK it was asked to unwrap.
 
@@ -16,6 +17,7 @@ mod error;
 mod objects;
 pub mod softhsm;
 mod token;
+mod witness;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -214,5 +216,15 @@ impl KekProvider for Pkcs11Kek {
                 .await?;
             Ok(Dek::from_slice(&plain)?)
         })
+    }
+
+    fn witness_write<'a>(&'a self, name: &'a str, value: &'a [u8]) -> BoxFuture<'a, Result<(), KekError>> {
+        let (name, value) = (name.to_owned(), value.to_vec());
+        Box::pin(self.with_session(move |pooled| Ok(witness::write(&pooled.session, &name, &value)?)))
+    }
+
+    fn witness_read<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, KekError>> {
+        let name = name.to_owned();
+        Box::pin(self.with_session(move |pooled| Ok(witness::read(&pooled.session, &name)?)))
     }
 }

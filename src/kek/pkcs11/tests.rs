@@ -1,14 +1,17 @@
 //! The PKCS#11 provider on a real SoftHSM2 token: the provider contract, KEK versions, and
-//! what only this provider has (PIN and token errors, the KEK's attributes).
+//! what only this provider has (PIN and token errors, the KEK's attributes, witness records
+//! as token data objects).
 
 use std::sync::Arc;
 
-use cryptoki::object::{Attribute, AttributeType};
+use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+use cryptoki::session::Session;
 
 use super::objects::find_kek_objects;
 use super::testing::{add_kek_version, fresh_token, log_the_token_out, pin};
 use super::token::{context, find_token};
-use super::{Pkcs11Error, Pkcs11Kek};
+use super::witness::identity;
+use super::{Pkcs11Error, Pkcs11Kek, Pkcs11Settings};
 use crate::envelope::{Dek, RecordIdentity};
 use crate::kek::contract_tests::{KekFixture, kek_contract_tests};
 use crate::kek::{KekError, KekProvider, Keyring};
@@ -146,4 +149,144 @@ async fn the_kek_is_sensitive_and_cannot_be_extracted() {
         !attrs.iter().any(|a| matches!(a, Attribute::Value(_))),
         "the KEK value must not be readable"
     );
+}
+
+/// The `CKA_VALUE` of a witness object: its generation, then the record.
+fn stored_value(generation: u64, record: &[u8]) -> Vec<u8> {
+    [&generation.to_be_bytes()[..], record].concat()
+}
+
+/// A read-write session on the token of `settings`; it sees private objects while a provider
+/// of this process is logged in (the login belongs to the token, not to a session).
+fn session_on(settings: &Pkcs11Settings) -> Session {
+    let ctx = context(&settings.module).unwrap();
+    let slot = find_token(&ctx, &settings.token_label).unwrap().unwrap();
+    ctx.open_rw_session(slot).unwrap()
+}
+
+#[tokio::test]
+async fn a_witness_is_a_private_token_data_object_that_outlives_the_provider() {
+    let settings = fresh_token("witness-obj");
+    let kek = Pkcs11Kek::open(settings.clone()).await.unwrap();
+    kek.witness_write("sigvault-audit-head:n1", b"head one").await.unwrap();
+    let session = session_on(&settings);
+    let found = session.find_objects(&[Attribute::Class(ObjectClass::DATA)]).unwrap();
+    assert_eq!(found.len(), 1, "one data object on the token");
+    let attrs = session
+        .get_attributes(
+            found[0],
+            &[
+                AttributeType::Token,
+                AttributeType::Private,
+                AttributeType::Label,
+                AttributeType::Application,
+                AttributeType::Value,
+            ],
+        )
+        .unwrap();
+    assert!(attrs.contains(&Attribute::Token(true)), "{attrs:?}");
+    assert!(attrs.contains(&Attribute::Private(true)), "{attrs:?}");
+    assert!(attrs.contains(&Attribute::Label(b"sigvault-audit-head:n1".to_vec())));
+    assert!(attrs.contains(&Attribute::Application(b"sigvault".to_vec())));
+    assert!(
+        attrs.contains(&Attribute::Value(stored_value(1, b"head one"))),
+        "generation 1, then the record"
+    );
+    kek.witness_write("sigvault-audit-head:n1", b"head two").await.unwrap();
+    let found = session.find_objects(&[Attribute::Class(ObjectClass::DATA)]).unwrap();
+    assert_eq!(found.len(), 1, "a write replaces the object");
+    let attrs = session.get_attributes(found[0], &[AttributeType::Value]).unwrap();
+    assert_eq!(attrs, vec![Attribute::Value(stored_value(2, b"head two"))]);
+    drop(session);
+    drop(kek);
+
+    let mut again = settings;
+    again.sessions = 1;
+    let reopened = Pkcs11Kek::open(again).await.unwrap();
+    assert_eq!(
+        reopened.witness_read("sigvault-audit-head:n1").await.unwrap(),
+        Some(b"head two".to_vec()),
+        "a token object survives its sessions"
+    );
+}
+
+#[tokio::test]
+async fn a_public_object_with_a_witness_label_neither_passes_for_the_witness_nor_hides_it() {
+    let settings = fresh_token("witness-public");
+    let kek = Pkcs11Kek::open(settings.clone()).await.unwrap();
+    let name = "sigvault-audit-head:n1";
+    // Anyone may create a public token object without the PIN.
+    let mut forged: Vec<Attribute> = identity(name)
+        .into_iter()
+        .map(|a| {
+            if let Attribute::Private(_) = a {
+                Attribute::Private(false)
+            } else {
+                a
+            }
+        })
+        .collect();
+    forged.push(Attribute::Value(b"forged".to_vec()));
+    let session = session_on(&settings);
+    session.create_object(&forged).unwrap();
+
+    assert_eq!(kek.witness_read(name).await.unwrap(), None);
+    kek.witness_write(name, b"real").await.unwrap();
+    assert_eq!(kek.witness_read(name).await.unwrap(), Some(b"real".to_vec()));
+    let public = session
+        .find_objects(&[Attribute::Class(ObjectClass::DATA), Attribute::Private(false)])
+        .unwrap();
+    assert_eq!(public.len(), 1, "the public object is left alone");
+}
+
+/// Creates a witness object of `name` by hand, as a crash or a second writer leaves one.
+fn create_witness_object(session: &Session, name: &str, generation: Option<u64>, value: &[u8]) {
+    // Without a generation: a value too short to carry one, made by hand.
+    let stored = match generation {
+        Some(generation) => stored_value(generation, value),
+        None => value.to_vec(),
+    };
+    let mut template = identity(name);
+    template.push(Attribute::Value(stored));
+    session.create_object(&template).unwrap();
+}
+
+#[tokio::test]
+async fn a_write_cut_short_between_two_generations_reads_as_the_newer_one() {
+    let settings = fresh_token("witness-crash");
+    let kek = Pkcs11Kek::open(settings.clone()).await.unwrap();
+    let name = "sigvault-audit-head:n1";
+    let session = session_on(&settings);
+    create_witness_object(&session, name, Some(2), b"new");
+    create_witness_object(&session, name, Some(1), b"old");
+
+    assert_eq!(kek.witness_read(name).await.unwrap(), Some(b"new".to_vec()));
+    kek.witness_write(name, b"next").await.unwrap();
+    assert_eq!(kek.witness_read(name).await.unwrap(), Some(b"next".to_vec()));
+    let left = session.find_objects(&identity(name)).unwrap();
+    assert_eq!(left.len(), 1, "the older generations are gone");
+    let attrs = session.get_attributes(left[0], &[AttributeType::Value]).unwrap();
+    assert_eq!(attrs, vec![Attribute::Value(stored_value(3, b"next"))], "generation 3");
+}
+
+#[tokio::test]
+async fn two_different_witness_objects_of_one_generation_refuse_a_read_until_a_write_replaces_them() {
+    let settings = fresh_token("witness-dup");
+    let kek = Pkcs11Kek::open(settings.clone()).await.unwrap();
+    let name = "sigvault-audit-head:n1";
+    let session = session_on(&settings);
+    create_witness_object(&session, name, None, b"one");
+    create_witness_object(&session, name, None, b"two");
+
+    let err = kek.witness_read(name).await.err().unwrap();
+    let KekError::Unavailable(cause) = &err else {
+        panic!("not unavailable: {err:?}");
+    };
+    assert_eq!(
+        cause.to_string(),
+        "the token holds 2 different newest witness objects labelled 'sigvault-audit-head:n1'"
+    );
+    kek.witness_write(name, b"three").await.unwrap();
+    assert_eq!(kek.witness_read(name).await.unwrap(), Some(b"three".to_vec()));
+    assert_eq!(session.find_objects(&identity(name)).unwrap().len(), 1);
 }

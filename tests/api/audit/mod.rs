@@ -1,7 +1,8 @@
 //! The audit trail, black-box (ARCHITECTURE.md "Audit", API.md "Audit and compliance"):
 //! one event per request that reaches a handler, the keyed chain and its verification,
-//! tamper detection on copies of the data, failing closed when a sink cannot write, crash
-//! recovery of the real binary, and the absence of secrets from every audit sink.
+//! tamper detection on copies of the data, the chain head the HSM witnessed, failing closed
+//! when a sink cannot write, crash recovery of the real binary, and the absence of secrets
+//! from every audit sink.
 //!
 //! This module holds only what its sub-modules share (reading the trail through the API is
 //! `TestApp::audit_events`): verifying the trail online, and a data dir offline through the
@@ -17,6 +18,7 @@ mod secrets;
 mod tamper;
 mod trail;
 mod truncation;
+mod witness;
 mod write_ahead;
 
 use std::path::Path;
@@ -43,16 +45,21 @@ async fn verify_online(app: &TestApp) -> Value {
 }
 
 /// Verifies the trail of a (stopped) app's data offline, as `sigvault audit verify` would:
-/// the KEK from the home's token, the store, the audit key unsealed under the KEK, then
-/// `verify_trail` over the store, the event file and the anchor file.
+/// the KEK from the home's token, the store, the audit key unsealed under the KEK, the
+/// chain head the token witnessed, then `verify_trail` over the store, the event file and
+/// the anchor file.
 async fn verify_offline(home: &AppHome) -> Report {
     let settings = home.settings();
     let kek = kek::open(&settings.kek).await.expect("open the KEK");
     let store = sigvault::store::open(&settings.store).await.expect("open the store");
     let clock: SharedClock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
-    let key = sigvault::system_secret::load_or_create(store.as_ref(), &Keyring::new(kek), &clock, AUDIT_KEY_NAME)
+    let keyring = Keyring::new(Arc::clone(&kek));
+    let key = sigvault::system_secret::load_or_create(store.as_ref(), &keyring, &clock, AUDIT_KEY_NAME)
         .await
         .expect("the audit key opens");
+    let witnessed = sigvault::audit::witness::read(kek.as_ref(), NODE)
+        .await
+        .expect("the witness reads");
     // Verification needs the audit key itself.
     let report = verify_trail(
         store.as_ref(),
@@ -60,6 +67,7 @@ async fn verify_offline(home: &AppHome) -> Report {
         NODE,
         &settings.audit.file,
         &settings.audit.anchor_file,
+        witnessed,
         &mut |_| {},
     )
     .await

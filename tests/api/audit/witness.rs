@@ -1,0 +1,264 @@
+//! The chain head witnessed by the HSM (ARCHITECTURE.md "Audit chain", issue 12): a trail
+//! cut short in every sink — the event file, the anchor file and the store's rows, all on
+//! the disk — agrees with itself and verified before; against the head the HSM witnessed it
+//! fails, offline and through `sigvault audit verify`.
+//!
+//! The audit writer does not write the witness yet, so these tests write it as the writer
+//! will once a head is in every sink: the record `sigvault-audit-head:<node>` on the vault's
+//! token, holding `0x01 ‖ u64be(seq) ‖ mac` — the documented format, pinned here.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sigvault::kek;
+
+use super::{NODE, copy_home, file_lines, sql, stored_events, verify_offline, write_file_lines};
+use crate::helpers::{AppHome, USER_PIN, module_path, run_binary, softhsm_conf, spawn_app};
+
+/// Events of the trail: a create (its intent and its outcome) and ten signs.
+const EVENTS: usize = 12;
+
+async fn stopped_trail() -> AppHome {
+    let mut app = spawn_app().await;
+    app.create_key("k").await;
+    for i in 2..EVENTS {
+        app.sign("k", format!("message {i}").as_bytes()).await;
+    }
+    app.stop().await;
+    let home = app.home.clone();
+    assert_eq!(file_lines(&home).len(), EVENTS);
+    home
+}
+
+/// The MAC the store holds for event `seq`.
+async fn mac_of(home: &AppHome, seq: usize) -> Vec<u8> {
+    let events = stored_events(home).await;
+    let (event, mac) = &events[seq - 1];
+    assert_eq!(event.seq, seq as u64);
+    mac.clone()
+}
+
+/// Writes the node's witness on the home's token, as the writer will.
+async fn witness(home: &AppHome, seq: u64, mac: &[u8]) {
+    let kek = kek::open(&home.settings().kek).await.expect("open the KEK");
+    let value = [&[1u8][..], &seq.to_be_bytes(), mac].concat();
+    kek.witness_write(&format!("sigvault-audit-head:{NODE}"), &value)
+        .await
+        .expect("write the witness");
+}
+
+/// Keeps the first `kept` events in every sink: the event file's lines, the anchor lines
+/// up to that event, the store's rows.
+async fn cut_every_sink(home: &AppHome, kept: usize) {
+    write_file_lines(home, &file_lines(home)[..kept]);
+    let anchors = std::fs::read_to_string(home.anchor_file()).expect("read the anchor file");
+    let kept_anchors: String = anchors
+        .lines()
+        .filter(|line| line.split(' ').nth(1).and_then(|s| s.parse::<usize>().ok()) <= Some(kept))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(home.anchor_file(), kept_anchors).expect("write the anchor file");
+    sql(
+        &home.database(),
+        &format!("DELETE FROM audit_events WHERE seq > {kept}"),
+    )
+    .await;
+}
+
+/// Removes the event file, the anchor file and every row of the store's audit table.
+async fn wipe_every_sink(home: &AppHome) {
+    std::fs::remove_file(home.audit_file()).expect("remove the event file");
+    std::fs::remove_file(home.anchor_file()).expect("remove the anchor file");
+    sql(&home.database(), "DELETE FROM audit_events").await;
+}
+
+#[tokio::test]
+async fn a_trail_that_holds_the_witnessed_head_verifies() {
+    let home = stopped_trail().await;
+    for seq in [5, EVENTS] {
+        witness(&home, seq as u64, &mac_of(&home, seq).await).await;
+        let report = verify_offline(&home).await;
+        assert!(
+            report.ok && report.checked == EVENTS as u64,
+            "witness at {seq}: {report:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_trail_wiped_from_every_sink_fails_at_its_first_event_against_the_witness() {
+    let home = stopped_trail().await;
+    let copy = copy_home(&home, "witness-wiped");
+    wipe_every_sink(&copy).await;
+    let report = verify_offline(&copy).await;
+    assert!(
+        report.ok && report.checked == 0,
+        "without a witness the empty trail verifies (the gap): {report:?}"
+    );
+
+    let mac = mac_of(&home, EVENTS).await;
+    witness(&home, EVENTS as u64, &mac).await;
+    let report = verify_offline(&copy).await;
+    assert!(!report.ok && report.first_bad_seq == Some(1), "{report:?}");
+    assert_eq!(
+        report.reason.as_deref(),
+        Some(
+            format!(
+                "the HSM witness names event {EVENTS} (MAC {}…) but the trail ends at event 0: events were removed \
+                 from every sink",
+                hex(&mac[..8])
+            )
+            .as_str()
+        )
+    );
+    assert!(verify_offline(&home).await.ok, "the intact trail still verifies");
+}
+
+#[tokio::test]
+async fn a_trail_cut_below_the_witnessed_head_in_every_sink_fails_at_its_first_missing_event() {
+    let home = stopped_trail().await;
+    let witnessed = 8;
+    witness(&home, witnessed, &mac_of(&home, witnessed as usize).await).await;
+    let copy = copy_home(&home, "witness-cut");
+    let kept = 4;
+    cut_every_sink(&copy, kept).await;
+
+    let report = verify_offline(&copy).await;
+    assert!(
+        !report.ok && report.first_bad_seq == Some(kept as u64 + 1) && report.checked == kept as u64,
+        "{report:?}"
+    );
+    let reason = report.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("the HSM witness names event {witnessed} "))
+            && reason.ends_with(&format!(
+                "the trail ends at event {kept}: events were removed from every sink"
+            )),
+        "{reason}"
+    );
+
+    // Cut above the witnessed head, the trail still holds it.
+    let above = copy_home(&home, "witness-cut-above");
+    cut_every_sink(&above, witnessed as usize + 1).await;
+    assert!(verify_offline(&above).await.ok);
+}
+
+#[tokio::test]
+async fn a_trail_whose_event_differs_from_the_witnessed_one_fails_there() {
+    let home = stopped_trail().await;
+    // What a trail rebuilt from event 6 on would show: another MAC where the HSM saw one.
+    witness(&home, 6, &[0x5a; 32]).await;
+    let report = verify_offline(&home).await;
+    assert!(!report.ok && report.first_bad_seq == Some(6), "{report:?}");
+    assert_eq!(
+        report.reason.as_deref(),
+        Some(
+            format!(
+                "the trail differs from the HSM witness at event 6: the witness holds MAC 5a5a5a5a5a5a5a5a…, the \
+                 trail {}…",
+                hex(&mac_of(&home, 6).await[..8])
+            )
+            .as_str()
+        )
+    );
+}
+
+/// A `serve` config file for the home (its token in the suite's SoftHSM2 directory).
+fn config_file(home: &AppHome) -> PathBuf {
+    let pin_file = home.data_dir.join("hsm-pin");
+    std::fs::write(&pin_file, format!("{USER_PIN}\n")).expect("pin file");
+    let config = home.data_dir.join("sigvault.toml");
+    let quoted = |path: &Path| format!("{:?}", path.display().to_string());
+    let text = format!(
+        "data_dir = {}\n[store]\nurl = \"sqlite://{}\"\n[kek.pkcs11]\nmodule = {}\ntoken_label = {:?}\n\
+         pin_file = {}\n[audit]\nnode = {NODE:?}\nfile = {}\nanchor_file = {}\nhsm_anchor_interval = \"10s\"\n",
+        quoted(&home.data_dir),
+        home.database().display(),
+        quoted(&module_path()),
+        home.token_label,
+        quoted(&pin_file),
+        quoted(&home.audit_file()),
+        quoted(&home.anchor_file()),
+    );
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+#[tokio::test]
+async fn sigvault_audit_verify_names_the_witness_when_every_sink_was_wiped() {
+    let home = stopped_trail().await;
+    let mac = mac_of(&home, EVENTS).await;
+    wipe_every_sink(&home).await;
+    let config = config_file(&home);
+    let conf = softhsm_conf().display().to_string();
+    let verify = |json: bool| {
+        let mut args = vec!["audit", "verify", "--config", config.to_str().expect("utf-8 path")];
+        if json {
+            args.push("--json");
+        }
+        run_binary(&args, &[("SOFTHSM2_CONF", &conf)])
+    };
+    let run = verify(false);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "the gap, before the witness: {} {}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("audit trail ok: 0 events verified"),
+        "{}",
+        run.stdout
+    );
+
+    witness(&home, EVENTS as u64, &mac).await;
+    let run = verify(false);
+    assert_eq!(run.code, Some(1), "stdout: {} stderr: {}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "audit trail FAILED at sequence 1 of node {NODE}: the HSM witness names event {EVENTS} (MAC {}…)",
+            hex(&mac[..8])
+        )),
+        "{}",
+        run.stdout
+    );
+    let run = verify(true);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON report");
+    assert_eq!(
+        (report["ok"].as_bool(), report["first_bad_seq"].as_u64()),
+        (Some(false), Some(1))
+    );
+    assert_eq!(report["node"], NODE);
+    assert!(
+        report["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("events were removed from every sink")),
+        "{report}"
+    );
+
+    let kek = kek::open(&home.settings().kek).await.expect("open the KEK");
+    let name = format!("sigvault-audit-head:{NODE}");
+    kek.witness_write(&name, b"\x01short")
+        .await
+        .expect("write a malformed witness");
+    let run = verify(false);
+    assert_eq!(
+        run.code,
+        Some(2),
+        "a witness that cannot be read is no verdict: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "audit trail: HSM witness {name} is malformed: 6 bytes, expected 41"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
