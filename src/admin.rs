@@ -220,10 +220,11 @@ impl Verification {
 /// trail (see [`accept_truncation`]). The one offline command that writes the trail; the
 /// vault must be stopped.
 pub async fn audit_accept_truncation(vault: &OfflineVault, events: u64) -> Result<Accepted, AdminError> {
-    let key = vault.audit_key().await?.ok_or(AdminError::NoAuditKey)?.key;
+    let unsealed = vault.audit_key().await?.ok_or(AdminError::NoAuditKey)?;
     let store: Arc<dyn AuditStore> = vault.store.clone();
     let now = unix_ms(SystemClock.now());
-    Ok(accept_truncation(store, key, vault.settings.audit.clone(), events, &operator(), now).await?)
+    let settings = vault.settings.audit.clone();
+    Ok(accept_truncation(store, unsealed.key, settings, events, &operator(), now, unsealed.kek).await?)
 }
 
 /// Who runs an offline command, as the trail names them: the local user.

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use super::AuditSettings;
 use super::verify::{Report, VerifyError, verify_trail};
+use super::witness;
+use crate::kek::KekProvider;
 use crate::secret::SecretBytes;
 use crate::store::{AuditFilter, AuditStore, StoreResult, StoredEvent};
 
@@ -16,11 +18,23 @@ pub struct AuditTrail {
     store: Arc<dyn AuditStore>,
     key: Arc<SecretBytes>,
     settings: AuditSettings,
+    /// The KEK provider that keeps the HSM witness of the chain head, if any.
+    witness: Option<Arc<dyn KekProvider>>,
 }
 
 impl AuditTrail {
-    pub fn new(store: Arc<dyn AuditStore>, key: Arc<SecretBytes>, settings: AuditSettings) -> Self {
-        Self { store, key, settings }
+    pub fn new(
+        store: Arc<dyn AuditStore>,
+        key: Arc<SecretBytes>,
+        settings: AuditSettings,
+        witness: Option<Arc<dyn KekProvider>>,
+    ) -> Self {
+        Self {
+            store,
+            key,
+            settings,
+            witness,
+        }
     }
 
     /// Events matching `filter` in (node, seq) order, strictly after the cursor `after`,
@@ -42,6 +56,10 @@ impl AuditTrail {
     /// Verifies this node's chain in the store, the event file and the anchor file (see
     /// [`verify_trail`]).
     pub async fn verify(&self) -> Result<Report, VerifyError> {
+        let witnessed = match &self.witness {
+            Some(hsm) => witness::read(hsm.as_ref(), &self.settings.node).await?,
+            None => None,
+        };
         // The audit key checks the chain; it is not otherwise exposed.
         verify_trail(
             self.store.as_ref(),
@@ -49,7 +67,7 @@ impl AuditTrail {
             &self.settings.node,
             &self.settings.file,
             &self.settings.anchor_file,
-            None,
+            witnessed,
             &mut |_| {},
         )
         .await

@@ -119,11 +119,6 @@ pub(crate) struct Witness {
     written: Option<Head>,
 }
 
-// Remove once the writer uses it: then this expectation fails the lint-clean build.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the audit writer holds one once wired (issue 12)")
-)]
 impl Witness {
     pub(crate) fn new(provider: Arc<dyn KekProvider>, node: &str, interval: Duration) -> Self {
         Self {

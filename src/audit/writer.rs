@@ -38,6 +38,8 @@ use super::sink::AppendFile;
 use super::trail::AuditTrail;
 use super::{AuditSettings, Durability};
 use crate::audit::chain::Head;
+use crate::audit::witness::Witness;
+use crate::kek::KekProvider;
 use crate::secret::SecretBytes;
 use crate::store::AuditStore;
 
@@ -139,22 +141,37 @@ pub struct Auditor {
 
 impl Auditor {
     /// Reconciles the sinks after a crash and starts the syncer thread and the indexer task.
+    ///
+    /// `hsm` is the KEK provider that keeps the witness of the chain head: the reconciled
+    /// trail must reach the head it witnessed (else the start is refused: events were
+    /// removed from every sink), and it then witnesses the reconciled head.
     pub async fn start(
         store: Arc<dyn AuditStore>,
         key: SecretBytes,
         settings: AuditSettings,
+        hsm: Arc<dyn KekProvider>,
     ) -> Result<Self, AuditError> {
-        Self::start_shared(store, Arc::new(key), settings).await
+        Self::start_shared(store, Arc::new(key), settings, hsm, WitnessCheck::Compare).await
     }
 
     async fn start_shared(
         store: Arc<dyn AuditStore>,
         key: Arc<SecretBytes>,
         settings: AuditSettings,
+        hsm: Arc<dyn KekProvider>,
+        check: WitnessCheck,
     ) -> Result<Self, AuditError> {
         let mut recovery = Recovery::new(Arc::clone(&store), Arc::clone(&key), settings.clone());
         recovery.reconcile().await?;
-        let trail = AuditTrail::new(Arc::clone(&store), Arc::clone(&key), settings.clone());
+        if check == WitnessCheck::Compare {
+            recovery.check_witness(hsm.as_ref()).await?;
+        }
+        let mut witness = Witness::new(Arc::clone(&hsm), &settings.node, settings.hsm_anchor_interval);
+        witness
+            .write_forced(&recovery.head, std::time::Instant::now())
+            .await
+            .map_err(|e| AuditError::Unavailable(format!("HSM witness: {e}")))?;
+        let trail = AuditTrail::new(Arc::clone(&store), Arc::clone(&key), settings.clone(), Some(hsm));
         let head = recovery.head.clone();
         let durable = SyncPoint {
             seq: head.seq,
@@ -178,7 +195,7 @@ impl Auditor {
         });
         let syncer = syncer::spawn(Arc::clone(&shared), durable)
             .map_err(|e| AuditError::Unavailable(format!("audit sync thread: {e}")))?;
-        let indexer = indexer::Indexer::new(Arc::clone(&shared), recovery.anchor, head.seq);
+        let indexer = indexer::Indexer::new(Arc::clone(&shared), recovery.anchor, head, witness);
         let indexer = tokio::spawn(indexer.run());
         Ok(Self {
             shared,
@@ -287,6 +304,14 @@ impl Drop for Auditor {
         self.shared.index_wake.notify_one();
         self.shared.sync.stop();
     }
+}
+
+/// Whether a start compares the trail with the HSM witness first (always, but for an
+/// operator's accepted truncation, which gives witnessed events up on purpose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WitnessCheck {
+    Compare,
+    GiveUp,
 }
 
 /// The length of the event file (0 when missing or not a regular file).

@@ -134,7 +134,8 @@ impl Application {
                 .map_err(StartupError::Pepper)?,
         );
         let audit_key = system_secret::load_or_create(store.as_ref(), &keyring, &clock, AUDIT_KEY_NAME).await?;
-        let audit = Auditor::start(store.clone(), audit_key, settings.audit.clone()).await?;
+        let hsm = Arc::clone(keyring.current());
+        let audit = Auditor::start(store.clone(), audit_key, settings.audit.clone(), hsm).await?;
         let (root_hash, generated_root_token) = root_token(&settings, store.as_ref(), &hasher, &clock).await?;
         let root_hash_to_store = generated_root_token.as_ref().map(|_| root_hash.clone());
         let parts = Parts {

@@ -359,7 +359,7 @@ async fn accept_truncation_gives_up_exactly_the_named_count_and_records_it() {
     let run = run_binary(&accept("2"), &[]);
     assert_eq!(run.code, Some(2), "stdout: {} stderr: {}", run.stdout, run.stderr);
     assert!(
-        run.stderr.contains("holds 3 events") && run.stderr.contains("nothing was changed"),
+        run.stderr.contains("name 3 events") && run.stderr.contains("nothing was changed"),
         "{}",
         run.stderr
     );

@@ -12,11 +12,13 @@
 use std::sync::Arc;
 
 use super::reconcile::anchor_needs_head;
-use super::{AuditError, Auditor, Recovery, blocking};
+use super::{AuditError, Auditor, Recovery, WitnessCheck, blocking};
 use crate::audit::AuditSettings;
 use crate::audit::chain::Head;
 use crate::audit::event::{Decision, EventData};
 use crate::audit::sink;
+use crate::audit::witness;
+use crate::kek::KekProvider;
 use crate::secret::SecretBytes;
 use crate::store::AuditStore;
 
@@ -50,6 +52,7 @@ pub async fn accept_truncation(
     events: u64,
     operator: &str,
     time_ms: i64,
+    hsm: Arc<dyn KekProvider>,
 ) -> Result<Accepted, AuditError> {
     let node = settings.node.clone();
     let key = Arc::new(key);
@@ -58,16 +61,25 @@ pub async fn accept_truncation(
     let file_head = writer.file_head().await?.unwrap_or_else(Head::genesis);
     let anchor_last = writer.last_anchor().await?;
     let anchored = anchor_last.as_ref().map_or(0, |a| a.seq);
-    let found = store_head.seq.saturating_sub(file_head.seq);
+    // What was lost: the store's rows past the file, or — every sink cut back together, as
+    // a restored backup is — the events up to the head the HSM witnessed.
+    let witnessed = witness::read(hsm.as_ref(), &node)
+        .await
+        .map_err(|e| refused(format!("HSM witness: {e}")))?
+        .map_or(0, |w| w.seq);
+    let last_lost = store_head.seq.max(witnessed);
+    let found = last_lost.saturating_sub(file_head.seq);
     if found == 0 {
         return Err(refused(format!(
-            "nothing to accept: the store holds no event of node {node} past the event file's end (event {})",
+            "nothing to accept: neither the store nor the HSM witness names an event of node {node} past the event \
+             file's end (event {})",
             file_head.seq
         )));
     }
     if found != events {
         return Err(refused(format!(
-            "the store holds {found} events of node {node} past the event file's end, not {events}: nothing was changed"
+            "the store and the HSM witness name {found} events of node {node} past the event file's end, not {events}: \
+             nothing was changed"
         )));
     }
     if anchored > file_head.seq {
@@ -77,7 +89,9 @@ pub async fn accept_truncation(
             file_head.seq
         )));
     }
-    writer.take_back_unacknowledged(&file_head).await?;
+    if store_head.seq > file_head.seq {
+        writer.take_back_unacknowledged(&file_head).await?;
+    }
     if anchor_needs_head(anchor_last.as_ref(), &file_head)? {
         let line = sink::anchor_line(&node, &file_head);
         blocking(&mut writer.anchor, move |f| f.append(line.as_bytes(), true))
@@ -88,15 +102,16 @@ pub async fn accept_truncation(
         time_ms,
         principal: operator.to_owned(),
         action: ACCEPT_TRUNCATION.into(),
-        resource: format!("audit:{node}:{}-{}", file_head.seq + 1, store_head.seq),
+        resource: format!("audit:{node}:{}-{last_lost}", file_head.seq + 1),
         decision: Decision::Allow,
         outcome: "ok".into(),
         ..EventData::default()
     };
     drop(writer);
-    // The sinks now agree at the file's head: the auditor starts there and records the
-    // decision in all three.
-    let auditor = Auditor::start_shared(store, key, settings).await?;
+    // The sinks now agree at the file's head: the auditor starts there (not comparing with
+    // the HSM witness, which names events being given up), records the decision in all
+    // three, and witnesses the new head at its shutdown.
+    let auditor = Auditor::start_shared(store, key, settings, hsm, WitnessCheck::GiveUp).await?;
     let event_seq = auditor.record_durable(data).await;
     auditor.shutdown().await;
     let event_seq = event_seq?;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use super::{Shared, blocking};
 use crate::audit::chain::Head;
 use crate::audit::sink::{self, AppendFile};
+use crate::audit::witness::Witness;
 
 /// Most events in one store transaction.
 const MAX_INDEX_BATCH: usize = 8192;
@@ -27,22 +28,25 @@ fn tick(index_lag: Duration) -> Duration {
     (index_lag / 4).clamp(Duration::from_millis(5), Duration::from_millis(250))
 }
 
-/// The indexer's own state: the anchor file and the last head it anchored.
+/// The indexer's own state: the anchor file, the last head it anchored, and the HSM witness
+/// of that head.
 pub(super) struct Indexer {
     shared: Arc<Shared>,
     anchor: AppendFile,
-    anchored: u64,
+    anchored: Head,
     /// The last head the store took but the anchor file has not.
     to_anchor: Option<Head>,
+    witness: Witness,
 }
 
 impl Indexer {
-    pub(super) fn new(shared: Arc<Shared>, anchor: AppendFile, anchored: u64) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, anchor: AppendFile, anchored: Head, witness: Witness) -> Self {
         Self {
             shared,
             anchor,
             anchored,
             to_anchor: None,
+            witness,
         }
     }
 
@@ -57,9 +61,26 @@ impl Indexer {
             let stopping = self.shared.stopping.load(Ordering::Acquire);
             self.shared.flush_deferred();
             self.index_synced().await;
+            self.witness_anchored(stopping).await;
             if stopping {
                 break;
             }
+        }
+    }
+
+    /// Gives the HSM the last anchored head, at most once per `audit.hsm_anchor_interval`
+    /// (and at once when stopping, so a stopped vault's witness names its last event). A
+    /// failure is logged and tried again after an interval: the event file and the anchor
+    /// are the record; the witness only bounds what a wipe of both can hide.
+    async fn witness_anchored(&mut self, now: bool) {
+        let at = std::time::Instant::now();
+        let result = if now {
+            self.witness.write_forced(&self.anchored, at).await
+        } else {
+            self.witness.write_if_due(&self.anchored, at).await.map(|_| ())
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, seq = self.anchored.seq, "the HSM did not take the audit chain head");
         }
     }
 
@@ -94,15 +115,15 @@ impl Indexer {
         let Some(head) = self.to_anchor.take() else {
             return true;
         };
-        if head.seq <= self.anchored {
+        if head.seq <= self.anchored.seq {
             return true;
         }
         let line = sink::anchor_line(&self.shared.settings.node, &head);
         match blocking(&mut self.anchor, move |f| f.append(line.as_bytes(), true)).await {
             Ok(_) => {
-                self.anchored = head.seq;
                 // Published once anchored: a reader that caught up sees the three sinks agree.
                 self.shared.indexed.send_replace(head.seq);
+                self.anchored = head;
                 self.shared.log().set_anchor_refusal(None);
                 true
             }

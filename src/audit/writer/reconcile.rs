@@ -12,6 +12,8 @@ use crate::audit::chain::{ChainCheck, Head};
 use crate::audit::event::AuditEvent;
 use crate::audit::is_one_batch;
 use crate::audit::sink;
+use crate::audit::witness;
+use crate::kek::KekProvider;
 
 fn fail(message: String) -> AuditError {
     AuditError::Unavailable(message)
@@ -153,6 +155,31 @@ impl Recovery {
         }
         self.head = head;
         Ok(())
+    }
+
+    /// Refuses a trail that does not reach the head the HSM witnessed (or holds another MAC
+    /// there): its events were removed from every sink, which no crash does.
+    pub(super) async fn check_witness(&self, hsm: &dyn KekProvider) -> Result<(), AuditError> {
+        let node = &self.settings.node;
+        let witnessed = witness::read(hsm, node)
+            .await
+            .map_err(|e| fail(format!("HSM witness: {e}")))?;
+        let Some(witnessed) = witnessed else {
+            return Ok(());
+        };
+        let mac = if witnessed.seq == 0 || witnessed.seq > self.head.seq {
+            None
+        } else {
+            self.store
+                .audit_range(node, witnessed.seq - 1, 1)
+                .await
+                .map_err(|e| fail(format!("store: {e}")))?
+                .into_iter()
+                .find(|(e, _)| e.seq == witnessed.seq)
+                .map(|(_, mac)| mac)
+        };
+        witness::compare(&witnessed, self.head.seq, mac.as_deref())
+            .map_err(|p| fail(format!("{}. Run `sigvault audit verify`", p.reason)))
     }
 
     /// The store's last event of this node, or the genesis.

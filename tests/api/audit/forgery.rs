@@ -8,7 +8,7 @@ use sigvault::audit::sink::anchor_line;
 use sigvault::store::StoredEvent;
 
 use super::tamper::{EVENTS, MAC_MISMATCH, assert_bad, assert_server_reports_the_same, stopped_trail};
-use super::{NODE, copy_home, sql, stored_events, verify_offline};
+use super::{NODE, copy_home, sql, startup_error, stored_events, verify_offline, write_witness};
 use crate::helpers::AppHome;
 
 /// The attacker without the audit key: edits the stored events, recomputes every MAC from
@@ -44,6 +44,12 @@ async fn forge_with_sha256(home: &AppHome, from_seq: u64, edit: impl FnOnce(&mut
     let mut anchors = std::fs::read(home.anchor_file()).expect("read the anchor file");
     anchors.extend_from_slice(anchor_line(NODE, &head).as_bytes());
     std::fs::write(home.anchor_file(), anchors).expect("append to the anchor file");
+    // The HSM witness still names the genuine head, so a start is refused before any chain
+    // check. The attacker cannot change the witness (it is on the HSM); the test does, to
+    // show the keyed chain alone catches the forgery too.
+    let refused = startup_error(home).await;
+    assert!(refused.contains("HSM witness"), "{refused}");
+    write_witness(home, head.seq, &head.mac).await;
 }
 
 #[tokio::test]
@@ -51,7 +57,7 @@ async fn an_attacker_who_recomputes_an_unkeyed_sha256_chain_still_fails_verifica
     let home = stopped_trail().await;
 
     // Rewrite event 5 (a sign by root) as someone else's, chain recomputed from there on.
-    let copy = copy_home(&home, "tamper-sha-edit");
+    let copy = copy_home(&home, "tamper-sha-edit").await;
     forge_with_sha256(&copy, 5, |events| events[4].0.principal = "nobody".into()).await;
     let report = verify_offline(&copy).await;
     assert_bad(&report, 5, &format!("store: {MAC_MISMATCH}"), "rewritten event");
@@ -59,7 +65,7 @@ async fn an_attacker_who_recomputes_an_unkeyed_sha256_chain_still_fails_verifica
     assert_server_reports_the_same(&copy, &report, "rewritten event").await;
 
     // Hide event 5: drop it and renumber the rest, chain recomputed.
-    let copy = copy_home(&home, "tamper-sha-hide");
+    let copy = copy_home(&home, "tamper-sha-hide").await;
     forge_with_sha256(&copy, 5, |events| {
         events.remove(4);
         for (event, _) in events.iter_mut().skip(4) {

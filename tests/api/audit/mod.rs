@@ -89,7 +89,7 @@ fn intact(checked: u64) -> Report {
 
 /// A copy of a stopped app's data dir (same token, so the same KEK and audit key) under a
 /// new directory: each tampering works on its own copy.
-fn copy_home(home: &AppHome, tag: &str) -> AppHome {
+async fn copy_home(home: &AppHome, tag: &str) -> AppHome {
     let dir = temp_dir(tag);
     for entry in std::fs::read_dir(&home.data_dir).expect("read data dir") {
         let entry = entry.expect("dir entry");
@@ -97,12 +97,32 @@ fn copy_home(home: &AppHome, tag: &str) -> AppHome {
             std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy a data file");
         }
     }
-    AppHome {
+    let copy = AppHome {
         data_dir: dir,
         audit_file: None,
         anchor_file: None,
         ..home.clone()
+    };
+    // The copy shares the original's HSM token, and with it the witness of the chain head,
+    // which the original's later starts move on. The copy starts as the original stopped:
+    // witnessed at the last event of its file.
+    if let Some(last) = file_lines(&copy).last() {
+        let line: serde_json::Value = serde_json::from_str(last).expect("an event line");
+        let seq = line["event"]["seq"].as_u64().expect("seq");
+        let mac = base16ct::mixed::decode_vec(line["mac"].as_str().expect("mac")).expect("hex mac");
+        write_witness(&copy, seq, &mac).await;
     }
+    copy
+}
+
+/// Writes the node's witness of the chain head on the home's token, as the writer does:
+/// the record `sigvault-audit-head:<node>` holding `0x01 ‖ u64be(seq) ‖ mac`.
+async fn write_witness(home: &AppHome, seq: u64, mac: &[u8]) {
+    let kek = sigvault::kek::open(&home.settings().kek).await.expect("open the KEK");
+    let value = [&[1u8][..], &seq.to_be_bytes(), mac].concat();
+    kek.witness_write(&format!("sigvault-audit-head:{NODE}"), &value)
+        .await
+        .expect("write the witness");
 }
 
 /// Runs SQL statements (`;`-separated, on one connection) on a database file and returns

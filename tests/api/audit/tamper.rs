@@ -94,7 +94,7 @@ async fn changing_any_field_of_one_stored_event_is_detected_at_its_sequence() {
     ];
     for (column, value) in edits {
         let what = format!("{column} = {value}");
-        let copy = copy_home(&home, "tamper-field");
+        let copy = copy_home(&home, "tamper-field").await;
         let db = copy.database();
         assert_eq!(
             sql(
@@ -109,7 +109,7 @@ async fn changing_any_field_of_one_stored_event_is_detected_at_its_sequence() {
         assert_server_reports_the_same(&copy, &report, &what).await;
     }
 
-    let copy = copy_home(&home, "tamper-node");
+    let copy = copy_home(&home, "tamper-node").await;
     assert_eq!(
         sql(
             &copy.database(),
@@ -129,7 +129,7 @@ async fn moving_one_event_out_of_a_time_window_is_detected() {
     // event moved out of a window by an edit is hidden from that listing, but the trail
     // no longer verifies.
     let home = stopped_trail().await;
-    let copy = copy_home(&home, "tamper-time");
+    let copy = copy_home(&home, "tamper-time").await;
     assert_eq!(
         sql(
             &copy.database(),
@@ -160,7 +160,7 @@ async fn moving_one_event_out_of_a_time_window_is_detected() {
 async fn deleting_one_event_is_detected_as_missing_in_the_store_or_the_event_file() {
     let home = stopped_trail().await;
 
-    let copy = copy_home(&home, "tamper-delete-db");
+    let copy = copy_home(&home, "tamper-delete-db").await;
     assert_eq!(sql(&copy.database(), "DELETE FROM audit_events WHERE seq = 7").await, 1);
     let report = verify_offline(&copy).await;
     assert_bad(
@@ -171,7 +171,7 @@ async fn deleting_one_event_is_detected_as_missing_in_the_store_or_the_event_fil
     );
     assert_server_reports_the_same(&copy, &report, "deleted from the store").await;
 
-    let copy = copy_home(&home, "tamper-delete-file");
+    let copy = copy_home(&home, "tamper-delete-file").await;
     let mut lines = file_lines(&copy);
     lines.remove(6);
     write_file_lines(&copy, &lines);
@@ -189,7 +189,7 @@ async fn deleting_one_event_is_detected_as_missing_in_the_store_or_the_event_fil
 async fn swapping_two_events_is_detected_at_the_first_of_them() {
     let home = stopped_trail().await;
 
-    let copy = copy_home(&home, "tamper-swap-seq");
+    let copy = copy_home(&home, "tamper-swap-seq").await;
     let swapped = sql(
         &copy.database(),
         "UPDATE audit_events SET seq = -3 WHERE seq = 3; \
@@ -202,7 +202,7 @@ async fn swapping_two_events_is_detected_at_the_first_of_them() {
     assert_bad(&report, 3, &format!("store: {MAC_MISMATCH}"), "seq values swapped");
     assert_server_reports_the_same(&copy, &report, "seq values swapped").await;
 
-    let copy = copy_home(&home, "tamper-swap-content");
+    let copy = copy_home(&home, "tamper-swap-content").await;
     let columns = "node, time, request_id, principal, action, resource, key_version, decision, policy, \
                    outcome, source_ip, user_agent, secret_hmac, mac";
     sql(
@@ -224,7 +224,7 @@ async fn swapping_two_events_is_detected_at_the_first_of_them() {
     assert_bad(&report, 3, &format!("store: {MAC_MISMATCH}"), "contents swapped");
     assert_server_reports_the_same(&copy, &report, "contents swapped").await;
 
-    let copy = copy_home(&home, "tamper-swap-lines");
+    let copy = copy_home(&home, "tamper-swap-lines").await;
     let mut lines = file_lines(&copy);
     lines.swap(2, 5);
     write_file_lines(&copy, &lines);
@@ -245,7 +245,7 @@ async fn dropping_the_last_events_is_detected_and_from_both_sinks_refuses_startu
         let kept = EVENTS - dropped;
 
         // From the store only: the event file goes on.
-        let copy = copy_home(&home, "tamper-tail-db");
+        let copy = copy_home(&home, "tamper-tail-db").await;
         let delete = format!("DELETE FROM audit_events WHERE seq > {kept}");
         assert_eq!(sql(&copy.database(), &delete).await, dropped);
         let report = verify_offline(&copy).await;
@@ -263,7 +263,7 @@ async fn dropping_the_last_events_is_detected_and_from_both_sinks_refuses_startu
         );
 
         // From the store and the event file: only the anchor remembers.
-        let copy = copy_home(&home, "tamper-tail-both");
+        let copy = copy_home(&home, "tamper-tail-both").await;
         assert_eq!(sql(&copy.database(), &delete).await, dropped);
         write_file_lines(&copy, &file_lines(&copy)[..kept as usize]);
         let report = verify_offline(&copy).await;
@@ -281,7 +281,7 @@ async fn dropping_the_last_events_is_detected_and_from_both_sinks_refuses_startu
         );
 
         // From the event file only.
-        let copy = copy_home(&home, "tamper-tail-file");
+        let copy = copy_home(&home, "tamper-tail-file").await;
         write_file_lines(&copy, &file_lines(&copy)[..kept as usize]);
         let report = verify_offline(&copy).await;
         let reason = format!("the event file ends at event {kept} but the other sink goes on to {EVENTS}");
@@ -325,7 +325,7 @@ async fn editing_a_line_of_the_event_file_is_detected_at_its_sequence() {
     ];
     for (line, from, to, reason) in edits {
         let what = format!("line {line}: {from} -> {to}");
-        let copy = copy_home(&home, "tamper-line");
+        let copy = copy_home(&home, "tamper-line").await;
         let mut lines = file_lines(&copy);
         assert_eq!(lines[line - 1].matches(from).count(), 1, "{what}: {}", lines[line - 1]);
         lines[line - 1] = lines[line - 1].replace(from, to);
@@ -335,7 +335,7 @@ async fn editing_a_line_of_the_event_file_is_detected_at_its_sequence() {
         assert_server_reports_the_same(&copy, &report, &what).await;
     }
 
-    let copy = copy_home(&home, "tamper-line-garbled");
+    let copy = copy_home(&home, "tamper-line-garbled").await;
     let mut lines = file_lines(&copy);
     lines[3].truncate(40);
     write_file_lines(&copy, &lines);

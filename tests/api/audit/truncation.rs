@@ -56,7 +56,7 @@ fn write_anchor_lines(home: &AppHome, lines: &[String]) {
 #[tokio::test]
 async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_start_until_an_operator_gives_them_up() {
     let home = stopped_trail_of_single_batches().await;
-    let copy = copy_home(&home, "truncated-both-files");
+    let copy = copy_home(&home, "truncated-both-files").await;
     let kept = EVENTS - CUT;
     write_file_lines(&copy, &file_lines(&copy)[..kept]);
     cut_anchor_after(&copy, kept);
@@ -92,7 +92,7 @@ async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_s
     let wrong = audit_accept_truncation(&vault, CUT as u64 - 1)
         .await
         .expect_err("a wrong count");
-    assert!(wrong.to_string().contains(&format!("holds {CUT} events")), "{wrong}");
+    assert!(wrong.to_string().contains(&format!("name {CUT} events")), "{wrong}");
     let after = (stored_events(&copy).await, file_lines(&copy), anchor_lines(&copy));
     assert!(after == before, "a refused acceptance changes nothing");
 
@@ -128,7 +128,7 @@ async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_s
 #[tokio::test]
 async fn the_half_written_line_of_a_write_a_crash_interrupted_is_cut_off_silently() {
     let home = stopped_trail_of_single_batches().await;
-    let copy = copy_home(&home, "interrupted-write");
+    let copy = copy_home(&home, "interrupted-write").await;
     // A kill -9 in the middle of write(2): the last line is half there, never acknowledged.
     let whole = std::fs::read(copy.audit_file()).expect("read the event file");
     let mut torn = whole.clone();

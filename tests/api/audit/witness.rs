@@ -3,16 +3,18 @@
 //! the disk — agrees with itself and verified before; against the head the HSM witnessed it
 //! fails, offline and through `sigvault audit verify`.
 //!
-//! The audit writer does not write the witness yet, so these tests write it as the writer
-//! will once a head is in every sink: the record `sigvault-audit-head:<node>` on the vault's
-//! token, holding `0x01 ‖ u64be(seq) ‖ mac` — the documented format, pinned here.
+//! The writer witnesses the head at every start, at most every `audit.hsm_anchor_interval`
+//! and at a clean stop; some tests also write a witness themselves, in the documented format
+//! (the record `sigvault-audit-head:<node>` on the vault's token, holding
+//! `0x01 ‖ u64be(seq) ‖ mac`), which pins it.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sigvault::admin::{OfflineVault, audit_accept_truncation};
 use sigvault::kek;
 
-use super::{NODE, copy_home, file_lines, sql, stored_events, verify_offline, write_file_lines};
+use super::{NODE, copy_home, file_lines, sql, startup_error, stored_events, verify_offline, write_file_lines};
 use crate::helpers::{AppHome, USER_PIN, module_path, run_binary, softhsm_conf, spawn_app};
 
 /// Events of the trail: a create (its intent and its outcome) and ten signs.
@@ -88,16 +90,10 @@ async fn a_trail_that_holds_the_witnessed_head_verifies() {
 #[tokio::test]
 async fn a_trail_wiped_from_every_sink_fails_at_its_first_event_against_the_witness() {
     let home = stopped_trail().await;
-    let copy = copy_home(&home, "witness-wiped");
+    let copy = copy_home(&home, "witness-wiped").await;
     wipe_every_sink(&copy).await;
-    let report = verify_offline(&copy).await;
-    assert!(
-        report.ok && report.checked == 0,
-        "without a witness the empty trail verifies (the gap): {report:?}"
-    );
-
+    // The stop witnessed the last event: no further write is needed.
     let mac = mac_of(&home, EVENTS).await;
-    witness(&home, EVENTS as u64, &mac).await;
     let report = verify_offline(&copy).await;
     assert!(!report.ok && report.first_bad_seq == Some(1), "{report:?}");
     assert_eq!(
@@ -112,14 +108,20 @@ async fn a_trail_wiped_from_every_sink_fails_at_its_first_event_against_the_witn
         )
     );
     assert!(verify_offline(&home).await.ok, "the intact trail still verifies");
+    let refused = startup_error(&copy).await;
+    assert!(
+        refused.contains(&format!("the HSM witness names event {EVENTS} "))
+            && refused.contains("sigvault audit verify"),
+        "a start is refused too: {refused}"
+    );
 }
 
 #[tokio::test]
 async fn a_trail_cut_below_the_witnessed_head_in_every_sink_fails_at_its_first_missing_event() {
     let home = stopped_trail().await;
     let witnessed = 8;
+    let copy = copy_home(&home, "witness-cut").await;
     witness(&home, witnessed, &mac_of(&home, witnessed as usize).await).await;
-    let copy = copy_home(&home, "witness-cut");
     let kept = 4;
     cut_every_sink(&copy, kept).await;
 
@@ -138,7 +140,8 @@ async fn a_trail_cut_below_the_witnessed_head_in_every_sink_fails_at_its_first_m
     );
 
     // Cut above the witnessed head, the trail still holds it.
-    let above = copy_home(&home, "witness-cut-above");
+    let above = copy_home(&home, "witness-cut-above").await;
+    witness(&home, witnessed, &mac_of(&home, witnessed as usize).await).await;
     cut_every_sink(&above, witnessed as usize + 1).await;
     assert!(verify_offline(&above).await.ok);
 }
@@ -198,21 +201,7 @@ async fn sigvault_audit_verify_names_the_witness_when_every_sink_was_wiped() {
         }
         run_binary(&args, &[("SOFTHSM2_CONF", &conf)])
     };
-    let run = verify(false);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "the gap, before the witness: {} {}",
-        run.stdout,
-        run.stderr
-    );
-    assert!(
-        run.stdout.contains("audit trail ok: 0 events verified"),
-        "{}",
-        run.stdout
-    );
-
-    witness(&home, EVENTS as u64, &mac).await;
+    // The stop witnessed the last event.
     let run = verify(false);
     assert_eq!(run.code, Some(1), "stdout: {} stderr: {}", run.stdout, run.stderr);
     assert!(
@@ -261,4 +250,43 @@ async fn sigvault_audit_verify_names_the_witness_when_every_sink_was_wiped() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_trail_cut_back_in_every_sink_as_a_restored_backup_is_refused_until_an_operator_gives_the_lost_events_up() {
+    let home = stopped_trail().await;
+    let copy = copy_home(&home, "witness-restored").await;
+    let kept = 7;
+    cut_every_sink(&copy, kept).await;
+    let refused = startup_error(&copy).await;
+    assert!(
+        refused.contains(&format!("the HSM witness names event {EVENTS} ")),
+        "{refused}"
+    );
+
+    let vault = OfflineVault::open(copy.settings()).await.expect("open offline");
+    let lost = (EVENTS - kept) as u64;
+    let wrong = audit_accept_truncation(&vault, lost + 1)
+        .await
+        .expect_err("a wrong count");
+    assert!(wrong.to_string().contains(&format!("name {lost} events")), "{wrong}");
+    let accepted = audit_accept_truncation(&vault, lost).await.expect("accepted");
+    assert_eq!(
+        (accepted.kept, accepted.dropped, accepted.event_seq),
+        (kept as u64, lost, kept as u64 + 1)
+    );
+    drop(vault);
+    let events = stored_events(&copy).await;
+    assert_eq!(events.len(), kept + 1);
+    assert_eq!(events[kept].0.action, "audit.accept_truncation");
+    assert_eq!(events[kept].0.resource, format!("audit:{NODE}:{}-{EVENTS}", kept + 1));
+    let report = verify_offline(&copy).await;
+    assert!(report.ok && report.checked == kept as u64 + 1, "{report:?}");
+    let mut app = crate::helpers::spawn_app_in(copy.clone()).await;
+    assert_eq!(
+        super::verify_online(&app).await["ok"],
+        serde_json::json!(true),
+        "the start is no longer refused"
+    );
+    app.stop().await;
 }
