@@ -98,7 +98,7 @@ impl ApiKeyStore for SqliteStore {
 }
 
 async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -> StoreResult<()> {
-    let mut tx = begin_write(&writer).await.map_err(unavailable)?;
+    let mut tx = begin_write(writer).await.map_err(unavailable)?;
     sqlx::query(
         "INSERT INTO api_keys (id, prefix, principal, state, meta, permissions, expires_at_ms, remaining, \
          ratelimit_limit, ratelimit_period_ms, created_at_ms, updated_at_ms, last_used_at_ms, revoked_at_ms) \
@@ -182,7 +182,7 @@ async fn list(reader: &SqlitePool, after: Option<&str>, limit: u32) -> StoreResu
 }
 
 async fn update(writer: &SqlitePool, id: &str, patch: &ApiKeyPatch, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
-    let mut tx = begin_write(&writer).await.map_err(unavailable)?;
+    let mut tx = begin_write(writer).await.map_err(unavailable)?;
     let Some(current) = get_in(&mut tx, id).await? else {
         return Ok(None);
     };
@@ -204,7 +204,7 @@ async fn update(writer: &SqlitePool, id: &str, patch: &ApiKeyPatch, now_ms: i64)
 }
 
 async fn revoke(writer: &SqlitePool, id: &str, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
-    let mut tx = begin_write(&writer).await.map_err(unavailable)?;
+    let mut tx = begin_write(writer).await.map_err(unavailable)?;
     sqlx::query(
         "UPDATE api_keys SET state = 'revoked', revoked_at_ms = COALESCE(revoked_at_ms, ?), updated_at_ms = ? \
          WHERE id = ?",
@@ -232,7 +232,7 @@ async fn reroll(
     grace_until_ms: i64,
     now_ms: i64,
 ) -> StoreResult<Option<ApiKeyRecord>> {
-    let mut tx = begin_write(&writer).await.map_err(unavailable)?;
+    let mut tx = begin_write(writer).await.map_err(unavailable)?;
     match get_in(&mut tx, id).await? {
         Some(k) if k.state != ApiKeyState::Revoked => {}
         _ => return Ok(None),
@@ -286,7 +286,7 @@ async fn consume_credit(writer: &SqlitePool, id: &str) -> StoreResult<Option<u64
 }
 
 async fn touch(writer: &SqlitePool, used: &[(String, i64)]) -> StoreResult<()> {
-    let mut tx = begin_write(&writer).await.map_err(unavailable)?;
+    let mut tx = begin_write(writer).await.map_err(unavailable)?;
     for (id, at) in used {
         sqlx::query(
             "UPDATE api_keys SET last_used_at_ms = ? WHERE id = ? AND (last_used_at_ms IS NULL OR last_used_at_ms < ?)",

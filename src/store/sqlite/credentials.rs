@@ -84,7 +84,7 @@ impl CredentialStore for SqliteStore {
 }
 
 async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u32) -> StoreResult<()> {
-    let mut tx = begin_write(&writer).await.map_err(unavailable)?;
+    let mut tx = begin_write(writer).await.map_err(unavailable)?;
     let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE principal = ?")
         .bind(&c.principal)
         .fetch_one(&mut *tx)
@@ -155,7 +155,7 @@ async fn update(
     patch: &CredentialPatch,
     now_ms: i64,
 ) -> StoreResult<Option<CredentialRecord>> {
-    let mut tx = begin_write(&writer).await.map_err(unavailable)?;
+    let mut tx = begin_write(writer).await.map_err(unavailable)?;
     if let Some(state) = patch.state {
         sqlx::query("UPDATE credentials SET state = ? WHERE access_key_id = ?")
             .bind(state.as_str())
@@ -197,7 +197,7 @@ async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {
 }
 
 async fn add_activity(writer: &SqlitePool, activity: &[CredentialActivity], max_fingerprints: u32) -> StoreResult<()> {
-    let mut tx = begin_write(&writer).await.map_err(unavailable)?;
+    let mut tx = begin_write(writer).await.map_err(unavailable)?;
     for a in activity {
         add_one(&mut tx, a, max_fingerprints).await?;
     }
