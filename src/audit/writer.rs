@@ -79,11 +79,18 @@ impl Shared {
         self.deferred.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn append(&self, data: EventData) -> Result<Written, AuditError> {
+    /// Chains `data` and writes it together with the events other requests chain
+    /// meanwhile: the request yields once before the write, so the requests that are ready
+    /// on this worker chain theirs too, and the first to come back writes them all. (A
+    /// request dropped in between leaves its line to the next write or the syncer's.)
+    async fn append(&self, data: EventData) -> Result<Written, AuditError> {
         if self.has_deferred.load(Ordering::Acquire) {
             self.flush_deferred();
         }
-        self.log().append(data)
+        let written = self.log().chain(data)?;
+        tokio::task::yield_now().await;
+        self.log().settle(written)?;
+        Ok(written)
     }
 
     /// Writes the deferred outcome events, in order, before anything else; keeps those the
@@ -209,7 +216,7 @@ impl Auditor {
     /// Appends one event and returns its sequence number once it is written as
     /// `audit.durability` asks: handed to the OS (`os`) or synced (`fsync`).
     pub async fn record(&self, data: EventData) -> Result<u64, AuditError> {
-        let written = self.shared.append(data)?;
+        let written = self.shared.append(data).await?;
         if self.shared.settings.durability == Durability::Fsync {
             self.shared.wait_synced(written).await?;
         }
@@ -219,7 +226,7 @@ impl Auditor {
     /// Appends one event and returns its sequence number once it is synced, whatever the
     /// durability mode: the intent of a change must survive a power loss the change survives.
     pub async fn record_durable(&self, data: EventData) -> Result<u64, AuditError> {
-        let written = self.shared.append(data)?;
+        let written = self.shared.append(data).await?;
         self.shared.wait_synced(written).await?;
         Ok(written.seq)
     }
@@ -240,6 +247,7 @@ impl Auditor {
             let log = self.shared.log();
             Written {
                 seq: log.head().seq,
+                ticket: 0,
                 sync_failures: 0,
             }
         };

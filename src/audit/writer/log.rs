@@ -25,13 +25,18 @@ use crate::store::StoredEvent;
 /// store catches up (its memory is bounded; the file would still hold them).
 pub(super) const MAX_UNINDEXED: usize = 256 * 1024;
 
-/// What an append returns: the event's sequence number, and how many sync failures the log
-/// had seen when it was written (a waiter for its sync gives up when that number grows).
+/// What chaining an event returns: its sequence number, its ticket (a number never reused,
+/// unlike a sequence number after a failed write), and how many sync failures the log had
+/// seen (a waiter for its sync gives up when that number grows).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Written {
     pub(super) seq: u64,
+    pub(super) ticket: u64,
     pub(super) sync_failures: u64,
 }
+
+/// Failed writes remembered for the waiters of their events.
+const DROPPED_KEPT: usize = 64;
 
 /// A point the syncer makes durable: every event up to `seq`, the file's first `len` bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,9 +59,19 @@ pub(super) struct EventLog {
     write_failed: bool,
     /// The open file's (device, inode): a reopen of the same file keeps `len`.
     identity: Option<(u64, u64)>,
+    /// The head of the chain, including chained events not written yet.
     head: Head,
+    /// The head of what the file holds.
+    written: Head,
     canonical: Vec<u8>,
-    line: Vec<u8>,
+    /// Lines of chained events not written yet (one write(2) takes them all).
+    pending: Vec<u8>,
+    next_ticket: u64,
+    /// Every ticket up to this one is written, or dropped by a failed write.
+    settled: u64,
+    /// Ticket ranges a failed write dropped, with the error, newest last.
+    dropped: VecDeque<(u64, u64, String)>,
+    /// Chained events not yet in the store, oldest first.
     unindexed: VecDeque<StoredEvent>,
     /// Why every append is refused until the syncer has rewritten and synced the events a
     /// failed fdatasync may have lost.
@@ -82,9 +97,13 @@ impl EventLog {
             dirty: false,
             write_failed: false,
             identity: None,
+            written: head.clone(),
             head,
             canonical: Vec::with_capacity(512),
-            line: Vec::with_capacity(640),
+            pending: Vec::with_capacity(64 * 1024),
+            next_ticket: 1,
+            settled: 0,
+            dropped: VecDeque::new(),
             unindexed: VecDeque::new(),
             sync_refusal: None,
             sync_failures: 0,
@@ -106,8 +125,16 @@ impl EventLog {
         self.sync_refusal.as_deref().or(self.anchor_refusal.as_deref())
     }
 
-    /// Chains `data` as the next event and writes its line to the file.
+    /// Chains `data` as the next event and writes its line to the file at once.
     pub(super) fn append(&mut self, data: EventData) -> Result<Written, AuditError> {
+        let written = self.chain(data)?;
+        self.settle(written)?;
+        Ok(written)
+    }
+
+    /// Chains `data` as the next event, its line kept for the next [`EventLog::flush`]:
+    /// requests that arrive together share one write(2).
+    pub(super) fn chain(&mut self, data: EventData) -> Result<Written, AuditError> {
         if let Some(why) = self.refusal() {
             return Err(AuditError::Unavailable(why.to_owned()));
         }
@@ -121,20 +148,67 @@ impl EventLog {
         self.canonical.clear();
         event.write_canonical(&mut self.canonical);
         let mac = link_encoded(self.key.expose_secret(), &self.head.mac, &self.canonical);
-        self.line.clear();
-        push_line(&mut self.line, &self.canonical, &mac);
-        let wrote = self.write_line();
-        self.write_failed = wrote.is_err();
-        wrote.map_err(|e| unavailable("event file", &e))?;
+        push_line(&mut self.pending, &self.canonical, &mac);
         self.head = Head {
             seq: event.seq,
             mac: mac.to_vec(),
         };
         self.unindexed.push_back((event, mac.to_vec()));
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
         Ok(Written {
             seq: self.head.seq,
+            ticket,
             sync_failures: self.sync_failures,
         })
+    }
+
+    /// Makes sure the event `written` is in the file: writes what is pending if it is not
+    /// yet; fails when a write dropped it.
+    pub(super) fn settle(&mut self, written: Written) -> Result<(), AuditError> {
+        if written.ticket > self.settled {
+            // Its own failure is reported below, by the dropped range that holds it.
+            let _ = self.flush();
+        }
+        match self
+            .dropped
+            .iter()
+            .find(|(from, to, _)| (*from..=*to).contains(&written.ticket))
+        {
+            Some((_, _, why)) => Err(AuditError::Unavailable(format!("event file: {why}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes every chained line with one write(2). On failure the chain goes back to what
+    /// the file holds: the events are dropped (their requests are refused) and their
+    /// sequence numbers are given again.
+    pub(super) fn flush(&mut self) -> Result<(), AuditError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let wrote = self.write_pending();
+        self.write_failed = wrote.is_err();
+        self.pending.clear();
+        let first = self.settled + 1;
+        self.settled = self.next_ticket - 1;
+        match wrote {
+            Ok(()) => {
+                self.written = self.head.clone();
+                Ok(())
+            }
+            Err(e) => {
+                while self.unindexed.back().is_some_and(|(ev, _)| ev.seq > self.written.seq) {
+                    self.unindexed.pop_back();
+                }
+                self.head = self.written.clone();
+                if self.dropped.len() == DROPPED_KEPT {
+                    self.dropped.pop_front();
+                }
+                self.dropped.push_back((first, self.settled, e.to_string()));
+                Err(unavailable("event file", &e))
+            }
+        }
     }
 
     fn open(&mut self) -> std::io::Result<Arc<File>> {
@@ -162,9 +236,9 @@ impl EventLog {
         Ok(file)
     }
 
-    /// Writes the encoded line; on failure cuts the file back to its last good length (or
+    /// Writes the pending lines; on failure cuts the file back to its last good length (or
     /// leaves that to the next write) and closes it for a reopen.
-    fn write_line(&mut self) -> std::io::Result<()> {
+    fn write_pending(&mut self) -> std::io::Result<()> {
         let file = self.open()?;
         if self.dirty
             && let Some(len) = self.len
@@ -172,10 +246,10 @@ impl EventLog {
             file.set_len(len)?;
         }
         self.dirty = false;
-        match (&*file).write_all(&self.line) {
+        match (&*file).write_all(&self.pending) {
             Ok(()) => {
                 if let Some(len) = &mut self.len {
-                    *len += self.line.len() as u64;
+                    *len += self.pending.len() as u64;
                 }
                 Ok(())
             }
@@ -187,13 +261,16 @@ impl EventLog {
         }
     }
 
-    /// The file and the point a sync now would make durable; `None` when nothing is open.
-    pub(super) fn sync_point(&self) -> Option<(Arc<File>, SyncPoint)> {
+    /// The file and the point a sync now would make durable (after writing what is
+    /// pending); `None` when nothing is open.
+    pub(super) fn sync_point(&mut self) -> Option<(Arc<File>, SyncPoint)> {
+        // A failed write refuses its own requests; the sync covers what was written.
+        let _ = self.flush();
         let file = Arc::clone(self.file.as_ref()?);
         Some((
             file,
             SyncPoint {
-                seq: self.head.seq,
+                seq: self.written.seq,
                 len: self.len.unwrap_or(0),
             },
         ))
@@ -222,7 +299,8 @@ impl EventLog {
         self.dirty = false;
         let mut lines = Vec::new();
         let mut canonical = Vec::with_capacity(512);
-        for (event, mac) in self.unindexed.iter().filter(|(e, _)| e.seq > durable.seq) {
+        let written = self.written.seq;
+        for (event, mac) in self.unindexed.iter().filter(|(e, _)| e.seq > durable.seq && e.seq <= written) {
             canonical.clear();
             event.write_canonical(&mut canonical);
             push_line(&mut lines, &canonical, mac);
@@ -234,7 +312,7 @@ impl EventLog {
         }
         self.sync_refusal = None;
         Ok(SyncPoint {
-            seq: self.head.seq,
+            seq: written,
             len: self.len.unwrap_or(0),
         })
     }

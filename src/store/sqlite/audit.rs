@@ -246,3 +246,22 @@ fn event_from_row(row: &SqliteRow) -> StoreResult<StoredEvent> {
     let mac: Vec<u8> = column(row, "mac")?;
     Ok((event, mac))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_sizes_are_powers_of_two_up_to_the_cap_that_add_up_to_the_batch() {
+        for n in [0, 1, 2, 3, 7, 255, 256, 257, 1000, 8192] {
+            let sizes: Vec<usize> = insert_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
+            assert!(
+                sizes.iter().all(|s| s.is_power_of_two() && *s <= AUDIT_ROWS_PER_INSERT),
+                "{n}: {sizes:?}"
+            );
+            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "largest first: {sizes:?}");
+        }
+        assert_eq!(insert_sizes(1000).collect::<Vec<_>>(), [256, 256, 256, 128, 64, 32, 8]);
+    }
+}

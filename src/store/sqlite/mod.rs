@@ -33,6 +33,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_credentials.sql")),
     (5, include_str!("../migrations/sqlite/0005_api_keys.sql")),
     (6, include_str!("../migrations/sqlite/0006_audit_batches.sql")),
+    (7, include_str!("../migrations/sqlite/0007_audit_index.sql")),
 ];
 
 pub(crate) struct SqliteStore {

@@ -25,11 +25,12 @@ async fn store_state(database: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
     .expect("list tables");
     let mut state = BTreeMap::new();
     for table in tables {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY rowid")))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
             .fetch_all(&pool)
             .await
             .unwrap_or_else(|e| panic!("{table}: {e}"));
-        let rows = rows
+        // Sorted here: not every table has a rowid to order by (audit_events is WITHOUT ROWID).
+        let mut rows: Vec<Vec<String>> = rows
             .iter()
             .map(|row| {
                 (0..row.columns().len())
@@ -45,6 +46,7 @@ async fn store_state(database: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
                     .collect()
             })
             .collect();
+        rows.sort();
         state.insert(table, rows);
     }
     pool.close().await;
