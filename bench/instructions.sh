@@ -14,13 +14,28 @@
 # `INSTRUCTIONS verify = N` (per request) and `INSTRUCTION-RATIO verify/ping = X` (ping's
 # instructions over verify's: comparable to RATIO verify/ping, higher is cheaper).
 #
-# Environment: REQUESTS (2000), MESSAGE_BYTES (256), SKIP_BUILD (0), BIN (the release
-# binary of this checkout), KEEP_LOGS (0), CALLER (service, or root). Installs valgrind with
-# apt-get when missing. Never fails because of a figure.
+# Also prints `AUDIT-SHARE verify = P %`: the part of a verify's instructions spent on its
+# audit event, from callgrind's inclusive counts of the audit roots (the event's fields and
+# its append on the request's thread, the indexer task, SQLite's worker thread, the syncer).
+# Sequential requests are the audit's worst case: every event is a write(2) and an index
+# batch of its own. Under valgrind SHA-256 runs without the SHA extensions (CPUID hides them),
+# so HMAC-heavy paths count more instructions than they cost natively.
+#
+# Environment: REQUESTS (2000), WARMUP (200 unmeasured requests of each kind), MESSAGE_BYTES (256), SKIP_BUILD (0), BIN (the release
+# binary of this checkout), KEEP_LOGS (0), CALLER (service, or root), DURABILITY (os, or
+# fsync: the server's audit.durability). Installs valgrind with apt-get when missing. Never
+# fails because of a figure.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 REQUESTS="${REQUESTS:-2000}"
+WARMUP="${WARMUP:-200}"
+DURABILITY="${DURABILITY:-os}"
+case "$DURABILITY" in
+  os|fsync) ;;
+  *) echo "instructions.sh: DURABILITY must be os or fsync" >&2; exit 2;;
+esac
+export SIGVAULT_AUDIT__DURABILITY="$DURABILITY"
 MESSAGE_BYTES="${MESSAGE_BYTES:-256}"
 KEY_NAME="bench"
 # Starting under valgrind (SoftHSM2, migrations, policy compile) takes far longer than natively.
@@ -31,7 +46,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 
 bench_check_caller instructions.sh
-bench_check_ints REQUESTS MESSAGE_BYTES
+bench_check_ints REQUESTS WARMUP MESSAGE_BYTES
 if ! command -v valgrind >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -78,13 +93,14 @@ counted() { # label -> prints the total
 
 declare -A per_request
 for kind in ping verify; do
-  # One unmeasured request first, so the phase starts warm.
+  # WARMUP unmeasured requests first, so the phase starts warm (caches filled, the audit
+  # index's INSERT statements of every batch size prepared).
   if [ "$kind" = "ping" ]; then
-    REQUESTS=1 send GET /v1/sys/ping ""
+    REQUESTS="$WARMUP" send GET /v1/sys/ping ""
     callgrind_control -z "$server_pid" >/dev/null 2>&1
     send GET /v1/sys/ping ""
   else
-    REQUESTS=1 send POST "/v1/keys/$KEY_NAME/verify" "$verify_body"
+    REQUESTS="$WARMUP" send POST "/v1/keys/$KEY_NAME/verify" "$verify_body"
     callgrind_control -z "$server_pid" >/dev/null 2>&1
     send POST "/v1/keys/$KEY_NAME/verify" "$verify_body"
   fi
@@ -94,8 +110,36 @@ for kind in ping verify; do
   log "$kind: $total instructions for $REQUESTS requests"
 done
 
-echo "sigvault instructions per request (callgrind, $REQUESTS sequential keep-alive requests each, caller $CALLER, $MESSAGE_BYTES-byte message)"
+# The audit's share of the verify phase: inclusive counts of its roots in the last dump.
+audit_share() {
+  local file
+  file="$(ls -t "$work"/callgrind.out.* | head -1)"
+  callgrind_annotate --inclusive=yes "$file" 2>/dev/null | python3 -c '
+import re, sys
+roots = ["sigvault::audit::writer::Auditor::record", "sigvault::api::event_data",
+         "sigvault::audit::writer::indexer::Indexer::run", "sqlx_sqlite::connection::execute::ExecuteIter",
+         "sigvault::audit::writer::syncer::run"]
+total, found = 0, {}
+for line in sys.stdin:
+    if "PROGRAM TOTALS" in line:
+        total = int(line.split()[0].replace(",", ""))
+        continue
+    m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+\S*?:(.*)", line)
+    if not m:
+        continue
+    n, name = int(m.group(1).replace(",", "")), m.group(2)
+    for r in roots:
+        if name.startswith(r):
+            found[r] = max(found.get(r, 0), n)
+if total:
+    print("%.1f" % (100.0 * sum(found.values()) / total))
+'
+}
+share="$(audit_share)"
+
+echo "sigvault instructions per request (callgrind, $REQUESTS sequential keep-alive requests each, caller $CALLER, $MESSAGE_BYTES-byte message, audit.durability $DURABILITY)"
 echo "INSTRUCTIONS ping = ${per_request[ping]}"
 echo "INSTRUCTIONS verify = ${per_request[verify]}"
 awk -v p="${per_request[ping]}" -v v="${per_request[verify]}" \
   'BEGIN { printf "INSTRUCTION-RATIO verify/ping = %.2f\n", (v > 0) ? p / v : 0 }'
+echo "AUDIT-SHARE verify = ${share:-?} %"

@@ -29,6 +29,25 @@ pub(crate) fn link_encoded(audit_key: &[u8], prev: &[u8], canonical: &[u8]) -> [
     mac.finalize().into_bytes().into()
 }
 
+/// The audit key made ready for the chain once: the HMAC state after absorbing the key (its
+/// inner and outer pads), cloned for each event instead of keyed again — the writer chains
+/// every event, and keying costs two of the hash's blocks. Zeroized on drop.
+pub(crate) struct ChainKey(Hmac<Sha256>);
+
+impl ChainKey {
+    pub(crate) fn new(audit_key: &[u8]) -> Option<Self> {
+        <Hmac<Sha256> as KeyInit>::new_from_slice(audit_key).ok().map(Self)
+    }
+
+    /// [`link_encoded`] with this key.
+    pub(crate) fn link(&self, prev: &[u8], canonical: &[u8]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        mac.update(prev);
+        mac.update(canonical);
+        mac.finalize().into_bytes().into()
+    }
+}
+
 /// `HMAC-SHA256(audit_key, len(domain) || domain || data)`: keyed fingerprints of values
 /// an auditor correlates without the trail holding them. Domain-separated from the chain.
 pub fn keyed(audit_key: &[u8], domain: &[u8], data: &[u8]) -> [u8; 32] {
@@ -200,6 +219,16 @@ mod tests {
             prev = m.clone();
         }
         assert_eq!(check(&list).unwrap_err().seq, 3);
+    }
+
+    #[test]
+    fn a_prepared_chain_key_links_as_the_audit_key_does() {
+        let key = ChainKey::new(KEY).unwrap();
+        let (event, _) = &events(1)[0];
+        let canonical = event.canonical();
+        assert_eq!(key.link(&GENESIS, &canonical), link(KEY, &GENESIS, event));
+        assert_eq!(key.link(&[1u8; 32], &canonical), link_encoded(KEY, &[1u8; 32], &canonical));
+        assert_ne!(key.link(&[1u8; 32], &canonical), key.link(&GENESIS, &canonical));
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Auditor {
             seq: head.seq,
             len: file_len(&settings.file),
         };
-        let log = EventLog::new(&settings.node, Arc::clone(&key), settings.file.clone(), head.clone());
+        let log = EventLog::new(&settings.node, &key, settings.file.clone(), head.clone())?;
         let shared = Arc::new(Shared {
             settings,
             store,

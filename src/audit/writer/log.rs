@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::AuditError;
-use crate::audit::chain::{Head, link_encoded};
+use crate::audit::chain::{ChainKey, Head};
 use crate::audit::event::{AuditEvent, EventData, push_line};
 use crate::secret::SecretBytes;
 use crate::store::StoredEvent;
@@ -47,7 +47,7 @@ pub(super) struct SyncPoint {
 
 pub(super) struct EventLog {
     node: String,
-    key: Arc<SecretBytes>,
+    key: ChainKey,
     path: PathBuf,
     file: Option<Arc<File>>,
     /// The file's length after the last write that succeeded (regular files; `None` for a
@@ -87,8 +87,10 @@ fn unavailable(what: &str, e: &dyn std::fmt::Display) -> AuditError {
 
 impl EventLog {
     /// A log continuing `head`, the head the sinks were reconciled to.
-    pub(super) fn new(node: &str, key: Arc<SecretBytes>, path: PathBuf, head: Head) -> Self {
-        Self {
+    pub(super) fn new(node: &str, key: &SecretBytes, path: PathBuf, head: Head) -> Result<Self, AuditError> {
+        let key = ChainKey::new(key.expose_secret())
+            .ok_or_else(|| AuditError::Unavailable("the audit key does not key HMAC-SHA256".into()))?;
+        Ok(Self {
             node: node.to_owned(),
             key,
             path,
@@ -108,7 +110,7 @@ impl EventLog {
             sync_refusal: None,
             sync_failures: 0,
             anchor_refusal: None,
-        }
+        })
     }
 
     pub(super) fn head(&self) -> &Head {
@@ -147,7 +149,7 @@ impl EventLog {
         let event = AuditEvent::new(self.head.seq + 1, &self.node, data);
         self.canonical.clear();
         event.write_canonical(&mut self.canonical);
-        let mac = link_encoded(self.key.expose_secret(), &self.head.mac, &self.canonical);
+        let mac = self.key.link(&self.head.mac, &self.canonical);
         push_line(&mut self.pending, &self.canonical, &mac);
         self.head = Head {
             seq: event.seq,
