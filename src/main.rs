@@ -1,6 +1,5 @@
 //! The `sigvault` command: parses arguments, then calls the library.
 
-
 /// mimalloc instead of glibc's malloc: the request path allocates and frees many small
 /// buffers on tokio's workers while the audit indexer frees them in batches on another
 /// thread; glibc's arenas spent ≈ 15 % of a loaded server's CPU in malloc, free and

@@ -227,7 +227,10 @@ mod tests {
         let (event, _) = &events(1)[0];
         let canonical = event.canonical();
         assert_eq!(key.link(&GENESIS, &canonical), link(KEY, &GENESIS, event));
-        assert_eq!(key.link(&[1u8; 32], &canonical), link_encoded(KEY, &[1u8; 32], &canonical));
+        assert_eq!(
+            key.link(&[1u8; 32], &canonical),
+            link_encoded(KEY, &[1u8; 32], &canonical)
+        );
         assert_ne!(key.link(&[1u8; 32], &canonical), key.link(&GENESIS, &canonical));
     }
 

@@ -178,6 +178,7 @@ impl Auditor {
             .write_forced(&recovery.head, std::time::Instant::now())
             .await
             .map_err(|e| AuditError::Unavailable(format!("HSM witness: {e}")))?;
+        let interrupted = recovery.interrupted_changes().await?;
         let trail = AuditTrail::new(Arc::clone(&store), Arc::clone(&key), settings.clone(), Some(hsm));
         let head = recovery.head.clone();
         let durable = SyncPoint {
@@ -204,13 +205,30 @@ impl Auditor {
             .map_err(|e| AuditError::Unavailable(format!("audit sync thread: {e}")))?;
         let indexer = indexer::Indexer::new(Arc::clone(&shared), recovery.anchor, head, witness);
         let indexer = tokio::spawn(indexer.run());
-        Ok(Self {
+        let auditor = Self {
             shared,
             key,
             trail,
             syncer: Mutex::new(Some(syncer)),
             indexer: Mutex::new(Some(indexer)),
-        })
+        };
+        auditor.complete(interrupted).await?;
+        Ok(auditor)
+    }
+
+    /// Writes the outcome of every change a crash interrupted after its intent (see
+    /// [`Recovery::interrupted_changes`]) before anything else is recorded.
+    async fn complete(&self, outcomes: Vec<EventData>) -> Result<(), AuditError> {
+        for outcome in outcomes {
+            tracing::warn!(
+                request_id = %outcome.request_id,
+                action = %outcome.action,
+                resource = %outcome.resource,
+                "a change was interrupted after its intent; its outcome is recorded as interrupted"
+            );
+            self.record_durable(outcome).await?;
+        }
+        Ok(())
     }
 
     /// Appends one event and returns its sequence number once it is written as

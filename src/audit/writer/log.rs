@@ -302,7 +302,11 @@ impl EventLog {
         let mut lines = Vec::new();
         let mut canonical = Vec::with_capacity(512);
         let written = self.written.seq;
-        for (event, mac) in self.unindexed.iter().filter(|(e, _)| e.seq > durable.seq && e.seq <= written) {
+        for (event, mac) in self
+            .unindexed
+            .iter()
+            .filter(|(e, _)| e.seq > durable.seq && e.seq <= written)
+        {
             canonical.clear();
             event.write_canonical(&mut canonical);
             push_line(&mut lines, &canonical, mac);

@@ -9,7 +9,7 @@
 
 use super::{AuditError, Recovery, blocking};
 use crate::audit::chain::{ChainCheck, Head};
-use crate::audit::event::AuditEvent;
+use crate::audit::event::{AuditEvent, EventData};
 use crate::audit::is_one_batch;
 use crate::audit::sink;
 use crate::audit::witness;
@@ -17,6 +17,35 @@ use crate::kek::KekProvider;
 
 fn fail(message: String) -> AuditError {
     AuditError::Unavailable(message)
+}
+
+/// How many of the last events a start searches for intents without an outcome: a change in
+/// flight at a crash wrote its intent at most its own duration before (about two seconds of
+/// events at full load).
+const INTENT_SCAN: u64 = 100_000;
+/// Events read per page of that search.
+const SCAN_PAGE: u32 = 2000;
+/// The outcome of an intent event (see `api::intend`).
+const INTENT: &str = "intent";
+/// The outcome recorded for a change a crash interrupted after its intent.
+pub(crate) const INTERRUPTED: &str = "interrupted";
+
+/// The outcome event of an interrupted change: its intent's fields, outcome `interrupted`.
+fn interrupted(intent: AuditEvent, now_ms: i64) -> EventData {
+    EventData {
+        time_ms: now_ms,
+        request_id: intent.request_id,
+        principal: intent.principal,
+        action: intent.action,
+        resource: intent.resource,
+        key_version: intent.key_version,
+        decision: intent.decision,
+        policy: intent.policy,
+        outcome: INTERRUPTED.into(),
+        source_ip: intent.source_ip,
+        user_agent: intent.user_agent,
+        secret_hmac: intent.secret_hmac,
+    }
 }
 
 /// What the store needs so that it ends where the event file does.
@@ -180,6 +209,35 @@ impl Recovery {
         };
         witness::compare(&witnessed, self.head.seq, mac.as_deref())
             .map_err(|p| fail(format!("{}. Run `sigvault audit verify`", p.reason)))
+    }
+
+    /// The outcome events of changes whose intent is among the last [`INTENT_SCAN`] events
+    /// with no event of the same request after it: a crash came between the change and its
+    /// outcome. Each is the intent's event with outcome `interrupted`, timed now: whether the
+    /// change was made is in the store's state of the resource it names.
+    pub(super) async fn interrupted_changes(&self) -> Result<Vec<EventData>, AuditError> {
+        let node = &self.settings.node;
+        let mut after = self.head.seq.saturating_sub(INTENT_SCAN);
+        let mut open: Vec<AuditEvent> = Vec::new();
+        loop {
+            let page = self
+                .store
+                .audit_range(node, after, SCAN_PAGE)
+                .await
+                .map_err(|e| fail(format!("store: {e}")))?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = last.seq;
+            for (event, _) in page {
+                open.retain(|intent| intent.request_id != event.request_id);
+                if event.outcome == INTENT {
+                    open.push(event);
+                }
+            }
+        }
+        let now_ms = crate::clock::unix_ms(time::OffsetDateTime::now_utc());
+        Ok(open.into_iter().map(|intent| interrupted(intent, now_ms)).collect())
     }
 
     /// The store's last event of this node, or the genesis.

@@ -12,6 +12,7 @@
 mod crash;
 mod fail_closed;
 mod forgery;
+mod interrupted;
 mod live;
 mod model;
 mod secrets;
@@ -167,4 +168,22 @@ async fn stored_events(home: &AppHome) -> Vec<sigvault::store::StoredEvent> {
     let events = store.audit_range(NODE, 0, 100_000).await.expect("read events");
     store.close().await;
     events
+}
+
+/// Keeps the first `kept` events in every sink: the event file's lines, the anchor lines
+/// up to that event, the store's rows.
+async fn cut_every_sink(home: &AppHome, kept: usize) {
+    write_file_lines(home, &file_lines(home)[..kept]);
+    let anchors = std::fs::read_to_string(home.anchor_file()).expect("read the anchor file");
+    let kept_anchors: String = anchors
+        .lines()
+        .filter(|line| line.split(' ').nth(1).and_then(|s| s.parse::<usize>().ok()) <= Some(kept))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(home.anchor_file(), kept_anchors).expect("write the anchor file");
+    sql(
+        &home.database(),
+        &format!("DELETE FROM audit_events WHERE seq > {kept}"),
+    )
+    .await;
 }

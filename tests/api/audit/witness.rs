@@ -14,7 +14,7 @@ use serde_json::Value;
 use sigvault::admin::{OfflineVault, audit_accept_truncation};
 use sigvault::kek;
 
-use super::{NODE, copy_home, file_lines, sql, startup_error, stored_events, verify_offline, write_file_lines};
+use super::{NODE, copy_home, cut_every_sink, file_lines, sql, startup_error, stored_events, verify_offline};
 use crate::helpers::{AppHome, USER_PIN, module_path, run_binary, softhsm_conf, spawn_app};
 
 /// Events of the trail: a create (its intent and its outcome) and ten signs.
@@ -47,24 +47,6 @@ async fn witness(home: &AppHome, seq: u64, mac: &[u8]) {
     kek.witness_write(&format!("sigvault-audit-head:{NODE}"), &value)
         .await
         .expect("write the witness");
-}
-
-/// Keeps the first `kept` events in every sink: the event file's lines, the anchor lines
-/// up to that event, the store's rows.
-async fn cut_every_sink(home: &AppHome, kept: usize) {
-    write_file_lines(home, &file_lines(home)[..kept]);
-    let anchors = std::fs::read_to_string(home.anchor_file()).expect("read the anchor file");
-    let kept_anchors: String = anchors
-        .lines()
-        .filter(|line| line.split(' ').nth(1).and_then(|s| s.parse::<usize>().ok()) <= Some(kept))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    std::fs::write(home.anchor_file(), kept_anchors).expect("write the anchor file");
-    sql(
-        &home.database(),
-        &format!("DELETE FROM audit_events WHERE seq > {kept}"),
-    )
-    .await;
 }
 
 /// Removes the event file, the anchor file and every row of the store's audit table.
