@@ -50,6 +50,9 @@ pub(super) struct EventLog {
     key: ChainKey,
     path: PathBuf,
     file: Option<Arc<File>>,
+    /// The file the last successful write went to: what the syncer syncs, even while a
+    /// failed write has closed `file` for a reopen.
+    written_to: Option<Arc<File>>,
     /// The file's length after the last write that succeeded (regular files; `None` for a
     /// device, and before the first open).
     len: Option<u64>,
@@ -95,6 +98,7 @@ impl EventLog {
             key,
             path,
             file: None,
+            written_to: None,
             len: None,
             dirty: false,
             write_failed: false,
@@ -250,6 +254,7 @@ impl EventLog {
         self.dirty = false;
         match (&*file).write_all(&self.pending) {
             Ok(()) => {
+                self.written_to = Some(Arc::clone(&file));
                 if let Some(len) = &mut self.len {
                     *len += self.pending.len() as u64;
                 }
@@ -268,7 +273,7 @@ impl EventLog {
     pub(super) fn sync_point(&mut self) -> Option<(Arc<File>, SyncPoint)> {
         // A failed write refuses its own requests; the sync covers what was written.
         let _ = self.flush();
-        let file = Arc::clone(self.file.as_ref()?);
+        let file = Arc::clone(self.written_to.as_ref()?);
         Some((
             file,
             SyncPoint {
@@ -283,6 +288,7 @@ impl EventLog {
         self.sync_failures += 1;
         self.sync_refusal = Some(format!("event file sync: {e}"));
         self.file = None;
+        self.written_to = None;
     }
 
     pub(super) fn sync_failing(&self) -> bool {

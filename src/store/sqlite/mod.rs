@@ -39,10 +39,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// Appends audit events with `synchronous = NORMAL`: the audit writer makes each batch
-    /// durable in its event file first, and a power loss that costs the store its last
-    /// commits is repaired from that file at the next start (`audit::writer`). Saves one
-    /// fsync per group commit. Key data never goes through this connection.
+    /// Appends audit events (the indexer's large batches, a few a second), so they never wait
+    /// behind key writes. `synchronous = FULL` like the rest: the indexer anchors a batch
+    /// only after its commit, so an anchor never names events a power loss took from the
+    /// store. Key data never goes through this connection.
     audit_writer: SqlitePool,
 }
 
@@ -90,7 +90,7 @@ impl SqliteStore {
             .map_err(open_err)?;
         let audit_writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
+            .connect_with(options.clone())
             .await
             .map_err(open_err)?;
         let store = Self {

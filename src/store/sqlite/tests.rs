@@ -131,13 +131,13 @@ async fn every_connection_is_full_sync_secure_delete_with_foreign_keys() {
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
         assert_eq!(mode, "wal");
     }
-    // The audit connection alone skips the commit fsync (the event file is the durable
-    // copy of the trail; see audit::writer).
+    // The audit connection syncs its commits too: the indexer anchors a batch only after its
+    // commit, and the anchor must not name events a power loss took from the store.
     let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
         .fetch_one(&store.audit_writer)
         .await
         .unwrap();
-    assert_eq!(sync, 1, "synchronous = NORMAL on the audit connection only");
+    assert_eq!(sync, 2, "synchronous = FULL on the audit connection as well");
 }
 
 /// Runs SQL on the store's file behind its back, as a tool or an attacker with the file
