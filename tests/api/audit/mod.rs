@@ -14,6 +14,7 @@ mod fail_closed;
 mod forgery;
 mod live;
 mod model;
+mod power_loss;
 mod secrets;
 mod tamper;
 mod trail;
