@@ -15,6 +15,7 @@ mod forgery;
 mod live;
 mod model;
 mod power_loss;
+mod read_after_write;
 mod secrets;
 mod tamper;
 mod trail;
