@@ -12,6 +12,7 @@
 mod crash;
 mod fail_closed;
 mod forgery;
+mod full_disk;
 mod live;
 mod model;
 mod power_loss;
