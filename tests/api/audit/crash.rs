@@ -1,6 +1,8 @@
-//! kill -9 of the real binary during a burst of signs: the restarted server's startup
-//! reconcile brings the sinks to one head, the trail verifies, and every sign that was
-//! answered 200 has its event.
+//! kill -9 of the real binary during a burst of signs, in both `audit.durability` modes
+//! (`os`, the default: answered once the line is handed to the OS; `fsync`: once it is
+//! synced): the restarted server's startup reconcile brings the sinks to one head, the trail
+//! verifies, and every sign that was answered 200 has its event. A kill loses no page the
+//! process handed to the OS, so neither mode may lose an acknowledged event to it.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{DevProcess, ROOT_TOKEN, b64, spawn_dev, temp_dir};
+use crate::helpers::{DevProcess, ROOT_TOKEN, b64, run_binary, spawn_dev, temp_dir};
 
 /// Concurrent signers in a burst.
 const SIGNERS: usize = 32;
@@ -94,10 +96,31 @@ async fn burst_until_killed(client: &reqwest::Client, dev: &mut DevProcess, roun
     ids
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn after_kill_9_during_a_burst_of_signs_the_trail_verifies_and_holds_every_acknowledged_sign() {
-    let data_dir = temp_dir("audit-kill").join("data");
-    let env = [("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)];
+/// `sigvault dev` reads `audit.durability` from `SIGVAULT_AUDIT__DURABILITY` (the config's
+/// environment layer): a value it does not know refuses the start, naming the key. So the
+/// variable the kill tests set reaches the audit settings of `dev` and is not ignored.
+#[test]
+fn sigvault_dev_takes_the_audit_durability_from_the_environment() {
+    let data_dir = temp_dir("audit-durability-env").join("data");
+    let dir = data_dir.to_str().expect("utf-8 path");
+    let run = run_binary(
+        &["dev", "--listen", "127.0.0.1:0", "--data-dir", dir],
+        &[("SIGVAULT_AUDIT__DURABILITY", "sometimes")],
+    );
+    let line = run.refused_line();
+    assert!(line.contains("audit.durability"), "{line}");
+    assert!(!data_dir.exists(), "a refused value leaves no data dir");
+}
+
+/// Kills a `sigvault dev` with `audit.durability = durability` [`ROUNDS`] times in the
+/// middle of a burst of signs; after each restart the trail verifies and lists every sign
+/// that was acknowledged before the kill (all rounds' so far).
+async fn kill_9_rounds(durability: &str) {
+    let data_dir = temp_dir(&format!("audit-kill-{durability}")).join("data");
+    let env = [
+        ("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN),
+        ("SIGVAULT_AUDIT__DURABILITY", durability),
+    ];
     // A server that stops answering under the burst fails the test instead of hanging it.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
@@ -113,7 +136,12 @@ async fn after_kill_9_during_a_burst_of_signs_the_trail_verifies_and_holds_every
         acknowledged.extend(burst_until_killed(&client, &mut dev, round).await);
         dev = spawn_dev(&data_dir, &env);
         let report = get(&dev, "/v1/audit/verify").await;
-        assert_eq!(report["ok"], json!(true), "after kill {}: {report}", round + 1);
+        assert_eq!(
+            report["ok"],
+            json!(true),
+            "{durability}: after kill {}: {report}",
+            round + 1
+        );
         let checked = report["checked"].as_u64().expect("checked");
         assert!(
             checked as usize > acknowledged.len(),
@@ -124,11 +152,23 @@ async fn after_kill_9_during_a_burst_of_signs_the_trail_verifies_and_holds_every
         let lost: Vec<&String> = acknowledged.iter().filter(|id| !signed.contains(*id)).collect();
         assert!(
             lost.is_empty(),
-            "after kill {}: {} of {} acknowledged signs have no event: {lost:?}",
+            "{durability}: after kill {}: {} of {} acknowledged signs have no event: {lost:?}",
             round + 1,
             lost.len(),
             acknowledged.len()
         );
     }
     dev.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_kill_9_during_a_burst_of_signs_with_os_durability_the_trail_verifies_and_holds_every_acknowledged_sign()
+{
+    kill_9_rounds("os").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_kill_9_during_a_burst_of_signs_with_fsync_durability_the_trail_verifies_and_holds_every_acknowledged_sign()
+ {
+    kill_9_rounds("fsync").await;
 }

@@ -12,9 +12,12 @@
 mod crash;
 mod fail_closed;
 mod forgery;
+mod full_disk;
 mod interrupted;
 mod live;
 mod model;
+mod power_loss;
+mod read_after_write;
 mod secrets;
 mod tamper;
 mod trail;

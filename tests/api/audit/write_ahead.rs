@@ -12,10 +12,10 @@ use sigvault::model::{Decision, EventData};
 use sqlx::Row;
 
 use super::file_lines;
-use crate::helpers::{AppHome, Reply, TestApp, b64, raw_db, spawn_app, spawn_app_in};
+use crate::helpers::{AppHome, ROOT_TOKEN, Reply, TestApp, b64, raw_db, spawn_app, spawn_app_in};
 
 /// Every row of every table (schema_migrations aside), as text: the store's whole state.
-async fn store_state(database: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
+pub(super) async fn store_state(database: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
     let pool = raw_db(database).await;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -60,51 +60,62 @@ fn created(r: &Reply, field: &str) -> String {
 
 /// What exists before the trail fails: a key, a key pending deletion, a caller token, a
 /// credential and an API key, each for a change to try on it.
-struct Existing {
-    token: String,
-    credential: String,
-    api_key: String,
+pub(super) struct Existing {
+    pub(super) token: String,
+    pub(super) credential: String,
+    pub(super) api_key: String,
+    /// The request ids of the changes that made them, each answered with success.
+    pub(super) made_by: Vec<String>,
 }
 
-async fn existing_objects(app: &TestApp) -> Existing {
-    app.create_key("k").await;
-    app.create_key("gone").await;
-    assert_eq!(app.delete("/v1/keys/gone").await.status, StatusCode::ACCEPTED);
-    let token = created(
-        &app.post("/v1/auth/tokens", json!({"principal": "svc", "groups": ["service"]}))
-            .await,
-        "id",
-    );
-    let credential = created(
-        &app.post("/v1/credentials", json!({"principal": "acme"})).await,
-        "access_key_id",
-    );
-    let api_key = created(&app.post("/v1/apikeys", json!({"principal": "acme"})).await, "id");
+fn request_id(r: &Reply) -> String {
+    r.request_id.clone().expect("every response has an x-request-id")
+}
+
+pub(super) async fn existing_objects(app: &TestApp) -> Existing {
+    let mut made_by = Vec::new();
+    for name in ["k", "gone"] {
+        let r = app
+            .post("/v1/keys", json!({"name": name, "algorithm": "hmac-sha256"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        made_by.push(request_id(&r));
+    }
+    let r = app.delete("/v1/keys/gone").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    made_by.push(request_id(&r));
+    let r = app
+        .post("/v1/auth/tokens", json!({"principal": "svc", "groups": ["service"]}))
+        .await;
+    let token = created(&r, "id");
+    made_by.push(request_id(&r));
+    let r = app.post("/v1/credentials", json!({"principal": "acme"})).await;
+    let credential = created(&r, "access_key_id");
+    made_by.push(request_id(&r));
+    let r = app.post("/v1/apikeys", json!({"principal": "acme"})).await;
+    let api_key = created(&r, "id");
+    made_by.push(request_id(&r));
     Existing {
         token,
         credential,
         api_key,
+        made_by,
     }
 }
 
-#[tokio::test]
-async fn with_no_durable_trail_every_kind_of_change_answers_503_and_the_store_does_not_change() {
-    let mut app = spawn_app().await;
-    let existing = existing_objects(&app).await;
-    app.stop().await;
-    let full = AppHome {
-        audit_file: Some("/dev/full".into()),
-        ..app.home.clone()
-    };
-    let app = spawn_app_in(full).await;
-    let before = store_state(&app.home.database()).await;
+/// One change request, sent as root: what it does, the method, the path, the JSON body.
+pub(super) type Change = (&'static str, Method, String, Option<Value>);
 
+/// Every kind of change, each on an object `existing` made, in an order in which each can
+/// succeed after the ones before it (the root token's revocation last).
+pub(super) fn every_kind_of_change(existing: &Existing) -> Vec<Change> {
     let Existing {
         token,
         credential,
         api_key,
-    } = &existing;
-    let changes: Vec<(&str, Method, String, Option<Value>)> = vec![
+        ..
+    } = existing;
+    vec![
         (
             "create a key",
             Method::POST,
@@ -146,12 +157,6 @@ async fn with_no_durable_trail_every_kind_of_change_answers_503_and_the_store_do
             "revoke a token",
             Method::DELETE,
             format!("/v1/auth/tokens/{token}"),
-            None,
-        ),
-        (
-            "revoke the root token",
-            Method::DELETE,
-            "/v1/auth/tokens/root".into(),
             None,
         ),
         (
@@ -210,28 +215,57 @@ async fn with_no_durable_trail_every_kind_of_change_answers_503_and_the_store_do
             "/v1/sys/policies/reload".into(),
             None,
         ),
-    ];
-    for (what, method, path, body) in &changes {
+        (
+            "revoke the root token",
+            Method::DELETE,
+            "/v1/auth/tokens/root".into(),
+            None,
+        ),
+    ]
+}
+
+/// Asserts the answer of a change the trail refused: 503 `AUDIT_UNAVAILABLE`, and no
+/// secret the change would have shown.
+#[track_caller]
+pub(super) fn assert_refused_change(what: &str, r: &Reply) {
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "AUDIT_UNAVAILABLE"),
+        "{what}: {}",
+        r.body
+    );
+    for secret in ["token", "secret_access_key", "key"] {
+        assert!(
+            r.body.get(secret).is_none(),
+            "{what}: a refused change shows no {secret}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_no_durable_trail_every_kind_of_change_answers_503_and_the_store_does_not_change() {
+    let mut app = spawn_app().await;
+    let existing = existing_objects(&app).await;
+    app.stop().await;
+    let full = AppHome {
+        audit_file: Some("/dev/full".into()),
+        ..app.home.clone()
+    };
+    let app = spawn_app_in(full).await;
+    let before = store_state(&app.home.database()).await;
+
+    let token = &existing.token;
+    for (what, method, path, body) in &every_kind_of_change(&existing) {
+        // As root: authenticated and allowed, so only the trail can refuse the change.
         let r = app
             .send(
                 method.clone(),
                 path,
-                None,
+                Some(ROOT_TOKEN),
                 body.as_ref().map(|b| b.to_string().into_bytes()),
             )
             .await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::SERVICE_UNAVAILABLE, "AUDIT_UNAVAILABLE"),
-            "{what}: {}",
-            r.body
-        );
-        for secret in ["token", "secret_access_key", "key"] {
-            assert!(
-                r.body.get(secret).is_none(),
-                "{what}: a refused change shows no {secret}"
-            );
-        }
+        assert_refused_change(what, &r);
     }
     assert!(
         store_state(&app.home.database()).await == before,

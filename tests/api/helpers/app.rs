@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use sigvault::api::AppState;
 use sigvault::api::Limits;
-use sigvault::audit::AuditSettings;
+use sigvault::audit::{AuditSettings, DEFAULT_SYNC_INTERVAL, Durability};
 use sigvault::auth::AuthSettings;
 use sigvault::clock::ManualClock;
 use sigvault::config::Settings;
@@ -81,6 +81,10 @@ pub struct AppHome {
     pub audit_file: Option<PathBuf>,
     /// The audit anchor file; `None` is `data_dir/audit.anchor`.
     pub anchor_file: Option<PathBuf>,
+    /// `audit.durability`: when a request's event counts as written (`os`, the default).
+    pub audit_durability: Durability,
+    /// `audit.sync_interval`: the longest time a written event waits for its fdatasync.
+    pub audit_sync_interval: std::time::Duration,
     /// A Cedar policy directory; `None` is the built-in set.
     pub policies_dir: Option<PathBuf>,
     pub auth: AuthSettings,
@@ -101,6 +105,8 @@ impl AppHome {
             },
             audit_file: None,
             anchor_file: None,
+            audit_durability: Durability::Os,
+            audit_sync_interval: DEFAULT_SYNC_INTERVAL,
             policies_dir: None,
             // High, so tests that send many bad tokens are not rate limited; the limit has
             // its own test.
@@ -146,7 +152,11 @@ impl AppHome {
                 usage_flush_interval: Duration::seconds(3600),
             },
             limits: self.limits,
-            audit: AuditSettings::new("test-node", self.audit_file(), self.anchor_file()),
+            audit: AuditSettings {
+                durability: self.audit_durability,
+                sync_interval: self.audit_sync_interval,
+                ..AuditSettings::new("test-node", self.audit_file(), self.anchor_file())
+            },
             report: ReportSettings {
                 cryptoperiod: Duration::days(365),
             },
