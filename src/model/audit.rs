@@ -101,7 +101,7 @@ impl AuditEvent {
             policy: data.policy,
             outcome: data.outcome,
             source_ip: data.source_ip,
-            user_agent: data.user_agent.map(|ua| clean_user_agent(&ua)),
+            user_agent: data.user_agent.map(clean_user_agent_owned),
             secret_hmac: data.secret_hmac,
         }
     }
@@ -110,12 +110,54 @@ impl AuditEvent {
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-27T21:18:32.123Z`. Fixed width (for years
 /// 0000–9999), so times compare correctly as text — the store filters on it.
 pub fn time_text(ms: i64) -> String {
+    if let Some(text) = fast_time_text(ms) {
+        return text;
+    }
     let t = crate::clock::from_unix_ms(ms);
     let base = crate::timefmt::rfc3339(t);
     let millis = ms.rem_euclid(1000);
     match base.strip_suffix('Z') {
         Some(head) => format!("{head}.{millis:03}Z"),
         None => base,
+    }
+}
+
+/// [`time_text`] for years 1970–9999 without a calendar library: every audit event formats
+/// its time, so this is on the request path. (Days to a civil date as in H. Hinnant's
+/// `civil_from_days`.)
+fn fast_time_text(ms: i64) -> Option<String> {
+    if !(0..253_402_300_800_000).contains(&ms) {
+        return None;
+    }
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (day_secs / 3600, day_secs / 60 % 60, day_secs % 60);
+    let mut out = String::with_capacity(24);
+    use std::fmt::Write as _;
+    write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z"
+    )
+    .ok()?;
+    Some(out)
+}
+
+/// [`clean_user_agent`] that keeps the caller's string when it needs no change (the common
+/// case), instead of copying it.
+pub fn clean_user_agent_owned(ua: String) -> String {
+    if ua.len() <= MAX_USER_AGENT && !ua.chars().any(char::is_control) {
+        ua
+    } else {
+        clean_user_agent(&ua)
     }
 }
 
@@ -129,6 +171,42 @@ pub fn clean_user_agent(ua: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod fast_time_tests {
+    use super::*;
+
+    /// The calendar library's formatting, which the fast path must match.
+    fn slow(ms: i64) -> String {
+        let t = crate::clock::from_unix_ms(ms);
+        let base = crate::timefmt::rfc3339(t);
+        format!("{}.{:03}Z", base.trim_end_matches('Z'), ms.rem_euclid(1000))
+    }
+
+    #[test]
+    fn the_fast_time_text_matches_the_calendar_library_across_the_range() {
+        let mut ms: i64 = 0;
+        // Steps of a prime number of milliseconds (~3.4 days) cross every month, leap day
+        // and century rule between 1970 and 9999.
+        while ms < 253_402_300_800_000 {
+            assert_eq!(fast_time_text(ms).as_deref(), Some(slow(ms).as_str()), "{ms}");
+            ms += 294_967_291;
+        }
+        for ms in [0, 951_782_400_000, 4_107_542_399_999, 253_402_300_799_999] {
+            assert_eq!(fast_time_text(ms).unwrap(), slow(ms), "{ms}");
+        }
+        assert_eq!(fast_time_text(-1), None);
+        assert_eq!(fast_time_text(253_402_300_800_000), None);
+        assert_eq!(time_text(-1), slow(-1), "outside the range the library formats it");
+    }
+
+    #[test]
+    fn a_clean_user_agent_is_kept_and_a_dirty_one_cleaned() {
+        assert_eq!(clean_user_agent_owned("curl/8.5".into()), "curl/8.5");
+        assert_eq!(clean_user_agent_owned("a\r\nb".into()), "ab");
+        assert_eq!(clean_user_agent_owned("x".repeat(300)).len(), MAX_USER_AGENT);
+    }
 }
 
 #[cfg(test)]
