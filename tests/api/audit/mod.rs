@@ -36,7 +36,7 @@ use sigvault::kek::{self, Keyring};
 use sigvault::startup::{AUDIT_KEY_NAME, Application};
 use time::OffsetDateTime;
 
-use crate::helpers::{AppHome, TestApp, raw_db, temp_dir};
+use crate::helpers::{AppHome, TestApp, raw_db, spawn_app, temp_dir};
 
 /// The node name `AppHome::settings()` gives the audit trail.
 const NODE: &str = "test-node";
@@ -189,4 +189,18 @@ async fn cut_every_sink(home: &AppHome, kept: usize) {
         &format!("DELETE FROM audit_events WHERE seq > {kept}"),
     )
     .await;
+}
+
+/// A stopped app whose trail holds `events` events: a create of `k` (its intent and its
+/// outcome), then signs with `k`.
+async fn stopped_trail_of_signs(events: usize) -> AppHome {
+    let mut app = spawn_app().await;
+    app.create_key("k").await;
+    for i in 2..events {
+        app.sign("k", format!("message {i}").as_bytes()).await;
+    }
+    app.stop().await;
+    let home = app.home.clone();
+    assert_eq!(file_lines(&home).len(), events);
+    home
 }

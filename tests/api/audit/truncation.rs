@@ -8,9 +8,10 @@ use serde_json::json;
 use sigvault::admin::{OfflineVault, audit_accept_truncation};
 
 use super::{
-    NODE, copy_home, file_lines, startup_error, stored_events, verify_offline, verify_online, write_file_lines,
+    NODE, copy_home, file_lines, startup_error, stopped_trail_of_signs, stored_events, verify_offline, verify_online,
+    write_file_lines,
 };
-use crate::helpers::{AppHome, spawn_app, spawn_app_in};
+use crate::helpers::{AppHome, spawn_app_in};
 
 /// Events of the trail: a create (its intent and its outcome) and 58 signs.
 const EVENTS: usize = 60;
@@ -18,15 +19,7 @@ const EVENTS: usize = 60;
 const CUT: usize = 50;
 
 async fn stopped_trail_of_single_batches() -> AppHome {
-    let mut app = spawn_app().await;
-    app.create_key("k").await;
-    for i in 2..EVENTS {
-        app.sign("k", format!("message {i}").as_bytes()).await;
-    }
-    app.stop().await;
-    let home = app.home.clone();
-    assert_eq!(file_lines(&home).len(), EVENTS);
-    home
+    stopped_trail_of_signs(EVENTS).await
 }
 
 fn anchor_lines(home: &AppHome) -> Vec<String> {

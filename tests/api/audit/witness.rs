@@ -14,22 +14,16 @@ use serde_json::Value;
 use sigvault::admin::{OfflineVault, audit_accept_truncation};
 use sigvault::kek;
 
-use super::{NODE, copy_home, cut_every_sink, file_lines, sql, startup_error, stored_events, verify_offline};
-use crate::helpers::{AppHome, USER_PIN, module_path, run_binary, softhsm_conf, spawn_app};
+use super::{
+    NODE, copy_home, cut_every_sink, sql, startup_error, stopped_trail_of_signs, stored_events, verify_offline,
+};
+use crate::helpers::{AppHome, USER_PIN, module_path, run_binary, softhsm_conf};
 
 /// Events of the trail: a create (its intent and its outcome) and ten signs.
 const EVENTS: usize = 12;
 
 async fn stopped_trail() -> AppHome {
-    let mut app = spawn_app().await;
-    app.create_key("k").await;
-    for i in 2..EVENTS {
-        app.sign("k", format!("message {i}").as_bytes()).await;
-    }
-    app.stop().await;
-    let home = app.home.clone();
-    assert_eq!(file_lines(&home).len(), EVENTS);
-    home
+    stopped_trail_of_signs(EVENTS).await
 }
 
 /// The MAC the store holds for event `seq`.
