@@ -251,12 +251,14 @@ pub async fn audited(
     };
     let event = event_data(state, call, action, &resource, outcome);
     let note = std::mem::take(&mut call.note);
-    match state.audit.record(event.clone()).await {
+    // Only a change's outcome is kept for a retry: a read's event is not copied.
+    let to_defer = note.intent.is_some().then(|| event.clone());
+    match state.audit.record(event).await {
         Ok(_) => {
             state.keys.count(&note.usage);
             reply::respond(result)
         }
-        Err(e) if note.intent.is_some() => {
+        Err(e) if let Some(event) = to_defer => {
             state.audit.defer(event);
             match result {
                 Ok(_) => reply::respond(result),

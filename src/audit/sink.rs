@@ -50,10 +50,9 @@ impl AppendFile {
         self.file.as_ref().ok_or_else(|| std::io::Error::other("file not open"))
     }
 
-    /// Appends `bytes`, syncing them when `sync`. On failure cuts the file back to its
-    /// length before the append (when it is a regular file) and closes it for a later
-    /// reopen.
-    pub(crate) fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<Option<u64>> {
+    /// Appends `bytes` and syncs them. On failure cuts the file back to its length before
+    /// the append (when it is a regular file) and closes it for a later reopen.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let result = (|| {
             let file = self.open()?;
             let meta = file.metadata()?;
@@ -61,7 +60,7 @@ impl AppendFile {
             let written = (|| {
                 let mut f = file;
                 f.write_all(bytes)?;
-                if sync { f.sync_data() } else { Ok(()) }
+                f.sync_data()
             })();
             if written.is_err()
                 && let Some(len) = before
@@ -69,7 +68,7 @@ impl AppendFile {
                 let _ = file.set_len(len);
                 let _ = file.sync_data();
             }
-            written.map(|()| before)
+            written
         })();
         if result.is_err() {
             self.file = None;
@@ -219,8 +218,8 @@ mod tests {
     fn appends_are_read_back_and_the_last_complete_line_is_found() {
         let path = temp("append");
         let mut f = AppendFile::new(&path);
-        f.append(b"one\ntwo\n", true).unwrap();
-        f.append(b"three\n", false).unwrap();
+        f.append(b"one\ntwo\n").unwrap();
+        f.append(b"three\n").unwrap();
         assert_eq!(last_line(&path).unwrap().as_deref(), Some("three"));
         std::fs::OpenOptions::new()
             .append(true)
@@ -237,7 +236,7 @@ mod tests {
     #[test]
     fn a_failed_append_to_a_full_device_reports_an_error() {
         let mut f = AppendFile::new(Path::new("/dev/full"));
-        assert!(f.append(b"x\n", true).is_err());
+        assert!(f.append(b"x\n").is_err());
         assert_eq!(f.len().unwrap(), None);
         assert_eq!(last_line(Path::new("/dev/full")).unwrap(), None);
         assert!(

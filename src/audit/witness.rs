@@ -133,11 +133,16 @@ impl Witness {
     /// Whether `head` is to be written at `now`: it is not what the witness holds, and no
     /// write was tried in the last interval.
     pub(crate) fn due(&self, head: &Head, now: Instant) -> bool {
-        let changed = self.written.as_ref() != Some(head);
+        let changed = !self.holds(head);
         let rested = self
             .last_try
             .is_none_or(|last| now.saturating_duration_since(last) >= self.interval);
         changed && rested
+    }
+
+    /// Whether the HSM already holds `head`, as far as this process wrote it.
+    pub(crate) fn holds(&self, head: &Head) -> bool {
+        self.written.as_ref() == Some(head)
     }
 
     /// Writes `head` when [`Witness::due`]; returns whether it wrote.

@@ -120,6 +120,9 @@ impl Shared {
 
     /// Waits until the event `written` is durable in the file.
     async fn wait_synced(&self, written: Written) -> Result<(), AuditError> {
+        if self.synced.borrow().seq >= written.seq {
+            return Ok(());
+        }
         let mut synced = self.synced.subscribe();
         self.sync.urge();
         let waited = tokio::time::timeout(
@@ -261,23 +264,8 @@ impl Auditor {
     /// Waits until the store holds every event written so far (readers of the store call it
     /// first, so a client reads its own requests' events).
     pub async fn catch_up(&self) -> Result<(), AuditError> {
-        let written = {
-            let log = self.shared.log();
-            Written {
-                seq: log.head().seq,
-                ticket: 0,
-                sync_failures: 0,
-            }
-        };
-        if self.shared.synced.borrow().seq < written.seq {
-            let failures = self.shared.synced.borrow().failures;
-            self.shared
-                .wait_synced(Written {
-                    sync_failures: failures,
-                    ..written
-                })
-                .await?;
-        }
+        let written = self.shared.log().last();
+        self.shared.wait_synced(written).await?;
         let mut indexed = self.shared.indexed.subscribe();
         self.shared.index_wake.notify_one();
         match tokio::time::timeout(WAIT_LIMIT, indexed.wait_for(|i| *i >= written.seq)).await {
@@ -368,6 +356,12 @@ impl Recovery {
             head: Head::genesis(),
         }
     }
+}
+
+/// Appends `head`'s line to the anchor file, synced, on the blocking pool.
+async fn append_anchor(anchor: &mut AppendFile, node: &str, head: &Head) -> std::io::Result<()> {
+    let line = super::sink::anchor_line(node, head);
+    blocking(anchor, move |f| f.append(line.as_bytes())).await
 }
 
 /// Runs a blocking file operation on the blocking pool, lending it the file.

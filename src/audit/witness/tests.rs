@@ -147,6 +147,16 @@ mod on_softhsm {
         assert_eq!(read(kek.as_ref(), "n1").await.unwrap(), Some(head(4, 4)), "shutdown");
     }
 
+    fn is_unavailable(err: &WitnessError) -> bool {
+        matches!(
+            err,
+            WitnessError::Kek {
+                source: KekError::Unavailable(_),
+                ..
+            }
+        )
+    }
+
     #[tokio::test]
     async fn a_token_that_stops_answering_is_unavailable_and_tried_again_only_after_an_interval() {
         let (kek, settings) = provider("wit-down").await;
@@ -157,28 +167,10 @@ mod on_softhsm {
         log_the_token_out(&settings);
 
         let err = read(kek.as_ref(), "n1").await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                WitnessError::Kek {
-                    source: KekError::Unavailable(_),
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(is_unavailable(&err), "{err:?}");
         let later = t0 + interval;
         let err = witness.write_if_due(&head(2, 2), later).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                WitnessError::Kek {
-                    source: KekError::Unavailable(_),
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(is_unavailable(&err), "{err:?}");
         assert!(
             !witness.due(&head(2, 2), later + Duration::from_secs(1)),
             "resting after a failure"

@@ -12,11 +12,10 @@
 use std::sync::Arc;
 
 use super::reconcile::anchor_needs_head;
-use super::{AuditError, Auditor, Recovery, WitnessCheck, blocking};
+use super::{AuditError, Auditor, Recovery, WitnessCheck, append_anchor};
 use crate::audit::AuditSettings;
 use crate::audit::chain::Head;
 use crate::audit::event::{Decision, EventData};
-use crate::audit::sink;
 use crate::audit::witness;
 use crate::kek::KekProvider;
 use crate::secret::SecretBytes;
@@ -93,8 +92,7 @@ pub async fn accept_truncation(
         writer.take_back_unacknowledged(&file_head).await?;
     }
     if anchor_needs_head(anchor_last.as_ref(), &file_head)? {
-        let line = sink::anchor_line(&node, &file_head);
-        blocking(&mut writer.anchor, move |f| f.append(line.as_bytes(), true))
+        append_anchor(&mut writer.anchor, &node, &file_head)
             .await
             .map_err(|e| refused(format!("anchor file: {e}")))?;
     }

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Shared, blocking};
+use super::{Shared, append_anchor};
 use crate::audit::chain::Head;
-use crate::audit::sink::{self, AppendFile};
+use crate::audit::sink::AppendFile;
 use crate::audit::witness::Witness;
 
 /// Most events in one store transaction.
@@ -74,7 +74,7 @@ impl Indexer {
     /// are the record; the witness only bounds what a wipe of both can hide.
     async fn witness_anchored(&mut self, now: bool) {
         let at = std::time::Instant::now();
-        let result = if now {
+        let result = if now && !self.witness.holds(&self.anchored) {
             self.witness.write_forced(&self.anchored, at).await
         } else {
             self.witness.write_if_due(&self.anchored, at).await.map(|_| ())
@@ -118,8 +118,7 @@ impl Indexer {
         if head.seq <= self.anchored.seq {
             return true;
         }
-        let line = sink::anchor_line(&self.shared.settings.node, &head);
-        match blocking(&mut self.anchor, move |f| f.append(line.as_bytes(), true)).await {
+        match append_anchor(&mut self.anchor, &self.shared.settings.node, &head).await {
             Ok(_) => {
                 // Published once anchored: a reader that caught up sees the three sinks agree.
                 self.shared.indexed.send_replace(head.seq);

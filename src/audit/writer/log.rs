@@ -1,9 +1,10 @@
 //! The event file as the record of the chain: the head, the open file, and the events written
 //! but not yet indexed by the store.
 //!
-//! [`EventLog::append`] runs on the request's own thread under the log's lock: the event is
-//! numbered, encoded once into a reused buffer, MAC-chained and handed to the OS with one
-//! write(2) — the file order is the chain order. Nothing waits for another thread; the
+//! [`EventLog::chain`] runs on the request's own thread under the log's lock: the event is
+//! numbered, encoded once into a reused buffer and MAC-chained; [`EventLog::settle`] hands
+//! every line chained so far to the OS with one write(2) — the file order is the chain
+//! order. Nothing waits for another thread; the
 //! fdatasync ([`super::syncer`]) and the store ([`super::indexer`]) follow off the request
 //! path. A failed write is cut back off the file at once (or, when that fails too, before the
 //! next write), so the file never holds a partial line before a whole one.
@@ -117,8 +118,14 @@ impl EventLog {
         })
     }
 
-    pub(super) fn head(&self) -> &Head {
-        &self.head
+    /// The last event chained so far, as a waiter for it sees it (a reader catching up
+    /// waits for this one).
+    pub(super) fn last(&self) -> Written {
+        Written {
+            seq: self.head.seq,
+            ticket: self.next_ticket - 1,
+            sync_failures: self.sync_failures,
+        }
     }
 
     /// Whether the last write succeeded and nothing refuses appends.
@@ -155,10 +162,9 @@ impl EventLog {
         event.write_canonical(&mut self.canonical);
         let mac = self.key.link(&self.head.mac, &self.canonical);
         push_line(&mut self.pending, &self.canonical, &mac);
-        self.head = Head {
-            seq: event.seq,
-            mac: mac.to_vec(),
-        };
+        self.head.seq = event.seq;
+        self.head.mac.clear();
+        self.head.mac.extend_from_slice(&mac);
         self.unindexed.push_back((event, mac.to_vec()));
         let ticket = self.next_ticket;
         self.next_ticket += 1;

@@ -7,7 +7,7 @@
 //! refused, never repaired: this module must not drop an acknowledged event or rewrite a
 //! sink to hide a difference.
 
-use super::{AuditError, Recovery, blocking};
+use super::{AuditError, Recovery, append_anchor};
 use crate::audit::chain::{ChainCheck, Head};
 use crate::audit::event::{AuditEvent, EventData};
 use crate::audit::is_one_batch;
@@ -177,8 +177,7 @@ impl Recovery {
             }
         };
         if anchor_needs_head(anchor_last.as_ref(), &head)? {
-            let line = sink::anchor_line(&self.settings.node, &head);
-            blocking(&mut self.anchor, move |f| f.append(line.as_bytes(), true))
+            append_anchor(&mut self.anchor, &self.settings.node, &head)
                 .await
                 .map_err(|e| fail(format!("anchor file: {e}")))?;
         }
