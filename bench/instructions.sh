@@ -129,7 +129,8 @@ for line in sys.stdin:
         continue
     n, name = int(m.group(1).replace(",", "")), m.group(2)
     for r in roots:
-        if name.startswith(r):
+        # Trait methods are named `<Type as Trait>::method`: SQLite's worker is one of them.
+        if name.startswith(r) or name.startswith("<" + r):
             found[r] = max(found.get(r, 0), n)
 if total:
     print("%.1f" % (100.0 * sum(found.values()) / total))
