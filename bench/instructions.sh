@@ -129,7 +129,7 @@ for line in sys.stdin:
         continue
     n, name = int(m.group(1).replace(",", "")), m.group(2)
     for r in roots:
-        # Trait methods are named `<Type as Trait>::method`: SQLite's worker is one of them.
+        # Trait methods are named `<Type as Trait>::method` (the SQLite worker is one).
         if name.startswith(r) or name.startswith("<" + r):
             found[r] = max(found.get(r, 0), n)
 if total:

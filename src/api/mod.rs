@@ -207,7 +207,7 @@ fn event_data(state: &AppState, call: &Call, action: Action, resource: &str, out
         decision: note.decision,
         policy: note.policy.clone(),
         outcome: outcome.into(),
-        source_ip: call.client.map(|a| a.ip().to_string()),
+        source_ip: call.client.map(|a| crate::model::audit::ip_text(a.ip())),
         user_agent: call.header("user-agent").map(str::to_owned),
         secret_hmac: note.secret_hmac.clone(),
     }

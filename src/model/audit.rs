@@ -141,14 +141,55 @@ fn fast_time_text(ms: i64) -> Option<String> {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     let (hour, minute, second) = (day_secs / 3600, day_secs / 60 % 60, day_secs % 60);
+    // Digits by hand: `write!` with widths cost about ten times as much, on every event.
     let mut out = String::with_capacity(24);
-    use std::fmt::Write as _;
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z"
-    )
-    .ok()?;
+    push_digits(&mut out, year, 4);
+    out.push('-');
+    push_digits(&mut out, month, 2);
+    out.push('-');
+    push_digits(&mut out, day, 2);
+    out.push('T');
+    push_digits(&mut out, hour, 2);
+    out.push(':');
+    push_digits(&mut out, minute, 2);
+    out.push(':');
+    push_digits(&mut out, second, 2);
+    out.push('.');
+    push_digits(&mut out, millis, 3);
+    out.push('Z');
     Some(out)
+}
+
+/// Appends the last `width` decimal digits of `n` (0 ≤ n), zero-padded.
+fn push_digits(out: &mut String, n: i64, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10_i64.pow(place) % 10;
+        out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+    }
+}
+
+/// An IP address as text for an audit event: IPv4 by hand (the common case, on every
+/// event), IPv6 through its `Display`.
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
+        }
+        std::net::IpAddr::V6(v6) => v6.to_string(),
+    }
 }
 
 /// [`clean_user_agent`] that keeps the caller's string when it needs no change (the common
@@ -182,6 +223,27 @@ mod fast_time_tests {
         let t = crate::clock::from_unix_ms(ms);
         let base = crate::timefmt::rfc3339(t);
         format!("{}.{:03}Z", base.trim_end_matches('Z'), ms.rem_euclid(1000))
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for text in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.100.255",
+            "127.0.0.1",
+            "255.255.255.255",
+            "99.100.9.10",
+            "::1",
+            "fe80::1",
+        ] {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for n in (0..=u32::MAX).step_by(65_521) {
+            let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from(n));
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn filter_values(filter: &AuditFilter) -> [Option<String>; 10] {
     ]
 }
 
-/// Most audit rows per INSERT statement (16 parameters each; SQLite allows 32766).
+/// Most audit rows per INSERT statement (15 parameters each; SQLite allows 32766).
 const AUDIT_ROWS_PER_INSERT: usize = 256;
 
 /// Splits `n` rows into INSERT sizes that are powers of two, largest first: a batch of any
@@ -52,43 +52,82 @@ fn insert_sizes(mut n: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// Bind values per row (`batch_end` is written into the text).
+const ROW_BINDS: usize = 15;
+
+/// The INSERT of `rows` rows (a power of two up to [`AUDIT_ROWS_PER_INSERT`]), its last row
+/// marked `batch_end` when `ends_batch`. The texts are made once: formatting 3840
+/// placeholders for every batch cost more than binding them. (Anonymous placeholders:
+/// sqlx looks a numbered one up by name, which SQLite finds by a walk of every name.)
+fn insert_sql(rows: usize, ends_batch: bool) -> &'static str {
+    static TEXTS: std::sync::OnceLock<Vec<[String; 2]>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=AUDIT_ROWS_PER_INSERT.ilog2())
+            .map(|log| [insert_text(1 << log, false), insert_text(1 << log, true)])
+            .collect()
+    });
+    texts
+        .get(rows.max(1).ilog2() as usize)
+        .and_then(|pair| pair.get(usize::from(ends_batch)))
+        .map_or("", String::as_str)
+}
+
+fn insert_text(rows: usize, ends_batch: bool) -> String {
+    let mut sql = String::from(
+        "INSERT INTO audit_events (node, seq, time, request_id, principal, action, resource, \
+         key_version, decision, policy, outcome, source_ip, user_agent, secret_hmac, mac, batch_end) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(?" } else { ", (?" });
+        sql.push_str(&", ?".repeat(ROW_BINDS - 1));
+        sql.push_str(if ends_batch && row + 1 == rows { ", 1)" } else { ", 0)" });
+    }
+    sql
+}
+
 const AUDIT_COLUMNS: &str = "node, seq, time, request_id, principal, action, resource, key_version, decision, \
      policy, outcome, source_ip, user_agent, secret_hmac, mac";
+
+/// One INSERT of `chunk` (a length [`insert_sql`] has a text for).
+async fn insert_chunk(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    chunk: &[StoredEvent],
+    ends_batch: bool,
+) -> StoreResult<()> {
+    let mut insert = sqlx::query(insert_sql(chunk.len(), ends_batch));
+    for (e, mac) in chunk {
+        insert = insert
+            .bind(&e.node)
+            .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+            .bind(&e.time)
+            .bind(&e.request_id)
+            .bind(&e.principal)
+            .bind(&e.action)
+            .bind(&e.resource)
+            .bind(e.key_version.map(i64::from))
+            .bind(e.decision.as_str())
+            .bind(&e.policy)
+            .bind(&e.outcome)
+            .bind(&e.source_ip)
+            .bind(&e.user_agent)
+            .bind(&e.secret_hmac)
+            .bind(mac);
+    }
+    insert.execute(&mut **tx).await.map_err(unavailable)?;
+    Ok(())
+}
 
 impl AuditStore for SqliteStore {
     fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut tx = begin_write(&self.audit_writer).await.map_err(unavailable)?;
-            // One multi-row INSERT per chunk: a group commit costs one statement, not one
-            // round trip to SQLite's worker per event (16 binds a row, under SQLite's limit).
-            let last = events.len().saturating_sub(1);
+            // One multi-row INSERT per chunk: a batch costs a few statements, not one round
+            // trip to SQLite's worker per event.
             let mut first = 0;
             for size in insert_sizes(events.len()) {
                 let chunk = events.get(first..first + size).unwrap_or_default();
-                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO audit_events (node, seq, time, request_id, principal, action, resource, \
-                     key_version, decision, policy, outcome, source_ip, user_agent, secret_hmac, mac, batch_end) ",
-                );
-                insert.push_values(chunk.iter().enumerate(), |mut row, (i, (e, mac))| {
-                    row.push_bind(&e.node)
-                        .push_bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
-                        .push_bind(&e.time)
-                        .push_bind(&e.request_id)
-                        .push_bind(&e.principal)
-                        .push_bind(&e.action)
-                        .push_bind(&e.resource)
-                        .push_bind(e.key_version.map(i64::from))
-                        .push_bind(e.decision.as_str())
-                        .push_bind(&e.policy)
-                        .push_bind(&e.outcome)
-                        .push_bind(&e.source_ip)
-                        .push_bind(&e.user_agent)
-                        .push_bind(&e.secret_hmac)
-                        .push_bind(mac)
-                        .push_bind(first + i == last);
-                });
-                insert.build().execute(&mut *tx).await.map_err(unavailable)?;
                 first += size;
+                insert_chunk(&mut tx, chunk, first == events.len()).await?;
             }
             tx.commit().await.map_err(unavailable)
         })
@@ -263,5 +302,23 @@ mod tests {
             assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "largest first: {sizes:?}");
         }
         assert_eq!(insert_sizes(1000).collect::<Vec<_>>(), [256, 256, 256, 128, 64, 32, 8]);
+    }
+
+    #[test]
+    fn insert_texts_number_every_parameter_and_mark_only_a_batch_end() {
+        assert_eq!(
+            insert_text(2, true).split_once("VALUES ").map(|(_, v)| v),
+            Some(
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0), \
+                 (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
+            )
+        );
+        assert!(insert_text(1, false).ends_with("?, 0)"));
+        for log in 0..=AUDIT_ROWS_PER_INSERT.ilog2() {
+            let rows = 1 << log;
+            assert_eq!(insert_sql(rows, true), insert_text(rows, true));
+            assert_eq!(insert_sql(rows, false), insert_text(rows, false));
+            assert_eq!(insert_sql(rows, false).matches('?').count(), rows * ROW_BINDS, "{rows}");
+        }
     }
 }

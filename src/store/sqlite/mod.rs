@@ -34,7 +34,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_api_keys.sql")),
     (6, include_str!("../migrations/sqlite/0006_audit_batches.sql")),
     (7, include_str!("../migrations/sqlite/0007_audit_index.sql")),
-    (8, include_str!("../migrations/sqlite/0008_audit_no_principal_index.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_audit_no_principal_index.sql"),
+    ),
 ];
 
 pub(crate) struct SqliteStore {
