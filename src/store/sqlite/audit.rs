@@ -72,6 +72,22 @@ fn insert_sql(rows: usize, ends_batch: bool) -> &'static str {
         .map_or("", String::as_str)
 }
 
+/// Prepares every INSERT text on the audit connection, into its statement cache: parsing
+/// the larger ones costs milliseconds, which would otherwise fall on the first batches of
+/// each size.
+pub(super) async fn prepare_inserts(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
+    use sqlx::{Executor as _, SqlSafeStr as _};
+    let mut connection = pool.acquire().await?;
+    for log in 0..=AUDIT_ROWS_PER_INSERT.ilog2() {
+        for ends_batch in [false, true] {
+            connection
+                .prepare(insert_sql(1 << log, ends_batch).into_sql_str())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 fn insert_text(rows: usize, ends_batch: bool) -> String {
     let mut sql = String::from(
         "INSERT INTO audit_events (node, seq, time, request_id, principal, action, resource, \

@@ -103,6 +103,7 @@ impl SqliteStore {
             audit_writer,
         };
         store.migrate().await?;
+        audit::prepare_inserts(&store.audit_writer).await.map_err(open_err)?;
         Ok(store)
     }
 
