@@ -43,36 +43,67 @@ pub fn canonical_request(
         return Err(malformed("the method is not an HTTP token"));
     }
     validate_signed_headers(&auth.signed_headers)?;
-    let uri = canonical_uri(req.path, rules);
     let query = canonical_query(req.query, auth.form == Form::Presigned, omit_security_token_from_query)?;
-    let headers = canonical_headers(req.headers, &auth.signed_headers)?;
-    let signed = auth.signed_headers.join(";");
-    Ok(format!(
-        "{}\n{uri}\n{query}\n{headers}\n{signed}\n{payload_hash}",
-        req.method
-    ))
+    // One buffer for the whole request (this runs for every verification).
+    let mut out = String::with_capacity(
+        req.path
+            .len()
+            .saturating_mul(3)
+            .saturating_add(query.len())
+            .saturating_add(512),
+    );
+    out.push_str(req.method);
+    out.push('\n');
+    out.push_str(&canonical_uri(req.path, rules));
+    out.push('\n');
+    out.push_str(&query);
+    out.push('\n');
+    push_canonical_headers(&mut out, req.headers, &auth.signed_headers)?;
+    out.push('\n');
+    for (i, name) in auth.signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    Ok(out)
 }
 
 /// `AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hex(sha256(canonical request))}`.
 pub fn string_to_sign(auth: &Authorization, canonical_request: &str) -> Vec<u8> {
-    format!(
-        "{ALGORITHM}\n{}\n{}\n{}",
-        auth.amz_date,
-        auth.scope.to_string_scope(),
-        sha256_hex(canonical_request.as_bytes())
-    )
-    .into_bytes()
+    let scope = &auth.scope;
+    let mut out = String::with_capacity(
+        ALGORITHM.len() + auth.amz_date.len() + scope.date.len() + scope.region.len() + scope.service.len() + 96,
+    );
+    out.push_str(ALGORITHM);
+    out.push('\n');
+    out.push_str(&auth.amz_date);
+    out.push('\n');
+    for part in [&scope.date, &scope.region, &scope.service] {
+        out.push_str(part);
+        out.push('/');
+    }
+    out.push_str("aws4_request\n");
+    push_sha256_hex(&mut out, canonical_request.as_bytes());
+    out.into_bytes()
 }
 
-/// Lowercase hex SHA-256.
+/// Lowercase hex SHA-256 (the tests' and the vectors' payload hashes).
+#[cfg(test)]
 pub(super) fn sha256_hex(data: &[u8]) -> String {
-    let digest = Sha256::digest(data);
     let mut out = String::with_capacity(64);
+    push_sha256_hex(&mut out, data);
+    out
+}
+
+fn push_sha256_hex(out: &mut String, data: &[u8]) {
+    let digest = Sha256::digest(data);
     for byte in digest.iter() {
         out.push(hex_digit(byte >> 4, false));
         out.push(hex_digit(byte & 0x0f, false));
     }
-    out
 }
 
 fn hex_digit(nibble: u8, upper: bool) -> char {
@@ -258,17 +289,17 @@ pub(super) fn validate_signed_headers(names: &[String]) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Trimmed, with every run of spaces, tabs, CRs and LFs folded to one space (the vector
-/// `get-header-value-multiline` folds continuation lines this way).
-fn canonical_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+/// Appends `value` trimmed, with every run of spaces, tabs, CRs and LFs folded to one space
+/// (the vector `get-header-value-multiline` folds continuation lines this way).
+fn push_canonical_value(out: &mut String, value: &str) {
+    let mut first = true;
     for word in value.split([' ', '\t', '\r', '\n']).filter(|word| !word.is_empty()) {
-        if !out.is_empty() {
+        if !first {
             out.push(' ');
         }
+        first = false;
         out.push_str(word);
     }
-    out
 }
 
 /// The values of every header named `name` (any case), in the order received.
@@ -289,21 +320,24 @@ pub(super) fn single_header<'r>(headers: &'r [(String, String)], name: &'r str) 
     Ok(first)
 }
 
-/// One `name:value\n` line per signed header, in `SignedHeaders` order; repeated headers
-/// are joined with `,` in the order received.
-fn canonical_headers(headers: &[(String, String)], signed: &[String]) -> Result<String, Refusal> {
-    let mut out = String::new();
+/// Appends one `name:value\n` line per signed header, in `SignedHeaders` order; repeated
+/// headers are joined with `,` in the order received.
+fn push_canonical_headers(out: &mut String, headers: &[(String, String)], signed: &[String]) -> Result<(), Refusal> {
     for name in signed {
-        let values: Vec<String> = header_values(headers, name).map(canonical_value).collect();
-        if values.is_empty() {
-            return Err(malformed(format!("the signed header {name} is not in the request")));
-        }
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        let mut values = header_values(headers, name);
+        let Some(first) = values.next() else {
+            return Err(malformed(format!("the signed header {name} is not in the request")));
+        };
+        push_canonical_value(out, first);
+        for value in values {
+            out.push(',');
+            push_canonical_value(out, value);
+        }
         out.push('\n');
     }
-    Ok(out)
+    Ok(())
 }
 
 fn is_lower_hex_sha256(value: &str) -> bool {
