@@ -21,7 +21,8 @@
 #
 # Common environment (each script's header documents it for its users):
 #   DURATION (10), CONNECTIONS (64), THREADS (2), ROUNDS (1), PIN_CPUS (1), SKIP_BUILD (0),
-#   KEEP_LOGS (0), CALLER (service), SIGVAULT_LOG (server log filter, default warn).
+#   KEEP_LOGS (0), CALLER (service), SIGVAULT_LOG (server log filter, default warn), BIN (the
+#   server binary, default this checkout's release build: set it to compare two builds).
 # Secrets (the root token, caller tokens) go to curl through a header file and to wrk through
 # the environment, never through a process's argv.
 
@@ -102,7 +103,7 @@ bench_tempdir() {
 }
 
 # ---- build ---------------------------------------------------------------------------
-bin="$root/target/release/sigvault"
+bin="${BIN:-$root/target/release/sigvault}"
 bench_build() {
   if [ "$SKIP_BUILD" != "1" ]; then
     log "cargo build --release"
