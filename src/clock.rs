@@ -7,6 +7,12 @@ use time::{Duration, OffsetDateTime};
 /// A source of the current UTC time.
 pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
+
+    /// [`Clock::now`] in milliseconds since the Unix epoch ([`unix_ms`]): what caches,
+    /// limiters and audit events read several times a request, without the calendar.
+    fn now_ms(&self) -> i64 {
+        unix_ms(self.now())
+    }
 }
 
 pub type SharedClock = Arc<dyn Clock>;
@@ -18,6 +24,14 @@ pub(crate) struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+
+    fn now_ms(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+            // A clock set before 1970.
+            Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+        }
     }
 }
 
@@ -67,6 +81,15 @@ mod tests {
         assert_eq!(clock.now(), start);
         clock.advance(Duration::hours(2));
         assert_eq!(clock.now(), start + Duration::hours(2));
+    }
+
+    #[test]
+    fn the_system_clock_in_milliseconds_agrees_with_its_calendar_time() {
+        let clock = SystemClock;
+        let before = unix_ms(clock.now());
+        let ms = clock.now_ms();
+        let after = unix_ms(clock.now());
+        assert!(before <= ms && ms <= after, "{before} {ms} {after}");
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub(crate) fn authorize(
         source_ip: call.client.map(|a| a.ip()),
         tls: call.tls.is_some(),
         mtls: caller.via == Via::Mtls,
-        now_unix_s: crate::clock::unix_ms(state.clock.now()).div_euclid(1000),
+        now_unix_s: state.clock.now_ms().div_euclid(1000),
     };
     let decision = state.policies.decide(caller, action, resource, facts);
     call.note.policy = decision.policy;
@@ -198,7 +198,7 @@ fn certificate_principal(state: &AppState, call: &Call) -> Option<Arc<Principal>
 fn event_data(state: &AppState, call: &Call, action: Action, resource: &str, outcome: &str) -> EventData {
     let note = &call.note;
     EventData {
-        time_ms: crate::clock::unix_ms(state.clock.now()),
+        time_ms: state.clock.now_ms(),
         request_id: context::request_id(),
         principal: note.principal.clone().unwrap_or_else(|| "-".into()),
         action: action.as_str().into(),

@@ -163,7 +163,7 @@ async fn record_new_fingerprint(
         (false, OnNewFingerprint::Deactivate) => "deactivated",
     };
     let event = EventData {
-        time_ms: crate::clock::unix_ms(state.clock.now()),
+        time_ms: state.clock.now_ms(),
         request_id: request_id(),
         principal: reporter.to_owned(),
         action: CREDENTIAL_NEW_FINGERPRINT.into(),

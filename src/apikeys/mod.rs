@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sha2::{Digest, Sha256};
 
 use crate::auth::keyed_hash::KeyedHasher;
-use crate::clock::{SharedClock, unix_ms};
+use crate::clock::SharedClock;
 use crate::keys::cache::CacheSettings;
 use crate::keys::cache::TtlCache;
 use crate::store::{ApiKeyStore, StoreError};
@@ -143,7 +143,7 @@ impl ApiKeyService {
     }
 
     fn now_ms(&self) -> i64 {
-        unix_ms(self.clock.now())
+        self.clock.now_ms()
     }
 
     /// Lookups that reached the store since start.

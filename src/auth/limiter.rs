@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::clock::{SharedClock, unix_ms};
+use crate::clock::SharedClock;
 
 /// Most source addresses tracked at once by the failure limiter.
 const MAX_TRACKED_SOURCES: usize = 65_536;
@@ -35,7 +35,7 @@ impl FailureLimiter {
 
     /// Seconds until `ip` may try again, when it is over the limit.
     pub(super) fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let now = unix_ms(self.clock.now());
+        let now = self.clock.now_ms();
         if now >= self.blocks_end_ms.load(Ordering::Acquire) {
             return None;
         }
@@ -46,7 +46,7 @@ impl FailureLimiter {
     }
 
     pub(super) fn record(&self, ip: IpAddr) {
-        let now = unix_ms(self.clock.now());
+        let now = self.clock.now_ms();
         let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
         if sources.len() >= MAX_TRACKED_SOURCES && !sources.contains_key(&ip) {
             let window = self.window_ms;

@@ -16,7 +16,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::clock::{SharedClock, unix_ms};
+use crate::clock::SharedClock;
 pub use crate::store::TokenRecord;
 use crate::store::{StoreError, SystemStore, TokenStore};
 use keyed_hash::KeyedHasher;
@@ -177,7 +177,7 @@ impl Authenticator {
     }
 
     fn now_ms(&self) -> i64 {
-        unix_ms(self.clock.now())
+        self.clock.now_ms()
     }
 
     /// The keyed hash under which `token` is stored.

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use time::Duration;
 
-use crate::clock::{SharedClock, unix_ms};
+use crate::clock::SharedClock;
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::keys::DEFAULT_TENANT;
@@ -184,7 +184,7 @@ impl CredentialService {
     }
 
     fn now_ms(&self) -> i64 {
-        unix_ms(self.clock.now())
+        self.clock.now_ms()
     }
 
     /// The time window of header-signed requests.

@@ -34,7 +34,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use time::Duration;
 
-use crate::clock::{SharedClock, unix_ms};
+use crate::clock::SharedClock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
@@ -88,7 +88,7 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let now = unix_ms(self.clock.now());
+        let now = self.clock.now_ms();
         let entry = self.entries.get(key)?;
         if entry.expires_at_ms > now {
             return Some(entry.value);
@@ -105,7 +105,7 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
     /// Inserts `value` unless an invalidation happened since `token` was taken. Returns
     /// whether it was cached.
     pub(crate) fn insert(&self, key: K, value: Arc<V>, token: FillToken) -> bool {
-        let expires_at_ms = unix_ms(self.clock.now()).saturating_add(self.ttl_ms);
+        let expires_at_ms = self.clock.now_ms().saturating_add(self.ttl_ms);
         let epoch = self.epoch.read().unwrap_or_else(PoisonError::into_inner);
         if *epoch != token.0 {
             return false;
@@ -123,7 +123,7 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
 
     /// Drops expired entries (run periodically so idle secrets do not outlive their TTL).
     pub(crate) fn sweep(&self) {
-        let now = unix_ms(self.clock.now());
+        let now = self.clock.now_ms();
         self.entries.retain(|_, e| e.expires_at_ms > now);
     }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use time::Duration;
 
-use crate::clock::{SharedClock, unix_ms};
+use crate::clock::SharedClock;
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::secret::SecretBytes;
@@ -225,7 +225,7 @@ impl KeyService {
     }
 
     fn now_ms(&self) -> i64 {
-        unix_ms(self.clock.now())
+        self.clock.now_ms()
     }
 
     // ----- reads -----------------------------------------------------------------------
