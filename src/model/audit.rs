@@ -2,8 +2,10 @@
 //! ([`EventData`]) and the sequenced event the sinks store ([`AuditEvent`]).
 //!
 //! [`AuditEvent`]'s field order and serde attributes ARE its canonical encoding — the bytes
-//! the chain MAC covers, documented and computed in [`crate::audit::event`]. Reordering,
-//! renaming or adding a field changes every MAC: do not, without a new chain format.
+//! the chain MAC covers, documented and computed in [`crate::audit::event`] (written by hand
+//! there, and held equal to serde's output by a test, which also names every field).
+//! Reordering, renaming or adding a field changes every MAC: do not, without a new chain
+//! format.
 //!
 //! An event never holds a secret, token, message or signature.
 

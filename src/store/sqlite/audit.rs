@@ -321,7 +321,7 @@ mod tests {
     }
 
     #[test]
-    fn insert_texts_number_every_parameter_and_mark_only_a_batch_end() {
+    fn insert_texts_hold_a_placeholder_per_value_and_mark_only_a_batch_end() {
         assert_eq!(
             insert_text(2, true).split_once("VALUES ").map(|(_, v)| v),
             Some(
