@@ -18,7 +18,7 @@ use super::canonical::{
     QueryPair, SIGNATURE_PARAM, header_values, hex_value, query_pairs, single_header, validate_signed_headers,
 };
 use super::{ALGORITHM, Authorization, Form, HttpRequest, MAX_PRESIGNED_EXPIRES_S, Refusal, Scope};
-use super::{check_limits, malformed};
+use super::{Header, check_limits, malformed};
 
 /// The `Date` header's IMF-fixdate (RFC 7231), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 const IMF_FIXDATE: &[BorrowedFormatItem<'static>] =
@@ -40,7 +40,7 @@ pub fn parse(req: &HttpRequest<'_>) -> Result<Authorization, Refusal> {
 }
 
 /// `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`, components in any order.
-fn parse_header_form(value: &str, headers: &[(String, String)]) -> Result<Authorization, Refusal> {
+fn parse_header_form(value: &str, headers: &[Header<'_>]) -> Result<Authorization, Refusal> {
     let rest = value
         .trim_matches([' ', '\t'])
         .strip_prefix(ALGORITHM)
@@ -78,7 +78,7 @@ fn parse_header_form(value: &str, headers: &[(String, String)]) -> Result<Author
 }
 
 /// `X-Amz-Date` if present, else the `Date` header; each at most once.
-fn header_timestamp(headers: &[(String, String)]) -> Result<(i64, String), Refusal> {
+fn header_timestamp(headers: &[Header<'_>]) -> Result<(i64, String), Refusal> {
     if let Some(amz_date) = single_header(headers, "x-amz-date")? {
         let amz_date = amz_date.trim();
         return Ok((parse_amz_date(amz_date)?, amz_date.to_owned()));

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{
     ALGORITHM, Authorization, EMPTY_SHA256, Form, HttpRequest, MAX_QUERY_PARAMS, MAX_SIGNED_HEADERS, PathRules,
 };
-use super::{Refusal, UNSIGNED_PAYLOAD, malformed};
+use super::{Header, Refusal, UNSIGNED_PAYLOAD, malformed};
 
 /// The presigned parameter that carries the signature; never part of the canonical query.
 pub(super) const SIGNATURE_PARAM: &[u8] = b"X-Amz-Signature";
@@ -303,15 +303,15 @@ fn push_canonical_value(out: &mut String, value: &str) {
 }
 
 /// The values of every header named `name` (any case), in the order received.
-pub(super) fn header_values<'r>(headers: &'r [(String, String)], name: &'r str) -> impl Iterator<Item = &'r str> {
+pub(super) fn header_values<'r>(headers: &'r [Header<'_>], name: &'r str) -> impl Iterator<Item = &'r str> {
     headers
         .iter()
         .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
+        .map(|(_, value)| value.as_ref())
 }
 
 /// The value of a header that may appear at most once; a repeat is malformed.
-pub(super) fn single_header<'r>(headers: &'r [(String, String)], name: &'r str) -> Result<Option<&'r str>, Refusal> {
+pub(super) fn single_header<'r>(headers: &'r [Header<'_>], name: &'r str) -> Result<Option<&'r str>, Refusal> {
     let mut values = header_values(headers, name);
     let first = values.next();
     if values.next().is_some() {
@@ -322,7 +322,7 @@ pub(super) fn single_header<'r>(headers: &'r [(String, String)], name: &'r str) 
 
 /// Appends one `name:value\n` line per signed header, in `SignedHeaders` order; repeated
 /// headers are joined with `,` in the order received.
-fn push_canonical_headers(out: &mut String, headers: &[(String, String)], signed: &[String]) -> Result<(), Refusal> {
+fn push_canonical_headers(out: &mut String, headers: &[Header<'_>], signed: &[String]) -> Result<(), Refusal> {
     for name in signed {
         out.push_str(name);
         out.push(':');

@@ -32,6 +32,7 @@ pub use canonical::{canonical_request, string_to_sign};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use std::borrow::Cow;
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
 
@@ -54,6 +55,10 @@ pub(crate) const MAX_TARGET_BYTES: usize = 16 * 1024;
 /// Largest sum of header name and value lengths, in bytes.
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// A header as received: name and value, borrowed from the forwarded request where it could
+/// be (a JSON string without escapes).
+pub type Header<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// The request as the calling service received it.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpRequest<'a> {
@@ -63,7 +68,7 @@ pub struct HttpRequest<'a> {
     /// Raw query string without the leading `?`; may be empty.
     pub query: &'a str,
     /// In the order received; names in any case; repeated names allowed.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [Header<'a>],
     /// Lowercase hex SHA-256 of the body when the caller knows the body; `None` = unknown.
     pub payload_sha256: Option<&'a str>,
 }

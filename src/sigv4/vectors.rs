@@ -31,7 +31,7 @@ struct RawRequest {
     method: String,
     path: String,
     query: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<Header<'static>>,
     body: Vec<u8>,
 }
 
@@ -47,15 +47,15 @@ fn parse_request_file(text: &str) -> RawRequest {
         .strip_suffix(" HTTP/1.1")
         .expect("the request line ends in HTTP/1.1");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut headers: Vec<Header<'static>> = Vec::new();
     for line in lines {
         if line.starts_with([' ', '\t']) {
             let (_, value) = headers.last_mut().expect("a continuation follows a header");
-            value.push('\n');
-            value.push_str(line);
+            value.to_mut().push('\n');
+            value.to_mut().push_str(line);
         } else {
             let (name, value) = line.split_once(':').expect("Name:value");
-            headers.push((name.to_owned(), value.to_owned()));
+            headers.push((name.to_owned().into(), value.to_owned().into()));
         }
     }
     RawRequest {
@@ -272,7 +272,7 @@ fn mutated_requests(case: &Case, auth: &Authorization) -> Vec<(String, RawReques
         }
         for value in mutations(value) {
             let mut headers = base.headers.clone();
-            headers[i].1 = value.clone();
+            headers[i].1 = value.clone().into();
             out.push((
                 format!("header {name}: {value}"),
                 RawRequest {
@@ -321,7 +321,7 @@ fn a_vector_with_a_flipped_signature_digit_or_a_date_one_second_later_is_a_misma
             let mut request = case.request.clone();
             request.query = request.query.replace(from, to);
             for (_, value) in &mut request.headers {
-                *value = value.replace(from, to);
+                *value = value.replace(from, to).into();
             }
             request
         };

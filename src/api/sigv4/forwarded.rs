@@ -15,6 +15,7 @@ use super::super::reply::base64_field;
 use crate::audit::event::clean_user_agent;
 use crate::credentials::activity::Fingerprint;
 use crate::error::ApiError;
+use crate::sigv4::Header;
 
 /// Headers a forwarded request may carry.
 pub const MAX_HEADERS: usize = 128;
@@ -36,7 +37,8 @@ pub(super) struct VerifyRequest<'a> {
     pub(super) path: Cow<'a, str>,
     #[serde(default, borrow)]
     pub(super) query: Cow<'a, str>,
-    pub(super) headers: Vec<(String, String)>,
+    #[serde(borrow, deserialize_with = "borrowed_headers")]
+    pub(super) headers: Vec<Header<'a>>,
     #[serde(borrow)]
     body: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -47,6 +49,18 @@ pub(super) struct VerifyRequest<'a> {
     user_agent: Option<Cow<'a, str>>,
     /// Overrides the path rule of the request's service (S3: no normalisation).
     pub(super) normalize_path: Option<bool>,
+}
+
+/// A JSON string, borrowed from the body when it holds no escape (serde borrows a `Cow` only
+/// when it is a field of its own, not inside a tuple).
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The `headers` member: `[name, value]` pairs, each string borrowed where it can be (a
+/// SigV4 verification reads every header; copying each cost two allocations).
+fn borrowed_headers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Header<'de>>, D::Error> {
+    let pairs: Vec<(Text<'de>, Text<'de>)> = Deserialize::deserialize(d)?;
+    Ok(pairs.into_iter().map(|(name, value)| (name.0, value.0)).collect())
 }
 
 /// Checks the forwarded request and returns the payload hash to verify with and the
@@ -140,7 +154,7 @@ fn caller_fingerprint(req: &VerifyRequest<'_>) -> Result<Fingerprint, ApiError> 
             .headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.clone().into_owned())
             .unwrap_or_default(),
     };
     Ok(Fingerprint {
@@ -158,6 +172,19 @@ mod tests {
         let text = body.to_string();
         let req: VerifyRequest<'_> = serde_json::from_str(&text).unwrap();
         caller_fingerprint(&req)
+    }
+
+    #[test]
+    fn header_strings_are_borrowed_from_the_body_unless_they_hold_an_escape() {
+        let text = r#"{"method":"GET","path":"/","headers":[["Host","example.com"],["X-Note","a\"b\u00e9"]]}"#;
+        let req: VerifyRequest<'_> = serde_json::from_str(text).unwrap();
+        let names: Vec<(&str, &str)> = req.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
+        assert_eq!(names, [("Host", "example.com"), ("X-Note", "a\"bé")]);
+        assert!(matches!(req.headers[0], (Cow::Borrowed(_), Cow::Borrowed(_))));
+        assert!(matches!(req.headers[1].1, Cow::Owned(_)));
+        assert!(
+            serde_json::from_str::<VerifyRequest<'_>>(r#"{"method":"GET","path":"/","headers":[["Host"]]}"#).is_err()
+        );
     }
 
     #[test]

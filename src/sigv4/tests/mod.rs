@@ -26,7 +26,7 @@ pub(super) struct Req {
     pub method: String,
     pub path: String,
     pub query: String,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<Header<'static>>,
     pub payload: Option<String>,
 }
 
@@ -38,15 +38,15 @@ impl Req {
             path: path.to_owned(),
             query: String::new(),
             headers: vec![
-                ("Host".to_owned(), "example.amazonaws.com".to_owned()),
-                ("X-Amz-Date".to_owned(), AMZ_DATE.to_owned()),
+                ("Host".into(), "example.amazonaws.com".into()),
+                ("X-Amz-Date".into(), AMZ_DATE.into()),
             ],
             payload: None,
         }
     }
 
     pub(super) fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
+        self.headers.push((name.to_owned().into(), value.to_owned().into()));
         self
     }
 
@@ -104,12 +104,12 @@ fn signature_of(req: &Req, index: usize) -> String {
 /// Signs in the header form for `service`, over the `;`-separated `signed` headers.
 pub(super) fn sign_header(mut req: Req, service: &str, signed: &str) -> Req {
     req.headers.push((
-        "Authorization".to_owned(),
-        authorization_header(service, signed, PLACEHOLDER_SIGNATURE),
+        "Authorization".into(),
+        authorization_header(service, signed, PLACEHOLDER_SIGNATURE).into(),
     ));
     let signature = signature_of(&req, 0);
     let last = req.headers.last_mut().expect("just pushed");
-    last.1 = authorization_header(service, signed, &signature);
+    last.1 = authorization_header(service, signed, &signature).into();
     req
 }
 

@@ -42,7 +42,7 @@ fn time_checks_come_before_the_signature() {
     let req = sign_header(Req::get("/"), "service", "host;x-amz-date");
     let mut wrong = req.clone();
     let last = wrong.headers.last_mut().unwrap();
-    last.1 = authorization_header("service", "host;x-amz-date", PLACEHOLDER_SIGNATURE);
+    last.1 = authorization_header("service", "host;x-amz-date", PLACEHOLDER_SIGNATURE).into();
     assert_eq!(wrong.verify_at(NOW + WINDOW + 1).unwrap_err(), Refusal::RequestExpired);
     assert_eq!(wrong.verify().unwrap_err(), Refusal::SignatureMismatch);
 }
