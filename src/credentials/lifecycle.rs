@@ -227,6 +227,8 @@ impl CredentialService {
 
     pub async fn activity(&self, id: &str) -> CredentialResult<Activity> {
         let record = self.get(id).await?;
+        // The store and memory read as one: no flush moves activity between them meanwhile.
+        let _no_flush = self.activity_flush.lock().await;
         let mut fingerprints = self.store.list_fingerprints(id).await?;
         if let Some(p) = self.activity.pending_for(id) {
             for f in p.fingerprints {

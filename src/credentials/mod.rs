@@ -145,6 +145,10 @@ pub struct CredentialService {
     /// Derived keys by (access key id, scope), cached once they verified a request.
     signing_keys: TtlCache<(Arc<str>, String), SecretBytes>,
     activity: ActivityTracker,
+    /// Held while pending activity moves from memory to the store, and while a reader
+    /// merges the two: a reader between the flush's store write and its memory clear (or
+    /// the other way) would miss or double-count that activity.
+    activity_flush: tokio::sync::Mutex<()>,
 }
 
 fn identity<'a>(aad_id: &'a str) -> RecordIdentity<'a> {
@@ -175,6 +179,7 @@ impl CredentialService {
             secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             signing_keys: TtlCache::new(cache.max_entries, SIGNING_KEY_TTL, clock.clone()),
             activity: ActivityTracker::new(settings.max_fingerprints),
+            activity_flush: tokio::sync::Mutex::new(()),
             store,
             system,
             keyring,
@@ -258,6 +263,7 @@ impl CredentialService {
 
     /// Writes pending activity; on failure it is kept for the next try.
     pub(crate) async fn flush_activity(&self) -> CredentialResult<()> {
+        let _flushing = self.activity_flush.lock().await;
         let pending = self.activity.take();
         if pending.is_empty() {
             return Ok(());

@@ -160,6 +160,9 @@ pub struct KeyService {
     meta: TtlCache<String, CachedKey>,
     secrets: TtlCache<(Arc<str>, u32), SecretBytes>,
     usage: UsageTracker,
+    /// Held while pending usage moves from memory to the store, and while a reader merges
+    /// the two, so a reader never misses or double-counts a flush in flight.
+    usage_flush: tokio::sync::Mutex<()>,
     /// Serialises this node's read-modify-write of key rows, so concurrent callers on one
     /// node never exhaust the optimistic-locking retries (which remain for other nodes).
     /// Writes are rare; the hot path never takes it.
@@ -218,6 +221,7 @@ impl KeyService {
             meta: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             usage: UsageTracker::default(),
+            usage_flush: tokio::sync::Mutex::new(()),
             writes: tokio::sync::Mutex::new(()),
             checkpoint_pending: std::sync::atomic::AtomicBool::new(false),
             clock,
@@ -246,6 +250,7 @@ impl KeyService {
     }
 
     async fn details(&self, record: KeyRecord) -> KeyResult<KeyDetails> {
+        let _no_flush = self.usage_flush.lock().await;
         let mut versions = self.store.list_versions(&record.id).await?;
         let pending = self.usage.pending_for(&record.id);
         for v in &mut versions {
@@ -330,6 +335,7 @@ impl KeyService {
 
     /// Writes pending usage counters to the store; on failure they are kept for the next try.
     pub async fn flush_usage(&self) -> KeyResult<()> {
+        let _flushing = self.usage_flush.lock().await;
         let deltas = self.usage.take();
         if deltas.is_empty() {
             return Ok(());
