@@ -81,11 +81,8 @@ pub fn string_to_sign(auth: &Authorization, canonical_request: &str) -> Vec<u8> 
     out.push('\n');
     out.push_str(&auth.amz_date);
     out.push('\n');
-    for part in [&scope.date, &scope.region, &scope.service] {
-        out.push_str(part);
-        out.push('/');
-    }
-    out.push_str("aws4_request\n");
+    scope.push_to(&mut out);
+    out.push('\n');
     push_sha256_hex(&mut out, canonical_request.as_bytes());
     out.into_bytes()
 }

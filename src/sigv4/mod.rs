@@ -94,7 +94,18 @@ pub struct Scope {
 impl Scope {
     /// `date/region/service/aws4_request`, as it appears in the string to sign.
     pub(crate) fn to_string_scope(&self) -> String {
-        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
+        let mut out = String::with_capacity(self.date.len() + self.region.len() + self.service.len() + 15);
+        self.push_to(&mut out);
+        out
+    }
+
+    /// Appends [`Scope::to_string_scope`] to `out`.
+    pub(crate) fn push_to(&self, out: &mut String) {
+        for part in [&self.date, &self.region, &self.service] {
+            out.push_str(part);
+            out.push('/');
+        }
+        out.push_str("aws4_request");
     }
 }
 

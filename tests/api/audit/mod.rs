@@ -173,17 +173,50 @@ async fn stored_events(home: &AppHome) -> Vec<sigvault::store::StoredEvent> {
     events
 }
 
+/// The anchor file's text.
+fn anchor_text(home: &AppHome) -> String {
+    std::fs::read_to_string(home.anchor_file()).expect("read the anchor file")
+}
+
+/// The anchor file's lines (without their newlines).
+fn anchor_lines(home: &AppHome) -> Vec<String> {
+    anchor_text(home).lines().map(str::to_owned).collect()
+}
+
+/// The event an anchor line `node seq mac` names.
+fn anchored_seq(line: &str) -> Option<usize> {
+    line.split(' ').nth(1).and_then(|s| s.parse().ok())
+}
+
+/// The sequence numbers the anchor file names, in file order.
+fn anchored_seqs(home: &AppHome) -> Vec<usize> {
+    anchor_lines(home)
+        .iter()
+        .map(|line| anchored_seq(line).unwrap_or_else(|| panic!("an anchor line `node seq mac`: {line}")))
+        .collect()
+}
+
+/// Keeps the anchor lines that name an event up to `seq`.
+fn cut_anchor_after(home: &AppHome, seq: usize) {
+    let kept: String = anchor_lines(home)
+        .iter()
+        .filter(|line| anchored_seq(line) <= Some(seq))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(home.anchor_file(), kept).expect("write the anchor file");
+}
+
+/// What a home's three sinks hold: the store's events, the event file's lines and the anchor
+/// file's text (to show that a refused start or command changed none of them).
+async fn sinks(home: &AppHome) -> (Vec<sigvault::store::StoredEvent>, Vec<String>, String) {
+    (stored_events(home).await, file_lines(home), anchor_text(home))
+}
+
 /// Keeps the first `kept` events in every sink: the event file's lines, the anchor lines
 /// up to that event, the store's rows.
 async fn cut_every_sink(home: &AppHome, kept: usize) {
     write_file_lines(home, &file_lines(home)[..kept]);
-    let anchors = std::fs::read_to_string(home.anchor_file()).expect("read the anchor file");
-    let kept_anchors: String = anchors
-        .lines()
-        .filter(|line| line.split(' ').nth(1).and_then(|s| s.parse::<usize>().ok()) <= Some(kept))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    std::fs::write(home.anchor_file(), kept_anchors).expect("write the anchor file");
+    cut_anchor_after(home, kept);
     sql(
         &home.database(),
         &format!("DELETE FROM audit_events WHERE seq > {kept}"),

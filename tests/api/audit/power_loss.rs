@@ -21,7 +21,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    copy_home, file_lines, sql, startup_error, stored_events, verify_offline, verify_online, write_file_lines,
+    anchor_text, anchored_seqs, copy_home, cut_anchor_after, file_lines, sinks, sql, startup_error, stored_events,
+    verify_offline, verify_online, write_file_lines,
 };
 use crate::helpers::{AppHome, spawn_app, spawn_app_in};
 
@@ -46,34 +47,6 @@ async fn stopped_trail() -> AppHome {
     let home = app.home.clone();
     assert_eq!(file_lines(&home).len(), 2 + 3 * SIGNS + 2);
     home
-}
-
-/// The sequence numbers the anchor file names, in file order.
-fn anchored_seqs(home: &AppHome) -> Vec<usize> {
-    std::fs::read_to_string(home.anchor_file())
-        .expect("read the anchor file")
-        .lines()
-        .map(|line| {
-            line.split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("an anchor line `node seq mac`: {line}"))
-        })
-        .collect()
-}
-
-fn anchor_text(home: &AppHome) -> String {
-    std::fs::read_to_string(home.anchor_file()).expect("read the anchor file")
-}
-
-/// Keeps the anchor lines that name an event up to `seq`.
-fn cut_anchor_after(home: &AppHome, seq: usize) {
-    let kept: String = anchor_text(home)
-        .lines()
-        .filter(|line| line.split(' ').nth(1).and_then(|s| s.parse::<usize>().ok()) <= Some(seq))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    std::fs::write(home.anchor_file(), kept).expect("write the anchor file");
 }
 
 /// What each sink of a copy keeps: the first `file` lines of the event file, the store's
@@ -107,6 +80,13 @@ async fn cut_back(home: &AppHome, cut: &Cut) {
     assert_eq!(stored_events(home).await.len(), cut.store);
 }
 
+/// A copy of `home` (tagged `tag`) with its sinks cut back as `cut` says.
+async fn cut_copy(home: &AppHome, tag: &str, cut: &Cut) -> AppHome {
+    let copy = copy_home(home, tag).await;
+    cut_back(&copy, cut).await;
+    copy
+}
+
 /// The request ids of the event lines, in file order.
 fn request_ids(lines: &[String]) -> Vec<String> {
     lines
@@ -128,6 +108,18 @@ fn anchor_at_or_before(home: &AppHome, seq: usize) -> usize {
         anchor_text(home)
     );
     anchor
+}
+
+/// A copy of a stopped trail for a power loss: the file synced 5 events short of what was
+/// acknowledged, and the HSM witnessed an anchored head half way. Returns the copy, the
+/// original event lines, that anchored head and how many lines the file keeps.
+async fn power_loss_copy(tag: &str) -> (AppHome, Vec<String>, usize, usize) {
+    let home = stopped_trail().await;
+    let original = file_lines(&home);
+    let events = original.len();
+    let copy = copy_home(&home, tag).await;
+    let anchor = anchor_at_or_before(&copy, events / 2);
+    (copy, original, anchor, events - 5)
 }
 
 /// Starts the copy after a power loss left it as `cut` says: verify passes offline before
@@ -183,14 +175,8 @@ async fn survives(home: &AppHome, original: &[String], cut: &Cut) {
 
 #[tokio::test]
 async fn after_a_power_loss_the_file_synced_past_the_store_and_the_anchor_verifies_and_the_vault_starts() {
-    let home = stopped_trail().await;
-    let original = file_lines(&home);
-    let events = original.len();
-    let copy = copy_home(&home, "power-loss-file-ahead").await;
-    let anchor = anchor_at_or_before(&copy, events / 2);
-    // The file synced 5 events short of what was acknowledged, the store committed half
-    // way between the anchor and the file's end, the HSM witnessed the anchored head.
-    let file = events - 5;
+    let (copy, original, anchor, file) = power_loss_copy("power-loss-file-ahead").await;
+    // The store committed half way between the anchor and the file's end.
     let cut = Cut {
         file,
         store: (anchor + file) / 2,
@@ -209,12 +195,7 @@ async fn after_a_power_loss_the_file_synced_past_the_store_and_the_anchor_verifi
 /// operator who runs `sigvault audit verify` after the power loss is not told of tampering.
 #[tokio::test]
 async fn after_a_power_loss_that_tore_the_last_line_of_the_event_file_verify_passes_and_the_vault_starts() {
-    let home = stopped_trail().await;
-    let original = file_lines(&home);
-    let events = original.len();
-    let copy = copy_home(&home, "power-loss-torn-line").await;
-    let anchor = anchor_at_or_before(&copy, events / 2);
-    let file = events - 5;
+    let (copy, original, anchor, file) = power_loss_copy("power-loss-torn-line").await;
     let cut = Cut {
         file,
         store: file,
@@ -237,20 +218,16 @@ async fn an_event_file_cut_back_before_an_anchored_event_is_tampering_that_verif
     assert_eq!(anchored, events, "the stop anchored the last event");
 
     // The file alone cut back before the anchored head (the store and the anchor intact).
-    let copy = copy_home(&home, "file-cut-before-anchor").await;
-    let witness = anchor_at_or_before(&copy, events / 2);
+    let witness = anchor_at_or_before(&home, events / 2);
     let file = witness + 3;
-    cut_back(
-        &copy,
-        &Cut {
-            file,
-            store: events,
-            anchor: anchored,
-            witness,
-        },
-    )
-    .await;
-    let before = (stored_events(&copy).await, file_lines(&copy), anchor_text(&copy));
+    let cut = Cut {
+        file,
+        store: events,
+        anchor: anchored,
+        witness,
+    };
+    let copy = cut_copy(&home, "file-cut-before-anchor", &cut).await;
+    let before = sinks(&copy).await;
     let report = verify_offline(&copy).await;
     assert!(
         !report.ok && report.first_bad_seq == Some(file as u64 + 1),
@@ -267,23 +244,14 @@ async fn an_event_file_cut_back_before_an_anchored_event_is_tampering_that_verif
         )) && refused.contains("sigvault audit verify"),
         "{refused}"
     );
-    let after = (stored_events(&copy).await, file_lines(&copy), anchor_text(&copy));
+    let after = sinks(&copy).await;
     assert!(after == before, "a refused start changes nothing");
 
     // The file and the store cut back together before the anchored head: the anchor alone
     // names the removed events.
-    let copy = copy_home(&home, "file-and-store-cut-before-anchor").await;
-    cut_back(
-        &copy,
-        &Cut {
-            file,
-            store: file,
-            anchor: anchored,
-            witness,
-        },
-    )
-    .await;
-    let before = (stored_events(&copy).await, file_lines(&copy), anchor_text(&copy));
+    let cut = Cut { store: file, ..cut };
+    let copy = cut_copy(&home, "file-and-store-cut-before-anchor", &cut).await;
+    let before = sinks(&copy).await;
     let report = verify_offline(&copy).await;
     assert!(
         !report.ok && report.first_bad_seq == Some(file as u64 + 1),
@@ -302,6 +270,6 @@ async fn an_event_file_cut_back_before_an_anchored_event_is_tampering_that_verif
         )) && refused.contains("sigvault audit verify"),
         "{refused}"
     );
-    let after = (stored_events(&copy).await, file_lines(&copy), anchor_text(&copy));
+    let after = sinks(&copy).await;
     assert!(after == before, "a refused start changes nothing");
 }

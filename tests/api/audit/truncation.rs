@@ -8,8 +8,8 @@ use serde_json::json;
 use sigvault::admin::{OfflineVault, audit_accept_truncation};
 
 use super::{
-    NODE, copy_home, file_lines, startup_error, stopped_trail_of_signs, stored_events, verify_offline, verify_online,
-    write_file_lines,
+    NODE, copy_home, cut_anchor_after, file_lines, sinks, startup_error, stopped_trail_of_signs, stored_events,
+    verify_offline, verify_online, write_file_lines,
 };
 use crate::helpers::{AppHome, spawn_app_in};
 
@@ -22,30 +22,6 @@ async fn stopped_trail_of_single_batches() -> AppHome {
     stopped_trail_of_signs(EVENTS).await
 }
 
-fn anchor_lines(home: &AppHome) -> Vec<String> {
-    let text = std::fs::read_to_string(home.anchor_file()).expect("read the anchor file");
-    text.lines().map(str::to_owned).collect()
-}
-
-/// Keeps the anchor lines that name an event up to `seq`.
-fn cut_anchor_after(home: &AppHome, seq: usize) {
-    let kept: Vec<String> = anchor_lines(home)
-        .into_iter()
-        .filter(|line| {
-            line.split(' ')
-                .nth(1)
-                .and_then(|s| s.parse::<usize>().ok())
-                .is_some_and(|s| s <= seq)
-        })
-        .collect();
-    write_anchor_lines(home, &kept);
-}
-
-fn write_anchor_lines(home: &AppHome, lines: &[String]) {
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(home.anchor_file(), text).expect("write the anchor file");
-}
-
 #[tokio::test]
 async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_start_until_an_operator_gives_them_up() {
     let home = stopped_trail_of_single_batches().await;
@@ -53,7 +29,7 @@ async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_s
     let kept = EVENTS - CUT;
     write_file_lines(&copy, &file_lines(&copy)[..kept]);
     cut_anchor_after(&copy, kept);
-    let before = (stored_events(&copy).await, file_lines(&copy), anchor_lines(&copy));
+    let before = sinks(&copy).await;
     assert_eq!(before.0.len(), EVENTS, "the store still holds every event");
 
     let report = verify_offline(&copy).await;
@@ -73,7 +49,7 @@ async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_s
         )) && refused.contains(&format!("sigvault audit accept-truncation --events {CUT}")),
         "{refused}"
     );
-    let after = (stored_events(&copy).await, file_lines(&copy), anchor_lines(&copy));
+    let after = sinks(&copy).await;
     assert!(after == before, "a refused start changes nothing");
     assert!(
         startup_error(&copy).await.contains("past the end of the event file"),
@@ -86,7 +62,7 @@ async fn fifty_acknowledged_events_cut_from_the_file_and_the_anchor_refuse_the_s
         .await
         .expect_err("a wrong count");
     assert!(wrong.to_string().contains(&format!("name {CUT} events")), "{wrong}");
-    let after = (stored_events(&copy).await, file_lines(&copy), anchor_lines(&copy));
+    let after = sinks(&copy).await;
     assert!(after == before, "a refused acceptance changes nothing");
 
     let accepted = audit_accept_truncation(&vault, CUT as u64).await.expect("accepted");
