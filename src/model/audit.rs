@@ -2,7 +2,7 @@
 //! ([`EventData`]) and the sequenced event the sinks store ([`AuditEvent`]).
 //!
 //! [`AuditEvent`]'s field order and serde attributes ARE its canonical encoding — the bytes
-//! the chain MAC covers, documented and computed in [`crate::audit::event`] (written by hand
+//! the chain MAC covers, documented and computed in [`super::audit_line`] (written by hand
 //! there, and held equal to serde's output by a test, which also names every field).
 //! Reordering, renaming or adding a field changes every MAC: do not, without a new chain
 //! format.

@@ -3,12 +3,15 @@
 //! data. Both [`crate::store`] and the domain modules import it, so neither imports the
 //! other's types through a back door and no module cycle forms around a shared word.
 //!
-//! Pure data: no I/O, no cryptography, no knowledge of any backend or of HTTP. Behaviour
-//! that needs more (an algorithm's MAC, an event's canonical encoding) lives with the
-//! domain module that owns it, as further `impl` blocks on these types.
+//! Pure data: no I/O, no cryptography, no knowledge of any backend or of HTTP. The audit
+//! event's byte formats ([`audit_line`]: its canonical encoding and its JSON line) are here
+//! too, because the store keeps those lines; behaviour that needs more (an algorithm's MAC,
+//! the audit chain) lives with the domain module that owns it, as further `impl` blocks on
+//! these types.
 
 pub mod api_key;
 pub mod audit;
+pub mod audit_line;
 pub mod credential;
 pub mod key;
 

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use api_keys::{ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey};
-pub use audit::{AuditFilter, AuditStore, StoredEvent};
+pub use audit::{AuditBatch, AuditFilter, AuditStore, StoredEvent};
 pub use credentials::{CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord};
 pub use keys::{KeyRecord, KeyStore, NewVersion, UsageDelta, VersionInfo};
 pub use system::SystemStore;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
+use crate::audit::edit_store_event;
 use crate::helpers::{ROOT_TOKEN, b64, run_binary, spawn_dev, temp_dir};
 
 fn verify_args(data_dir: &Path) -> Vec<String> {
@@ -69,21 +69,6 @@ fn event_of(line: &str) -> Value {
     record["event"].clone()
 }
 
-async fn tamper(data_dir: &Path, sql: &str) {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(data_dir.join("sigvault.db"))
-        .create_if_missing(false);
-    let mut db = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .expect("open the db");
-    let changed = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(&mut db)
-        .await
-        .expect("tamper");
-    assert_eq!(changed.rows_affected(), 1, "{sql}");
-    db.close().await.expect("close the db");
-}
-
 #[tokio::test]
 async fn verify_passes_on_a_stopped_vault_names_the_event_count_and_changes_nothing() {
     let data_dir = stopped_vault_with_a_trail("audit-verify-ok").await;
@@ -123,7 +108,11 @@ async fn verify_passes_on_a_stopped_vault_names_the_event_count_and_changes_noth
 #[tokio::test]
 async fn verify_names_sequence_2_when_a_field_of_event_2_was_changed_in_the_store() {
     let data_dir = stopped_vault_with_a_trail("audit-verify-edited").await;
-    tamper(&data_dir, "UPDATE audit_events SET principal = 'mallory' WHERE seq = 2").await;
+    let edited = edit_store_event(&data_dir.join("sigvault.db"), 2, |line| {
+        line["event"]["principal"] = json!("mallory");
+    })
+    .await;
+    assert_eq!(edited, 1, "event 2 is stored once");
 
     let run = run_binary(&verify_args(&data_dir), &[]);
 

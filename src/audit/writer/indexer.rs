@@ -91,19 +91,14 @@ impl Indexer {
                 return;
             }
             let synced = self.shared.synced.borrow().seq;
-            let batch = self.shared.log().take_indexable(synced, MAX_INDEX_BATCH);
-            let Some((last, mac)) = batch.last() else {
+            let Some((batch, head)) = self.shared.log().indexable(synced, MAX_INDEX_BATCH) else {
                 return;
-            };
-            let head = Head {
-                seq: last.seq,
-                mac: mac.clone(),
             };
             if let Err(e) = self.shared.store.append_audit(&batch).await {
                 tracing::error!(error = %e, events = batch.len(), "audit events could not be indexed; retrying");
-                self.shared.log().put_back(batch);
                 return;
             }
+            self.shared.log().indexed(head.seq);
             self.to_anchor = Some(head);
         }
     }

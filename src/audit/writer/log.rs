@@ -20,7 +20,7 @@ use super::AuditError;
 use crate::audit::chain::{ChainKey, Head};
 use crate::audit::event::{AuditEvent, EventData, push_line};
 use crate::secret::SecretBytes;
-use crate::store::StoredEvent;
+use crate::store::AuditBatch;
 
 /// Most events written and not yet in the store; past it appends are refused until the
 /// store catches up (its memory is bounded; the file would still hold them).
@@ -76,7 +76,7 @@ pub(super) struct EventLog {
     /// Ticket ranges a failed write dropped, with the error, newest last.
     dropped: VecDeque<(u64, u64, String)>,
     /// Chained events not yet in the store, oldest first.
-    unindexed: VecDeque<StoredEvent>,
+    unindexed: Unindexed,
     /// Why every append is refused until the syncer has rewritten and synced the events a
     /// failed fdatasync may have lost.
     sync_refusal: Option<String>,
@@ -111,7 +111,7 @@ impl EventLog {
             next_ticket: 1,
             settled: 0,
             dropped: VecDeque::new(),
-            unindexed: VecDeque::new(),
+            unindexed: Unindexed::default(),
             sync_refusal: None,
             sync_failures: 0,
             anchor_refusal: None,
@@ -151,21 +151,27 @@ impl EventLog {
         if let Some(why) = self.refusal() {
             return Err(AuditError::Unavailable(why.to_owned()));
         }
-        if self.unindexed.len() >= MAX_UNINDEXED {
+        if self.unindexed.events.len() >= MAX_UNINDEXED {
             return Err(AuditError::Unavailable(format!(
                 "the store has not indexed the last {} events; events are refused until it catches up",
-                self.unindexed.len()
+                self.unindexed.events.len()
             )));
         }
         let event = AuditEvent::new(self.head.seq + 1, &self.node, data);
         self.canonical.clear();
         event.write_canonical(&mut self.canonical);
         let mac = self.key.link(&self.head.mac, &self.canonical);
+        let start = self.pending.len();
         push_line(&mut self.pending, &self.canonical, &mac);
         self.head.seq = event.seq;
         self.head.mac.clear();
         self.head.mac.extend_from_slice(&mac);
-        self.unindexed.push_back((event, mac.to_vec()));
+        self.unindexed.push(
+            event.seq,
+            event.time,
+            mac,
+            self.pending.get(start..).unwrap_or_default(),
+        );
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         Ok(Written {
@@ -210,9 +216,7 @@ impl EventLog {
                 Ok(())
             }
             Err(e) => {
-                while self.unindexed.back().is_some_and(|(ev, _)| ev.seq > self.written.seq) {
-                    self.unindexed.pop_back();
-                }
+                self.unindexed.drop_after(self.written.seq);
                 self.head = self.written.clone();
                 if self.dropped.len() == DROPPED_KEPT {
                     self.dropped.pop_front();
@@ -311,19 +315,9 @@ impl EventLog {
             self.len = Some(durable.len);
         }
         self.dirty = false;
-        let mut lines = Vec::new();
-        let mut canonical = Vec::with_capacity(512);
         let written = self.written.seq;
-        for (event, mac) in self
-            .unindexed
-            .iter()
-            .filter(|(e, _)| e.seq > durable.seq && e.seq <= written)
-        {
-            canonical.clear();
-            event.write_canonical(&mut canonical);
-            push_line(&mut lines, &canonical, mac);
-        }
-        (&*file).write_all(&lines)?;
+        let lines = self.unindexed.lines_between(durable.seq, written);
+        (&*file).write_all(lines)?;
         file.sync_data()?;
         if let Some(len) = &mut self.len {
             *len += lines.len() as u64;
@@ -335,25 +329,164 @@ impl EventLog {
         })
     }
 
-    /// Takes up to `max` written events with `seq <= upto` (synced ones) for the store.
-    pub(super) fn take_indexable(&mut self, upto: u64, max: usize) -> Vec<StoredEvent> {
-        let n = self
-            .unindexed
-            .iter()
-            .take(max)
-            .take_while(|(e, _)| e.seq <= upto)
-            .count();
-        self.unindexed.drain(..n).collect()
+    /// Up to `max` of the oldest unindexed events with `seq <= upto` (synced ones) as a
+    /// batch for the store, with its head; they stay here until [`EventLog::indexed`].
+    pub(super) fn indexable(&self, upto: u64, max: usize) -> Option<(AuditBatch, Head)> {
+        self.unindexed.batch(&self.node, upto, max)
     }
 
-    /// Puts back a batch the store did not take, ahead of everything written since.
-    pub(super) fn put_back(&mut self, batch: Vec<StoredEvent>) {
-        for event in batch.into_iter().rev() {
-            self.unindexed.push_front(event);
-        }
+    /// Forgets the unindexed events up to `seq`: the store holds them.
+    pub(super) fn indexed(&mut self, seq: u64) {
+        self.unindexed.drop_until(seq);
     }
 
     pub(super) fn set_anchor_refusal(&mut self, why: Option<String>) {
         self.anchor_refusal = why;
+    }
+}
+
+/// Events chained but not yet in the store: their lines back to back, exactly as written to
+/// the file (the store takes the same bytes; a failed sync writes them again), and per event
+/// what the store's rows and the anchor need.
+#[derive(Default)]
+struct Unindexed {
+    lines: Vec<u8>,
+    events: VecDeque<UnindexedEvent>,
+}
+
+struct UnindexedEvent {
+    seq: u64,
+    time: String,
+    mac: [u8; 32],
+    /// Where its line ends in `lines`.
+    end: usize,
+}
+
+impl Unindexed {
+    fn push(&mut self, seq: u64, time: String, mac: [u8; 32], line: &[u8]) {
+        self.lines.extend_from_slice(line);
+        self.events.push_back(UnindexedEvent {
+            seq,
+            time,
+            mac,
+            end: self.lines.len(),
+        });
+    }
+
+    /// Where the line of the last event with `seq <= upto` ends (0 when none).
+    fn end_of(&self, upto: u64) -> usize {
+        let n = self.events.partition_point(|e| e.seq <= upto);
+        n.checked_sub(1).and_then(|i| self.events.get(i)).map_or(0, |e| e.end)
+    }
+
+    /// The lines of the events with `after < seq <= upto`.
+    fn lines_between(&self, after: u64, upto: u64) -> &[u8] {
+        let (start, end) = (self.end_of(after), self.end_of(upto));
+        self.lines.get(start..end.max(start)).unwrap_or_default()
+    }
+
+    fn batch(&self, node: &str, upto: u64, max: usize) -> Option<(AuditBatch, Head)> {
+        let mut batch = AuditBatch::new(node);
+        let mut start = 0;
+        let mut last = None;
+        for e in self.events.iter().take(max).take_while(|e| e.seq <= upto) {
+            batch.push(e.seq, &e.time, self.lines.get(start..e.end).unwrap_or_default());
+            start = e.end;
+            last = Some(e);
+        }
+        let last = last?;
+        Some((
+            batch,
+            Head {
+                seq: last.seq,
+                mac: last.mac.to_vec(),
+            },
+        ))
+    }
+
+    /// Forgets the events up to `seq` and their lines.
+    fn drop_until(&mut self, seq: u64) {
+        let end = self.end_of(seq);
+        let n = self.events.partition_point(|e| e.seq <= seq);
+        self.events.drain(..n);
+        self.lines.drain(..end);
+        for e in &mut self.events {
+            e.end = e.end.saturating_sub(end);
+        }
+    }
+
+    /// Forgets the events after `seq` (a failed write dropped them) and their lines.
+    fn drop_after(&mut self, seq: u64) {
+        let end = self.end_of(seq);
+        let n = self.events.partition_point(|e| e.seq <= seq);
+        self.events.truncate(n);
+        self.lines.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(seq: u64) -> Vec<u8> {
+        format!("line {seq}\n").into_bytes()
+    }
+
+    fn filled(seqs: std::ops::RangeInclusive<u64>) -> Unindexed {
+        let mut u = Unindexed::default();
+        for seq in seqs {
+            u.push(seq, format!("t{seq}"), [seq as u8; 32], &line(seq));
+        }
+        u
+    }
+
+    fn lines_of(seqs: std::ops::RangeInclusive<u64>) -> Vec<u8> {
+        seqs.flat_map(line).collect()
+    }
+
+    #[test]
+    fn unindexed_events_give_their_lines_between_two_points_and_as_a_batch() {
+        let u = filled(3..=7);
+        assert_eq!(u.lines_between(4, 6), lines_of(5..=6));
+        assert_eq!(u.lines_between(0, 7), lines_of(3..=7));
+        assert_eq!(u.lines_between(7, 9), b"");
+        assert_eq!(u.lines_between(6, 4), b"");
+
+        let (batch, head) = u.batch("n", 5, 100).unwrap();
+        assert_eq!(
+            head,
+            Head {
+                seq: 5,
+                mac: vec![5; 32]
+            }
+        );
+        let mut expected = AuditBatch::new("n");
+        for seq in 3..=5 {
+            expected.push(seq, &format!("t{seq}"), &line(seq));
+        }
+        assert_eq!(batch, expected);
+        assert_eq!(u.batch("n", 9, 2).unwrap().1.seq, 4, "at most max events");
+        assert!(u.batch("n", 2, 100).is_none(), "none synced yet");
+    }
+
+    #[test]
+    fn indexed_and_dropped_events_leave_the_rest_with_their_lines() {
+        let mut u = filled(1..=6);
+        u.drop_until(2);
+        assert_eq!(u.lines_between(0, 6), lines_of(3..=6));
+        assert_eq!(u.batch("n", 4, 100).unwrap().0.len(), 2);
+        u.drop_after(4);
+        assert_eq!(u.lines_between(0, 9), lines_of(3..=4));
+        u.push(5, "t5".into(), [9; 32], &line(5));
+        assert_eq!(u.lines_between(3, 5), lines_of(4..=5));
+        assert_eq!(
+            u.batch("n", 9, 100).unwrap().1,
+            Head {
+                seq: 5,
+                mac: vec![9; 32]
+            }
+        );
+        u.drop_until(5);
+        assert!(u.events.is_empty() && u.lines.is_empty());
     }
 }

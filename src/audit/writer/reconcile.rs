@@ -14,6 +14,7 @@ use crate::audit::is_one_batch;
 use crate::audit::sink;
 use crate::audit::witness;
 use crate::kek::KekProvider;
+use crate::store::AuditBatch;
 
 fn fail(message: String) -> AuditError {
     AuditError::Unavailable(message)
@@ -338,7 +339,7 @@ impl Recovery {
             missing.push((event, mac));
         }
         self.store
-            .append_audit(&missing)
+            .append_audit(&AuditBatch::of(&self.settings.node, &missing))
             .await
             .map_err(|e| fail(format!("store: {e}")))?;
         tracing::warn!(

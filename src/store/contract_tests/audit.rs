@@ -5,7 +5,7 @@
 
 use super::{HOUR_MS, T0};
 use crate::model::{AuditEvent, Decision, EventData};
-use crate::store::{AuditFilter, AuditStore, StoreError, StoredEvent};
+use crate::store::{AuditBatch, AuditFilter, AuditStore, StoreError, StoredEvent};
 
 /// A made-up 32-byte MAC, distinct per node and sequence, with a NUL and a 0xff byte.
 fn mac(node: &str, seq: u64) -> Vec<u8> {
@@ -52,6 +52,11 @@ fn filter(
     }
 }
 
+/// `events` (all of one node) as one append.
+fn batch(events: &[StoredEvent]) -> AuditBatch {
+    AuditBatch::of(events.first().map_or("node-a", |(e, _)| e.node.as_str()), events)
+}
+
 fn seqs(list: &[StoredEvent]) -> Vec<(String, u64)> {
     list.iter().map(|(e, _)| (e.node.clone(), e.seq)).collect()
 }
@@ -94,10 +99,10 @@ pub(crate) async fn appended_events_read_back_exactly_by_range_and_head(store: &
     let later = later.split_off(3);
     assert_eq!(bare.0.decision, Decision::Undecided);
 
-    store.append_audit(&[bare.clone(), full.clone()]).await.unwrap();
-    store.append_audit(std::slice::from_ref(&denied)).await.unwrap();
-    store.append_audit(&later).await.unwrap();
-    store.append_audit(&[]).await.unwrap();
+    store.append_audit(&batch(&[bare.clone(), full.clone()])).await.unwrap();
+    store.append_audit(&batch(std::slice::from_ref(&denied))).await.unwrap();
+    store.append_audit(&batch(&later)).await.unwrap();
+    store.append_audit(&batch(&[])).await.unwrap();
 
     let mut all = vec![bare, full, denied];
     all.extend(later);
@@ -113,7 +118,7 @@ pub(crate) async fn appended_events_read_back_exactly_by_range_and_head(store: &
 
 pub(crate) async fn audit_nodes_lists_every_node_with_events_in_byte_order(store: &dyn AuditStore) {
     for node in ["node-b", "node_a", "Node-z", "node.a", "node-a"] {
-        store.append_audit(&events(node, 2)).await.unwrap();
+        store.append_audit(&batch(&events(node, 2))).await.unwrap();
     }
     // Byte order: 'N' (0x4e) sorts before 'n'; then '-' < '.' < '_'.
     assert_eq!(
@@ -126,14 +131,14 @@ pub(crate) async fn audit_nodes_lists_every_node_with_events_in_byte_order(store
 /// nothing of itself behind, and the stored event is not overwritten.
 pub(crate) async fn a_batch_with_a_taken_sequence_number_is_refused_whole(store: &dyn AuditStore) {
     let first = events("node-a", 2);
-    store.append_audit(&first).await.unwrap();
+    store.append_audit(&batch(&first)).await.unwrap();
     let clash = vec![
         event("node-a", 3, 3, "mallory", "Sign", "key:k"),
         event("node-a", 2, 9, "mallory", "Sign", "key:k"),
         event("node-a", 4, 4, "mallory", "Sign", "key:k"),
     ];
 
-    let refused = store.append_audit(&clash).await;
+    let refused = store.append_audit(&batch(&clash)).await;
 
     assert!(matches!(refused, Err(StoreError::AlreadyExists)), "{refused:?}");
     assert_eq!(store.audit_range("node-a", 0, 100).await.unwrap(), first);
@@ -144,10 +149,10 @@ pub(crate) async fn each_append_ends_one_batch_of_its_node(store: &dyn AuditStor
     let a = events("node-a", 8);
     let b = events("node-b", 2);
     // Batches of node-a: 1-3, 4, 5-8 (the last one with node-b's batch in between).
-    store.append_audit(&a[..3]).await.unwrap();
-    store.append_audit(&a[3..4]).await.unwrap();
-    store.append_audit(&b).await.unwrap();
-    store.append_audit(&a[4..]).await.unwrap();
+    store.append_audit(&batch(&a[..3])).await.unwrap();
+    store.append_audit(&batch(&a[3..4])).await.unwrap();
+    store.append_audit(&batch(&b)).await.unwrap();
+    store.append_audit(&batch(&a[4..])).await.unwrap();
     assert_eq!(store.audit_batch_ends("node-a", 0).await.unwrap(), vec![3, 4, 8]);
     assert_eq!(
         store.audit_batch_ends("node-a", 3).await.unwrap(),
@@ -165,8 +170,8 @@ pub(crate) async fn each_append_ends_one_batch_of_its_node(store: &dyn AuditStor
 pub(crate) async fn truncate_audit_removes_only_that_nodes_events_after_the_sequence(store: &dyn AuditStore) {
     let a = events("node-a", 5);
     let b = events("node-b", 3);
-    store.append_audit(&a).await.unwrap();
-    store.append_audit(&b).await.unwrap();
+    store.append_audit(&batch(&a)).await.unwrap();
+    store.append_audit(&batch(&b)).await.unwrap();
 
     store.truncate_audit("node-a", 3).await.unwrap();
     assert_eq!(store.audit_range("node-a", 0, 100).await.unwrap(), a[..3].to_vec());
@@ -189,7 +194,7 @@ pub(crate) async fn truncate_audit_removes_only_that_nodes_events_after_the_sequ
     assert_eq!(store.audit_head("node-a").await.unwrap(), None);
     assert_eq!(store.audit_nodes().await.unwrap(), ["node-b"]);
     // The writer retries a batch it took back: the same sequence numbers go in again.
-    store.append_audit(&a[..2]).await.unwrap();
+    store.append_audit(&batch(&a[..2])).await.unwrap();
     assert_eq!(store.audit_range("node-a", 0, 100).await.unwrap(), a[..2].to_vec());
 }
 
@@ -205,7 +210,7 @@ pub(crate) async fn query_audit_matches_each_filter_field(store: &dyn AuditStore
             event("node-a", seq, seq as i64, principal, action, resource)
         })
         .collect();
-    store.append_audit(&trail).await.unwrap();
+    store.append_audit(&batch(&trail)).await.unwrap();
     let any = None;
     let cases: Vec<(AuditFilter, Vec<u64>)> = vec![
         (filter(any, any, any, (None, None)), vec![1, 2, 3, 4, 5, 6]),
@@ -238,8 +243,8 @@ pub(crate) async fn query_audit_matches_each_filter_field(store: &dyn AuditStore
 }
 
 pub(crate) async fn query_audit_pages_in_node_then_sequence_order_after_a_cursor(store: &dyn AuditStore) {
-    store.append_audit(&events("node-b", 3)).await.unwrap();
-    store.append_audit(&events("node-a", 3)).await.unwrap();
+    store.append_audit(&batch(&events("node-b", 3))).await.unwrap();
+    store.append_audit(&batch(&events("node-a", 3))).await.unwrap();
     let all = AuditFilter::default();
     let page = |after: Option<(&'static str, u64)>, limit: u32| {
         let all = all.clone();
@@ -284,7 +289,7 @@ pub(crate) async fn count_audit_counts_what_query_audit_returns(store: &dyn Audi
                 (AuditEvent::new(seq, node, data), vec![seq as u8; 32])
             })
             .collect();
-        store.append_audit(&events).await.unwrap();
+        store.append_audit(&batch(&events)).await.unwrap();
     }
     let filters = [
         AuditFilter::default(),
@@ -322,19 +327,19 @@ pub(crate) async fn count_audit_counts_what_query_audit_returns(store: &dyn Audi
 
 pub(crate) async fn audit_counts_by_principal_counts_every_node_by_principal(store: &dyn AuditStore) {
     store
-        .append_audit(&[
+        .append_audit(&batch(&[
             event("node-a", 1, 1, "alice", "Sign", "key:k"),
             event("node-a", 2, 2, "bob", "Sign", "key:k"),
             event("node-a", 3, 3, "alice", "Verify", "key:k"),
-        ])
+        ]))
         .await
         .unwrap();
     store
-        .append_audit(&[
+        .append_audit(&batch(&[
             event("node-b", 1, 1, "-", "GetKey", "key:k"),
             event("node-b", 2, 2, "alice", "Sign", "key:k"),
             event("node-b", 3, 3, "-", "GetKey", "key:k"),
-        ])
+        ]))
         .await
         .unwrap();
 
@@ -342,4 +347,61 @@ pub(crate) async fn audit_counts_by_principal_counts_every_node_by_principal(sto
 
     // In principal byte order: '-' sorts before letters.
     assert_eq!(counts, vec![("-".into(), 2), ("alice".into(), 3), ("bob".into(), 1)]);
+}
+
+/// An append of more events than a store may keep together (the SQLite store keeps rows of
+/// a few hundred): read back whole and from any point, queried across its parts, taken back
+/// to a point inside it.
+pub(crate) async fn a_long_append_reads_back_whole_from_any_point_and_truncates_inside_it(store: &dyn AuditStore) {
+    const N: u64 = 1300;
+    let trail: Vec<StoredEvent> = (1..=N)
+        .map(|seq| {
+            let principal = if seq % 100 == 0 { "rare" } else { "root" };
+            event("node-a", seq, seq as i64, principal, "Sign", "key:k")
+        })
+        .collect();
+    store.append_audit(&batch(&trail)).await.unwrap();
+    store.append_audit(&batch(&events("node-b", 2))).await.unwrap();
+
+    assert_eq!(store.audit_range("node-a", 0, 5000).await.unwrap(), trail);
+    for after in [1, 511, 512, 513, 700, 1023, 1024, 1299] {
+        assert_eq!(
+            store.audit_range("node-a", after, 3).await.unwrap(),
+            trail[after as usize..(after as usize + 3).min(N as usize)].to_vec(),
+            "after {after}"
+        );
+    }
+    assert_eq!(store.audit_head("node-a").await.unwrap().as_ref(), trail.last());
+    assert_eq!(store.audit_batch_ends("node-a", 0).await.unwrap(), vec![N]);
+    let rare = filter(Some("rare"), None, None, (None, None));
+    let rare_seqs: Vec<u64> = (1..=13).map(|i| i * 100).collect();
+    assert_eq!(
+        seqs(&store.query_audit(&rare, None, 100).await.unwrap()),
+        at("node-a", &rare_seqs)
+    );
+    assert_eq!(store.count_audit(&rare).await.unwrap(), 13);
+    let window = filter(None, None, None, (Some(1020), Some(1030)));
+    let found = store.query_audit(&window, Some(("node-a", 1024)), 3).await.unwrap();
+    assert_eq!(seqs(&found), at("node-a", &[1025, 1026, 1027]));
+    assert_eq!(store.count_audit(&window).await.unwrap(), 10);
+
+    store.truncate_audit("node-a", 600).await.unwrap();
+    assert_eq!(
+        store.audit_range("node-a", 0, 5000).await.unwrap(),
+        trail[..600].to_vec()
+    );
+    assert_eq!(store.audit_head("node-a").await.unwrap().as_ref(), trail.get(599));
+    assert_eq!(store.count_audit(&rare).await.unwrap(), 6);
+    assert_eq!(
+        store.audit_batch_ends("node-a", 0).await.unwrap(),
+        Vec::<u64>::new(),
+        "the cut append no longer ends there"
+    );
+    // The events after the cut go in again.
+    store.append_audit(&batch(&trail[600..])).await.unwrap();
+    assert_eq!(store.audit_range("node-a", 0, 5000).await.unwrap(), trail);
+    assert!(matches!(
+        store.append_audit(&batch(&trail[599..601])).await,
+        Err(StoreError::AlreadyExists)
+    ));
 }

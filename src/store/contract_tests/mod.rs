@@ -90,6 +90,7 @@ macro_rules! store_contract_tests {
             query_audit_pages_in_node_then_sequence_order_after_a_cursor,
             count_audit_counts_what_query_audit_returns,
             audit_counts_by_principal_counts_every_node_by_principal,
+            a_long_append_reads_back_whole_from_any_point_and_truncates_inside_it,
             // system
             insert_system_secret_keeps_the_first_one,
             put_value_overwrites,

@@ -1,150 +1,225 @@
-//! The audit events in SQLite (`audit_events`), written through the store's own audit
-//! connection (see [`SqliteStore`]'s `audit_writer`).
+//! The audit events in SQLite (`audit_batches`): rows of up to a few hundred consecutive
+//! events of one node, held as the event file's lines, with the range of their sequence
+//! numbers and times. Written through the store's own audit connection (see
+//! [`SqliteStore`]'s `audit_writer`).
+//!
+//! A row rather than a row per event: the indexer hands over the bytes the writer already
+//! wrote, and SQLite stores one record per few hundred events instead of encoding, binding
+//! and inserting fifteen columns for each — which was most of the audit's cost. Reads parse
+//! the lines back; queries skip rows by their time range, and rows that cannot hold a
+//! filtered value by a byte search for it, before parsing.
 
+use std::collections::BTreeMap;
+
+use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
 use super::row::column;
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
-use crate::model::audit::{AuditEvent, Decision, time_text};
-use crate::store::{AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
+use crate::model::audit::{AuditEvent, time_text};
+use crate::model::audit_line::{line_seq, string_member};
+use crate::store::{AuditBatch, AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
 
-/// The conditions of an [`AuditFilter`]; bind [`filter_values`] in order.
-const AUDIT_FILTER: &str = "(? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) AND (? IS NULL OR principal = ?) \
-     AND (? IS NULL OR action = ?) AND (? IS NULL OR resource = ?)";
+/// Rows fetched per read statement while walking.
+const ROW_PAGE: i64 = 8;
 
-/// The bind values of [`AUDIT_FILTER`], each twice (tested for NULL, then compared).
-fn filter_values(filter: &AuditFilter) -> [Option<String>; 10] {
-    let since = filter.since_ms.map(time_text);
-    let until = filter.until_ms.map(time_text);
-    [
-        since.clone(),
-        since,
-        until.clone(),
-        until,
-        filter.principal.clone(),
-        filter.principal.clone(),
-        filter.action.clone(),
-        filter.action.clone(),
-        filter.resource.clone(),
-        filter.resource.clone(),
-    ]
+/// Events moved per transaction from the table of earlier versions (one row per event).
+const LEGACY_MOVE: i64 = 4096;
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Most audit rows per INSERT statement (15 parameters each; SQLite allows 32766).
-const AUDIT_ROWS_PER_INSERT: usize = 256;
-
-/// Splits `n` rows into INSERT sizes that are powers of two, largest first: a batch of any
-/// length uses at most nine statement texts, all kept prepared in the connection's cache
-/// (an INSERT of a new length would be parsed and planned again).
-fn insert_sizes(mut n: usize) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if n == 0 {
-            return None;
-        }
-        let size = if n >= AUDIT_ROWS_PER_INSERT {
-            AUDIT_ROWS_PER_INSERT
-        } else {
-            1 << n.ilog2()
-        };
-        n -= size;
-        Some(size)
-    })
-}
-
-/// Bind values per row (`batch_end` is written into the text).
-const ROW_BINDS: usize = 15;
-
-/// The INSERT of `rows` rows (a power of two up to [`AUDIT_ROWS_PER_INSERT`]), its last row
-/// marked `batch_end` when `ends_batch`. The texts are made once: formatting 3840
-/// placeholders for every batch cost more than binding them. (Anonymous placeholders:
-/// sqlx looks a numbered one up by name, which SQLite finds by a walk of every name.)
-fn insert_sql(rows: usize, ends_batch: bool) -> &'static str {
-    static TEXTS: std::sync::OnceLock<Vec<[String; 2]>> = std::sync::OnceLock::new();
-    let texts = TEXTS.get_or_init(|| {
-        (0..=AUDIT_ROWS_PER_INSERT.ilog2())
-            .map(|log| [insert_text(1 << log, false), insert_text(1 << log, true)])
-            .collect()
-    });
-    texts
-        .get(rows.max(1).ilog2() as usize)
-        .and_then(|pair| pair.get(usize::from(ends_batch)))
-        .map_or("", String::as_str)
-}
-
-/// Prepares every INSERT text on the audit connection, into its statement cache: parsing
-/// the larger ones costs milliseconds, which would otherwise fall on the first batches of
-/// each size.
-pub(super) async fn prepare_inserts(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
-    use sqlx::{Executor as _, SqlSafeStr as _};
-    let mut connection = pool.acquire().await?;
-    for log in 0..=AUDIT_ROWS_PER_INSERT.ilog2() {
-        for ends_batch in [false, true] {
-            connection
-                .prepare(insert_sql(1 << log, ends_batch).into_sql_str())
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-fn insert_text(rows: usize, ends_batch: bool) -> String {
-    let mut sql = String::from(
-        "INSERT INTO audit_events (node, seq, time, request_id, principal, action, resource, \
-         key_version, decision, policy, outcome, source_ip, user_agent, secret_hmac, mac, batch_end) VALUES ",
-    );
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(?" } else { ", (?" });
-        sql.push_str(&", ?".repeat(ROW_BINDS - 1));
-        sql.push_str(if ends_batch && row + 1 == rows { ", 1)" } else { ", 0)" });
-    }
-    sql
-}
-
-const AUDIT_COLUMNS: &str = "node, seq, time, request_id, principal, action, resource, key_version, decision, \
-     policy, outcome, source_ip, user_agent, secret_hmac, mac";
-
-/// One INSERT of `chunk` (a length [`insert_sql`] has a text for).
-async fn insert_chunk(
+/// Inserts the batch's rows; the last one marks an append's end when `ends_append`.
+async fn insert_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    chunk: &[StoredEvent],
-    ends_batch: bool,
+    batch: &AuditBatch,
+    ends_append: bool,
 ) -> StoreResult<()> {
-    let mut insert = sqlx::query(insert_sql(chunk.len(), ends_batch));
-    for (e, mac) in chunk {
-        insert = insert
-            .bind(&e.node)
-            .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
-            .bind(&e.time)
-            .bind(&e.request_id)
-            .bind(&e.principal)
-            .bind(&e.action)
-            .bind(&e.resource)
-            .bind(e.key_version.map(i64::from))
-            .bind(e.decision.as_str())
-            .bind(&e.policy)
-            .bind(&e.outcome)
-            .bind(&e.source_ip)
-            .bind(&e.user_agent)
-            .bind(&e.secret_hmac)
-            .bind(mac);
+    let count = batch.rows().count();
+    for (i, (row, lines)) in batch.rows().enumerate() {
+        sqlx::query(
+            "INSERT INTO audit_batches (node, first_seq, last_seq, time_min, time_max, ends_append, lines) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(batch.node())
+        .bind(int(row.first_seq))
+        .bind(int(row.last_seq))
+        .bind(&row.time_min)
+        .bind(&row.time_max)
+        .bind(i64::from(ends_append && i + 1 == count))
+        .bind(lines)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
     }
-    insert.execute(&mut **tx).await.map_err(unavailable)?;
     Ok(())
+}
+
+/// The lines of a row, each parsed. A line this store did not write (not UTF-8, not an
+/// audit record) is corrupt; an edited but well-formed one parses, and the chain check
+/// reports it.
+fn parse(line: &[u8]) -> StoreResult<StoredEvent> {
+    let text = std::str::from_utf8(line).map_err(|_| StoreError::Corrupt("an audit line is not UTF-8".into()))?;
+    AuditEvent::parse_line(text).map_err(|e| StoreError::Corrupt(format!("audit line: {e}")))
+}
+
+/// A row's lines, without their newlines.
+fn lines(blob: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    blob.split(|b| *b == b'\n').filter(|line| !line.is_empty())
+}
+
+/// What a walk over the rows admits: the filter's values as text, and the bytes a row must
+/// hold to have a matching event.
+struct Matcher<'a> {
+    filter: &'a AuditFilter,
+    since: Option<String>,
+    until: Option<String>,
+    needles: Vec<Vec<u8>>,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(filter: &'a AuditFilter) -> Self {
+        let needles = [
+            ("principal", &filter.principal),
+            ("action", &filter.action),
+            ("resource", &filter.resource),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| string_member(name, v)))
+        .collect();
+        Self {
+            filter,
+            since: filter.since_ms.map(time_text),
+            until: filter.until_ms.map(time_text),
+            needles,
+        }
+    }
+
+    /// Whether a row's lines may hold a matching event.
+    fn may_hold(&self, blob: &[u8]) -> bool {
+        self.needles.iter().all(|needle| contains(blob, needle))
+    }
+
+    fn admits(&self, e: &AuditEvent) -> bool {
+        let f = self.filter;
+        self.since.as_ref().is_none_or(|since| e.time >= *since)
+            && self.until.as_ref().is_none_or(|until| e.time < *until)
+            && f.principal.as_ref().is_none_or(|p| e.principal == *p)
+            && f.action.as_ref().is_none_or(|a| e.action == *a)
+            && f.resource.as_ref().is_none_or(|r| e.resource == *r)
+    }
+}
+
+/// Whether `needle` occurs in `haystack` (a first-byte scan, then a comparison).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut at = 0;
+    while let Some(found) = haystack
+        .get(at..)
+        .and_then(|tail| tail.iter().position(|b| *b == first))
+    {
+        let start = at + found + 1;
+        if haystack
+            .get(start..start + rest.len())
+            .is_some_and(|candidate| candidate == rest)
+        {
+            return true;
+        }
+        at = start;
+    }
+    false
+}
+
+/// A fetched row: its node, first sequence number and lines.
+fn row_parts(row: &SqliteRow) -> StoreResult<(String, i64, Vec<u8>)> {
+    Ok((column(row, "node")?, column(row, "first_seq")?, column(row, "lines")?))
+}
+
+impl SqliteStore {
+    /// Walks the events in (node bytes, stored order) order, strictly after the cursor
+    /// `after` and admitted by `filter`, calling `visit` until it returns `false`. Rows
+    /// outside the filter's time window, or without its values' bytes, are not parsed.
+    async fn walk(
+        &self,
+        filter: &AuditFilter,
+        after: Option<(&str, u64)>,
+        mut visit: impl FnMut(StoredEvent) -> bool + Send,
+    ) -> StoreResult<()> {
+        let matcher = Matcher::new(filter);
+        let (after_node, after_seq) = after.unwrap_or(("", 0));
+        let mut cursor = (after_node.to_owned(), i64::MIN);
+        loop {
+            let rows = sqlx::query(
+                "SELECT node, first_seq, lines FROM audit_batches \
+                 WHERE (node > ? OR (node = ? AND last_seq > ?)) AND (node > ? OR (node = ? AND first_seq > ?)) \
+                 AND (? IS NULL OR time_max >= ?) AND (? IS NULL OR time_min < ?) \
+                 ORDER BY node, first_seq LIMIT ?",
+            )
+            .bind(after_node)
+            .bind(after_node)
+            .bind(int(after_seq))
+            .bind(&cursor.0)
+            .bind(&cursor.0)
+            .bind(cursor.1)
+            .bind(&matcher.since)
+            .bind(&matcher.since)
+            .bind(&matcher.until)
+            .bind(&matcher.until)
+            .bind(ROW_PAGE)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for row in &rows {
+                let (node, first_seq, blob) = row_parts(row)?;
+                let at_cursor = node == after_node;
+                cursor = (node, first_seq);
+                if !matcher.may_hold(&blob) {
+                    continue;
+                }
+                for line in lines(&blob) {
+                    if at_cursor && line_seq(line).is_some_and(|seq| seq <= after_seq) {
+                        continue;
+                    }
+                    let (event, mac) = parse(line)?;
+                    let past_cursor =
+                        event.node.as_str() > after_node || (event.node == after_node && event.seq > after_seq);
+                    if past_cursor && matcher.admits(&event) && !visit((event, mac)) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl AuditStore for SqliteStore {
-    fn append_audit<'a>(&'a self, events: &'a [StoredEvent]) -> BoxFuture<'a, StoreResult<()>> {
+    fn append_audit<'a>(&'a self, batch: &'a AuditBatch) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let Some((first, last)) = batch.seq_range() else {
+                return Ok(());
+            };
             let mut tx = begin_write(&self.audit_writer).await.map_err(unavailable)?;
-            // One multi-row INSERT per chunk: a batch costs a few statements, not one round
-            // trip to SQLite's worker per event.
-            let mut first = 0;
-            for size in insert_sizes(events.len()) {
-                let chunk = events.get(first..first + size).unwrap_or_default();
-                first += size;
-                insert_chunk(&mut tx, chunk, first == events.len()).await?;
+            // Rows never overlap, so the one starting last at or before the batch's end is
+            // the only one that can hold one of its sequence numbers.
+            let before: Option<i64> = sqlx::query_scalar(
+                "SELECT last_seq FROM audit_batches WHERE node = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
+            )
+            .bind(batch.node())
+            .bind(int(last))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if before.is_some_and(|end| end >= int(first)) {
+                return Err(StoreError::AlreadyExists);
             }
+            insert_rows(&mut tx, batch, true).await?;
             tx.commit().await.map_err(unavailable)
         })
     }
@@ -152,10 +227,11 @@ impl AuditStore for SqliteStore {
     fn audit_batch_ends<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<Vec<u64>>> {
         Box::pin(async move {
             let ends: Vec<i64> = sqlx::query_scalar(
-                "SELECT seq FROM audit_events WHERE node = ? AND seq > ? AND batch_end <> 0 ORDER BY seq",
+                "SELECT last_seq FROM audit_batches WHERE node = ? AND last_seq > ? AND ends_append <> 0 \
+                 ORDER BY first_seq",
             )
             .bind(node)
-            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(int(after_seq))
             .fetch_all(&self.reader)
             .await
             .map_err(unavailable)?;
@@ -167,13 +243,49 @@ impl AuditStore for SqliteStore {
 
     fn truncate_audit<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            sqlx::query("DELETE FROM audit_events WHERE node = ? AND seq > ?")
+            let mut tx = begin_write(&self.audit_writer).await.map_err(unavailable)?;
+            // A row holding both kept and removed events keeps its first lines.
+            let split = sqlx::query(
+                "SELECT first_seq, lines FROM audit_batches WHERE node = ? AND first_seq <= ? AND last_seq > ?",
+            )
+            .bind(node)
+            .bind(int(after_seq))
+            .bind(int(after_seq))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if let Some(row) = split {
+                let first_seq: i64 = column(&row, "first_seq")?;
+                let blob: Vec<u8> = column(&row, "lines")?;
+                let mut kept = Vec::with_capacity(blob.len());
+                for line in lines(&blob) {
+                    let seq = match line_seq(line) {
+                        Some(seq) => seq,
+                        None => parse(line)?.0.seq,
+                    };
+                    if seq <= after_seq {
+                        kept.extend_from_slice(line);
+                        kept.push(b'\n');
+                    }
+                }
+                sqlx::query(
+                    "UPDATE audit_batches SET last_seq = ?, ends_append = 0, lines = ? WHERE node = ? AND first_seq = ?",
+                )
+                .bind(int(after_seq))
+                .bind(kept)
                 .bind(node)
-                .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
-                .execute(&self.audit_writer)
+                .bind(first_seq)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            Ok(())
+            }
+            sqlx::query("DELETE FROM audit_batches WHERE node = ? AND first_seq > ?")
+                .bind(node)
+                .bind(int(after_seq))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)
         })
     }
 
@@ -184,35 +296,77 @@ impl AuditStore for SqliteStore {
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
         Box::pin(async move {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE node = ? AND seq > ? ORDER BY seq LIMIT ?"
-            )))
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            // From the row that holds `after_seq + 1` (or the node's first).
+            let start: Option<i64> = sqlx::query_scalar(
+                "SELECT first_seq FROM audit_batches WHERE node = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
+            )
             .bind(node)
-            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
+            .bind(int(after_seq.saturating_add(1)))
+            .fetch_optional(&self.reader)
             .await
             .map_err(unavailable)?;
-            rows.iter().map(event_from_row).collect()
+            let mut cursor = start.map_or(i64::MIN, |s| s.saturating_sub(1));
+            loop {
+                let rows = sqlx::query(
+                    "SELECT node, first_seq, lines FROM audit_batches WHERE node = ? AND first_seq > ? \
+                     ORDER BY first_seq LIMIT ?",
+                )
+                .bind(node)
+                .bind(cursor)
+                .bind(ROW_PAGE)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(unavailable)?;
+                if rows.is_empty() {
+                    return Ok(out);
+                }
+                for row in &rows {
+                    let (_, first_seq, blob) = row_parts(row)?;
+                    cursor = first_seq;
+                    for line in lines(&blob) {
+                        if line_seq(line).is_some_and(|seq| seq <= after_seq) {
+                            continue;
+                        }
+                        let (event, mac) = parse(line)?;
+                        if event.node != node || event.seq <= after_seq {
+                            continue;
+                        }
+                        out.push((event, mac));
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
         })
     }
 
     fn audit_head<'a>(&'a self, node: &'a str) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>> {
         Box::pin(async move {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1"
-            )))
-            .bind(node)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(unavailable)?;
-            row.as_ref().map(event_from_row).transpose()
+            let blob: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT lines FROM audit_batches WHERE node = ? ORDER BY first_seq DESC LIMIT 1")
+                    .bind(node)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(unavailable)?;
+            let Some(blob) = blob else {
+                return Ok(None);
+            };
+            let last = lines(&blob)
+                .next_back()
+                .ok_or_else(|| StoreError::Corrupt("an audit row holds no line".into()))?;
+            parse(last).map(Some)
         })
     }
 
     fn audit_nodes(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
         Box::pin(async move {
-            sqlx::query_scalar("SELECT DISTINCT node FROM audit_events ORDER BY node")
+            sqlx::query_scalar("SELECT DISTINCT node FROM audit_batches ORDER BY node")
                 .fetch_all(&self.reader)
                 .await
                 .map_err(unavailable)
@@ -226,55 +380,114 @@ impl AuditStore for SqliteStore {
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
         Box::pin(async move {
-            let (after_node, after_seq) = after.unwrap_or(("", 0));
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE (node > ? OR (node = ? AND seq > ?)) AND {AUDIT_FILTER} \
-                 ORDER BY node, seq LIMIT ?"
-            )))
-            .bind(after_node)
-            .bind(after_node)
-            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX));
-            for value in filter_values(filter) {
-                query = query.bind(value);
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
             }
-            let rows = query
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await
-                .map_err(unavailable)?;
-            rows.iter().map(event_from_row).collect()
+            self.walk(filter, after, |event| {
+                out.push(event);
+                out.len() < limit
+            })
+            .await?;
+            Ok(out)
         })
     }
 
     fn count_audit<'a>(&'a self, filter: &'a AuditFilter) -> BoxFuture<'a, StoreResult<u64>> {
         Box::pin(async move {
-            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*) FROM audit_events WHERE {AUDIT_FILTER}"
-            )));
-            for value in filter_values(filter) {
-                query = query.bind(value);
-            }
-            let count: i64 = query.fetch_one(&self.reader).await.map_err(unavailable)?;
-            Ok(u64::try_from(count).unwrap_or(0))
+            let mut count = 0u64;
+            self.walk(filter, None, |_| {
+                count += 1;
+                true
+            })
+            .await?;
+            Ok(count)
         })
     }
 
     fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
         Box::pin(async move {
-            let rows: Vec<(String, i64)> =
-                sqlx::query_as("SELECT principal, COUNT(*) FROM audit_events GROUP BY principal ORDER BY principal")
-                    .fetch_all(&self.reader)
-                    .await
-                    .map_err(unavailable)?;
-            Ok(rows
-                .into_iter()
-                .map(|(p, n)| (p, u64::try_from(n).unwrap_or(0)))
-                .collect())
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            self.walk(&AuditFilter::default(), None, |(event, _)| {
+                *counts.entry(event.principal).or_default() += 1;
+                true
+            })
+            .await?;
+            Ok(counts.into_iter().collect())
         })
     }
 }
 
-fn event_from_row(row: &SqliteRow) -> StoreResult<StoredEvent> {
+/// Moves the events of an earlier version's table (`audit_events`, one row per event with
+/// its fields as columns) into `audit_batches`, a few thousand per transaction (a crash in
+/// between leaves every event in exactly one of the two tables), keeping which event ended
+/// each append; then drops that table. Runs at every open; does nothing once it is gone.
+pub(super) async fn move_legacy_events(pool: &sqlx::SqlitePool) -> StoreResult<()> {
+    let legacy: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_events'")
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)?;
+    if legacy.is_none() {
+        return Ok(());
+    }
+    loop {
+        let mut tx = begin_write(pool).await.map_err(unavailable)?;
+        let rows = sqlx::query(
+            "SELECT node, seq, time, request_id, principal, action, resource, key_version, decision, policy, \
+             outcome, source_ip, user_agent, secret_hmac, mac, batch_end FROM audit_events ORDER BY node, seq LIMIT ?",
+        )
+        .bind(LEGACY_MOVE)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if rows.is_empty() {
+            sqlx::query("DROP TABLE audit_events")
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            return tx.commit().await.map_err(unavailable);
+        }
+        // Cut where an append ended (`batch_end`) and where the node changes; a batch this
+        // transaction does not finish goes on in the next one's first events.
+        let mut batch: Option<AuditBatch> = None;
+        for row in &rows {
+            let (event, mac) = legacy_event(row)?;
+            let ends: i64 = column(row, "batch_end")?;
+            let mut current = match batch.take() {
+                Some(b) if b.node() == event.node => b,
+                Some(other) => {
+                    insert_rows(&mut tx, &other, false).await?;
+                    AuditBatch::new(&event.node)
+                }
+                None => AuditBatch::new(&event.node),
+            };
+            current.push_event(&event, &mac);
+            if ends != 0 {
+                insert_rows(&mut tx, &current, true).await?;
+            } else {
+                batch = Some(current);
+            }
+        }
+        if let Some(rest) = batch {
+            insert_rows(&mut tx, &rest, false).await?;
+        }
+        sqlx::query(
+            "DELETE FROM audit_events WHERE (node, seq) IN \
+             (SELECT node, seq FROM audit_events ORDER BY node, seq LIMIT ?)",
+        )
+        .bind(LEGACY_MOVE)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+    }
+}
+
+/// An event of the earlier table, its columns as they were stored.
+fn legacy_event(row: &SqliteRow) -> StoreResult<StoredEvent> {
+    use crate::model::audit::Decision;
     let decision: String = column(row, "decision")?;
     let seq: i64 = column(row, "seq")?;
     let key_version: Option<i64> = column(row, "key_version")?;
@@ -298,7 +511,9 @@ fn event_from_row(row: &SqliteRow) -> StoreResult<StoredEvent> {
         user_agent: column(row, "user_agent")?,
         secret_hmac: column(row, "secret_hmac")?,
     };
-    let mac: Vec<u8> = column(row, "mac")?;
+    let mac: Vec<u8> = row
+        .try_get("mac")
+        .map_err(|e| StoreError::Corrupt(format!("mac: {e}")))?;
     Ok((event, mac))
 }
 
@@ -307,34 +522,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn insert_sizes_are_powers_of_two_up_to_the_cap_that_add_up_to_the_batch() {
-        for n in [0, 1, 2, 3, 7, 255, 256, 257, 1000, 8192] {
-            let sizes: Vec<usize> = insert_sizes(n).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
-            assert!(
-                sizes.iter().all(|s| s.is_power_of_two() && *s <= AUDIT_ROWS_PER_INSERT),
-                "{n}: {sizes:?}"
-            );
-            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "largest first: {sizes:?}");
+    fn contains_finds_a_needle_anywhere_and_only_where_it_is() {
+        let hay = b"aab,\"principal\":\"alice\"x";
+        for needle in [&b"aab"[..], b",\"principal\":\"alice\"", b"x", b"", b"ab,"] {
+            assert!(contains(hay, needle), "{}", String::from_utf8_lossy(needle));
         }
-        assert_eq!(insert_sizes(1000).collect::<Vec<_>>(), [256, 256, 256, 128, 64, 32, 8]);
-    }
-
-    #[test]
-    fn insert_texts_hold_a_placeholder_per_value_and_mark_only_a_batch_end() {
-        assert_eq!(
-            insert_text(2, true).split_once("VALUES ").map(|(_, v)| v),
-            Some(
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0), \
-                 (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-            )
-        );
-        assert!(insert_text(1, false).ends_with("?, 0)"));
-        for log in 0..=AUDIT_ROWS_PER_INSERT.ilog2() {
-            let rows = 1 << log;
-            assert_eq!(insert_sql(rows, true), insert_text(rows, true));
-            assert_eq!(insert_sql(rows, false), insert_text(rows, false));
-            assert_eq!(insert_sql(rows, false).matches('?').count(), rows * ROW_BINDS, "{rows}");
+        for needle in [&b"aac"[..], b",\"principal\":\"alicex", b"xx", b"bb"] {
+            assert!(!contains(hay, needle), "{}", String::from_utf8_lossy(needle));
         }
+        assert!(!contains(b"", b"a"));
     }
 }

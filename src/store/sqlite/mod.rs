@@ -38,6 +38,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
         8,
         include_str!("../migrations/sqlite/0008_audit_no_principal_index.sql"),
     ),
+    (9, include_str!("../migrations/sqlite/0009_audit_lines.sql")),
 ];
 
 pub(crate) struct SqliteStore {
@@ -103,7 +104,7 @@ impl SqliteStore {
             audit_writer,
         };
         store.migrate().await?;
-        audit::prepare_inserts(&store.audit_writer).await.map_err(open_err)?;
+        audit::move_legacy_events(&store.audit_writer).await?;
         Ok(store)
     }
 

@@ -97,6 +97,91 @@ async fn a_reopened_sqlite_file_keeps_its_data_and_applies_each_migration_once()
     assert_eq!(store.get_system_secret("token_pepper").await.unwrap(), Some(sealed(28)));
 }
 
+/// A data dir of an earlier version keeps its audit events: the table of one row per event
+/// is moved into rows of lines at open — every event, every append's end — and dropped.
+#[tokio::test]
+async fn audit_events_of_the_earlier_table_are_moved_into_rows_of_lines_at_open() {
+    use crate::model::{AuditEvent, EventData};
+    use crate::store::{AuditFilter, AuditStore};
+    let home = TempDir::new();
+    drop(SqliteStore::open(&home.db()).await.unwrap());
+    let mut conn = inspect(&home).await;
+    sqlx::raw_sql(
+        "CREATE TABLE audit_events (node TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, \
+         request_id TEXT NOT NULL, principal TEXT NOT NULL, action TEXT NOT NULL, resource TEXT NOT NULL, \
+         key_version INTEGER, decision TEXT NOT NULL, policy TEXT, outcome TEXT NOT NULL, source_ip TEXT, \
+         user_agent TEXT, secret_hmac TEXT, mac BLOB NOT NULL, batch_end INTEGER NOT NULL DEFAULT 1, \
+         PRIMARY KEY (node, seq)) WITHOUT ROWID",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // node-a: appends ending at 3, 4100 and 5000 (the move takes 4096 a transaction); node-b: 2.
+    let mut expected = Vec::new();
+    for (node, count) in [("node-a", 5000u64), ("node-b", 2)] {
+        for seq in 1..=count {
+            let data = EventData {
+                time_ms: T0 + seq as i64,
+                request_id: format!("r-{seq}"),
+                principal: if seq % 2 == 0 { "alice" } else { "bob" }.into(),
+                action: "Sign".into(),
+                resource: "key:k".into(),
+                key_version: Some(1),
+                outcome: "ok".into(),
+                user_agent: Some("ua \"quoted\"".into()),
+                ..Default::default()
+            };
+            let event = AuditEvent::new(seq, node, data);
+            let mac = vec![seq as u8; 32];
+            let ends = if node == "node-b" {
+                seq == count
+            } else {
+                [3, 4100, 5000].contains(&seq)
+            };
+            sqlx::query(
+                "INSERT INTO audit_events (node, seq, time, request_id, principal, action, resource, key_version, \
+                 decision, policy, outcome, source_ip, user_agent, secret_hmac, mac, batch_end) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&event.node)
+            .bind(seq as i64)
+            .bind(&event.time)
+            .bind(&event.request_id)
+            .bind(&event.principal)
+            .bind(&event.action)
+            .bind(&event.resource)
+            .bind(event.key_version.map(i64::from))
+            .bind(event.decision.as_str())
+            .bind(&event.policy)
+            .bind(&event.outcome)
+            .bind(&event.source_ip)
+            .bind(&event.user_agent)
+            .bind(&event.secret_hmac)
+            .bind(&mac)
+            .bind(i64::from(ends))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            expected.push((event, mac));
+        }
+    }
+    drop(conn);
+
+    let store = SqliteStore::open(&home.db()).await.unwrap();
+
+    let (a, b) = expected.split_at(5000);
+    assert_eq!(store.audit_range("node-a", 0, 10_000).await.unwrap(), a);
+    assert_eq!(store.audit_range("node-b", 0, 10).await.unwrap(), b);
+    assert_eq!(store.audit_batch_ends("node-a", 0).await.unwrap(), vec![3, 4100, 5000]);
+    assert_eq!(store.audit_batch_ends("node-b", 0).await.unwrap(), vec![2]);
+    assert_eq!(store.count_audit(&AuditFilter::default()).await.unwrap(), 5002);
+    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'audit_events'")
+        .fetch_all(&mut inspect(&home).await)
+        .await
+        .unwrap();
+    assert_eq!(tables, Vec::<String>::new(), "the earlier table is gone");
+}
+
 #[tokio::test]
 async fn the_sqlite_file_is_in_wal_journal_mode() {
     let home = TempDir::new();

@@ -8,7 +8,7 @@ use sigvault::audit::sink::anchor_line;
 use sigvault::store::StoredEvent;
 
 use super::tamper::{EVENTS, MAC_MISMATCH, assert_bad, assert_server_reports_the_same, stopped_trail};
-use super::{NODE, copy_home, sql, startup_error, stored_events, verify_offline, write_witness};
+use super::{NODE, copy_home, delete_store_events, startup_error, stored_events, verify_offline, write_witness};
 use crate::helpers::AppHome;
 
 /// The attacker without the audit key: edits the stored events, recomputes every MAC from
@@ -28,11 +28,12 @@ async fn forge_with_sha256(home: &AppHome, from_seq: u64, edit: impl FnOnce(&mut
         *mac = h.finalize().to_vec();
         prev = mac.clone();
     }
-    assert_eq!(sql(&home.database(), "DELETE FROM audit_events").await, EVENTS);
+    assert_eq!(delete_store_events(&home.database(), |_| true).await, EVENTS);
     let store = sigvault::store::open(&home.settings().store)
         .await
         .expect("open the store");
-    store.append_audit(&events).await.expect("write the forged events");
+    let batch = sigvault::store::AuditBatch::of(NODE, &events);
+    store.append_audit(&batch).await.expect("write the forged events");
     store.close().await;
     let text: Vec<u8> = events.iter().flat_map(|(e, mac)| e.line(mac)).collect();
     std::fs::write(home.audit_file(), text).expect("write the event file");

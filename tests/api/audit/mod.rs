@@ -7,7 +7,7 @@
 //! This module holds only what its sub-modules share (reading the trail through the API is
 //! `TestApp::audit_events`): verifying the trail online, and a data dir offline through the
 //! library (a tampered copy may not start), copying a stopped app's data, and raw SQL on its
-//! database.
+//! database, with edits of the event lines its audit table (`audit_batches`) holds.
 
 mod crash;
 mod fail_closed;
@@ -34,6 +34,7 @@ use sigvault::audit::verify::{Report, verify_trail};
 use sigvault::clock::{ManualClock, SharedClock};
 use sigvault::kek::{self, Keyring};
 use sigvault::startup::{AUDIT_KEY_NAME, Application};
+use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::helpers::{AppHome, TestApp, raw_db, spawn_app, temp_dir};
@@ -141,6 +142,154 @@ async fn sql(path: &Path, statements: &str) -> u64 {
     done.rows_affected()
 }
 
+/// One row of the store's audit table `audit_batches`: up to 512 consecutive events of one
+/// node, as the lines of the event file (here without their newlines).
+struct StoreRow {
+    node: String,
+    first_seq: i64,
+    last_seq: i64,
+    /// The lowest and highest event time of the row's lines (fixed-width RFC 3339 text).
+    time_min: String,
+    time_max: String,
+    /// 1 when the row is the last one of an append.
+    ends_append: i64,
+    lines: Vec<String>,
+}
+
+impl StoreRow {
+    /// Sets the row's sequence and time bounds from its lines wherever they parse, as an
+    /// attacker who wants the table to look untouched would: a row's key and its time
+    /// pruning then agree with what it holds.
+    fn fit_bounds(&mut self) {
+        let seqs: Vec<i64> = self
+            .lines
+            .iter()
+            .filter_map(|line| record(line)["event"]["seq"].as_i64())
+            .collect();
+        self.first_seq = seqs.iter().copied().min().unwrap_or(self.first_seq);
+        self.last_seq = seqs.iter().copied().max().unwrap_or(self.last_seq);
+        let times: Vec<String> = self
+            .lines
+            .iter()
+            .filter_map(|line| record(line)["event"]["time"].as_str().map(str::to_owned))
+            .collect();
+        if let (Some(min), Some(max)) = (times.iter().min(), times.iter().max()) {
+            (self.time_min, self.time_max) = (min.clone(), max.clone());
+        }
+    }
+}
+
+/// A stored line parsed (`Null` when it is not JSON: such a line matches no edit).
+fn record(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or(Value::Null)
+}
+
+/// The `event.seq` of a stored line.
+fn line_seq(line: &str) -> Option<u64> {
+    record(line)["event"]["seq"].as_u64()
+}
+
+/// Every row of the store's audit table, ordered by node and first sequence.
+async fn store_rows(db: &Path) -> Vec<StoreRow> {
+    let pool = raw_db(db).await;
+    let rows = sqlx::query(
+        "SELECT node, first_seq, last_seq, time_min, time_max, ends_append, CAST(lines AS BLOB) AS lines \
+         FROM audit_batches ORDER BY node, first_seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("read audit_batches");
+    pool.close().await;
+    rows.iter()
+        .map(|row| {
+            let lines = String::from_utf8(row.get("lines")).expect("the lines are UTF-8");
+            StoreRow {
+                node: row.get("node"),
+                first_seq: row.get("first_seq"),
+                last_seq: row.get("last_seq"),
+                time_min: row.get("time_min"),
+                time_max: row.get("time_max"),
+                ends_append: row.get("ends_append"),
+                lines: lines.split_terminator('\n').map(str::to_owned).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Rewrites the store's audit table, bypassing sigvault: loads its rows, lets `edit` change
+/// them, then in one transaction replaces every row with the edited ones. A row left
+/// without lines is dropped; every other row's bounds are fitted to its lines
+/// ([`StoreRow::fit_bounds`]), so only the events' MACs can tell.
+async fn rewrite_store(db: &Path, edit: impl FnOnce(&mut Vec<StoreRow>)) {
+    let mut rows = store_rows(db).await;
+    edit(&mut rows);
+    rows.retain(|row| !row.lines.is_empty());
+    let pool = raw_db(db).await;
+    let mut tx = pool.begin().await.expect("begin a transaction");
+    sqlx::query("DELETE FROM audit_batches")
+        .execute(&mut *tx)
+        .await
+        .expect("empty audit_batches");
+    for row in &mut rows {
+        row.fit_bounds();
+        let lines: String = row.lines.iter().map(|line| format!("{line}\n")).collect();
+        sqlx::query(
+            "INSERT INTO audit_batches (node, first_seq, last_seq, time_min, time_max, ends_append, lines) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.node)
+        .bind(row.first_seq)
+        .bind(row.last_seq)
+        .bind(&row.time_min)
+        .bind(&row.time_max)
+        .bind(row.ends_append)
+        .bind(lines.into_bytes())
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("write back the row of {} from {}: {e}", row.node, row.first_seq));
+    }
+    tx.commit().await.expect("commit the rewrite");
+    pool.close().await;
+}
+
+/// Edits, in the store, the line of every event whose `event.seq` is `seq`: `edit` gets
+/// the whole line parsed (`{"event":…,"mac":…}`), which is written back re-serialised.
+/// Returns how many lines it edited.
+pub(crate) async fn edit_store_event(db: &Path, seq: u64, mut edit: impl FnMut(&mut Value)) -> u64 {
+    let mut edited = 0;
+    rewrite_store(db, |rows| {
+        for line in rows.iter_mut().flat_map(|row| &mut row.lines) {
+            if line_seq(line) == Some(seq) {
+                let mut parsed = record(line);
+                edit(&mut parsed);
+                *line = parsed.to_string();
+                edited += 1;
+            }
+        }
+    })
+    .await;
+    edited
+}
+
+/// Removes from the store the lines of the events whose `event.seq` is `doomed`; returns
+/// how many. A row that lost its last line no longer ends an append, as when the store
+/// itself cuts a row short.
+async fn delete_store_events(db: &Path, doomed: impl Fn(u64) -> bool) -> u64 {
+    let mut deleted = 0;
+    rewrite_store(db, |rows| {
+        for row in rows {
+            let (before, last) = (row.lines.len(), row.lines.last().cloned());
+            row.lines.retain(|line| !line_seq(line).is_some_and(&doomed));
+            deleted += (before - row.lines.len()) as u64;
+            if row.lines.last() != last.as_ref() {
+                row.ends_append = 0;
+            }
+        }
+    })
+    .await;
+    deleted
+}
+
 /// The lines of the event file (without their newlines).
 fn file_lines(home: &AppHome) -> Vec<String> {
     let text = std::fs::read_to_string(home.audit_file()).expect("read the event file");
@@ -217,11 +366,7 @@ async fn sinks(home: &AppHome) -> (Vec<sigvault::store::StoredEvent>, Vec<String
 async fn cut_every_sink(home: &AppHome, kept: usize) {
     write_file_lines(home, &file_lines(home)[..kept]);
     cut_anchor_after(home, kept);
-    sql(
-        &home.database(),
-        &format!("DELETE FROM audit_events WHERE seq > {kept}"),
-    )
-    .await;
+    delete_store_events(&home.database(), |seq| seq > kept as u64).await;
 }
 
 /// A stopped app whose trail holds `events` events: a create of `k` (its intent and its

@@ -21,8 +21,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    anchor_text, anchored_seqs, copy_home, cut_anchor_after, file_lines, sinks, sql, startup_error, stored_events,
-    verify_offline, verify_online, write_file_lines,
+    anchor_text, anchored_seqs, copy_home, cut_anchor_after, delete_store_events, file_lines, sinks, startup_error,
+    stored_events, verify_offline, verify_online, write_file_lines,
 };
 use crate::helpers::{AppHome, spawn_app, spawn_app_in};
 
@@ -65,11 +65,7 @@ async fn cut_back(home: &AppHome, cut: &Cut) {
     assert_eq!(event.seq, cut.witness as u64);
     super::write_witness(home, event.seq, mac).await;
     write_file_lines(home, &file_lines(home)[..cut.file]);
-    sql(
-        &home.database(),
-        &format!("DELETE FROM audit_events WHERE seq > {}", cut.store),
-    )
-    .await;
+    delete_store_events(&home.database(), |seq| seq > cut.store as u64).await;
     cut_anchor_after(home, cut.anchor);
     assert_eq!(
         anchored_seqs(home).last(),

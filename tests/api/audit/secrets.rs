@@ -1,6 +1,6 @@
 //! What the audit trail must never hold: key material, messages, signatures, the root token
 //! or the HSM PIN, in any common encoding — in the event file, the anchor file, the
-//! `audit_events` table or the API's listing of it. Imported material appears only as its
+//! `audit_batches` table or the API's listing of it. Imported material appears only as its
 //! HMAC under the audit key (`secret_hmac`).
 
 use reqwest::StatusCode;
@@ -81,7 +81,8 @@ async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pi
     let anchor = std::fs::read(app.home.anchor_file()).expect("anchor file");
     let pool = raw_db(&app.home.database()).await;
     let mut table = Vec::new();
-    for row in sqlx::query("SELECT * FROM audit_events ORDER BY seq")
+    // Every column of every row, its `lines` (the events' lines, a blob) as their UTF-8 text.
+    for row in sqlx::query("SELECT * FROM audit_batches ORDER BY node, first_seq")
         .fetch_all(&pool)
         .await
         .expect("read the table")
@@ -102,7 +103,7 @@ async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pi
     let sinks = [
         ("event file", &file),
         ("anchor file", &anchor),
-        ("audit_events table", &table),
+        ("audit_batches table", &table),
         ("API listing", &listing),
     ];
     // 8 per key (an import writes its intent and its outcome), 2 each for the second and the
@@ -116,7 +117,7 @@ async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pi
         let hits = found(&sinks, &[(label.clone(), needle.clone())]);
         let places: Vec<&str> = hits.iter().map(|hit| hit.place.as_str()).collect();
         assert!(
-            ["event file", "audit_events table", "API listing"]
+            ["event file", "audit_batches table", "API listing"]
                 .iter()
                 .all(|sink| places.contains(sink)),
             "{label} found in {places:?}"

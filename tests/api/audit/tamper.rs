@@ -10,7 +10,8 @@ use serde_json::json;
 use sigvault::audit::verify::Report;
 
 use super::{
-    copy_home, file_lines, intact, sql, startup_error, stored_events, verify_offline, verify_online, write_file_lines,
+    copy_home, delete_store_events, edit_store_event, file_lines, intact, line_seq, record, rewrite_store,
+    startup_error, stored_events, verify_offline, verify_online, write_file_lines,
 };
 use crate::helpers::{AppHome, spawn_app, spawn_app_in};
 
@@ -76,46 +77,43 @@ pub(super) async fn assert_server_reports_the_same(copy: &AppHome, offline: &Rep
 async fn changing_any_field_of_one_stored_event_is_detected_at_its_sequence() {
     let home = stopped_trail().await;
     // Event 5 is a sign of `k`, version 1, by root, from 127.0.0.1, without a user agent.
+    // Each edit is a member of the stored line `{"event":…,"mac":…}`, named by its pointer.
     let edits = [
-        ("principal", "'mallory'"),
-        ("action", "'Verify'"),
-        ("resource", "'key:m'"),
-        ("key_version", "2"),
-        ("key_version", "NULL"),
-        ("decision", "'deny'"),
-        ("policy", "'permit-all'"),
-        ("outcome", "'KEY_NOT_FOUND'"),
-        ("source_ip", "'10.9.8.7'"),
-        ("user_agent", "'curl/8.5.0'"),
-        ("request_id", "'forged-request-id'"),
-        ("time", "'2026-01-01T00:00:00.000Z'"),
-        ("secret_hmac", "'00'"),
-        ("mac", "zeroblob(32)"),
+        ("/event/principal", json!("mallory")),
+        ("/event/action", json!("Verify")),
+        ("/event/resource", json!("key:m")),
+        ("/event/key_version", json!(2)),
+        ("/event/key_version", json!(null)),
+        ("/event/decision", json!("deny")),
+        ("/event/policy", json!("permit-all")),
+        ("/event/outcome", json!("KEY_NOT_FOUND")),
+        ("/event/source_ip", json!("10.9.8.7")),
+        ("/event/user_agent", json!("curl/8.5.0")),
+        ("/event/request_id", json!("forged-request-id")),
+        ("/event/time", json!("2026-01-01T00:00:00.000Z")),
+        ("/event/secret_hmac", json!("00")),
+        ("/mac", json!("00".repeat(32))),
     ];
-    for (column, value) in edits {
-        let what = format!("{column} = {value}");
+    for (member, value) in edits {
+        let what = format!("{member} = {value}");
         let copy = copy_home(&home, "tamper-field").await;
-        let db = copy.database();
-        assert_eq!(
-            sql(
-                &db,
-                &format!("UPDATE audit_events SET {column} = {value} WHERE seq = 5")
-            )
-            .await,
-            1
-        );
+        let edited = edit_store_event(&copy.database(), 5, |line| {
+            *line
+                .pointer_mut(member)
+                .unwrap_or_else(|| panic!("{what}: the line has the member")) = value.clone();
+        })
+        .await;
+        assert_eq!(edited, 1, "{what}");
         let report = verify_offline(&copy).await;
         assert_bad(&report, 5, &format!("store: {MAC_MISMATCH}"), &what);
         assert_server_reports_the_same(&copy, &report, &what).await;
     }
 
+    // The row stays the node's, but the store reads the node's events by the node each
+    // line names: event 5 is now another node's.
     let copy = copy_home(&home, "tamper-node").await;
     assert_eq!(
-        sql(
-            &copy.database(),
-            "UPDATE audit_events SET node = 'other-node' WHERE seq = 5"
-        )
-        .await,
+        edit_store_event(&copy.database(), 5, |line| line["event"]["node"] = json!("other-node")).await,
         1
     );
     let report = verify_offline(&copy).await;
@@ -125,16 +123,15 @@ async fn changing_any_field_of_one_stored_event_is_detected_at_its_sequence() {
 
 #[tokio::test]
 async fn moving_one_event_out_of_a_time_window_is_detected() {
-    // `time` is the column the `since`/`until` filters use, and the MAC covers it: an
+    // `time` is the member the `since`/`until` filters use, and the MAC covers it: an
     // event moved out of a window by an edit is hidden from that listing, but the trail
     // no longer verifies.
     let home = stopped_trail().await;
     let copy = copy_home(&home, "tamper-time").await;
     assert_eq!(
-        sql(
-            &copy.database(),
-            "UPDATE audit_events SET time = '1970-01-01T00:00:00.000Z' WHERE seq = 5"
-        )
+        edit_store_event(&copy.database(), 5, |line| {
+            line["event"]["time"] = json!("1970-01-01T00:00:00.000Z");
+        })
         .await,
         1
     );
@@ -161,7 +158,7 @@ async fn deleting_one_event_is_detected_as_missing_in_the_store_or_the_event_fil
     let home = stopped_trail().await;
 
     let copy = copy_home(&home, "tamper-delete-db").await;
-    assert_eq!(sql(&copy.database(), "DELETE FROM audit_events WHERE seq = 7").await, 1);
+    assert_eq!(delete_store_events(&copy.database(), |seq| seq == 7).await, 1);
     let report = verify_offline(&copy).await;
     assert_bad(
         &report,
@@ -189,30 +186,40 @@ async fn deleting_one_event_is_detected_as_missing_in_the_store_or_the_event_fil
 async fn swapping_two_events_is_detected_at_the_first_of_them() {
     let home = stopped_trail().await;
 
+    // The seq values of events 3 and 6 exchanged (through 0, which no event has). The store
+    // keeps lines in their stored order, so where event 3 stood the walk now finds a line
+    // that says 6.
     let copy = copy_home(&home, "tamper-swap-seq").await;
-    let swapped = sql(
-        &copy.database(),
-        "UPDATE audit_events SET seq = -3 WHERE seq = 3; \
-         UPDATE audit_events SET seq = 3 WHERE seq = 6; \
-         UPDATE audit_events SET seq = 6 WHERE seq = -3;",
-    )
-    .await;
+    let db = copy.database();
+    let mut swapped = 0;
+    for (from, to) in [(3, 0), (6, 3), (0, 6)] {
+        swapped += edit_store_event(&db, from, |line| line["event"]["seq"] = json!(to)).await;
+    }
     assert_eq!(swapped, 3);
     let report = verify_offline(&copy).await;
-    assert_bad(&report, 3, &format!("store: {MAC_MISMATCH}"), "seq values swapped");
+    assert_bad(
+        &report,
+        3,
+        "store: event 3 is missing (found 6 next)",
+        "seq values swapped",
+    );
     assert_server_reports_the_same(&copy, &report, "seq values swapped").await;
 
+    // Events 3 and 6 exchange every member but their seq, and their MACs, in place.
     let copy = copy_home(&home, "tamper-swap-content").await;
-    let columns = "node, time, request_id, principal, action, resource, key_version, decision, policy, \
-                   outcome, source_ip, user_agent, secret_hmac, mac";
-    sql(
-        &copy.database(),
-        &format!(
-            "CREATE TEMP TABLE swap AS SELECT * FROM audit_events WHERE seq IN (3, 6); \
-             UPDATE audit_events SET ({columns}) = (SELECT {columns} FROM swap WHERE swap.seq = 9 - audit_events.seq) \
-             WHERE seq IN (3, 6);"
-        ),
-    )
+    rewrite_store(&copy.database(), |rows| {
+        let mut pair: Vec<&mut String> = rows
+            .iter_mut()
+            .flat_map(|row| &mut row.lines)
+            .filter(|line| matches!(line_seq(line), Some(3 | 6)))
+            .collect();
+        let [first, second] = &mut pair[..] else {
+            panic!("events 3 and 6 are each stored once")
+        };
+        let (mut a, mut b) = (record(first), record(second));
+        std::mem::swap(&mut a["event"]["seq"], &mut b["event"]["seq"]);
+        (**first, **second) = (b.to_string(), a.to_string());
+    })
     .await;
     let (events, original) = (stored_events(&copy).await, stored_events(&home).await);
     assert_eq!(
@@ -246,8 +253,8 @@ async fn dropping_the_last_events_is_detected_and_from_both_sinks_refuses_startu
 
         // From the store only: the event file goes on.
         let copy = copy_home(&home, "tamper-tail-db").await;
-        let delete = format!("DELETE FROM audit_events WHERE seq > {kept}");
-        assert_eq!(sql(&copy.database(), &delete).await, dropped);
+        let tail = |seq: u64| seq > kept;
+        assert_eq!(delete_store_events(&copy.database(), tail).await, dropped);
         let report = verify_offline(&copy).await;
         let reason = format!("the store ends at event {kept} but the other sink goes on to {EVENTS}");
         assert_bad(&report, kept + 1, &reason, "tail dropped from the store");
@@ -264,7 +271,7 @@ async fn dropping_the_last_events_is_detected_and_from_both_sinks_refuses_startu
 
         // From the store and the event file: only the anchor remembers.
         let copy = copy_home(&home, "tamper-tail-both").await;
-        assert_eq!(sql(&copy.database(), &delete).await, dropped);
+        assert_eq!(delete_store_events(&copy.database(), tail).await, dropped);
         write_file_lines(&copy, &file_lines(&copy)[..kept as usize]);
         let report = verify_offline(&copy).await;
         assert!(!report.ok && report.first_bad_seq == Some(kept + 1), "{report:?}");

@@ -47,7 +47,7 @@ async fn witness(home: &AppHome, seq: u64, mac: &[u8]) {
 async fn wipe_every_sink(home: &AppHome) {
     std::fs::remove_file(home.audit_file()).expect("remove the event file");
     std::fs::remove_file(home.anchor_file()).expect("remove the anchor file");
-    sql(&home.database(), "DELETE FROM audit_events").await;
+    sql(&home.database(), "DELETE FROM audit_batches").await;
 }
 
 #[tokio::test]

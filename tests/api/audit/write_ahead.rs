@@ -29,7 +29,7 @@ pub(super) async fn store_state(database: &Path) -> BTreeMap<String, Vec<Vec<Str
             .fetch_all(&pool)
             .await
             .unwrap_or_else(|e| panic!("{table}: {e}"));
-        // Sorted here: not every table has a rowid to order by (audit_events is WITHOUT ROWID).
+        // Sorted here: `SELECT *` promises no order, and the tables share no column to order by.
         let mut rows: Vec<Vec<String>> = rows
             .iter()
             .map(|row| {
