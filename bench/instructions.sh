@@ -17,9 +17,10 @@
 # Also prints `AUDIT-SHARE verify = P %`: the part of a verify's instructions spent on its
 # audit event, from callgrind's inclusive counts of the audit roots (the event's fields and
 # its append on the request's thread, the indexer task, SQLite's worker thread, the syncer).
-# Sequential requests are the audit's worst case: every event is a write(2) and an index
-# batch of its own. Under valgrind SHA-256 runs without the SHA extensions (CPUID hides them),
-# so HMAC-heavy paths count more instructions than they cost natively.
+# Sequential requests are the audit's worst case: every event is a write(2) of its own. Under
+# valgrind SHA-256 runs without the SHA extensions (CPUID hides them), so HMAC-heavy paths —
+# the chain MAC of every event among them — count several times what they cost natively;
+# bench/audit-share.sh samples the audit's share of a loaded server natively.
 #
 # Environment: REQUESTS (2000), WARMUP (200 unmeasured requests of each kind), MESSAGE_BYTES (256), SKIP_BUILD (0), BIN (the release
 # binary of this checkout), KEEP_LOGS (0), CALLER (service, or root), DURABILITY (os, or
@@ -94,7 +95,7 @@ counted() { # label -> prints the total
 declare -A per_request
 for kind in ping verify; do
   # WARMUP unmeasured requests first, so the phase starts warm (caches filled, the audit
-  # index's INSERT statements of every batch size prepared).
+  # index's statements prepared).
   if [ "$kind" = "ping" ]; then
     REQUESTS="$WARMUP" send GET /v1/sys/ping ""
     callgrind_control -z "$server_pid" >/dev/null 2>&1
