@@ -165,6 +165,9 @@ impl ApiKeyService {
     /// A key's row, with this node's unwritten last use merged in.
     pub async fn get(&self, id: &str) -> ApiKeyResult<ApiKeyRecord> {
         Self::check_id(id)?;
+        // Read and merged under the flush's lock: between a flush's drain and its store
+        // write the last use is in neither place.
+        let _no_flush = self.usage_flush.lock().await;
         let mut record = self
             .store
             .get_api_key(id)
@@ -185,6 +188,7 @@ impl ApiKeyService {
     }
 
     pub async fn list(&self, after: Option<&str>, limit: u32) -> ApiKeyResult<Vec<ApiKeyRecord>> {
+        let _no_flush = self.usage_flush.lock().await;
         let mut page = self.store.list_api_keys(after, limit).await?;
         for r in &mut page {
             if let Some(at) = self.pending_use(&r.id) {

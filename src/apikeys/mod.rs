@@ -120,6 +120,9 @@ pub struct ApiKeyService {
     limiter: RateLimiter,
     /// Last use per key id, written in batches.
     used: Mutex<HashMap<String, i64>>,
+    /// Held by [`ApiKeyService::flush_usage`] from its drain to its store write, and by the
+    /// reads that merge `used` into stored rows, so a read never falls between the two.
+    usage_flush: tokio::sync::Mutex<()>,
     /// Lookups that reached the store (a malformed key never does): for tests and metrics.
     store_lookups: AtomicU64,
 }
@@ -135,6 +138,7 @@ impl ApiKeyService {
             found: TtlCache::new(cache.max_entries, cache.ttl.min(MAX_LOOKUP_TTL), clock.clone()),
             limiter: RateLimiter::new(cache.max_entries),
             used: Mutex::new(HashMap::new()),
+            usage_flush: tokio::sync::Mutex::new(()),
             store_lookups: AtomicU64::new(0),
             store,
             hasher,
@@ -259,6 +263,7 @@ impl ApiKeyService {
 
     /// Writes pending last-use times; on failure they are kept for the next try.
     pub async fn flush_usage(&self) -> ApiKeyResult<()> {
+        let _flushing = self.usage_flush.lock().await;
         let pending: Vec<(String, i64)> = self
             .used
             .lock()

@@ -150,6 +150,9 @@ impl CredentialService {
     /// A credential's row as stored, with this node's pending last use merged in.
     pub async fn get(&self, id: &str) -> CredentialResult<CredentialRecord> {
         Self::check_id(id)?;
+        // Read and merged under the flush's lock: between a flush's take and its store
+        // write the last use is in neither place.
+        let _no_flush = self.activity_flush.lock().await;
         let record = self
             .store
             .get_credential(id)
@@ -188,6 +191,7 @@ impl CredentialService {
         after: Option<&str>,
         limit: u32,
     ) -> CredentialResult<Vec<CredentialRecord>> {
+        let _no_flush = self.activity_flush.lock().await;
         let page = self.store.list_credentials(principal, after, limit).await?;
         Ok(page.into_iter().map(|r| self.with_pending(r)).collect())
     }

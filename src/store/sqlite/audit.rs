@@ -268,16 +268,22 @@ impl AuditStore for SqliteStore {
                         kept.push(b'\n');
                     }
                 }
-                sqlx::query(
-                    "UPDATE audit_batches SET last_seq = ?, ends_append = 0, lines = ? WHERE node = ? AND first_seq = ?",
-                )
-                .bind(int(after_seq))
-                .bind(kept)
-                .bind(node)
-                .bind(first_seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+                // (A row whose lines all lie past the cut — edited behind the store's back
+                // — goes whole: a row never holds no line.)
+                let cut = if kept.is_empty() {
+                    sqlx::query("DELETE FROM audit_batches WHERE node = ? AND first_seq = ?")
+                        .bind(node)
+                        .bind(first_seq)
+                } else {
+                    sqlx::query(
+                        "UPDATE audit_batches SET last_seq = ?, ends_append = 0, lines = ? WHERE node = ? AND first_seq = ?",
+                    )
+                    .bind(int(after_seq))
+                    .bind(kept)
+                    .bind(node)
+                    .bind(first_seq)
+                };
+                cut.execute(&mut *tx).await.map_err(unavailable)?;
             }
             sqlx::query("DELETE FROM audit_batches WHERE node = ? AND first_seq > ?")
                 .bind(node)

@@ -182,6 +182,34 @@ async fn audit_events_of_the_earlier_table_are_moved_into_rows_of_lines_at_open(
     assert_eq!(tables, Vec::<String>::new(), "the earlier table is gone");
 }
 
+/// A row whose key says it starts at or before a cut but whose lines all lie after it (an
+/// edit behind the store's back) is removed whole by the cut, never left without a line.
+#[tokio::test]
+async fn a_cut_before_every_line_of_a_row_removes_the_row() {
+    use crate::model::{AuditEvent, EventData};
+    use crate::store::{AuditBatch, AuditStore};
+    let home = TempDir::new();
+    let store = SqliteStore::open(&home.db()).await.unwrap();
+    let events: Vec<_> = (1..=5u64)
+        .map(|seq| {
+            (
+                AuditEvent::new(seq, "node-a", EventData::default()),
+                vec![seq as u8; 32],
+            )
+        })
+        .collect();
+    store.append_audit(&AuditBatch::of("node-a", &events)).await.unwrap();
+    sqlx::query("UPDATE audit_batches SET first_seq = 0")
+        .execute(&mut inspect(&home).await)
+        .await
+        .unwrap();
+
+    store.truncate_audit("node-a", 0).await.unwrap();
+
+    assert_eq!(store.audit_head("node-a").await.unwrap(), None);
+    assert_eq!(store.audit_nodes().await.unwrap(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn the_sqlite_file_is_in_wal_journal_mode() {
     let home = TempDir::new();
