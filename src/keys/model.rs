@@ -62,7 +62,8 @@ impl Algorithm {
     }
 }
 
-/// Names: 1–128 characters of `[A-Za-z0-9._-]`.
+/// Names: 1–128 characters of `[A-Za-z0-9._-]`, not only dots (`.`, `..`: a name is a path
+/// segment, and those are the current and parent directory to every URL client).
 pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(format!("a key name must be 1 to {MAX_NAME_LEN} characters"));
@@ -72,6 +73,9 @@ pub(crate) fn validate_name(name: &str) -> Result<(), String> {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
         return Err("a key name may contain only A-Z, a-z, 0-9, '.', '_' and '-'".into());
+    }
+    if name.bytes().all(|b| b == b'.') {
+        return Err("a key name must hold a character other than '.'".into());
     }
     Ok(())
 }
@@ -119,7 +123,10 @@ mod tests {
     fn names_follow_the_api_alphabet_and_length() {
         assert!(validate_name("payments.webhook-key_1").is_ok());
         assert!(validate_name(&"a".repeat(128)).is_ok());
-        for bad in ["", "a b", "a/b", "ключ", "x;drop", &"a".repeat(129)] {
+        for dotted in [".a", "a.", "a..b", "-", "_"] {
+            assert!(validate_name(dotted).is_ok(), "{dotted:?}");
+        }
+        for bad in ["", "a b", "a/b", "ключ", "x;drop", &"a".repeat(129), ".", "..", "..."] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }

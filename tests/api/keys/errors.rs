@@ -110,7 +110,7 @@ async fn bad_key_names_are_refused_in_bodies_and_paths() {
     app.create_key("k").await;
     let before = all_keys(&app).await;
     let long = "a".repeat(129);
-    for name in ["", "a b", long.as_str(), "ключ", "a/b", "x;drop"] {
+    for name in ["", "a b", long.as_str(), "ключ", "a/b", "x;drop", ".", "..", "..."] {
         let r = app
             .post("/v1/keys", json!({"name": name, "algorithm": "hmac-sha256"}))
             .await;
@@ -125,6 +125,7 @@ async fn bad_key_names_are_refused_in_bodies_and_paths() {
         "/v1/keys/a%20b".to_owned(),
         format!("/v1/keys/{long}"),
         "/v1/keys/ключ".to_owned(),
+        "/v1/keys/...".to_owned(),
     ] {
         let r = app.get(&path).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &format!("GET {path}"));
