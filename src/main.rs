@@ -460,16 +460,29 @@ fn count_events(n: u64) -> String {
 }
 
 /// The settings now own the secrets passed by environment (as zeroizing types): wipe the
-/// copies read at start and remove the variables, so they do not outlive startup in this
-/// process's memory or reach child processes.
+/// copies read at start, overwrite the values where the kernel placed them, and remove the
+/// variables, so they do not outlive startup in this process's memory, show in
+/// `/proc/<pid>/environ` (which reads that original block, whatever `environ` points to
+/// later) or reach child processes.
 fn forget_secret_env(mut env: Vec<(String, String)>) {
     for (_, value) in &mut env {
         zeroize::Zeroize::zeroize(value);
     }
-    for name in ["SIGVAULT_ROOT_TOKEN", "SIGVAULT_KEK__PKCS11__PIN"] {
-        // SAFETY: still single-threaded (the runtime has not started), so no concurrent
-        // reader of the environment exists.
-        unsafe { std::env::remove_var(name) };
+    for name in [c"SIGVAULT_ROOT_TOKEN", c"SIGVAULT_KEK__PKCS11__PIN"] {
+        // SAFETY: still single-threaded (the runtime has not started), so nothing else reads
+        // or changes the environment. `getenv` returns the value's own bytes in the
+        // environment block (writable, NUL-terminated; for a variable set at exec, the block
+        // `/proc/<pid>/environ` shows): they are zeroed up to, not including, the NUL, then
+        // the variable is removed.
+        unsafe {
+            let value = libc::getenv(name.as_ptr());
+            if !value.is_null() {
+                std::ptr::write_bytes(value, 0, libc::strlen(value));
+            }
+            if let Ok(name) = name.to_str() {
+                std::env::remove_var(name);
+            }
+        }
     }
 }
 

@@ -72,3 +72,29 @@ async fn a_revoked_root_token_stays_revoked_after_a_restart_until_an_operator_in
     assert_eq!(who, json!({"principal": "root", "groups": ["admin"], "via": "token"}));
     dev.stop();
 }
+
+/// The root token given by environment is not left in the process's environment block,
+/// which `/proc/<pid>/environ` shows to the same user (and to root) for the process's life.
+#[tokio::test]
+async fn the_root_token_is_wiped_from_the_process_environment_after_start() {
+    let data_dir = temp_dir("root-environ").join("data");
+    let dev = spawn_dev(&data_dir, &[("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)]);
+    let Reply { status, .. } = dev.request(Method::GET, "/v1/keys", ROOT_TOKEN, None).await;
+    assert_eq!(status, StatusCode::OK, "the token still authenticates");
+
+    let environ = std::fs::read(format!("/proc/{}/environ", dev.child.id())).expect("read environ");
+
+    let token = ROOT_TOKEN.as_bytes();
+    assert!(
+        !environ.windows(token.len()).any(|w| w == token),
+        "the root token is readable in /proc/<pid>/environ"
+    );
+    assert!(
+        environ
+            .windows(b"SIGVAULT_LISTEN".len())
+            .any(|w| w == b"SIGVAULT_LISTEN")
+            || environ.windows(b"PATH=".len()).any(|w| w == b"PATH="),
+        "the rest of the environment is still there"
+    );
+    dev.stop();
+}
