@@ -144,8 +144,14 @@ fn rule(text: Option<&str>) -> Result<Option<OnNewFingerprint>, ApiError> {
     .transpose()
 }
 
+/// The audit resource of credential `id`; an id that is not one (`valid_access_key_id`) is
+/// recorded as such, never echoed into the trail.
 fn resource_of(id: &str) -> String {
-    format!("credential:{}", id.chars().take(MAX_LOGGED_ID).collect::<String>())
+    if crate::credentials::valid_access_key_id(id) {
+        format!("credential:{}", id.chars().take(MAX_LOGGED_ID).collect::<String>())
+    } else {
+        "credential:<invalid id>".into()
+    }
 }
 
 // ----- /v1/credentials ------------------------------------------------------------------
@@ -235,6 +241,13 @@ async fn import_credential(state: &AppState, call: &mut Call) -> Result<Response
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: ImportRequest = reply::parse_json(&body)?;
     call.note.resource = Some(resource_of(&req.access_key_id));
+    // The id's shape first: it says nothing about what exists, and a policy never sees an
+    // id that cannot be one.
+    if !crate::credentials::valid_access_key_id(&req.access_key_id) {
+        return Err(ApiError::invalid(format!(
+            "access_key_id must be 1 to {MAX_LOGGED_ID} characters of A-Z, a-z, 0-9"
+        )));
+    }
     let resource = Resource::Credential {
         id: &req.access_key_id,
         principal: &req.principal,

@@ -94,17 +94,17 @@ impl AuditEvent {
             seq,
             node: node.to_owned(),
             time: time_text(data.time_ms),
-            request_id: data.request_id,
-            principal: data.principal,
-            action: data.action,
-            resource: data.resource,
+            request_id: visible(data.request_id),
+            principal: visible(data.principal),
+            action: visible(data.action),
+            resource: visible(data.resource),
             key_version: data.key_version,
             decision: data.decision,
-            policy: data.policy,
-            outcome: data.outcome,
-            source_ip: data.source_ip,
-            user_agent: data.user_agent.map(clean_user_agent_owned),
-            secret_hmac: data.secret_hmac,
+            policy: data.policy.map(visible),
+            outcome: visible(data.outcome),
+            source_ip: data.source_ip.map(visible),
+            user_agent: data.user_agent.map(|ua| visible(clean_user_agent_owned(ua))),
+            secret_hmac: data.secret_hmac.map(visible),
         }
     }
 }
@@ -193,6 +193,33 @@ pub fn ip_text(ip: std::net::IpAddr) -> String {
     }
 }
 
+/// Whether `c` must not stand raw in an event: a control character (a newline or an ESC
+/// sequence would forge lines or colour a terminal that shows the trail) or a bidirectional
+/// formatting character (U+202E and kin reorder what a reader sees).
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every control and bidirectional formatting character written as a visible
+/// escape (`\u{1b}`): every text field of an event passes through here, whatever a caller
+/// managed to put in it. Returns the string itself when nothing needs escaping (the common
+/// case: printable ASCII is checked byte by byte).
+pub fn visible(text: String) -> String {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) || !text.chars().any(hidden) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// [`clean_user_agent`] that keeps the caller's string when it needs no change (the common
 /// case), instead of copying it.
 pub fn clean_user_agent_owned(ua: String) -> String {
@@ -218,6 +245,49 @@ pub fn clean_user_agent(ua: &str) -> String {
 #[cfg(test)]
 mod fast_time_tests {
     use super::*;
+
+    #[test]
+    fn control_and_bidi_characters_never_stand_raw_in_an_event() {
+        assert_eq!(visible("key:payments/1".into()), "key:payments/1");
+        assert_eq!(visible("päyments 🔑".into()), "päyments 🔑");
+        assert_eq!(
+            visible("a\nb\u{1b}[31m\u{0}\u{202e}c\u{2066}\u{7f}\u{85}".into()),
+            "a\\u{a}b\\u{1b}[31m\\u{0}\\u{202e}c\\u{2066}\\u{7f}\\u{85}"
+        );
+        let event = AuditEvent::new(
+            1,
+            "n",
+            EventData {
+                request_id: "r\r\n".into(),
+                principal: "p\u{202e}".into(),
+                action: "A\t".into(),
+                resource: "credential:x\ny".into(),
+                policy: Some("pol\u{1b}".into()),
+                outcome: "o\u{0}".into(),
+                source_ip: Some("1.2.3.4\n".into()),
+                user_agent: Some("ua\u{202e}".into()),
+                secret_hmac: Some("h\u{200f}".into()),
+                ..Default::default()
+            },
+        );
+        let texts = [
+            &event.request_id,
+            &event.principal,
+            &event.action,
+            &event.resource,
+            &event.outcome,
+        ]
+        .into_iter()
+        .chain(
+            [&event.policy, &event.source_ip, &event.user_agent, &event.secret_hmac]
+                .into_iter()
+                .flatten(),
+        );
+        for text in texts {
+            assert!(!text.chars().any(hidden), "{text:?}");
+        }
+        assert_eq!(event.resource, "credential:x\\u{a}y");
+    }
 
     /// The calendar library's formatting, which the fast path must match.
     fn slow(ms: i64) -> String {

@@ -177,3 +177,41 @@ async fn bad_filters_are_refused_with_400_and_are_themselves_audited() {
     assert_eq!(refused, expected);
     assert_eq!(refused.len(), bad.len());
 }
+
+/// Caller input never stands raw in the trail: an id that cannot be a credential's is
+/// refused before any policy sees it and recorded as `<invalid id>`, and no text field of
+/// any event holds a control or bidirectional formatting character.
+#[tokio::test]
+async fn control_and_bidi_characters_in_caller_input_never_reach_an_event_raw() {
+    let app = spawn_app().await;
+    let forged = "AKIA\n{\"event\":{\"seq\":1}}\u{1b}[2J\u{0}\u{202e}";
+    let r = app
+        .post(
+            "/v1/credentials/import",
+            json!({"access_key_id": forged, "secret_access_key": "s3cr3t-value-0123456789", "principal": "gamma"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "INVALID_ARGUMENT", "{}", r.body);
+    let r = app.get("/v1/credentials/AKIA%0A%E2%80%AEx").await;
+    assert!(r.status.is_client_error(), "{} {}", r.status, r.body);
+
+    let events = app.audit_events("").await;
+    let imports: Vec<&Value> = events.iter().filter(|e| e["action"] == "ImportCredential").collect();
+    assert_eq!(imports.len(), 1, "{events:?}");
+    assert_eq!(imports[0]["resource"], "credential:<invalid id>");
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    for event in &events {
+        for (field, value) in event.as_object().expect("an event object") {
+            if let Some(text) = value.as_str() {
+                assert!(
+                    !text.chars().any(hidden),
+                    "{field} holds a raw control character: {text:?}"
+                );
+            }
+        }
+    }
+}
