@@ -158,8 +158,15 @@ pub struct KeyService {
     settings: KeySettings,
     max_message_bytes: usize,
     meta: TtlCache<String, CachedKey>,
+    /// Names found to hold no key, for policy decisions only ([`KeyService::facts`]): a
+    /// caller asking again about a missing key is answered from memory like one asking about
+    /// an existing (cached) key, so the time of a denial does not tell whether the key
+    /// exists. Created names are invalidated here as in `meta`.
+    absent: TtlCache<String, ()>,
     secrets: TtlCache<(Arc<str>, u32), SecretBytes>,
     usage: UsageTracker,
+    /// Key rows read from the store (cache misses): for tests and metrics.
+    store_lookups: std::sync::atomic::AtomicU64,
     /// Held while pending usage moves from memory to the store, and while a reader merges
     /// the two, so a reader never misses or double-counts a flush in flight.
     usage_flush: tokio::sync::Mutex<()>,
@@ -219,8 +226,10 @@ impl KeyService {
             settings,
             max_message_bytes,
             meta: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
+            absent: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             usage: UsageTracker::default(),
+            store_lookups: std::sync::atomic::AtomicU64::new(0),
             usage_flush: tokio::sync::Mutex::new(()),
             writes: tokio::sync::Mutex::new(()),
             checkpoint_pending: std::sync::atomic::AtomicBool::new(false),
@@ -265,6 +274,7 @@ impl KeyService {
 
     async fn load_fresh(&self, name: &str) -> KeyResult<CachedKey> {
         model::validate_name(name).map_err(KeyError::Invalid)?;
+        self.store_lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let record = self
             .store
             .get_key(name)
@@ -275,12 +285,27 @@ impl KeyService {
 
     /// The owner and tags of key `name` for a policy decision; `None` when there is no such
     /// key (or the name is not a valid one: the operation itself will say so).
+    /// A name found missing is remembered (`absent`), so asking again costs what asking
+    /// about a cached key costs.
     pub(crate) async fn facts(&self, name: &str) -> KeyResult<Option<KeyFacts>> {
+        if self.absent.get(name).is_some() {
+            return Ok(None);
+        }
+        let token = self.absent.fill_token();
         match self.cached(name).await {
             Ok(key) => Ok(Some(KeyFacts(key))),
-            Err(KeyError::NotFound(_) | KeyError::Invalid(_)) => Ok(None),
+            Err(KeyError::NotFound(_)) => {
+                self.absent.insert(name.to_owned(), Arc::new(()), token);
+                Ok(None)
+            }
+            Err(KeyError::Invalid(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// How many key rows were read from the store (cache misses).
+    pub fn store_lookups(&self) -> u64 {
+        self.store_lookups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The key's cached metadata, loading it on a miss.
@@ -317,6 +342,7 @@ impl KeyService {
 
     fn invalidate(&self, name: &str, key_id: Option<&str>) {
         self.meta.invalidate(|n| n == name);
+        self.absent.invalidate(|n| n == name);
         if let Some(id) = key_id {
             self.secrets.invalidate(|(k, _)| k.as_ref() == id);
         }
@@ -350,6 +376,7 @@ impl KeyService {
     /// Drops expired cache entries (their secrets are zeroized as they drop).
     pub(crate) fn sweep_caches(&self) {
         self.meta.sweep();
+        self.absent.sweep();
         self.secrets.sweep();
     }
 }

@@ -158,3 +158,38 @@ async fn a_key_tag_decides_under_a_policy_that_matches_on_it() {
     let r = verify_as(&app, &alice, "ledger").await;
     assert_denied(&r, "alice verifying with ledger (the policy grants Sign only)");
 }
+
+/// A refusal must not take longer when the key is missing: a missing name, once looked up,
+/// is answered from memory like a cached key, so repeated probes reach the store no more
+/// often for a missing key than for an existing one. (Counted, not timed: wall-clock
+/// assertions do not hold on a shared machine.) Creating the name ends the memory of it.
+#[tokio::test]
+async fn probing_a_missing_key_is_answered_from_memory_like_an_existing_one_until_it_is_created() {
+    let app = spawn_app().await;
+    let (_, payments) = token_for(&app, "payments", &["service"]).await;
+    create_key(&app, "billing.webhook", "billing", json!({})).await;
+    for name in ["billing.webhook", "billing.ghost"] {
+        assert_denied(&sign_as(&app, &payments, name).await, name);
+    }
+
+    let before = app.state.keys.store_lookups();
+    for _ in 0..5 {
+        for name in ["billing.webhook", "billing.ghost"] {
+            assert_denied(&sign_as(&app, &payments, name).await, name);
+        }
+    }
+    assert_eq!(
+        app.state.keys.store_lookups(),
+        before,
+        "ten refusals, existing and missing alike, read no key row"
+    );
+
+    create_key(&app, "billing.ghost", "payments", json!({})).await;
+    let r = sign_as(&app, &payments, "billing.ghost").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "created and owned by payments now: {}",
+        r.body
+    );
+}
