@@ -3,12 +3,19 @@
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    pub(crate) max_body_bytes: u64,
-    pub(crate) max_sign_body_bytes: u64,
-    pub(crate) max_message_bytes: usize,
+    pub max_body_bytes: u64,
+    pub max_sign_body_bytes: u64,
+    pub max_message_bytes: usize,
     pub max_batch_items: usize,
     /// Open client connections at most; beyond it new connections wait in the backlog.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
+    /// Open connections from one source address at most; beyond it a new connection from
+    /// that address is closed at once. Below `max_connections`, so no one address can hold
+    /// every slot.
+    pub max_connections_per_address: usize,
+    /// A response write that makes no progress for this long closes its connection (a
+    /// client that stops reading cannot hold its slot).
+    pub write_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -19,6 +26,8 @@ impl Default for Limits {
             max_message_bytes: 1024 * 1024,
             max_batch_items: 1000,
             max_connections: 4096,
+            max_connections_per_address: 512,
+            write_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -124,4 +124,6 @@ pub struct RawLimits {
     pub(crate) max_message_bytes: Option<u64>,
     pub max_batch_items: Option<u32>,
     pub(crate) max_connections: Option<u32>,
+    pub(crate) max_connections_per_address: Option<u32>,
+    pub(crate) write_timeout: Option<String>,
 }

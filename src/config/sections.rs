@@ -351,6 +351,17 @@ pub(super) fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
             .map_or(d.max_message_bytes, |v| usize::try_from(v).unwrap_or(usize::MAX)),
         max_batch_items: raw.max_batch_items.map_or(d.max_batch_items, |v| v as usize),
         max_connections: raw.max_connections.map_or(d.max_connections, |v| v as usize),
+        max_connections_per_address: d.max_connections_per_address,
+        write_timeout: millis("limits.write_timeout", raw.write_timeout.as_deref(), d.write_timeout)?,
+    };
+    // Unset, the per-address cap follows a smaller global cap down (an eighth of it).
+    let l = Limits {
+        max_connections_per_address: raw
+            .max_connections_per_address
+            .map_or(d.max_connections_per_address.min((l.max_connections / 8).max(1)), |v| {
+                v as usize
+            }),
+        ..l
     };
     if !(1024..=1 << 20).contains(&l.max_body_bytes) {
         return Err(invalid("limits.max_body_bytes", "must be between 1024 and 1048576"));
@@ -369,6 +380,15 @@ pub(super) fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
     }
     if !(1..=1_000_000).contains(&l.max_connections) {
         return Err(invalid("limits.max_connections", "must be between 1 and 1000000"));
+    }
+    if !(1..=l.max_connections).contains(&l.max_connections_per_address) {
+        return Err(invalid(
+            "limits.max_connections_per_address",
+            "must be between 1 and limits.max_connections",
+        ));
+    }
+    if !(StdDuration::from_secs(1)..=StdDuration::from_secs(600)).contains(&l.write_timeout) {
+        return Err(invalid("limits.write_timeout", "must be between 1s and 10m"));
     }
     Ok(l)
 }

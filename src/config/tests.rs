@@ -480,6 +480,13 @@ fn every_bad_value_is_reported_with_its_key() {
         ),
         ("SIGVAULT_LIMITS__MAX_BATCH_ITEMS", "0", "limits.max_batch_items:"),
         ("SIGVAULT_LIMITS__MAX_CONNECTIONS", "0", "limits.max_connections:"),
+        (
+            "SIGVAULT_LIMITS__MAX_CONNECTIONS_PER_ADDRESS",
+            "5000",
+            "limits.max_connections_per_address:",
+        ),
+        ("SIGVAULT_LIMITS__WRITE_TIMEOUT", "500ms", "limits.write_timeout:"),
+        ("SIGVAULT_LIMITS__WRITE_TIMEOUT", "1h", "limits.write_timeout:"),
         ("SIGVAULT_ROOT_TOKEN", "short", "SIGVAULT_ROOT_TOKEN:"),
         ("SIGVAULT_AUDIT__NODE", "a b", "audit.node:"),
         (

@@ -186,12 +186,12 @@ impl Application {
         let reloader = self
             .hangups
             .map(|hangups| spawn_policy_reloader(Arc::clone(&self.state), hangups));
-        let max_connections = self.state.limits.max_connections;
+        let limits = self.state.limits;
         serve(
             self.listener,
             api::routes(Arc::clone(&self.state)),
             self.tls.map(TlsAcceptor::from),
-            max_connections,
+            &limits,
             shutdown,
         )
         .await;

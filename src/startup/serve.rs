@@ -1,10 +1,13 @@
 //! The HTTP server loop: accepting (plain or TLS) connections under a connection cap, one
 //! request id per request, and graceful shutdown.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration as StdDuration;
 
 use hyper::server::conn::http1;
@@ -17,6 +20,7 @@ use tower_service::Service;
 use warp::http::HeaderValue;
 
 use super::chain;
+use crate::api::Limits;
 use crate::api::context::{ClientAddr, new_request_id, with_request_id};
 use crate::tls::TlsInfo;
 
@@ -27,8 +31,11 @@ const HEADER_READ_TIMEOUT: StdDuration = StdDuration::from_secs(30);
 
 /// The accept loop: HTTP/1.1 with keep-alive (over TLS when `tls` is given), a request id
 /// per request (task-local for the handlers, `x-request-id` on every response), the peer
-/// address and TLS facts in the request extensions, at most `max_connections` open
-/// connections (further clients wait in the kernel's backlog), and graceful shutdown.
+/// address and TLS facts in the request extensions, at most `limits.max_connections` open
+/// connections (further clients wait in the kernel's backlog) and
+/// `limits.max_connections_per_address` from one address (a further one is closed at once),
+/// a write that makes no progress for `limits.write_timeout` closing its connection, and
+/// graceful shutdown.
 ///
 /// The TLS handshake runs in the connection's own task under
 /// [`crate::tls::HANDSHAKE_TIMEOUT`], so a slow or failing client never holds up the
@@ -37,7 +44,7 @@ pub async fn serve<F>(
     listener: TcpListener,
     filter: F,
     tls: Option<TlsAcceptor>,
-    max_connections: usize,
+    limits: &Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) where
     F: warp::Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
@@ -46,7 +53,9 @@ pub async fn serve<F>(
     let graceful = GracefulShutdown::new();
     let service = warp::service(filter);
     let mut shutdown = std::pin::pin!(shutdown);
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::new(limits.max_connections_per_address));
+    let write_timeout = limits.write_timeout;
     loop {
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => match slot {
@@ -67,15 +76,26 @@ pub async fn serve<F>(
             },
             () = &mut shutdown => break,
         };
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            tracing::debug!(%peer, "connection closed: too many from its address");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             let served = match tls {
-                None => serve_connection(stream, service, peer, None, watcher).await,
+                None => {
+                    let stream = WriteTimeout::new(stream, write_timeout);
+                    serve_connection(stream, service, peer, None, watcher).await
+                }
                 Some(acceptor) => match crate::tls::accept(&acceptor, stream).await {
-                    Ok((stream, info)) => serve_connection(stream, service, peer, Some(info), watcher).await,
+                    Ok((stream, info)) => {
+                        let stream = WriteTimeout::new(stream, write_timeout);
+                        serve_connection(stream, service, peer, Some(info), watcher).await
+                    }
                     Err(e) => {
                         tracing::debug!(%peer, error = %chain(&e), "connection dropped");
                         Ok(())
@@ -85,6 +105,7 @@ pub async fn serve<F>(
             if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(address_slot);
             drop(slot);
         });
     }
@@ -133,4 +154,128 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     watcher.watch(builder.serve_connection(TokioIo::new(io), handler)).await
+}
+
+/// Open connections per source address, each counted while its [`AddressSlot`] lives.
+struct PerAddress {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection of an address; dropping it frees the slot.
+struct AddressSlot {
+    owner: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for a connection from `ip`, unless it holds the most already.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            owner: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.owner.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection whose writes fail with `TimedOut` once one has made no progress for
+/// `limit`: the peer stopped reading (its receive window and our send buffer are full), and
+/// its slot goes to someone else. Reads pass through (hyper bounds waiting for a request).
+struct WriteTimeout<IO> {
+    io: IO,
+    limit: StdDuration,
+    /// Running while a write (or flush) waits; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO> WriteTimeout<IO> {
+    fn new(io: IO, limit: StdDuration) -> Self {
+        Self {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write answered `polled`: progress clears the timer; a wait starts
+    /// it, and a wait past the limit is an error.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteTimeout<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

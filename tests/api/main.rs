@@ -6,6 +6,7 @@ mod audit;
 mod audit_cli;
 mod authz;
 mod callers;
+mod connections;
 mod dump;
 mod helpers;
 mod keys;
