@@ -47,68 +47,50 @@ async fn ping_from_other(app: &TestApp, within: Duration) -> Result<StatusCode, 
     Ok(client.get(app.url("/v1/sys/ping")).send().await?.status())
 }
 
-async fn app_with(limits: Limits) -> TestApp {
-    spawn_app_in(AppHome {
+/// Starts an app with `limits`, opens `readers` connections from [`SLOW`] that never read,
+/// and asks for a ping from [`OTHER`], which must be answered (within 15 s: without the
+/// limits under test the slots free only when hyper's 30 s header read timeout ends the
+/// connections, after the answers they could take were written).
+async fn ping_past_slow_readers(limits: Limits, readers: usize, what: &str) {
+    let app = spawn_app_in(AppHome {
         limits,
         ..AppHome::new()
     })
-    .await
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..readers {
+        held.push(slow_reader(&app, SLOW).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let answered = ping_from_other(&app, Duration::from_secs(15)).await;
+
+    assert_eq!(answered.map_err(|e| e.to_string()), Ok(StatusCode::OK), "{what}");
+    for task in held {
+        task.abort();
+    }
 }
 
 // On worker threads, as the server runs (on one thread shared with the eight writers of
 // megabytes, the stalled connections' timers fire late).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stop_reading_lose_their_slots_after_the_write_timeout() {
-    let app = app_with(Limits {
+    let limits = Limits {
         max_connections: 8,
         max_connections_per_address: 8,
         write_timeout: Duration::from_secs(1),
         ..Limits::default()
-    })
-    .await;
-    let mut held = Vec::new();
-    for _ in 0..8 {
-        held.push(slow_reader(&app, SLOW).await);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    // Without the write timeout the slots free only when hyper's 30 s header read timeout
-    // ends the connections, after the answers they could take were written.
-    let answered = ping_from_other(&app, Duration::from_secs(15)).await;
-
-    assert_eq!(
-        answered.map_err(|e| e.to_string()),
-        Ok(StatusCode::OK),
-        "every slot was held by a client that never reads"
-    );
-    for task in held {
-        task.abort();
-    }
+    };
+    ping_past_slow_readers(limits, 8, "every slot was held by a client that never reads").await;
 }
 
 #[tokio::test]
 async fn one_address_cannot_hold_every_slot() {
-    let app = app_with(Limits {
+    let limits = Limits {
         max_connections: 16,
         max_connections_per_address: 4,
         write_timeout: Duration::from_secs(600),
         ..Limits::default()
-    })
-    .await;
-    let mut held = Vec::new();
-    for _ in 0..20 {
-        held.push(slow_reader(&app, SLOW).await);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let answered = ping_from_other(&app, Duration::from_secs(15)).await;
-
-    assert_eq!(
-        answered.map_err(|e| e.to_string()),
-        Ok(StatusCode::OK),
-        "20 connections from one address held all 16 slots"
-    );
-    for task in held {
-        task.abort();
-    }
+    };
+    ping_past_slow_readers(limits, 20, "20 connections from one address held all 16 slots").await;
 }
