@@ -22,7 +22,7 @@ use crate::auth::Principal;
 use crate::clock::from_unix_ms;
 use crate::credentials::OnNewFingerprint;
 use crate::credentials::{
-    CredentialError, CredentialRecord, CredentialState, NewCredential, Patch, valid_access_key_id,
+    CredentialError, CredentialRecord, CredentialState, NewCredential, Patch, check_imported_id, valid_access_key_id,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::policy::Resource;
@@ -31,8 +31,6 @@ use crate::timefmt::rfc3339;
 
 const MAX_LIST: u32 = 1000;
 const DEFAULT_LIST: u32 = 100;
-/// Longest id put into an audit resource.
-const MAX_LOGGED_ID: usize = 128;
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     let s = || with_state(Arc::clone(&state));
@@ -147,8 +145,8 @@ fn rule(text: Option<&str>) -> Result<Option<OnNewFingerprint>, ApiError> {
 /// The audit resource of credential `id`; an id that is not one (`valid_access_key_id`) is
 /// recorded as such, never echoed into the trail.
 fn resource_of(id: &str) -> String {
-    if crate::credentials::valid_access_key_id(id) {
-        format!("credential:{}", id.chars().take(MAX_LOGGED_ID).collect::<String>())
+    if valid_access_key_id(id) {
+        format!("credential:{id}")
     } else {
         "credential:<invalid id>".into()
     }
@@ -241,13 +239,8 @@ async fn import_credential(state: &AppState, call: &mut Call) -> Result<Response
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: ImportRequest = reply::parse_json(&body)?;
     call.note.resource = Some(resource_of(&req.access_key_id));
-    // The id's shape first: it says nothing about what exists, and a policy never sees an
-    // id that cannot be one.
-    if !crate::credentials::valid_access_key_id(&req.access_key_id) {
-        return Err(ApiError::invalid(format!(
-            "access_key_id must be 1 to {MAX_LOGGED_ID} characters of A-Z, a-z, 0-9"
-        )));
-    }
+    // The id's shape first: a policy never sees an id that cannot be one.
+    check_imported_id(&req.access_key_id).map_err(credential_error)?;
     let resource = Resource::Credential {
         id: &req.access_key_id,
         principal: &req.principal,

@@ -343,6 +343,7 @@ fn default_node_name() -> String {
 
 pub(super) fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
     let d = Limits::default();
+    let max_connections = raw.max_connections.map_or(d.max_connections, |v| v as usize);
     let l = Limits {
         max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
         max_sign_body_bytes: raw.max_sign_body_bytes.unwrap_or(d.max_sign_body_bytes),
@@ -350,18 +351,14 @@ pub(super) fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
             .max_message_bytes
             .map_or(d.max_message_bytes, |v| usize::try_from(v).unwrap_or(usize::MAX)),
         max_batch_items: raw.max_batch_items.map_or(d.max_batch_items, |v| v as usize),
-        max_connections: raw.max_connections.map_or(d.max_connections, |v| v as usize),
-        max_connections_per_address: d.max_connections_per_address,
-        write_timeout: millis("limits.write_timeout", raw.write_timeout.as_deref(), d.write_timeout)?,
-    };
-    // Unset, the per-address cap follows a smaller global cap down (an eighth of it).
-    let l = Limits {
+        max_connections,
+        // Unset, it follows a smaller global cap down (an eighth of it).
         max_connections_per_address: raw
             .max_connections_per_address
-            .map_or(d.max_connections_per_address.min((l.max_connections / 8).max(1)), |v| {
+            .map_or(d.max_connections_per_address.min((max_connections / 8).max(1)), |v| {
                 v as usize
             }),
-        ..l
+        write_timeout: millis("limits.write_timeout", raw.write_timeout.as_deref(), d.write_timeout)?,
     };
     if !(1024..=1 << 20).contains(&l.max_body_bytes) {
         return Err(invalid("limits.max_body_bytes", "must be between 1024 and 1048576"));

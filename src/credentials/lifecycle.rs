@@ -18,6 +18,18 @@ pub fn valid_access_key_id(id: &str) -> bool {
     (1..=MAX_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// The shape an imported access key id must have (checked before anything else: it says
+/// nothing about what exists).
+pub fn check_imported_id(id: &str) -> CredentialResult<()> {
+    if (MIN_IMPORTED_ID_LEN..=MAX_ID_LEN).contains(&id.len()) && valid_access_key_id(id) {
+        Ok(())
+    } else {
+        Err(CredentialError::Invalid(format!(
+            "access_key_id must be {MIN_IMPORTED_ID_LEN} to {MAX_ID_LEN} characters of A-Z a-z 0-9"
+        )))
+    }
+}
+
 fn check_description(description: Option<&str>) -> CredentialResult<()> {
     if let Some(d) = description
         && (d.len() > MAX_DESCRIPTION_LEN || d.chars().any(char::is_control))
@@ -90,13 +102,7 @@ impl CredentialService {
         secret: &SecretBytes,
         new: NewCredential,
     ) -> CredentialResult<CredentialRecord> {
-        if !(MIN_IMPORTED_ID_LEN..=MAX_ID_LEN).contains(&access_key_id.len())
-            || !access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(CredentialError::Invalid(format!(
-                "access_key_id must be {MIN_IMPORTED_ID_LEN} to {MAX_ID_LEN} characters of A-Z a-z 0-9"
-            )));
-        }
+        check_imported_id(access_key_id)?;
         // Checked for shape only: printable ASCII without spaces, as AWS secrets are.
         let s = secret.expose_secret();
         if !(MIN_IMPORTED_SECRET_LEN..=MAX_SECRET_LEN).contains(&s.len()) || !s.iter().all(|b| b.is_ascii_graphic()) {

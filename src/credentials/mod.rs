@@ -22,7 +22,7 @@ mod verify;
 
 pub use crate::model::{CredentialState, OnNewFingerprint};
 pub use crate::store::{CredentialRecord, FingerprintRecord};
-pub use lifecycle::valid_access_key_id;
+pub use lifecycle::{check_imported_id, valid_access_key_id};
 pub use verify::{NewFingerprint, Rejection, Verification, Verified};
 
 use std::sync::Arc;

@@ -375,8 +375,14 @@ impl Unindexed {
 
     /// Where the line of the last event with `seq <= upto` ends (0 when none).
     fn end_of(&self, upto: u64) -> usize {
+        self.split(upto).1
+    }
+
+    /// How many events have `seq <= upto`, and where the last one's line ends (0 when none).
+    fn split(&self, upto: u64) -> (usize, usize) {
         let n = self.events.partition_point(|e| e.seq <= upto);
-        n.checked_sub(1).and_then(|i| self.events.get(i)).map_or(0, |e| e.end)
+        let end = n.checked_sub(1).and_then(|i| self.events.get(i)).map_or(0, |e| e.end);
+        (n, end)
     }
 
     /// The lines of the events with `after < seq <= upto`.
@@ -406,8 +412,7 @@ impl Unindexed {
 
     /// Forgets the events up to `seq` and their lines.
     fn drop_until(&mut self, seq: u64) {
-        let end = self.end_of(seq);
-        let n = self.events.partition_point(|e| e.seq <= seq);
+        let (n, end) = self.split(seq);
         self.events.drain(..n);
         self.lines.drain(..end);
         for e in &mut self.events {
@@ -417,8 +422,7 @@ impl Unindexed {
 
     /// Forgets the events after `seq` (a failed write dropped them) and their lines.
     fn drop_after(&mut self, seq: u64) {
-        let end = self.end_of(seq);
-        let n = self.events.partition_point(|e| e.seq <= seq);
+        let (n, end) = self.split(seq);
         self.events.truncate(n);
         self.lines.truncate(end);
     }

@@ -76,7 +76,7 @@ struct Matcher<'a> {
     filter: &'a AuditFilter,
     since: Option<String>,
     until: Option<String>,
-    needles: Vec<Vec<u8>>,
+    needles: Vec<String>,
 }
 
 impl<'a> Matcher<'a> {
@@ -88,6 +88,7 @@ impl<'a> Matcher<'a> {
         ]
         .into_iter()
         .filter_map(|(name, value)| value.as_deref().map(|v| string_member(name, v)))
+        .filter_map(|member| String::from_utf8(member).ok()) // always: built from a str
         .collect();
         Self {
             filter,
@@ -97,9 +98,10 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    /// Whether a row's lines may hold a matching event.
+    /// Whether a row's lines may hold a matching event (lines that are not UTF-8 may: their
+    /// parse reports them).
     fn may_hold(&self, blob: &[u8]) -> bool {
-        self.needles.iter().all(|needle| contains(blob, needle))
+        std::str::from_utf8(blob).map_or(true, |text| self.needles.iter().all(|n| text.contains(n.as_str())))
     }
 
     fn admits(&self, e: &AuditEvent) -> bool {
@@ -110,28 +112,6 @@ impl<'a> Matcher<'a> {
             && f.action.as_ref().is_none_or(|a| e.action == *a)
             && f.resource.as_ref().is_none_or(|r| e.resource == *r)
     }
-}
-
-/// Whether `needle` occurs in `haystack` (a first-byte scan, then a comparison).
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    let mut at = 0;
-    while let Some(found) = haystack
-        .get(at..)
-        .and_then(|tail| tail.iter().position(|b| *b == first))
-    {
-        let start = at + found + 1;
-        if haystack
-            .get(start..start + rest.len())
-            .is_some_and(|candidate| candidate == rest)
-        {
-            return true;
-        }
-        at = start;
-    }
-    false
 }
 
 /// A fetched row: its node, first sequence number and lines.
@@ -521,21 +501,4 @@ fn legacy_event(row: &SqliteRow) -> StoreResult<StoredEvent> {
         .try_get("mac")
         .map_err(|e| StoreError::Corrupt(format!("mac: {e}")))?;
     Ok((event, mac))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn contains_finds_a_needle_anywhere_and_only_where_it_is() {
-        let hay = b"aab,\"principal\":\"alice\"x";
-        for needle in [&b"aab"[..], b",\"principal\":\"alice\"", b"x", b"", b"ab,"] {
-            assert!(contains(hay, needle), "{}", String::from_utf8_lossy(needle));
-        }
-        for needle in [&b"aac"[..], b",\"principal\":\"alicex", b"xx", b"bb"] {
-            assert!(!contains(hay, needle), "{}", String::from_utf8_lossy(needle));
-        }
-        assert!(!contains(b"", b"a"));
-    }
 }
