@@ -25,6 +25,7 @@ pub enum ErrorCode {
     KekUnavailable,
     StoreUnavailable,
     AuditUnavailable,
+    IntegrityError,
     Internal,
 }
 
@@ -48,6 +49,7 @@ impl ErrorCode {
         ErrorCode::KekUnavailable,
         ErrorCode::StoreUnavailable,
         ErrorCode::AuditUnavailable,
+        ErrorCode::IntegrityError,
         ErrorCode::Internal,
     ];
 
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::KekUnavailable => const { index_in_all(ErrorCode::KekUnavailable) },
             ErrorCode::StoreUnavailable => const { index_in_all(ErrorCode::StoreUnavailable) },
             ErrorCode::AuditUnavailable => const { index_in_all(ErrorCode::AuditUnavailable) },
+            ErrorCode::IntegrityError => const { index_in_all(ErrorCode::IntegrityError) },
             ErrorCode::Internal => const { index_in_all(ErrorCode::Internal) },
         }
     }
@@ -93,6 +96,7 @@ impl ErrorCode {
             ErrorCode::KekUnavailable => "KEK_UNAVAILABLE",
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
             ErrorCode::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            ErrorCode::IntegrityError => "INTEGRITY_ERROR",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -111,7 +115,7 @@ impl ErrorCode {
             ErrorCode::KekUnavailable | ErrorCode::StoreUnavailable | ErrorCode::AuditUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::IntegrityError | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -121,6 +125,7 @@ impl ErrorCode {
             ErrorCode::KekUnavailable => Some("the key-encryption key is unavailable"),
             ErrorCode::StoreUnavailable => Some("the store is unavailable"),
             ErrorCode::AuditUnavailable => Some("the audit trail is unavailable"),
+            ErrorCode::IntegrityError => Some("a stored record failed its integrity check"),
             ErrorCode::Internal => Some("internal error"),
             ErrorCode::InvalidArgument
             | ErrorCode::Unauthenticated

@@ -22,6 +22,8 @@
 //!   signing key, time window); no I/O, no key lookup.
 //! - [`credentials`]: SigV4 access keys (sealed secrets, activity, verification with
 //!   cached derived keys) over the pure [`sigv4`] canonicalisation and signature checks.
+//! - [`integrity`]: the KEK-sealed key that tags the store's protected rows (a row a
+//!   database writer edited is refused), and the report of refused rows.
 //! - [`auth`]: who is calling (the bootstrap root token, client certificates) and the
 //!   keyed-hash pepper.
 //! - [`api`]: warp filters and handlers; [`startup`] wires everything and serves HTTP.
@@ -57,6 +59,7 @@ pub mod envelope;
 pub mod error;
 pub mod hardening;
 pub(crate) mod health;
+pub mod integrity;
 pub mod kek;
 pub mod keys;
 pub mod model;

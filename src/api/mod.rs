@@ -296,8 +296,9 @@ pub(crate) fn kek_error(e: KekError) -> ApiError {
     if e.is_unavailable() {
         ApiError::new(ErrorCode::KekUnavailable, e.to_string())
     } else {
-        // A record that does not open is an integrity failure, not a caller error.
-        ApiError::internal(format!("sealed record failed to open: {e}"))
+        // A record that does not open was altered (or belongs to another row): an integrity
+        // failure, not a caller error.
+        ApiError::new(ErrorCode::IntegrityError, format!("sealed record failed to open: {e}"))
     }
 }
 
@@ -306,6 +307,7 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
         StoreError::AlreadyExists => ApiError::new(ErrorCode::AlreadyExists, "already exists"),
         StoreError::LimitReached(m) => ApiError::new(ErrorCode::FailedPrecondition, m),
         StoreError::Corrupt(m) => ApiError::internal(format!("corrupt stored data: {m}")),
+        StoreError::Integrity { .. } => ApiError::new(ErrorCode::IntegrityError, e.to_string()),
         StoreError::Conflict | StoreError::Unavailable(_) | StoreError::Open { .. } | StoreError::Migration { .. } => {
             ApiError::new(ErrorCode::StoreUnavailable, e.to_string())
         }

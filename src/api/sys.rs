@@ -45,7 +45,20 @@ struct Health {
     kek: Part,
     store: Part,
     audit: Part,
+    /// `ok`, or `failed` once the store refused a row for failing its integrity tag since
+    /// start (the rows are in the audit trail as `integrity.row_refused`). It does not make
+    /// the node unavailable: every other row still serves.
+    integrity: Integrity,
+    /// Refusals since start, repeats counted.
+    refused_rows: u64,
     version: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Integrity {
+    Ok,
+    Failed,
 }
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
@@ -92,11 +105,18 @@ async fn health(state: Arc<AppState>, call: Call) -> Response {
         Part::Unavailable
     };
     let ok = checked.kek == Part::Ok && checked.store == Part::Ok && audit == Part::Ok;
+    let refused_rows = state.store_health.refusals();
     let body = Health {
         status: if ok { Part::Ok } else { Part::Unavailable },
         kek: checked.kek,
         store: checked.store,
         audit,
+        integrity: if refused_rows == 0 {
+            Integrity::Ok
+        } else {
+            Integrity::Failed
+        },
+        refused_rows,
         version: env!("CARGO_PKG_VERSION"),
     };
     let status = if ok {

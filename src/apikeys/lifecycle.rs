@@ -146,6 +146,7 @@ impl ApiKeyService {
             updated_at_ms: now,
             last_used_at_ms: None,
             revoked_at_ms: None,
+            revision: 0,
         };
         let key = format::generate(&prefix).map_err(|_| ApiKeyError::Random)?;
         // Only the keyed hash of the key is stored.

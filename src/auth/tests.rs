@@ -26,6 +26,12 @@ async fn fixture(name: &str) -> Fixture {
     let store = crate::store::open(&crate::store::StoreSettings::Sqlite { path: dir.join("db") })
         .await
         .unwrap();
+    store
+        .enable_row_integrity(Arc::new(crate::integrity::RowIntegrity::new(SecretBytes::from_slice(
+            &[8u8; 32],
+        ))))
+        .await
+        .unwrap();
     let clock = Arc::new(ManualClock::new(time::macros::datetime!(2026-06-01 00:00 UTC)));
     let hasher = KeyedHasher::from_pepper(SecretBytes::from_slice(&[9u8; 32]));
     let hash = Authenticator::root_hash_of(&hasher, &SecretString::from(ROOT.to_owned()));

@@ -114,6 +114,7 @@ impl Authenticator {
                 .ttl
                 .map(|ttl| now.saturating_add(i64::try_from(ttl.whole_milliseconds()).unwrap_or(i64::MAX))),
             revoked_at_ms: None,
+            revision: 0,
         };
         self.store.insert_token(&record).await?;
         Ok((record, token))

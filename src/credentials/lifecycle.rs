@@ -137,6 +137,7 @@ impl CredentialService {
             last_used_at_ms: None,
             last_used_region: None,
             last_used_service: None,
+            revision: 0,
         };
         self.store
             .insert_credential(&record, self.settings.max_credentials_per_principal)

@@ -118,6 +118,7 @@ pub(crate) mod tests {
             updated_at_ms: at(created_day),
             last_used_at_ms: used_day.map(at),
             revoked_at_ms: (state == REVOKED).then(|| at(created_day)),
+            revision: 0,
         }
     }
 

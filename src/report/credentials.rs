@@ -98,6 +98,7 @@ mod tests {
             last_used_at_ms: used_day.map(|d| unix_ms(t0() + Duration::days(d))),
             last_used_region: used_day.map(|_| "eu-west-1".into()),
             last_used_service: used_day.map(|_| "s3".into()),
+            revision: 0,
         }
     }
 

@@ -1,10 +1,13 @@
-//! What runs beside the server: usage and activity flushes, cache sweeps, due deletions and
-//! rotations, and policy reloads on SIGHUP.
+//! What runs beside the server: usage and activity flushes, the audit events of rows the
+//! store refused, cache sweeps, due deletions and rotations, and policy reloads on SIGHUP.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use crate::api::AppState;
+use crate::api::context::request_id;
+use crate::integrity::ROW_REFUSED;
+use crate::model::audit::{Decision, EventData};
 
 /// How often expired cache entries are swept and due deletions/rotations run.
 const MAINTENANCE_INTERVAL: StdDuration = StdDuration::from_secs(30);
@@ -55,10 +58,13 @@ pub(super) fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration
                         tracing::warn!(error = %e, "API key last-use flush failed; kept for the next try");
                     }
                 }
+                () = state.store_health.refusal_pending() => report_refused_rows(&state).await,
                 _ = maintenance.tick() => {
                     state.keys.sweep_caches();
                     state.credentials.sweep_caches();
                     state.apikeys.sweep_caches();
+                    // Rows whose event failed at their first report.
+                    report_refused_rows(&state).await;
                     if let Err(e) = state.keys.purge_due().await {
                         tracing::warn!(error = %e, "destroying keys past their waiting period failed");
                     }
@@ -69,4 +75,28 @@ pub(super) fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration
             }
         }
     })
+}
+
+/// Writes one `integrity.row_refused` event per row the store refused since the last report
+/// (principal `-`: no caller, the vault found it); rows whose event could not be written are
+/// kept for the next report.
+pub(super) async fn report_refused_rows(state: &AppState) {
+    let rows = state.store_health.take_unreported();
+    for (i, (table, id)) in rows.iter().enumerate() {
+        let event = EventData {
+            time_ms: state.clock.now_ms(),
+            request_id: request_id(),
+            principal: "-".into(),
+            action: ROW_REFUSED.into(),
+            resource: format!("row:{table}/{id}"),
+            decision: Decision::Undecided,
+            outcome: "refused".into(),
+            ..EventData::default()
+        };
+        if let Err(e) = state.audit.record(event).await {
+            tracing::warn!(error = %e, "the audit event of a refused row was not written; retried at the next flush");
+            state.store_health.unreport(rows.get(i..).unwrap_or_default().to_vec());
+            return;
+        }
+    }
 }

@@ -27,6 +27,7 @@ use crate::auth::ROOT_TOKEN_VALUE;
 use crate::auth::keyed_hash::KeyedHasher;
 use crate::clock::{SharedClock, SystemClock, unix_ms};
 use crate::config::Settings;
+use crate::integrity::RowIntegrity;
 use crate::kek::{self, KekError, Keyring};
 use crate::policy::{self, PolicyEngine};
 use crate::store::{self, Store, StoreError};
@@ -57,6 +58,8 @@ pub enum StartupError {
     Random,
     #[error("audit key: {}", chain(.0))]
     AuditKey(#[from] SystemSecretError),
+    #[error("row integrity key: {}", chain(.0))]
+    RowKey(SystemSecretError),
     #[error("{0}")]
     Audit(#[from] AuditError),
     #[error("policies: {0}")]
@@ -133,6 +136,13 @@ impl Application {
                 .await
                 .map_err(StartupError::Pepper)?,
         );
+        // Before any service reads a protected row: every read is checked from here on.
+        let integrity = Arc::new(
+            RowIntegrity::load_or_create(store.as_ref(), &keyring, &clock)
+                .await
+                .map_err(StartupError::RowKey)?,
+        );
+        store.enable_row_integrity(integrity.clone()).await?;
         let audit_key = system_secret::load_or_create(store.as_ref(), &keyring, &clock, AUDIT_KEY_NAME).await?;
         let hsm = Arc::clone(keyring.current());
         let audit = Auditor::start(store.clone(), audit_key, settings.audit.clone(), hsm).await?;
@@ -144,6 +154,7 @@ impl Application {
             hasher,
             root_hash,
             clock: &clock,
+            integrity,
         };
         let state = Arc::new(app_state(&settings, policies, audit, parts));
         Ok(Self {

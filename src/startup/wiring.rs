@@ -17,6 +17,7 @@ use crate::auth::{Authenticator, ROOT_TOKEN_VALUE, generate_token};
 use crate::clock::{SharedClock, unix_ms};
 use crate::config::Settings;
 use crate::credentials::CredentialService;
+use crate::integrity::RowIntegrity;
 use crate::kek::Keyring;
 use crate::keys::KeyService;
 use crate::policy::PolicyEngine;
@@ -44,6 +45,7 @@ pub(super) struct Parts<'a> {
     /// The keyed hash the root token is checked against (empty once revoked).
     pub(super) root_hash: Vec<u8>,
     pub(super) clock: &'a SharedClock,
+    pub(super) integrity: Arc<RowIntegrity>,
 }
 
 /// The services and the state every handler shares; each service holds only the store
@@ -55,6 +57,7 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
         hasher,
         root_hash,
         clock,
+        integrity,
     } = parts;
     let credentials = CredentialService::new(
         store.clone(),
@@ -92,7 +95,7 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
         auth,
         auth_settings: settings.auth,
         kek: keyring,
-        store_health: crate::health::StoreHealth::new(store.clone()),
+        store_health: crate::health::StoreHealth::new(store.clone(), integrity),
         limits: settings.limits,
         report: settings.report,
         health: Default::default(),

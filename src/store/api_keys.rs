@@ -25,6 +25,8 @@ pub struct ApiKeyRecord {
     pub(crate) updated_at_ms: i64,
     pub(crate) last_used_at_ms: Option<i64>,
     pub(crate) revoked_at_ms: Option<i64>,
+    /// Bumped by every update; bound into the row's integrity tag.
+    pub(crate) revision: i64,
 }
 
 /// An API key found by one of its hashes, and the end of that hash's grace period (`None`

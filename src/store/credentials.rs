@@ -21,6 +21,8 @@ pub struct CredentialRecord {
     pub(crate) last_used_at_ms: Option<i64>,
     pub last_used_region: Option<String>,
     pub last_used_service: Option<String>,
+    /// Bumped by every update; bound into the row's integrity tag.
+    pub(crate) revision: i64,
 }
 
 /// Changes to a credential; `None` leaves a field as it is.

@@ -21,6 +21,7 @@
 pub(crate) mod api_keys;
 pub mod audit;
 pub mod credentials;
+pub mod integrity;
 pub mod keys;
 #[cfg(feature = "store-sqlite")]
 pub mod sqlite;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 pub use api_keys::{ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey};
 pub use audit::{AuditBatch, AuditFilter, AuditStore, StoredEvent};
 pub use credentials::{CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord};
+pub use integrity::{ApiKeyHashRow, Protected, RowSealer};
 pub use keys::{KeyRecord, KeyStore, NewVersion, UsageDelta, VersionInfo};
 pub use system::SystemStore;
 pub use tokens::{TokenRecord, TokenStore};
@@ -56,6 +58,10 @@ pub enum StoreError {
     /// altered. Never replaced by a default.
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
+    /// A protected row failed its integrity tag (see [`integrity`]): it was edited outside
+    /// the vault, or written by no sealer. It is never used.
+    #[error("the {table} row {id} failed its integrity check")]
+    Integrity { table: &'static str, id: String },
     #[error("the store is unavailable: {0}")]
     Unavailable(#[source] BoxError),
     #[error("cannot open the store at {path}: {source}")]

@@ -2,7 +2,9 @@
 //! non-secret values — and the backend's own housekeeping: liveness, journal checkpoints
 //! and shutdown.
 
-use super::StoreResult;
+use std::sync::Arc;
+
+use super::{RowSealer, StoreResult};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 
@@ -10,6 +12,13 @@ use crate::envelope::SealedRecord;
 pub trait SystemStore: Send + Sync {
     /// Cheap liveness probe for health checks.
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Hands the store the sealer that tags every protected row it writes and checks every
+    /// one it reads ([`super::integrity`]). A store from before row integrity is migrated
+    /// here, with its existing rows tagged in the same transaction (so they are tagged only
+    /// by the start that adds the tag columns). Until this is called, protected rows do not
+    /// read.
+    fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>>;
 
     fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>>;
 

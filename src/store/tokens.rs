@@ -14,6 +14,8 @@ pub struct TokenRecord {
     pub(crate) created_at_ms: i64,
     pub(crate) expires_at_ms: Option<i64>,
     pub(crate) revoked_at_ms: Option<i64>,
+    /// Bumped by every update; bound into the row's integrity tag.
+    pub(crate) revision: i64,
 }
 
 /// Caller tokens. Every method is one atomic operation.

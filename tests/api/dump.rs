@@ -139,14 +139,15 @@ async fn a_sealed_record_copied_onto_another_keys_row_does_not_open() {
         .post("/v1/keys/copied-onto/sign", json!({"message": b64(MESSAGE)}))
         .await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
-    assert_eq!(r.code(), "INTERNAL");
+    assert_eq!(r.code(), "INTEGRITY_ERROR");
     let (again, _) = app.sign("copied-from", MESSAGE).await;
     assert_eq!(again, source_sig, "the untouched key still signs identically");
 }
 
 /// An attacker with write access to the database swaps the names of two key rows, hoping
 /// that `/v1/keys/payments/sign` will then use the other key's secret. The name is bound
-/// into every version's AAD, so neither swapped key opens: the vault fails closed.
+/// into every key row's integrity tag (and the key id into every version's AAD), so neither
+/// swapped key is used: the vault fails closed.
 #[tokio::test]
 async fn swapping_the_names_of_two_key_rows_makes_both_refuse_to_sign() {
     let mut app = spawn_app().await;
@@ -178,6 +179,6 @@ async fn swapping_the_names_of_two_key_rows_makes_both_refuse_to_sign() {
             .post(&format!("/v1/keys/{name}/sign"), json!({"message": b64(MESSAGE)}))
             .await;
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {}", r.body);
-        assert_eq!(r.code(), "INTERNAL");
+        assert_eq!(r.code(), "INTEGRITY_ERROR");
     }
 }

@@ -34,6 +34,7 @@ pub(crate) fn api_key(id: &str, principal: &str) -> ApiKeyRecord {
         updated_at_ms: T0,
         last_used_at_ms: None,
         revoked_at_ms: None,
+        revision: 0,
     }
 }
 
@@ -121,6 +122,7 @@ pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_
         ApiKeyRecord {
             state: ApiKeyState::Disabled,
             updated_at_ms: T0 + HOUR_MS,
+            revision: original.revision + 1,
             ..original.clone()
         }
     );
@@ -253,9 +255,10 @@ pub(crate) async fn reroll_api_key_keeps_the_old_hash_until_its_grace_end_and_re
         after,
         ApiKeyRecord {
             updated_at_ms: T0 + HOUR_MS,
+            revision: original.revision + 1,
             ..original.clone()
         },
-        "only the update time changes in the row"
+        "only the update time (and the revision) changes in the row"
     );
     let (old, until) = store.find_api_key(&hash(1)).await.unwrap().unwrap();
     assert_eq!(

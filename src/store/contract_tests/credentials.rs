@@ -26,6 +26,7 @@ pub(crate) fn credential(id: &str, principal: &str) -> CredentialRecord {
         last_used_at_ms: None,
         last_used_region: None,
         last_used_service: None,
+        revision: 0,
     }
 }
 

@@ -14,6 +14,7 @@ pub(crate) fn token(id: &str, hash: u8, groups: &[&str]) -> TokenRecord {
         created_at_ms: T0,
         expires_at_ms: None,
         revoked_at_ms: None,
+        revision: 0,
     }
 }
 
@@ -27,6 +28,7 @@ pub(crate) async fn tokens_are_found_by_id_and_by_hash_and_revoked_once(store: &
         created_at_ms: T0,
         expires_at_ms: Some(T0 + DAY_MS),
         revoked_at_ms: None,
+        revision: 0,
     };
     assert_eq!(store.get_token(&token.id).await.unwrap(), None);
     store.insert_token(&token).await.unwrap();

@@ -1,22 +1,32 @@
-//! Bearer API keys and their keyed hashes in SQLite (`api_keys`, `api_key_hashes`).
+//! Bearer API keys and their keyed hashes in SQLite (`api_keys`, `api_key_hashes`). Both
+//! tables' rows are tagged ([`super::integrity`]): a hash row binds the key it opens. Credits
+//! (`remaining`) and last use are not (see [`crate::store::integrity`]).
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 
+use super::integrity::{all_checked, api_key_hash_from_row, checked, tag_of};
 use super::row::{as_i64, column, enum_column, json_column, json_text};
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::model::ApiKeyState;
-use crate::store::{ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey, StoreError, StoreResult};
+use crate::store::{
+    ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey, Protected, RowSealer, StoreError, StoreResult,
+};
 
 const COLUMNS: &str = "k.id, k.prefix, k.principal, k.state, k.meta, k.permissions, k.expires_at_ms, k.remaining, \
-     k.ratelimit_limit, k.ratelimit_period_ms, k.created_at_ms, k.updated_at_ms, k.last_used_at_ms, k.revoked_at_ms";
+     k.ratelimit_limit, k.ratelimit_period_ms, k.created_at_ms, k.updated_at_ms, k.last_used_at_ms, k.revoked_at_ms, k.revision, k.mac";
 
 fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys k {tail}"))
 }
 
-fn from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
+    select("")
+}
+
+/// A row as stored, unchecked (see [`super::integrity::checked`]).
+pub(super) fn from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("api_keys.{what} out of range"));
     let remaining: Option<i64> = column(row, "remaining")?;
     let limit: Option<i64> = column(row, "ratelimit_limit")?;
@@ -41,20 +51,21 @@ fn from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
         updated_at_ms: column(row, "updated_at_ms")?,
         last_used_at_ms: column(row, "last_used_at_ms")?,
         revoked_at_ms: column(row, "revoked_at_ms")?,
+        revision: column(row, "revision")?,
     })
 }
 
 impl ApiKeyStore for SqliteStore {
     fn insert_api_key<'a>(&'a self, key: &'a ApiKeyRecord, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(insert(&self.writer, key, hash))
+        Box::pin(async move { insert(&self.writer, self.sealer()?, key, hash).await })
     }
 
     fn find_api_key<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<FoundApiKey>>> {
-        Box::pin(find(&self.reader, hash))
+        Box::pin(async move { find(&self.reader, self.sealer()?, hash).await })
     }
 
     fn get_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
-        Box::pin(get(&self.reader, id))
+        Box::pin(async move { get(&self.reader, self.sealer()?, id).await })
     }
 
     fn list_api_keys<'a>(
@@ -62,7 +73,7 @@ impl ApiKeyStore for SqliteStore {
         after: Option<&'a str>,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<ApiKeyRecord>>> {
-        Box::pin(list(&self.reader, after, limit))
+        Box::pin(async move { list(&self.reader, self.sealer()?, after, limit).await })
     }
 
     fn update_api_key<'a>(
@@ -71,11 +82,11 @@ impl ApiKeyStore for SqliteStore {
         patch: &'a ApiKeyPatch,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
-        Box::pin(update(&self.writer, id, patch, now_ms))
+        Box::pin(async move { update(&self.writer, self.sealer()?, id, patch, now_ms).await })
     }
 
     fn revoke_api_key<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
-        Box::pin(revoke(&self.writer, id, now_ms))
+        Box::pin(async move { revoke(&self.writer, self.sealer()?, id, now_ms).await })
     }
 
     fn reroll_api_key<'a>(
@@ -85,7 +96,10 @@ impl ApiKeyStore for SqliteStore {
         grace_until_ms: i64,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
-        Box::pin(reroll(&self.writer, id, new_hash, grace_until_ms, now_ms))
+        Box::pin(async move {
+            let sealer = self.sealer()?;
+            reroll(&self.writer, sealer, id, new_hash, grace_until_ms, now_ms).await
+        })
     }
 
     fn consume_api_key_credit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>> {
@@ -97,12 +111,12 @@ impl ApiKeyStore for SqliteStore {
     }
 }
 
-async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -> StoreResult<()> {
+async fn insert(writer: &SqlitePool, sealer: &dyn RowSealer, k: &ApiKeyRecord, hash: &[u8]) -> StoreResult<()> {
     let mut tx = begin_write(writer).await.map_err(unavailable)?;
     sqlx::query(
         "INSERT INTO api_keys (id, prefix, principal, state, meta, permissions, expires_at_ms, remaining, \
-         ratelimit_limit, ratelimit_period_ms, created_at_ms, updated_at_ms, last_used_at_ms, revoked_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         ratelimit_limit, ratelimit_period_ms, created_at_ms, updated_at_ms, last_used_at_ms, revoked_at_ms, \
+         revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&k.id)
     .bind(&k.prefix)
@@ -118,159 +132,200 @@ async fn insert(writer: &SqlitePool, k: &ApiKeyRecord, hash: &[u8]) -> StoreResu
     .bind(k.updated_at_ms)
     .bind(k.last_used_at_ms)
     .bind(k.revoked_at_ms)
+    .bind(k.revision)
+    .bind(tag_of(sealer, k))
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
-    sqlx::query("INSERT INTO api_key_hashes (hash, key_id, valid_until_ms) VALUES (?, ?, NULL)")
-        .bind(hash)
-        .bind(&k.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+    insert_hash(&mut tx, sealer, &ApiKeyHashRow::new(hash, &k.id, None)).await?;
     tx.commit().await.map_err(unavailable)
 }
 
-async fn find(reader: &SqlitePool, hash: &[u8]) -> StoreResult<Option<FoundApiKey>> {
-    let row = sqlx::query(select("JOIN api_key_hashes h ON h.key_id = k.id WHERE h.hash = ?"))
-        .bind(hash)
-        .fetch_optional(reader)
+async fn insert_hash(tx: &mut Transaction<'_, Sqlite>, sealer: &dyn RowSealer, h: &ApiKeyHashRow) -> StoreResult<()> {
+    sqlx::query("INSERT INTO api_key_hashes (hash, key_id, valid_until_ms, mac) VALUES (?, ?, ?, ?)")
+        .bind(&h.hash)
+        .bind(&h.key_id)
+        .bind(h.valid_until_ms)
+        .bind(tag_of(sealer, h))
+        .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
-    let Some(row) = row else { return Ok(None) };
-    let record = from_row(&row)?;
-    let until: Option<i64> = sqlx::query_scalar("SELECT valid_until_ms FROM api_key_hashes WHERE hash = ?")
-        .bind(hash)
-        .fetch_optional(reader)
-        .await
-        .map_err(unavailable)?
-        .flatten();
-    Ok(Some((record, until)))
+    Ok(())
 }
 
-async fn get_in(tx: &mut Transaction<'_, Sqlite>, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+/// The key a hash opens: the hash row (which key, until when) and the key row are each
+/// checked, so neither a hash pointed at another key nor an edited key is used.
+async fn find(reader: &SqlitePool, sealer: &dyn RowSealer, hash: &[u8]) -> StoreResult<Option<FoundApiKey>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, h.hash, h.key_id, h.valid_until_ms, h.mac AS hash_mac \
+         FROM api_key_hashes h JOIN api_keys k ON h.key_id = k.id WHERE h.hash = ?"
+    )))
+    .bind(hash)
+    .fetch_optional(reader)
+    .await
+    .map_err(unavailable)?;
+    let Some(row) = row else { return Ok(None) };
+    let hash_tag: Option<Vec<u8>> = column(&row, "hash_mac")?;
+    let hash_row = api_key_hash_from_row(&row)?.verified(sealer, hash_tag.as_deref())?;
+    let record = checked(sealer, from_row(&row)?, &row)?;
+    Ok(Some((record, hash_row.valid_until_ms)))
+}
+
+async fn get_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    sealer: &dyn RowSealer,
+    id: &str,
+) -> StoreResult<Option<ApiKeyRecord>> {
     sqlx::query(select("WHERE k.id = ?"))
         .bind(id)
         .fetch_optional(&mut **tx)
         .await
         .map_err(unavailable)?
-        .as_ref()
-        .map(from_row)
+        .map(|row| checked(sealer, from_row(&row)?, &row))
         .transpose()
 }
 
-async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+async fn get(reader: &SqlitePool, sealer: &dyn RowSealer, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
     sqlx::query(select("WHERE k.id = ?"))
         .bind(id)
         .fetch_optional(reader)
         .await
         .map_err(unavailable)?
-        .as_ref()
-        .map(from_row)
+        .map(|row| checked(sealer, from_row(&row)?, &row))
         .transpose()
 }
 
-async fn list(reader: &SqlitePool, after: Option<&str>, limit: u32) -> StoreResult<Vec<ApiKeyRecord>> {
-    sqlx::query(select("WHERE k.id > ? ORDER BY k.id LIMIT ?"))
+async fn list(
+    reader: &SqlitePool,
+    sealer: &dyn RowSealer,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<ApiKeyRecord>> {
+    let rows = sqlx::query(select("WHERE k.id > ? ORDER BY k.id LIMIT ?"))
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
         .fetch_all(reader)
         .await
-        .map_err(unavailable)?
-        .iter()
-        .map(from_row)
-        .collect()
+        .map_err(unavailable)?;
+    all_checked(sealer, &rows, from_row)
 }
 
-async fn update(writer: &SqlitePool, id: &str, patch: &ApiKeyPatch, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
+/// Writes back a key's tagged columns, its credits, a new revision and its tag.
+async fn write_back(tx: &mut Transaction<'_, Sqlite>, sealer: &dyn RowSealer, k: &ApiKeyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE api_keys SET state = ?, meta = ?, remaining = ?, updated_at_ms = ?, revoked_at_ms = ?, \
+         revision = ?, mac = ? WHERE id = ?",
+    )
+    .bind(k.state.as_str())
+    .bind(json_text(&k.meta)?)
+    .bind(k.remaining.map(as_i64))
+    .bind(k.updated_at_ms)
+    .bind(k.revoked_at_ms)
+    .bind(k.revision)
+    .bind(tag_of(sealer, k))
+    .bind(&k.id)
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+async fn update(
+    writer: &SqlitePool,
+    sealer: &dyn RowSealer,
+    id: &str,
+    patch: &ApiKeyPatch,
+    now_ms: i64,
+) -> StoreResult<Option<ApiKeyRecord>> {
     let mut tx = begin_write(writer).await.map_err(unavailable)?;
-    let Some(current) = get_in(&mut tx, id).await? else {
+    let Some(current) = get_in(&mut tx, sealer, id).await? else {
         return Ok(None);
     };
     if current.state == ApiKeyState::Revoked {
         return Ok(Some(current));
     }
-    sqlx::query("UPDATE api_keys SET state = ?, meta = ?, remaining = ?, updated_at_ms = ? WHERE id = ?")
-        .bind(patch.state.unwrap_or(current.state).as_str())
-        .bind(json_text(patch.meta.as_ref().unwrap_or(&current.meta))?)
-        .bind(patch.remaining.unwrap_or(current.remaining).map(as_i64))
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    let after = get_in(&mut tx, id).await?;
+    let next = ApiKeyRecord {
+        state: patch.state.unwrap_or(current.state),
+        meta: patch.meta.clone().unwrap_or_else(|| current.meta.clone()),
+        remaining: patch.remaining.unwrap_or(current.remaining),
+        updated_at_ms: now_ms,
+        revision: current.revision.saturating_add(1),
+        ..current
+    };
+    write_back(&mut tx, sealer, &next).await?;
     tx.commit().await.map_err(unavailable)?;
-    Ok(after)
+    Ok(Some(next))
 }
 
-async fn revoke(writer: &SqlitePool, id: &str, now_ms: i64) -> StoreResult<Option<ApiKeyRecord>> {
+async fn revoke(
+    writer: &SqlitePool,
+    sealer: &dyn RowSealer,
+    id: &str,
+    now_ms: i64,
+) -> StoreResult<Option<ApiKeyRecord>> {
     let mut tx = begin_write(writer).await.map_err(unavailable)?;
-    sqlx::query(
-        "UPDATE api_keys SET state = 'revoked', revoked_at_ms = COALESCE(revoked_at_ms, ?), updated_at_ms = ? \
-         WHERE id = ?",
-    )
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .map_err(unavailable)?;
+    let Some(current) = get_in(&mut tx, sealer, id).await? else {
+        return Ok(None);
+    };
+    let next = ApiKeyRecord {
+        state: ApiKeyState::Revoked,
+        revoked_at_ms: current.revoked_at_ms.or(Some(now_ms)),
+        updated_at_ms: now_ms,
+        revision: current.revision.saturating_add(1),
+        ..current
+    };
+    write_back(&mut tx, sealer, &next).await?;
     sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ?")
         .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-    let after = get_in(&mut tx, id).await?;
     tx.commit().await.map_err(unavailable)?;
-    Ok(after)
+    Ok(Some(next))
 }
 
 async fn reroll(
     writer: &SqlitePool,
+    sealer: &dyn RowSealer,
     id: &str,
     new_hash: &[u8],
     grace_until_ms: i64,
     now_ms: i64,
 ) -> StoreResult<Option<ApiKeyRecord>> {
     let mut tx = begin_write(writer).await.map_err(unavailable)?;
-    match get_in(&mut tx, id).await? {
-        Some(k) if k.state != ApiKeyState::Revoked => {}
+    let current = match get_in(&mut tx, sealer, id).await? {
+        Some(k) if k.state != ApiKeyState::Revoked => k,
         _ => return Ok(None),
-    }
-    sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ? AND valid_until_ms IS NOT NULL")
+    };
+    // The current hash keeps opening this key until the grace period ends; earlier grace
+    // hashes go now.
+    let current_hashes = sqlx::query("SELECT hash, key_id, valid_until_ms, mac FROM api_key_hashes WHERE key_id = ?")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ?")
         .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
     if grace_until_ms > now_ms {
-        sqlx::query("UPDATE api_key_hashes SET valid_until_ms = ? WHERE key_id = ? AND valid_until_ms IS NULL")
-            .bind(grace_until_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-    } else {
-        sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        for row in &current_hashes {
+            let h = checked(sealer, api_key_hash_from_row(row)?, row)?;
+            if h.valid_until_ms.is_none() {
+                insert_hash(&mut tx, sealer, &ApiKeyHashRow::new(&h.hash, id, Some(grace_until_ms))).await?;
+            }
+        }
     }
-    sqlx::query("INSERT INTO api_key_hashes (hash, key_id, valid_until_ms) VALUES (?, ?, NULL)")
-        .bind(new_hash)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    sqlx::query("UPDATE api_keys SET updated_at_ms = ? WHERE id = ?")
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    let after = get_in(&mut tx, id).await?;
+    insert_hash(&mut tx, sealer, &ApiKeyHashRow::new(new_hash, id, None)).await?;
+    let next = ApiKeyRecord {
+        updated_at_ms: now_ms,
+        revision: current.revision.saturating_add(1),
+        ..current
+    };
+    write_back(&mut tx, sealer, &next).await?;
     tx.commit().await.map_err(unavailable)?;
-    Ok(after)
+    Ok(Some(next))
 }
 
 async fn consume_credit(writer: &SqlitePool, id: &str) -> StoreResult<Option<u64>> {

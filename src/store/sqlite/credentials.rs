@@ -1,25 +1,33 @@
 //! SigV4 credentials and their activity in SQLite (`credentials`,
-//! `credential_fingerprints`).
+//! `credential_fingerprints`). Credential rows are tagged ([`super::integrity`]); activity
+//! columns and fingerprints are not (they change with every use, and decide no right).
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 
+use super::integrity::{all_checked, checked, tag_of};
 use super::row::{as_i64, column, enum_column, optional_enum_column, sealed_from_row};
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::model::{CredentialState, OnNewFingerprint};
 use crate::store::{
-    CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, StoreError, StoreResult,
+    CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, RowSealer, StoreError,
+    StoreResult,
 };
 
 const COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
-     wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, last_used_service";
+     wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, last_used_service, revision, mac";
 
 fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM credentials {tail}"))
 }
 
-fn from_row(row: &SqliteRow) -> StoreResult<CredentialRecord> {
+pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
+    select("")
+}
+
+/// A row as stored, unchecked (see [`super::integrity::checked`]).
+pub(super) fn from_row(row: &SqliteRow) -> StoreResult<CredentialRecord> {
     Ok(CredentialRecord {
         access_key_id: column(row, "access_key_id")?,
         principal: column(row, "principal")?,
@@ -32,6 +40,7 @@ fn from_row(row: &SqliteRow) -> StoreResult<CredentialRecord> {
         last_used_at_ms: column(row, "last_used_at_ms")?,
         last_used_region: column(row, "last_used_region")?,
         last_used_service: column(row, "last_used_service")?,
+        revision: column(row, "revision")?,
     })
 }
 
@@ -41,11 +50,11 @@ impl CredentialStore for SqliteStore {
         credential: &'a CredentialRecord,
         max_per_principal: u32,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(insert(&self.writer, credential, max_per_principal))
+        Box::pin(async move { insert(&self.writer, self.sealer()?, credential, max_per_principal).await })
     }
 
     fn get_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
-        Box::pin(get(&self.reader, access_key_id))
+        Box::pin(async move { get(&self.reader, self.sealer()?, access_key_id).await })
     }
 
     fn list_credentials<'a>(
@@ -54,7 +63,7 @@ impl CredentialStore for SqliteStore {
         after: Option<&'a str>,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<CredentialRecord>>> {
-        Box::pin(list(&self.reader, principal, after, limit))
+        Box::pin(async move { list(&self.reader, self.sealer()?, principal, after, limit).await })
     }
 
     fn update_credential<'a>(
@@ -63,7 +72,7 @@ impl CredentialStore for SqliteStore {
         patch: &'a CredentialPatch,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
-        Box::pin(update(&self.writer, access_key_id, patch, now_ms))
+        Box::pin(async move { update(&self.writer, self.sealer()?, access_key_id, patch, now_ms).await })
     }
 
     fn delete_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
@@ -83,7 +92,12 @@ impl CredentialStore for SqliteStore {
     }
 }
 
-async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u32) -> StoreResult<()> {
+async fn insert(
+    writer: &SqlitePool,
+    sealer: &dyn RowSealer,
+    c: &CredentialRecord,
+    max_per_principal: u32,
+) -> StoreResult<()> {
     let mut tx = begin_write(writer).await.map_err(unavailable)?;
     let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials WHERE principal = ?")
         .bind(&c.principal)
@@ -97,7 +111,8 @@ async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u3
     }
     sqlx::query(
         "INSERT INTO credentials (access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
-         wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, revision, mac) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&c.access_key_id)
     .bind(&c.principal)
@@ -111,25 +126,27 @@ async fn insert(writer: &SqlitePool, c: &CredentialRecord, max_per_principal: u3
     .bind(&c.sealed.ciphertext)
     .bind(c.created_at_ms)
     .bind(c.updated_at_ms)
+    .bind(c.revision)
+    .bind(tag_of(sealer, c))
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)
 }
 
-async fn get(reader: &SqlitePool, id: &str) -> StoreResult<Option<CredentialRecord>> {
+async fn get(reader: &SqlitePool, sealer: &dyn RowSealer, id: &str) -> StoreResult<Option<CredentialRecord>> {
     sqlx::query(select("WHERE access_key_id = ?"))
         .bind(id)
         .fetch_optional(reader)
         .await
         .map_err(unavailable)?
-        .as_ref()
-        .map(from_row)
+        .map(|row| checked(sealer, from_row(&row)?, &row))
         .transpose()
 }
 
 async fn list(
     reader: &SqlitePool,
+    sealer: &dyn RowSealer,
     principal: Option<&str>,
     after: Option<&str>,
     limit: u32,
@@ -143,48 +160,50 @@ async fn list(
     .bind(i64::from(limit))
     .fetch_all(reader)
     .await
-    .map_err(unavailable)?
-    .iter()
-    .map(from_row)
-    .collect()
+    .map_err(unavailable)
+    .and_then(|rows| all_checked(sealer, &rows, from_row))
 }
 
+/// Checks the stored row, applies `patch` to it and writes it back with a new revision and
+/// tag (an edited row is refused, never re-tagged).
 async fn update(
     writer: &SqlitePool,
+    sealer: &dyn RowSealer,
     id: &str,
     patch: &CredentialPatch,
     now_ms: i64,
 ) -> StoreResult<Option<CredentialRecord>> {
     let mut tx = begin_write(writer).await.map_err(unavailable)?;
-    if let Some(state) = patch.state {
-        sqlx::query("UPDATE credentials SET state = ? WHERE access_key_id = ?")
-            .bind(state.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-    }
-    if let Some(rule) = patch.on_new_fingerprint {
-        sqlx::query("UPDATE credentials SET on_new_fingerprint = ? WHERE access_key_id = ?")
-            .bind(rule.map(OnNewFingerprint::as_str))
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-    }
-    sqlx::query("UPDATE credentials SET updated_at_ms = ? WHERE access_key_id = ?")
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
     let row = sqlx::query(select("WHERE access_key_id = ?"))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
+    let Some(current) = row.map(|row| checked(sealer, from_row(&row)?, &row)).transpose()? else {
+        return Ok(None);
+    };
+    let next = CredentialRecord {
+        state: patch.state.unwrap_or(current.state),
+        on_new_fingerprint: patch.on_new_fingerprint.unwrap_or(current.on_new_fingerprint),
+        updated_at_ms: now_ms,
+        revision: current.revision.saturating_add(1),
+        ..current
+    };
+    sqlx::query(
+        "UPDATE credentials SET state = ?, on_new_fingerprint = ?, updated_at_ms = ?, revision = ?, mac = ? \
+         WHERE access_key_id = ?",
+    )
+    .bind(next.state.as_str())
+    .bind(next.on_new_fingerprint.map(OnNewFingerprint::as_str))
+    .bind(next.updated_at_ms)
+    .bind(next.revision)
+    .bind(tag_of(sealer, &next))
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)?;
-    row.as_ref().map(from_row).transpose()
+    Ok(Some(next))
 }
 
 async fn delete(writer: &SqlitePool, id: &str) -> StoreResult<bool> {

@@ -1,7 +1,9 @@
-//! Signing keys and their versions in SQLite (`keys`, `key_versions`).
+//! Signing keys and their versions in SQLite (`keys`, `key_versions`); key rows are tagged
+//! ([`super::integrity`]), versions are sealed records bound to their key id and version.
 
 use sqlx::sqlite::SqliteRow;
 
+use super::integrity::{all_checked, checked, passing, tag_of};
 use super::row::{
     column, enum_column, get_u32, get_u64, json_column, json_text, optional_enum_column, sealed_from_row,
 };
@@ -9,17 +11,22 @@ use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 use crate::model::{Algorithm, Boundary, KeyState};
-use crate::store::{KeyRecord, KeyStore, NewVersion, StoreError, StoreResult, UsageDelta, VersionInfo};
+use crate::store::{KeyRecord, KeyStore, NewVersion, RowSealer, StoreError, StoreResult, UsageDelta, VersionInfo};
 
 const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
-     min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, updated_at_ms, revision";
+     min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, updated_at_ms, revision, mac";
 
 /// `SELECT <KEY_COLUMNS> FROM keys <tail>`, built once per call site from static parts.
 fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM keys {tail}"))
 }
 
-fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
+pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
+    key_query("")
+}
+
+/// A row as stored, unchecked (see [`super::integrity::checked`]).
+pub(super) fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
     Ok(KeyRecord {
         id: column(row, "id")?,
         name: column(row, "name")?,
@@ -44,11 +51,12 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
 impl KeyStore for SqliteStore {
     fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let tag = tag_of(self.sealer()?, key);
             let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
             sqlx::query(
                 "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
                  min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
-                 created_at_ms, updated_at_ms, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 created_at_ms, updated_at_ms, revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&key.id)
             .bind(&key.name)
@@ -67,6 +75,7 @@ impl KeyStore for SqliteStore {
             .bind(key.created_at_ms)
             .bind(key.updated_at_ms)
             .bind(key.revision)
+            .bind(tag)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -77,24 +86,26 @@ impl KeyStore for SqliteStore {
 
     fn get_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<KeyRecord>>> {
         Box::pin(async move {
+            let sealer = self.sealer()?;
             let row = sqlx::query(key_query("WHERE name = ?"))
                 .bind(name)
                 .fetch_optional(&self.reader)
                 .await
                 .map_err(unavailable)?;
-            row.as_ref().map(key_from_row).transpose()
+            row.map(|row| checked(sealer, key_from_row(&row)?, &row)).transpose()
         })
     }
 
     fn list_keys<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, StoreResult<Vec<KeyRecord>>> {
         Box::pin(async move {
+            let sealer = self.sealer()?;
             let rows = sqlx::query(key_query("WHERE name > ? ORDER BY name LIMIT ?"))
                 .bind(after.unwrap_or(""))
                 .bind(i64::from(limit))
                 .fetch_all(&self.reader)
                 .await
                 .map_err(unavailable)?;
-            rows.iter().map(key_from_row).collect()
+            all_checked(sealer, &rows, key_from_row)
         })
     }
 
@@ -138,51 +149,71 @@ impl KeyStore for SqliteStore {
 
     fn add_version<'a>(&'a self, key: &'a KeyRecord, new: &'a NewVersion) -> BoxFuture<'a, StoreResult<KeyRecord>> {
         Box::pin(async move {
+            let sealer = self.sealer()?;
             let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
-            let updated = sqlx::query(
-                "UPDATE keys SET latest_version = ?, updated_at_ms = ?, revision = revision + 1 \
-                 WHERE id = ? AND revision = ? AND latest_version = ?",
-            )
-            .bind(i64::from(new.version))
-            .bind(new.created_at_ms)
-            .bind(&key.id)
-            .bind(key.revision)
-            .bind(i64::from(key.latest_version))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if updated.rows_affected() != 1 {
+            let current = current_row(&mut tx, sealer, key).await?;
+            if current.latest_version != key.latest_version {
                 return Err(StoreError::Conflict);
             }
+            let next = KeyRecord {
+                latest_version: new.version,
+                updated_at_ms: new.created_at_ms,
+                revision: current.revision.saturating_add(1),
+                ..current
+            };
+            sqlx::query("UPDATE keys SET latest_version = ?, updated_at_ms = ?, revision = ?, mac = ? WHERE id = ?")
+                .bind(i64::from(next.latest_version))
+                .bind(next.updated_at_ms)
+                .bind(next.revision)
+                .bind(tag_of(sealer, &next))
+                .bind(&key.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             insert_version(&mut tx, &key.id, new).await?;
-            commit_and_reread(tx, &key.id).await
+            tx.commit().await.map_err(unavailable)?;
+            Ok(next)
         })
     }
 
     fn update_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<KeyRecord>> {
         Box::pin(async move {
+            let sealer = self.sealer()?;
             let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
-            let updated = sqlx::query(
+            let current = current_row(&mut tx, sealer, key).await?;
+            // Only the mutable settings come from the caller's record; the rest stays as
+            // stored (and checked).
+            let next = KeyRecord {
+                state: key.state,
+                min_verify_version: key.min_verify_version,
+                exportable: key.exportable,
+                auto_rotate_period_s: key.auto_rotate_period_s,
+                deletion_due_ms: key.deletion_due_ms,
+                state_before_deletion: key.state_before_deletion,
+                updated_at_ms: key.updated_at_ms,
+                revision: current.revision.saturating_add(1),
+                ..current
+            };
+            sqlx::query(
                 "UPDATE keys SET state = ?, min_verify_version = ?, exportable = ?, auto_rotate_period_s = ?, \
-                 deletion_due_ms = ?, state_before_deletion = ?, updated_at_ms = ?, revision = revision + 1 \
-                 WHERE id = ? AND revision = ?",
+                 deletion_due_ms = ?, state_before_deletion = ?, updated_at_ms = ?, revision = ?, mac = ? \
+                 WHERE id = ?",
             )
-            .bind(key.state.as_str())
-            .bind(i64::from(key.min_verify_version))
-            .bind(key.exportable)
-            .bind(key.auto_rotate_period_s)
-            .bind(key.deletion_due_ms)
-            .bind(key.state_before_deletion.map(KeyState::as_str))
-            .bind(key.updated_at_ms)
+            .bind(next.state.as_str())
+            .bind(i64::from(next.min_verify_version))
+            .bind(next.exportable)
+            .bind(next.auto_rotate_period_s)
+            .bind(next.deletion_due_ms)
+            .bind(next.state_before_deletion.map(KeyState::as_str))
+            .bind(next.updated_at_ms)
+            .bind(next.revision)
+            .bind(tag_of(sealer, &next))
             .bind(&key.id)
-            .bind(key.revision)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            if updated.rows_affected() != 1 {
-                return Err(StoreError::Conflict);
-            }
-            commit_and_reread(tx, &key.id).await
+            tx.commit().await.map_err(unavailable)?;
+            Ok(next)
         })
     }
 
@@ -210,6 +241,7 @@ impl KeyStore for SqliteStore {
 
     fn keys_due_for_deletion(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
         Box::pin(async move {
+            let sealer = self.sealer()?;
             let rows = sqlx::query(key_query(
                 "WHERE state = 'pending_deletion' AND deletion_due_ms IS NOT NULL AND deletion_due_ms <= ?",
             ))
@@ -217,12 +249,13 @@ impl KeyStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(unavailable)?;
-            rows.iter().map(key_from_row).collect()
+            passing(sealer, &rows, key_from_row)
         })
     }
 
     fn auto_rotating_keys(&self) -> BoxFuture<'_, StoreResult<Vec<(KeyRecord, i64)>>> {
         Box::pin(async move {
+            let sealer = self.sealer()?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {KEY_COLUMNS}, (SELECT v.created_at_ms FROM key_versions v \
                    WHERE v.key_id = keys.id AND v.version = keys.latest_version) AS latest_created_at_ms \
@@ -231,12 +264,19 @@ impl KeyStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(unavailable)?;
-            rows.iter()
-                .map(|row| {
-                    let at: Option<i64> = column(row, "latest_created_at_ms")?;
-                    Ok((key_from_row(row)?, at.unwrap_or(0)))
-                })
-                .collect()
+            let mut due = Vec::with_capacity(rows.len());
+            for row in &rows {
+                // As in `passing`: an edited row is left out (and reported), the rest rotate.
+                match checked(sealer, key_from_row(row)?, row) {
+                    Ok(key) => {
+                        let at: Option<i64> = column(row, "latest_created_at_ms")?;
+                        due.push((key, at.unwrap_or(0)));
+                    }
+                    Err(StoreError::Integrity { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(due)
         })
     }
 
@@ -262,16 +302,25 @@ impl KeyStore for SqliteStore {
     }
 }
 
-/// Reads a key row back inside the transaction that changed it, then commits.
-async fn commit_and_reread(mut tx: sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> StoreResult<KeyRecord> {
+/// The stored row of `key` inside a write transaction, checked, if it is still at the
+/// revision `key` was read at (`Conflict` otherwise, or when it is gone). A write starts
+/// from this row, never from an unchecked one: an edited row is refused, not re-tagged.
+async fn current_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    sealer: &dyn RowSealer,
+    key: &KeyRecord,
+) -> StoreResult<KeyRecord> {
     let row = sqlx::query(key_query("WHERE id = ?"))
-        .bind(id)
-        .fetch_one(&mut *tx)
+        .bind(&key.id)
+        .fetch_optional(&mut **tx)
         .await
-        .map_err(unavailable)?;
-    let record = key_from_row(&row)?;
-    tx.commit().await.map_err(unavailable)?;
-    Ok(record)
+        .map_err(unavailable)?
+        .ok_or(StoreError::Conflict)?;
+    let current = checked(sealer, key_from_row(&row)?, &row)?;
+    if current.revision != key.revision {
+        return Err(StoreError::Conflict);
+    }
+    Ok(current)
 }
 
 async fn insert_version(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, key_id: &str, v: &NewVersion) -> StoreResult<()> {

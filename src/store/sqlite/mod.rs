@@ -11,6 +11,7 @@
 mod api_keys;
 mod audit;
 mod credentials;
+mod integrity;
 mod keys;
 mod row;
 mod system;
@@ -18,12 +19,13 @@ mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::SqlSafeStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{StoreError, StoreResult};
+use super::{RowSealer, StoreError, StoreResult};
 
 /// Schema migrations, applied in order, each once.
 const MIGRATIONS: &[(u32, &str)] = &[
@@ -41,6 +43,13 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (9, include_str!("../migrations/sqlite/0009_audit_lines.sql")),
 ];
 
+/// The migration that adds the row-integrity columns. It is applied by
+/// [`SqliteStore::enable_row_integrity`](super::SystemStore::enable_row_integrity), in one
+/// transaction with the tagging of the rows already stored, never by `open` (which has no
+/// sealer): so a row is tagged without its tag being checked only in the start that adds
+/// the columns, and a database writer cannot have an edited row tagged by clearing its tag.
+const ROW_INTEGRITY_MIGRATION: (u32, &str) = (10, include_str!("../migrations/sqlite/0010_row_integrity.sql"));
+
 pub(crate) struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
@@ -49,6 +58,8 @@ pub(crate) struct SqliteStore {
     /// only after its commit, so an anchor never names events a power loss took from the
     /// store. Key data never goes through this connection.
     audit_writer: SqlitePool,
+    /// Tags and checks protected rows; set once at startup.
+    sealer: OnceLock<Arc<dyn RowSealer>>,
 }
 
 /// A failed statement: a unique key taken is `AlreadyExists`, anything else `Unavailable`.
@@ -102,6 +113,7 @@ impl SqliteStore {
             writer,
             reader: store_reader,
             audit_writer,
+            sealer: OnceLock::new(),
         };
         store.migrate().await?;
         audit::move_legacy_events(&store.audit_writer).await?;
@@ -125,25 +137,34 @@ impl SqliteStore {
                 source: Box::new(e),
             };
             let mut tx = self.writer.begin().await.map_err(mig)?;
-            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(i64::from(version))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(mig)?;
-            if applied.is_some() {
-                continue;
+            if apply_migration(&mut tx, version, sql).await.map_err(mig)? {
+                tx.commit().await.map_err(mig)?;
             }
-            sqlx::raw_sql(sql.into_sql_str()).execute(&mut *tx).await.map_err(mig)?;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?, ?)")
-                .bind(i64::from(version))
-                .bind(crate::clock::unix_ms(time::OffsetDateTime::now_utc()))
-                .execute(&mut *tx)
-                .await
-                .map_err(mig)?;
-            tx.commit().await.map_err(mig)?;
         }
         Ok(())
     }
+}
+
+/// Applies migration `version` inside `tx` unless it already was; returns whether it ran.
+async fn apply_migration(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    version: u32,
+    sql: &'static str,
+) -> Result<bool, sqlx::Error> {
+    let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+        .bind(i64::from(version))
+        .fetch_optional(&mut **tx)
+        .await?;
+    if applied.is_some() {
+        return Ok(false);
+    }
+    sqlx::raw_sql(sql.into_sql_str()).execute(&mut **tx).await?;
+    sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?, ?)")
+        .bind(i64::from(version))
+        .bind(crate::clock::unix_ms(time::OffsetDateTime::now_utc()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
 }
 
 impl SqliteStore {

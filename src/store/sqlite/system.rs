@@ -1,13 +1,19 @@
 //! System secrets and values in SQLite (`system_secrets`, `system_values`), and the
 //! backend's housekeeping: ping, WAL checkpoint, close.
 
+use std::sync::Arc;
+
 use super::row::sealed_from_row;
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::store::{StoreResult, SystemStore};
+use crate::store::{RowSealer, StoreResult, SystemStore};
 
 impl SystemStore for SqliteStore {
+    fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.enable(sealer))
+    }
+
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             sqlx::query("SELECT 1")

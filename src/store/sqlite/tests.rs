@@ -38,13 +38,28 @@ impl Drop for TempDir {
     }
 }
 
+/// The sealer of these tests: a fixed key, as the vault's would be after its KEK opened it.
+fn test_sealer() -> std::sync::Arc<crate::integrity::RowIntegrity> {
+    std::sync::Arc::new(crate::integrity::RowIntegrity::new(
+        crate::secret::SecretBytes::from_slice(&[7u8; 32]),
+    ))
+}
+
 async fn fresh_sqlite_store() -> Fixture {
     let home = TempDir::new();
     // Through `store::open`, as the vault opens it.
     let store = crate::store::open(&StoreSettings::Sqlite { path: home.db() })
         .await
         .unwrap();
+    store.enable_row_integrity(test_sealer()).await.unwrap();
     Fixture::new(store, home)
+}
+
+/// The store in `home`, opened and with row integrity on, as the vault starts it.
+async fn open(home: &TempDir) -> SqliteStore {
+    let store = SqliteStore::open(&home.db()).await.unwrap();
+    store.enable_row_integrity(test_sealer()).await.unwrap();
+    store
 }
 
 store_contract_tests!(sqlite, fresh_sqlite_store);
@@ -73,7 +88,7 @@ async fn a_reopened_sqlite_file_keeps_its_data_and_applies_each_migration_once()
     let home = TempDir::new();
     let key = key_record("durable");
     {
-        let store = SqliteStore::open(&home.db()).await.unwrap();
+        let store = open(&home).await;
         create(&store, &key, 27).await;
         store.put_value("root_token_hash", b"hash-v1", T0).await.unwrap();
         store
@@ -84,7 +99,7 @@ async fn a_reopened_sqlite_file_keeps_its_data_and_applies_each_migration_once()
     let applied = applied_migrations(&home).await;
     assert_eq!(applied.first().map(|m| m.0), Some(1));
 
-    let store = SqliteStore::open(&home.db()).await.unwrap();
+    let store = open(&home).await;
 
     assert_eq!(applied_migrations(&home).await, applied);
     assert_eq!(store.get_key("durable").await.unwrap(), Some(key.clone()));
@@ -104,7 +119,7 @@ async fn audit_events_of_the_earlier_table_are_moved_into_rows_of_lines_at_open(
     use crate::model::{AuditEvent, EventData};
     use crate::store::{AuditFilter, AuditStore};
     let home = TempDir::new();
-    drop(SqliteStore::open(&home.db()).await.unwrap());
+    drop(open(&home).await);
     let mut conn = inspect(&home).await;
     sqlx::raw_sql(
         "CREATE TABLE audit_events (node TEXT NOT NULL, seq INTEGER NOT NULL, time TEXT NOT NULL, \
@@ -167,7 +182,7 @@ async fn audit_events_of_the_earlier_table_are_moved_into_rows_of_lines_at_open(
     }
     drop(conn);
 
-    let store = SqliteStore::open(&home.db()).await.unwrap();
+    let store = open(&home).await;
 
     let (a, b) = expected.split_at(5000);
     assert_eq!(store.audit_range("node-a", 0, 10_000).await.unwrap(), a);
@@ -189,7 +204,7 @@ async fn a_cut_before_every_line_of_a_row_removes_the_row() {
     use crate::model::{AuditEvent, EventData};
     use crate::store::{AuditBatch, AuditStore};
     let home = TempDir::new();
-    let store = SqliteStore::open(&home.db()).await.unwrap();
+    let store = open(&home).await;
     let events: Vec<_> = (1..=5u64)
         .map(|seq| {
             (
@@ -213,7 +228,7 @@ async fn a_cut_before_every_line_of_a_row_removes_the_row() {
 #[tokio::test]
 async fn the_sqlite_file_is_in_wal_journal_mode() {
     let home = TempDir::new();
-    let _store = SqliteStore::open(&home.db()).await.unwrap();
+    let _store = open(&home).await;
 
     // WAL is recorded in the file itself, so a connection that asks for no journal mode
     // reports it. (`synchronous` is per connection and cannot be seen from here.)
@@ -230,7 +245,7 @@ async fn the_sqlite_file_is_in_wal_journal_mode() {
 #[tokio::test]
 async fn every_connection_is_full_sync_secure_delete_with_foreign_keys() {
     let home = TempDir::new();
-    let store = SqliteStore::open(&home.db()).await.unwrap();
+    let store = open(&home).await;
     for pool in [&store.writer, &store.reader] {
         let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
         assert_eq!(sync, 2, "synchronous = FULL");
@@ -272,7 +287,7 @@ fn assert_corrupt<T: std::fmt::Debug>(read: Result<T, StoreError>, what: &str) {
 #[tokio::test]
 async fn a_row_naming_an_enum_value_this_build_does_not_know_reads_as_corrupt() {
     let home = TempDir::new();
-    let store = SqliteStore::open(&home.db()).await.unwrap();
+    let store = open(&home).await;
     for name in ["state", "algorithm", "boundary", "prior", "case"] {
         create(&store, &key_record(name), 1).await;
     }
@@ -310,7 +325,7 @@ async fn a_row_naming_an_enum_value_this_build_does_not_know_reads_as_corrupt() 
 #[tokio::test]
 async fn a_json_column_of_the_wrong_shape_reads_as_corrupt() {
     let home = TempDir::new();
-    let store = SqliteStore::open(&home.db()).await.unwrap();
+    let store = open(&home).await;
     for name in ["text", "number-tag"] {
         create(&store, &key_record(name), 1).await;
     }
@@ -339,4 +354,163 @@ async fn a_json_column_of_the_wrong_shape_reads_as_corrupt() {
     assert_corrupt(store.find_token(&[7; 32]).await, "groups, found by hash");
     assert_corrupt(store.get_api_key(KEY).await, "meta that is not an object");
     assert_corrupt(store.get_api_key(OTHER).await, "permissions that are not a list");
+}
+
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(read: Result<T, StoreError>, table: &str, id: &str) {
+    match read {
+        Err(StoreError::Integrity { table: t, id: i }) if t == table && i == id => {}
+        other => panic!("{table}/{id}: expected an integrity failure, got {other:?}"),
+    }
+}
+
+/// Each edit a database writer could make to gain a right — groups, revocation, a key's
+/// owner, state or algorithm, an API key's permissions, a hash pointed at another key, a
+/// credential's state — leaves a row whose tag no longer checks: it is refused where it is
+/// read, a write that starts from it is refused too (so it is never re-tagged), and the
+/// untouched rows still serve.
+#[tokio::test]
+async fn a_protected_row_edited_behind_the_store_is_refused_wherever_it_is_read() {
+    use crate::store::{ApiKeyPatch, CredentialPatch};
+    let home = TempDir::new();
+    let store = open(&home).await;
+    store.insert_token(&token("tok_svc", 1, &["services"])).await.unwrap();
+    store.insert_token(&token("tok_gone", 2, &["services"])).await.unwrap();
+    store.revoke_token("tok_gone", T0 + 1).await.unwrap();
+    for name in ["owned", "disabled", "sha256", "intact"] {
+        create(&store, &key_record(name), 1).await;
+    }
+    let disabled = store.get_key("disabled").await.unwrap().unwrap();
+    store
+        .update_key(&crate::store::KeyRecord {
+            state: crate::model::KeyState::Disabled,
+            ..disabled
+        })
+        .await
+        .unwrap();
+    store.insert_api_key(&api_key(KEY, "payments"), &hash(1)).await.unwrap();
+    store
+        .insert_api_key(&api_key(OTHER, "intruder"), &hash(2))
+        .await
+        .unwrap();
+    store
+        .insert_credential(&credential("SVAKEDITED", "ci"), 2)
+        .await
+        .unwrap();
+    store
+        .update_credential(
+            "SVAKEDITED",
+            &CredentialPatch {
+                state: Some(crate::model::CredentialState::Inactive),
+                ..CredentialPatch::default()
+            },
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+
+    write_behind(
+        &home,
+        &format!(
+            "UPDATE caller_tokens SET groups_json = '[\"admin\"]' WHERE id = 'tok_svc'; \
+             UPDATE caller_tokens SET revoked_at_ms = NULL WHERE id = 'tok_gone'; \
+             UPDATE keys SET owner = 'svc:intruder' WHERE name = 'owned'; \
+             UPDATE keys SET state = 'enabled' WHERE name = 'disabled'; \
+             UPDATE keys SET algorithm = 'hmac-sha512' WHERE name = 'sha256'; \
+             UPDATE api_keys SET permissions = '[\"admin.all\"]' WHERE id = '{KEY}'; \
+             UPDATE api_key_hashes SET key_id = '{KEY}' WHERE key_id = '{OTHER}'; \
+             UPDATE credentials SET state = 'active' WHERE access_key_id = 'SVAKEDITED';"
+        ),
+    )
+    .await;
+
+    assert_refused(store.get_token("tok_svc").await, "caller_tokens", "tok_svc");
+    assert_refused(store.find_token(&[1; 32]).await, "caller_tokens", "tok_svc");
+    assert_refused(store.find_token(&[2; 32]).await, "caller_tokens", "tok_gone");
+    assert_refused(store.revoke_token("tok_svc", T0 + 3).await, "caller_tokens", "tok_svc");
+    assert_refused(store.get_token("tok_svc").await, "caller_tokens", "tok_svc");
+    for name in ["owned", "disabled", "sha256"] {
+        assert_refused(store.get_key(name).await, "keys", &format!("kid-{name}"));
+    }
+    let owned = key_record("owned");
+    assert_refused(store.update_key(&owned).await, "keys", "kid-owned");
+    assert_refused(store.list_keys(None, 10).await, "keys", "kid-disabled");
+    assert_eq!(
+        store.get_key("intact").await.unwrap().map(|k| k.name),
+        Some("intact".into())
+    );
+    assert_refused(store.get_api_key(KEY).await, "api_keys", KEY);
+    assert_refused(
+        store.update_api_key(KEY, &ApiKeyPatch::default(), T0 + 3).await,
+        "api_keys",
+        KEY,
+    );
+    let pointed = crate::store::ApiKeyHashRow::new(&hash(2), KEY, None).hash_hex;
+    assert_refused(store.find_api_key(&hash(2)).await, "api_key_hashes", &pointed);
+    assert_refused(store.get_credential("SVAKEDITED").await, "credentials", "SVAKEDITED");
+    assert_refused(
+        store
+            .update_credential("SVAKEDITED", &CredentialPatch::default(), T0 + 3)
+            .await,
+        "credentials",
+        "SVAKEDITED",
+    );
+}
+
+/// A store from before row integrity is migrated by the start that enables it, its rows
+/// tagged in the same transaction; after that, a row without a tag (cleared to have an
+/// edit re-tagged) is refused, and reopening does not tag it again.
+#[tokio::test]
+async fn rows_from_before_row_integrity_are_tagged_once_by_the_start_that_adds_it() {
+    let home = TempDir::new();
+    drop(SqliteStore::open(&home.db()).await.unwrap());
+    write_behind(
+        &home,
+        &format!(
+            "INSERT INTO caller_tokens (id, hash, principal, groups_json, description, created_at_ms) \
+             VALUES ('tok_old', x'{}', 'payments', '[\"services\"]', NULL, {T0}); \
+             INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
+             min_verify_version, exportable, created_at_ms, updated_at_ms, revision) VALUES ('kid-old', 'old', \
+             'default', 'hmac-sha256', 'process', 'svc:payments', '{{}}', 'enabled', 1, 1, 0, {T0}, {T0}, 0);",
+            "01".repeat(32)
+        ),
+    )
+    .await;
+
+    let store = open(&home).await;
+    let old = store.get_token("tok_old").await.unwrap().unwrap();
+    assert_eq!(
+        (old.principal.as_str(), old.groups.clone()),
+        ("payments", vec!["services".to_owned()])
+    );
+    assert_eq!(
+        store.get_key("old").await.unwrap().map(|k| k.owner),
+        Some("svc:payments".into())
+    );
+    let applied = applied_migrations(&home).await;
+    assert_eq!(applied.last().map(|m| m.0), Some(10));
+    drop(store);
+
+    write_behind(
+        &home,
+        "UPDATE caller_tokens SET groups_json = '[\"admin\"]', mac = NULL; UPDATE keys SET mac = NULL;",
+    )
+    .await;
+    let store = open(&home).await;
+    assert_refused(store.get_token("tok_old").await, "caller_tokens", "tok_old");
+    assert_refused(store.get_key("old").await, "keys", "kid-old");
+    assert_eq!(applied_migrations(&home).await, applied, "no migration ran again");
+}
+
+/// Without a sealer, protected rows neither read nor write (the vault always hands one
+/// over before serving; a tool that forgot would otherwise skip every check).
+#[tokio::test]
+async fn a_store_without_a_sealer_reads_and_writes_no_protected_row() {
+    let home = TempDir::new();
+    let store = SqliteStore::open(&home.db()).await.unwrap();
+    assert!(matches!(
+        store.insert_token(&token("tok_x", 1, &[])).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(store.get_key("k").await, Err(StoreError::Unavailable(_))));
 }

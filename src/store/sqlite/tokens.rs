@@ -1,17 +1,24 @@
-//! Caller tokens in SQLite (`caller_tokens`): keyed hashes only.
+//! Caller tokens in SQLite (`caller_tokens`): keyed hashes only, each row tagged
+//! ([`super::integrity`]).
 
 use sqlx::Sqlite;
 use sqlx::sqlite::SqliteRow;
 
+use super::integrity::{checked, tag_of};
 use super::row::{column, json_column, json_text};
-use super::{SqliteStore, unavailable};
+use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::store::{StoreResult, TokenRecord, TokenStore};
 
 const TOKEN_COLUMNS: &str =
-    "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms";
+    "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms, revision, mac";
 
-fn token_from_row(row: &SqliteRow) -> StoreResult<TokenRecord> {
+pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {TOKEN_COLUMNS} FROM caller_tokens"))
+}
+
+/// A row as stored, unchecked (see [`super::integrity::checked`]).
+pub(super) fn token_from_row(row: &SqliteRow) -> StoreResult<TokenRecord> {
     Ok(TokenRecord {
         id: column(row, "id")?,
         hash: column(row, "hash")?,
@@ -21,6 +28,7 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<TokenRecord> {
         created_at_ms: column(row, "created_at_ms")?,
         expires_at_ms: column(row, "expires_at_ms")?,
         revoked_at_ms: column(row, "revoked_at_ms")?,
+        revision: column(row, "revision")?,
     })
 }
 
@@ -30,25 +38,25 @@ impl SqliteStore {
     where
         T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Send,
     {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sealer = self.sealer()?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TOKEN_COLUMNS} FROM caller_tokens WHERE {column} = ?"
         )))
         .bind(value)
         .fetch_optional(&self.reader)
         .await
-        .map_err(unavailable)?
-        .as_ref()
-        .map(token_from_row)
-        .transpose()
+        .map_err(unavailable)?;
+        row.map(|row| checked(sealer, token_from_row(&row)?, &row)).transpose()
     }
 }
 
 impl TokenStore for SqliteStore {
     fn insert_token<'a>(&'a self, token: &'a TokenRecord) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let tag = tag_of(self.sealer()?, token);
             sqlx::query(
                 "INSERT INTO caller_tokens (id, hash, principal, groups_json, description, created_at_ms, \
-                 expires_at_ms, revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 expires_at_ms, revoked_at_ms, revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&token.id)
             .bind(&token.hash)
@@ -58,6 +66,8 @@ impl TokenStore for SqliteStore {
             .bind(token.created_at_ms)
             .bind(token.expires_at_ms)
             .bind(token.revoked_at_ms)
+            .bind(token.revision)
+            .bind(tag)
             .execute(&self.writer)
             .await
             .map_err(unavailable)?;
@@ -75,22 +85,41 @@ impl TokenStore for SqliteStore {
 
     fn revoke_token<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
         Box::pin(async move {
-            sqlx::query("UPDATE caller_tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL")
-                .bind(now_ms)
-                .bind(id)
-                .execute(&self.writer)
-                .await
-                .map_err(unavailable)?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            let sealer = self.sealer()?;
+            let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {TOKEN_COLUMNS} FROM caller_tokens WHERE id = ?"
             )))
             .bind(id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()
+            .map_err(unavailable)?;
+            // The stored row is checked before it is changed: an edited row is refused, never
+            // re-tagged.
+            let Some(current) = row
+                .map(|row| checked(sealer, token_from_row(&row)?, &row))
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            if current.revoked_at_ms.is_some() {
+                return Ok(Some(current));
+            }
+            let revoked = TokenRecord {
+                revoked_at_ms: Some(now_ms),
+                revision: current.revision.saturating_add(1),
+                ..current
+            };
+            sqlx::query("UPDATE caller_tokens SET revoked_at_ms = ?, revision = ?, mac = ? WHERE id = ?")
+                .bind(revoked.revoked_at_ms)
+                .bind(revoked.revision)
+                .bind(tag_of(sealer, &revoked))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(Some(revoked))
         })
     }
 }
