@@ -16,6 +16,13 @@ pub struct Limits {
     /// A response write that makes no progress for this long closes its connection (a
     /// client that stops reading cannot hold its slot).
     pub write_timeout: std::time::Duration,
+    /// A connection with no request in progress for this long is closed: idle between
+    /// requests, or a request header not complete within it.
+    pub idle_timeout: std::time::Duration,
+    /// Bytes read ahead of the request being served (pipelined requests queue there), at
+    /// most; the connection is not read further until they are served. Also bounds a
+    /// request header.
+    pub max_pipelined_bytes: usize,
 }
 
 impl Default for Limits {
@@ -28,6 +35,8 @@ impl Default for Limits {
             max_connections: 4096,
             max_connections_per_address: 512,
             write_timeout: std::time::Duration::from_secs(30),
+            idle_timeout: std::time::Duration::from_secs(30),
+            max_pipelined_bytes: 64 * 1024,
         }
     }
 }

@@ -126,4 +126,6 @@ pub struct RawLimits {
     pub(crate) max_connections: Option<u32>,
     pub(crate) max_connections_per_address: Option<u32>,
     pub(crate) write_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) max_pipelined_bytes: Option<u32>,
 }

@@ -359,6 +359,8 @@ pub(super) fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
                 v as usize
             }),
         write_timeout: millis("limits.write_timeout", raw.write_timeout.as_deref(), d.write_timeout)?,
+        idle_timeout: millis("limits.idle_timeout", raw.idle_timeout.as_deref(), d.idle_timeout)?,
+        max_pipelined_bytes: raw.max_pipelined_bytes.map_or(d.max_pipelined_bytes, |v| v as usize),
     };
     if !(1024..=1 << 20).contains(&l.max_body_bytes) {
         return Err(invalid("limits.max_body_bytes", "must be between 1024 and 1048576"));
@@ -386,6 +388,15 @@ pub(super) fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
     }
     if !(StdDuration::from_secs(1)..=StdDuration::from_secs(600)).contains(&l.write_timeout) {
         return Err(invalid("limits.write_timeout", "must be between 1s and 10m"));
+    }
+    if !(StdDuration::from_secs(1)..=StdDuration::from_secs(600)).contains(&l.idle_timeout) {
+        return Err(invalid("limits.idle_timeout", "must be between 1s and 10m"));
+    }
+    if !(16 * 1024..=1 << 20).contains(&l.max_pipelined_bytes) {
+        return Err(invalid(
+            "limits.max_pipelined_bytes",
+            "must be between 16384 and 1048576",
+        ));
     }
     Ok(l)
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use secrecy::ExposeSecret;
+use std::time::Duration as StdDuration;
 use time::Duration;
 
 use crate::kek::pkcs11::Pkcs11Settings;
@@ -125,6 +126,36 @@ fn environment_overrides_the_file_and_keeps_types() {
     assert_eq!(
         s.root_token.as_ref().map(|t| t.expose_secret().to_owned()),
         Some("a-root-token-of-some-length".into())
+    );
+}
+
+#[test]
+fn connection_limits_come_from_the_environment_and_default_when_unset() {
+    let dir = dev_dir_with_pin();
+    let defaults = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")])
+        .unwrap()
+        .limits;
+    assert_eq!(
+        (
+            defaults.idle_timeout,
+            defaults.max_pipelined_bytes,
+            defaults.write_timeout
+        ),
+        (StdDuration::from_secs(30), 65_536, StdDuration::from_secs(30))
+    );
+    let set = load_dev(
+        &dir,
+        &[
+            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+            ("SIGVAULT_LIMITS__IDLE_TIMEOUT", "5s"),
+            ("SIGVAULT_LIMITS__MAX_PIPELINED_BYTES", "16384"),
+        ],
+    )
+    .unwrap()
+    .limits;
+    assert_eq!(
+        (set.idle_timeout, set.max_pipelined_bytes),
+        (StdDuration::from_secs(5), 16_384)
     );
 }
 
@@ -487,6 +518,18 @@ fn every_bad_value_is_reported_with_its_key() {
         ),
         ("SIGVAULT_LIMITS__WRITE_TIMEOUT", "500ms", "limits.write_timeout:"),
         ("SIGVAULT_LIMITS__WRITE_TIMEOUT", "1h", "limits.write_timeout:"),
+        ("SIGVAULT_LIMITS__IDLE_TIMEOUT", "0s", "limits.idle_timeout:"),
+        ("SIGVAULT_LIMITS__IDLE_TIMEOUT", "11m", "limits.idle_timeout:"),
+        (
+            "SIGVAULT_LIMITS__MAX_PIPELINED_BYTES",
+            "8192",
+            "limits.max_pipelined_bytes:",
+        ),
+        (
+            "SIGVAULT_LIMITS__MAX_PIPELINED_BYTES",
+            "2097152",
+            "limits.max_pipelined_bytes:",
+        ),
         ("SIGVAULT_ROOT_TOKEN", "short", "SIGVAULT_ROOT_TOKEN:"),
         ("SIGVAULT_AUDIT__NODE", "a b", "audit.node:"),
         (

@@ -26,16 +26,16 @@ use crate::tls::TlsInfo;
 
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: StdDuration = StdDuration::from_secs(30);
-/// A client that sends no complete request header within this time is disconnected.
-const HEADER_READ_TIMEOUT: StdDuration = StdDuration::from_secs(30);
 
 /// The accept loop: HTTP/1.1 with keep-alive (over TLS when `tls` is given), a request id
 /// per request (task-local for the handlers, `x-request-id` on every response), the peer
 /// address and TLS facts in the request extensions, at most `limits.max_connections` open
 /// connections (further clients wait in the kernel's backlog) and
 /// `limits.max_connections_per_address` from one address (a further one is closed at once),
-/// a write that makes no progress for `limits.write_timeout` closing its connection, and
-/// graceful shutdown.
+/// a write that makes no progress for `limits.write_timeout` closing its connection, one with
+/// no request in progress for `limits.idle_timeout` closed, at most
+/// `limits.max_pipelined_bytes` read ahead of the request being served, and graceful
+/// shutdown.
 ///
 /// The TLS handshake runs in the connection's own task under
 /// [`crate::tls::HANDSHAKE_TIMEOUT`], so a slow or failing client never holds up the
@@ -55,7 +55,7 @@ pub async fn serve<F>(
     let mut shutdown = std::pin::pin!(shutdown);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let per_address = Arc::new(PerAddress::new(limits.max_connections_per_address));
-    let write_timeout = limits.write_timeout;
+    let connection = ConnectionLimits::from(limits);
     loop {
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => match slot {
@@ -88,13 +88,13 @@ pub async fn serve<F>(
         tokio::spawn(async move {
             let served = match tls {
                 None => {
-                    let stream = WriteTimeout::new(stream, write_timeout);
-                    serve_connection(stream, service, peer, None, watcher).await
+                    let stream = WriteTimeout::new(stream, connection.write_timeout);
+                    serve_connection(stream, service, peer, None, watcher, connection).await
                 }
                 Some(acceptor) => match crate::tls::accept(&acceptor, stream).await {
                     Ok((stream, info)) => {
-                        let stream = WriteTimeout::new(stream, write_timeout);
-                        serve_connection(stream, service, peer, Some(info), watcher).await
+                        let stream = WriteTimeout::new(stream, connection.write_timeout);
+                        serve_connection(stream, service, peer, Some(info), watcher, connection).await
                     }
                     Err(e) => {
                         tracing::debug!(%peer, error = %chain(&e), "connection dropped");
@@ -123,6 +123,7 @@ async fn serve_connection<IO, S>(
     peer: SocketAddr,
     tls: Option<TlsInfo>,
     watcher: Watcher,
+    limits: ConnectionLimits,
 ) -> Result<(), hyper::Error>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -149,11 +150,33 @@ where
         }
     });
     let mut builder = http1::Builder::new();
+    // hyper runs its header read timer from the end of one response to the end of the next
+    // request's header: that is the idle timeout. Its read buffer holds what a client
+    // pipelined ahead; once full, the connection is not read until requests are served.
     builder
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(limits.max_pipelined_bytes);
     watcher.watch(builder.serve_connection(TokioIo::new(io), handler)).await
+}
+
+/// What each connection is served under (copied into its task).
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    write_timeout: StdDuration,
+    idle_timeout: StdDuration,
+    max_pipelined_bytes: usize,
+}
+
+impl From<&Limits> for ConnectionLimits {
+    fn from(limits: &Limits) -> Self {
+        Self {
+            write_timeout: limits.write_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_pipelined_bytes: limits.max_pipelined_bytes,
+        }
+    }
 }
 
 /// Open connections per source address, each counted while its [`AddressSlot`] lives.

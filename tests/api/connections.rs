@@ -96,3 +96,127 @@ async fn one_address_cannot_hold_every_slot() {
     };
     ping_past_slow_readers(limits, 20, "20 connections from one address held all 16 slots").await;
 }
+
+/// A connection from `from` that sends `request` (nothing when empty) and then neither
+/// sends nor closes.
+async fn idle_connection(app: &TestApp, from: IpAddr, request: &[u8]) -> Option<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(from, 0)).expect("bind");
+    let mut stream = socket.connect(app.addr).await.ok()?;
+    if !request.is_empty() {
+        stream.write_all(request).await.ok()?;
+    }
+    Some(stream)
+}
+
+/// Clients that connect and never send, or send one request and go quiet, hold their slots
+/// only until `limits.idle_timeout`: with every slot held that way, another client's ping is
+/// still answered (with a 10-minute idle timeout it would wait for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_holding_every_slot_are_closed_after_the_idle_timeout() {
+    let app = spawn_app_in(AppHome {
+        limits: Limits {
+            max_connections: 16,
+            max_connections_per_address: 16,
+            idle_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        },
+        ..AppHome::new()
+    })
+    .await;
+    let mut held = Vec::new();
+    for i in 0..16 {
+        let request: &[u8] = if i % 2 == 0 {
+            b""
+        } else {
+            b"GET /v1/sys/ping HTTP/1.1\r\nHost: sigvault\r\n\r\n"
+        };
+        held.push(idle_connection(&app, SLOW, request).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let answered = ping_from_other(&app, Duration::from_secs(30)).await;
+
+    assert_eq!(answered.map_err(|e| e.to_string()), Ok(StatusCode::OK));
+    drop(held);
+}
+
+/// The case: 64 connections from one address that pipeline and never read, with
+/// `max_connections = 64` and the per-address cap that follows it (an eighth): another
+/// client's ping is answered within the write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_slow_readers_from_one_address_leave_another_client_answered_within_the_write_timeout() {
+    let limits = Limits {
+        max_connections: 64,
+        max_connections_per_address: 8,
+        write_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let app = spawn_app_in(AppHome {
+        limits,
+        ..AppHome::new()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(slow_reader(&app, SLOW).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let answered = ping_from_other(&app, Duration::from_secs(5)).await;
+
+    assert_eq!(answered.map_err(|e| e.to_string()), Ok(StatusCode::OK));
+    for task in held {
+        task.abort();
+    }
+}
+
+/// 4 000 idle connections, from eight addresses (500 each, within the per-address cap) with
+/// the default limits: the vault still answers a ping from a ninth address at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_thousand_idle_connections_leave_the_vault_answering() {
+    let app = spawn_app_in(AppHome::new()).await;
+    let mut held = Vec::with_capacity(4000);
+    for host in 10..18u8 {
+        for _ in 0..500 {
+            held.push(idle_connection(&app, IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), b"").await);
+        }
+    }
+    assert_eq!(
+        held.iter().filter(|c| c.is_some()).count(),
+        4000,
+        "every connection was accepted by the kernel"
+    );
+
+    let answered = ping_from_other(&app, Duration::from_secs(10)).await;
+
+    assert_eq!(answered.map_err(|e| e.to_string()), Ok(StatusCode::OK));
+    drop(held);
+}
+
+/// What a client may send ahead of the request being served is bounded by
+/// `limits.max_pipelined_bytes` (it also bounds a request header): a header beyond it is
+/// refused with 431 and the connection closed, one within it is served.
+#[tokio::test]
+async fn a_request_header_beyond_max_pipelined_bytes_is_refused() {
+    let app = spawn_app_in(AppHome {
+        limits: Limits {
+            max_pipelined_bytes: 16 * 1024,
+            ..Limits::default()
+        },
+        ..AppHome::new()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let ping = |filler: usize| {
+        client
+            .get(app.url("/v1/sys/ping"))
+            .header("x-filler", "a".repeat(filler))
+            .send()
+    };
+    assert_eq!(ping(8 * 1024).await.map(|r| r.status()).ok(), Some(StatusCode::OK));
+    assert_eq!(
+        ping(20 * 1024).await.map(|r| r.status()).ok(),
+        Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    );
+}
