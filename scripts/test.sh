@@ -37,6 +37,23 @@ if ! python3 -c 'import botocore' 2>/dev/null; then
   python3 -c 'import botocore' || { echo "botocore: still not importable" >&2; exit 1; }
 fi
 
+# The API fuzzing test (tests/api/schemathesis.rs) runs schemathesis, pinned, from a venv of
+# its own under target/ (nothing is installed into the system's Python).
+SCHEMATHESIS_VERSION=4.32.5
+if ! target/schemathesis/bin/schemathesis --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "python3-venv: not found, installing with apt-get" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
+  echo "schemathesis: installing $SCHEMATHESIS_VERSION into target/schemathesis" >&2
+  rm -rf target/schemathesis
+  python3 -m venv target/schemathesis
+  target/schemathesis/bin/pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # The repository stands alone: no tracked file may point outside it to the design folder that
 # sat beside the first checkouts (the pattern is split so this line does not match itself).
 outside="../""shared"

@@ -14,6 +14,7 @@ mod keys;
 mod openapi;
 mod report;
 mod root_token;
+mod schemathesis;
 mod sigv4;
 mod startup;
 mod tls;
