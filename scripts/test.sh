@@ -69,9 +69,12 @@ rm -rf target/softhsm-test
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+# The test-only PKCS#11 fault injector (a workspace member the black-box tests build and load).
+cargo clippy --locked -p pkcs11-fault --all-targets -- -D warnings
 # Each backend is a cargo feature: the library and the binary must build, lint-clean, with
 # none of them and with each one alone (the tests need them all).
 for features in "" "kek-pkcs11" "store-sqlite"; do
   cargo clippy --locked --no-default-features ${features:+--features "$features"} --lib --bins -- -D warnings
 done
+cargo test --locked -p pkcs11-fault
 cargo test --locked --all-targets

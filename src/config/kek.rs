@@ -115,7 +115,21 @@ fn pkcs11_settings(
         token_label,
         pin: SecretString::from(pin),
         sessions: sessions as usize,
+        call_timeout: call_timeout(p.call_timeout.as_deref())?,
     })
+}
+
+/// `kek.pkcs11.call_timeout`: 100ms to 10m. The longest a request waits for the HSM before it
+/// is answered 503 `KEK_UNAVAILABLE`; below 100 ms a busy but healthy HSM would look down.
+#[cfg(feature = "kek-pkcs11")]
+fn call_timeout(text: Option<&str>) -> Result<std::time::Duration, ConfigError> {
+    use std::time::Duration;
+    const KEY: &str = "kek.pkcs11.call_timeout";
+    let timeout = super::sections::millis(KEY, text, crate::kek::pkcs11::DEFAULT_CALL_TIMEOUT)?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&timeout) {
+        return Err(invalid(KEY, "must be between 100ms and 10m"));
+    }
+    Ok(timeout)
 }
 
 #[cfg(feature = "kek-pkcs11")]

@@ -99,6 +99,7 @@ pub struct RawPkcs11 {
     pub token_label: Option<String>,
     pub pin_file: Option<PathBuf>,
     pub sessions: Option<u32>,
+    pub call_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

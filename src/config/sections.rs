@@ -292,7 +292,7 @@ pub(super) fn audit_settings(raw: RawAudit, data_dir: &Path) -> Result<AuditSett
 }
 
 /// A short duration: `<n>ms`, or any duration [`duration`] reads (`<n>s`, `<n>m`, …).
-fn millis(key: &'static str, text: Option<&str>, default: StdDuration) -> Result<StdDuration, ConfigError> {
+pub(super) fn millis(key: &'static str, text: Option<&str>, default: StdDuration) -> Result<StdDuration, ConfigError> {
     let Some(text) = text else {
         return Ok(default);
     };

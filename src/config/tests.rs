@@ -52,6 +52,7 @@ fn dev_mode_fills_every_default_from_the_data_dir() {
         token_label,
         pin,
         sessions,
+        call_timeout,
     } = s.kek.pkcs11().unwrap();
     assert_eq!(module, &PathBuf::from("/x/libsofthsm2.so"));
     assert_eq!(token_label, "sigvault-dev");
@@ -61,6 +62,7 @@ fn dev_mode_fills_every_default_from_the_data_dir() {
         "the trailing newline is not part of the PIN"
     );
     assert_eq!(*sessions, 4);
+    assert_eq!(*call_timeout, std::time::Duration::from_secs(5));
     assert_eq!(s.cache.ttl, Duration::hours(1));
     assert_eq!(s.limits, Limits::default());
     assert_eq!(s.audit.hsm_anchor_interval, std::time::Duration::from_secs(10));
@@ -79,6 +81,22 @@ fn the_hsm_anchor_interval_is_a_duration_string_of_at_most_an_hour() {
         let err = load_dev(&dir, &[module, ("SIGVAULT_AUDIT__HSM_ANCHOR_INTERVAL", bad)]).err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.starts_with("audit.hsm_anchor_interval: "), "{bad}: `{text}`");
+    }
+}
+
+#[test]
+fn the_hsm_call_timeout_is_a_duration_from_100ms_to_10m() {
+    let dir = dev_dir_with_pin();
+    let module = ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so");
+    for (text, expected) in [("100ms", 100), ("1500ms", 1500), ("2s", 2000), ("10m", 600_000)] {
+        let s = load_dev(&dir, &[module, ("SIGVAULT_KEK__PKCS11__CALL_TIMEOUT", text)]).unwrap();
+        let timeout = s.kek.pkcs11().unwrap().call_timeout;
+        assert_eq!(timeout, std::time::Duration::from_millis(expected), "{text}");
+    }
+    for bad in ["99ms", "0s", "11m", "5", "soon"] {
+        let err = load_dev(&dir, &[module, ("SIGVAULT_KEK__PKCS11__CALL_TIMEOUT", bad)]).err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.starts_with("kek.pkcs11.call_timeout: "), "{bad}: `{text}`");
     }
 }
 
@@ -113,6 +131,7 @@ fn environment_overrides_the_file_and_keeps_types() {
         pin,
         sessions,
         module,
+        call_timeout: _,
     } = s.kek.pkcs11().unwrap();
     assert_eq!(*sessions, 8);
     assert_eq!(token_label, "123", "a numeric-looking value still fills a string key");

@@ -18,7 +18,8 @@ use crate::envelope::Dek;
 
 /// What a provider's harness hands the contract: a provider on a KEK of its own, a second
 /// provider of the same kind on another KEK, and a way to make the first one's HSM or KMS
-/// stop answering.
+/// stop answering for good (a provider may recover from a passing fault by itself; that is
+/// each provider's own test).
 pub(crate) struct KekFixture {
     pub provider: Arc<dyn KekProvider>,
     pub other: Arc<dyn KekProvider>,

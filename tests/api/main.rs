@@ -9,6 +9,7 @@ mod callers;
 mod connections;
 mod dump;
 mod helpers;
+mod hsm_faults;
 mod integrity;
 mod keys;
 mod openapi;

@@ -83,7 +83,7 @@ fn a_witness_at_the_genesis_passes_any_trail() {
 mod on_softhsm {
     use super::*;
     use crate::kek::pkcs11::Pkcs11Kek;
-    use crate::kek::pkcs11::testing::{fresh_token, log_the_token_out};
+    use crate::kek::pkcs11::testing::{fresh_token, take_the_token_away};
 
     async fn provider(tag: &str) -> (Arc<dyn KekProvider>, crate::kek::pkcs11::Pkcs11Settings) {
         let settings = fresh_token(tag);
@@ -164,7 +164,7 @@ mod on_softhsm {
         let mut witness = Witness::new(Arc::clone(&kek), "n1", interval);
         let t0 = Instant::now();
         witness.write_forced(&head(1, 1), t0).await.unwrap();
-        log_the_token_out(&settings);
+        take_the_token_away(&settings);
 
         let err = read(kek.as_ref(), "n1").await.unwrap_err();
         assert!(is_unavailable(&err), "{err:?}");

@@ -1,6 +1,8 @@
 //! What can go wrong talking to a PKCS#11 module, with the module's own codes, and how each
 //! failure maps onto the provider-neutral [`KekError`].
 
+use std::time::Duration;
+
 use cryptoki::error::{Error as CkError, RvError};
 
 use crate::kek::KekError;
@@ -39,6 +41,72 @@ pub enum Pkcs11Error {
     /// Several objects of a witness record's newest generation, with different values.
     #[error("the token holds {count} different newest witness objects labelled '{name}'")]
     DuplicateWitness { name: String, count: usize },
+    /// The module refused a wrapped key: it does not open under the KEK (altered, or wrapped
+    /// by another KEK).
+    #[error("the module rejected the wrapped key")]
+    WrappedKeyRejected(#[source] CkError),
+    /// The call did not get a session, or the module's answer, within `call_timeout`.
+    #[error("no answer from the HSM within {after:?} ({during})")]
+    Timeout { after: Duration, during: &'static str },
+    /// The HSM failed and is tried again only once a retry interval; this call was not made.
+    #[error("the HSM has been failing for {failing_for:?}; it is tried again at most once a second")]
+    Down { failing_for: Duration },
+    /// Opening a session again after a failure did not work.
+    #[error("reopening a session on token '{label}' failed")]
+    Reopen {
+        label: String,
+        #[source]
+        source: Box<Pkcs11Error>,
+    },
+    /// The token refused the PIN when the provider logged in again after a failure; it is not
+    /// offered again until a restart, since an HSM locks a PIN after a few wrong attempts.
+    #[error("token '{label}' refused the PIN when logging in again; not retried until sigvault restarts")]
+    LoginRefused { label: String },
+}
+
+impl Pkcs11Error {
+    /// Whether the module's answer means the session cannot be used again: the session, the
+    /// token or the device is gone, the token lost its login (a reset), or the session's
+    /// copies of the KEK are gone with it. Such a session is discarded and the pool reopens.
+    pub(super) fn breaks_session(&self) -> bool {
+        match self {
+            Pkcs11Error::Call {
+                source: CkError::Pkcs11(rv, _),
+                ..
+            } => matches!(
+                rv,
+                RvError::SessionHandleInvalid
+                    | RvError::SessionClosed
+                    | RvError::DeviceRemoved
+                    | RvError::DeviceError
+                    | RvError::DeviceMemory
+                    | RvError::TokenNotPresent
+                    | RvError::TokenNotRecognized
+                    | RvError::SlotIdInvalid
+                    | RvError::CryptokiNotInitialized
+                    | RvError::UserNotLoggedIn
+                    | RvError::KeyHandleInvalid
+                    | RvError::ObjectHandleInvalid
+                    | RvError::WrappingKeyHandleInvalid
+                    | RvError::UnwrappingKeyHandleInvalid
+            ),
+            Pkcs11Error::NotLoggedIn => true,
+            Pkcs11Error::Call { .. }
+            | Pkcs11Error::ModuleLoad { .. }
+            | Pkcs11Error::ModuleConflict { .. }
+            | Pkcs11Error::TokenNotFound { .. }
+            | Pkcs11Error::PinIncorrect { .. }
+            | Pkcs11Error::PinLocked { .. }
+            | Pkcs11Error::MissingSessionKek(_)
+            | Pkcs11Error::Pool
+            | Pkcs11Error::DuplicateWitness { .. }
+            | Pkcs11Error::WrappedKeyRejected(_)
+            | Pkcs11Error::Timeout { .. }
+            | Pkcs11Error::Down { .. }
+            | Pkcs11Error::Reopen { .. }
+            | Pkcs11Error::LoginRefused { .. } => false,
+        }
+    }
 }
 
 /// `map_err` adapter naming the C call that failed.
@@ -54,11 +122,16 @@ impl From<Pkcs11Error> for KekError {
             | Pkcs11Error::TokenNotFound { .. }
             | Pkcs11Error::PinIncorrect { .. }
             | Pkcs11Error::PinLocked { .. } => KekError::Config(Box::new(err)),
+            Pkcs11Error::WrappedKeyRejected(_) => KekError::Rejected,
             Pkcs11Error::Call { .. }
             | Pkcs11Error::MissingSessionKek(_)
             | Pkcs11Error::Pool
             | Pkcs11Error::NotLoggedIn
-            | Pkcs11Error::DuplicateWitness { .. } => KekError::Unavailable(Box::new(err)),
+            | Pkcs11Error::DuplicateWitness { .. }
+            | Pkcs11Error::Timeout { .. }
+            | Pkcs11Error::Down { .. }
+            | Pkcs11Error::Reopen { .. }
+            | Pkcs11Error::LoginRefused { .. } => KekError::Unavailable(Box::new(err)),
         }
     }
 }
@@ -77,10 +150,11 @@ pub(super) fn is_integrity_failure(rv: RvError) -> bool {
     )
 }
 
-/// An unwrap failure: [`KekError::Rejected`] for an integrity failure, unavailable otherwise.
-pub(super) fn unwrap_error(err: CkError) -> KekError {
+/// An unwrap failure: a rejected wrapped key for an integrity failure, a failed call
+/// otherwise.
+pub(super) fn unwrap_error(err: CkError) -> Pkcs11Error {
     match err {
-        CkError::Pkcs11(rv, _) if is_integrity_failure(rv) => KekError::Rejected,
-        source => call("unwrapping a data key")(source).into(),
+        CkError::Pkcs11(rv, _) if is_integrity_failure(rv) => Pkcs11Error::WrappedKeyRejected(err),
+        source => call("unwrapping a data key")(source),
     }
 }

@@ -5,20 +5,27 @@
 //! first start when the token holds none, and every KEK version on the token stays usable to
 //! unwrap. `kek_id` = `pkcs11:<token label>:<version>`; the highest version is current.
 //!
-//! `Session` is not `Sync`, so a small pool of sessions is used from tokio's blocking pool,
-//! each holding session copies of the KEK versions. Every error keeps the module's return
-//! code inside [`Pkcs11Error`]; callers see the provider-neutral [`KekError`]. cryptoki's
-//! types stay inside this module. Witness records are private data objects on the token
-//! ([`witness`]).
+//! `Session` is not `Sync`, so a small pool of sessions ([`pool`]) is used from tokio's
+//! blocking pool, each holding session copies of the KEK versions. A session or token that
+//! fails (removed, reset, logged out) is discarded and the pool opens and logs in again by
+//! itself. Every call is bounded by `call_timeout`: a call the module does not answer in time
+//! is given up on (unavailable) while its thread waits for the module, and the threads so
+//! left waiting are bounded ([`Pkcs11Kek::with_session`]). Every error keeps the module's
+//! return code inside [`Pkcs11Error`]; callers see the provider-neutral [`KekError`].
+//! cryptoki's types stay inside this module. Witness records are private data objects on the
+//! token ([`witness`]).
 //!
 //! This module must never return or log key bytes except the DEK it was asked to unwrap.
 
 mod error;
 mod objects;
+mod pool;
 pub mod softhsm;
 mod token;
 mod witness;
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -27,12 +34,13 @@ mod tests;
 mod vectors;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
-use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::session::UserType;
+use cryptoki::session::Session;
 use secrecy::SecretString;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 pub use error::Pkcs11Error;
@@ -43,7 +51,11 @@ use crate::BoxFuture;
 use crate::envelope::Dek;
 use error::{call, unwrap_error};
 use objects::{PooledSession, create_kek, find_kek_objects, unwrap_bytes, wrap_bytes};
+use pool::{Handoff, Pool, log_in};
 use token::{context, find_token};
+
+/// `[kek.pkcs11] call_timeout` when unset.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the provider needs to open a token (`[kek.pkcs11]`).
 #[derive(Clone)]
@@ -56,29 +68,25 @@ pub struct Pkcs11Settings {
     pub pin: SecretString,
     /// Sessions in the pool (concurrent HSM calls).
     pub sessions: usize,
+    /// The longest a call waits for a session and the module's answer before it reports the
+    /// HSM unavailable.
+    pub call_timeout: Duration,
 }
 
 struct Inner {
     token_label: String,
     versions: Vec<u32>,
     current: u32,
-    pool: Mutex<Vec<PooledSession>>,
+    call_timeout: Duration,
+    pool: Pool,
+    /// One permit per call running in the module (the pool size).
     permits: Arc<Semaphore>,
-}
-
-/// A session taken from the pool; returned to it when dropped, whatever happens to the
-/// operation that used it.
-struct Lease<'a> {
-    pool: &'a Mutex<Vec<PooledSession>>,
-    session: Option<PooledSession>,
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(session);
-        }
-    }
+    /// One permit per call given up on that still runs in the module, as many as the pool
+    /// size: a call that times out hands its session permit back in exchange for one of
+    /// these, so fresh sessions can serve while it hangs. When none is left, a timed-out call
+    /// keeps its session permit, so at most twice the pool size of threads ever wait on a
+    /// module that does not answer.
+    hung: Arc<Semaphore>,
 }
 
 /// The PKCS#11 KEK provider. Cheap to clone.
@@ -102,12 +110,7 @@ impl Pkcs11Kek {
         let label = settings.token_label.clone();
         let slot = find_token(&ctx, &label)?.ok_or_else(|| Pkcs11Error::TokenNotFound { label: label.clone() })?;
         let first = ctx.open_rw_session(slot).map_err(call("opening a session"))?;
-        match first.login(UserType::User, Some(&settings.pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => return Err(Pkcs11Error::PinIncorrect { label }),
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => return Err(Pkcs11Error::PinLocked { label }),
-            Err(source) => return Err(call("logging in")(source)),
-        }
+        log_in(&first, &settings.pin, &label)?;
         let mut token_keks = find_kek_objects(&first)?;
         if token_keks.is_empty() {
             token_keks.insert(1, create_kek(&first, 1)?);
@@ -115,19 +118,21 @@ impl Pkcs11Kek {
         let versions: Vec<u32> = token_keks.keys().copied().collect();
         let current = versions.last().copied().unwrap_or(1);
         let size = settings.sessions.max(1);
-        let mut pool = Vec::with_capacity(size);
-        pool.push(PooledSession::new(first, &token_keks)?);
+        let mut sessions = Vec::with_capacity(size);
+        sessions.push(PooledSession::new(first, &token_keks)?);
         for _ in 1..size {
-            let session = ctx.open_rw_session(slot).map_err(call("opening a session"))?;
-            pool.push(PooledSession::new(session, &token_keks)?);
+            let session: Session = ctx.open_rw_session(slot).map_err(call("opening a session"))?;
+            sessions.push(PooledSession::new(session, &token_keks)?);
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                token_label: label,
+                token_label: label.clone(),
                 versions,
                 current,
-                pool: Mutex::new(pool),
+                call_timeout: settings.call_timeout,
+                pool: Pool::new(ctx, label, settings.pin.clone(), sessions),
                 permits: Arc::new(Semaphore::new(size)),
+                hung: Arc::new(Semaphore::new(size)),
             }),
         })
     }
@@ -144,31 +149,60 @@ impl Pkcs11Kek {
         (label == self.inner.token_label && self.inner.versions.contains(&version)).then_some(version)
     }
 
-    /// Runs `op` with a pooled session on the blocking pool. The permit travels with the
-    /// blocking task, so a cancelled caller cannot let a second task in while the session is
-    /// still out of the pool.
+    /// Runs `op` with a pooled session on the blocking pool, within `call_timeout` from the
+    /// call (waiting for a session included).
+    ///
+    /// The permit travels with the blocking task, so a cancelled caller cannot let a second
+    /// task in while the session is still out of the pool. A call that outlives the timeout
+    /// is given up on: the caller gets [`Pkcs11Error::Timeout`], the pool counts the HSM as
+    /// failing, and the task — still inside the module, where nothing can stop it — swaps its
+    /// session permit for a hung-call permit when one is left (see [`Inner::hung`]) and
+    /// closes its session when the module finally answers.
     async fn with_session<T, F>(&self, op: F) -> Result<T, KekError>
     where
         T: Send + 'static,
-        F: FnOnce(&PooledSession) -> Result<T, KekError> + Send + 'static,
+        F: FnOnce(&PooledSession) -> Result<T, Pkcs11Error> + Send + 'static,
     {
-        let permit = Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| Pkcs11Error::Pool)?;
+        let timeout = self.inner.call_timeout;
+        let deadline = Instant::now() + timeout;
+        self.inner.pool.admit()?;
+        let permit = match tokio::time::timeout_at(deadline, Arc::clone(&self.inner.permits).acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(Pkcs11Error::Pool.into()),
+            Err(_) => {
+                return Err(Pkcs11Error::Timeout {
+                    after: timeout,
+                    during: "waiting for a free HSM session",
+                }
+                .into());
+            }
+        };
+        let handoff: Arc<Handoff<OwnedSemaphorePermit>> = Arc::new(Handoff::new(permit));
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let taken = inner.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let lease = Lease {
-                pool: &inner.pool,
-                session: taken,
-            };
-            let pooled = lease.session.as_ref().ok_or(Pkcs11Error::Pool)?;
-            op(pooled)
-        })
-        .await
-        .map_err(|_| Pkcs11Error::Pool)?
+        let held = Arc::clone(&handoff);
+        let task = tokio::task::spawn_blocking(move || inner.pool.run(&held, op));
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(joined) => joined.map_err(|_| Pkcs11Error::Pool)?.map_err(KekError::from),
+            Err(_) => {
+                handoff.abandon();
+                if let Ok(hung) = Arc::clone(&self.inner.hung).try_acquire_owned() {
+                    // The session permit is released here; the hung-call permit is released
+                    // with the handoff, when the call returns.
+                    let released = handoff
+                        .permit
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .replace(hung);
+                    drop(released);
+                }
+                let err = Pkcs11Error::Timeout {
+                    after: timeout,
+                    during: "waiting for the HSM's answer",
+                };
+                self.inner.pool.timed_out(&err);
+                Err(err.into())
+            }
+        }
     }
 }
 
@@ -192,7 +226,7 @@ impl KekProvider for Pkcs11Kek {
             let bytes = self
                 .with_session(move |pooled| {
                     let kek = pooled.kek(version)?;
-                    Ok(wrap_bytes(&pooled.session, kek, &plain).map_err(call("wrapping a data key"))?)
+                    wrap_bytes(&pooled.session, kek, &plain).map_err(call("wrapping a data key"))
                 })
                 .await?;
             Ok(WrappedDek {
@@ -220,11 +254,11 @@ impl KekProvider for Pkcs11Kek {
 
     fn witness_write<'a>(&'a self, name: &'a str, value: &'a [u8]) -> BoxFuture<'a, Result<(), KekError>> {
         let (name, value) = (name.to_owned(), value.to_vec());
-        Box::pin(self.with_session(move |pooled| Ok(witness::write(&pooled.session, &name, &value)?)))
+        Box::pin(self.with_session(move |pooled| witness::write(&pooled.session, &name, &value)))
     }
 
     fn witness_read<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, KekError>> {
         let name = name.to_owned();
-        Box::pin(self.with_session(move |pooled| Ok(witness::read(&pooled.session, &name)?)))
+        Box::pin(self.with_session(move |pooled| witness::read(&pooled.session, &name)))
     }
 }

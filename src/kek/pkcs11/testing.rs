@@ -33,6 +33,7 @@ pub(crate) fn fresh_token(tag: &str) -> Pkcs11Settings {
         token_label: label.chars().take(32).collect(),
         pin: pin("user-pin-1234"),
         sessions: 2,
+        call_timeout: super::DEFAULT_CALL_TIMEOUT,
     };
     provision_token(&settings, &pin("so-pin-1234")).unwrap();
     settings
@@ -53,9 +54,27 @@ pub(crate) fn add_kek_version(settings: &Pkcs11Settings, version: u32) {
 
 /// Logs the token out, as an HSM reset does: login state belongs to the token, so every
 /// pooled session of a provider on it loses its login and its session copies of the KEK.
+/// A provider logs in again by itself afterwards.
 pub(crate) fn log_the_token_out(settings: &Pkcs11Settings) {
     let ctx = context(&settings.module).unwrap();
     let slot = find_token(&ctx, &settings.token_label).unwrap().unwrap();
     let session = ctx.open_rw_session(slot).unwrap();
+    session.logout().unwrap();
+}
+
+/// Makes the token stop answering a provider for good: its user PIN changes, then it is
+/// logged out (as [`log_the_token_out`]), so the provider's sessions lose their login and
+/// logging in again is refused.
+pub(crate) fn take_the_token_away(settings: &Pkcs11Settings) {
+    let ctx = context(&settings.module).unwrap();
+    let slot = find_token(&ctx, &settings.token_label).unwrap().unwrap();
+    let session = ctx.open_rw_session(slot).unwrap();
+    match session.login(UserType::User, Some(&settings.pin)) {
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("login: {e}"),
+    }
+    session
+        .set_pin(&settings.pin, &pin("a-pin-the-provider-does-not-know"))
+        .unwrap();
     session.logout().unwrap();
 }

@@ -8,7 +8,7 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::Session;
 
 use super::objects::find_kek_objects;
-use super::testing::{add_kek_version, fresh_token, log_the_token_out, pin};
+use super::testing::{add_kek_version, fresh_token, pin, take_the_token_away};
 use super::token::{context, find_token};
 use super::witness::identity;
 use super::{Pkcs11Error, Pkcs11Kek, Pkcs11Settings};
@@ -23,7 +23,7 @@ async fn fixture() -> KekFixture {
     KekFixture {
         provider,
         other,
-        make_unavailable: Box::new(move || log_the_token_out(&settings)),
+        make_unavailable: Box::new(move || take_the_token_away(&settings)),
     }
 }
 

@@ -67,6 +67,7 @@ pub fn pkcs11_settings(token_label: String) -> Pkcs11Settings {
         token_label,
         pin: SecretString::from(USER_PIN.to_owned()),
         sessions: 2,
+        call_timeout: sigvault::kek::pkcs11::DEFAULT_CALL_TIMEOUT,
     }
 }
 

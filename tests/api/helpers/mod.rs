@@ -1,7 +1,8 @@
 //! The black-box suite's harness, one concept per module: [`app`] (a sigvault in-process,
 //! [`spawn_app`]), [`process`] (the real binary: [`spawn_dev`], [`run_binary`] with a
 //! deadline), [`reply`] (an HTTP answer as a [`Reply`]), [`audit`] (reading the trail, the
-//! event of a request id) and [`dump`] (searching copied files for secrets). Everything is
+//! event of a request id), [`dump`] (searching copied files for secrets) and [`fault`] (the
+//! fault-injecting PKCS#11 module between a vault and SoftHSM2). Everything is
 //! re-exported here, so tests import `crate::helpers::…`. A helper asserts only what it
 //! needs to go on (a request was sent, a file exists) and, when its name says so
 //! (`assert_…`, `Run::refused_line`), the check it is named for: nothing hidden.
@@ -9,6 +10,7 @@
 mod app;
 mod audit;
 mod dump;
+mod fault;
 mod process;
 mod reply;
 
@@ -21,6 +23,7 @@ pub use app::{AppHome, TestApp, module_path, softhsm_conf, spawn_app, spawn_app_
 pub use dump::{
     Needle, assert_dump_holds_no_secret, database_files, encodings, found, found_needles, random_bytes, raw_db,
 };
+pub use fault::FaultControl;
 pub use process::{DevProcess, Run, run_binary, spawn_dev, stderr_log};
 pub use reply::Reply;
 
