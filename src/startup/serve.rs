@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration as StdDuration;
@@ -127,14 +128,15 @@ async fn serve_connection<IO, S>(
 ) -> Result<(), hyper::Error>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: Service<hyper::Request<hyper::body::Incoming>, Response = warp::reply::Response, Error = Infallible>
+    S: Service<hyper::Request<TrackedBody>, Response = warp::reply::Response, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send,
 {
-    let handler = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+    let handler = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut service = service.clone();
+        let (mut req, body_read) = track_body(req);
         req.extensions_mut().insert(ClientAddr(peer));
         if let Some(info) = &tls {
             req.extensions_mut().insert(info.clone());
@@ -145,6 +147,14 @@ where
             let mut response = with_request_id(id, service.call(req)).await?;
             if let Some(value) = header {
                 response.headers_mut().insert("x-request-id", value);
+            }
+            if !body_read.load(Ordering::Acquire) {
+                // Answered without reading the body (a refusal before it): hyper cannot
+                // reuse the connection, so the client is told rather than left to write its
+                // next request into a connection the server drops.
+                response
+                    .headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
             }
             Ok::<_, Infallible>(response)
         }
@@ -159,6 +169,45 @@ where
         .header_read_timeout(limits.idle_timeout)
         .max_buf_size(limits.max_pipelined_bytes);
     watcher.watch(builder.serve_connection(TokioIo::new(io), handler)).await
+}
+
+/// The request with its body wrapped to record when it has been read to its end, and that
+/// record (already set for a request without a body).
+fn track_body(req: hyper::Request<hyper::body::Incoming>) -> (hyper::Request<TrackedBody>, Arc<AtomicBool>) {
+    let read = Arc::new(AtomicBool::new(hyper::body::Body::is_end_stream(req.body())));
+    let flag = Arc::clone(&read);
+    (req.map(|inner| TrackedBody { inner, read: flag }), read)
+}
+
+/// A request body that sets its flag once it has been read to its end.
+struct TrackedBody {
+    inner: hyper::body::Incoming,
+    read: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        // The end is either the stream's `None` or the last bytes a length announced.
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// What each connection is served under (copied into its task).

@@ -220,3 +220,89 @@ async fn a_request_header_beyond_max_pipelined_bytes_is_refused() {
         Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
     );
 }
+
+/// Sends `request` on `stream` and reads one response; `None` when the connection broke
+/// before a whole response came back (a write or read error, or EOF).
+fn exchange(stream: &mut std::net::TcpStream, request: &[u8]) -> Option<(u16, bool)> {
+    use std::io::{Read, Write};
+    stream.write_all(request).ok()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    Some((status, head.contains("connection: close")))
+}
+
+/// A request refused before its body is read (a service signing with another's key; the
+/// body has not even been sent yet) is answered with `Connection: close`, so a keep-alive
+/// client opens a new connection instead of writing its next request into one the server
+/// drops (a broken pipe in place of an answer); a request whose body was read keeps its
+/// connection.
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_says_connection_close() {
+    let app = spawn_app_in(AppHome::new()).await;
+    let r = app
+        .post(
+            "/v1/keys",
+            serde_json::json!({"name": "billing.webhook", "algorithm": "hmac-sha256", "owner": "billing"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .post(
+            "/v1/auth/tokens",
+            serde_json::json!({"principal": "billing", "groups": ["service"]}),
+        )
+        .await;
+    let owner = r.body["token"].as_str().expect("a token").to_owned();
+    let r = app
+        .post(
+            "/v1/auth/tokens",
+            serde_json::json!({"principal": "payments", "groups": ["service"]}),
+        )
+        .await;
+    let intruder = r.body["token"].as_str().expect("a token").to_owned();
+    let addr = app.addr;
+    tokio::task::spawn_blocking(move || {
+        let body = r#"{"message":"bQ=="}"#;
+        let head = |token: &str| {
+            format!(
+                "POST /v1/keys/billing.webhook/sign HTTP/1.1\r\nHost: sigvault\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+        };
+        // The refusal comes before the body is sent.
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        let refused = exchange(&mut stream, head(&intruder).as_bytes());
+        assert_eq!(
+            refused,
+            Some((403, true)),
+            "refused unread: status and Connection: close"
+        );
+        // The owner's sign reads its body: the connection stays open for the next request.
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        let signed = format!("{}{body}", head(&owner));
+        assert_eq!(exchange(&mut stream, signed.as_bytes()), Some((200, false)));
+        assert_eq!(
+            exchange(&mut stream, signed.as_bytes()),
+            Some((200, false)),
+            "the same connection"
+        );
+    })
+    .await
+    .expect("the client runs");
+}
