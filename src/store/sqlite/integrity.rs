@@ -93,71 +93,61 @@ async fn tag_existing_rows(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     sealer: &dyn RowSealer,
 ) -> StoreResult<()> {
-    let unavailable = super::unavailable;
-    let rows = sqlx::query(tokens::select_all())
+    tag_table(
+        tx,
+        sealer,
+        tokens::select_all(),
+        tokens::token_from_row,
+        "caller_tokens",
+        "id",
+    )
+    .await?;
+    tag_table(tx, sealer, keys::select_all(), keys::key_from_row, "keys", "id").await?;
+    tag_table(
+        tx,
+        sealer,
+        credentials::select_all(),
+        credentials::from_row,
+        "credentials",
+        "access_key_id",
+    )
+    .await?;
+    tag_table(tx, sealer, api_keys::select_all(), api_keys::from_row, "api_keys", "id").await?;
+    let hashes = sqlx::AssertSqlSafe("SELECT hash, key_id, valid_until_ms FROM api_key_hashes".to_owned());
+    // A hash row's id is the hex of its hash.
+    tag_table(
+        tx,
+        sealer,
+        hashes,
+        api_key_hash_from_row,
+        "api_key_hashes",
+        "lower(hex(hash))",
+    )
+    .await
+}
+
+/// Tags each row `select` reads from `table`, found again by `id_sql` = its row id.
+async fn tag_table<R: Protected>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    sealer: &dyn RowSealer,
+    select: sqlx::AssertSqlSafe<String>,
+    decode: fn(&SqliteRow) -> StoreResult<R>,
+    table: &'static str,
+    id_sql: &'static str,
+) -> StoreResult<()> {
+    let rows = sqlx::query(select)
         .fetch_all(&mut **tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(super::unavailable)?;
+    let update = format!("UPDATE {table} SET mac = ? WHERE {id_sql} = ?");
     for row in &rows {
-        let t = tokens::token_from_row(row)?;
-        sqlx::query("UPDATE caller_tokens SET mac = ? WHERE id = ?")
-            .bind(tag_of(sealer, &t))
-            .bind(&t.id)
+        let record = decode(row)?;
+        sqlx::query(sqlx::AssertSqlSafe(update.as_str()))
+            .bind(tag_of(sealer, &record))
+            .bind(record.row_id())
             .execute(&mut **tx)
             .await
-            .map_err(unavailable)?;
-    }
-    let rows = sqlx::query(keys::select_all())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    for row in &rows {
-        let k = keys::key_from_row(row)?;
-        sqlx::query("UPDATE keys SET mac = ? WHERE id = ?")
-            .bind(tag_of(sealer, &k))
-            .bind(&k.id)
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-    }
-    let rows = sqlx::query(credentials::select_all())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    for row in &rows {
-        let c = credentials::from_row(row)?;
-        sqlx::query("UPDATE credentials SET mac = ? WHERE access_key_id = ?")
-            .bind(tag_of(sealer, &c))
-            .bind(&c.access_key_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-    }
-    let rows = sqlx::query(api_keys::select_all())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    for row in &rows {
-        let k = api_keys::from_row(row)?;
-        sqlx::query("UPDATE api_keys SET mac = ? WHERE id = ?")
-            .bind(tag_of(sealer, &k))
-            .bind(&k.id)
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-    }
-    let rows = sqlx::query("SELECT hash, key_id, valid_until_ms FROM api_key_hashes")
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    for row in &rows {
-        let h = api_key_hash_from_row(row)?;
-        sqlx::query("UPDATE api_key_hashes SET mac = ? WHERE hash = ?")
-            .bind(tag_of(sealer, &h))
-            .bind(&h.hash)
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
+            .map_err(super::unavailable)?;
     }
     Ok(())
 }

@@ -471,8 +471,12 @@ async fn rows_from_before_row_integrity_are_tagged_once_by_the_start_that_adds_i
              VALUES ('tok_old', x'{}', 'payments', '[\"services\"]', NULL, {T0}); \
              INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
              min_verify_version, exportable, created_at_ms, updated_at_ms, revision) VALUES ('kid-old', 'old', \
-             'default', 'hmac-sha256', 'process', 'svc:payments', '{{}}', 'enabled', 1, 1, 0, {T0}, {T0}, 0);",
-            "01".repeat(32)
+             'default', 'hmac-sha256', 'process', 'svc:payments', '{{}}', 'enabled', 1, 1, 0, {T0}, {T0}, 0); \
+             INSERT INTO api_keys (id, prefix, principal, state, meta, permissions, created_at_ms, updated_at_ms) \
+             VALUES ('{KEY}', 'sk', 'payments', 'enabled', '{{\"plan\":0.1}}', '[\"orders.read\"]', {T0}, {T0}); \
+             INSERT INTO api_key_hashes (hash, key_id, valid_until_ms) VALUES (x'{}', '{KEY}', NULL);",
+            "01".repeat(32),
+            "ab".repeat(32)
         ),
     )
     .await;
@@ -486,6 +490,11 @@ async fn rows_from_before_row_integrity_are_tagged_once_by_the_start_that_adds_i
     assert_eq!(
         store.get_key("old").await.unwrap().map(|k| k.owner),
         Some("svc:payments".into())
+    );
+    let (found, _) = store.find_api_key(&[0xab; 32]).await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.permissions.clone()),
+        (KEY, vec!["orders.read".to_owned()])
     );
     let applied = applied_migrations(&home).await;
     assert_eq!(applied.last().map(|m| m.0), Some(10));
