@@ -1,7 +1,8 @@
 """Latency of refused requests for an existing and a missing key (bench/oracle.sh).
 
-One keep-alive connection, requests alternating ping / existing / missing so drift hits all
-three alike. Prints the median and the 90th percentile of each in microseconds, the
+Requests alternate ping / existing / missing so drift hits all three alike, each on a new
+connection (a refusal answered before its body is read closes its connection, so reusing one
+would put a connect into some samples and not others; the connect is in every sample). Prints the median and the 90th percentile of each in microseconds, the
 difference of the refused medians, and the ratios to ping. Inputs from the environment
 (never argv): BENCH_BASE, BENCH_TOKEN, BENCH_EXISTING, BENCH_MISSING, BENCH_REQUESTS.
 """
@@ -29,6 +30,7 @@ def main() -> int:
     samples = {name: [] for name in runs}
     for i in range(n + 200):
         for name, (method, path, data, hdrs, want) in runs.items():
+            conn.close()
             start = time.perf_counter_ns()
             conn.request(method, path, body=data, headers=hdrs)
             response = conn.getresponse()

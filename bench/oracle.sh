@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Existence oracle: does a service the policy denies learn from the time of its 403 whether
 # a key exists? Measures refused signs of an existing key (owned by another service) and of
-# a missing one, one keep-alive connection, requests alternating with pings (so drift hits
+# a missing one, each request on a new connection, alternating with pings (so drift hits
 # all alike), after a warm-up; prints medians and 90th percentiles in microseconds, the
 # difference of the refused medians, and `RATIO refused-existing/ping`,
 # `RATIO refused-missing/ping`. Latency, not throughput: the client is Python (its own
