@@ -183,6 +183,8 @@ pub struct ApiError {
     pub(crate) detail: Option<String>,
     /// Seconds until a retry can succeed: sent as `Retry-After` (429).
     pub(crate) retry_after_s: Option<u64>,
+    /// The methods the route takes: sent as `Allow` (405, RFC 9110 §15.5.6).
+    pub(crate) allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -193,12 +195,14 @@ impl ApiError {
                 message: generic.to_owned(),
                 detail: Some(message.into()),
                 retry_after_s: None,
+                allow: None,
             },
             None => Self {
                 code,
                 message: message.into(),
                 detail: None,
                 retry_after_s: None,
+                allow: None,
             },
         }
     }
@@ -206,6 +210,12 @@ impl ApiError {
     /// Adds a `Retry-After` of `seconds` to the answer.
     pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// Adds an `Allow` of `methods` to the answer.
+    pub(crate) fn allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
         self
     }
 

@@ -156,7 +156,7 @@ fn resource_of(id: &str) -> String {
 
 async fn collection(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = create(&state, &mut call).await;
     audited(&state, &mut call, Action::CreateApiKey, "apikeys".into(), result).await
@@ -239,7 +239,7 @@ async fn one(id: String, state: Arc<AppState>, mut call: Call) -> Response {
         Method::GET => (Action::GetApiKey, get(&state, &mut call, &id).await),
         Method::PATCH => (Action::UpdateApiKey, update(&state, &mut call, &id).await),
         Method::DELETE => (Action::RevokeApiKey, revoke(&state, &mut call, &id).await),
-        _ => return reply::error(method_not_allowed(&call)),
+        _ => return reply::error(method_not_allowed(&call, "GET, PATCH, DELETE")),
     };
     audited(&state, &mut call, action, resource_of(&id), result).await
 }
@@ -292,7 +292,7 @@ async fn revoke(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
 
 async fn reroll(id: String, state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = reroll_key(&state, &mut call, &id).await;
     audited(&state, &mut call, Action::RerollApiKey, resource_of(&id), result).await
@@ -338,7 +338,7 @@ struct Verified<'a> {
 
 async fn verify(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = verify_key(&state, &mut call).await;
     let resource = call.note.resource.take().unwrap_or_else(|| "apikeys".into());

@@ -40,7 +40,7 @@ struct EventJson {
 
 async fn events(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::GET {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "GET"));
     }
     let result = list_events(&state, &mut call).await;
     audited(&state, &mut call, Action::ReadAudit, "audit".into(), result).await
@@ -48,7 +48,7 @@ async fn events(state: Arc<AppState>, mut call: Call) -> Response {
 
 async fn verify(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::GET {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "GET"));
     }
     let result = verify_now(&state, &mut call).await;
     audited(&state, &mut call, Action::VerifyAudit, "audit".into(), result).await

@@ -94,7 +94,7 @@ fn token_error(e: TokenError) -> ApiError {
 
 async fn tokens(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = create_token(&state, &mut call).await;
     audited(&state, &mut call, Action::CreateToken, "tokens".into(), result).await
@@ -142,7 +142,7 @@ async fn token(id: String, state: Arc<AppState>, mut call: Call) -> Response {
     let (action, result) = match call.method {
         Method::GET => (Action::ReadToken, read_token(&state, &mut call, &id).await),
         Method::DELETE => (Action::RevokeToken, revoke_token(&state, &mut call, &id).await),
-        _ => return reply::error(method_not_allowed(&call)),
+        _ => return reply::error(method_not_allowed(&call, "GET, DELETE")),
     };
     audited(&state, &mut call, action, token_resource(&id), result).await
 }
@@ -201,7 +201,7 @@ async fn revoke_token(state: &AppState, call: &mut Call, id: &str) -> Result<Res
 
 async fn whoami(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::GET {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "GET"));
     }
     let result = who(&state, &mut call).await;
     audited(&state, &mut call, Action::WhoAmI, "self".into(), result).await
@@ -223,7 +223,7 @@ async fn who(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
 
 async fn reload_policies(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = reload(&state, &mut call).await;
     audited(&state, &mut call, Action::ReloadPolicies, "policies".into(), result).await

@@ -158,7 +158,7 @@ async fn collection(state: Arc<AppState>, mut call: Call) -> Response {
     let (action, result) = match call.method {
         Method::POST => (Action::CreateCredential, create(&state, &mut call).await),
         Method::GET => (Action::ListCredentials, list(&state, &mut call).await),
-        _ => return reply::error(method_not_allowed(&call)),
+        _ => return reply::error(method_not_allowed(&call, "POST, GET")),
     };
     audited(&state, &mut call, action, "credentials".into(), result).await
 }
@@ -221,7 +221,7 @@ async fn list(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
 
 async fn import(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = import_credential(&state, &mut call).await;
     audited(
@@ -285,7 +285,7 @@ async fn one(id: String, state: Arc<AppState>, mut call: Call) -> Response {
         Method::GET => (Action::GetCredential, get(&state, &mut call, &id).await),
         Method::PATCH => (Action::UpdateCredential, update(&state, &mut call, &id).await),
         Method::DELETE => (Action::DeleteCredential, delete(&state, &mut call, &id).await),
-        _ => return reply::error(method_not_allowed(&call)),
+        _ => return reply::error(method_not_allowed(&call, "GET, PATCH, DELETE")),
     };
     audited(&state, &mut call, action, resource_of(&id), result).await
 }
@@ -363,7 +363,7 @@ struct FingerprintJson {
 
 async fn activity(id: String, state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::GET {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "GET"));
     }
     let result = read_activity(&state, &mut call, &id).await;
     audited(

@@ -269,11 +269,14 @@ pub async fn audited(
     }
 }
 
-pub(crate) fn method_not_allowed(call: &Call) -> ApiError {
+/// 405 for a route that takes only `allow` (e.g. `"GET, PATCH, DELETE"`), which the answer's
+/// `Allow` header lists.
+pub(crate) fn method_not_allowed(call: &Call, allow: &'static str) -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on this route", call.method),
     )
+    .allow(allow)
 }
 
 impl From<KeyError> for ApiError {

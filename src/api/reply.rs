@@ -60,6 +60,11 @@ pub fn error(err: ApiError) -> Response {
             .headers_mut()
             .insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from(seconds));
     }
+    if let Some(methods) = err.allow {
+        response
+            .headers_mut()
+            .insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(methods));
+    }
     response
 }
 

@@ -35,7 +35,7 @@ enum Format {
 
 async fn compliance_report(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::GET {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "GET"));
     }
     let result = read_report(&state, &mut call).await;
     audited(

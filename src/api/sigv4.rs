@@ -66,7 +66,7 @@ struct Invalid<'a> {
 
 async fn verify(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = verify_request(&state, &mut call).await;
     let resource = call.note.resource.take().unwrap_or_else(|| "sigv4".into());
@@ -197,7 +197,7 @@ struct SigningKeyRequest {
 
 async fn signing_key(state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = derive(&state, &mut call).await;
     let resource = call.note.resource.take().unwrap_or_else(|| "sigv4".into());

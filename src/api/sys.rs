@@ -76,7 +76,7 @@ pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 fn openapi(call: Call) -> Response {
     if call.method != Method::GET {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "GET"));
     }
     let mut response = Response::new(OPENAPI.into());
     response.headers_mut().insert(
@@ -88,14 +88,14 @@ fn openapi(call: Call) -> Response {
 
 fn ping(call: Call) -> Response {
     if call.method != Method::GET {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "GET"));
     }
     reply::json(StatusCode::OK, &serde_json::json!({}))
 }
 
 async fn health(state: Arc<AppState>, call: Call) -> Response {
     if call.method != Method::GET {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "GET"));
     }
     let checked = check(&state).await;
     // The audit writer's state is current (it changes with each batch), not cached.

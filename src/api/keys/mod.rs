@@ -52,7 +52,7 @@ async fn collection(state: Arc<AppState>, mut call: Call) -> Response {
     let (action, result) = match call.method {
         Method::GET => (Action::ListKeys, list_keys(&state, &mut call).await),
         Method::POST => (Action::CreateKey, create_key(&state, &mut call).await),
-        _ => return reply::error(method_not_allowed(&call)),
+        _ => return reply::error(method_not_allowed(&call, "GET, POST")),
     };
     audited(&state, &mut call, action, "keys".into(), result).await
 }
@@ -62,7 +62,7 @@ async fn item(name: String, state: Arc<AppState>, mut call: Call) -> Response {
         Method::GET => (Action::GetKey, get_key(&state, &mut call, &name).await),
         Method::PATCH => (Action::UpdateKey, patch_key(&state, &mut call, &name).await),
         Method::DELETE => (Action::ScheduleKeyDeletion, delete_key(&state, &mut call, &name).await),
-        _ => return reply::error(method_not_allowed(&call)),
+        _ => return reply::error(method_not_allowed(&call, "GET, PATCH, DELETE")),
     };
     audited(&state, &mut call, action, key_resource(&name), result).await
 }
@@ -77,7 +77,7 @@ async fn action(name: String, action: String, state: Arc<AppState>, mut call: Ca
         _ => return reply::error(ApiError::new(crate::error::ErrorCode::NotFound, "no such route")),
     };
     if call.method != Method::POST {
-        return reply::error(method_not_allowed(&call));
+        return reply::error(method_not_allowed(&call, "POST"));
     }
     let result = match action {
         Action::RotateKey => rotate_key(&state, &mut call, &name).await,
