@@ -20,7 +20,7 @@ use crate::helpers::{ROOT_TOKEN, TestApp, spawn_app};
 
 /// The checks the suite holds the API to.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                      response_schema_conformance,response_headers_conformance";
+                      response_schema_conformance,response_headers_conformance,unsupported_method";
 
 fn schemathesis() -> PathBuf {
     std::env::var_os("SIGVAULT_SCHEMATHESIS").map_or_else(
@@ -47,20 +47,47 @@ fn run_as(app: &TestApp, token: &str, who: &str) {
         .args(["run", &app.url("/v1/openapi.json")])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", CHECKS])
-        .args(["--max-examples", "20", "--seed", "1", "--workers", "2"])
+        // One worker: CPython 3.11's parser is not safe to enter from two threads at once
+        // (hypothesis describes filters by parsing their source; with two workers that
+        // failed now and then with "AST constructor recursion depth mismatch").
+        .args(["--max-examples", "20", "--seed", "1", "--workers", "1"])
         .args(["--request-timeout", "30", "--no-color"])
         .output()
         .expect("schemathesis runs");
     let report = String::from_utf8_lossy(&out.stdout);
+    // The report's end holds the failures and the summary; tracebacks before it can be long.
+    let tail: String = report
+        .chars()
+        .rev()
+        .take(12_000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     assert!(
-        out.status.success(),
-        "schemathesis as {who} found failures:\n{report}\n{}",
+        out.status.success() || only_the_parser_bug(&report),
+        "schemathesis as {who} found failures (the report's end):\n{tail}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
         report.contains("Tested: "),
         "schemathesis as {who} tested nothing:\n{report}"
     );
+}
+
+/// Whether a run that exited non-zero failed no check and its only errors are schemathesis's
+/// own "AST constructor recursion depth mismatch" (CPython 3.11's parser, entered from two
+/// threads by hypothesis; not a finding about the API, and rare with one worker).
+fn only_the_parser_bug(report: &str) -> bool {
+    if report.contains("= FAILURES =") {
+        return false;
+    }
+    let Some(errors) = report.split("= ERRORS =").nth(1) else {
+        return false;
+    };
+    let errors = errors.split("\n===").next().unwrap_or_default();
+    let blocks = errors.lines().filter(|l| l.starts_with('_')).count();
+    blocks > 0 && errors.matches("AST constructor recursion depth mismatch").count() >= blocks
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
