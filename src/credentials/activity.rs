@@ -86,6 +86,7 @@ mod tests {
 
     use super::*;
     use crate::BoxFuture;
+    use crate::fingerprint::who;
     use crate::store::{StoreError, StoreResult};
 
     /// A store write that keeps what it was handed and fails.
@@ -98,19 +99,12 @@ mod tests {
         Box::pin(async { Err(StoreError::Conflict) })
     }
 
-    fn who(ua: &str) -> Fingerprint {
-        Fingerprint {
-            source_ip: "10.0.0.1".into(),
-            user_agent: ua.into(),
-        }
-    }
-
     #[tokio::test]
     async fn the_latest_use_keeps_its_region_and_service_and_survives_a_failed_flush() {
         let t = ActivityTracker::new(64);
         t.load("AK", Vec::new());
-        t.notice("AK", &who("a"), 10, ("eu-west-1", "s3"), false);
-        t.notice("AK", &who("a"), 5, ("us-east-1", "sts"), false);
+        t.notice("AK", &who("10.0.0.1", "a"), 10, ("eu-west-1", "s3"), false);
+        t.notice("AK", &who("10.0.0.1", "a"), 5, ("us-east-1", "sts"), false);
         let handed = Mutex::new(Vec::new());
         let failed = t.flush((to_store, from_store), &handed, refuse, 64).await;
         assert!(failed.is_err());
@@ -132,7 +126,7 @@ mod tests {
         let back = t.pending_for("AK").expect("kept after the failed flush");
         assert_eq!(last_use(&back), (10, "eu-west-1", "s3"));
         assert_eq!(back.fingerprints.iter().map(|f| f.count).sum::<u64>(), 2);
-        t.notice("AK", &who("a"), 11, ("us-east-1", "sts"), false);
+        t.notice("AK", &who("10.0.0.1", "a"), 11, ("us-east-1", "sts"), false);
         let back = t.pending_for("AK").expect("pending");
         assert_eq!(last_use(&back), (11, "us-east-1", "sts"));
     }

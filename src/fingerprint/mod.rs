@@ -32,6 +32,15 @@ pub struct Fingerprint {
     pub user_agent: String,
 }
 
+/// A caller of the tests.
+#[cfg(test)]
+pub(crate) fn who(source_ip: &str, user_agent: &str) -> Fingerprint {
+    Fingerprint {
+        source_ip: source_ip.into(),
+        user_agent: user_agent.into(),
+    }
+}
+
 /// What noticing a use found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Seen {
@@ -115,13 +124,6 @@ pub(crate) fn warn_when_alerting(kind: &'static str, id: &str, principal: &str, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn who(ip: &str, ua: &str) -> Fingerprint {
-        Fingerprint {
-            source_ip: ip.into(),
-            user_agent: ua.into(),
-        }
-    }
 
     fn reported(seen: Seen, rule: OnNewFingerprint) -> Result<Option<NewFingerprint>, Blocked> {
         report(seen, "SVAKEXAMPLE", "acme-ci", who("10.0.0.1", "sdk"), rule)

@@ -370,13 +370,7 @@ fn merged(mut stored: Vec<FingerprintRecord>, pending: Vec<FingerprintRecord>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn who(ip: &str, ua: &str) -> Fingerprint {
-        Fingerprint {
-            source_ip: ip.into(),
-            user_agent: ua.into(),
-        }
-    }
+    use crate::fingerprint::who;
 
     /// A tracker of API-key-like secrets (last use: a time).
     fn tracker(max: u32) -> FingerprintTracker<i64> {
