@@ -22,6 +22,8 @@
 //!   signing key, time window); no I/O, no key lookup.
 //! - [`credentials`]: SigV4 access keys (sealed secrets, activity, verification with
 //!   cached derived keys) over the pure [`sigv4`] canonicalisation and signature checks.
+//! - [`fingerprint`]: the caller fingerprints credentials and API keys are used from (what
+//!   is known, new or blocked on this node), shared by both.
 //! - [`integrity`]: the KEK-sealed key that tags the store's protected rows (a row a
 //!   database writer edited is refused), and the report of refused rows.
 //! - [`auth`]: who is calling (the bootstrap root token, client certificates) and the
@@ -57,6 +59,7 @@ pub mod credentials;
 pub mod dev;
 pub mod envelope;
 pub mod error;
+pub mod fingerprint;
 pub mod hardening;
 pub(crate) mod health;
 pub mod integrity;

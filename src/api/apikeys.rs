@@ -1,6 +1,8 @@
 //! `/v1/apikeys…`: bearer API keys — create (the key shown once), read, change, revoke,
-//! reroll with a grace period, and verify. Every request is audited with the key's id,
-//! never the key; a verification records its code as the outcome.
+//! reroll with a grace period, activity, and verify. Every request is audited with the key's
+//! id, never the key; a verification records its code as the outcome, and a caller
+//! fingerprint new to the key (`source_ip` / `user_agent`, as the verifying service reports
+//! them) adds an `apikey.new_fingerprint` event, durable before the answer.
 
 use std::sync::Arc;
 
@@ -12,12 +14,13 @@ use warp::reply::Response;
 use zeroize::Zeroizing;
 
 use super::context::{Call, call};
+use super::fingerprint::{fingerprints_json, record_new_fingerprint, reported_caller, rule};
 use super::reply::{self, json};
 use super::{AppState, audited, authenticate, authorize, intend, method_not_allowed, store_error, with_state};
 use crate::apikeys::{
     ApiKeyError, ApiKeyRecord, ApiKeyState, Code, Meta, NewApiKey, Patch, STATE_RULE, check_required, valid_id,
 };
-use crate::audit::action::Action;
+use crate::audit::action::{APIKEY_NEW_FINGERPRINT, Action};
 use crate::auth::Principal;
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::error::{ApiError, ErrorCode};
@@ -35,7 +38,20 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(s())
         .and(call())
         .then(reroll);
-    verify.or(collection).unify().or(one).unify().or(reroll).unify().boxed()
+    let activity = warp::path!("apikeys" / String / "activity")
+        .and(s())
+        .and(call())
+        .then(activity);
+    verify
+        .or(collection)
+        .unify()
+        .or(one)
+        .unify()
+        .or(reroll)
+        .unify()
+        .or(activity)
+        .unify()
+        .boxed()
 }
 
 #[derive(Deserialize)]
@@ -56,6 +72,7 @@ struct CreateRequest {
     #[serde(default)]
     permissions: Vec<String>,
     meta: Option<serde_json::Map<String, serde_json::Value>>,
+    on_new_fingerprint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +83,9 @@ struct PatchRequest {
     /// `null` removes the credit limit; absent leaves it.
     #[serde(default, deserialize_with = "reply::present")]
     remaining: Option<Option<u64>>,
+    /// `null` returns to the server default; absent leaves it.
+    #[serde(default, deserialize_with = "reply::present")]
+    on_new_fingerprint: Option<Option<String>>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +100,10 @@ struct VerifyRequest {
     key: Zeroizing<String>,
     #[serde(default)]
     permissions: Vec<String>,
+    /// The caller's address as the verifying service saw it (fingerprint).
+    source_ip: Option<String>,
+    /// The caller's user agent as the verifying service saw it (fingerprint).
+    user_agent: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -102,6 +126,8 @@ pub(crate) struct ApiKeyJson {
     remaining: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ratelimit: Option<RateLimitOut>,
+    /// The rule in force (the key's own, else the server's).
+    on_new_fingerprint: &'static str,
     created_at: String,
     updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,9 +143,13 @@ struct WithKey<'a> {
     details: ApiKeyJson,
 }
 
-fn api_key_json(r: ApiKeyRecord) -> ApiKeyJson {
+fn api_key_json(state: &AppState, r: ApiKeyRecord) -> ApiKeyJson {
+    let rule = r
+        .on_new_fingerprint
+        .unwrap_or(state.apikeys.settings().on_new_fingerprint);
     ApiKeyJson {
         state: r.state.as_str(),
+        on_new_fingerprint: rule.as_str(),
         expires_at: r.expires_at_ms.map(|ms| rfc3339(from_unix_ms(ms))),
         remaining: r.remaining,
         ratelimit: r.ratelimit.map(|(limit, period_ms)| RateLimitOut {
@@ -196,6 +226,7 @@ async fn create(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
         ratelimit,
         permissions: req.permissions,
         meta: req.meta,
+        on_new_fingerprint: rule(req.on_new_fingerprint.as_deref())?,
     };
     intend(state, call, Action::CreateApiKey, "apikeys").await?;
     let (record, key) = state.apikeys.create(new).await.map_err(api_key_error)?;
@@ -204,7 +235,7 @@ async fn create(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
         StatusCode::CREATED,
         &WithKey {
             key: key.as_str(),
-            details: api_key_json(record),
+            details: api_key_json(state, record),
         },
     ))
 }
@@ -250,7 +281,7 @@ async fn get(state: &AppState, call: &mut Call, id: &str) -> Result<Response, Ap
     call.expect_no_body().await?;
     check_id(id)?;
     let record = state.apikeys.get(id).await.map_err(api_key_error)?;
-    Ok(json(StatusCode::OK, &api_key_json(record)))
+    Ok(json(StatusCode::OK, &api_key_json(state, record)))
 }
 
 async fn update(state: &AppState, call: &mut Call, id: &str) -> Result<Response, ApiError> {
@@ -259,9 +290,9 @@ async fn update(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: PatchRequest = reply::parse_json(&body)?;
     check_id(id)?;
-    if req.state.is_none() && req.meta.is_none() && req.remaining.is_none() {
+    if req.state.is_none() && req.meta.is_none() && req.remaining.is_none() && req.on_new_fingerprint.is_none() {
         return Err(ApiError::invalid(
-            "nothing to change: give state, meta and/or remaining",
+            "nothing to change: give state, meta, remaining and/or on_new_fingerprint",
         ));
     }
     // Only enabled and disabled can be asked for: revoking is DELETE.
@@ -274,10 +305,14 @@ async fn update(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
         state: new_state,
         meta: req.meta,
         remaining: req.remaining,
+        on_new_fingerprint: match req.on_new_fingerprint {
+            None => None,
+            Some(text) => Some(rule(text.as_deref())?),
+        },
     };
     intend(state, call, Action::UpdateApiKey, &resource_of(id)).await?;
     let record = state.apikeys.update(id, patch).await.map_err(api_key_error)?;
-    Ok(json(StatusCode::OK, &api_key_json(record)))
+    Ok(json(StatusCode::OK, &api_key_json(state, record)))
 }
 
 async fn revoke(state: &AppState, call: &mut Call, id: &str) -> Result<Response, ApiError> {
@@ -287,7 +322,7 @@ async fn revoke(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
     check_id(id)?;
     intend(state, call, Action::RevokeApiKey, &resource_of(id)).await?;
     let record = state.apikeys.revoke(id).await.map_err(api_key_error)?;
-    Ok(json(StatusCode::OK, &api_key_json(record)))
+    Ok(json(StatusCode::OK, &api_key_json(state, record)))
 }
 
 async fn reroll(id: String, state: Arc<AppState>, mut call: Call) -> Response {
@@ -313,8 +348,34 @@ async fn reroll_key(state: &AppState, call: &mut Call, id: &str) -> Result<Respo
         StatusCode::OK,
         &WithKey {
             key: key.as_str(),
-            details: api_key_json(record),
+            details: api_key_json(state, record),
         },
+    ))
+}
+
+// ----- GET /v1/apikeys/{id}/activity -----------------------------------------------------------
+
+async fn activity(id: String, state: Arc<AppState>, mut call: Call) -> Response {
+    if call.method != Method::GET {
+        return reply::error(method_not_allowed(&call, "GET"));
+    }
+    let result = read_activity(&state, &mut call, &id).await;
+    audited(&state, &mut call, Action::ReadApiKeyActivity, resource_of(&id), result).await
+}
+
+async fn read_activity(state: &AppState, call: &mut Call, id: &str) -> Result<Response, ApiError> {
+    let caller = authenticate(state, call).await?;
+    authorize_api_key(state, call, &caller, Action::ReadApiKeyActivity, id).await?;
+    call.expect_no_body().await?;
+    check_id(id)?;
+    let a = state.apikeys.activity(id).await.map_err(api_key_error)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "id": id,
+            "last_used_at": a.last_used_at_ms.map(|ms| rfc3339(from_unix_ms(ms))),
+            "fingerprints": fingerprints_json(a.fingerprints),
+        }),
     ))
 }
 
@@ -357,14 +418,20 @@ async fn verify_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: VerifyRequest = reply::parse_json(&body)?;
     check_required(&req.permissions).map_err(api_key_error)?;
+    let who = reported_caller(req.source_ip.as_deref(), req.user_agent.as_deref())?;
     let outcome = state
         .apikeys
-        .verify(&req.key, &req.permissions)
+        .verify(&req.key, &req.permissions, who)
         .await
         .map_err(api_key_error)?;
     let key = outcome.key.as_deref();
     if let Some(k) = key {
         call.note.resource = Some(resource_of(&k.record.id));
+    }
+    if let Some(new) = &outcome.new_fingerprint {
+        let decided = (call.note.decision, call.note.policy.clone());
+        let event = (APIKEY_NEW_FINGERPRINT, resource_of(&new.id));
+        record_new_fingerprint(state, decided, &caller.name, event, new).await?;
     }
     if outcome.code != Code::Valid {
         call.note.outcome = Some(outcome.code.as_str());

@@ -13,6 +13,7 @@ use warp::reply::Response;
 use zeroize::Zeroizing;
 
 use super::context::{Call, call};
+use super::fingerprint::{fingerprints_json, rule};
 use super::reply::{self, json};
 use super::{
     AppState, audited, authenticate, authorize, intend, kek_error, method_not_allowed, store_error, with_state,
@@ -20,7 +21,6 @@ use super::{
 use crate::audit::action::Action;
 use crate::auth::Principal;
 use crate::clock::from_unix_ms;
-use crate::credentials::OnNewFingerprint;
 use crate::credentials::{
     CredentialError, CredentialRecord, CredentialState, NewCredential, Patch, check_imported_id, valid_access_key_id,
 };
@@ -132,14 +132,6 @@ pub(crate) fn credential_error(e: CredentialError) -> ApiError {
         CredentialError::Corrupt(m) => ApiError::internal(format!("corrupt credential data: {m}")),
         CredentialError::Random => ApiError::internal(e),
     }
-}
-
-fn rule(text: Option<&str>) -> Result<Option<OnNewFingerprint>, ApiError> {
-    text.map(|t| {
-        OnNewFingerprint::parse(t)
-            .ok_or_else(|| ApiError::invalid("on_new_fingerprint must be record, alert or deactivate"))
-    })
-    .transpose()
 }
 
 /// The audit resource of credential `id`; an id that is not one (`valid_access_key_id`) is
@@ -352,15 +344,6 @@ async fn delete(state: &AppState, call: &mut Call, id: &str) -> Result<Response,
 
 // ----- /v1/credentials/{id}/activity ---------------------------------------------------------
 
-#[derive(Serialize)]
-struct FingerprintJson {
-    source_ip: String,
-    user_agent: String,
-    first_seen: String,
-    last_seen: String,
-    count: u64,
-}
-
 async fn activity(id: String, state: Arc<AppState>, mut call: Call) -> Response {
     if call.method != Method::GET {
         return reply::error(method_not_allowed(&call, "GET"));
@@ -382,17 +365,7 @@ async fn read_activity(state: &AppState, call: &mut Call, id: &str) -> Result<Re
     call.expect_no_body().await?;
     check_id(id)?;
     let a = state.credentials.activity(id).await.map_err(credential_error)?;
-    let fingerprints: Vec<FingerprintJson> = a
-        .fingerprints
-        .into_iter()
-        .map(|f| FingerprintJson {
-            source_ip: f.source_ip,
-            user_agent: f.user_agent,
-            first_seen: rfc3339(from_unix_ms(f.first_seen_ms)),
-            last_seen: rfc3339(from_unix_ms(f.last_seen_ms)),
-            count: f.count,
-        })
-        .collect();
+    let fingerprints = fingerprints_json(a.fingerprints);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub(crate) mod context;
 pub mod credentials;
+mod fingerprint;
 pub mod keys;
 mod limits;
 pub mod reply;

@@ -22,15 +22,14 @@ use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
-use super::context::{Call, call, request_id};
+use super::context::{Call, call};
 use super::credentials::credential_error;
+use super::fingerprint::record_new_fingerprint;
 use super::reply::{self, base64, json};
 use super::{AppState, audited, authenticate, authorize, method_not_allowed, with_state};
 use crate::audit::action::{Action, CREDENTIAL_NEW_FINGERPRINT};
-use crate::audit::event::{Decision, EventData};
-use crate::credentials::OnNewFingerprint;
-use crate::credentials::{NewFingerprint, Verification, valid_access_key_id};
-use crate::error::{ApiError, ErrorCode};
+use crate::credentials::{Verification, valid_access_key_id};
+use crate::error::ApiError;
 use crate::policy::Resource;
 use crate::sigv4::{Form, HttpRequest};
 use crate::timefmt::rfc3339;
@@ -106,7 +105,8 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
     }
     if let Some(new) = &verification.new_fingerprint {
         let decided = (call.note.decision, call.note.policy.clone());
-        record_new_fingerprint(state, decided, &caller.name, new).await?;
+        let event = (CREDENTIAL_NEW_FINGERPRINT, format!("credential:{}", new.id));
+        record_new_fingerprint(state, decided, &caller.name, event, new).await?;
     }
     Ok(verification_reply(call, &verification))
 }
@@ -147,41 +147,6 @@ fn verification_reply(call: &mut Call, verification: &Verification) -> Response 
             )
         }
     }
-}
-
-/// The `credential.new_fingerprint` event, durable before the verification is answered.
-async fn record_new_fingerprint(
-    state: &AppState,
-    (decision, policy): (Decision, Option<String>),
-    reporter: &str,
-    new: &NewFingerprint,
-) -> Result<(), ApiError> {
-    let outcome = match (new.first, new.rule) {
-        (true, _) => "learned",
-        (false, OnNewFingerprint::Record) => "recorded",
-        (false, OnNewFingerprint::Alert) => "alerted",
-        (false, OnNewFingerprint::Deactivate) => "deactivated",
-    };
-    let event = EventData {
-        time_ms: state.clock.now_ms(),
-        request_id: request_id(),
-        principal: reporter.to_owned(),
-        action: CREDENTIAL_NEW_FINGERPRINT.into(),
-        resource: format!("credential:{}", new.access_key_id),
-        key_version: None,
-        decision,
-        policy,
-        outcome: outcome.into(),
-        source_ip: Some(new.fingerprint.source_ip.clone()).filter(|ip| !ip.is_empty()),
-        user_agent: Some(new.fingerprint.user_agent.clone()).filter(|ua| !ua.is_empty()),
-        secret_hmac: None,
-    };
-    state
-        .audit
-        .record(event)
-        .await
-        .map(|_| ())
-        .map_err(|e| ApiError::new(ErrorCode::AuditUnavailable, e.to_string()))
 }
 
 // ----- /v1/sigv4/signing-key -------------------------------------------------------------------

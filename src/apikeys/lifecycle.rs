@@ -1,6 +1,6 @@
-//! Issuing, reading, changing, revoking and rerolling API keys. A key leaves this module
-//! only in the answer of [`ApiKeyService::create`] and [`ApiKeyService::reroll`]; the store
-//! gets its keyed hash.
+//! Issuing, reading, changing, revoking and rerolling API keys, and their activity. A key
+//! leaves this module only in the answer of [`ApiKeyService::create`] and
+//! [`ApiKeyService::reroll`]; the store gets its keyed hash.
 
 use std::collections::BTreeSet;
 
@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 
 use super::format;
 use super::{ApiKeyError, ApiKeyResult, ApiKeyService, HASH_DOMAIN};
-use crate::model::ApiKeyState;
-use crate::store::{ApiKeyPatch, ApiKeyRecord};
+use crate::model::{ApiKeyState, OnNewFingerprint};
+use crate::store::{ApiKeyPatch, ApiKeyRecord, FingerprintRecord};
 
 /// An API key's `meta`: the caller's own JSON object.
 pub type Meta = serde_json::Map<String, serde_json::Value>;
@@ -38,6 +38,8 @@ pub struct NewApiKey {
     pub ratelimit: Option<(u32, Duration)>,
     pub permissions: Vec<String>,
     pub meta: Option<Meta>,
+    /// `None` follows the server's setting.
+    pub on_new_fingerprint: Option<OnNewFingerprint>,
 }
 
 /// `PATCH /v1/apikeys/{id}`; `None` leaves a field as it is.
@@ -48,6 +50,17 @@ pub struct Patch {
     pub meta: Option<Meta>,
     /// `Some(None)` removes the credit limit.
     pub remaining: Option<Option<u64>>,
+    /// `Some(None)` returns to the server's default.
+    pub on_new_fingerprint: Option<Option<OnNewFingerprint>>,
+}
+
+/// An API key's use: its last use and the caller fingerprints it was used from, what the
+/// store holds merged with this node's pending activity.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub(crate) last_used_at_ms: Option<i64>,
+    /// Most recently seen first.
+    pub fingerprints: Vec<FingerprintRecord>,
 }
 
 fn invalid(message: impl Into<String>) -> ApiKeyError {
@@ -142,6 +155,7 @@ impl ApiKeyService {
             ratelimit: new
                 .ratelimit
                 .map(|(limit, period)| (limit, i64::try_from(period.whole_milliseconds()).unwrap_or(i64::MAX))),
+            on_new_fingerprint: new.on_new_fingerprint,
             created_at_ms: now,
             updated_at_ms: now,
             last_used_at_ms: None,
@@ -211,14 +225,31 @@ impl ApiKeyService {
             state: patch.state,
             meta: patch.meta.map(check_meta).transpose()?,
             remaining: patch.remaining,
+            on_new_fingerprint: patch.on_new_fingerprint,
         };
         let record = self.store.update_api_key(id, &stored, self.now_ms()).await?;
         self.forget_lookups();
         let record = record.ok_or_else(|| ApiKeyError::NotFound(id.to_owned()))?;
-        if record.state == ApiKeyState::Revoked {
-            return Err(ApiKeyError::Invalid(format!("API key '{id}' is revoked")));
+        match record.state {
+            ApiKeyState::Revoked => return Err(ApiKeyError::Invalid(format!("API key '{id}' is revoked"))),
+            // Turned back on by someone who looked: the fingerprint that stopped it is known.
+            ApiKeyState::Enabled => self.activity.unblock(id),
+            ApiKeyState::Disabled => {}
         }
         Ok(record)
+    }
+
+    /// A key's last use and the fingerprints it was used from (this node's unwritten uses
+    /// included).
+    pub async fn activity(&self, id: &str) -> ApiKeyResult<Activity> {
+        let record = self.get(id).await?;
+        // The store and memory read as one: no flush moves activity between them meanwhile.
+        let _no_flush = self.usage_flush.lock().await;
+        let stored = self.store.list_api_key_fingerprints(id).await?;
+        Ok(Activity {
+            last_used_at_ms: record.last_used_at_ms,
+            fingerprints: self.activity.with_pending(id, stored),
+        })
     }
 
     /// Revokes a key at once: every hash of it is deleted.

@@ -12,26 +12,35 @@
 //! and that forgets after at most [`MAX_LOOKUP_TTL`] (so changes made on other nodes apply
 //! within it), so the hot path costs one SHA-256 and no store read; the keyed hash is
 //! computed only on a miss. The key itself is never stored, logged or audited.
+//!
+//! A key that passed every check is then held against the caller's fingerprint (source
+//! address and user agent, as the verifying service reports them; [`crate::fingerprint`]),
+//! before any credit is taken: its first is learned, a new one is reported (for the audit
+//! trail) and, under the key's `on_new_fingerprint = deactivate`, disables the key — through
+//! the store's update, so the row is re-tagged — and that verification answers `DISABLED`,
+//! as does every later one on this node from that moment, before the store has the change.
 
 pub mod format;
 mod lifecycle;
 pub mod ratelimit;
 
+pub use crate::fingerprint::{Fingerprint, NewFingerprint};
 pub use crate::model::ApiKeyState;
 pub use crate::store::ApiKeyRecord;
-pub use lifecycle::{MAX_GRACE, Meta, NewApiKey, Patch, STATE_RULE, check_required, valid_id};
+pub use lifecycle::{Activity, MAX_GRACE, Meta, NewApiKey, Patch, STATE_RULE, check_required, valid_id};
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
 use crate::auth::keyed_hash::KeyedHasher;
 use crate::clock::SharedClock;
+use crate::fingerprint::{self as fingerprints, FingerprintTracker, Pending, Seen};
 use crate::keys::cache::CacheSettings;
 use crate::keys::cache::TtlCache;
-use crate::store::{ApiKeyStore, StoreError};
+use crate::model::OnNewFingerprint;
+use crate::store::{ApiKeyActivity, ApiKeyPatch, ApiKeyStore, StoreError};
 use ratelimit::{Limit, RateLimiter, Taken};
 
 /// Domain label of API-key hashes under the pepper.
@@ -39,6 +48,25 @@ pub(crate) const HASH_DOMAIN: &str = "api-key";
 /// Longest a node remembers a lookup: a revocation, disable or reroll on another node (which
 /// cannot clear this node's memory) takes effect here within this time.
 pub(crate) const MAX_LOOKUP_TTL: time::Duration = time::Duration::seconds(30);
+
+/// `[apikeys]`: what a key's use from a new caller fingerprint does, unless the key says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKeySettings {
+    /// The default of keys that do not set their own (as `sigv4.on_new_fingerprint`'s).
+    pub on_new_fingerprint: OnNewFingerprint,
+    /// Caller fingerprints kept per key; beyond it the least recently seen is dropped.
+    /// (Last use and fingerprint counts are written every `keys.usage_flush_interval`.)
+    pub(crate) max_fingerprints: u32,
+}
+
+impl Default for ApiKeySettings {
+    fn default() -> Self {
+        Self {
+            on_new_fingerprint: OnNewFingerprint::Record,
+            max_fingerprints: 64,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
@@ -98,6 +126,9 @@ pub struct Outcome {
     pub remaining: Option<u64>,
     /// For `RateLimited`: when a verification can pass again.
     pub retry_after_ms: Option<i64>,
+    /// The caller's fingerprint when it was new to the key (its first ever included), and
+    /// what the key's rule did: for the audit trail, whatever the code.
+    pub new_fingerprint: Option<NewFingerprint>,
 }
 
 impl Outcome {
@@ -107,6 +138,7 @@ impl Outcome {
             key,
             remaining: None,
             retry_after_ms: None,
+            new_fingerprint: None,
         }
     }
 }
@@ -115,13 +147,15 @@ pub struct ApiKeyService {
     store: Arc<dyn ApiKeyStore>,
     hasher: Arc<KeyedHasher>,
     clock: SharedClock,
+    settings: ApiKeySettings,
     /// Found keys by the SHA-256 of the presented key (memory only; never stored).
     found: TtlCache<[u8; 32], Found>,
     limiter: RateLimiter,
-    /// Last use per key id, written in batches.
-    used: Mutex<HashMap<String, i64>>,
+    /// Last use and caller fingerprints per key id, written in batches.
+    activity: FingerprintTracker<i64>,
     /// Held by [`ApiKeyService::flush_usage`] from its drain to its store write, and by the
-    /// reads that merge `used` into stored rows, so a read never falls between the two.
+    /// reads that merge pending activity into stored rows, so a read never falls between the
+    /// two.
     usage_flush: tokio::sync::Mutex<()>,
     /// Lookups that reached the store (a malformed key never does): for tests and metrics.
     store_lookups: AtomicU64,
@@ -132,18 +166,25 @@ impl ApiKeyService {
         store: Arc<dyn ApiKeyStore>,
         hasher: Arc<KeyedHasher>,
         clock: SharedClock,
+        settings: ApiKeySettings,
         cache: CacheSettings,
     ) -> Self {
         Self {
             found: TtlCache::new(cache.max_entries, cache.ttl.min(MAX_LOOKUP_TTL), clock.clone()),
             limiter: RateLimiter::new(cache.max_entries),
-            used: Mutex::new(HashMap::new()),
+            activity: FingerprintTracker::new(settings.max_fingerprints),
             usage_flush: tokio::sync::Mutex::new(()),
             store_lookups: AtomicU64::new(0),
             store,
             hasher,
             clock,
+            settings,
         }
+    }
+
+    /// The server's default fingerprint rule and bound.
+    pub fn settings(&self) -> &ApiKeySettings {
+        &self.settings
     }
 
     fn now_ms(&self) -> i64 {
@@ -180,8 +221,9 @@ impl ApiKeyService {
     }
 
     /// Verifies a presented key and, when `required` is not empty, that it holds every one
-    /// of those permissions. Errors are failures of the vault, never of the key.
-    pub async fn verify(&self, key: &str, required: &[String]) -> ApiKeyResult<Outcome> {
+    /// of those permissions; a key that passes is held against `who`, the caller the
+    /// verifying service reports. Errors are failures of the vault, never of the key.
+    pub async fn verify(&self, key: &str, required: &[String], who: Fingerprint) -> ApiKeyResult<Outcome> {
         if format::check(key).is_err() {
             return Ok(Outcome::of(Code::NotFound, None));
         }
@@ -194,97 +236,148 @@ impl ApiKeyService {
         if found.valid_until_ms.is_some_and(|until| now >= until) || r.state == ApiKeyState::Revoked {
             return Ok(Outcome::of(Code::NotFound, None));
         }
-        self.note_use(&r.id, now);
+        if let Some(refused) = self.refusal(&found, required, now) {
+            // A refused use is still the key's last use; its caller's fingerprint is not
+            // learned (the key granted nothing).
+            self.activity.touch(&r.id, now, ());
+            return Ok(refused);
+        }
+        let rule = r.on_new_fingerprint.unwrap_or(self.settings.on_new_fingerprint);
+        let stored = || self.store.list_api_key_fingerprints(&r.id);
+        let block_on_new = rule == OnNewFingerprint::Deactivate;
+        let seen = self
+            .activity
+            .notice_loaded(&r.id, stored, &who, (now, ()), block_on_new)
+            .await?;
+        // A key a new fingerprint disabled on this node refuses every caller, even before
+        // the store (and so the remembered lookup) says disabled.
+        let Ok(new_fingerprint) = fingerprints::report(seen, &r.id, &r.principal, who, rule) else {
+            self.activity.touch(&r.id, now, ());
+            return Ok(Outcome::of(Code::Disabled, Some(Arc::clone(&found))));
+        };
+        if seen == Seen::New && self.act_on_new_fingerprint(&found.record, rule).await? {
+            return Ok(Outcome {
+                new_fingerprint,
+                ..Outcome::of(Code::Disabled, Some(found))
+            });
+        }
+        let outcome = self.take_credit(found, digest).await?;
+        Ok(Outcome {
+            new_fingerprint,
+            ..outcome
+        })
+    }
+
+    /// The first of the key's own checks it fails, in docs/API.md's order: state, expiry,
+    /// credits, rate limit, permissions.
+    fn refusal(&self, found: &Arc<Found>, required: &[String], now: i64) -> Option<Outcome> {
+        let r = &found.record;
+        let refused = |code| Outcome::of(code, Some(Arc::clone(found)));
         if r.state != ApiKeyState::Enabled {
-            return Ok(Outcome::of(Code::Disabled, Some(found)));
+            return Some(refused(Code::Disabled));
         }
         if r.expires_at_ms.is_some_and(|at| now >= at) {
-            return Ok(Outcome::of(Code::Expired, Some(found)));
+            return Some(refused(Code::Expired));
         }
         if r.remaining == Some(0) {
-            return Ok(Outcome {
+            return Some(Outcome {
                 remaining: Some(0),
-                ..Outcome::of(Code::UsageExceeded, Some(found))
+                ..refused(Code::UsageExceeded)
             });
         }
         if let Some((limit, period_ms)) = r.ratelimit
             && let Taken::Limited { retry_after_ms } = self.limiter.take(&r.id, Limit { limit, period_ms }, now)
         {
-            return Ok(Outcome {
+            return Some(Outcome {
                 retry_after_ms: Some(retry_after_ms),
-                ..Outcome::of(Code::RateLimited, Some(found))
+                ..refused(Code::RateLimited)
             });
         }
         if !required.iter().all(|p| r.permissions.contains(p)) {
-            return Ok(Outcome::of(Code::InsufficientPermissions, Some(found)));
+            return Some(refused(Code::InsufficientPermissions));
         }
-        let mut remaining = None;
-        if r.remaining.is_some() {
-            // The one write of the hot path, and only for keys with a credit limit: the
-            // store takes the credit atomically, so concurrent verifications (on any node)
-            // never spend more than there is.
-            match self.store.consume_api_key_credit(&r.id).await? {
-                Some(left) => remaining = Some(left),
-                None => {
-                    // Spent (here or on another node): the next lookup reads the store again,
-                    // so this key answers USAGE_EXCEEDED before its other checks from now on.
-                    self.found.invalidate(|d| *d == digest);
-                    return Ok(Outcome {
-                        remaining: Some(0),
-                        ..Outcome::of(Code::UsageExceeded, Some(found))
-                    });
-                }
-            }
-        }
-        Ok(Outcome {
-            remaining,
-            ..Outcome::of(Code::Valid, Some(found))
-        })
+        None
     }
 
-    fn note_use(&self, id: &str, now_ms: i64) {
-        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-        match used.get_mut(id) {
-            Some(at) => *at = (*at).max(now_ms),
+    /// Takes a credit from a key with a credit limit: `Valid` with what is left, or
+    /// `UsageExceeded` when none was left.
+    async fn take_credit(&self, found: Arc<Found>, digest: [u8; 32]) -> ApiKeyResult<Outcome> {
+        if found.record.remaining.is_none() {
+            return Ok(Outcome::of(Code::Valid, Some(found)));
+        }
+        // The one write of the hot path, and only for keys with a credit limit: the store
+        // takes the credit atomically, so concurrent verifications (on any node) never spend
+        // more than there is.
+        match self.store.consume_api_key_credit(&found.record.id).await? {
+            Some(left) => Ok(Outcome {
+                remaining: Some(left),
+                ..Outcome::of(Code::Valid, Some(found))
+            }),
             None => {
-                used.insert(id.to_owned(), now_ms);
+                // Spent (here or on another node): the next lookup reads the store again, so
+                // this key answers USAGE_EXCEEDED before its other checks from now on.
+                self.found.invalidate(|d| *d == digest);
+                Ok(Outcome {
+                    remaining: Some(0),
+                    ..Outcome::of(Code::UsageExceeded, Some(found))
+                })
             }
         }
+    }
+
+    /// Applies the key's rule to a fingerprint new to it: `alert` and `deactivate` warn in
+    /// the log, and `deactivate` disables the key through the store's update (the row is
+    /// checked and re-tagged; a key revoked meanwhile stays revoked). Returns whether it did
+    /// (the verification is then refused).
+    async fn act_on_new_fingerprint(&self, key: &ApiKeyRecord, rule: OnNewFingerprint) -> ApiKeyResult<bool> {
+        fingerprints::warn_when_alerting("api key", &key.id, &key.principal, rule);
+        if rule != OnNewFingerprint::Deactivate {
+            return Ok(false);
+        }
+        let disable = ApiKeyPatch {
+            state: Some(ApiKeyState::Disabled),
+            ..ApiKeyPatch::default()
+        };
+        self.store.update_api_key(&key.id, &disable, self.now_ms()).await?;
+        self.forget_lookups();
+        Ok(true)
     }
 
     /// This node's last use of `id` not yet written.
     fn pending_use(&self, id: &str) -> Option<i64> {
-        self.used
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .copied()
+        self.activity.pending_for(id).map(|p| p.last_use)
     }
 
-    /// Writes pending last-use times; on failure they are kept for the next try.
+    /// Writes pending last uses and fingerprints; on failure they are kept for the next try.
     pub async fn flush_usage(&self) -> ApiKeyResult<()> {
         let _flushing = self.usage_flush.lock().await;
-        let pending: Vec<(String, i64)> = self
-            .used
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.store.touch_api_keys(&pending).await {
-            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-            for (id, at) in pending {
-                let slot = used.entry(id).or_insert(at);
-                *slot = (*slot).max(at);
-            }
-            return Err(e.into());
-        }
+        let write = <dyn ApiKeyStore>::add_api_key_activity;
+        let max = self.settings.max_fingerprints;
+        self.activity
+            .flush((to_store, from_store), self.store.as_ref(), write, max)
+            .await?;
         Ok(())
     }
 
     pub(crate) fn sweep_caches(&self) {
         self.found.sweep();
+    }
+}
+
+/// A flush's batch as the store takes it.
+fn to_store(p: Pending<i64>) -> ApiKeyActivity {
+    ApiKeyActivity {
+        id: p.id,
+        last_used_at_ms: p.last_use,
+        fingerprints: p.fingerprints,
+    }
+}
+
+/// A batch the store refused, back as pending use.
+fn from_store(a: ApiKeyActivity) -> Pending<i64> {
+    Pending {
+        id: a.id,
+        last_use: a.last_used_at_ms,
+        fingerprints: a.fingerprints,
     }
 }

@@ -35,12 +35,16 @@ pub enum Action {
     UpdateApiKey,
     RevokeApiKey,
     RerollApiKey,
+    ReadApiKeyActivity,
     VerifyApiKey,
 }
 
 /// The action of the event a credential's new caller fingerprint raises (not a request:
 /// no policy decides it).
 pub(crate) const CREDENTIAL_NEW_FINGERPRINT: &str = "credential.new_fingerprint";
+
+/// The action of the event an API key's new caller fingerprint raises (likewise no request).
+pub(crate) const APIKEY_NEW_FINGERPRINT: &str = "apikey.new_fingerprint";
 
 impl Action {
     pub fn as_str(self) -> &'static str {
@@ -77,6 +81,7 @@ impl Action {
             Action::UpdateApiKey => "UpdateApiKey",
             Action::RevokeApiKey => "RevokeApiKey",
             Action::RerollApiKey => "RerollApiKey",
+            Action::ReadApiKeyActivity => "ReadApiKeyActivity",
             Action::VerifyApiKey => "VerifyApiKey",
         }
     }

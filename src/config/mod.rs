@@ -24,6 +24,7 @@ pub use layers::{Overrides, merge};
 pub use raw::*;
 
 use crate::api::Limits;
+use crate::apikeys::ApiKeySettings;
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
 use crate::credentials::Sigv4Settings;
@@ -63,6 +64,7 @@ pub struct Settings {
     pub policies_dir: Option<PathBuf>,
     pub auth: AuthSettings,
     pub sigv4: Sigv4Settings,
+    pub apikeys: ApiKeySettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
     pub root_token: Option<SecretString>,
 }
@@ -175,6 +177,7 @@ impl Settings {
         let policies_dir = sections::policies_dir(raw.policies.unwrap_or_default())?;
         let auth = sections::auth_settings(raw.auth.unwrap_or_default())?;
         let sigv4 = sections::sigv4_settings(raw.sigv4.unwrap_or_default())?;
+        let apikeys = sections::apikeys_settings(raw.apikeys.unwrap_or_default())?;
         let root_token = env_var("SIGVAULT_ROOT_TOKEN").map(root_token).transpose()?;
         Ok(Self {
             listen,
@@ -192,6 +195,7 @@ impl Settings {
             policies_dir,
             auth,
             sigv4,
+            apikeys,
             root_token,
         })
     }

@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub auth: Option<RawAuth>,
     pub tls: Option<RawTls>,
     pub sigv4: Option<RawSigv4>,
+    pub apikeys: Option<RawApiKeys>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -31,6 +32,13 @@ pub struct RawConfig {
 pub struct RawSigv4 {
     pub(crate) max_credentials_per_principal: Option<u32>,
     pub time_window: Option<String>,
+    pub on_new_fingerprint: Option<String>,
+    pub(crate) max_fingerprints: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
     pub on_new_fingerprint: Option<String>,
     pub(crate) max_fingerprints: Option<u32>,
 }

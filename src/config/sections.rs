@@ -8,9 +8,12 @@ use std::time::Duration as StdDuration;
 
 use time::Duration;
 
-use super::raw::{RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawPolicies, RawReport, RawSigv4, RawStore, RawTls};
+use super::raw::{
+    RawApiKeys, RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawPolicies, RawReport, RawSigv4, RawStore, RawTls,
+};
 use super::{ConfigError, invalid};
 use crate::api::Limits;
+use crate::apikeys::ApiKeySettings;
 use crate::audit::{AuditSettings, DEFAULT_INDEX_LAG, DEFAULT_SYNC_INTERVAL, Durability};
 use crate::auth::AuthSettings;
 use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
@@ -222,21 +225,55 @@ pub(super) fn sigv4_settings(raw: RawSigv4) -> Result<Sigv4Settings, ConfigError
     if time_window < time::Duration::seconds(1) || time_window > time::Duration::hours(1) {
         return Err(invalid("sigv4.time_window", "must be 1s to 1h"));
     }
-    let on_new_fingerprint = match raw.on_new_fingerprint.as_deref() {
-        None => d.on_new_fingerprint,
-        Some(text) => OnNewFingerprint::parse(text)
-            .ok_or_else(|| invalid("sigv4.on_new_fingerprint", "must be record, alert or deactivate"))?,
-    };
-    let max_fingerprints = raw.max_fingerprints.unwrap_or(d.max_fingerprints);
-    if !(1..=10_000).contains(&max_fingerprints) {
-        return Err(invalid("sigv4.max_fingerprints", "must be 1 to 10000"));
-    }
+    let (on_new_fingerprint, max_fingerprints) = fingerprint_settings(
+        (
+            "sigv4.on_new_fingerprint",
+            raw.on_new_fingerprint.as_deref(),
+            d.on_new_fingerprint,
+        ),
+        ("sigv4.max_fingerprints", raw.max_fingerprints, d.max_fingerprints),
+    )?;
     Ok(Sigv4Settings {
         max_credentials_per_principal,
         time_window,
         on_new_fingerprint,
         max_fingerprints,
     })
+}
+
+pub(super) fn apikeys_settings(raw: RawApiKeys) -> Result<ApiKeySettings, ConfigError> {
+    let d = ApiKeySettings::default();
+    let (on_new_fingerprint, max_fingerprints) = fingerprint_settings(
+        (
+            "apikeys.on_new_fingerprint",
+            raw.on_new_fingerprint.as_deref(),
+            d.on_new_fingerprint,
+        ),
+        ("apikeys.max_fingerprints", raw.max_fingerprints, d.max_fingerprints),
+    )?;
+    Ok(ApiKeySettings {
+        on_new_fingerprint,
+        max_fingerprints,
+    })
+}
+
+/// A section's default fingerprint rule and its bound of fingerprints kept per secret, each
+/// as `(key, value given, default)`.
+fn fingerprint_settings(
+    (rule_key, rule, default_rule): (&'static str, Option<&str>, OnNewFingerprint),
+    (max_key, max, default_max): (&'static str, Option<u32>, u32),
+) -> Result<(OnNewFingerprint, u32), ConfigError> {
+    let rule = match rule {
+        None => default_rule,
+        Some(text) => {
+            OnNewFingerprint::parse(text).ok_or_else(|| invalid(rule_key, "must be record, alert or deactivate"))?
+        }
+    };
+    let max = max.unwrap_or(default_max);
+    if !(1..=10_000).contains(&max) {
+        return Err(invalid(max_key, "must be 1 to 10000"));
+    }
+    Ok((rule, max))
 }
 
 pub(super) fn report_settings(raw: RawReport) -> Result<ReportSettings, ConfigError> {

@@ -179,6 +179,36 @@ fn connection_limits_come_from_the_environment_and_default_when_unset() {
 }
 
 #[test]
+fn api_key_fingerprint_settings_default_as_sigv4_s_and_come_from_their_own_section() {
+    use crate::model::OnNewFingerprint;
+    let dir = dev_dir_with_pin();
+    let defaults = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]).unwrap();
+    assert_eq!(
+        (defaults.apikeys.on_new_fingerprint, defaults.apikeys.max_fingerprints),
+        (defaults.sigv4.on_new_fingerprint, defaults.sigv4.max_fingerprints),
+    );
+    assert_eq!(defaults.apikeys.on_new_fingerprint, OnNewFingerprint::Record);
+    let set = load_dev(
+        &dir,
+        &[
+            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+            ("SIGVAULT_APIKEYS__ON_NEW_FINGERPRINT", "deactivate"),
+            ("SIGVAULT_APIKEYS__MAX_FINGERPRINTS", "8"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (set.apikeys.on_new_fingerprint, set.apikeys.max_fingerprints),
+        (OnNewFingerprint::Deactivate, 8)
+    );
+    assert_eq!(
+        set.sigv4.on_new_fingerprint,
+        OnNewFingerprint::Record,
+        "the sections are apart"
+    );
+}
+
+#[test]
 fn command_line_overrides_win_over_environment() {
     let dir = dev_dir_with_pin();
     let e = env(&[
@@ -557,6 +587,23 @@ fn every_bad_value_is_reported_with_its_key() {
             "audit.hsm_anchor_interval:",
         ),
         ("SIGVAULT_REPORT__CRYPTOPERIOD", "12h", "report.cryptoperiod:"),
+        (
+            "SIGVAULT_SIGV4__ON_NEW_FINGERPRINT",
+            "ignore",
+            "sigv4.on_new_fingerprint:",
+        ),
+        ("SIGVAULT_SIGV4__MAX_FINGERPRINTS", "0", "sigv4.max_fingerprints:"),
+        (
+            "SIGVAULT_APIKEYS__ON_NEW_FINGERPRINT",
+            "ignore",
+            "apikeys.on_new_fingerprint:",
+        ),
+        ("SIGVAULT_APIKEYS__MAX_FINGERPRINTS", "0", "apikeys.max_fingerprints:"),
+        (
+            "SIGVAULT_APIKEYS__MAX_FINGERPRINTS",
+            "10001",
+            "apikeys.max_fingerprints:",
+        ),
     ];
     for (var, value, expected) in cases {
         let err = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), (var, value)]).err();

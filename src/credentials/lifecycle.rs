@@ -170,12 +170,13 @@ impl CredentialService {
 
     /// `record` with this node's last use that is not flushed yet.
     fn with_pending(&self, mut record: CredentialRecord) -> CredentialRecord {
-        if let Some(p) = self.activity.pending_for(&record.access_key_id)
-            && record.last_used_at_ms.is_none_or(|t| t <= p.last_used_at_ms)
-        {
-            record.last_used_at_ms = Some(p.last_used_at_ms);
-            record.last_used_region = Some(p.region);
-            record.last_used_service = Some(p.service);
+        if let Some(p) = self.activity.pending_for(&record.access_key_id) {
+            let (at_ms, region, service) = super::activity::last_use(&p);
+            if record.last_used_at_ms.is_none_or(|t| t <= at_ms) {
+                record.last_used_at_ms = Some(at_ms);
+                record.last_used_region = Some(region.to_owned());
+                record.last_used_service = Some(service.to_owned());
+            }
         }
         record
     }
@@ -240,23 +241,8 @@ impl CredentialService {
         let record = self.get(id).await?;
         // The store and memory read as one: no flush moves activity between them meanwhile.
         let _no_flush = self.activity_flush.lock().await;
-        let mut fingerprints = self.store.list_fingerprints(id).await?;
-        if let Some(p) = self.activity.pending_for(id) {
-            for f in p.fingerprints {
-                match fingerprints
-                    .iter_mut()
-                    .find(|s| s.source_ip == f.source_ip && s.user_agent == f.user_agent)
-                {
-                    Some(s) => {
-                        s.count = s.count.saturating_add(f.count);
-                        s.first_seen_ms = s.first_seen_ms.min(f.first_seen_ms);
-                        s.last_seen_ms = s.last_seen_ms.max(f.last_seen_ms);
-                    }
-                    None => fingerprints.push(f),
-                }
-            }
-            fingerprints.sort_by_key(|f| std::cmp::Reverse(f.last_seen_ms));
-        }
+        let stored = self.store.list_fingerprints(id).await?;
+        let fingerprints = self.activity.with_pending(id, stored);
         Ok(Activity {
             last_used_at_ms: record.last_used_at_ms,
             last_used_region: record.last_used_region,

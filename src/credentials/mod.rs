@@ -20,10 +20,11 @@ pub mod activity;
 mod lifecycle;
 mod verify;
 
+pub use crate::fingerprint::NewFingerprint;
 pub use crate::model::{CredentialState, OnNewFingerprint};
 pub use crate::store::{CredentialRecord, FingerprintRecord};
 pub use lifecycle::{check_imported_id, valid_access_key_id};
-pub use verify::{NewFingerprint, Rejection, Verification, Verified};
+pub use verify::{Rejection, Verification, Verified};
 
 use std::sync::Arc;
 
@@ -264,18 +265,16 @@ impl CredentialService {
     /// Writes pending activity; on failure it is kept for the next try.
     pub(crate) async fn flush_activity(&self) -> CredentialResult<()> {
         let _flushing = self.activity_flush.lock().await;
-        let pending = self.activity.take();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self
-            .store
-            .add_credential_activity(&pending, self.settings.max_fingerprints)
-            .await
-        {
-            self.activity.restore(pending);
-            return Err(e.into());
-        }
+        let write = <dyn CredentialStore>::add_credential_activity;
+        let max = self.settings.max_fingerprints;
+        self.activity
+            .flush(
+                (activity::to_store, activity::from_store),
+                self.store.as_ref(),
+                write,
+                max,
+            )
+            .await?;
         Ok(())
     }
 

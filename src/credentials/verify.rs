@@ -5,11 +5,11 @@
 use time::{Date, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use super::activity::{Fingerprint, Seen};
 use super::{
     CredentialError, CredentialRecord, CredentialResult, CredentialService, CredentialState, MAX_SCOPE_PART_LEN, Patch,
 };
 use crate::clock::unix_ms;
+use crate::fingerprint::{self, Fingerprint, NewFingerprint, Seen};
 use crate::model::OnNewFingerprint;
 use crate::sigv4::{self, Authorization, Form, HttpRequest, PathRules, Refusal, Scope};
 
@@ -47,18 +47,6 @@ impl From<Refusal> for Rejection {
     }
 }
 
-/// A fingerprint the credential had not been used from, and what was done about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewFingerprint {
-    pub access_key_id: String,
-    pub principal: String,
-    pub fingerprint: Fingerprint,
-    /// `record`, `alert` or `deactivate` (the rule applied).
-    pub rule: OnNewFingerprint,
-    /// The credential's first fingerprint ever: learned without alert or deactivation.
-    pub first: bool,
-}
-
 /// The outcome of [`CredentialService::verify`].
 #[derive(Debug, Clone)]
 pub struct Verification {
@@ -94,29 +82,6 @@ fn parse_scope_date(date: &str) -> Option<Date> {
 /// A verification's verdict, and the caller's fingerprint when it was new to the
 /// credential (audited whatever the verdict).
 type Outcome = (Result<Verified, Rejection>, Option<NewFingerprint>);
-
-/// What noticing the caller means for the verdict: a credential that a new fingerprint
-/// stopped on this node refuses every caller; a fingerprint new to the credential, or its
-/// first ever, is reported; a known one is not.
-fn fingerprint_report(
-    seen: Seen,
-    access_key_id: &str,
-    principal: &str,
-    who: Fingerprint,
-    rule: OnNewFingerprint,
-) -> Result<Option<NewFingerprint>, Rejection> {
-    match seen {
-        Seen::Blocked => Err(Rejection::InactiveAccessKey),
-        Seen::Known => Ok(None),
-        Seen::First | Seen::New => Ok(Some(NewFingerprint {
-            access_key_id: access_key_id.to_owned(),
-            principal: principal.to_owned(),
-            fingerprint: who,
-            rule,
-            first: seen == Seen::First,
-        })),
-    }
-}
 
 /// The answer for a request that verified.
 fn verified(credential: &CredentialRecord, auth: &Authorization) -> Verified {
@@ -190,11 +155,12 @@ impl CredentialService {
             .on_new_fingerprint
             .unwrap_or(self.settings.on_new_fingerprint);
         let seen = self.notice_use(&credential, &auth.scope, &who, now, rule).await?;
-        let new_fingerprint =
-            match fingerprint_report(seen, &credential.access_key_id, &credential.principal, who, rule) {
-                Ok(report) => report,
-                Err(rejection) => return Ok((Err(rejection), None)),
-            };
+        // A credential a new fingerprint stopped on this node refuses every caller.
+        let Ok(new_fingerprint) =
+            fingerprint::report(seen, &credential.access_key_id, &credential.principal, who, rule)
+        else {
+            return Ok((Err(Rejection::InactiveAccessKey), None));
+        };
         if seen == Seen::New && self.act_on_new_fingerprint(&credential, rule).await? {
             return Ok((Err(Rejection::InactiveAccessKey), new_fingerprint));
         }
@@ -245,17 +211,10 @@ impl CredentialService {
         rule: OnNewFingerprint,
     ) -> CredentialResult<Seen> {
         let id = &credential.access_key_id;
-        if !self.activity.is_loaded(id) {
-            let stored = self.store.list_fingerprints(id).await?;
-            self.activity.load(id, stored);
-        }
-        Ok(self.activity.notice(
-            id,
-            who,
-            unix_ms(now),
-            (&scope.region, &scope.service),
-            rule == OnNewFingerprint::Deactivate,
-        ))
+        let stored = || self.store.list_fingerprints(id);
+        let note = (unix_ms(now), (scope.region.as_str(), scope.service.as_str()));
+        let block_on_new = rule == OnNewFingerprint::Deactivate;
+        Ok(self.activity.notice_loaded(id, stored, who, note, block_on_new).await?)
     }
 
     /// Applies the credential's rule to a fingerprint new to it: `alert` and `deactivate`
@@ -267,14 +226,7 @@ impl CredentialService {
         rule: OnNewFingerprint,
     ) -> CredentialResult<bool> {
         let id = &credential.access_key_id;
-        if rule != OnNewFingerprint::Record {
-            tracing::warn!(
-                access_key_id = %id,
-                principal = %credential.principal,
-                rule = rule.as_str(),
-                "credential used from a new caller fingerprint"
-            );
-        }
+        fingerprint::warn_when_alerting("credential", id, &credential.principal, rule);
         if rule != OnNewFingerprint::Deactivate {
             return Ok(false);
         }
@@ -329,47 +281,5 @@ impl CredentialService {
         let out = Zeroizing::new(*bytes);
         let expires = day.next_day().unwrap_or(day).midnight().assume_utc() + self.settings.time_window;
         Ok((out, scope, expires))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn caller() -> Fingerprint {
-        Fingerprint {
-            source_ip: "10.0.0.1".into(),
-            user_agent: "sdk".into(),
-        }
-    }
-
-    fn report(seen: Seen, rule: OnNewFingerprint) -> Result<Option<NewFingerprint>, Rejection> {
-        fingerprint_report(seen, "SVAKEXAMPLE", "acme-ci", caller(), rule)
-    }
-
-    #[test]
-    fn a_credential_blocked_by_a_new_fingerprint_refuses_as_inactive_without_a_report() {
-        assert_eq!(
-            report(Seen::Blocked, OnNewFingerprint::Deactivate),
-            Err(Rejection::InactiveAccessKey)
-        );
-    }
-
-    #[test]
-    fn a_known_fingerprint_is_not_reported() {
-        assert_eq!(report(Seen::Known, OnNewFingerprint::Alert), Ok(None));
-    }
-
-    #[test]
-    fn a_first_and_a_new_fingerprint_are_reported_with_the_rule_and_whether_first() {
-        let expected = |first| NewFingerprint {
-            access_key_id: "SVAKEXAMPLE".into(),
-            principal: "acme-ci".into(),
-            fingerprint: caller(),
-            rule: OnNewFingerprint::Alert,
-            first,
-        };
-        assert_eq!(report(Seen::First, OnNewFingerprint::Alert), Ok(Some(expected(true))));
-        assert_eq!(report(Seen::New, OnNewFingerprint::Alert), Ok(Some(expected(false))));
     }
 }

@@ -13,11 +13,13 @@ pub mod api_key;
 pub mod audit;
 pub mod audit_line;
 pub mod credential;
+pub mod fingerprint;
 pub mod key;
 
 pub use api_key::ApiKeyState;
 pub use audit::{AuditEvent, Decision, EventData};
-pub use credential::{CredentialState, OnNewFingerprint};
+pub use credential::CredentialState;
+pub use fingerprint::OnNewFingerprint;
 pub use key::{Algorithm, Boundary, KeyState};
 
 /// An enum whose values are stored and shown as fixed texts: one table per type says which,

@@ -114,6 +114,7 @@ pub(crate) mod tests {
             expires_at_ms: None,
             remaining: None,
             ratelimit: None,
+            on_new_fingerprint: None,
             created_at_ms: at(created_day),
             updated_at_ms: at(created_day),
             last_used_at_ms: used_day.map(at),

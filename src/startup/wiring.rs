@@ -67,7 +67,13 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
         settings.sigv4,
         settings.cache,
     );
-    let apikeys = ApiKeyService::new(store.clone(), Arc::clone(&hasher), clock.clone(), settings.cache);
+    let apikeys = ApiKeyService::new(
+        store.clone(),
+        Arc::clone(&hasher),
+        clock.clone(),
+        settings.apikeys,
+        settings.cache,
+    );
     let keys = KeyService::new(
         store.clone(),
         store.clone(),

@@ -1,9 +1,10 @@
 //! Bearer API keys: metadata rows and the keyed hashes they are found by (never a key),
-//! with credits taken atomically.
+//! with credits taken atomically, and their activity: last use and the caller fingerprints
+//! they were used from.
 
-use super::StoreResult;
+use super::{FingerprintRecord, StoreResult};
 use crate::BoxFuture;
-use crate::model::ApiKeyState;
+use crate::model::{ApiKeyState, OnNewFingerprint};
 
 /// A bearer API key as stored: never the key, only metadata (its keyed hashes live beside it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct ApiKeyRecord {
     pub remaining: Option<u64>,
     /// `(limit, period_ms)`.
     pub ratelimit: Option<(u32, i64)>,
+    /// `None` follows the server's setting.
+    pub on_new_fingerprint: Option<OnNewFingerprint>,
     pub(crate) created_at_ms: i64,
     pub(crate) updated_at_ms: i64,
     pub(crate) last_used_at_ms: Option<i64>,
@@ -40,6 +43,17 @@ pub struct ApiKeyPatch {
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
     /// `Some(None)` removes the credit limit.
     pub remaining: Option<Option<u64>>,
+    /// `Some(None)` returns the key to the server's default.
+    pub on_new_fingerprint: Option<Option<OnNewFingerprint>>,
+}
+
+/// Use of one API key since the last flush: its last use and, per fingerprint, how often
+/// (`count` is added to the stored count; first/last seen widen the stored range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyActivity {
+    pub id: String,
+    pub(crate) last_used_at_ms: i64,
+    pub fingerprints: Vec<FingerprintRecord>,
 }
 
 /// Bearer API keys. Every method is one atomic operation.
@@ -84,6 +98,15 @@ pub trait ApiKeyStore: Send + Sync {
     /// when it was zero (or the key has no credit limit or does not exist).
     fn consume_api_key_credit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>>;
 
-    /// Moves last-use times forward (one transaction).
-    fn touch_api_keys<'a>(&'a self, used: &'a [(String, i64)]) -> BoxFuture<'a, StoreResult<()>>;
+    /// Adds activity in one transaction: last use moves forward only, fingerprint counts add
+    /// up, and each key keeps its `max_fingerprints` most recently seen. Activity of keys that
+    /// do not exist is ignored.
+    fn add_api_key_activity<'a>(
+        &'a self,
+        activity: &'a [ApiKeyActivity],
+        max_fingerprints: u32,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// A key's fingerprints, most recently seen first.
+    fn list_api_key_fingerprints<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>>;
 }

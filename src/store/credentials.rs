@@ -1,7 +1,7 @@
 //! SigV4 credentials (the secret only as a sealed record) and their activity: last use and
 //! the caller fingerprints they were used from.
 
-use super::StoreResult;
+use super::{FingerprintRecord, StoreResult};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 use crate::model::{CredentialState, OnNewFingerprint};
@@ -31,17 +31,6 @@ pub struct CredentialPatch {
     pub state: Option<CredentialState>,
     /// `Some(None)` returns the credential to the server's default.
     pub on_new_fingerprint: Option<Option<OnNewFingerprint>>,
-}
-
-/// Where a credential was used from: the caller's address and user agent as the verifying
-/// service reported them (`""` when unknown).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FingerprintRecord {
-    pub source_ip: String,
-    pub user_agent: String,
-    pub(crate) first_seen_ms: i64,
-    pub(crate) last_seen_ms: i64,
-    pub count: u64,
 }
 
 /// Use of one credential since the last flush: its last use and, per fingerprint, how often

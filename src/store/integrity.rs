@@ -207,7 +207,11 @@ impl Protected for ApiKeyRecord {
     }
 
     /// Credits (`remaining`) and last use are left out: they change on every verification,
-    /// by a single atomic statement.
+    /// by a single atomic statement. The key's own `on_new_fingerprint` rule (it decides
+    /// whether a use from a new caller disables the key) is the last field, present only
+    /// when set: rows tagged before keys had a rule hold none and keep their tags, and no
+    /// row with a rule encodes like one without (every field before it is self-delimiting,
+    /// so the trailing field is seen, not guessed).
     fn encode(&self, row: &mut RowBytes) {
         let meta = serde_json::Value::Object(self.meta.clone()).to_string();
         row.text(&self.prefix)
@@ -222,6 +226,9 @@ impl Protected for ApiKeyRecord {
             .int(self.updated_at_ms)
             .opt_int(self.revoked_at_ms)
             .int(self.revision);
+        if let Some(rule) = self.on_new_fingerprint {
+            row.text(rule.as_str());
+        }
     }
 }
 
@@ -294,6 +301,52 @@ mod tests {
             edit(&mut t);
             assert_ne!(t.canonical(), base);
         }
+    }
+
+    fn api_key(rule: Option<crate::model::OnNewFingerprint>) -> ApiKeyRecord {
+        let mut meta = serde_json::Map::new();
+        meta.insert("plan".into(), serde_json::json!("pro"));
+        ApiKeyRecord {
+            id: "ak_0123456789abcdef01234567".into(),
+            prefix: "sk".into(),
+            principal: "acme-ci".into(),
+            state: crate::model::ApiKeyState::Enabled,
+            meta,
+            permissions: vec!["orders:read".into(), "orders:write".into()],
+            expires_at_ms: Some(1_767_225_600_000),
+            remaining: Some(5),
+            ratelimit: Some((10, 1000)),
+            on_new_fingerprint: rule,
+            created_at_ms: 1_767_225_600_000,
+            updated_at_ms: 1_767_225_600_001,
+            last_used_at_ms: None,
+            revoked_at_ms: None,
+            revision: 3,
+        }
+    }
+
+    /// Rows tagged before API keys had a fingerprint rule must keep checking: the SHA-256 of
+    /// this key's canonical bytes, computed by the build before the rule existed (4d16e58).
+    #[test]
+    fn an_api_key_without_its_own_fingerprint_rule_encodes_as_before_the_rule_existed() {
+        use sha2::{Digest, Sha256};
+        assert_eq!(
+            base16ct::lower::encode_string(&Sha256::digest(api_key(None).canonical())),
+            "a76228d3eb0fd9d8e8ae07b538ec8f61cec28077f0828637da940302ab8ff972"
+        );
+    }
+
+    #[test]
+    fn every_fingerprint_rule_of_an_api_key_encodes_apart_from_the_others_and_from_none() {
+        use crate::model::OnNewFingerprint;
+        let mut all: Vec<Vec<u8>> = std::iter::once(None)
+            .chain(OnNewFingerprint::ALL.iter().copied().map(Some))
+            .map(|rule| api_key(rule).canonical())
+            .collect();
+        let encodings = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), encodings, "two rules share their bytes");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Persistence: key metadata, sealed records, keyed hashes and the audit trail's queryable
 //! copy, behind one small interface per concern — [`KeyStore`] (signing keys and their
 //! versions), [`TokenStore`] (caller tokens), [`CredentialStore`] (SigV4 credentials and
-//! their activity), [`ApiKeyStore`] (bearer API keys and their hashes), [`AuditStore`]
+//! their activity), [`ApiKeyStore`] (bearer API keys, their hashes and their activity), [`AuditStore`]
 //! (audit events) and [`SystemStore`] (system secrets and values, liveness, checkpoints,
 //! shutdown). A backend implements all six; [`Store`] is their sum, and [`open`] is the one
 //! place a backend is built from settings. Services hold only the concerns they use.
@@ -21,6 +21,7 @@
 pub(crate) mod api_keys;
 pub mod audit;
 pub mod credentials;
+pub mod fingerprints;
 pub mod integrity;
 pub mod keys;
 #[cfg(feature = "store-sqlite")]
@@ -31,9 +32,10 @@ pub mod tokens;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use api_keys::{ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey};
+pub use api_keys::{ApiKeyActivity, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey};
 pub use audit::{AuditBatch, AuditFilter, AuditStore, StoredEvent};
-pub use credentials::{CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord};
+pub use credentials::{CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore};
+pub use fingerprints::FingerprintRecord;
 pub use integrity::{ApiKeyHashRow, Protected, RowSealer};
 pub use keys::{KeyRecord, KeyStore, NewVersion, UsageDelta, VersionInfo};
 pub use system::SystemStore;

@@ -387,6 +387,7 @@ async fn routes_the_document_leaves_out_are_not_served() {
         "/v1/apikeys/verify",
         "/v1/apikeys/{id}",
         "/v1/apikeys/{id}/reroll",
+        "/v1/apikeys/{id}/activity",
         "/v1/wrapping-key",
         "/v1/keys/{name}/import-wrapped",
         "/v1/keys/{name}/export",
@@ -532,6 +533,25 @@ async fn the_api_key_schemas_are_the_json_the_server_emits() {
     let codes = &schema(&doc, "ApiKeyVerification")["properties"]["code"]["enum"];
     for answer in [&valid.body, &denied.body] {
         assert!(codes.as_array().expect("enum").contains(&answer["code"]));
+    }
+
+    // Where it was used from: before any use, then after one with a fingerprint.
+    let fresh = api_key(&app).await;
+    let fresh_id = fresh["id"].as_str().expect("id");
+    let served = &app;
+    let activity = |id: String| async move { served.get(&format!("/v1/apikeys/{id}/activity")).await };
+    let unused = activity(fresh_id.to_owned()).await;
+    assert_eq!(unused.status, StatusCode::OK, "{}", unused.body);
+    assert_eq!(unused.body["last_used_at"], Value::Null, "{}", unused.body);
+    check_fields(&doc, "ApiKeyActivity", &unused.body);
+    let seen = verify(json!({"key": key, "source_ip": "10.0.0.1", "user_agent": "openapi/1"})).await;
+    assert_eq!(seen.body["code"], "VALID", "{}", seen.body);
+    let used = activity(id.clone()).await;
+    check_fields(&doc, "ApiKeyActivity", &used.body);
+    let prints = used.body["fingerprints"].as_array().expect("fingerprints");
+    assert_eq!(prints.len(), 2, "none given, then one: {}", used.body);
+    for print in prints {
+        check_fields(&doc, "CallerFingerprint", print);
     }
 
     // Used (the last use is merged in before it is written), patched, rerolled, revoked.

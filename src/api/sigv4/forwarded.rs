@@ -6,15 +6,15 @@
 //! checks it passed, and a body decoded to hash it is zeroized.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::super::fingerprint::reported_caller;
 use super::super::reply::base64_field;
 use crate::audit::event::clean_user_agent;
-use crate::credentials::activity::Fingerprint;
 use crate::error::ApiError;
+use crate::fingerprint::Fingerprint;
 use crate::sigv4::Header;
 
 /// Headers a forwarded request may carry.
@@ -24,7 +24,6 @@ const MAX_HEADER_VALUE: usize = 16 * 1024;
 const MAX_PATH: usize = 16 * 1024;
 const MAX_QUERY: usize = 16 * 1024;
 const MAX_METHOD: usize = 32;
-const MAX_USER_AGENT_INPUT: usize = 4096;
 
 /// The body of `POST /v1/sigv4/verify`: the request the service received, borrowed from
 /// the body buffer where the JSON needs no unescaping.
@@ -64,7 +63,8 @@ fn borrowed_headers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Header
 }
 
 /// Checks the forwarded request and returns the payload hash to verify with and the
-/// caller's fingerprint. The first refusal wins: limits, then the payload, then the caller.
+/// caller's fingerprint. The first refusal wins: limits, then the payload, then the caller
+/// (its address and user agent).
 pub(super) fn check(req: &VerifyRequest<'_>) -> Result<(Option<String>, Fingerprint), ApiError> {
     check_request(req)?;
     let payload = payload_hash(req)?;
@@ -73,7 +73,7 @@ pub(super) fn check(req: &VerifyRequest<'_>) -> Result<(Option<String>, Fingerpr
 }
 
 /// The limits of a forwarded request: an HTTP method token, a path from `/`, and bounded
-/// query, headers and user agent.
+/// query and headers.
 fn check_request(req: &VerifyRequest<'_>) -> Result<(), ApiError> {
     let token = |s: &str| {
         !s.is_empty()
@@ -106,13 +106,6 @@ fn check_request(req: &VerifyRequest<'_>) -> Result<(), ApiError> {
             )));
         }
     }
-    if req
-        .user_agent
-        .as_ref()
-        .is_some_and(|ua| ua.len() > MAX_USER_AGENT_INPUT)
-    {
-        return Err(ApiError::invalid("user_agent is too long"));
-    }
     Ok(())
 }
 
@@ -137,30 +130,17 @@ fn payload_hash(req: &VerifyRequest<'_>) -> Result<Option<String>, ApiError> {
     Ok(Some(computed))
 }
 
-/// The caller of the forwarded request as the service saw it: `source_ip` in its canonical
-/// form (`""` when not given), and `user_agent`, else the request's own `User-Agent`
-/// header, cleaned for the trail.
+/// The caller of the forwarded request as the service saw it: `source_ip` and
+/// `user_agent` as any verification reports them ([`reported_caller`]), the user agent
+/// defaulting to the request's own `User-Agent` header, cleaned for the trail.
 fn caller_fingerprint(req: &VerifyRequest<'_>) -> Result<Fingerprint, ApiError> {
-    let source_ip = match req.source_ip.as_deref() {
-        Some(ip) => ip
-            .parse::<IpAddr>()
-            .map_err(|_| ApiError::invalid("source_ip must be an IP address"))?
-            .to_string(),
-        None => String::new(),
-    };
-    let user_agent = match req.user_agent.as_deref() {
-        Some(ua) => ua.to_owned(),
-        None => req
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
-            .map(|(_, v)| v.clone().into_owned())
-            .unwrap_or_default(),
-    };
-    Ok(Fingerprint {
-        source_ip,
-        user_agent: clean_user_agent(&user_agent),
-    })
+    let mut who = reported_caller(req.source_ip.as_deref(), req.user_agent.as_deref())?;
+    if req.user_agent.is_none()
+        && let Some((_, header)) = req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+    {
+        who.user_agent = clean_user_agent(header);
+    }
+    Ok(who)
 }
 
 #[cfg(test)]
@@ -188,24 +168,17 @@ mod tests {
     }
 
     #[test]
-    fn the_source_ip_is_kept_in_its_canonical_form_so_one_caller_is_one_fingerprint() {
+    fn the_reported_source_ip_is_checked_and_kept_in_its_canonical_form() {
         let who = fingerprint_of(serde_json::json!({
             "method": "GET", "path": "/", "headers": [], "source_ip": "2001:DB8:0:0::1"
         }))
         .unwrap();
         assert_eq!(who.source_ip, "2001:db8::1");
-        let who = fingerprint_of(serde_json::json!({"method": "GET", "path": "/", "headers": []})).unwrap();
-        assert_eq!(who.source_ip, "", "not given");
-    }
-
-    #[test]
-    fn a_source_ip_that_is_not_an_address_is_refused() {
         let refused = fingerprint_of(serde_json::json!({
             "method": "GET", "path": "/", "headers": [], "source_ip": "example.com"
         }))
         .unwrap_err();
         assert_eq!(refused.code, ErrorCode::InvalidArgument);
-        assert_eq!(refused.message, "source_ip must be an IP address");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! are made-up bytes: a store only matches them, it never computes one.
 
 use super::{DAY_MS, HOUR_MS, T0};
-use crate::model::ApiKeyState;
+use crate::model::{ApiKeyState, OnNewFingerprint};
 use crate::store::{ApiKeyPatch, ApiKeyRecord, ApiKeyStore, StoreError};
 
 /// A JSON object from its text (test data is clearer written as JSON).
@@ -30,6 +30,7 @@ pub(crate) fn api_key(id: &str, principal: &str) -> ApiKeyRecord {
         expires_at_ms: Some(T0 + DAY_MS),
         remaining: None,
         ratelimit: Some((5, 1000)),
+        on_new_fingerprint: None,
         created_at_ms: T0,
         updated_at_ms: T0,
         last_used_at_ms: None,
@@ -160,6 +161,46 @@ pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_
     assert_eq!(after.remaining, None, "None leaves it as it is");
     assert_eq!(store.get_api_key(A).await.unwrap().as_ref(), Some(&after));
 
+    let watched = ApiKeyPatch {
+        on_new_fingerprint: Some(Some(OnNewFingerprint::Deactivate)),
+        ..ApiKeyPatch::default()
+    };
+    let after = store
+        .update_api_key(A, &watched, T0 + 4 * HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.on_new_fingerprint, Some(OnNewFingerprint::Deactivate));
+    assert_eq!(
+        (after.state, after.meta.clone()),
+        (ApiKeyState::Disabled, meta(r#"{"plan":"free"}"#)),
+        "the rest kept"
+    );
+    let after = store
+        .update_api_key(A, &nothing, T0 + 4 * HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.on_new_fingerprint,
+        Some(OnNewFingerprint::Deactivate),
+        "None leaves the rule"
+    );
+    let default = ApiKeyPatch {
+        on_new_fingerprint: Some(None),
+        ..ApiKeyPatch::default()
+    };
+    let after = store
+        .update_api_key(A, &default, T0 + 4 * HOUR_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.on_new_fingerprint, None,
+        "Some(None) returns to the server's default"
+    );
+    assert_eq!(store.get_api_key(A).await.unwrap().as_ref(), Some(&after));
+
     assert_eq!(store.update_api_key(MISSING, &disable, T0).await.unwrap(), None);
 
     let revoked = store.revoke_api_key(A, T0 + 5 * HOUR_MS).await.unwrap().unwrap();
@@ -167,6 +208,7 @@ pub(crate) async fn update_api_key_changes_only_what_the_patch_names_and_leaves_
         state: Some(ApiKeyState::Enabled),
         meta: Some(meta("{}")),
         remaining: Some(Some(100)),
+        on_new_fingerprint: Some(Some(OnNewFingerprint::Record)),
     };
     assert_eq!(
         store
@@ -355,6 +397,7 @@ pub(crate) async fn every_api_key_state_meta_and_permission_list_reads_back_as_w
         state: Some(ApiKeyState::Disabled),
         meta: Some(meta(r#"{"n":[{"deep":{"deeper":"yes"}}]}"#)),
         remaining: None,
+        on_new_fingerprint: None,
     };
     let after = store
         .update_api_key(&first.id, &patch, T0 + HOUR_MS)
@@ -363,4 +406,35 @@ pub(crate) async fn every_api_key_state_meta_and_permission_list_reads_back_as_w
         .unwrap();
     assert_eq!(after.meta, meta(r#"{"n":[{"deep":{"deeper":"yes"}}]}"#));
     assert_eq!(store.get_api_key(&first.id).await.unwrap().as_ref(), Some(&after));
+}
+
+/// Every fingerprint rule, and none (the server's default), reads back as written, through
+/// an insert, a hash lookup and an update to each other value.
+pub(crate) async fn every_api_key_fingerprint_rule_reads_back_as_written(store: &dyn ApiKeyStore) {
+    let rules: Vec<Option<OnNewFingerprint>> = std::iter::once(None)
+        .chain(OnNewFingerprint::ALL.iter().copied().map(Some))
+        .collect();
+    for (i, rule) in rules.iter().enumerate() {
+        let id = format!("ak_00000000000000000000000{i}");
+        let key = ApiKeyRecord {
+            on_new_fingerprint: *rule,
+            ..api_key(&id, "payments")
+        };
+        store.insert_api_key(&key, &hash(20 + i as u8)).await.unwrap();
+        assert_eq!(store.get_api_key(&id).await.unwrap().as_ref(), Some(&key));
+        assert_eq!(
+            store.find_api_key(&hash(20 + i as u8)).await.unwrap(),
+            Some((key.clone(), None))
+        );
+        for (n, other) in rules.iter().enumerate() {
+            let patch = ApiKeyPatch {
+                on_new_fingerprint: Some(*other),
+                ..ApiKeyPatch::default()
+            };
+            let at = T0 + HOUR_MS * (n as i64 + 1);
+            let after = store.update_api_key(&id, &patch, at).await.unwrap().unwrap();
+            assert_eq!(after.on_new_fingerprint, *other);
+            assert_eq!(store.get_api_key(&id).await.unwrap().as_ref(), Some(&after));
+        }
+    }
 }

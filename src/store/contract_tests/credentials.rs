@@ -30,7 +30,7 @@ pub(crate) fn credential(id: &str, principal: &str) -> CredentialRecord {
     }
 }
 
-fn fingerprint(ip: &str, ua: &str, seen: i64, count: u64) -> FingerprintRecord {
+pub(super) fn fingerprint(ip: &str, ua: &str, seen: i64, count: u64) -> FingerprintRecord {
     FingerprintRecord {
         source_ip: ip.into(),
         user_agent: ua.into(),

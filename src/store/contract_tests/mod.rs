@@ -75,11 +75,12 @@ macro_rules! store_contract_tests {
             // API keys
             api_keys_are_found_by_hash_read_by_id_and_listed_in_id_order,
             every_api_key_state_meta_and_permission_list_reads_back_as_written,
+            every_api_key_fingerprint_rule_reads_back_as_written,
             update_api_key_changes_only_what_the_patch_names_and_leaves_a_revoked_key_unchanged,
             revoke_api_key_deletes_every_hash_and_keeps_the_first_revocation_time,
             reroll_api_key_keeps_the_old_hash_until_its_grace_end_and_replaces_an_earlier_one,
             consume_api_key_credit_counts_down_to_zero_and_never_below,
-            touch_api_keys_moves_last_use_forward_only,
+            api_key_activity_moves_last_use_forward_and_keeps_the_most_recent_fingerprints,
             // audit
             appended_events_read_back_exactly_by_range_and_head,
             audit_nodes_lists_every_node_with_events_in_byte_order,

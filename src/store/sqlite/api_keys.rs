@@ -1,21 +1,24 @@
-//! Bearer API keys and their keyed hashes in SQLite (`api_keys`, `api_key_hashes`). Both
-//! tables' rows are tagged ([`super::integrity`]): a hash row binds the key it opens. Credits
-//! (`remaining`) and last use are not (see [`crate::store::integrity`]).
+//! Bearer API keys, their keyed hashes and their activity in SQLite (`api_keys`,
+//! `api_key_hashes`, `api_key_fingerprints`). Key and hash rows are tagged
+//! ([`super::integrity`]): a hash row binds the key it opens. Credits (`remaining`), last use
+//! and fingerprints are not (see [`crate::store::integrity`]).
 
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 
+use super::fingerprints::API_KEY_FINGERPRINTS;
 use super::integrity::{all_checked, api_key_hash_from_row, checked, tag_of};
-use super::row::{as_i64, column, enum_column, json_column, json_text};
+use super::row::{as_i64, column, enum_column, json_column, json_text, optional_enum_column};
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
-use crate::model::ApiKeyState;
+use crate::model::{ApiKeyState, OnNewFingerprint};
 use crate::store::{
-    ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey, Protected, RowSealer, StoreError, StoreResult,
+    ApiKeyActivity, ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FingerprintRecord, FoundApiKey, Protected,
+    RowSealer, StoreError, StoreResult,
 };
 
 const COLUMNS: &str = "k.id, k.prefix, k.principal, k.state, k.meta, k.permissions, k.expires_at_ms, k.remaining, \
-     k.ratelimit_limit, k.ratelimit_period_ms, k.created_at_ms, k.updated_at_ms, k.last_used_at_ms, k.revoked_at_ms, k.revision, k.mac";
+     k.ratelimit_limit, k.ratelimit_period_ms, k.on_new_fingerprint, k.created_at_ms, k.updated_at_ms, k.last_used_at_ms, k.revoked_at_ms, k.revision, k.mac";
 
 fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys k {tail}"))
@@ -47,6 +50,7 @@ pub(super) fn from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
             .map(|r| u64::try_from(r).map_err(|_| corrupt("remaining")))
             .transpose()?,
         ratelimit,
+        on_new_fingerprint: optional_enum_column(row, "on_new_fingerprint", OnNewFingerprint::parse)?,
         created_at_ms: column(row, "created_at_ms")?,
         updated_at_ms: column(row, "updated_at_ms")?,
         last_used_at_ms: column(row, "last_used_at_ms")?,
@@ -106,8 +110,16 @@ impl ApiKeyStore for SqliteStore {
         Box::pin(consume_credit(&self.writer, id))
     }
 
-    fn touch_api_keys<'a>(&'a self, used: &'a [(String, i64)]) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(touch(&self.writer, used))
+    fn add_api_key_activity<'a>(
+        &'a self,
+        activity: &'a [ApiKeyActivity],
+        max_fingerprints: u32,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(add_activity(&self.writer, activity, max_fingerprints))
+    }
+
+    fn list_api_key_fingerprints<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
+        Box::pin(API_KEY_FINGERPRINTS.list(&self.reader, id))
     }
 }
 
@@ -115,8 +127,8 @@ async fn insert(writer: &SqlitePool, sealer: &dyn RowSealer, k: &ApiKeyRecord, h
     let mut tx = begin_write(writer).await.map_err(unavailable)?;
     sqlx::query(
         "INSERT INTO api_keys (id, prefix, principal, state, meta, permissions, expires_at_ms, remaining, \
-         ratelimit_limit, ratelimit_period_ms, created_at_ms, updated_at_ms, last_used_at_ms, revoked_at_ms, \
-         revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         ratelimit_limit, ratelimit_period_ms, on_new_fingerprint, created_at_ms, updated_at_ms, last_used_at_ms, \
+         revoked_at_ms, revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&k.id)
     .bind(&k.prefix)
@@ -128,6 +140,7 @@ async fn insert(writer: &SqlitePool, sealer: &dyn RowSealer, k: &ApiKeyRecord, h
     .bind(k.remaining.map(as_i64))
     .bind(k.ratelimit.map(|(l, _)| i64::from(l)))
     .bind(k.ratelimit.map(|(_, p)| p))
+    .bind(k.on_new_fingerprint.map(OnNewFingerprint::as_str))
     .bind(k.created_at_ms)
     .bind(k.updated_at_ms)
     .bind(k.last_used_at_ms)
@@ -213,12 +226,13 @@ async fn list(
 /// Writes back a key's tagged columns, its credits, a new revision and its tag.
 async fn write_back(tx: &mut Transaction<'_, Sqlite>, sealer: &dyn RowSealer, k: &ApiKeyRecord) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE api_keys SET state = ?, meta = ?, remaining = ?, updated_at_ms = ?, revoked_at_ms = ?, \
-         revision = ?, mac = ? WHERE id = ?",
+        "UPDATE api_keys SET state = ?, meta = ?, remaining = ?, on_new_fingerprint = ?, updated_at_ms = ?, \
+         revoked_at_ms = ?, revision = ?, mac = ? WHERE id = ?",
     )
     .bind(k.state.as_str())
     .bind(json_text(&k.meta)?)
     .bind(k.remaining.map(as_i64))
+    .bind(k.on_new_fingerprint.map(OnNewFingerprint::as_str))
     .bind(k.updated_at_ms)
     .bind(k.revoked_at_ms)
     .bind(k.revision)
@@ -248,6 +262,7 @@ async fn update(
         state: patch.state.unwrap_or(current.state),
         meta: patch.meta.clone().unwrap_or_else(|| current.meta.clone()),
         remaining: patch.remaining.unwrap_or(current.remaining),
+        on_new_fingerprint: patch.on_new_fingerprint.unwrap_or(current.on_new_fingerprint),
         updated_at_ms: now_ms,
         revision: current.revision.saturating_add(1),
         ..current
@@ -340,18 +355,29 @@ async fn consume_credit(writer: &SqlitePool, id: &str) -> StoreResult<Option<u64
         .transpose()
 }
 
-async fn touch(writer: &SqlitePool, used: &[(String, i64)]) -> StoreResult<()> {
+async fn add_activity(writer: &SqlitePool, activity: &[ApiKeyActivity], max_fingerprints: u32) -> StoreResult<()> {
     let mut tx = begin_write(writer).await.map_err(unavailable)?;
-    for (id, at) in used {
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at_ms = ? WHERE id = ? AND (last_used_at_ms IS NULL OR last_used_at_ms < ?)",
-        )
-        .bind(at)
-        .bind(id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+    for a in activity {
+        add_one(&mut tx, a, max_fingerprints).await?;
     }
     tx.commit().await.map_err(unavailable)
+}
+
+/// Last use moves forward only; fingerprints of a key that does not exist are dropped.
+async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &ApiKeyActivity, max_fingerprints: u32) -> StoreResult<()> {
+    let exists: Option<i64> = sqlx::query_scalar(
+        "UPDATE api_keys SET last_used_at_ms = MAX(COALESCE(last_used_at_ms, ?), ?) WHERE id = ? RETURNING 1",
+    )
+    .bind(a.last_used_at_ms)
+    .bind(a.last_used_at_ms)
+    .bind(&a.id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    if exists.is_none() {
+        return Ok(());
+    }
+    API_KEY_FINGERPRINTS
+        .add(tx, &a.id, &a.fingerprints, max_fingerprints)
+        .await
 }

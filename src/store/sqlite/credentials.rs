@@ -5,8 +5,9 @@
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 
+use super::fingerprints::CREDENTIAL_FINGERPRINTS;
 use super::integrity::{all_checked, checked, tag_of};
-use super::row::{as_i64, column, enum_column, optional_enum_column, sealed_from_row};
+use super::row::{column, enum_column, optional_enum_column, sealed_from_row};
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::model::{CredentialState, OnNewFingerprint};
@@ -88,7 +89,7 @@ impl CredentialStore for SqliteStore {
     }
 
     fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(fingerprints(&self.reader, access_key_id))
+        Box::pin(CREDENTIAL_FINGERPRINTS.list(&self.reader, access_key_id))
     }
 }
 
@@ -246,58 +247,7 @@ async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &CredentialActivity, max_f
     if !exists {
         return Ok(());
     }
-    for f in &a.fingerprints {
-        sqlx::query(
-            "INSERT INTO credential_fingerprints (access_key_id, source_ip, user_agent, first_seen_ms, last_seen_ms, count) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (access_key_id, source_ip, user_agent) DO UPDATE SET \
-             first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms), \
-             last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), count = count + excluded.count",
-        )
-        .bind(&a.access_key_id)
-        .bind(&f.source_ip)
-        .bind(&f.user_agent)
-        .bind(f.first_seen_ms)
-        .bind(f.last_seen_ms)
-        .bind(as_i64(f.count))
-        .execute(&mut **tx)
+    CREDENTIAL_FINGERPRINTS
+        .add(tx, &a.access_key_id, &a.fingerprints, max_fingerprints)
         .await
-        .map_err(unavailable)?;
-    }
-    if !a.fingerprints.is_empty() {
-        sqlx::query(
-            "DELETE FROM credential_fingerprints WHERE access_key_id = ? AND rowid NOT IN \
-             (SELECT rowid FROM credential_fingerprints WHERE access_key_id = ? \
-              ORDER BY last_seen_ms DESC, rowid DESC LIMIT ?)",
-        )
-        .bind(&a.access_key_id)
-        .bind(&a.access_key_id)
-        .bind(i64::from(max_fingerprints))
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    }
-    Ok(())
-}
-
-async fn fingerprints(reader: &SqlitePool, id: &str) -> StoreResult<Vec<FingerprintRecord>> {
-    let rows = sqlx::query(
-        "SELECT source_ip, user_agent, first_seen_ms, last_seen_ms, count FROM credential_fingerprints \
-         WHERE access_key_id = ? ORDER BY last_seen_ms DESC, rowid DESC",
-    )
-    .bind(id)
-    .fetch_all(reader)
-    .await
-    .map_err(unavailable)?;
-    rows.iter()
-        .map(|row| {
-            let count: i64 = column(row, "count")?;
-            Ok(FingerprintRecord {
-                source_ip: column(row, "source_ip")?,
-                user_agent: column(row, "user_agent")?,
-                first_seen_ms: column(row, "first_seen_ms")?,
-                last_seen_ms: column(row, "last_seen_ms")?,
-                count: u64::try_from(count).map_err(|_| StoreError::Corrupt("fingerprint count".into()))?,
-            })
-        })
-        .collect()
 }

@@ -4,13 +4,15 @@
 //! allows one writer at a time anyway — and a small pool serves reads concurrently.
 //!
 //! One file per concern implements that concern's interface ([`keys`], [`tokens`],
-//! [`credentials`], [`api_keys`], [`audit`], [`system`]); [`row`] holds the encodings of
+//! [`credentials`], [`api_keys`], [`audit`], [`system`]; [`fingerprints`] is the activity
+//! table shape credentials and API keys share); [`row`] holds the encodings of
 //! typed values (enum texts, JSON columns), which never leave this backend, nor do sqlx's
 //! types and errors.
 
 mod api_keys;
 mod audit;
 mod credentials;
+mod fingerprints;
 mod integrity;
 mod keys;
 mod row;
@@ -41,6 +43,9 @@ const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../migrations/sqlite/0008_audit_no_principal_index.sql"),
     ),
     (9, include_str!("../migrations/sqlite/0009_audit_lines.sql")),
+    // Applied at open, so on a new database before 10 (row integrity, which needs the
+    // sealer): it only adds a nullable column and a table, and binds nothing 10 tags.
+    (11, include_str!("../migrations/sqlite/0011_api_key_fingerprints.sql")),
 ];
 
 /// The migration that adds the row-integrity columns. It is applied by

@@ -1,12 +1,13 @@
 //! Bearer API keys through the HTTP API: issuing, verifying (every code, in the documented
-//! order), credits under concurrency, rate limits, rerolls, revocation, audit, and what a
-//! copy of the files holds of a key (nothing).
+//! order), credits under concurrency, rate limits, rerolls, revocation, audit, the caller
+//! fingerprints a key is used from, and what a copy of the files holds of a key (nothing).
 //!
 //! Made-up keys are built here with a CRC-32 of the tests' own, from API.md's format, so a
 //! checksum test does not lean on the code it tests.
 
 mod audit;
 mod dump;
+mod fingerprints;
 mod lifecycle;
 mod requests;
 mod verify;

@@ -61,7 +61,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 33] = [
+const TABLE: [(Action, [Expect; 5]); 34] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -95,6 +95,7 @@ const TABLE: [(Action, [Expect; 5]); 33] = [
     (Action::UpdateApiKey,         [ADMIN, DENY,    CUSTODIAN_APIKEY, DENY,  DENY  ]),
     (Action::RevokeApiKey,         [ADMIN, DENY,    CUSTODIAN_APIKEY, DENY,  DENY  ]),
     (Action::RerollApiKey,         [ADMIN, DENY,    CUSTODIAN_APIKEY, DENY,  DENY  ]),
+    (Action::ReadApiKeyActivity,   [ADMIN, DENY,    CUSTODIAN_APIKEY, AUDITOR_CRED, DENY]),
     (Action::VerifyApiKey,         [ADMIN, SERVICE_APIKEY, DENY,    DENY,    DENY  ]),
 ];
 
@@ -482,7 +483,11 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
                 .effect("/principal", json!(principal))
                 .probe(Probe::ApiKeys)
         }
-        Action::GetApiKey | Action::UpdateApiKey | Action::RevokeApiKey | Action::RerollApiKey => {
+        Action::GetApiKey
+        | Action::UpdateApiKey
+        | Action::RevokeApiKey
+        | Action::RerollApiKey
+        | Action::ReadApiKeyActivity => {
             let (id, key) = create_cell_api_key(app, action).await;
             let one = format!("/v1/apikeys/{id}");
             let resource = format!("apikey:{id}");
@@ -493,6 +498,9 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
                     .effect("/state", json!("disabled")),
                 Action::RevokeApiKey => {
                     Cell::new(Method::DELETE, one, StatusCode::OK, resource).effect("/state", json!("revoked"))
+                }
+                Action::ReadApiKeyActivity => {
+                    Cell::new(Method::GET, format!("{one}/activity"), StatusCode::OK, resource).effect("/id", json!(id))
                 }
                 // No grace: an allowed reroll stops the old key at once, which the probe sees.
                 _ => Cell::new(Method::POST, format!("{one}/reroll"), StatusCode::OK, resource)

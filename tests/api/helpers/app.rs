@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use sigvault::api::AppState;
 use sigvault::api::Limits;
+use sigvault::apikeys::ApiKeySettings;
 use sigvault::audit::{AuditSettings, DEFAULT_SYNC_INTERVAL, Durability};
 use sigvault::auth::AuthSettings;
 use sigvault::clock::ManualClock;
@@ -92,6 +93,7 @@ pub struct AppHome {
     /// `[tls]`; `None` serves plain HTTP.
     pub tls: Option<TlsSettings>,
     pub sigv4: Sigv4Settings,
+    pub apikeys: ApiKeySettings,
 }
 
 impl AppHome {
@@ -118,6 +120,7 @@ impl AppHome {
             },
             tls: None,
             sigv4: Sigv4Settings::default(),
+            apikeys: ApiKeySettings::default(),
         }
     }
 
@@ -164,6 +167,7 @@ impl AppHome {
             policies_dir: self.policies_dir.clone(),
             auth: self.auth,
             sigv4: self.sigv4,
+            apikeys: self.apikeys,
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
     }
