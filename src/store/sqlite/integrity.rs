@@ -1,13 +1,11 @@
 //! Row integrity in SQLite: the `mac` column of the protected tables, checked on every read
-//! and written with every change, and the migration that adds it (tagging the rows already
-//! there, in the same transaction).
-
-use std::sync::Arc;
+//! and written with every change (the tables' files call these helpers; the migration that
+//! adds the column is [`super::sealing`]).
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{ROW_INTEGRITY_MIGRATION, SqliteStore, api_keys, apply_migration, begin_write, credentials, keys, tokens};
+use super::SqliteStore;
 use crate::store::{ApiKeyHashRow, Protected, RowSealer, StoreError, StoreResult};
 
 impl SqliteStore {
@@ -17,21 +15,6 @@ impl SqliteStore {
             .get()
             .map(|s| s.as_ref())
             .ok_or_else(|| StoreError::Unavailable("row integrity is not enabled on this store".into()))
-    }
-
-    pub(super) async fn enable(&self, sealer: Arc<dyn RowSealer>) -> StoreResult<()> {
-        let sealer = Arc::clone(self.sealer.get_or_init(|| sealer));
-        let (version, sql) = ROW_INTEGRITY_MIGRATION;
-        let mig = |e: sqlx::Error| StoreError::Migration {
-            version,
-            source: Box::new(e),
-        };
-        let mut tx = begin_write(&self.writer).await.map_err(mig)?;
-        if !apply_migration(&mut tx, version, sql).await.map_err(mig)? {
-            return Ok(());
-        }
-        tag_existing_rows(&mut tx, sealer.as_ref()).await?;
-        tx.commit().await.map_err(mig)
     }
 }
 
@@ -86,68 +69,4 @@ pub(super) fn api_key_hash_from_row(row: &SqliteRow) -> StoreResult<ApiKeyHashRo
     let key_id: String = row.try_get("key_id").map_err(|_| get("key_id"))?;
     let valid_until_ms: Option<i64> = row.try_get("valid_until_ms").map_err(|_| get("valid_until_ms"))?;
     Ok(ApiKeyHashRow::new(&hash, &key_id, valid_until_ms))
-}
-
-/// Tags every protected row, inside the migration's transaction.
-async fn tag_existing_rows(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    sealer: &dyn RowSealer,
-) -> StoreResult<()> {
-    tag_table(
-        tx,
-        sealer,
-        tokens::select_all(),
-        tokens::token_from_row,
-        "caller_tokens",
-        "id",
-    )
-    .await?;
-    tag_table(tx, sealer, keys::select_all(), keys::key_from_row, "keys", "id").await?;
-    tag_table(
-        tx,
-        sealer,
-        credentials::select_all(),
-        credentials::from_row,
-        "credentials",
-        "access_key_id",
-    )
-    .await?;
-    tag_table(tx, sealer, api_keys::select_all(), api_keys::from_row, "api_keys", "id").await?;
-    let hashes = sqlx::AssertSqlSafe("SELECT hash, key_id, valid_until_ms FROM api_key_hashes".to_owned());
-    // A hash row's id is the hex of its hash.
-    tag_table(
-        tx,
-        sealer,
-        hashes,
-        api_key_hash_from_row,
-        "api_key_hashes",
-        "lower(hex(hash))",
-    )
-    .await
-}
-
-/// Tags each row `select` reads from `table`, found again by `id_sql` = its row id.
-async fn tag_table<R: Protected>(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    sealer: &dyn RowSealer,
-    select: sqlx::AssertSqlSafe<String>,
-    decode: fn(&SqliteRow) -> StoreResult<R>,
-    table: &'static str,
-    id_sql: &'static str,
-) -> StoreResult<()> {
-    let rows = sqlx::query(select)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(super::unavailable)?;
-    let update = format!("UPDATE {table} SET mac = ? WHERE {id_sql} = ?");
-    for row in &rows {
-        let record = decode(row)?;
-        sqlx::query(sqlx::AssertSqlSafe(update.as_str()))
-            .bind(tag_of(sealer, &record))
-            .bind(record.row_id())
-            .execute(&mut **tx)
-            .await
-            .map_err(super::unavailable)?;
-    }
-    Ok(())
 }

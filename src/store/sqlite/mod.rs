@@ -16,6 +16,7 @@ mod fingerprints;
 mod integrity;
 mod keys;
 mod row;
+mod sealing;
 mod system;
 mod tokens;
 
