@@ -55,6 +55,9 @@ pub mod credentials;
 pub mod dev;
 pub mod envelope;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hardening;
 pub(crate) mod health;
 pub mod kek;

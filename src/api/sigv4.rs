@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-mod forwarded;
+pub(crate) mod forwarded;
 
 pub use forwarded::MAX_HEADERS;
 use forwarded::VerifyRequest;
@@ -188,7 +188,7 @@ async fn record_new_fingerprint(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SigningKeyRequest {
+pub(crate) struct SigningKeyRequest {
     access_key_id: String,
     date: String,
     region: String,
