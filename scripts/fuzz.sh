@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [seconds-per-target] [target...]     # default: 60 s, every target
 #
 # The committed corpus fuzz/corpus/<target> is read, never written: what a run finds goes to
-# fuzz/target/corpus/<target>. The first crash stops the script with a non-zero status; its
+# a scratch directory under fuzz/target/, removed when the script ends. The first crash stops the script with a non-zero status; its
 # input is in fuzz/artifacts/<target>/ (reproduce with `cargo +nightly fuzz run <target>
 # <file>`). Installs the nightly toolchain (rustup) and cargo-fuzz when they are missing.
 #
@@ -48,12 +48,16 @@ echo "fuzz.sh: built in $(($(date +%s) - started)) s" >&2
 
 limit=(-max_total_time="$seconds")
 [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
+mkdir -p fuzz/target
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+scratch=$(mktemp -d fuzz/target/corpus.XXXXXX)
+trap 'rm -rf "$log" "$scratch"' EXIT
 
 printf '%-20s %14s %9s %8s\n' target executions seconds crashes
 for target in "${targets[@]}"; do
-  grown=fuzz/target/corpus/$target
+  # Each run starts from the committed corpus alone (what earlier runs found and did not
+  # merge is gone), so a run is repeatable and its start-up does not grow.
+  grown=$scratch/$target
   mkdir -p "$grown" "fuzz/artifacts/$target" "fuzz/corpus/$target"
   began=$(date +%s)
   # -timeout: no single input may take 10 s; -rss_limit_mb: libFuzzer's default, stated.
