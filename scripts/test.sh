@@ -61,6 +61,9 @@ cargo clippy --locked --all-targets -- -D warnings
 for features in "" "kek-pkcs11" "store-sqlite" "kek-pkcs11,fuzzing"; do
   cargo clippy --locked --no-default-features ${features:+--features "$features"} --lib --bins -- -D warnings
 done
+# The fuzz targets' own code, linted in this package's target dir (its dependencies are
+# already checked there).
+CARGO_TARGET_DIR=target cargo clippy --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 cargo test --locked --all-targets
 
 # Every fuzz target for a few seconds from its committed corpus (docs/FUZZING.md); a crash
