@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this and nothing else).
 # Installs what the tests need when it is missing (SoftHSM2 through apt), then checks
-# formatting and lints, and runs every unit, vector and black-box test.
+# formatting and lints, runs every unit, vector and black-box test, and every fuzz target
+# briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,13 +69,23 @@ fi
 rm -rf target/softhsm-test
 
 cargo fmt --all -- --check
+# The fuzz targets are a crate of their own (fuzz/, not a member of this package).
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # The test-only PKCS#11 fault injector (a workspace member the black-box tests build and load).
 cargo clippy --locked -p pkcs11-fault --all-targets -- -D warnings
 # Each backend is a cargo feature: the library and the binary must build, lint-clean, with
-# none of them and with each one alone (the tests need them all).
-for features in "" "kek-pkcs11" "store-sqlite"; do
+# none of them and with each one alone (the tests need them all); the fuzz targets build the
+# library with the facade `fuzzing` and the PKCS#11 provider only.
+for features in "" "kek-pkcs11" "store-sqlite" "kek-pkcs11,fuzzing"; do
   cargo clippy --locked --no-default-features ${features:+--features "$features"} --lib --bins -- -D warnings
 done
 cargo test --locked -p pkcs11-fault
+# The fuzz targets' own code, linted in this package's target dir (its dependencies are
+# already checked there).
+CARGO_TARGET_DIR=target cargo clippy --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 cargo test --locked --all-targets
+
+# Every fuzz target for a few seconds from its committed corpus (docs/FUZZING.md); a crash
+# fails the suite. Needs the nightly toolchain and cargo-fuzz, which fuzz.sh installs.
+scripts/fuzz.sh "${FUZZ_SECONDS:-10}"

@@ -60,6 +60,9 @@ pub mod dev;
 pub mod envelope;
 pub mod error;
 pub mod fingerprint;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hardening;
 pub(crate) mod health;
 pub mod integrity;

@@ -2,7 +2,7 @@
 //!
 //! A `SecretBytes` owns a page-aligned allocation that is `mlock`ed where the process is
 //! permitted to (so it is never written to swap) and marked `MADV_DONTDUMP`, and it is
-//! zeroed before the memory is returned. It has no `Debug`, `Clone`, `PartialEq` or
+//! zeroed, unlocked and unmarked before the memory is returned. It has no `Debug`, `Clone`, `PartialEq` or
 //! `Serialize`: a secret can only be read through [`SecretBytes::expose_secret`], at the
 //! call that consumes it.
 
@@ -93,6 +93,11 @@ impl Drop for SecretBytes {
             // SAFETY: the range is the one this value locked in `zeroed`.
             unsafe { libc::munlock(self.ptr.as_ptr().cast(), self.layout.size()) };
         }
+        // The pages go back to the allocator as they came: still marked, they would stay split
+        // off their mapping, and a process that keeps making secrets at new addresses would
+        // run out of mappings (vm.max_map_count) and fail to allocate.
+        // SAFETY: the range is the one `zeroed` marked; this only changes a paging attribute.
+        unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.layout.size(), libc::MADV_DODUMP) };
         // SAFETY: `ptr` was allocated with exactly `layout` and is not used afterwards.
         unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
     }
@@ -128,6 +133,40 @@ mod tests {
         assert_eq!(s.len(), 3);
         let big = SecretBytes::from_slice(&[7u8; 5000]);
         assert_eq!(big.expose_secret(), &[7u8; 5000][..]);
+    }
+
+    /// Whether the mapping holding `addr` is excluded from core dumps (`dd` in its VmFlags);
+    /// `None` when no mapping holds it.
+    fn excluded_from_dumps(addr: usize) -> Option<bool> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split(' ').next().and_then(|r| r.split_once('-'));
+            if let Some((start, end)) = range
+                && let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+            {
+                inside = (start..end).contains(&addr);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.split_whitespace().any(|f| f == "dd"));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_dropped_secret_gives_its_pages_back_as_it_found_them() {
+        // Pages marked "do not dump" and never unmarked stay split off their mapping after the
+        // allocator takes them back: every secret at a new address added mappings until the
+        // process reached vm.max_map_count and could no longer map memory at all.
+        let secret = SecretBytes::from_slice(&[7u8; 32]);
+        let addr = secret.ptr.as_ptr() as usize;
+        assert_eq!(excluded_from_dumps(addr), Some(true), "a live secret is not dumped");
+        drop(secret);
+        assert_ne!(
+            excluded_from_dumps(addr),
+            Some(true),
+            "the page, back with the allocator"
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ struct RateLimitJson {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+pub(crate) struct CreateRequest {
     principal: String,
     prefix: Option<String>,
     expires_at: Option<String>,
@@ -77,7 +77,7 @@ struct CreateRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PatchRequest {
+pub(crate) struct PatchRequest {
     state: Option<String>,
     meta: Option<serde_json::Map<String, serde_json::Value>>,
     /// `null` removes the credit limit; absent leaves it.
@@ -90,13 +90,13 @@ struct PatchRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RerollRequest {
+pub(crate) struct RerollRequest {
     grace_seconds: u64,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VerifyRequest {
+pub(crate) struct VerifyRequest {
     key: Zeroizing<String>,
     #[serde(default)]
     permissions: Vec<String>,

@@ -41,7 +41,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateTokenRequest {
+pub(crate) struct CreateTokenRequest {
     principal: String,
     #[serde(default)]
     groups: Vec<String>,

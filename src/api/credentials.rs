@@ -53,7 +53,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+pub(crate) struct CreateRequest {
     principal: String,
     description: Option<String>,
     on_new_fingerprint: Option<String>,
@@ -61,7 +61,7 @@ struct CreateRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportRequest {
+pub(crate) struct ImportRequest {
     access_key_id: String,
     secret_access_key: Zeroizing<String>,
     principal: String,
@@ -71,7 +71,7 @@ struct ImportRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PatchRequest {
+pub(crate) struct PatchRequest {
     state: Option<String>,
     /// `null` returns to the server default; absent leaves it.
     #[serde(default, deserialize_with = "reply::present")]

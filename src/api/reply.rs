@@ -83,6 +83,12 @@ pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> R
 }
 
 pub(crate) fn parse_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
+    // Every body is a JSON object: serde would also fill a request's fields from an array,
+    // by position, past the field names `deny_unknown_fields` checks.
+    let first = body.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::invalid("invalid JSON body: expected a JSON object"));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid JSON body: {}", scrub_quoted(&e.to_string()))))
 }
@@ -125,12 +131,28 @@ pub fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     #[test]
     fn quoted_values_are_scrubbed_from_json_errors() {
         let err = parse_json::<u32>(br#""hunter2-secret""#).unwrap_err();
         assert!(!err.message.contains("hunter2"), "{}", err.message);
         assert!(err.message.starts_with("invalid JSON body"));
+    }
+
+    #[test]
+    fn a_body_is_a_json_object_and_never_fills_fields_by_position() {
+        #[derive(Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            name: String,
+        }
+        assert_eq!(parse_json::<Body>(b" \r\n{\"name\":\"a\"}").unwrap().name, "a");
+        for positional in [&br#"["a"]"#[..], b" [\"a\"]", b"[]"] {
+            let err = parse_json::<Body>(positional).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidArgument);
+            assert_eq!(err.message, "invalid JSON body: expected a JSON object");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-mod forwarded;
+pub(crate) mod forwarded;
 
 pub use forwarded::MAX_HEADERS;
 use forwarded::VerifyRequest;
@@ -153,7 +153,7 @@ fn verification_reply(call: &mut Call, verification: &Verification) -> Response 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SigningKeyRequest {
+pub(crate) struct SigningKeyRequest {
     access_key_id: String,
     date: String,
     region: String,

@@ -23,10 +23,19 @@ pub struct Overrides {
 /// Reads the file (if any), applies `env` and `overrides`, and returns the merged raw
 /// config. `env` is passed in (not read here) so tests control it.
 pub fn merge(file: Option<&Path>, env: &[(String, String)], overrides: &Overrides) -> Result<RawConfig, ConfigError> {
-    let mut table = match file {
+    let table = match file {
         Some(path) => read_file(path)?,
         None => Table::new(),
     };
+    merge_layers(table, env, overrides)
+}
+
+/// [`merge`] of a file already read into `table` (by [`parse_file`]).
+pub(crate) fn merge_layers(
+    mut table: Table,
+    env: &[(String, String)],
+    overrides: &Overrides,
+) -> Result<RawConfig, ConfigError> {
     for (var, value) in env {
         let Some(path) = env_key_path(var) else { continue };
         let layer = env_layer(var, &path, value)?;
@@ -46,14 +55,19 @@ fn read_file(path: &Path) -> Result<Table, ConfigError> {
         path: path.display().to_string(),
         source,
     })?;
+    parse_file(&text, &path.display().to_string())
+}
+
+/// The text of a config file as the table to merge; errors name `shown` as the file.
+pub(crate) fn parse_file(text: &str, shown: &str) -> Result<Table, ConfigError> {
     let file_err = |e: toml::de::Error| ConfigError::File {
-        path: path.display().to_string(),
+        path: shown.to_owned(),
         message: e.to_string().trim_end().replace('\n', " "),
     };
     // Deserialising into the typed form first reports unknown keys and wrong types with
     // their line; the untyped table is what gets merged.
-    toml::from_str::<RawConfig>(&text).map_err(file_err)?;
-    toml::from_str::<Table>(&text).map_err(file_err)
+    toml::from_str::<RawConfig>(text).map_err(file_err)?;
+    toml::from_str::<Table>(text).map_err(file_err)
 }
 
 /// `SIGVAULT_KEK__PKCS11__MODULE` → `["kek", "pkcs11", "module"]`; `None` for variables

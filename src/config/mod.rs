@@ -8,7 +8,7 @@
 //! the root token from `SIGVAULT_ROOT_TOKEN`.
 
 mod kek;
-mod layers;
+pub(crate) mod layers;
 mod raw;
 mod sections;
 #[cfg(test)]

@@ -116,10 +116,7 @@ impl CredentialService {
             }
         };
         let id = auth.access_key_id.clone();
-        let mut rules = PathRules::for_service(&auth.scope.service);
-        if let Some(normalize) = normalize_path {
-            rules.normalize = normalize;
-        }
+        let rules = PathRules::for_request(&auth.scope.service, normalize_path);
         let (result, new_fingerprint) = self.verify_parsed(request, &auth, who, rules).await?;
         Ok(Verification {
             access_key_id: Some(id),

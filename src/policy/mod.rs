@@ -225,7 +225,9 @@ impl PolicyEngine {
             }
         }
     }
-    fn evaluate(
+
+    /// Decides with `policies` without consulting or filling its memory of decisions.
+    pub(crate) fn evaluate(
         &self,
         policies: &Policies,
         principal: &Principal,

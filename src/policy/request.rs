@@ -124,8 +124,14 @@ impl Types {
 }
 
 /// The request context: source address (`0.0.0.0` when unknown), TLS flags, time.
+///
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, how a dual-stack listener on `[::]` sees
+/// an IPv4 caller) goes in as its IPv4 address: Cedar's `ip()` refuses the mapped spelling,
+/// and policies about IPv4 ranges or the loopback must see the caller as it is.
 fn context(facts: RequestFacts) -> Result<Context, String> {
-    let ip = facts.source_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let ip = facts
+        .source_ip
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ip| ip.to_canonical());
     Context::from_pairs([
         ("source_ip".to_owned(), RestrictedExpression::new_ip(ip.to_string())),
         ("tls".to_owned(), RestrictedExpression::new_bool(facts.tls)),

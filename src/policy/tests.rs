@@ -245,3 +245,43 @@ fn line_col_counts_from_one() {
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
     assert_eq!(line_col("ab", 99), (1, 3));
 }
+
+#[test]
+fn a_caller_on_a_dual_stack_listener_is_decided_by_its_ipv4_address() {
+    // A listener on `[::]` sees IPv4 callers as IPv4-mapped IPv6 addresses, which Cedar's
+    // `ip()` refuses to parse: every such request was denied, whatever the policies said.
+    let e = engine();
+    let tags = BTreeMap::new();
+    let admin = principal("root", &["admin"]);
+    let import = |ip: &str| {
+        e.decide(
+            &admin,
+            Action::ImportKeyPlaintext,
+            &key("k", "root", &tags),
+            facts(ip, false),
+        )
+    };
+    assert_eq!(
+        import("::ffff:127.0.0.1"),
+        Decision {
+            allowed: true,
+            policy: Some("admin-all".into())
+        },
+        "the IPv4 loopback, reached through a dual-stack socket"
+    );
+    assert_eq!(
+        import("::ffff:10.0.0.1"),
+        Decision {
+            allowed: false,
+            policy: Some("plaintext-import-needs-tls".into())
+        },
+        "not loopback: plaintext needs TLS"
+    );
+    let sign = e.decide(
+        &admin,
+        Action::Sign,
+        &key("k", "root", &tags),
+        facts("::ffff:10.0.0.1", false),
+    );
+    assert!(sign.allowed, "{sign:?}");
+}

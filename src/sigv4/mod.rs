@@ -179,6 +179,16 @@ impl PathRules {
             double_encode: !s3,
         }
     }
+
+    /// The rules of `service`, with normalisation overridden when the caller says so (the
+    /// `normalize_path` of a forwarded request).
+    pub(crate) fn for_request(service: &str, normalize: Option<bool>) -> Self {
+        let mut rules = Self::for_service(service);
+        if let Some(normalize) = normalize {
+            rules.normalize = normalize;
+        }
+        rules
+    }
 }
 
 /// Refuses requests larger than this module will ever canonicalise, before any allocation

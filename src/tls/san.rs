@@ -24,7 +24,7 @@ pub(crate) fn principal_name(cert_der: &[u8]) -> Option<String> {
 }
 
 /// The principal among the `GeneralNames` of a subjectAltName extension.
-fn principal_of(names: &[GeneralName]) -> Option<String> {
+pub(crate) fn principal_of(names: &[GeneralName]) -> Option<String> {
     let first_uri = names.iter().find_map(|name| match name {
         GeneralName::UniformResourceIdentifier(uri) => Some(uri.as_str()),
         _ => None,

@@ -30,7 +30,7 @@ const MAX_PAGE: u32 = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateKeyRequest {
+pub(crate) struct CreateKeyRequest {
     name: String,
     algorithm: String,
     key_size: Option<usize>,
@@ -100,7 +100,7 @@ impl CommonOptions {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportRequest {
+pub(crate) struct ImportRequest {
     key_material: zeroize::Zeroizing<String>,
     algorithm: Option<String>,
     boundary: Option<String>,
@@ -112,7 +112,7 @@ struct ImportRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PatchRequest {
+pub(crate) struct PatchRequest {
     state: Option<String>,
     min_verify_version: Option<u32>,
     #[serde(default, deserialize_with = "super::reply::present")]
@@ -122,7 +122,7 @@ struct PatchRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmptyRequest {}
+pub(crate) struct EmptyRequest {}
 
 fn algorithm(text: &str) -> Result<Algorithm, ApiError> {
     Algorithm::parse(text).ok_or_else(|| {

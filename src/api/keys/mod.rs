@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-mod lifecycle;
-mod sign;
+pub(crate) mod lifecycle;
+pub(crate) mod sign;
 mod view;
 
 use lifecycle::{create_key, delete_key, get_key, import_key, list_keys, patch_key, restore_key, rotate_key};

@@ -21,7 +21,7 @@ const MAX_REFERENCE_LEN: usize = 256;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignRequest<'a> {
+pub(crate) struct SignRequest<'a> {
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
     key_version: Option<u32>,
@@ -41,7 +41,7 @@ struct SignItem<'a> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VerifyRequest<'a> {
+pub(crate) struct VerifyRequest<'a> {
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
     #[serde(borrow)]

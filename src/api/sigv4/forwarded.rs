@@ -29,15 +29,15 @@ const MAX_METHOD: usize = 32;
 /// the body buffer where the JSON needs no unescaping.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct VerifyRequest<'a> {
+pub(crate) struct VerifyRequest<'a> {
     #[serde(borrow)]
-    pub(super) method: Cow<'a, str>,
+    pub(crate) method: Cow<'a, str>,
     #[serde(borrow)]
-    pub(super) path: Cow<'a, str>,
+    pub(crate) path: Cow<'a, str>,
     #[serde(default, borrow)]
-    pub(super) query: Cow<'a, str>,
+    pub(crate) query: Cow<'a, str>,
     #[serde(borrow, deserialize_with = "borrowed_headers")]
-    pub(super) headers: Vec<Header<'a>>,
+    pub(crate) headers: Vec<Header<'a>>,
     #[serde(borrow)]
     body: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -47,7 +47,7 @@ pub(super) struct VerifyRequest<'a> {
     #[serde(borrow)]
     user_agent: Option<Cow<'a, str>>,
     /// Overrides the path rule of the request's service (S3: no normalisation).
-    pub(super) normalize_path: Option<bool>,
+    pub(crate) normalize_path: Option<bool>,
 }
 
 /// A JSON string, borrowed from the body when it holds no escape (serde borrows a `Cow` only
@@ -65,7 +65,7 @@ fn borrowed_headers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Header
 /// Checks the forwarded request and returns the payload hash to verify with and the
 /// caller's fingerprint. The first refusal wins: limits, then the payload, then the caller
 /// (its address and user agent).
-pub(super) fn check(req: &VerifyRequest<'_>) -> Result<(Option<String>, Fingerprint), ApiError> {
+pub(crate) fn check(req: &VerifyRequest<'_>) -> Result<(Option<String>, Fingerprint), ApiError> {
     check_request(req)?;
     let payload = payload_hash(req)?;
     let who = caller_fingerprint(req)?;
