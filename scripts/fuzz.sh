@@ -12,6 +12,9 @@
 #   FUZZ_RUNS=N        run each target for N executions instead of a time (0 = no time limit)
 #   FUZZ_MERGE=1       afterwards, merge what the runs found into fuzz/corpus/<target>
 #                      (libFuzzer -merge=1: only inputs that add coverage)
+#   FUZZ_TIMEOUT=S     the longest one input may take, in wall-clock seconds (default 10); a
+#                      long run at a low priority on a busy machine needs more, or a starved
+#                      process reports a timeout that is only the scheduler's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,9 +63,9 @@ for target in "${targets[@]}"; do
   grown=$scratch/$target
   mkdir -p "$grown" "fuzz/artifacts/$target" "fuzz/corpus/$target"
   began=$(date +%s)
-  # -timeout: no single input may take 10 s; -rss_limit_mb: libFuzzer's default, stated.
+  # -timeout: no single input may take longer; -rss_limit_mb: libFuzzer's default, stated.
   if ! cargo +nightly fuzz run "${flags[@]}" "$target" "$grown" "fuzz/corpus/$target" -- \
-    "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+    "${limit[@]}" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 80 "$log" >&2
     echo "fuzz.sh: $target failed; its input is in fuzz/artifacts/$target/" >&2
     exit 1
