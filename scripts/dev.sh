@@ -5,4 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 softhsm/install.sh
-exec cargo run --locked --release --quiet -- dev "$@"
+if [ ! -x target/release/sigvault ]; then
+  echo "dev.sh: building sigvault (release) — the first build takes about 5 minutes on 2 cores" >&2
+fi
+# cargo prints its progress (the crates it compiles) on stderr; a later run that has
+# nothing to rebuild prints one line.
+exec cargo run --locked --release -- dev "$@"

@@ -15,6 +15,9 @@
 #   FUZZ_TIMEOUT=S     the longest one input may take, in wall-clock seconds (default 10); a
 #                      long run at a low priority on a busy machine needs more, or a starved
 #                      process reports a timeout that is only the scheduler's
+#   FUZZ_SANITIZER=S   address (default, cargo-fuzz's default) or none: no AddressSanitizer,
+#                      for long runs of slow targets (policy_request) over safe Rust only;
+#                      a different build, so the first run with it rebuilds everything
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,9 +38,14 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 
 # One set of flags for the build and every run, so no run rebuilds: optimised, with
-# AddressSanitizer (cargo-fuzz's defaults), overflow checks and debug assertions (a wrapped
+# AddressSanitizer (cargo-fuzz's defaults; FUZZ_SANITIZER=none leaves it out), overflow checks and debug assertions (a wrapped
 # integer is a finding too).
-flags=(--debug-assertions)
+sanitizer=${FUZZ_SANITIZER:-address}
+case $sanitizer in
+  address | none) ;;
+  *) echo "fuzz.sh: FUZZ_SANITIZER must be address or none, not '$sanitizer'" >&2; exit 2 ;;
+esac
+flags=(--debug-assertions --sanitizer "$sanitizer")
 
 if [ $# -gt 0 ]; then
   targets=("$@")

@@ -55,6 +55,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod datadir;
 #[cfg(feature = "kek-pkcs11")]
 pub mod dev;
 pub mod envelope;

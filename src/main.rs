@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use sigvault::admin::progress::{NoProgress, Progress, ProgressBar};
 use sigvault::admin::{self, Location, OfflineVault, Verification};
 use sigvault::config::{self, Mode, Overrides, Settings};
+use sigvault::datadir::{DataDirLock, StartGuard};
 use sigvault::startup::{Application, chain};
 use sigvault::store::AuditFilter;
 use time::OffsetDateTime;
@@ -196,11 +197,21 @@ fn usage_error_line(e: &clap::Error) -> String {
     }
 }
 
+/// What a `sigvault dev` start holds on to until it serves: its data dir's paths, the
+/// undo of a failed first start, and the root-token file it keeps.
+#[cfg(feature = "kek-pkcs11")]
+struct DevStart {
+    paths: sigvault::config::DevPaths,
+    guard: StartGuard,
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     // Before anything is created on disk or any secret is loaded.
     let hardening = sigvault::hardening::harden_process();
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let (settings, dev_paths): (Settings, Option<sigvault::config::DevPaths>) = match cli.command {
+    #[cfg(feature = "kek-pkcs11")]
+    let mut dev: Option<DevStart> = None;
+    let (settings, mut lock): (Settings, DataDirLock) = match cli.command {
         Command::Audit { command } => return Ok(audit(command, env)),
         Command::Policy {
             command: PolicyCommand::Check { dir },
@@ -220,21 +231,34 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             // So are the policies: a set that does not compile leaves nothing either.
             let policies_dir = raw.policies.as_ref().and_then(|p| p.dir.clone());
             sigvault::policy::load(policies_dir.as_deref()).map_err(|e| format!("policies: {e}"))?;
+            let dir = config::data_dir_of(Mode::Dev, &raw);
+            // Made (when missing) and locked before anything is written into it; a start
+            // that fails before serving takes back what it made.
+            let (guard, lock) = StartGuard::create_locked(&dir).map_err(|e| e.to_string())?;
+            if !guard.was_empty() {
+                sigvault::dev::check_complete(&raw).map_err(|e| e.to_string())?;
+            }
             let paths = sigvault::dev::prepare(&raw).map_err(|e| e.to_string())?;
             // SAFETY: no other thread exists yet (the runtime starts below), so nothing can
             // read the environment concurrently. SoftHSM2 reads this in C_Initialize.
             unsafe { std::env::set_var("SOFTHSM2_CONF", &paths.softhsm_conf) };
             let settings = Settings::from_raw(Mode::Dev, raw, &env).map_err(|e| e.to_string())?;
-            (settings, Some(paths))
+            dev = Some(DevStart { paths, guard });
+            (settings, lock)
         }
         Command::Serve { config } => {
             let raw = config::merge(Some(&config), &env, &Overrides::default()).map_err(|e| e.to_string())?;
-            (
-                Settings::from_raw(Mode::Serve, raw, &env).map_err(|e| e.to_string())?,
-                None,
-            )
+            let settings = Settings::from_raw(Mode::Serve, raw, &env).map_err(|e| e.to_string())?;
+            let lock = DataDirLock::acquire(&settings.data_dir).map_err(|e| e.to_string())?;
+            (settings, lock)
         }
     };
+    // A SQLite store outside the data dir is locked too; other stores are shared by design.
+    #[allow(irrefutable_let_patterns)] // SQLite is the only store kind of this build so far
+    if let sigvault::store::StoreSettings::Sqlite { path } = &settings.store {
+        lock.add_sqlite_store(path, &settings.data_dir)
+            .map_err(|e| e.to_string())?;
+    }
     forget_secret_env(env);
     init_logging(&settings.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -243,12 +267,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         #[cfg(feature = "kek-pkcs11")]
-        if let Some(paths) = &dev_paths {
-            sigvault::dev::ensure_dev_token(&settings, paths).map_err(|e| e.to_string())?;
+        if let Some(dev) = &dev {
+            sigvault::dev::ensure_dev_token(&settings, &dev.paths).map_err(|e| e.to_string())?;
         }
-        // Only `sigvault dev` returns paths, and it needs the PKCS#11 provider.
-        #[cfg(not(feature = "kek-pkcs11"))]
-        drop(dev_paths);
+        let root_token_given = settings.root_token.is_some();
         let app = Application::build(settings).await.map_err(|e| chain(&e))?;
         // Registered before "listening on" is printed, so a stop right after it is graceful.
         let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -260,8 +282,29 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             // hash is stored.
             println!("root token: {}", token.expose_secret());
         }
-        println!("listening on {}://{}", app.scheme(), app.local_addr());
-        app.run(shutdown).await.map_err(|e| chain(&e))
+        let address = format!("{}://{}", app.scheme(), app.local_addr());
+        #[cfg(feature = "kek-pkcs11")]
+        let dev_guard = match dev {
+            Some(dev) => {
+                let token_file = dev.paths.data_dir.join(sigvault::dev::ROOT_TOKEN_FILE);
+                sigvault::dev::keep_root_token(&token_file, app.generated_root_token.as_ref(), root_token_given)
+                    .map_err(|e| format!("{}: {e}", token_file.display()))?;
+                // For a second shell to paste (before "listening on", which tools wait for).
+                println!("{}", sigvault::dev::export_line(&address, &token_file));
+                Some(dev.guard)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "kek-pkcs11"))]
+        let _ = root_token_given;
+        println!("listening on {address}");
+        #[cfg(feature = "kek-pkcs11")]
+        if let Some(guard) = dev_guard {
+            guard.committed();
+        }
+        let served = app.run(shutdown).await.map_err(|e| chain(&e));
+        drop(lock);
+        served
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -343,6 +386,12 @@ fn audit_job(command: AuditCommand) -> Result<(Location, bool, AuditJob), String
 fn run_audit(command: AuditCommand, env: Vec<(String, String)>) -> Result<ExitCode, String> {
     let (location, force_progress, job) = audit_job(command)?;
     let (settings, dev_paths) = admin::settings(&location, &env).map_err(|e| chain(&e))?;
+    // Reading works on a live vault; giving events up changes the trail, so the vault must
+    // be stopped: the lock a serving vault holds refuses it.
+    let _lock = match job {
+        AuditJob::AcceptTruncation { .. } => Some(DataDirLock::acquire(&settings.data_dir).map_err(|e| e.to_string())?),
+        _ => None,
+    };
     if let Some(paths) = &dev_paths {
         // SAFETY: no other thread exists yet (the runtime starts below). SoftHSM2 reads
         // this in C_Initialize, as for `sigvault dev`.
@@ -489,9 +538,11 @@ fn forget_secret_env(mut env: Vec<(String, String)>) {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sigvault={level},warn")));
+    // Colours only for a person at a terminal, never in a file or a journal.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

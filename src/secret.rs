@@ -115,7 +115,10 @@ fn lock_pages(ptr: NonNull<u8>, size: usize) -> bool {
             true
         } else {
             if !MLOCK_REFUSED.swap(true, Ordering::Relaxed) {
-                tracing::warn!("mlock refused (RLIMIT_MEMLOCK too small?): unwrapped secrets may be written to swap");
+                // The start has said what to do about a low limit (startup's memlock check).
+                tracing::debug!(
+                    "mlock refused (RLIMIT_MEMLOCK reached?): further unwrapped secrets may be written to swap"
+                );
             }
             false
         }

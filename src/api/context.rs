@@ -25,6 +25,20 @@ pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// Most bytes allocated up front for a body on the strength of its `Content-Length`.
 const PREALLOCATE_MAX: u64 = 64 * 1024;
 
+/// The tracing target of the access log: one line per request at `info` (request id,
+/// method, path without the query, status, principal, latency), never a secret. Filter it
+/// with `SIGVAULT_LOG` (e.g. `info,sigvault::access=off`).
+pub(crate) const ACCESS_LOG: &str = "sigvault::access";
+
+/// Whether the access log is on (a cached check: nothing is cloned for it otherwise).
+pub(crate) fn access_log_enabled() -> bool {
+    tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO)
+}
+
+/// The caller a handler authenticated, put in the response's extensions for the access log.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessPrincipal(pub(crate) String);
+
 tokio::task_local! {
     static REQUEST_ID: String;
 }

@@ -254,7 +254,8 @@ pub async fn audited(
     let note = std::mem::take(&mut call.note);
     // Only a change's outcome is kept for a retry: a read's event is not copied.
     let to_defer = note.intent.is_some().then(|| event.clone());
-    match state.audit.record(event).await {
+    let principal = context::access_log_enabled().then(|| context::AccessPrincipal(event.principal.clone()));
+    let mut response = match state.audit.record(event).await {
         Ok(_) => {
             state.keys.count(&note.usage);
             reply::respond(result)
@@ -267,7 +268,11 @@ pub async fn audited(
             }
         }
         Err(e) => reply::error(ApiError::new(ErrorCode::AuditUnavailable, e.to_string())),
+    };
+    if let Some(principal) = principal {
+        response.extensions_mut().insert(principal);
     }
+    response
 }
 
 /// 405 for a route that takes only `allow` (e.g. `"GET, PATCH, DELETE"`), which the answer's

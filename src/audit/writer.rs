@@ -182,6 +182,11 @@ impl Auditor {
             .await
             .map_err(|e| AuditError::Unavailable(format!("HSM witness: {e}")))?;
         let interrupted = recovery.interrupted_changes().await?;
+        // Both files exist from the first start on, events or not: a later start (and an
+        // operator) can then tell a trail that was lost from one that never had an event.
+        for path in [&settings.file, &settings.anchor_file] {
+            create_if_missing(path);
+        }
         let trail = AuditTrail::new(Arc::clone(&store), Arc::clone(&key), settings.clone(), Some(hsm));
         let head = recovery.head.clone();
         let durable = SyncPoint {
@@ -329,6 +334,19 @@ enum WitnessCheck {
 }
 
 /// The length of the event file (0 when missing or not a regular file).
+/// Creates `path` empty (mode 0600 under the process umask) when nothing is there; a
+/// failure is only logged: the first write reports it where it matters.
+fn create_if_missing(path: &std::path::Path) {
+    let created = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .and_then(|file| file.sync_all());
+    if let Err(e) = created {
+        tracing::warn!(path = %path.display(), error = %e, "cannot create the audit file yet");
+    }
+}
+
 fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path)
         .ok()

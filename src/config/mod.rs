@@ -102,7 +102,7 @@ pub fn load(mode: Mode, file: Option<&Path>, overrides: &Overrides) -> Result<Se
 }
 
 /// The data dir a raw config names, with the mode's default.
-pub(crate) fn data_dir_of(mode: Mode, raw: &RawConfig) -> PathBuf {
+pub fn data_dir_of(mode: Mode, raw: &RawConfig) -> PathBuf {
     raw.data_dir.clone().unwrap_or_else(|| match mode {
         Mode::Dev => PathBuf::from(".sigvault-dev"),
         Mode::Serve => PathBuf::from("/var/lib/sigvault"),

@@ -33,7 +33,7 @@ use crate::policy::{self, PolicyEngine};
 use crate::store::{self, Store, StoreError};
 use crate::system_secret::{self, SystemSecretError};
 use background::{hangup_signal, spawn_background, spawn_policy_reloader};
-use wiring::{Parts, app_state, bind, check_data_dir, root_token, warn_if_secrets_cannot_all_be_locked};
+use wiring::{Parts, app_state, bind, check_data_dir, root_token, say_if_secrets_cannot_all_be_locked};
 
 /// Name of the audit chain's key among the system secrets.
 pub const AUDIT_KEY_NAME: &str = "audit-key";
@@ -125,7 +125,7 @@ impl Application {
             settings.policies_dir.clone(),
         )
         .map_err(StartupError::PolicyEngine)?;
-        warn_if_secrets_cannot_all_be_locked(settings.cache.max_entries);
+        say_if_secrets_cannot_all_be_locked(settings.cache.max_entries);
         // Bound before the KEK and the store: a port in use must not leave a half-initialised
         // vault behind.
         let (listener, addr) = bind(settings.listen, listener).await?;

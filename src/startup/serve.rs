@@ -22,7 +22,9 @@ use warp::http::HeaderValue;
 
 use super::chain;
 use crate::api::Limits;
-use crate::api::context::{ClientAddr, new_request_id, with_request_id};
+use crate::api::context::{
+    ACCESS_LOG, AccessPrincipal, ClientAddr, access_log_enabled, new_request_id, with_request_id,
+};
 use crate::tls::TlsInfo;
 
 /// How long in-flight requests get to finish at shutdown.
@@ -142,9 +144,13 @@ where
             req.extensions_mut().insert(info.clone());
         }
         let id = new_request_id();
+        let access = access_log_enabled().then(|| AccessLine::start(&req, &id));
         async move {
             let header = HeaderValue::from_str(&id).ok();
             let mut response = with_request_id(id, service.call(req)).await?;
+            if let Some(access) = access {
+                access.finish(&response);
+            }
             if let Some(value) = header {
                 response.headers_mut().insert("x-request-id", value);
             }
@@ -169,6 +175,51 @@ where
         .header_read_timeout(limits.idle_timeout)
         .max_buf_size(limits.max_pipelined_bytes);
     watcher.watch(builder.serve_connection(TokioIo::new(io), handler)).await
+}
+
+/// The longest path the access log shows (the rest is cut, marked with `…`).
+const ACCESS_PATH_MAX: usize = 256;
+
+/// What the access-log line of one request needs from its start.
+struct AccessLine {
+    id: String,
+    method: hyper::Method,
+    path: String,
+    started: std::time::Instant,
+}
+
+impl AccessLine {
+    fn start<B>(req: &hyper::Request<B>, id: &str) -> Self {
+        let path = req.uri().path();
+        let path = match path.char_indices().nth(ACCESS_PATH_MAX) {
+            Some((cut, _)) => format!("{}…", path.get(..cut).unwrap_or_default()),
+            None => path.to_owned(),
+        };
+        Self {
+            id: id.to_owned(),
+            method: req.method().clone(),
+            path,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Logs the line: never the query (a presigned URL's signature), a header or a body.
+    fn finish(self, response: &warp::reply::Response) {
+        let principal = response
+            .extensions()
+            .get::<AccessPrincipal>()
+            .map_or("-", |p| p.0.as_str());
+        tracing::info!(
+            target: ACCESS_LOG,
+            request_id = %self.id,
+            method = %self.method,
+            path = %self.path,
+            status = response.status().as_u16(),
+            principal = %principal,
+            latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
 }
 
 /// The request with its body wrapped to record when it has been read to its end, and that

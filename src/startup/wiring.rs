@@ -115,15 +115,18 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
 
 /// Each cached secret takes one locked page; say so at start when `RLIMIT_MEMLOCK` cannot
 /// hold a full cache (secrets beyond it stay unlocked and could reach swap).
-pub(super) fn warn_if_secrets_cannot_all_be_locked(max_entries: usize) {
+pub(super) fn say_if_secrets_cannot_all_be_locked(max_entries: usize) {
     let needed = (max_entries as u64).saturating_mul(4096);
     if let Some(limit) = crate::hardening::memlock_limit()
         && limit < needed
     {
-        tracing::warn!(
+        // Said once, as information: the vault works, and only the operator can change it.
+        tracing::info!(
             memlock_limit = limit,
             needed,
-            "RLIMIT_MEMLOCK is below cache.max_entries x 4 KiB: raise it (e.g. LimitMEMLOCK) or lower cache.max_entries"
+            "RLIMIT_MEMLOCK is below cache.max_entries x 4 KiB, so some unwrapped secrets may reach swap: \
+             raise it (LimitMEMLOCK= in the systemd unit, `ulimit -l` in a shell), lower cache.max_entries, \
+             or run without swap"
         );
     }
 }

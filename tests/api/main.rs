@@ -7,6 +7,7 @@ mod audit_cli;
 mod authz;
 mod callers;
 mod connections;
+mod datadir;
 mod dump;
 mod helpers;
 mod hsm_faults;
