@@ -98,7 +98,8 @@ pub(crate) fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<App
 
 /// The caller: from its bearer token or, when it sent no `Authorization` header, its
 /// verified TLS client certificate; noted for the audit event either way. Failures are
-/// 401 `UNAUTHENTICATED`, or 429 `RATE_LIMITED` once the source address has failed too often.
+/// 401 `UNAUTHENTICATED`, or 429 `RATE_LIMITED` once the credential failed too often from the
+/// source address, or the address failed with too many distinct credentials.
 pub async fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>, ApiError> {
     if call.header("authorization").is_none()
         && let Some(principal) = certificate_principal(state, call)

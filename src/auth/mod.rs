@@ -27,8 +27,9 @@ pub use tokens::{MAX_GROUPS, NewToken, TokenError, validate_groups, validate_pri
 /// Caller authentication limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthSettings {
-    /// Failed authentications a source address may make per `failure_window` before it
-    /// gets 429 `RATE_LIMITED`.
+    /// Failed authentications per `failure_window` with one credential from one source
+    /// address before that credential gets 429 `RATE_LIMITED` from there; also the distinct
+    /// failing credentials per window before the address gets it for every credential.
     pub max_failures: u32,
     pub failure_window: time::Duration,
     /// Longest `ttl` a caller token may be given (and the ttl of tokens created without one).
@@ -88,7 +89,9 @@ pub enum AuthError {
     Expired,
     #[error("the token was revoked")]
     Revoked,
-    #[error("too many failed authentications from this address; retry in {0} s")]
+    #[error(
+        "too many failed authentications from this address (with this credential, or with distinct ones); retry in {0} s"
+    )]
     RateLimited(u64),
     #[error(transparent)]
     Unavailable(StoreError),
@@ -130,8 +133,9 @@ struct Verified {
 /// A token that passed the keyed-hash check is remembered by its SHA-256 digest (in memory
 /// only; the store never holds an unkeyed hash), so the hot path costs one hash and a map
 /// lookup. A revocation clears that memory on this node. Failed authentications are
-/// counted per source address ([`FailureLimiter`]); an address over the limit is refused
-/// before its token is even looked at.
+/// counted per (source address, credential) and, by distinct credentials, per source address
+/// ([`FailureLimiter`]); a credential or an address over the limit is refused before its
+/// token is even looked at.
 pub struct Authenticator {
     /// Shared with the API-key service (one pepper, one domain label per kind of secret).
     hasher: Arc<KeyedHasher>,
@@ -187,15 +191,16 @@ impl Authenticator {
     }
 
     /// Authenticates an `Authorization` header value sent from `source`. Every failure is
-    /// counted against `source`; an address over the limit gets [`AuthError::RateLimited`]
-    /// without its token being checked.
+    /// counted against `source` and that header value ([`FailureLimiter`]); a header value
+    /// that failed too often from `source`, or any header from a source that failed with too
+    /// many distinct ones, gets [`AuthError::RateLimited`] without its token being checked.
     pub async fn authenticate(
         &self,
         authorization: Option<&str>,
         source: Option<IpAddr>,
     ) -> Result<Arc<Principal>, AuthError> {
         if let Some(ip) = source
-            && let Some(retry_after) = self.failures.blocked(ip)
+            && let Some(retry_after) = self.failures.blocked(ip, authorization)
         {
             return Err(AuthError::RateLimited(retry_after));
         }
@@ -203,7 +208,7 @@ impl Authenticator {
         if let (Err(AuthError::Missing | AuthError::Invalid | AuthError::Expired | AuthError::Revoked), Some(ip)) =
             (&result, source)
         {
-            self.failures.record(ip);
+            self.failures.record(ip, authorization);
         }
         result
     }

@@ -193,14 +193,14 @@ async fn bad_token_requests_are_refused() {
 }
 
 #[tokio::test]
-async fn an_address_that_fails_too_often_is_refused_until_the_window_ends() {
+async fn an_address_that_fails_with_too_many_distinct_tokens_is_refused_until_the_window_ends() {
     let f = fixture("limit").await;
     let a = &f.auth;
     let attacker: IpAddr = "192.0.2.7".parse().unwrap();
     let other: IpAddr = "192.0.2.8".parse().unwrap();
-    for _ in 0..3 {
+    for i in 0..3 {
         assert!(matches!(
-            a.authenticate(Some("Bearer svt_guess-guess-guess"), Some(attacker))
+            a.authenticate(Some(&bearer(&format!("svt_guess-guess-{i}"))), Some(attacker))
                 .await,
             Err(AuthError::Invalid)
         ));
@@ -212,9 +212,81 @@ async fn an_address_that_fails_too_often_is_refused_until_the_window_ends() {
         ),
         "even a right token is not looked at"
     );
+    assert!(matches!(
+        a.authenticate(None, Some(attacker)).await,
+        Err(AuthError::RateLimited(60))
+    ));
     a.authenticate(Some(&bearer(ROOT)), Some(other)).await.unwrap();
     f.clock.advance(time::Duration::seconds(61));
     a.authenticate(Some(&bearer(ROOT)), Some(attacker)).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_wrong_token_repeated_is_refused_alone_and_the_right_one_still_works() {
+    let f = fixture("limit-one").await;
+    let a = &f.auth;
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    let wrong = bearer("svt_stale-token-from-a-script");
+    for i in 0..20 {
+        let result = a.authenticate(Some(&wrong), Some(ip)).await;
+        if i < 3 {
+            assert!(matches!(result, Err(AuthError::Invalid)), "failure {i}: {result:?}");
+        } else {
+            assert!(
+                matches!(result, Err(AuthError::RateLimited(60))),
+                "failure {i}: {result:?}"
+            );
+        }
+    }
+    assert_eq!(
+        *a.authenticate(Some(&bearer(ROOT)), Some(ip)).await.unwrap(),
+        Principal::root(),
+        "the right token from the same address"
+    );
+    assert!(
+        matches!(
+            a.authenticate(Some("  Bearer svt_stale-token-from-a-script "), Some(ip))
+                .await,
+            Err(AuthError::RateLimited(60))
+        ),
+        "the header is compared trimmed"
+    );
+    f.clock.advance(time::Duration::seconds(61));
+    assert!(
+        matches!(a.authenticate(Some(&wrong), Some(ip)).await, Err(AuthError::Invalid)),
+        "the window ended: looked at again"
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_token_counts_once_toward_the_address_limit() {
+    let f = fixture("limit-mixed").await;
+    let a = &f.auth;
+    let ip: IpAddr = "192.0.2.9".parse().unwrap();
+    for _ in 0..5 {
+        let _ = a.authenticate(Some("Bearer svt_wrong-wrong-wrong"), Some(ip)).await;
+    }
+    for _ in 0..5 {
+        let _ = a.authenticate(None, Some(ip)).await;
+    }
+    assert!(matches!(
+        a.authenticate(None, Some(ip)).await,
+        Err(AuthError::RateLimited(60))
+    ));
+    a.authenticate(Some(&bearer(ROOT)), Some(ip))
+        .await
+        .expect("two distinct failing credentials: under the limit of three");
+    assert!(matches!(
+        a.authenticate(Some("Bearer svt_third-wrong-token"), Some(ip)).await,
+        Err(AuthError::Invalid)
+    ));
+    assert!(
+        matches!(
+            a.authenticate(Some(&bearer(ROOT)), Some(ip)).await,
+            Err(AuthError::RateLimited(60))
+        ),
+        "the third distinct credential blocks the address"
+    );
 }
 
 #[test]

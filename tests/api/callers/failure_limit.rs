@@ -1,4 +1,5 @@
-//! The failed-authentication limit per source address.
+//! The failed-authentication limit: per (source address, credential), and per source address
+//! by distinct failing credentials.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -17,7 +18,7 @@ fn assert_rate_limited(r: &Reply, what: &str) {
 }
 
 #[tokio::test]
-async fn an_address_that_fails_three_times_is_refused_even_with_the_root_token_until_the_window_ends() {
+async fn an_address_that_fails_with_three_distinct_tokens_is_refused_even_with_the_root_token_until_the_window_ends() {
     let app = spawn_app_in(AppHome {
         auth: AuthSettings {
             max_failures: 3,
@@ -97,5 +98,67 @@ async fn an_address_that_fails_three_times_is_refused_even_with_the_root_token_u
     assert!(
         events.iter().all(|e| e["source_ip"] == json!("127.0.0.1")),
         "each event names the source address: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_wrong_token_sent_twenty_times_does_not_lock_out_the_root_token_but_ten_distinct_ones_do() {
+    let app = spawn_app_in(AppHome {
+        auth: AuthSettings {
+            max_failures: 10,
+            failure_window: time::Duration::minutes(1),
+            max_token_ttl: time::Duration::days(365),
+        },
+        ..AppHome::new()
+    })
+    .await;
+    let wrong = "svt_stale-token-of-a-broken-script-0000";
+    for i in 0..20 {
+        let r = whoami(&app, Some(wrong)).await;
+        if i < 10 {
+            assert_unauthenticated(&r, &format!("the wrong token, failure {i}"));
+        } else {
+            assert_rate_limited(&r, &format!("the wrong token, attempt {i} (after 10 failures)"));
+        }
+    }
+    let raw = reqwest::Client::new()
+        .get(app.url("/v1/auth/whoami"))
+        .bearer_auth(wrong)
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(raw.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        raw.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("60"),
+        "the blocked token is told when its window ends"
+    );
+    let r = whoami(&app, Some(ROOT_TOKEN)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the root token from the same address still works: {}",
+        r.body
+    );
+    assert_eq!(r.body["principal"], json!("root"), "{}", r.body);
+
+    // The repeated token counted once at the address; nine more distinct ones make ten.
+    for i in 1..10 {
+        let guess = format!("svt_wrong-guess-number-{i}-0000000000");
+        assert_unauthenticated(&whoami(&app, Some(&guess)).await, &format!("distinct wrong token {i}"));
+    }
+    assert_rate_limited(
+        &whoami(&app, Some(ROOT_TOKEN)).await,
+        "the root token after ten distinct wrong tokens",
+    );
+    assert_rate_limited(&whoami(&app, None).await, "no token after ten distinct wrong tokens");
+
+    app.clock.advance(time::Duration::seconds(61));
+    let r = whoami(&app, Some(ROOT_TOKEN)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "root works once the window has ended: {}",
+        r.body
     );
 }

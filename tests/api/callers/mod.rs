@@ -1,9 +1,10 @@
 //! Caller tokens, whoami, the failed-auth limit, policy reload and `policy check`, black-box
 //! (API.md "Callers"): a token is shown once and stored nowhere in any encoding, it
 //! authenticates as its principal and groups until it expires or is revoked, requests
-//! without a valid token are refused and audited as nobody (`-`), an address that fails too
-//! often is refused even with the right token, and a policy set that does not compile is
-//! named by file and line and never replaces the set in force.
+//! without a valid token are refused and audited as nobody (`-`), a token that fails too
+//! often from an address is refused there while the right one still works, an address that
+//! fails with too many distinct tokens is refused even with the right one, and a policy set
+//! that does not compile is named by file and line and never replaces the set in force.
 //!
 //! One file per concept; this one holds only what they share.
 
