@@ -31,6 +31,16 @@ use crate::hardening::create_private_file;
 use crate::kek::KekError;
 use crate::kek::pkcs11::{self, softhsm};
 
+/// Reads a PIN file (trailing newline removed); a missing file is an error.
+pub fn read_pin_file(path: &Path) -> io::Result<SecretString> {
+    let text = zeroize::Zeroizing::new(fs::read_to_string(path)?);
+    let pin = text.trim_end_matches(['\n', '\r']);
+    if pin.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the file is empty"));
+    }
+    Ok(SecretString::from(pin.to_owned()))
+}
+
 /// Reads a PIN file (trailing newline removed), or creates it with a fresh random PIN.
 pub(crate) fn read_or_create_pin(path: &Path) -> io::Result<SecretString> {
     match fs::read_to_string(path) {

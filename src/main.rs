@@ -17,7 +17,9 @@ use secrecy::ExposeSecret;
 use sigvault::admin::progress::{NoProgress, Progress, ProgressBar};
 use sigvault::admin::{self, Location, OfflineVault, Verification};
 use sigvault::config::{self, Mode, Overrides, Settings};
-use sigvault::datadir::{DataDirLock, StartGuard};
+use sigvault::datadir::DataDirLock;
+#[cfg(feature = "kek-pkcs11")]
+use sigvault::datadir::StartGuard;
 use sigvault::startup::{Application, chain};
 use sigvault::store::AuditFilter;
 use time::OffsetDateTime;
@@ -52,6 +54,17 @@ enum Command {
     Serve {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Prepare a production vault before its first `serve`: check the PKCS#11 module, find
+    /// (or create) the token, create the KEK, the store and the system secrets, and print the
+    /// root token once. Running it again changes nothing and says so.
+    Init {
+        #[arg(long)]
+        config: PathBuf,
+        /// File holding the token's security-officer PIN: lets `init` create the token when
+        /// the module has a free slot (SoftHSM2 has). Without it the token must exist.
+        #[arg(long, value_name = "FILE")]
+        so_pin_file: Option<PathBuf>,
     },
     /// Inspect the audit trail offline: works while the vault is stopped.
     Audit {
@@ -246,6 +259,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             dev = Some(DevStart { paths, guard });
             (settings, lock)
         }
+        #[cfg(feature = "kek-pkcs11")]
+        Command::Init { config, so_pin_file } => return init(&config, so_pin_file.as_deref(), env),
+        #[cfg(not(feature = "kek-pkcs11"))]
+        Command::Init { .. } => return Err("this build has no `sigvault init`: it needs the kek-pkcs11 feature".into()),
         Command::Serve { config } => {
             let raw = config::merge(Some(&config), &env, &Overrides::default()).map_err(|e| e.to_string())?;
             let settings = Settings::from_raw(Mode::Serve, raw, &env).map_err(|e| e.to_string())?;
@@ -306,6 +323,56 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         drop(lock);
         served
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "kek-pkcs11")]
+/// `sigvault init`: exit 0 when the vault is ready (made now or before), 1 with one
+/// `sigvault: error:` line otherwise.
+fn init(
+    config: &std::path::Path,
+    so_pin_file: Option<&std::path::Path>,
+    env: Vec<(String, String)>,
+) -> Result<ExitCode, String> {
+    let raw = config::merge(Some(config), &env, &Overrides::default()).map_err(|e| e.to_string())?;
+    let settings = Settings::from_raw(Mode::Serve, raw, &env).map_err(|e| e.to_string())?;
+    let so_pin = so_pin_file
+        .map(|file| sigvault::dev::read_pin_file(file).map_err(|e| format!("--so-pin-file {}: {e}", file.display())))
+        .transpose()?;
+    let data_dir = settings.data_dir.clone();
+    if !data_dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data_dir)
+            .map_err(|e| format!("data dir {}: cannot create it: {e}", data_dir.display()))?;
+    }
+    let mut lock = DataDirLock::acquire(&data_dir).map_err(|e| e.to_string())?;
+    #[allow(irrefutable_let_patterns)] // SQLite is the only store kind of this build so far
+    if let sigvault::store::StoreSettings::Sqlite { path } = &settings.store {
+        lock.add_sqlite_store(path, &data_dir).map_err(|e| e.to_string())?;
+    }
+    forget_secret_env(env);
+    init_logging(&settings.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let report = runtime
+        .block_on(sigvault::startup::init::init(settings, so_pin))
+        .map_err(|e| chain(&e))?;
+    drop(lock);
+    let token = if report.token_created { "created" } else { "found" };
+    println!("token '{}': {token}", report.token_label);
+    println!(
+        "KEK, store, system secrets and audit trail: ready in {}",
+        data_dir.display()
+    );
+    match &report.root_token {
+        Some(root) => println!("root token: {}", root.expose_secret()),
+        None => println!("root token: set before (not shown again); nothing was replaced"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

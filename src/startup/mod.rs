@@ -7,6 +7,8 @@
 //! [`StartupError`] line naming the problem.
 
 mod background;
+#[cfg(feature = "kek-pkcs11")]
+pub mod init;
 mod serve;
 mod wiring;
 
@@ -170,6 +172,20 @@ impl Application {
             clock,
             hangups: hangup_signal(),
         })
+    }
+
+    /// Ends a build that was only to initialise the vault (`sigvault init`): stores the
+    /// generated root token's hash, as [`Application::run`] would, closes the trail and the
+    /// store, and returns the token to show once.
+    pub async fn finish_without_serving(self) -> Result<Option<SecretString>, StartupError> {
+        if let Some(hash) = &self.root_hash_to_store {
+            self.store
+                .put_value(ROOT_TOKEN_VALUE, hash, unix_ms(self.clock.now()))
+                .await?;
+        }
+        self.state.audit.shutdown().await;
+        self.store.close().await;
+        Ok(self.generated_root_token)
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -114,6 +114,14 @@ async fn a_second_server_on_a_data_dir_in_use_exits_with_one_line_and_the_first_
         before,
         "the refused start changed the data dir"
     );
+    // The one offline command that writes the trail needs the vault stopped.
+    let dir = data_dir.display().to_string();
+    let run = run_binary(
+        &["audit", "accept-truncation", "--data-dir", &dir, "--events", "1"],
+        &[],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("is in use by another sigvault"), "{}", run.stderr);
     assert_eq!(sign(&first, "held").await, signature, "the first server keeps serving");
     first.stop();
 }

@@ -11,6 +11,7 @@ mod datadir;
 mod dump;
 mod helpers;
 mod hsm_faults;
+mod init;
 mod integrity;
 mod keys;
 mod openapi;

@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 pub use error::Pkcs11Error;
-pub use token::{probe_module, provision_token};
+pub use token::{probe_module, provision_token, token_present};
 
 use super::{KekError, KekProvider, WrappedDek};
 use crate::BoxFuture;

@@ -101,6 +101,12 @@ fn scan_for_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs11Error
     Ok(None)
 }
 
+/// Whether the module `settings` names holds an initialised token with its label.
+pub fn token_present(settings: &Pkcs11Settings) -> Result<bool, Pkcs11Error> {
+    let ctx = context(&settings.module)?;
+    Ok(find_token(&ctx, settings.token_label.as_str())?.is_some())
+}
+
 /// Finds the token `settings` names, or initialises one on a free slot with `so_pin` as its
 /// security-officer PIN and `settings.pin` as its user PIN (`C_InitToken`, then `C_InitPIN`
 /// as SO). For `sigvault dev` and tests: production tokens are provisioned by their operators.

@@ -24,7 +24,7 @@ pub use dump::{
     Needle, assert_dump_holds_no_secret, database_files, encodings, found, found_needles, random_bytes, raw_db,
 };
 pub use fault::FaultControl;
-pub use process::{DevProcess, Run, run_binary, spawn_dev, stderr_log};
+pub use process::{DevProcess, Run, run_binary, spawn_dev, spawn_sigvault, stderr_log};
 pub use reply::Reply;
 
 pub const ROOT_TOKEN: &str = "svt_test-root-token-0123456789";
@@ -41,7 +41,7 @@ pub fn unb64(text: &str) -> Vec<u8> {
         .expect("valid base64")
 }
 
-fn unique(tag: &str) -> String {
+pub fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }

@@ -35,14 +35,25 @@ pub struct DevProcess {
 /// Starts the real binary with `sigvault dev --data-dir DIR --listen 127.0.0.1:0` and waits
 /// for its "listening on" line (`http://` or, with `[tls]`, `https://`).
 pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
+    let args = [
+        OsStr::new("dev"),
+        OsStr::new("--listen"),
+        OsStr::new("127.0.0.1:0"),
+        OsStr::new("--data-dir"),
+        data_dir.as_os_str(),
+    ];
+    spawn_sigvault(&args, extra_env, &stderr_log(data_dir))
+}
+
+/// Starts the real binary with `args` (a command that serves: `dev`, `serve`), its stderr
+/// in `log`, and waits for its "listening on" line. `SOFTHSM2_CONF` is removed unless
+/// `extra_env` sets it.
+pub fn spawn_sigvault<S: AsRef<OsStr>>(args: &[S], extra_env: &[(&str, &str)], log: &Path) -> DevProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigvault"));
-    cmd.args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+    cmd.args(args)
         .env_remove("SOFTHSM2_CONF")
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::File::create(stderr_log(data_dir)).expect("stderr log"),
-        ));
+        .stderr(Stdio::from(std::fs::File::create(log).expect("stderr log")));
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -70,10 +81,7 @@ pub fn spawn_dev(data_dir: &Path, extra_env: &[(&str, &str)]) -> DevProcess {
                     std::sync::mpsc::RecvTimeoutError::Timeout => format!("did not listen within {START_DEADLINE:?}"),
                     std::sync::mpsc::RecvTimeoutError::Disconnected => "exited before listening".to_owned(),
                 };
-                panic!(
-                    "sigvault dev {why}: {}",
-                    std::fs::read_to_string(stderr_log(data_dir)).unwrap_or_default()
-                );
+                panic!("sigvault {why}: {}", std::fs::read_to_string(log).unwrap_or_default());
             }
         };
         lines.push(line.clone());
