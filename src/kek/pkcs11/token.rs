@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::UserType;
 use cryptoki::slot::Slot;
@@ -76,8 +76,12 @@ pub(crate) fn find_token(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs
 }
 
 /// [`find_token`] for a caller that holds [`SLOTS`].
+///
+/// SoftHSM2 lists a token directory that another process is still writing (a token being
+/// created beside ours) and then fails to read its info with `CKR_GENERAL_ERROR`: that too
+/// is retried, after a short pause, before it is reported.
 fn find_token_locked(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs11Error> {
-    const ATTEMPTS: usize = 3;
+    const ATTEMPTS: u32 = 5;
     let mut attempt = 1;
     loop {
         match scan_for_token(ctx, label) {
@@ -85,6 +89,13 @@ fn find_token_locked(ctx: &Pkcs11, label: &str) -> Result<Option<Slot>, Pkcs11Er
                 source: CkError::Pkcs11(RvError::SlotIdInvalid | RvError::TokenNotPresent, _),
                 ..
             }) if attempt < ATTEMPTS => attempt += 1,
+            Err(Pkcs11Error::Call {
+                source: CkError::Pkcs11(RvError::GeneralError, Function::GetTokenInfo),
+                ..
+            }) if attempt < ATTEMPTS => {
+                std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+                attempt += 1;
+            }
             other => return other,
         }
     }
