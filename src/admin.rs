@@ -87,7 +87,8 @@ pub enum AdminError {
 
 /// Validated settings for an offline command and, for a dev data dir, its layout: the
 /// caller points `SOFTHSM2_CONF` at `softhsm_conf` before the HSM is opened, as
-/// `sigvault dev` does. A dev data dir must already exist; nothing is created.
+/// `sigvault dev` does. A dev data dir must already exist; nothing is created (its
+/// `softhsm2.conf` is rewritten when the dir has moved).
 pub fn settings(location: &Location, env: &[(String, String)]) -> Result<(Settings, Option<DevPaths>), AdminError> {
     match location {
         Location::Config(file) => {
@@ -104,6 +105,17 @@ pub fn settings(location: &Location, env: &[(String, String)]) -> Result<(Settin
             // Checked before the settings read the PIN file, so a wrong directory is named
             // as such rather than as a missing PIN.
             check_dev_data_dir(&paths)?;
+            // A data dir moved since its last start: point its SoftHSM2 config at its own
+            // token dir, as `sigvault dev` would (nothing when the token dir is gone).
+            #[cfg(feature = "kek-pkcs11")]
+            if paths.token_dir.is_dir() {
+                crate::kek::pkcs11::softhsm::write_conf(&paths.softhsm_conf, &paths.token_dir).map_err(|e| {
+                    AdminError::DataDir {
+                        path: paths.data_dir.display().to_string(),
+                        message: format!("cannot update softhsm2.conf: {e}"),
+                    }
+                })?;
+            }
             Ok((Settings::from_raw(Mode::Dev, raw, env)?, Some(paths)))
         }
     }

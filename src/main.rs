@@ -95,7 +95,7 @@ enum AuditCommand {
     /// the first bad sequence number and why when it does not, 2 when it cannot be read.
     Verify {
         #[command(flatten)]
-        vault: VaultArgs,
+        vault: MaybeVaultArgs,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

@@ -103,6 +103,21 @@ async fn verify_passes_on_a_stopped_vault_names_the_event_count_and_changes_noth
         std::fs::read(data_dir.join("audit.anchor")).expect("anchor file"),
         anchors
     );
+
+    // Without arguments it verifies the `sigvault dev` data dir of the working directory
+    // (as the README runs it), also after the data dir was moved there.
+    let cwd = data_dir.with_file_name("cwd");
+    std::fs::create_dir_all(&cwd).expect("cwd");
+    std::fs::rename(&data_dir, cwd.join(".sigvault-dev")).expect("move the data dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigvault"))
+        .args(["audit", "verify"])
+        .current_dir(&cwd)
+        .env_remove("SOFTHSM2_CONF")
+        .output()
+        .expect("run sigvault audit verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("9 events verified"), "{stdout}");
 }
 
 #[tokio::test]
@@ -262,7 +277,6 @@ fn wrong_arguments_and_unusable_vaults_exit_2_with_one_error_line() {
     let empty_arg = empty.display().to_string();
     let missing = empty.join("missing").display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["audit", "verify"], "--data-dir"),
         (
             vec!["audit", "verify", "--config", "x.toml", "--data-dir", &empty_arg],
             "cannot be used with",
