@@ -17,7 +17,8 @@
 #                      process reports a timeout that is only the scheduler's
 #   FUZZ_SANITIZER=S   address (default, cargo-fuzz's default) or none: no AddressSanitizer,
 #                      for long runs of slow targets (policy_request) over safe Rust only;
-#                      a different build, so the first run with it rebuilds everything
+#                      a build of its own (fuzz/target/no-sanitizer), which can run beside
+#                      an AddressSanitizer run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,9 @@ case $sanitizer in
   *) echo "fuzz.sh: FUZZ_SANITIZER must be address or none, not '$sanitizer'" >&2; exit 2 ;;
 esac
 flags=(--debug-assertions --sanitizer "$sanitizer")
+# A build of its own, so it can run beside an AddressSanitizer run without either
+# rebuilding the other's binaries.
+[ "$sanitizer" = none ] && flags+=(--target-dir fuzz/target/no-sanitizer)
 
 if [ $# -gt 0 ]; then
   targets=("$@")

@@ -579,12 +579,13 @@ fn count_events(n: u64) -> String {
 /// copies read at start, overwrite the values where the kernel placed them, and remove the
 /// variables, so they do not outlive startup in this process's memory, show in
 /// `/proc/<pid>/environ` (which reads that original block, whatever `environ` points to
-/// later) or reach child processes.
+/// later) or reach child processes. `SIGVAULT_TOKEN` (a client's token, exported in the
+/// shell that started the server) goes the same way: the server never uses it.
 fn forget_secret_env(mut env: Vec<(String, String)>) {
     for (_, value) in &mut env {
         zeroize::Zeroize::zeroize(value);
     }
-    for name in [c"SIGVAULT_ROOT_TOKEN", c"SIGVAULT_KEK__PKCS11__PIN"] {
+    for name in [c"SIGVAULT_ROOT_TOKEN", c"SIGVAULT_KEK__PKCS11__PIN", c"SIGVAULT_TOKEN"] {
         // SAFETY: still single-threaded (the runtime has not started), so nothing else reads
         // or changes the environment. `getenv` returns the value's own bytes in the
         // environment block (writable, NUL-terminated; for a variable set at exec, the block

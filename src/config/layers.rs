@@ -10,7 +10,15 @@ use super::raw::RawConfig;
 use super::{ConfigError, invalid};
 
 /// Environment variables that carry secrets or other meanings, not config keys.
-const RESERVED_ENV: &[&str] = &["SIGVAULT_ROOT_TOKEN", "SIGVAULT_KEK__PKCS11__PIN", "SIGVAULT_LOG"];
+const RESERVED_ENV: &[&str] = &[
+    "SIGVAULT_ROOT_TOKEN",
+    "SIGVAULT_KEK__PKCS11__PIN",
+    "SIGVAULT_LOG",
+    // A client's, not the server's: the line `sigvault dev` prints for a shell to export
+    // (a server or `audit verify` started from that shell must not take them for settings).
+    "SIGVAULT_ADDR",
+    "SIGVAULT_TOKEN",
+];
 const ENV_PREFIX: &str = "SIGVAULT_";
 
 /// Command-line values that override file and environment.

@@ -117,6 +117,9 @@ fn environment_overrides_the_file_and_keeps_types() {
         ("SIGVAULT_CACHE__TTL", "5m"),
         ("SIGVAULT_ROOT_TOKEN", "a-root-token-of-some-length"),
         ("SIGVAULT_KEK__PKCS11__PIN", "from-env"),
+        // What the export line of `sigvault dev` sets for clients: not settings.
+        ("SIGVAULT_ADDR", "http://127.0.0.1:8200"),
+        ("SIGVAULT_TOKEN", "svt_client-side"),
         ("UNRELATED", "x"),
     ]);
     let overrides = Overrides {
