@@ -14,6 +14,7 @@ mod hsm_faults;
 mod integrity;
 mod keys;
 mod openapi;
+mod readme_tour;
 mod report;
 mod root_token;
 mod schemathesis;
