@@ -5,7 +5,9 @@ receiving service would see it.
 
     AWS_ACCESS_KEY_ID=SVAK… AWS_SECRET_ACCESS_KEY=… \\
       examples/sigv4_sign.py GET 'https://api.example.test/orders?limit=10' > req.json
-    curl -s -XPOST $SV/v1/sigv4/verify -H "$T" --data @req.json
+    curl -sS -X POST "$SIGVAULT_ADDR/v1/sigv4/verify" -H "Authorization: Bearer $SIGVAULT_TOKEN" --data @req.json
+
+(docs/API.md, "Example: a request signed by botocore".)
 
 Options: --region (eu-west-1), --service (execute-api), --body TEXT, --presign SECONDS
 (a presigned URL instead of an Authorization header), --header 'Name: value' (repeatable).

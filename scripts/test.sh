@@ -23,8 +23,19 @@ if [ ! -x /usr/bin/chromium ]; then
   [ -x /usr/bin/chromium ] || { echo "chromium: installed, but /usr/bin/chromium is still missing" >&2; exit 1; }
 fi
 
+# The README tour test (tests/api/readme_tour.rs) runs the tour's shell blocks, which call the
+# vault with curl and read its answers with jq.
+if ! command -v jq >/dev/null || ! command -v curl >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "jq, curl: not found, installing with apt-get" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends jq curl >/dev/null
+  command -v jq >/dev/null && command -v curl >/dev/null || { echo "jq, curl: installed, but still not found" >&2; exit 1; }
+fi
+
 # The SigV4 tests sign requests with botocore (the AWS SDK for Python's signer) through
-# examples/sigv4_sign.py, the README tour's script.
+# examples/sigv4_sign.py, the script of docs/API.md's SigV4 example.
 if ! python3 -c 'import botocore' 2>/dev/null; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

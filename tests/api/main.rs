@@ -15,6 +15,7 @@ mod init;
 mod integrity;
 mod keys;
 mod openapi;
+mod readme_tour;
 mod report;
 mod root_token;
 mod schemathesis;

@@ -259,7 +259,7 @@ async fn bad_verify_calls_are_400_and_change_nothing() {
 }
 
 /// botocore — the AWS SDK for Python's signer — through `examples/sigv4_sign.py`, the
-/// script of the README tour. `scripts/test.sh` installs botocore when it is missing.
+/// script of docs/API.md's SigV4 example. `scripts/test.sh` installs botocore when it is missing.
 #[tokio::test]
 async fn requests_signed_by_botocore_through_the_readme_example_verify() {
     let app = spawn_app().await;
