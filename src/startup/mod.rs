@@ -35,7 +35,9 @@ use crate::policy::{self, PolicyEngine};
 use crate::store::{self, Store, StoreError};
 use crate::system_secret::{self, SystemSecretError};
 use background::{hangup_signal, spawn_background, spawn_policy_reloader};
-use wiring::{Parts, app_state, bind, check_data_dir, root_token, say_if_secrets_cannot_all_be_locked};
+use wiring::{
+    Parts, app_state, bind, check_data_dir, check_store_not_lost, root_token, say_if_secrets_cannot_all_be_locked,
+};
 
 /// Name of the audit chain's key among the system secrets.
 pub const AUDIT_KEY_NAME: &str = "audit-key";
@@ -121,6 +123,7 @@ impl Application {
         listener: Option<TcpListener>,
     ) -> Result<Self, StartupError> {
         check_data_dir(&settings.data_dir)?;
+        check_store_not_lost(&settings)?;
         // Policies first: a set that does not compile stops the start before anything else.
         let policies = PolicyEngine::new(
             policy::load(settings.policies_dir.as_deref())?,

@@ -147,6 +147,29 @@ pub(super) fn check_data_dir(dir: &Path) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// A SQLite store that is missing while the event file holds events was lost (deleted, or
+/// a restore that left it out): opening it would make an empty vault beside the old trail.
+/// Refused with a line naming the file and what to do.
+pub(super) fn check_store_not_lost(settings: &Settings) -> Result<(), StartupError> {
+    #[allow(irrefutable_let_patterns)] // SQLite is the only store kind of this build so far
+    let crate::store::StoreSettings::Sqlite { path } = &settings.store else {
+        return Ok(());
+    };
+    let trail_has_events = std::fs::metadata(&settings.audit.file).is_ok_and(|m| m.is_file() && m.len() > 0);
+    if trail_has_events && !path.exists() {
+        return Err(StartupError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            message: format!(
+                "the store {} is missing while the audit event file {} holds events; restore the \
+                 store together with the event file and anchor from one backup (docs/OPERATIONS.md)",
+                path.display(),
+                settings.audit.file.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The keyed hash the root token is checked against: from `SIGVAULT_ROOT_TOKEN` (stored,
 /// replacing any previous one), else the stored one, else a freshly generated token (stored
 /// later, by [`Application::run`]).

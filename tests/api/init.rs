@@ -259,3 +259,39 @@ async fn a_vault_restored_from_a_backup_signs_identically_and_its_trail_verifies
     let verify = restored.run(&["audit", "verify", "--config", &config]);
     assert_eq!(verify.code, Some(0), "{}{}", verify.stdout, verify.stderr);
 }
+
+#[tokio::test]
+async fn serve_refuses_a_lost_store_beside_a_trail_that_has_events() {
+    let root = temp_dir("lost-store");
+    let label: String = format!("l{}", unique("")).chars().take(32).collect();
+    let host = Host::new(&root, &label);
+    let so_pin = root.join("so-pin");
+    std::fs::write(&so_pin, format!("{SO_PIN}\n")).expect("so pin");
+    let init = host.init(Some(&so_pin));
+    assert_eq!(init.code, Some(0), "{}", init.stderr);
+    let token = root_token_of(&init.stdout);
+    let vault = host.serve();
+    let r = vault
+        .request(
+            Method::POST,
+            "/v1/keys",
+            &token,
+            Some(json!({"name": "payments", "algorithm": "hmac-sha256"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    vault.stop();
+    for entry in std::fs::read_dir(root.join("var")).expect("data dir").flatten() {
+        if entry.file_name().to_string_lossy().starts_with("sigvault.db") {
+            std::fs::remove_file(entry.path()).expect("lose the store");
+        }
+    }
+    let config = host.config.display().to_string();
+    let line = host.run(&["serve", "--config", &config]).refused_line();
+    let db = root.join("var/sigvault.db");
+    assert!(
+        line.contains(&format!("the store {} is missing", db.display())) && line.contains("docs/OPERATIONS.md"),
+        "{line}"
+    );
+    assert!(!db.exists(), "the refused start made an empty store");
+}
