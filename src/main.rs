@@ -270,18 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             (settings, lock)
         }
     };
-    // A SQLite store outside the data dir is locked too; other stores are shared by design.
-    #[allow(irrefutable_let_patterns)] // SQLite is the only store kind of this build so far
-    if let sigvault::store::StoreSettings::Sqlite { path } = &settings.store {
-        lock.add_sqlite_store(path, &settings.data_dir)
-            .map_err(|e| e.to_string())?;
-    }
-    forget_secret_env(env);
-    init_logging(&settings.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime = lock_store_and_start(&mut lock, &settings, env)?;
     runtime.block_on(async move {
         #[cfg(feature = "kek-pkcs11")]
         if let Some(dev) = &dev {
@@ -349,16 +338,7 @@ fn init(
             .map_err(|e| format!("data dir {}: cannot create it: {e}", data_dir.display()))?;
     }
     let mut lock = DataDirLock::acquire(&data_dir).map_err(|e| e.to_string())?;
-    #[allow(irrefutable_let_patterns)] // SQLite is the only store kind of this build so far
-    if let sigvault::store::StoreSettings::Sqlite { path } = &settings.store {
-        lock.add_sqlite_store(path, &data_dir).map_err(|e| e.to_string())?;
-    }
-    forget_secret_env(env);
-    init_logging(&settings.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime = lock_store_and_start(&mut lock, &settings, env)?;
     let report = runtime
         .block_on(sigvault::startup::init::init(settings, so_pin))
         .map_err(|e| chain(&e))?;
@@ -374,6 +354,27 @@ fn init(
         None => println!("root token: set before (not shown again); nothing was replaced"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last steps before a vault is built: lock a SQLite store kept outside the data dir
+/// (other stores are shared by design), forget the secrets read from the environment, start
+/// logging and the runtime.
+fn lock_store_and_start(
+    lock: &mut DataDirLock,
+    settings: &Settings,
+    env: Vec<(String, String)>,
+) -> Result<tokio::runtime::Runtime, String> {
+    #[allow(irrefutable_let_patterns)] // SQLite is the only store kind of this build so far
+    if let sigvault::store::StoreSettings::Sqlite { path } = &settings.store {
+        lock.add_sqlite_store(path, &settings.data_dir)
+            .map_err(|e| e.to_string())?;
+    }
+    forget_secret_env(env);
+    init_logging(&settings.log_level);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 /// `sigvault policy check DIR`: exit 0 when the set compiles, 1 with one

@@ -17,6 +17,7 @@ const MESSAGE: &[u8] = b"signed by a vault made with sigvault init";
 /// `softhsm/` (its own SoftHSM2 module config and token directory).
 struct Host {
     root: PathBuf,
+    label: String,
     config: PathBuf,
     softhsm_conf: PathBuf,
 }
@@ -53,6 +54,7 @@ impl Host {
         .expect("softhsm2.conf");
         Self {
             root: root.to_path_buf(),
+            label: label.to_owned(),
             config,
             softhsm_conf,
         }
@@ -120,6 +122,29 @@ fn copy(from: &Path, to: &Path) {
         .status()
         .expect("cp");
     assert!(status.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// A host made with `init` (its token created with [`SO_PIN`]), serving, with the key
+/// `payments` created: the host, the root token and the running vault.
+async fn serving_host_with_a_key(root: &Path, tag: char) -> (Host, String, DevProcess) {
+    let label: String = format!("{tag}{}", unique("")).chars().take(32).collect();
+    let host = Host::new(root, &label);
+    let so_pin = root.join("so-pin");
+    std::fs::write(&so_pin, format!("{SO_PIN}\n")).expect("so pin");
+    let init = host.init(Some(&so_pin));
+    assert_eq!(init.code, Some(0), "{}", init.stderr);
+    let token = root_token_of(&init.stdout);
+    let vault = host.serve();
+    let r = vault
+        .request(
+            Method::POST,
+            "/v1/keys",
+            &token,
+            Some(json!({"name": "payments", "algorithm": "hmac-sha256"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    (host, token, vault)
 }
 
 #[tokio::test]
@@ -196,23 +221,8 @@ async fn init_makes_a_vault_that_serve_runs_and_a_second_init_changes_nothing() 
 #[tokio::test]
 async fn a_vault_restored_from_a_backup_signs_identically_and_its_trail_verifies() {
     let root = temp_dir("backup");
-    let label: String = format!("b{}", unique("")).chars().take(32).collect();
-    let original = Host::new(&root.join("original"), &label);
-    let so_pin = root.join("so-pin");
-    std::fs::write(&so_pin, format!("{SO_PIN}\n")).expect("so pin");
-    let init = original.init(Some(&so_pin));
-    assert_eq!(init.code, Some(0), "{}", init.stderr);
-    let token = root_token_of(&init.stdout);
-    let vault = original.serve();
-    let r = vault
-        .request(
-            Method::POST,
-            "/v1/keys",
-            &token,
-            Some(json!({"name": "payments", "algorithm": "hmac-sha256"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let (original, token, vault) = serving_host_with_a_key(&root.join("original"), 'b').await;
+    let label = original.label.clone();
     let before = sign(&vault, &token).await;
     vault.stop();
 
@@ -263,23 +273,7 @@ async fn a_vault_restored_from_a_backup_signs_identically_and_its_trail_verifies
 #[tokio::test]
 async fn serve_refuses_a_lost_store_beside_a_trail_that_has_events() {
     let root = temp_dir("lost-store");
-    let label: String = format!("l{}", unique("")).chars().take(32).collect();
-    let host = Host::new(&root, &label);
-    let so_pin = root.join("so-pin");
-    std::fs::write(&so_pin, format!("{SO_PIN}\n")).expect("so pin");
-    let init = host.init(Some(&so_pin));
-    assert_eq!(init.code, Some(0), "{}", init.stderr);
-    let token = root_token_of(&init.stdout);
-    let vault = host.serve();
-    let r = vault
-        .request(
-            Method::POST,
-            "/v1/keys",
-            &token,
-            Some(json!({"name": "payments", "algorithm": "hmac-sha256"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let (host, _token, vault) = serving_host_with_a_key(&root, 'l').await;
     vault.stop();
     for entry in std::fs::read_dir(root.join("var")).expect("data dir").flatten() {
         if entry.file_name().to_string_lossy().starts_with("sigvault.db") {
