@@ -98,3 +98,10 @@ mod tests {
         );
     }
 }
+
+/// What an intercepted call is about: its first argument.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope {
+    Session(SessionHandle),
+    Slot(SlotId),
+}

@@ -17,20 +17,13 @@ use std::time::Duration;
 
 use crate::ck::{
     CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_GENERAL_ERROR, CKR_OK, CKR_SESSION_CLOSED, CKR_SESSION_HANDLE_INVALID,
-    CKR_TOKEN_NOT_PRESENT, CKR_USER_NOT_LOGGED_IN, Rv, SessionHandle, SessionInfo, SlotId, code_name,
+    CKR_TOKEN_NOT_PRESENT, CKR_USER_NOT_LOGGED_IN, Rv, Scope, SessionInfo, SlotId, code_name,
 };
 use crate::control::{self, Action, Rules};
 use crate::list::FunctionList;
 
 /// How often a hung call reads the control file to see whether it may go on.
 const HANG_POLL: Duration = Duration::from_millis(10);
-
-/// What an intercepted call is about: its first argument.
-#[derive(Clone, Copy, Debug)]
-pub enum Scope {
-    Session(SessionHandle),
-    Slot(SlotId),
-}
 
 /// Runs the call `function` (about `scope`) as the control file says: `forward` makes the
 /// real call.

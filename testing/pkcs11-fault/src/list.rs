@@ -10,8 +10,7 @@
 
 #![allow(non_snake_case)]
 
-use crate::ck::{Bool, ObjectHandle, Ptr, Rv, SessionHandle, SlotId, Ulong, Version};
-use crate::fault::Scope;
+use crate::ck::{Bool, ObjectHandle, Ptr, Rv, Scope, SessionHandle, SlotId, Ulong, Version};
 
 macro_rules! function_list {
     ($( $kind:ident $name:ident ( $first:ident : $fty:ty $(, $arg:ident : $aty:ty)* $(,)? ); )*) => {
