@@ -210,8 +210,8 @@ fn usage_error_line(e: &clap::Error) -> String {
     }
 }
 
-/// What a `sigvault dev` start holds on to until it serves: its data dir's paths, the
-/// undo of a failed first start, and the root-token file it keeps.
+/// What a `sigvault dev` start holds on to until it serves: its data dir's paths and the
+/// undo of a failed first start.
 #[cfg(feature = "kek-pkcs11")]
 struct DevStart {
     paths: sigvault::config::DevPaths,

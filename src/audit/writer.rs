@@ -333,7 +333,6 @@ enum WitnessCheck {
     GiveUp,
 }
 
-/// The length of the event file (0 when missing or not a regular file).
 /// Creates `path` empty (mode 0600 under the process umask) when nothing is there; a
 /// failure is only logged: the first write reports it where it matters.
 fn create_if_missing(path: &std::path::Path) {
@@ -347,6 +346,7 @@ fn create_if_missing(path: &std::path::Path) {
     }
 }
 
+/// The length of the event file (0 when missing or not a regular file).
 fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path)
         .ok()
