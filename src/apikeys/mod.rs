@@ -9,7 +9,7 @@
 //! taken, atomically in the store, only when every check passed, so `remaining` drops by
 //! exactly one per valid verification and never below zero. Lookups are remembered by the
 //! SHA-256 of the presented key in a bounded memory that every change on this node clears
-//! and that forgets after at most [`MAX_LOOKUP_TTL`] (so changes made on other nodes apply
+//! and that forgets after at most `cache.max_staleness` (so changes made on other nodes apply
 //! within it), so the hot path costs one SHA-256 and no store read; the keyed hash is
 //! computed only on a miss. The key itself is never stored, logged or audited.
 //!
@@ -45,9 +45,6 @@ use ratelimit::{Limit, RateLimiter, Taken};
 
 /// Domain label of API-key hashes under the pepper.
 pub(crate) const HASH_DOMAIN: &str = "api-key";
-/// Longest a node remembers a lookup: a revocation, disable or reroll on another node (which
-/// cannot clear this node's memory) takes effect here within this time.
-pub(crate) const MAX_LOOKUP_TTL: time::Duration = time::Duration::seconds(30);
 
 /// `[apikeys]`: what a key's use from a new caller fingerprint does, unless the key says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +167,7 @@ impl ApiKeyService {
         cache: CacheSettings,
     ) -> Self {
         Self {
-            found: TtlCache::new(cache.max_entries, cache.ttl.min(MAX_LOOKUP_TTL), clock.clone()),
+            found: TtlCache::new(cache.max_entries, cache.state_ttl(), clock.clone()),
             limiter: RateLimiter::new(cache.max_entries),
             activity: FingerprintTracker::new(settings.max_fingerprints),
             usage_flush: tokio::sync::Mutex::new(()),

@@ -9,7 +9,6 @@ pub(crate) mod keyed_hash;
 mod limiter;
 mod tokens;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -17,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
+use crate::keys::cache::{CacheSettings, TtlCache};
 pub use crate::store::TokenRecord;
 use crate::store::{StoreError, SystemStore, TokenStore};
 use keyed_hash::KeyedHasher;
@@ -116,12 +116,12 @@ pub(crate) fn generate_token() -> Result<SecretString, getrandom::Error> {
     Ok(SecretString::from(format!("{TOKEN_PREFIX}{body}")))
 }
 
-/// Most distinct tokens remembered as verified; the memory is cleared when full.
+/// Most distinct tokens remembered as verified (the least useful go first when full).
 const VERIFIED_CACHE_MAX: usize = 10_000;
 /// Domain label of caller tokens' keyed hashes.
 pub(crate) const CALLER_TOKEN_DOMAIN: &str = "caller-token";
 
-/// A verified token, remembered until its expiry (or a revocation clears the memory).
+/// A verified token, remembered for at most `cache.max_staleness` and never past its expiry.
 struct Verified {
     principal: Arc<Principal>,
     expires_at_ms: Option<i64>,
@@ -145,10 +145,11 @@ pub struct Authenticator {
     /// Where the root token's keyed hash is kept (a system value).
     system: Arc<dyn SystemStore>,
     clock: SharedClock,
-    verified: RwLock<HashMap<[u8; 32], Arc<Verified>>>,
-    /// Bumped by every revocation: a lookup that started before one does not remember
-    /// what it found (it may have read the row before the revocation committed).
-    revocations: std::sync::atomic::AtomicU64,
+    /// Tokens that passed, by their SHA-256, for at most `cache.max_staleness` (so a
+    /// revocation on another node sharing the store takes effect here within it). A
+    /// revocation on this node clears it, and a lookup that started before one does not
+    /// remember what it found (it may have read the row before the revocation committed).
+    verified: TtlCache<[u8; 32], Verified>,
     failures: FailureLimiter,
 }
 
@@ -160,6 +161,7 @@ impl Authenticator {
         system: Arc<dyn SystemStore>,
         clock: SharedClock,
         settings: AuthSettings,
+        cache: CacheSettings,
     ) -> Self {
         Self {
             hasher,
@@ -167,17 +169,14 @@ impl Authenticator {
             store,
             system,
             failures: FailureLimiter::new(settings.max_failures, settings.failure_window, clock.clone()),
+            verified: TtlCache::new(VERIFIED_CACHE_MAX, cache.state_ttl(), clock.clone()),
             clock,
-            verified: RwLock::new(HashMap::new()),
-            revocations: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Drops every remembered verification (after a revocation).
     pub(crate) fn forget_all(&self) {
-        let mut verified = self.verified.write().unwrap_or_else(PoisonError::into_inner);
-        self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        verified.clear();
+        self.verified.invalidate(|_| true);
     }
 
     fn now_ms(&self) -> i64 {
@@ -224,19 +223,13 @@ impl Authenticator {
             return Err(AuthError::Invalid);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let hit = self
-            .verified
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&digest)
-            .cloned();
-        if let Some(hit) = hit {
+        if let Some(hit) = self.verified.get(&digest) {
             if hit.expires_at_ms.is_some_and(|at| self.now_ms() >= at) {
                 return Err(AuthError::Expired);
             }
             return Ok(Arc::clone(&hit.principal));
         }
-        let generation = self.revocations.load(std::sync::atomic::Ordering::SeqCst);
+        let fill = self.verified.fill_token();
         let is_root = {
             let root_hash = self.root_hash.read().unwrap_or_else(PoisonError::into_inner);
             !root_hash.is_empty() && self.hasher.matches(ROOT_TOKEN_DOMAIN, token.as_bytes(), &root_hash)
@@ -249,17 +242,9 @@ impl Authenticator {
         } else {
             self.named(token).await?
         };
-        let verified = Arc::new(verified);
         let principal = Arc::clone(&verified.principal);
-        let mut cache = self.verified.write().unwrap_or_else(PoisonError::into_inner);
-        // Remembered only when no revocation happened meanwhile (checked under the lock
-        // `forget_all` takes, so a revocation cannot slip in between).
-        if self.revocations.load(std::sync::atomic::Ordering::SeqCst) == generation {
-            if cache.len() >= VERIFIED_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(digest, verified);
-        }
+        // Remembered only when no revocation happened meanwhile (the cache checks).
+        self.verified.insert(digest, Arc::new(verified), fill);
         Ok(principal)
     }
 

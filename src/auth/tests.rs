@@ -47,6 +47,11 @@ async fn fixture(name: &str) -> Fixture {
         store,
         clock.clone(),
         settings,
+        crate::keys::cache::CacheSettings {
+            ttl: time::Duration::hours(1),
+            max_entries: 100,
+            max_staleness: time::Duration::seconds(5),
+        },
     );
     Fixture {
         auth,
@@ -299,4 +304,35 @@ fn generated_tokens_are_prefixed_and_distinct() {
     assert!(validate_root_token(a.expose_secret()).is_ok());
     assert!(validate_root_token("short").is_err());
     assert!(validate_root_token("has a space in it!!").is_err());
+}
+
+#[tokio::test]
+async fn a_token_revoked_by_another_node_is_refused_here_within_the_staleness_bound() {
+    let f = fixture("stale").await;
+    let a = &f.auth;
+    let new = NewToken {
+        principal: "payments".into(),
+        groups: vec!["service".into()],
+        ttl: None,
+        description: None,
+    };
+    let (record, token) = a.create_token(new, time::Duration::days(30)).await.unwrap();
+    let header = bearer(token.expose_secret());
+    a.authenticate(Some(&header), None).await.unwrap();
+    // Another node sharing the store revokes it: this node's memory is not told.
+    a.store
+        .revoke_token(&record.id, crate::clock::Clock::now_ms(f.clock.as_ref()))
+        .await
+        .unwrap()
+        .unwrap();
+    f.clock.advance(time::Duration::seconds(4));
+    assert!(
+        a.authenticate(Some(&header), None).await.is_ok(),
+        "served from memory within cache.max_staleness (5 s here)"
+    );
+    f.clock.advance(time::Duration::seconds(1));
+    assert!(matches!(
+        a.authenticate(Some(&header), None).await,
+        Err(AuthError::Revoked)
+    ));
 }

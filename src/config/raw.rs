@@ -115,6 +115,7 @@ pub struct RawPkcs11 {
 pub struct RawCache {
     pub ttl: Option<String>,
     pub max_entries: Option<u32>,
+    pub max_staleness: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -19,7 +19,7 @@ use crate::auth::AuthSettings;
 use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
 use crate::credentials::Sigv4Settings;
 use crate::keys::KeySettings;
-use crate::keys::cache::CacheSettings;
+use crate::keys::cache::{CacheSettings, DEFAULT_MAX_STALENESS};
 use crate::model::OnNewFingerprint;
 use crate::report::ReportSettings;
 use crate::store::StoreSettings;
@@ -161,9 +161,17 @@ pub(super) fn cache_settings(raw: RawCache) -> Result<CacheSettings, ConfigError
     if !(1..=1_000_000).contains(&max_entries) {
         return Err(invalid("cache.max_entries", "must be between 1 and 1000000"));
     }
+    let max_staleness = match raw.max_staleness.as_deref() {
+        Some(text) => duration("cache.max_staleness", text)?,
+        None => DEFAULT_MAX_STALENESS,
+    };
+    if max_staleness > Duration::hours(1) {
+        return Err(invalid("cache.max_staleness", "must be between 1s and 1h"));
+    }
     Ok(CacheSettings {
         ttl,
         max_entries: max_entries as usize,
+        max_staleness,
     })
 }
 

@@ -64,6 +64,7 @@ fn dev_mode_fills_every_default_from_the_data_dir() {
     assert_eq!(*sessions, 4);
     assert_eq!(*call_timeout, std::time::Duration::from_secs(5));
     assert_eq!(s.cache.ttl, Duration::hours(1));
+    assert_eq!(s.cache.max_staleness, Duration::seconds(5));
     assert_eq!(s.limits, Limits::default());
     assert_eq!(s.audit.hsm_anchor_interval, std::time::Duration::from_secs(10));
     assert!(s.root_token.is_none());
@@ -545,6 +546,8 @@ fn every_bad_value_is_reported_with_its_key() {
         ),
         ("SIGVAULT_CACHE__TTL", "forever", "cache.ttl:"),
         ("SIGVAULT_CACHE__MAX_ENTRIES", "0", "cache.max_entries:"),
+        ("SIGVAULT_CACHE__MAX_STALENESS", "2h", "cache.max_staleness:"),
+        ("SIGVAULT_CACHE__MAX_STALENESS", "0s", "cache.max_staleness:"),
         (
             "SIGVAULT_KEYS__DEFAULT_PENDING_DAYS",
             "40",

@@ -176,7 +176,7 @@ impl CredentialService {
         cache: CacheSettings,
     ) -> Self {
         Self {
-            meta: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
+            meta: TtlCache::new(cache.max_entries, cache.state_ttl(), clock.clone()),
             secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
             signing_keys: TtlCache::new(cache.max_entries, SIGNING_KEY_TTL, clock.clone()),
             activity: ActivityTracker::new(settings.max_fingerprints),

@@ -36,10 +36,27 @@ use time::Duration;
 
 use crate::clock::SharedClock;
 
+/// `[cache]`: how many entries each cache holds, and how long they are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
+    /// How long an unwrapped secret stays in memory (it never changes for its id and
+    /// version: a deleted key or credential is refused by its metadata first).
     pub ttl: Duration,
     pub max_entries: usize,
+    /// The longest any node serves a cached copy of a row that can change (key metadata,
+    /// caller tokens, credentials, API-key lookups): a change made on another node that
+    /// shares the store, whose notification was lost, takes effect here within this time.
+    pub max_staleness: Duration,
+}
+
+/// `cache.max_staleness` unless set: 5 s.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::seconds(5);
+
+impl CacheSettings {
+    /// The lifetime of a cached row that can change: `ttl`, at most `max_staleness`.
+    pub fn state_ttl(&self) -> Duration {
+        self.ttl.min(self.max_staleness)
+    }
 }
 
 /// A cached value and the time (Unix ms) from which it is no longer served.

@@ -90,6 +90,7 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
         store.clone(),
         clock.clone(),
         settings.auth,
+        settings.cache,
     );
     AppState {
         policies,

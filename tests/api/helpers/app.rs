@@ -105,6 +105,7 @@ impl AppHome {
             cache: CacheSettings {
                 ttl: Duration::hours(1),
                 max_entries: 1000,
+                max_staleness: Duration::seconds(5),
             },
             audit_file: None,
             anchor_file: None,
