@@ -13,6 +13,13 @@ fi
 
 softhsm/install.sh
 
+# The PostgreSQL store's tests (its contract tests, and the black-box suite run on it) need a
+# server: the one on 127.0.0.1:5432 when it lets `postgres` in, else a throwaway cluster
+# (installed with apt when missing), stopped when the suite ends. Each test makes a fresh
+# database of its own there and drops it.
+eval "$(scripts/postgres.sh start)"
+trap 'scripts/postgres.sh stop' EXIT
+
 # The compliance-report test renders its HTML page in headless Chromium (Debian's `chromium`).
 if [ ! -x /usr/bin/chromium ]; then
   sudo=""

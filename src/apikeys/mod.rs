@@ -194,7 +194,7 @@ impl ApiKeyService {
     }
 
     /// Forgets every remembered lookup on this node (after any change to any key).
-    fn forget_lookups(&self) {
+    pub(crate) fn forget_lookups(&self) {
         self.found.invalidate(|_| true);
     }
 

@@ -130,6 +130,20 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Reads the root token's hash again from the store (another node sharing it may have
+    /// revoked or replaced it) and forgets every verified token.
+    pub(crate) async fn reload_root(&self) -> Result<(), TokenError> {
+        if let Some(hash) = self.system.get_value(ROOT_TOKEN_VALUE).await? {
+            let mut root = self.root_hash.write().unwrap_or_else(PoisonError::into_inner);
+            if *root != hash {
+                *root = hash;
+                drop(root);
+                self.forget_all();
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the root token still authenticates.
     #[cfg(test)]
     pub(crate) fn root_is_active(&self) -> bool {

@@ -198,7 +198,15 @@ impl CredentialService {
         &self.settings
     }
 
-    fn invalidate(&self, id: &str) {
+    /// Drops every cached credential, secret and derived key (announcements from other
+    /// nodes were missed).
+    pub(crate) fn forget_all(&self) {
+        self.meta.invalidate(|_| true);
+        self.signing_keys.invalidate(|_| true);
+        self.secrets.invalidate(|_| true);
+    }
+
+    pub(crate) fn invalidate(&self, id: &str) {
         self.meta.invalidate(|k| k == id);
         self.signing_keys.invalidate(|(k, _)| k.as_ref() == id);
         self.secrets.invalidate(|k| k == id);

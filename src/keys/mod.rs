@@ -340,7 +340,14 @@ impl KeyService {
         Ok(secret)
     }
 
-    fn invalidate(&self, name: &str, key_id: Option<&str>) {
+    /// Drops every cached row and secret (announcements from other nodes were missed).
+    pub(crate) fn forget_all(&self) {
+        self.meta.invalidate(|_| true);
+        self.absent.invalidate(|_| true);
+        self.secrets.invalidate(|_| true);
+    }
+
+    pub(crate) fn invalidate(&self, name: &str, key_id: Option<&str>) {
         self.meta.invalidate(|n| n == name);
         self.absent.invalidate(|n| n == name);
         if let Some(id) = key_id {

@@ -7,6 +7,7 @@
 //! [`StartupError`] line naming the problem.
 
 mod background;
+mod changes;
 #[cfg(feature = "kek-pkcs11")]
 pub mod init;
 mod serve;
@@ -98,6 +99,9 @@ pub struct Application {
     /// The server's TLS configuration; `None` serves plain HTTP.
     tls: Option<Arc<rustls::ServerConfig>>,
     flush_interval: StdDuration,
+    /// `cache.max_staleness`: how often the root token's hash is re-read when the store is
+    /// shared with other nodes.
+    max_staleness: StdDuration,
     /// The root token, when this start generated it (to be shown once). Its keyed hash
     /// is stored by [`Application::run`], after the caller had the chance to show it, so a
     /// start that fails before that leaves no unknown root token behind.
@@ -170,6 +174,7 @@ impl Application {
             tls: settings.tls.map(|tls| tls.server),
             flush_interval: StdDuration::try_from(settings.keys.usage_flush_interval)
                 .unwrap_or(StdDuration::from_secs(1)),
+            max_staleness: StdDuration::try_from(settings.cache.max_staleness).unwrap_or(StdDuration::from_secs(5)),
             generated_root_token,
             root_hash_to_store,
             clock,
@@ -213,6 +218,11 @@ impl Application {
                 .await?;
         }
         let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
+        // Other nodes' changes, when the store is shared (PostgreSQL).
+        let changes = self
+            .store
+            .watch_changes()
+            .map(|feed| changes::spawn_change_listener(Arc::clone(&self.state), feed, self.max_staleness));
         let reloader = self
             .hangups
             .map(|hangups| spawn_policy_reloader(Arc::clone(&self.state), hangups));
@@ -226,6 +236,9 @@ impl Application {
         )
         .await;
         background.abort();
+        if let Some(changes) = changes {
+            changes.abort();
+        }
         if let Some(reloader) = reloader {
             reloader.abort();
         }

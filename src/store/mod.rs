@@ -20,6 +20,7 @@
 
 pub(crate) mod api_keys;
 pub mod audit;
+pub mod changes;
 pub mod credentials;
 pub mod fingerprints;
 pub mod integrity;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 pub use api_keys::{ApiKeyActivity, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey};
 pub use audit::{AuditBatch, AuditFilter, AuditStore, StoredEvent};
+pub use changes::{Change, ChangeReceiver};
 pub use credentials::{CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore};
 pub use fingerprints::FingerprintRecord;
 pub use integrity::{ApiKeyHashRow, Protected, RowSealer};

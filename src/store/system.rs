@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{RowSealer, StoreResult};
+use super::{ChangeReceiver, RowSealer, StoreResult};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 
@@ -42,4 +42,10 @@ pub trait SystemStore: Send + Sync {
 
     /// Checkpoints and closes every connection (clean shutdown). The store is unusable after.
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Starts hearing the changes other nodes sharing this store make ([`super::changes`]).
+    /// `None` for a store only one node opens (an embedded file): nobody else changes it.
+    fn watch_changes(&self) -> Option<ChangeReceiver> {
+        None
+    }
 }
