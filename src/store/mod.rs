@@ -20,10 +20,12 @@
 
 pub(crate) mod api_keys;
 pub mod audit;
+pub(crate) mod audit_rows;
 pub mod credentials;
 pub mod fingerprints;
 pub mod integrity;
 pub mod keys;
+pub(crate) mod rows;
 #[cfg(feature = "store-sqlite")]
 pub mod sqlite;
 pub mod system;
