@@ -29,7 +29,7 @@ pub(crate) trait Columns {
 
 /// A column of a fetched sqlx row as its Rust type; a failure is a value the store did not
 /// write (wrong type, NULL where none belongs): corrupt.
-#[cfg(feature = "store-sqlite")]
+#[cfg(any(feature = "store-sqlite", feature = "store-postgres"))]
 pub(crate) fn column<'r, R, T>(row: &'r R, col: &str) -> StoreResult<T>
 where
     R: sqlx::Row,
@@ -42,7 +42,7 @@ where
 /// Every backend's rows are sqlx rows; the types of their columns are the backend's own
 /// (SQLite keeps booleans as integers 0 and 1, PostgreSQL as `boolean`, and checks types
 /// strictly: a column of another type is corrupt, never converted).
-#[cfg(feature = "store-sqlite")]
+#[cfg(any(feature = "store-sqlite", feature = "store-postgres"))]
 impl<R> Columns for R
 where
     R: sqlx::Row,
