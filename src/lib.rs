@@ -14,7 +14,8 @@
 //! - [`model`]: the vocabulary the store and the domain share (typed records' enums, the
 //!   audit event's data); no I/O.
 //! - [`store`]: persistence of metadata and sealed records, one interface per concern
-//!   (SQLite behind the default `store-sqlite` feature); `health` probes it for the API.
+//!   (SQLite and PostgreSQL behind the default `store-sqlite` and `store-postgres` features);
+//!   `health` probes it for the API.
 //! - [`keys`]: signing keys, versions, rotation, the unwrapped-secret cache.
 //! - [`apikeys`]: bearer API keys (format and checksum, keyed hashes, the verify pipeline,
 //!   rate limits).

@@ -15,7 +15,10 @@
 //! remembers the latest one), and the columns left out on purpose (usage counters, last
 //! use, API-key credits), which change on the hot path.
 
-use super::{ApiKeyRecord, CredentialRecord, KeyRecord, StoreError, TokenRecord};
+use std::sync::{Arc, OnceLock};
+
+use super::rows::Columns;
+use super::{ApiKeyRecord, CredentialRecord, KeyRecord, StoreError, StoreResult, TokenRecord};
 
 /// Computes and checks row tags. Implemented above the store (the store holds no key).
 pub trait RowSealer: Send + Sync {
@@ -64,6 +67,64 @@ pub trait Protected {
             }
         }
     }
+}
+
+// How a backend tags and checks rows: the same for every backend, which says only how its
+// rows' columns read ([`Columns`]). The stored tag is the row's `mac` column.
+
+/// The sealer a backend was handed at startup (in `cell`); protected rows neither read nor
+/// write without it.
+pub(crate) fn installed(cell: &OnceLock<Arc<dyn RowSealer>>) -> StoreResult<&dyn RowSealer> {
+    cell.get()
+        .map(|s| s.as_ref())
+        .ok_or_else(|| StoreError::Unavailable("row integrity is not enabled on this store".into()))
+}
+
+/// `record`, decoded from `row`, if the row's tag (`mac`; NULL: written by no sealer) checks.
+pub(crate) fn checked<R: Protected>(sealer: &dyn RowSealer, record: R, row: &impl Columns) -> StoreResult<R> {
+    let tag = row.opt_bytes("mac")?;
+    record.verified(sealer, tag.as_deref())
+}
+
+/// Decodes and checks every row, failing on the first that does not check (an API listing:
+/// the caller learns the listing is not trustworthy).
+pub(crate) fn all_checked<C: Columns, R: Protected>(
+    sealer: &dyn RowSealer,
+    rows: &[C],
+    decode: fn(&C) -> StoreResult<R>,
+) -> StoreResult<Vec<R>> {
+    rows.iter().map(|row| checked(sealer, decode(row)?, row)).collect()
+}
+
+/// Decodes and checks every row, leaving out those that do not check (a background scan:
+/// one edited row must not stop the deletions and rotations of every other key; the sealer
+/// has reported it).
+pub(crate) fn passing<C: Columns, R: Protected>(
+    sealer: &dyn RowSealer,
+    rows: &[C],
+    decode: fn(&C) -> StoreResult<R>,
+) -> StoreResult<Vec<R>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(record) = passed(checked(sealer, decode(row)?, row))? {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
+/// A scan's view of one check: a refused row is left out (`None`), any other error stops it.
+pub(crate) fn passed<R>(checked: StoreResult<R>) -> StoreResult<Option<R>> {
+    match checked {
+        Ok(record) => Ok(Some(record)),
+        Err(StoreError::Integrity { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The tag to store with `record`.
+pub(crate) fn tag_of<R: Protected>(sealer: &dyn RowSealer, record: &R) -> Vec<u8> {
+    sealer.tag(&record.canonical())
 }
 
 /// A row's canonical bytes: a version label, the table and the id, then each field as a

@@ -12,6 +12,8 @@
 //! with [`crate::model`]'s vocabulary, and how a backend encodes them (enum texts, JSON
 //! columns) stays inside that backend, as do its error types.
 //!
+//! Two backends: [`sqlite`] (one file, one node) and [`postgres`] (a server database
+//! several nodes share, so every read-modify-write also holds against other connections).
 //! What every backend must do alike, pinned by the one contract they all pass
 //! ([`contract_tests`]): times are Unix milliseconds; names, ids and nodes sort by their
 //! bytes (a PostgreSQL backend needs `COLLATE "C"`); each method is one transaction; key
@@ -20,11 +22,15 @@
 
 pub(crate) mod api_keys;
 pub mod audit;
+pub(crate) mod audit_rows;
 pub mod changes;
 pub mod credentials;
 pub mod fingerprints;
 pub mod integrity;
 pub mod keys;
+#[cfg(feature = "store-postgres")]
+pub mod postgres;
+pub(crate) mod rows;
 #[cfg(feature = "store-sqlite")]
 pub mod sqlite;
 pub mod system;
@@ -91,10 +97,55 @@ pub trait Store: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditSt
 impl<T> Store for T where T: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore {}
 
 /// Which backend holds the data, and where (validated from `store.url` by the config).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows a PostgreSQL URL without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     /// An embedded SQLite database file (`sqlite://PATH`).
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database several nodes may share (`postgres://USER:PASSWORD@HOST/DB`):
+    /// the connection URL as sqlx reads it. It may hold a password.
+    Postgres { url: String },
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            Self::Postgres { url } => f.debug_struct("Postgres").field("url", &redacted_url(url)).finish(),
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`: the one in its user info
+/// (`scheme://user:PASSWORD@host`) and any `password=` query parameter. The user info ends
+/// at the URL's last `@`, so a password holding `/`, `?` or `#` is hidden whole (an `@`
+/// later in the URL hides more, never less).
+pub(crate) fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let (user, host) = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => (format!("{user}:***@"), host),
+            None => (format!("{userinfo}@"), host),
+        },
+        None => (String::new(), rest),
+    };
+    let host = match host.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => host.to_owned(),
+    };
+    format!("{scheme}{user}{host}")
 }
 
 impl StoreSettings {
@@ -103,6 +154,7 @@ impl StoreSettings {
     pub fn file(&self) -> Option<&Path> {
         match self {
             Self::Sqlite { path } => Some(path),
+            Self::Postgres { .. } => None,
         }
     }
 }
@@ -118,9 +170,50 @@ pub async fn open(settings: &StoreSettings) -> StoreResult<Arc<dyn Store>> {
             path: path.display().to_string(),
             source: "this build has no SQLite store (cargo feature `store-sqlite`)".into(),
         }),
+        #[cfg(feature = "store-postgres")]
+        StoreSettings::Postgres { url } => Ok(Arc::new(postgres::PgStore::open(url).await?)),
+        #[cfg(not(feature = "store-postgres"))]
+        StoreSettings::Postgres { url } => Err(StoreError::Open {
+            path: redacted_url(url),
+            source: "this build has no PostgreSQL store (cargo feature `store-postgres`)".into(),
+        }),
     }
 }
 
 // Compiled where a backend runs it: a new backend's feature joins this condition.
-#[cfg(all(test, feature = "store-sqlite"))]
+#[cfg(all(test, any(feature = "store-sqlite", feature = "store-postgres")))]
 mod contract_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::{StoreSettings, redacted_url};
+
+    #[test]
+    fn a_postgres_url_prints_without_its_password() {
+        let cases = [
+            (
+                "postgres://vault:s3cr%40t@db:5432/sigvault",
+                "postgres://vault:***@db:5432/sigvault",
+            ),
+            ("postgres://vault@db/sigvault", "postgres://vault@db/sigvault"),
+            (
+                "postgres://db/sigvault?user=v&password=hunter2&sslmode=disable",
+                "postgres://db/sigvault?user=v&password=***&sslmode=disable",
+            ),
+            ("postgres://a:b:c@d@host/x", "postgres://a:***@host/x"),
+            ("postgres://u:pa/ss?#@host/x", "postgres://u:***@host/x"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redacted_url(url), shown);
+            let debug = format!("{:?}", StoreSettings::Postgres { url: url.to_owned() });
+            assert!(debug.contains(shown), "{debug}");
+            assert!(
+                !debug.contains("s3cr")
+                    && !debug.contains("hunter2")
+                    && !debug.contains(":b:c")
+                    && !debug.contains("pa/"),
+                "{debug}"
+            );
+        }
+    }
+}

@@ -139,6 +139,14 @@ impl Fixture {
     }
 }
 
+/// The sealer of the backends' tests: a fixed key, as the vault's would be after its KEK
+/// opened it.
+pub(crate) fn test_sealer() -> Arc<crate::integrity::RowIntegrity> {
+    Arc::new(crate::integrity::RowIntegrity::new(
+        crate::secret::SecretBytes::from_slice(&[7u8; 32]),
+    ))
+}
+
 /// A plausible sealed record: an RFC 5649-wrapped 32-byte DEK (40 bytes), a 12-byte nonce
 /// and a 32-byte secret plus its 16-byte tag. `seed` makes each record distinct; seed 0
 /// starts with NUL bytes, which a text column would mangle.

@@ -3,15 +3,16 @@
 //! ([`super::integrity`]): a hash row binds the key it opens. Credits (`remaining`), last use
 //! and fingerprints are not (see [`crate::store::integrity`]).
 
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 
 use super::fingerprints::API_KEY_FINGERPRINTS;
-use super::integrity::{all_checked, api_key_hash_from_row, checked, tag_of};
-use super::row::{as_i64, column, enum_column, json_column, json_text, optional_enum_column};
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::model::{ApiKeyState, OnNewFingerprint};
+use crate::store::integrity::{all_checked, checked, tag_of};
+use crate::store::rows::column;
+use crate::store::rows::{self, as_i64, json_text};
 use crate::store::{
     ApiKeyActivity, ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FingerprintRecord, FoundApiKey, Protected,
     RowSealer, StoreError, StoreResult,
@@ -26,37 +27,6 @@ fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 
 pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
     select("")
-}
-
-/// A row as stored, unchecked (see [`super::integrity::checked`]).
-pub(super) fn from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("api_keys.{what} out of range"));
-    let remaining: Option<i64> = column(row, "remaining")?;
-    let limit: Option<i64> = column(row, "ratelimit_limit")?;
-    let period: Option<i64> = column(row, "ratelimit_period_ms")?;
-    let ratelimit = match (limit, period) {
-        (Some(l), Some(p)) => Some((u32::try_from(l).map_err(|_| corrupt("ratelimit_limit"))?, p)),
-        _ => None,
-    };
-    Ok(ApiKeyRecord {
-        id: column(row, "id")?,
-        prefix: column(row, "prefix")?,
-        principal: column(row, "principal")?,
-        state: enum_column(row, "state", ApiKeyState::parse)?,
-        meta: json_column(row, "meta")?,
-        permissions: json_column(row, "permissions")?,
-        expires_at_ms: column(row, "expires_at_ms")?,
-        remaining: remaining
-            .map(|r| u64::try_from(r).map_err(|_| corrupt("remaining")))
-            .transpose()?,
-        ratelimit,
-        on_new_fingerprint: optional_enum_column(row, "on_new_fingerprint", OnNewFingerprint::parse)?,
-        created_at_ms: column(row, "created_at_ms")?,
-        updated_at_ms: column(row, "updated_at_ms")?,
-        last_used_at_ms: column(row, "last_used_at_ms")?,
-        revoked_at_ms: column(row, "revoked_at_ms")?,
-        revision: column(row, "revision")?,
-    })
 }
 
 impl ApiKeyStore for SqliteStore {
@@ -179,8 +149,8 @@ async fn find(reader: &SqlitePool, sealer: &dyn RowSealer, hash: &[u8]) -> Store
     .map_err(unavailable)?;
     let Some(row) = row else { return Ok(None) };
     let hash_tag: Option<Vec<u8>> = column(&row, "hash_mac")?;
-    let hash_row = api_key_hash_from_row(&row)?.verified(sealer, hash_tag.as_deref())?;
-    let record = checked(sealer, from_row(&row)?, &row)?;
+    let hash_row = rows::api_key_hash(&row)?.verified(sealer, hash_tag.as_deref())?;
+    let record = checked(sealer, rows::api_key(&row)?, &row)?;
     Ok(Some((record, hash_row.valid_until_ms)))
 }
 
@@ -194,7 +164,7 @@ async fn get_in(
         .fetch_optional(&mut **tx)
         .await
         .map_err(unavailable)?
-        .map(|row| checked(sealer, from_row(&row)?, &row))
+        .map(|row| checked(sealer, rows::api_key(&row)?, &row))
         .transpose()
 }
 
@@ -204,7 +174,7 @@ async fn get(reader: &SqlitePool, sealer: &dyn RowSealer, id: &str) -> StoreResu
         .fetch_optional(reader)
         .await
         .map_err(unavailable)?
-        .map(|row| checked(sealer, from_row(&row)?, &row))
+        .map(|row| checked(sealer, rows::api_key(&row)?, &row))
         .transpose()
 }
 
@@ -214,13 +184,13 @@ async fn list(
     after: Option<&str>,
     limit: u32,
 ) -> StoreResult<Vec<ApiKeyRecord>> {
-    let rows = sqlx::query(select("WHERE k.id > ? ORDER BY k.id LIMIT ?"))
+    let found = sqlx::query(select("WHERE k.id > ? ORDER BY k.id LIMIT ?"))
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
         .fetch_all(reader)
         .await
         .map_err(unavailable)?;
-    all_checked(sealer, &rows, from_row)
+    all_checked(sealer, &found, rows::api_key)
 }
 
 /// Writes back a key's tagged columns, its credits, a new revision and its tag.
@@ -258,15 +228,7 @@ async fn update(
     if current.state == ApiKeyState::Revoked {
         return Ok(Some(current));
     }
-    let next = ApiKeyRecord {
-        state: patch.state.unwrap_or(current.state),
-        meta: patch.meta.clone().unwrap_or_else(|| current.meta.clone()),
-        remaining: patch.remaining.unwrap_or(current.remaining),
-        on_new_fingerprint: patch.on_new_fingerprint.unwrap_or(current.on_new_fingerprint),
-        updated_at_ms: now_ms,
-        revision: current.revision.saturating_add(1),
-        ..current
-    };
+    let next = rows::api_key_patched(current, patch, now_ms);
     write_back(&mut tx, sealer, &next).await?;
     tx.commit().await.map_err(unavailable)?;
     Ok(Some(next))
@@ -282,13 +244,7 @@ async fn revoke(
     let Some(current) = get_in(&mut tx, sealer, id).await? else {
         return Ok(None);
     };
-    let next = ApiKeyRecord {
-        state: ApiKeyState::Revoked,
-        revoked_at_ms: current.revoked_at_ms.or(Some(now_ms)),
-        updated_at_ms: now_ms,
-        revision: current.revision.saturating_add(1),
-        ..current
-    };
+    let next = rows::api_key_revoked(current, now_ms);
     write_back(&mut tx, sealer, &next).await?;
     sqlx::query("DELETE FROM api_key_hashes WHERE key_id = ?")
         .bind(id)
@@ -326,18 +282,14 @@ async fn reroll(
         .map_err(unavailable)?;
     if grace_until_ms > now_ms {
         for row in &current_hashes {
-            let h = checked(sealer, api_key_hash_from_row(row)?, row)?;
+            let h = checked(sealer, rows::api_key_hash(row)?, row)?;
             if h.valid_until_ms.is_none() {
                 insert_hash(&mut tx, sealer, &ApiKeyHashRow::new(&h.hash, id, Some(grace_until_ms))).await?;
             }
         }
     }
     insert_hash(&mut tx, sealer, &ApiKeyHashRow::new(new_hash, id, None)).await?;
-    let next = ApiKeyRecord {
-        updated_at_ms: now_ms,
-        revision: current.revision.saturating_add(1),
-        ..current
-    };
+    let next = rows::api_key_rerolled(current, now_ms);
     write_back(&mut tx, sealer, &next).await?;
     tx.commit().await.map_err(unavailable)?;
     Ok(Some(next))

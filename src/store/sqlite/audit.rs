@@ -14,22 +14,16 @@ use std::collections::BTreeMap;
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
-use super::row::column;
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
-use crate::model::audit::{AuditEvent, time_text};
-use crate::model::audit_line::{line_seq, string_member};
+use crate::model::audit::AuditEvent;
+use crate::store::audit_rows::{Matcher, ROW_PAGE, kept_through, last_event, take_range};
+use crate::store::rows::as_i64 as int;
+use crate::store::rows::column;
 use crate::store::{AuditBatch, AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
-
-/// Rows fetched per read statement while walking.
-const ROW_PAGE: i64 = 8;
 
 /// Events moved per transaction from the table of earlier versions (one row per event).
 const LEGACY_MOVE: i64 = 4096;
-
-fn int(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 /// Inserts the batch's rows; the last one marks an append's end when `ends_append`.
 async fn insert_rows(
@@ -55,63 +49,6 @@ async fn insert_rows(
         .map_err(unavailable)?;
     }
     Ok(())
-}
-
-/// The lines of a row, each parsed. A line this store did not write (not UTF-8, not an
-/// audit record) is corrupt; an edited but well-formed one parses, and the chain check
-/// reports it.
-fn parse(line: &[u8]) -> StoreResult<StoredEvent> {
-    let text = std::str::from_utf8(line).map_err(|_| StoreError::Corrupt("an audit line is not UTF-8".into()))?;
-    AuditEvent::parse_line(text).map_err(|e| StoreError::Corrupt(format!("audit line: {e}")))
-}
-
-/// A row's lines, without their newlines.
-fn lines(blob: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    blob.split(|b| *b == b'\n').filter(|line| !line.is_empty())
-}
-
-/// What a walk over the rows admits: the filter's values as text, and the bytes a row must
-/// hold to have a matching event.
-struct Matcher<'a> {
-    filter: &'a AuditFilter,
-    since: Option<String>,
-    until: Option<String>,
-    needles: Vec<String>,
-}
-
-impl<'a> Matcher<'a> {
-    fn new(filter: &'a AuditFilter) -> Self {
-        let needles = [
-            ("principal", &filter.principal),
-            ("action", &filter.action),
-            ("resource", &filter.resource),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.as_deref().map(|v| string_member(name, v)))
-        .filter_map(|member| String::from_utf8(member).ok()) // always: built from a str
-        .collect();
-        Self {
-            filter,
-            since: filter.since_ms.map(time_text),
-            until: filter.until_ms.map(time_text),
-            needles,
-        }
-    }
-
-    /// Whether a row's lines may hold a matching event (lines that are not UTF-8 may: their
-    /// parse reports them).
-    fn may_hold(&self, blob: &[u8]) -> bool {
-        std::str::from_utf8(blob).map_or(true, |text| self.needles.iter().all(|n| text.contains(n.as_str())))
-    }
-
-    fn admits(&self, e: &AuditEvent) -> bool {
-        let f = self.filter;
-        self.since.as_ref().is_none_or(|since| e.time >= *since)
-            && self.until.as_ref().is_none_or(|until| e.time < *until)
-            && f.principal.as_ref().is_none_or(|p| e.principal == *p)
-            && f.action.as_ref().is_none_or(|a| e.action == *a)
-            && f.resource.as_ref().is_none_or(|r| e.resource == *r)
-    }
 }
 
 /// A fetched row: its node, first sequence number and lines.
@@ -158,21 +95,10 @@ impl SqliteStore {
             }
             for row in &rows {
                 let (node, first_seq, blob) = row_parts(row)?;
-                let at_cursor = node == after_node;
+                let goes_on = matcher.visit_row(&node, &blob, (after_node, after_seq), &mut visit)?;
                 cursor = (node, first_seq);
-                if !matcher.may_hold(&blob) {
-                    continue;
-                }
-                for line in lines(&blob) {
-                    if at_cursor && line_seq(line).is_some_and(|seq| seq <= after_seq) {
-                        continue;
-                    }
-                    let (event, mac) = parse(line)?;
-                    let past_cursor =
-                        event.node.as_str() > after_node || (event.node == after_node && event.seq > after_seq);
-                    if past_cursor && matcher.admits(&event) && !visit((event, mac)) {
-                        return Ok(());
-                    }
+                if !goes_on {
+                    return Ok(());
                 }
             }
         }
@@ -237,17 +163,7 @@ impl AuditStore for SqliteStore {
             if let Some(row) = split {
                 let first_seq: i64 = column(&row, "first_seq")?;
                 let blob: Vec<u8> = column(&row, "lines")?;
-                let mut kept = Vec::with_capacity(blob.len());
-                for line in lines(&blob) {
-                    let seq = match line_seq(line) {
-                        Some(seq) => seq,
-                        None => parse(line)?.0.seq,
-                    };
-                    if seq <= after_seq {
-                        kept.extend_from_slice(line);
-                        kept.push(b'\n');
-                    }
-                }
+                let kept = kept_through(&blob, after_seq)?;
                 // (A row whose lines all lie past the cut — edited behind the store's back
                 // — goes whole: a row never holds no line.)
                 let cut = if kept.is_empty() {
@@ -314,18 +230,8 @@ impl AuditStore for SqliteStore {
                 for row in &rows {
                     let (_, first_seq, blob) = row_parts(row)?;
                     cursor = first_seq;
-                    for line in lines(&blob) {
-                        if line_seq(line).is_some_and(|seq| seq <= after_seq) {
-                            continue;
-                        }
-                        let (event, mac) = parse(line)?;
-                        if event.node != node || event.seq <= after_seq {
-                            continue;
-                        }
-                        out.push((event, mac));
-                        if out.len() == limit {
-                            return Ok(out);
-                        }
+                    if take_range(&blob, node, after_seq, limit, &mut out)? {
+                        return Ok(out);
                     }
                 }
             }
@@ -340,13 +246,7 @@ impl AuditStore for SqliteStore {
                     .fetch_optional(&self.reader)
                     .await
                     .map_err(unavailable)?;
-            let Some(blob) = blob else {
-                return Ok(None);
-            };
-            let last = lines(&blob)
-                .next_back()
-                .ok_or_else(|| StoreError::Corrupt("an audit row holds no line".into()))?;
-            parse(last).map(Some)
+            blob.as_deref().map(last_event).transpose()
         })
     }
 

@@ -2,15 +2,15 @@
 //! `credential_fingerprints`). Credential rows are tagged ([`super::integrity`]); activity
 //! columns and fingerprints are not (they change with every use, and decide no right).
 
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 
 use super::fingerprints::CREDENTIAL_FINGERPRINTS;
-use super::integrity::{all_checked, checked, tag_of};
-use super::row::{column, enum_column, optional_enum_column, sealed_from_row};
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
-use crate::model::{CredentialState, OnNewFingerprint};
+use crate::model::OnNewFingerprint;
+use crate::store::integrity::{all_checked, checked, tag_of};
+use crate::store::rows;
 use crate::store::{
     CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, RowSealer, StoreError,
     StoreResult,
@@ -25,24 +25,6 @@ fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 
 pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
     select("")
-}
-
-/// A row as stored, unchecked (see [`super::integrity::checked`]).
-pub(super) fn from_row(row: &SqliteRow) -> StoreResult<CredentialRecord> {
-    Ok(CredentialRecord {
-        access_key_id: column(row, "access_key_id")?,
-        principal: column(row, "principal")?,
-        description: column(row, "description")?,
-        state: enum_column(row, "state", CredentialState::parse)?,
-        on_new_fingerprint: optional_enum_column(row, "on_new_fingerprint", OnNewFingerprint::parse)?,
-        sealed: sealed_from_row(row)?,
-        created_at_ms: column(row, "created_at_ms")?,
-        updated_at_ms: column(row, "updated_at_ms")?,
-        last_used_at_ms: column(row, "last_used_at_ms")?,
-        last_used_region: column(row, "last_used_region")?,
-        last_used_service: column(row, "last_used_service")?,
-        revision: column(row, "revision")?,
-    })
 }
 
 impl CredentialStore for SqliteStore {
@@ -141,7 +123,7 @@ async fn get(reader: &SqlitePool, sealer: &dyn RowSealer, id: &str) -> StoreResu
         .fetch_optional(reader)
         .await
         .map_err(unavailable)?
-        .map(|row| checked(sealer, from_row(&row)?, &row))
+        .map(|row| checked(sealer, rows::credential(&row)?, &row))
         .transpose()
 }
 
@@ -162,7 +144,7 @@ async fn list(
     .fetch_all(reader)
     .await
     .map_err(unavailable)
-    .and_then(|rows| all_checked(sealer, &rows, from_row))
+    .and_then(|found| all_checked(sealer, &found, rows::credential))
 }
 
 /// Checks the stored row, applies `patch` to it and writes it back with a new revision and
@@ -180,16 +162,13 @@ async fn update(
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
-    let Some(current) = row.map(|row| checked(sealer, from_row(&row)?, &row)).transpose()? else {
+    let Some(current) = row
+        .map(|row| checked(sealer, rows::credential(&row)?, &row))
+        .transpose()?
+    else {
         return Ok(None);
     };
-    let next = CredentialRecord {
-        state: patch.state.unwrap_or(current.state),
-        on_new_fingerprint: patch.on_new_fingerprint.unwrap_or(current.on_new_fingerprint),
-        updated_at_ms: now_ms,
-        revision: current.revision.saturating_add(1),
-        ..current
-    };
+    let next = rows::credential_patched(current, patch, now_ms);
     sqlx::query(
         "UPDATE credentials SET state = ?, on_new_fingerprint = ?, updated_at_ms = ?, revision = ?, mac = ? \
          WHERE access_key_id = ?",

@@ -6,9 +6,9 @@
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 
-use super::row::{as_i64, column};
 use super::unavailable;
-use crate::store::{FingerprintRecord, StoreError, StoreResult};
+use crate::store::rows::{self, as_i64};
+use crate::store::{FingerprintRecord, StoreResult};
 
 /// A fingerprint table: its name and the column naming the credential or key it belongs to.
 /// Both are fixed texts of this backend, never input.
@@ -75,7 +75,7 @@ impl Fingerprints {
     /// `owner_id`'s fingerprints, most recently seen first.
     pub(super) async fn list(&self, reader: &SqlitePool, owner_id: &str) -> StoreResult<Vec<FingerprintRecord>> {
         let Self { table, owner } = self;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let found = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT source_ip, user_agent, first_seen_ms, last_seen_ms, count FROM {table} \
              WHERE {owner} = ? ORDER BY last_seen_ms DESC, rowid DESC"
         )))
@@ -83,17 +83,6 @@ impl Fingerprints {
         .fetch_all(reader)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let count: i64 = column(row, "count")?;
-                Ok(FingerprintRecord {
-                    source_ip: column(row, "source_ip")?,
-                    user_agent: column(row, "user_agent")?,
-                    first_seen_ms: column(row, "first_seen_ms")?,
-                    last_seen_ms: column(row, "last_seen_ms")?,
-                    count: u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("{table}.count")))?,
-                })
-            })
-            .collect()
+        found.iter().map(rows::fingerprint).collect()
     }
 }

@@ -1,16 +1,13 @@
 //! Signing keys and their versions in SQLite (`keys`, `key_versions`); key rows are tagged
 //! ([`super::integrity`]), versions are sealed records bound to their key id and version.
 
-use sqlx::sqlite::SqliteRow;
-
-use super::integrity::{all_checked, checked, passing, tag_of};
-use super::row::{
-    column, enum_column, get_u32, get_u64, json_column, json_text, optional_enum_column, sealed_from_row,
-};
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::model::{Algorithm, Boundary, KeyState};
+use crate::model::KeyState;
+use crate::store::integrity::{all_checked, checked, passed, passing, tag_of};
+use crate::store::rows::column;
+use crate::store::rows::{self, json_text};
 use crate::store::{KeyRecord, KeyStore, NewVersion, RowSealer, StoreError, StoreResult, UsageDelta, VersionInfo};
 
 const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
@@ -23,29 +20,6 @@ fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 
 pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
     key_query("")
-}
-
-/// A row as stored, unchecked (see [`super::integrity::checked`]).
-pub(super) fn key_from_row(row: &SqliteRow) -> StoreResult<KeyRecord> {
-    Ok(KeyRecord {
-        id: column(row, "id")?,
-        name: column(row, "name")?,
-        tenant: column(row, "tenant")?,
-        algorithm: enum_column(row, "algorithm", Algorithm::parse)?,
-        boundary: enum_column(row, "boundary", Boundary::parse)?,
-        owner: column(row, "owner")?,
-        tags: json_column(row, "tags")?,
-        state: enum_column(row, "state", KeyState::parse)?,
-        latest_version: get_u32(row, "latest_version")?,
-        min_verify_version: get_u32(row, "min_verify_version")?,
-        exportable: column(row, "exportable")?,
-        auto_rotate_period_s: column(row, "auto_rotate_period_s")?,
-        deletion_due_ms: column(row, "deletion_due_ms")?,
-        state_before_deletion: optional_enum_column(row, "state_before_deletion", KeyState::parse)?,
-        created_at_ms: column(row, "created_at_ms")?,
-        updated_at_ms: column(row, "updated_at_ms")?,
-        revision: column(row, "revision")?,
-    })
 }
 
 impl KeyStore for SqliteStore {
@@ -92,26 +66,26 @@ impl KeyStore for SqliteStore {
                 .fetch_optional(&self.reader)
                 .await
                 .map_err(unavailable)?;
-            row.map(|row| checked(sealer, key_from_row(&row)?, &row)).transpose()
+            row.map(|row| checked(sealer, rows::key(&row)?, &row)).transpose()
         })
     }
 
     fn list_keys<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, StoreResult<Vec<KeyRecord>>> {
         Box::pin(async move {
             let sealer = self.sealer()?;
-            let rows = sqlx::query(key_query("WHERE name > ? ORDER BY name LIMIT ?"))
+            let found = sqlx::query(key_query("WHERE name > ? ORDER BY name LIMIT ?"))
                 .bind(after.unwrap_or(""))
                 .bind(i64::from(limit))
                 .fetch_all(&self.reader)
                 .await
                 .map_err(unavailable)?;
-            all_checked(sealer, &rows, key_from_row)
+            all_checked(sealer, &found, rows::key)
         })
     }
 
     fn list_versions<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<VersionInfo>>> {
         Box::pin(async move {
-            let rows = sqlx::query(
+            let found = sqlx::query(
                 "SELECT version, created_at_ms, sign_count, verify_count, last_used_at_ms \
                  FROM key_versions WHERE key_id = ? ORDER BY version",
             )
@@ -119,17 +93,7 @@ impl KeyStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(unavailable)?;
-            rows.iter()
-                .map(|row| {
-                    Ok(VersionInfo {
-                        version: get_u32(row, "version")?,
-                        created_at_ms: column(row, "created_at_ms")?,
-                        sign_count: get_u64(row, "sign_count")?,
-                        verify_count: get_u64(row, "verify_count")?,
-                        last_used_at_ms: column(row, "last_used_at_ms")?,
-                    })
-                })
-                .collect()
+            found.iter().map(rows::version_info).collect()
         })
     }
 
@@ -143,7 +107,7 @@ impl KeyStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(unavailable)?;
-            row.as_ref().map(sealed_from_row).transpose()
+            row.as_ref().map(rows::sealed).transpose()
         })
     }
 
@@ -155,12 +119,7 @@ impl KeyStore for SqliteStore {
             if current.latest_version != key.latest_version {
                 return Err(StoreError::Conflict);
             }
-            let next = KeyRecord {
-                latest_version: new.version,
-                updated_at_ms: new.created_at_ms,
-                revision: current.revision.saturating_add(1),
-                ..current
-            };
+            let next = rows::with_version(current, new);
             sqlx::query("UPDATE keys SET latest_version = ?, updated_at_ms = ?, revision = ?, mac = ? WHERE id = ?")
                 .bind(i64::from(next.latest_version))
                 .bind(next.updated_at_ms)
@@ -183,17 +142,7 @@ impl KeyStore for SqliteStore {
             let current = current_row(&mut tx, sealer, key).await?;
             // Only the mutable settings come from the caller's record; the rest stays as
             // stored (and checked).
-            let next = KeyRecord {
-                state: key.state,
-                min_verify_version: key.min_verify_version,
-                exportable: key.exportable,
-                auto_rotate_period_s: key.auto_rotate_period_s,
-                deletion_due_ms: key.deletion_due_ms,
-                state_before_deletion: key.state_before_deletion,
-                updated_at_ms: key.updated_at_ms,
-                revision: current.revision.saturating_add(1),
-                ..current
-            };
+            let next = rows::with_settings(current, key);
             sqlx::query(
                 "UPDATE keys SET state = ?, min_verify_version = ?, exportable = ?, auto_rotate_period_s = ?, \
                  deletion_due_ms = ?, state_before_deletion = ?, updated_at_ms = ?, revision = ?, mac = ? \
@@ -242,21 +191,21 @@ impl KeyStore for SqliteStore {
     fn keys_due_for_deletion(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
         Box::pin(async move {
             let sealer = self.sealer()?;
-            let rows = sqlx::query(key_query(
+            let found = sqlx::query(key_query(
                 "WHERE state = 'pending_deletion' AND deletion_due_ms IS NOT NULL AND deletion_due_ms <= ?",
             ))
             .bind(now_ms)
             .fetch_all(&self.reader)
             .await
             .map_err(unavailable)?;
-            passing(sealer, &rows, key_from_row)
+            passing(sealer, &found, rows::key)
         })
     }
 
     fn auto_rotating_keys(&self) -> BoxFuture<'_, StoreResult<Vec<(KeyRecord, i64)>>> {
         Box::pin(async move {
             let sealer = self.sealer()?;
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let found = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {KEY_COLUMNS}, (SELECT v.created_at_ms FROM key_versions v \
                    WHERE v.key_id = keys.id AND v.version = keys.latest_version) AS latest_created_at_ms \
                  FROM keys WHERE state = 'enabled' AND auto_rotate_period_s IS NOT NULL"
@@ -264,16 +213,12 @@ impl KeyStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(unavailable)?;
-            let mut due = Vec::with_capacity(rows.len());
-            for row in &rows {
+            let mut due = Vec::with_capacity(found.len());
+            for row in &found {
                 // As in `passing`: an edited row is left out (and reported), the rest rotate.
-                match checked(sealer, key_from_row(row)?, row) {
-                    Ok(key) => {
-                        let at: Option<i64> = column(row, "latest_created_at_ms")?;
-                        due.push((key, at.unwrap_or(0)));
-                    }
-                    Err(StoreError::Integrity { .. }) => {}
-                    Err(e) => return Err(e),
+                if let Some(key) = passed(checked(sealer, rows::key(row)?, row))? {
+                    let at: Option<i64> = column(row, "latest_created_at_ms")?;
+                    due.push((key, at.unwrap_or(0)));
                 }
             }
             Ok(due)
@@ -316,7 +261,7 @@ async fn current_row(
         .await
         .map_err(unavailable)?
         .ok_or(StoreError::Conflict)?;
-    let current = checked(sealer, key_from_row(&row)?, &row)?;
+    let current = checked(sealer, rows::key(&row)?, &row)?;
     if current.revision != key.revision {
         return Err(StoreError::Conflict);
     }

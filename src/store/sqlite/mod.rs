@@ -5,9 +5,9 @@
 //!
 //! One file per concern implements that concern's interface ([`keys`], [`tokens`],
 //! [`credentials`], [`api_keys`], [`audit`], [`system`]; [`fingerprints`] is the activity
-//! table shape credentials and API keys share); [`row`] holds the encodings of
-//! typed values (enum texts, JSON columns), which never leave this backend, nor do sqlx's
-//! types and errors.
+//! table shape credentials and API keys share). Records are decoded from rows, and the
+//! rows a write makes are built, by [`crate::store::rows`], which every backend shares;
+//! neither those encodings nor sqlx's types and errors leave the store.
 
 mod api_keys;
 mod audit;
@@ -15,7 +15,6 @@ mod credentials;
 mod fingerprints;
 mod integrity;
 mod keys;
-mod row;
 mod sealing;
 mod system;
 mod tokens;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use sqlx::sqlite::SqliteRow;
 
-use super::integrity::{api_key_hash_from_row, tag_of};
 use super::{ROW_INTEGRITY_MIGRATION, SqliteStore, api_keys, apply_migration, begin_write, credentials, keys, tokens};
-use crate::store::{Protected, RowSealer, StoreError, StoreResult};
+use crate::store::integrity::tag_of;
+use crate::store::{Protected, RowSealer, StoreError, StoreResult, rows};
 
 impl SqliteStore {
     pub(super) async fn enable(&self, sealer: Arc<dyn RowSealer>) -> StoreResult<()> {
@@ -33,33 +33,25 @@ async fn tag_existing_rows(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     sealer: &dyn RowSealer,
 ) -> StoreResult<()> {
-    tag_table(
-        tx,
-        sealer,
-        tokens::select_all(),
-        tokens::token_from_row,
-        "caller_tokens",
-        "id",
-    )
-    .await?;
-    tag_table(tx, sealer, keys::select_all(), keys::key_from_row, "keys", "id").await?;
+    tag_table(tx, sealer, tokens::select_all(), rows::token, "caller_tokens", "id").await?;
+    tag_table(tx, sealer, keys::select_all(), rows::key, "keys", "id").await?;
     tag_table(
         tx,
         sealer,
         credentials::select_all(),
-        credentials::from_row,
+        rows::credential,
         "credentials",
         "access_key_id",
     )
     .await?;
-    tag_table(tx, sealer, api_keys::select_all(), api_keys::from_row, "api_keys", "id").await?;
+    tag_table(tx, sealer, api_keys::select_all(), rows::api_key, "api_keys", "id").await?;
     let hashes = sqlx::AssertSqlSafe("SELECT hash, key_id, valid_until_ms FROM api_key_hashes".to_owned());
     // A hash row's id is the hex of its hash.
     tag_table(
         tx,
         sealer,
         hashes,
-        api_key_hash_from_row,
+        rows::api_key_hash,
         "api_key_hashes",
         "lower(hex(hash))",
     )
@@ -75,12 +67,12 @@ async fn tag_table<R: Protected>(
     table: &'static str,
     id_sql: &'static str,
 ) -> StoreResult<()> {
-    let rows = sqlx::query(select)
+    let found = sqlx::query(select)
         .fetch_all(&mut **tx)
         .await
         .map_err(super::unavailable)?;
     let update = format!("UPDATE {table} SET mac = ? WHERE {id_sql} = ?");
-    for row in &rows {
+    for row in &found {
         let record = decode(row)?;
         sqlx::query(sqlx::AssertSqlSafe(update.as_str()))
             .bind(tag_of(sealer, &record))

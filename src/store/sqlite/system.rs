@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use super::row::sealed_from_row;
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::store::{RowSealer, StoreResult, SystemStore};
+use crate::store::{RowSealer, StoreResult, SystemStore, rows};
 
 impl SystemStore for SqliteStore {
     fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
@@ -32,7 +31,7 @@ impl SystemStore for SqliteStore {
                     .fetch_optional(&self.reader)
                     .await
                     .map_err(unavailable)?;
-            row.as_ref().map(sealed_from_row).transpose()
+            row.as_ref().map(rows::sealed).transpose()
         })
     }
 
@@ -64,7 +63,7 @@ impl SystemStore for SqliteStore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(unavailable)?;
-            let stored = sealed_from_row(&row)?;
+            let stored = rows::sealed(&row)?;
             tx.commit().await.map_err(unavailable)?;
             Ok(stored)
         })

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::SqliteStore;
 use crate::store::contract_tests::{
-    Fixture, T0, api_key, create, credential, hash, key_record, sealed, store_contract_tests, token, unused,
+    Fixture, T0, api_key, create, credential, hash, key_record, sealed, store_contract_tests, test_sealer, token,
+    unused,
 };
 use crate::store::{ApiKeyStore, CredentialStore, KeyStore, StoreError, StoreSettings, SystemStore, TokenStore};
 
@@ -36,13 +37,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// The sealer of these tests: a fixed key, as the vault's would be after its KEK opened it.
-fn test_sealer() -> std::sync::Arc<crate::integrity::RowIntegrity> {
-    std::sync::Arc::new(crate::integrity::RowIntegrity::new(
-        crate::secret::SecretBytes::from_slice(&[7u8; 32]),
-    ))
 }
 
 async fn fresh_sqlite_store() -> Fixture {

@@ -2,12 +2,11 @@
 //! ([`super::integrity`]).
 
 use sqlx::Sqlite;
-use sqlx::sqlite::SqliteRow;
 
-use super::integrity::{checked, tag_of};
-use super::row::{column, json_column, json_text};
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
+use crate::store::integrity::{checked, tag_of};
+use crate::store::rows::{self, json_text};
 use crate::store::{StoreResult, TokenRecord, TokenStore};
 
 const TOKEN_COLUMNS: &str =
@@ -15,21 +14,6 @@ const TOKEN_COLUMNS: &str =
 
 pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {TOKEN_COLUMNS} FROM caller_tokens"))
-}
-
-/// A row as stored, unchecked (see [`super::integrity::checked`]).
-pub(super) fn token_from_row(row: &SqliteRow) -> StoreResult<TokenRecord> {
-    Ok(TokenRecord {
-        id: column(row, "id")?,
-        hash: column(row, "hash")?,
-        principal: column(row, "principal")?,
-        groups: json_column(row, "groups_json")?,
-        description: column(row, "description")?,
-        created_at_ms: column(row, "created_at_ms")?,
-        expires_at_ms: column(row, "expires_at_ms")?,
-        revoked_at_ms: column(row, "revoked_at_ms")?,
-        revision: column(row, "revision")?,
-    })
 }
 
 impl SqliteStore {
@@ -46,7 +30,7 @@ impl SqliteStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(unavailable)?;
-        row.map(|row| checked(sealer, token_from_row(&row)?, &row)).transpose()
+        row.map(|row| checked(sealer, rows::token(&row)?, &row)).transpose()
     }
 }
 
@@ -96,20 +80,13 @@ impl TokenStore for SqliteStore {
             .map_err(unavailable)?;
             // The stored row is checked before it is changed: an edited row is refused, never
             // re-tagged.
-            let Some(current) = row
-                .map(|row| checked(sealer, token_from_row(&row)?, &row))
-                .transpose()?
-            else {
+            let Some(current) = row.map(|row| checked(sealer, rows::token(&row)?, &row)).transpose()? else {
                 return Ok(None);
             };
             if current.revoked_at_ms.is_some() {
                 return Ok(Some(current));
             }
-            let revoked = TokenRecord {
-                revoked_at_ms: Some(now_ms),
-                revision: current.revision.saturating_add(1),
-                ..current
-            };
+            let revoked = rows::token_revoked(current, now_ms);
             sqlx::query("UPDATE caller_tokens SET revoked_at_ms = ?, revision = ?, mac = ? WHERE id = ?")
                 .bind(revoked.revoked_at_ms)
                 .bind(revoked.revision)

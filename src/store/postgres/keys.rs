@@ -1,0 +1,286 @@
+//! Signing keys and their versions in PostgreSQL (`keys`, `key_versions`); key rows are
+//! tagged ([`crate::store::integrity`]). An update locks the key row (`FOR UPDATE`) and
+//! checks its revision there, so of two nodes updating the same key one wins and the other
+//! gets `Conflict`.
+
+use sqlx::{Postgres, Transaction};
+
+use super::{PgStore, unavailable};
+use crate::BoxFuture;
+use crate::envelope::SealedRecord;
+use crate::model::KeyState;
+use crate::store::integrity::{all_checked, checked, passed, passing, tag_of};
+use crate::store::rows::{self, as_i64, column, json_text};
+use crate::store::{KeyRecord, KeyStore, NewVersion, RowSealer, StoreError, StoreResult, UsageDelta, VersionInfo};
+
+const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
+     min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, updated_at_ms, revision, mac";
+
+/// `SELECT <KEY_COLUMNS> FROM keys <tail>`, built once per call site from static parts.
+fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM keys {tail}"))
+}
+
+impl KeyStore for PgStore {
+    fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let tag = tag_of(self.sealer()?, key);
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
+                 min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
+                 created_at_ms, updated_at_ms, revision, mac) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+            )
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.tenant)
+            .bind(key.algorithm.as_str())
+            .bind(key.boundary.as_str())
+            .bind(&key.owner)
+            .bind(json_text(&key.tags)?)
+            .bind(key.state.as_str())
+            .bind(i64::from(key.latest_version))
+            .bind(i64::from(key.min_verify_version))
+            .bind(key.exportable)
+            .bind(key.auto_rotate_period_s)
+            .bind(key.deletion_due_ms)
+            .bind(key.state_before_deletion.map(KeyState::as_str))
+            .bind(key.created_at_ms)
+            .bind(key.updated_at_ms)
+            .bind(key.revision)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            insert_version(&mut tx, &key.id, first).await?;
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn get_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<KeyRecord>>> {
+        Box::pin(async move {
+            let sealer = self.sealer()?;
+            let row = sqlx::query(key_query("WHERE name = $1"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            row.map(|row| checked(sealer, rows::key(&row)?, &row)).transpose()
+        })
+    }
+
+    fn list_keys<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, StoreResult<Vec<KeyRecord>>> {
+        Box::pin(async move {
+            let sealer = self.sealer()?;
+            let found = sqlx::query(key_query("WHERE name > $1 ORDER BY name LIMIT $2"))
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            all_checked(sealer, &found, rows::key)
+        })
+    }
+
+    fn list_versions<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<VersionInfo>>> {
+        Box::pin(async move {
+            let found = sqlx::query(
+                "SELECT version, created_at_ms, sign_count, verify_count, last_used_at_ms \
+                 FROM key_versions WHERE key_id = $1 ORDER BY version",
+            )
+            .bind(key_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            found.iter().map(rows::version_info).collect()
+        })
+    }
+
+    fn get_sealed<'a>(&'a self, key_id: &'a str, version: u32) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM key_versions \
+                 WHERE key_id = $1 AND version = $2",
+            )
+            .bind(key_id)
+            .bind(i64::from(version))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            row.as_ref().map(rows::sealed).transpose()
+        })
+    }
+
+    fn add_version<'a>(&'a self, key: &'a KeyRecord, new: &'a NewVersion) -> BoxFuture<'a, StoreResult<KeyRecord>> {
+        Box::pin(async move {
+            let sealer = self.sealer()?;
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            let current = current_row(&mut tx, sealer, key).await?;
+            if current.latest_version != key.latest_version {
+                return Err(StoreError::Conflict);
+            }
+            let next = rows::with_version(current, new);
+            sqlx::query(
+                "UPDATE keys SET latest_version = $1, updated_at_ms = $2, revision = $3, mac = $4 WHERE id = $5",
+            )
+            .bind(i64::from(next.latest_version))
+            .bind(next.updated_at_ms)
+            .bind(next.revision)
+            .bind(tag_of(sealer, &next))
+            .bind(&key.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            insert_version(&mut tx, &key.id, new).await?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(next)
+        })
+    }
+
+    fn update_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<KeyRecord>> {
+        Box::pin(async move {
+            let sealer = self.sealer()?;
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            let current = current_row(&mut tx, sealer, key).await?;
+            // Only the mutable settings come from the caller's record; the rest stays as
+            // stored (and checked).
+            let next = rows::with_settings(current, key);
+            sqlx::query(
+                "UPDATE keys SET state = $1, min_verify_version = $2, exportable = $3, auto_rotate_period_s = $4, \
+                 deletion_due_ms = $5, state_before_deletion = $6, updated_at_ms = $7, revision = $8, mac = $9 \
+                 WHERE id = $10",
+            )
+            .bind(next.state.as_str())
+            .bind(i64::from(next.min_verify_version))
+            .bind(next.exportable)
+            .bind(next.auto_rotate_period_s)
+            .bind(next.deletion_due_ms)
+            .bind(next.state_before_deletion.map(KeyState::as_str))
+            .bind(next.updated_at_ms)
+            .bind(next.revision)
+            .bind(tag_of(sealer, &next))
+            .bind(&key.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(next)
+        })
+    }
+
+    fn destroy_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            // One statement: the row goes only if it is still at the revision read, and its
+            // versions go with it (`ON DELETE CASCADE`, in the same statement).
+            let deleted = sqlx::query("DELETE FROM keys WHERE id = $1 AND revision = $2")
+                .bind(&key.id)
+                .bind(key.revision)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(deleted.rows_affected() == 1)
+        })
+    }
+
+    fn keys_due_for_deletion(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
+        Box::pin(async move {
+            let sealer = self.sealer()?;
+            let found = sqlx::query(key_query(
+                "WHERE state = 'pending_deletion' AND deletion_due_ms IS NOT NULL AND deletion_due_ms <= $1",
+            ))
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            passing(sealer, &found, rows::key)
+        })
+    }
+
+    fn auto_rotating_keys(&self) -> BoxFuture<'_, StoreResult<Vec<(KeyRecord, i64)>>> {
+        Box::pin(async move {
+            let sealer = self.sealer()?;
+            let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {KEY_COLUMNS}, (SELECT v.created_at_ms FROM key_versions v \
+                   WHERE v.key_id = keys.id AND v.version = keys.latest_version) AS latest_created_at_ms \
+                 FROM keys WHERE state = 'enabled' AND auto_rotate_period_s IS NOT NULL"
+            )))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            let mut due = Vec::with_capacity(found.len());
+            for row in &found {
+                // As in `passing`: an edited row is left out (and reported), the rest rotate.
+                if let Some(key) = passed(checked(sealer, rows::key(row)?, row))? {
+                    let at: Option<i64> = column(row, "latest_created_at_ms")?;
+                    due.push((key, at.unwrap_or(0)));
+                }
+            }
+            Ok(due)
+        })
+    }
+
+    fn add_usage<'a>(&'a self, deltas: &'a [UsageDelta]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            // In one order, so two nodes flushing usage of the same versions cannot deadlock.
+            let mut sorted: Vec<&UsageDelta> = deltas.iter().collect();
+            sorted.sort_by(|a, b| (a.key_id.as_bytes(), a.version).cmp(&(b.key_id.as_bytes(), b.version)));
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            for d in sorted {
+                sqlx::query(
+                    "UPDATE key_versions SET sign_count = sign_count + $1, verify_count = verify_count + $2, \
+                     last_used_at_ms = GREATEST(COALESCE(last_used_at_ms, 0), $3) WHERE key_id = $4 AND version = $5",
+                )
+                .bind(as_i64(d.signs))
+                .bind(as_i64(d.verifies))
+                .bind(d.last_used_at_ms)
+                .bind(&d.key_id)
+                .bind(i64::from(d.version))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+}
+
+/// The stored row of `key`, locked for this transaction and checked, if it is still at the
+/// revision `key` was read at (`Conflict` otherwise, or when it is gone). A write starts
+/// from this row, never from an unchecked one: an edited row is refused, not re-tagged.
+async fn current_row(
+    tx: &mut Transaction<'_, Postgres>,
+    sealer: &dyn RowSealer,
+    key: &KeyRecord,
+) -> StoreResult<KeyRecord> {
+    let row = sqlx::query(key_query("WHERE id = $1 FOR UPDATE"))
+        .bind(&key.id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(unavailable)?
+        .ok_or(StoreError::Conflict)?;
+    let current = checked(sealer, rows::key(&row)?, &row)?;
+    if current.revision != key.revision {
+        return Err(StoreError::Conflict);
+    }
+    Ok(current)
+}
+
+async fn insert_version(tx: &mut Transaction<'_, Postgres>, key_id: &str, v: &NewVersion) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO key_versions (key_id, version, created_at_ms, format, kek_id, wrapped_dek, nonce, ciphertext) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(key_id)
+    .bind(i64::from(v.version))
+    .bind(v.created_at_ms)
+    .bind(i64::from(v.sealed.format))
+    .bind(&v.sealed.kek_id)
+    .bind(&v.sealed.wrapped_dek)
+    .bind(&v.sealed.nonce)
+    .bind(&v.sealed.ciphertext)
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}

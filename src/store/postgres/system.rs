@@ -1,0 +1,130 @@
+//! System secrets and values in PostgreSQL (`system_secrets`, `system_values`), and the
+//! backend's housekeeping.
+//!
+//! Row integrity: the tag columns exist from the first migration and no row is ever
+//! written without its tag, so [`SystemStore::enable_row_integrity`] only installs the
+//! sealer — there are no untagged rows of an earlier version to tag (SQLite's migration 10).
+//! A row without a valid tag is refused like any edited row.
+//!
+//! Checkpoint: PostgreSQL keeps its own write-ahead log, which the server recycles and
+//! which only its administrator can force (`CHECKPOINT` needs superuser or
+//! `pg_checkpoint`). The nearest thing this store can do is `VACUUM` the tables that hold
+//! sealed records and keyed hashes, so the dead row versions a destruction left behind are
+//! pruned from their pages rather than waiting for autovacuum. Old WAL segments and
+//! archives, and page free space, are the operator's to manage (docs/ARCHITECTURE.md); a
+//! destroyed key's wrapped DEK is useless without the KEK in the HSM in any case.
+
+use std::sync::Arc;
+
+use super::{PgStore, unavailable};
+use crate::BoxFuture;
+use crate::envelope::SealedRecord;
+use crate::store::{RowSealer, StoreResult, SystemStore, rows};
+
+impl SystemStore for PgStore {
+    fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            // Set once: a second call keeps the first sealer, as in SQLite.
+            self.sealer.get_or_init(|| sealer);
+            Ok(())
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            row.as_ref().map(rows::sealed).transpose()
+        })
+    }
+
+    /// `ON CONFLICT DO NOTHING` waits for a node inserting the same name at once; the
+    /// `SELECT` after it (a new snapshot) then reads the winner's record.
+    fn insert_system_secret<'a>(
+        &'a self,
+        name: &'a str,
+        sealed: &'a SealedRecord,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<SealedRecord>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO system_secrets (name, format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(i64::from(sealed.format))
+            .bind(&sealed.kek_id)
+            .bind(&sealed.wrapped_dek)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let row = sqlx::query(
+                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let stored = rows::sealed(&row)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(stored)
+        })
+    }
+
+    fn get_value<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT value FROM system_values WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO system_values (name, value, updated_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(name)
+            .bind(value)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            // Outside a transaction (VACUUM refuses one): the simple protocol, one statement.
+            sqlx::raw_sql("VACUUM keys, key_versions, credentials, api_keys, api_key_hashes, caller_tokens")
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.pool.close())
+    }
+}
