@@ -140,13 +140,24 @@ pub(super) fn store_settings(raw: RawStore, data_dir: &Path) -> Result<StoreSett
             "store.url",
             "a sqlite URL needs a path: sqlite:///var/lib/sigvault/sigvault.db",
         )),
+        // The URL may hold a password: it is never repeated in an error.
+        Some(("postgres" | "postgresql", rest)) if !rest.is_empty() && !url.chars().any(char::is_whitespace) => {
+            Ok(StoreSettings::Postgres { url })
+        }
+        Some(("postgres" | "postgresql", _)) => Err(invalid(
+            "store.url",
+            "a postgres URL needs a host and database: postgres://USER:PASSWORD@HOST:5432/DATABASE",
+        )),
         Some((scheme, _)) => Err(invalid(
             "store.url",
-            format!("unsupported store `{scheme}` (this build supports sqlite://PATH)"),
+            format!(
+                "unsupported store `{}` (expected sqlite://PATH or postgres://…)",
+                scheme.chars().take(32).collect::<String>()
+            ),
         )),
         None => Err(invalid(
             "store.url",
-            format!("`{url}` is not a URL (expected sqlite://PATH)"),
+            "not a URL (expected sqlite://PATH or postgres://USER:PASSWORD@HOST:5432/DATABASE)",
         )),
     }
 }

@@ -532,6 +532,8 @@ fn every_bad_value_is_reported_with_its_key() {
         ("SIGVAULT_LOG_LEVEL", "loud", "log_level:"),
         ("SIGVAULT_STORE__URL", "mysql://x", "store.url:"),
         ("SIGVAULT_STORE__URL", "sqlite://", "store.url:"),
+        ("SIGVAULT_STORE__URL", "postgres://", "store.url:"),
+        ("SIGVAULT_STORE__URL", "postgres://u:p@h/d x", "store.url:"),
         ("SIGVAULT_KEK__PROVIDER", "vault", "kek.provider:"),
         ("SIGVAULT_KEK__PKCS11__SESSIONS", "0", "kek.pkcs11.sessions:"),
         (
@@ -616,4 +618,21 @@ fn every_bad_value_is_reported_with_its_key() {
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains(expected), "{var}={value}: got `{text}`");
     }
+}
+
+#[test]
+fn a_postgres_url_selects_the_postgres_store_and_its_password_is_never_shown() {
+    let dir = dev_dir_with_pin();
+    let url = "postgres://vault:s3cret-pw@db.internal:5432/sigvault";
+    let s = load_dev(&dir, &[("SIGVAULT_STORE__URL", url)]).unwrap();
+    assert_eq!(s.store, StoreSettings::Postgres { url: url.into() });
+    assert_eq!(s.store.file(), None, "no file for offline tools to look for");
+    let shown = format!("{:?}", s.store);
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(shown.contains("db.internal"), "{shown}");
+    let err = load_dev(&dir, &[("SIGVAULT_STORE__URL", "mongodb://vault:s3cret-pw@h/d")])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.starts_with("store.url:") && !err.contains("s3cret-pw"), "{err}");
 }

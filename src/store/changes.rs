@@ -21,7 +21,7 @@ pub enum Change {
     Key { id: String, name: String },
     /// A caller token (memory is keyed by the token's digest, so all of it goes).
     Tokens,
-    /// The root token's hash was replaced or revoked.
+    /// A system value was written — the root token's hash (replaced or revoked) is one.
     RootToken,
     /// A SigV4 credential: its metadata, secret and derived keys.
     Credential { access_key_id: String },

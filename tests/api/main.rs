@@ -6,6 +6,7 @@ mod audit;
 mod audit_cli;
 mod authz;
 mod callers;
+mod cluster;
 mod connections;
 mod datadir;
 mod dump;

@@ -7,6 +7,8 @@
 //! nodes changing one key take turns; a credit is taken by one conditional `UPDATE`, which
 //! PostgreSQL re-checks against the latest row, so concurrent takers never go below zero.
 
+use super::changes::announce;
+use crate::store::Change;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
@@ -84,6 +86,7 @@ impl ApiKeyStore for PgStore {
             }
             let next = rows::api_key_patched(current, patch, now_ms);
             write_back(&mut tx, sealer, &next).await?;
+            announce(&mut tx, Change::ApiKeys).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(Some(next))
         })
@@ -103,6 +106,7 @@ impl ApiKeyStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
+            announce(&mut tx, Change::ApiKeys).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(Some(next))
         })
@@ -287,6 +291,7 @@ async fn reroll(
     insert_hash(&mut tx, sealer, &ApiKeyHashRow::new(new_hash, id, None)).await?;
     let next = rows::api_key_rerolled(current, now_ms);
     write_back(&mut tx, sealer, &next).await?;
+    announce(&mut tx, Change::ApiKeys).await?;
     tx.commit().await.map_err(unavailable)?;
     Ok(Some(next))
 }

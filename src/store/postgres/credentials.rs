@@ -4,6 +4,8 @@
 //! right). The limit per principal is counted under an advisory lock on the principal, so
 //! two nodes inserting for one principal at once cannot both take its last place.
 
+use super::changes::announce;
+use crate::store::Change;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
@@ -80,12 +82,18 @@ impl CredentialStore for PgStore {
     fn delete_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
             // Its fingerprints go with it (`ON DELETE CASCADE`).
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let done = sqlx::query("DELETE FROM credentials WHERE access_key_id = $1")
                 .bind(access_key_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            Ok(done.rows_affected() > 0)
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            announce(&mut tx, credential_change(access_key_id)).await?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(true)
         })
     }
 
@@ -154,6 +162,13 @@ async fn insert(
     tx.commit().await.map_err(unavailable)
 }
 
+/// What other nodes drop when a credential changes.
+fn credential_change(access_key_id: &str) -> Change {
+    Change::Credential {
+        access_key_id: access_key_id.to_owned(),
+    }
+}
+
 /// Locks and checks the stored row, applies `patch` to it and writes it back with a new
 /// revision and tag (an edited row is refused, never re-tagged).
 async fn update(
@@ -189,6 +204,7 @@ async fn update(
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
+    announce(&mut tx, credential_change(id)).await?;
     tx.commit().await.map_err(unavailable)?;
     Ok(Some(next))
 }

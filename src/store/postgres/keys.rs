@@ -3,6 +3,8 @@
 //! checks its revision there, so of two nodes updating the same key one wins and the other
 //! gets `Conflict`.
 
+use super::changes::announce;
+use crate::store::Change;
 use sqlx::{Postgres, Transaction};
 
 use super::{PgStore, unavailable};
@@ -54,6 +56,7 @@ impl KeyStore for PgStore {
             .await
             .map_err(unavailable)?;
             insert_version(&mut tx, &key.id, first).await?;
+            announce(&mut tx, key_change(key)).await?;
             tx.commit().await.map_err(unavailable)
         })
     }
@@ -133,6 +136,7 @@ impl KeyStore for PgStore {
             .await
             .map_err(unavailable)?;
             insert_version(&mut tx, &key.id, new).await?;
+            announce(&mut tx, key_change(&next)).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(next)
         })
@@ -164,6 +168,7 @@ impl KeyStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            announce(&mut tx, key_change(&next)).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(next)
         })
@@ -171,15 +176,21 @@ impl KeyStore for PgStore {
 
     fn destroy_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<bool>> {
         Box::pin(async move {
-            // One statement: the row goes only if it is still at the revision read, and its
-            // versions go with it (`ON DELETE CASCADE`, in the same statement).
+            // The row goes only if it is still at the revision read, and its versions go
+            // with it (`ON DELETE CASCADE`, in the same statement).
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let deleted = sqlx::query("DELETE FROM keys WHERE id = $1 AND revision = $2")
                 .bind(&key.id)
                 .bind(key.revision)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            Ok(deleted.rows_affected() == 1)
+            if deleted.rows_affected() != 1 {
+                return Ok(false);
+            }
+            announce(&mut tx, key_change(key)).await?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(true)
         })
     }
 
@@ -248,6 +259,14 @@ impl KeyStore for PgStore {
 /// The stored row of `key`, locked for this transaction and checked, if it is still at the
 /// revision `key` was read at (`Conflict` otherwise, or when it is gone). A write starts
 /// from this row, never from an unchecked one: an edited row is refused, not re-tagged.
+/// What other nodes drop when `key` changes.
+fn key_change(key: &KeyRecord) -> Change {
+    Change::Key {
+        id: key.id.clone(),
+        name: key.name.clone(),
+    }
+}
+
 async fn current_row(
     tx: &mut Transaction<'_, Postgres>,
     sealer: &dyn RowSealer,

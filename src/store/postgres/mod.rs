@@ -14,7 +14,10 @@
 //! - each node appends to its own audit chain, keyed by (node, first sequence number) and
 //!   serialised per node by an advisory lock, so nodes never wait for each other;
 //! - writes that touch several rows (usage, activity) take them in one order (ids sorted),
-//!   so two nodes flushing at once cannot deadlock.
+//!   so two nodes flushing at once cannot deadlock;
+//! - a write that changes a row nodes cache (keys, caller tokens, credentials, API keys,
+//!   system values) announces it in its own transaction with `pg_notify`, heard by every
+//!   node's listener ([`changes`]).
 //!
 //! The schema is one migration holding the final shape of SQLite's eleven, including the
 //! row-integrity columns, applied under an advisory lock (nodes starting together on a new
@@ -31,6 +34,7 @@
 
 mod api_keys;
 mod audit;
+mod changes;
 mod credentials;
 mod fingerprints;
 mod keys;
@@ -70,6 +74,8 @@ pub(super) enum LockClass {
 
 pub(crate) struct PgStore {
     pool: PgPool,
+    /// How to connect: the change listener opens a connection of its own with them.
+    options: PgConnectOptions,
     /// Tags and checks protected rows; set once at startup.
     sealer: OnceLock<Arc<dyn RowSealer>>,
 }
@@ -110,11 +116,12 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_err)?;
         let store = Self {
             pool,
+            options,
             sealer: OnceLock::new(),
         };
         store.migrate().await?;

@@ -16,10 +16,11 @@
 
 use std::sync::Arc;
 
+use super::changes::{self, announce};
 use super::{PgStore, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::store::{RowSealer, StoreResult, SystemStore, rows};
+use crate::store::{Change, ChangeReceiver, RowSealer, StoreResult, SystemStore, rows};
 
 impl SystemStore for PgStore {
     fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
@@ -99,6 +100,7 @@ impl SystemStore for PgStore {
 
     fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
             sqlx::query(
                 "INSERT INTO system_values (name, value, updated_at_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
@@ -106,10 +108,12 @@ impl SystemStore for PgStore {
             .bind(name)
             .bind(value)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            Ok(())
+            // The root token's hash is a system value: other nodes re-read it.
+            announce(&mut tx, Change::RootToken).await?;
+            tx.commit().await.map_err(unavailable)
         })
     }
 
@@ -126,5 +130,9 @@ impl SystemStore for PgStore {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.pool.close())
+    }
+
+    fn watch_changes(&self) -> Option<ChangeReceiver> {
+        Some(changes::watch(&self.options))
     }
 }

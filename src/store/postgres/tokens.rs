@@ -1,6 +1,8 @@
 //! Caller tokens in PostgreSQL (`caller_tokens`): keyed hashes only, each row tagged
 //! ([`crate::store::integrity`]). A revocation locks the row it changes.
 
+use super::changes::announce;
+use crate::store::Change;
 use sqlx::Postgres;
 
 use super::{PgStore, unavailable};
@@ -91,6 +93,7 @@ impl TokenStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
+            announce(&mut tx, Change::Tokens).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(Some(revoked))
         })

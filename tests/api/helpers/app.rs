@@ -30,6 +30,7 @@ use sigvault::tls::TlsSettings;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::oneshot;
 
+use super::store::{TestStore, fresh_postgres_database, test_store};
 use super::{ROOT_TOKEN, Reply, SO_PIN, USER_PIN, b64, temp_dir, unb64, unique};
 
 pub fn module_path() -> PathBuf {
@@ -76,6 +77,12 @@ pub fn pkcs11_settings(token_label: String) -> Pkcs11Settings {
 #[derive(Clone)]
 pub struct AppHome {
     pub data_dir: PathBuf,
+    /// The PostgreSQL database the app keeps its data in (when the suite runs on
+    /// PostgreSQL, [`super::store`]); `None` is the SQLite file `data_dir/sigvault.db`.
+    pub postgres_url: Option<String>,
+    /// `audit.node`: the name of this app's audit chain (two apps sharing a database are
+    /// two nodes, each with its own).
+    pub node: String,
     pub token_label: String,
     pub limits: Limits,
     pub cache: CacheSettings,
@@ -100,6 +107,11 @@ impl AppHome {
     pub fn new() -> Self {
         Self {
             data_dir: temp_dir("app"),
+            postgres_url: match test_store() {
+                TestStore::Sqlite => None,
+                TestStore::Postgres => Some(fresh_postgres_database()),
+            },
+            node: "test-node".into(),
             token_label: fresh_token(),
             limits: Limits::default(),
             cache: CacheSettings {
@@ -137,8 +149,16 @@ impl AppHome {
             .unwrap_or_else(|| self.data_dir.join("audit.anchor"))
     }
 
+    /// The SQLite file the app keeps its data in (when it runs on SQLite).
     pub fn database(&self) -> PathBuf {
         self.data_dir.join("sigvault.db")
+    }
+
+    pub fn store(&self) -> StoreSettings {
+        match &self.postgres_url {
+            Some(url) => StoreSettings::Postgres { url: url.clone() },
+            None => StoreSettings::Sqlite { path: self.database() },
+        }
     }
 
     pub fn settings(&self) -> Settings {
@@ -148,7 +168,7 @@ impl AppHome {
             tls: self.tls.clone(),
             data_dir: self.data_dir.clone(),
             log_level: "info".into(),
-            store: StoreSettings::Sqlite { path: self.database() },
+            store: self.store(),
             kek: KekSettings::Pkcs11(pkcs11_settings(self.token_label.clone())),
             cache: self.cache,
             keys: KeySettings {
@@ -160,7 +180,7 @@ impl AppHome {
             audit: AuditSettings {
                 durability: self.audit_durability,
                 sync_interval: self.audit_sync_interval,
-                ..AuditSettings::new("test-node", self.audit_file(), self.anchor_file())
+                ..AuditSettings::new(&self.node, self.audit_file(), self.anchor_file())
             },
             report: ReportSettings {
                 cryptoperiod: Duration::days(365),

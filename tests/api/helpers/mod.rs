@@ -13,6 +13,7 @@ mod dump;
 mod fault;
 mod process;
 mod reply;
+mod store;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,6 +27,7 @@ pub use dump::{
 pub use fault::FaultControl;
 pub use process::{DevProcess, Run, run_binary, spawn_dev, spawn_sigvault, stderr_log};
 pub use reply::Reply;
+pub use store::{fresh_postgres_database, postgres_admin_url};
 
 pub const ROOT_TOKEN: &str = "svt_test-root-token-0123456789";
 pub const USER_PIN: &str = "test-user-pin";

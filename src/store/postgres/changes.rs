@@ -1,0 +1,121 @@
+//! Cross-node cache invalidation over LISTEN/NOTIFY ([`crate::store::changes`]).
+//!
+//! Every write that changes a cached row announces a [`Change`] with `pg_notify` inside its
+//! own transaction: PostgreSQL delivers it when, and only if, the transaction commits, so no
+//! node hears of a change that did not happen, nor before it is visible.
+//!
+//! Each node listens on a connection of its own (application name `sigvault-changes`, so an
+//! operator can tell it apart in `pg_stat_activity`), outside the request pool. When that
+//! connection drops (the server restarted, a proxy cut it, `pg_terminate_backend`),
+//! announcements made meanwhile are lost: the listener connects again by itself (retrying
+//! every [`RETRY`] while the server is away) and, once back, hands the node
+//! [`Change::Everything`], so what the node cached while deaf is dropped. Until then every
+//! cached row still expires within `cache.max_staleness`.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use tokio::sync::mpsc;
+
+use super::unavailable;
+use crate::store::{Change, ChangeReceiver, StoreResult};
+
+/// The notification channel of every node of one database.
+const CHANNEL: &str = "sigvault_changes";
+
+/// The listener connection's `application_name`.
+pub(crate) const LISTENER_NAME: &str = "sigvault-changes";
+
+/// How long the listener waits before connecting again after a failure.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Changes waiting for the node to apply them; a full queue makes the listener wait (the
+/// node applies a change in microseconds).
+const QUEUE: usize = 1024;
+
+/// Announces `change` to every node when `tx` commits.
+pub(super) async fn announce(tx: &mut Transaction<'_, Postgres>, change: Change) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(change.encode())
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Starts this node's listener; it runs until the receiver is dropped.
+pub(super) fn watch(options: &PgConnectOptions) -> ChangeReceiver {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let options = options.clone().application_name(LISTENER_NAME);
+    tokio::spawn(listen(options, tx));
+    rx
+}
+
+async fn listen(options: PgConnectOptions, changes: mpsc::Sender<Change>) {
+    let mut first = true;
+    loop {
+        let mut listener = match connect(&options).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other nodes' changes; retrying");
+                if wait_or_closed(&changes).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        // Back after a drop: what was announced meanwhile is lost.
+        if !first {
+            tracing::info!("listening for other nodes' changes again; dropping every cached row");
+            if changes.send(Change::Everything).await.is_err() {
+                return;
+            }
+        }
+        first = false;
+        loop {
+            let heard = tokio::select! {
+                heard = listener.try_recv() => heard,
+                () = changes.closed() => return,
+            };
+            let change = match heard {
+                Ok(Some(notification)) => Change::decode(notification.payload()).unwrap_or(Change::Everything),
+                // The connection dropped and the listener opened a new one at once.
+                Ok(None) => {
+                    tracing::info!("listening for other nodes' changes again; dropping every cached row");
+                    Change::Everything
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the connection that hears other nodes' changes; reconnecting");
+                    break;
+                }
+            };
+            if changes.send(change).await.is_err() {
+                return;
+            }
+        }
+        if wait_or_closed(&changes).await {
+            return;
+        }
+    }
+}
+
+/// A listener on a connection of its own (a pool of one, made for it: a dropped listener
+/// takes its pool, and any dead connection in it, along).
+async fn connect(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.clone());
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+/// Waits [`RETRY`]; true when the node stopped listening meanwhile.
+async fn wait_or_closed(changes: &mpsc::Sender<Change>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(RETRY) => false,
+        () = changes.closed() => true,
+    }
+}

@@ -1,0 +1,201 @@
+//! Two nodes on one PostgreSQL database (two apps, each with its own data dir, audit chain
+//! and clock, sharing the HSM token and the database): what one node changes, the other
+//! sees at once while announcements flow, and within `cache.max_staleness` when they do
+//! not; what the database decides (credits) holds across both. These run on PostgreSQL
+//! whichever store the rest of the suite runs on (`scripts/postgres.sh` provides one).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::apikeys::{code, create as create_api_key, verify as verify_api_key};
+use crate::helpers::{AppHome, TestApp, fresh_postgres_database, spawn_app_in, temp_dir};
+use crate::sigv4::{ToSign, create_credential, now, sign_with, verify as verify_sigv4};
+
+/// Node A and node B on a fresh database.
+async fn two_nodes() -> (TestApp, TestApp) {
+    let a = AppHome {
+        postgres_url: Some(fresh_postgres_database()),
+        node: "node-a".into(),
+        ..AppHome::new()
+    };
+    let b = AppHome {
+        data_dir: temp_dir("node-b"),
+        node: "node-b".into(),
+        audit_file: None,
+        anchor_file: None,
+        ..a.clone()
+    };
+    let a = spawn_app_in(a).await;
+    let b = spawn_app_in(b).await;
+    (a, b)
+}
+
+/// Polls `check` (up to 5 s of real time, well under the staleness bound, which the nodes'
+/// manual clocks never reach unless a test advances them) until it holds.
+async fn within_notification_time<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen by the other node within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn signing_version(app: &TestApp, name: &str) -> Option<u64> {
+    let r = app
+        .post(&format!("/v1/keys/{name}/sign"), json!({"message": "aGVsbG8="}))
+        .await;
+    (r.status == StatusCode::OK).then(|| r.body["key_version"].as_u64().expect("a version"))
+}
+
+#[tokio::test]
+async fn a_key_made_on_one_node_signs_on_the_other_and_its_rotation_and_disabling_reach_it() {
+    let (a, b) = two_nodes().await;
+    a.create_key("shared").await;
+    let (signature, version) = b.sign("shared", b"hello").await;
+    assert_eq!(version, 1);
+    let r = a.verify("shared", b"hello", &signature).await;
+    assert_eq!(r.body["valid"], true, "A verifies what B signed: {}", r.body);
+
+    let r = a.post("/v1/keys/shared/rotate", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    within_notification_time("the rotation", || async {
+        signing_version(&b, "shared").await == Some(2)
+    })
+    .await;
+
+    let r = a.patch("/v1/keys/shared", json!({"state": "disabled"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    within_notification_time("the disabling", || async {
+        signing_version(&b, "shared").await.is_none()
+    })
+    .await;
+    let r = b.post("/v1/keys/shared/sign", json!({"message": "aGVsbG8="})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+}
+
+async fn whoami(app: &TestApp, token: &str) -> StatusCode {
+    app.send(reqwest::Method::GET, "/v1/auth/whoami", Some(token), None)
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn a_caller_token_revoked_and_a_credential_deactivated_on_one_node_are_refused_on_the_other() {
+    let (a, b) = two_nodes().await;
+    let r = a
+        .post(
+            "/v1/auth/tokens",
+            json!({"principal": "payments", "groups": ["service"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let token = r.body["token"].as_str().expect("token").to_owned();
+    assert_eq!(whoami(&b, &token).await, StatusCode::OK, "B knows A's token");
+    let r = a.delete(&format!("/v1/auth/tokens/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    within_notification_time("the revocation", || async {
+        whoami(&b, &token).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+
+    let (access_key_id, secret) = create_credential(&a, "payments").await;
+    let signed = sign_with(&access_key_id, &secret, &ToSign::get("/orders", now(&b)));
+    assert_eq!(
+        verify_sigv4(&b, &signed).await["valid"],
+        true,
+        "B verifies with A's credential"
+    );
+    let r = a
+        .patch(
+            &format!("/v1/credentials/{access_key_id}"),
+            json!({"state": "inactive"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    within_notification_time("the deactivation", || async {
+        verify_sigv4(&b, &signed).await["valid"] == false
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn credits_spent_on_both_nodes_at_once_are_spent_exactly_once() {
+    let (a, b) = two_nodes().await;
+    let issued = create_api_key(&a, json!({"principal": "acme-ci", "remaining": 10})).await;
+    let mut verifications = Vec::new();
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        verifications.push(verify_api_key(node, &issued.key));
+    }
+    let results = futures_util::future::join_all(verifications).await;
+    let valid = results.iter().filter(|v| code(v) == "VALID").count();
+    let spent = results.iter().filter(|v| code(v) == "USAGE_EXCEEDED").count();
+    assert_eq!((valid, spent), (10, 10), "{results:?}");
+}
+
+/// The listener connections of the nodes on the database `url` names.
+async fn listeners(url: &str) -> i64 {
+    let db = url.rsplit_once('/').expect("a database").1.to_owned();
+    let admin = crate::helpers::postgres_admin_url();
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin connection");
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'sigvault-changes'",
+    )
+    .bind(db)
+    .fetch_one(&mut conn)
+    .await
+    .expect("count listeners")
+}
+
+#[tokio::test]
+async fn with_its_notifications_cut_a_node_still_sees_a_rotation_within_the_staleness_bound_and_listens_again() {
+    let (a, b) = two_nodes().await;
+    let url = a.home.postgres_url.clone().expect("on PostgreSQL");
+    a.create_key("shared").await;
+    assert_eq!(signing_version(&b, "shared").await, Some(1));
+    within_notification_time("both listeners", || async { listeners(&url).await == 2 }).await;
+
+    let admin = crate::helpers::postgres_admin_url();
+    let db = url.rsplit_once('/').expect("a database").1.to_owned();
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin connection");
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'sigvault-changes'",
+        )
+        .bind(&db)
+        .fetch_all(&mut conn)
+        .await
+        .expect("terminate the listeners");
+        assert_eq!(cut, vec![true, true], "both listeners cut");
+    }
+    let r = a.post("/v1/keys/shared/rotate", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Whether or not B heard anything, its copy is at most `cache.max_staleness` (5 s) old.
+    b.clock.advance(time::Duration::seconds(5));
+    assert_eq!(
+        signing_version(&b, "shared").await,
+        Some(2),
+        "within the staleness bound"
+    );
+
+    within_notification_time("the listeners' return", || async { listeners(&url).await == 2 }).await;
+    let r = a.post("/v1/keys/shared/rotate", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    within_notification_time("the rotation after the listener came back", || async {
+        signing_version(&b, "shared").await == Some(3)
+    })
+    .await;
+}
