@@ -11,11 +11,25 @@ use crate::store::{StoreError, SystemStore};
 pub(crate) struct StoreHealth {
     store: Arc<dyn SystemStore>,
     integrity: Arc<RowIntegrity>,
+    /// `store.serve_cached_when_unavailable`.
+    serve_cached: bool,
 }
 
 impl StoreHealth {
-    pub(crate) fn new(store: Arc<dyn SystemStore>, integrity: Arc<RowIntegrity>) -> Self {
-        Self { store, integrity }
+    pub(crate) fn new(store: Arc<dyn SystemStore>, integrity: Arc<RowIntegrity>, serve_cached: bool) -> Self {
+        Self {
+            store,
+            integrity,
+            serve_cached,
+        }
+    }
+
+    /// Whether requests are served: always while the store answers its probe, and while it
+    /// does not only with `store.serve_cached_when_unavailable` (then what memory holds
+    /// still answers, and what needs the store gets 503 from the store itself). One atomic
+    /// load: the hot path pays nothing else.
+    pub(crate) fn serving(&self) -> bool {
+        self.serve_cached || self.store.available()
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {

@@ -101,6 +101,14 @@ pub(crate) fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<App
 /// 401 `UNAUTHENTICATED`, or 429 `RATE_LIMITED` once the credential failed too often from the
 /// source address, or the address failed with too many distinct credentials.
 pub async fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Principal>, ApiError> {
+    // A store that stopped answering fails every request here, cached or not, unless the
+    // operator chose to serve from memory meanwhile.
+    if !state.store_health.serving() {
+        return Err(ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the store does not answer (store.serve_cached_when_unavailable is off)",
+        ));
+    }
     if call.header("authorization").is_none()
         && let Some(principal) = certificate_principal(state, call)
     {

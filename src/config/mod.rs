@@ -54,6 +54,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub log_level: String,
     pub store: StoreSettings,
+    /// `store.serve_cached_when_unavailable`: while the store does not answer, requests
+    /// that memory can answer (cached keys, tokens, credentials) still are; otherwise every
+    /// request but ping and health gets 503 `STORE_UNAVAILABLE` (the default).
+    pub serve_cached_when_unavailable: bool,
     pub kek: KekSettings,
     pub cache: CacheSettings,
     pub keys: KeySettings,
@@ -161,7 +165,9 @@ impl Settings {
         let tls = raw.tls.map(sections::tls_settings).transpose()?;
         let listen = sections::listen(raw.listen.as_deref(), tls.is_some(), insecure_http)?;
         let log_level = sections::log_level(raw.log_level)?;
-        let store = sections::store_settings(raw.store.unwrap_or_default(), &data_dir)?;
+        let raw_store = raw.store.unwrap_or_default();
+        let serve_cached_when_unavailable = raw_store.serve_cached_when_unavailable.unwrap_or(false);
+        let store = sections::store_settings(raw_store, &data_dir)?;
         let kek = kek::kek_settings(
             mode,
             raw.kek.unwrap_or_default(),
@@ -186,6 +192,7 @@ impl Settings {
             data_dir,
             log_level,
             store,
+            serve_cached_when_unavailable,
             kek,
             cache,
             keys,

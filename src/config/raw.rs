@@ -91,6 +91,7 @@ pub struct RawAudit {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub url: Option<String>,
+    pub serve_cached_when_unavailable: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -102,7 +102,7 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
         auth,
         auth_settings: settings.auth,
         kek: keyring,
-        store_health: crate::health::StoreHealth::new(store.clone(), integrity),
+        store_health: crate::health::StoreHealth::new(store.clone(), integrity, settings.serve_cached_when_unavailable),
         limits: settings.limits,
         report: settings.report,
         health: Default::default(),

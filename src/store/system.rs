@@ -43,9 +43,18 @@ pub trait SystemStore: Send + Sync {
     /// Checkpoints and closes every connection (clean shutdown). The store is unusable after.
     fn close(&self) -> BoxFuture<'_, ()>;
 
-    /// Starts hearing the changes other nodes sharing this store make ([`super::changes`]).
-    /// `None` for a store only one node opens (an embedded file): nobody else changes it.
+    /// Starts hearing the changes other nodes sharing this store make ([`super::changes`]),
+    /// and watching whether the store answers ([`SystemStore::available`]). `None` for a
+    /// store only one node opens (an embedded file): nobody else changes it.
     fn watch_changes(&self) -> Option<ChangeReceiver> {
         None
+    }
+
+    /// Whether the store answered its last probe. A server database that stopped answering
+    /// is noticed within a few seconds of it (once [`SystemStore::watch_changes`] started the
+    /// probe); an embedded file is always available (its failures are the disk's, and show
+    /// on the operations themselves).
+    fn available(&self) -> bool {
+        true
     }
 }

@@ -22,5 +22,6 @@ mod root_token;
 mod schemathesis;
 mod sigv4;
 mod startup;
+mod store_outage;
 mod tls;
 mod vectors;

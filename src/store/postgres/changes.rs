@@ -12,8 +12,11 @@
 //! [`Change::Everything`], so what the node cached while deaf is dropped. Until then every
 //! cached row still expires within `cache.max_staleness`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use tokio::sync::mpsc;
@@ -26,6 +29,10 @@ const CHANNEL: &str = "sigvault_changes";
 
 /// The listener connection's `application_name`.
 pub(crate) const LISTENER_NAME: &str = "sigvault-changes";
+
+/// How often the database is probed, and how long a probe may take.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the listener waits before connecting again after a failure.
 const RETRY: Duration = Duration::from_millis(500);
@@ -45,12 +52,38 @@ pub(super) async fn announce(tx: &mut Transaction<'_, Postgres>, change: Change)
     Ok(())
 }
 
-/// Starts this node's listener; it runs until the receiver is dropped.
-pub(super) fn watch(options: &PgConnectOptions) -> ChangeReceiver {
+/// Starts this node's listener, and the probe that sets `down` while the database does not
+/// answer; both run until the receiver is dropped.
+pub(super) fn watch(options: &PgConnectOptions, pool: PgPool, down: Arc<AtomicBool>) -> ChangeReceiver {
     let (tx, rx) = mpsc::channel(QUEUE);
     let options = options.clone().application_name(LISTENER_NAME);
+    tokio::spawn(probe(pool, down, tx.clone()));
     tokio::spawn(listen(options, tx));
     rx
+}
+
+/// Asks the database for `SELECT 1` every [`PROBE_INTERVAL`]; `down` is set while it fails
+/// or takes longer than [`PROBE_TIMEOUT`], so requests answered from memory can tell
+/// (`store.serve_cached_when_unavailable`). Stops when the node stops listening.
+async fn probe(pool: PgPool, down: Arc<AtomicBool>, changes: mpsc::Sender<Change>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+            () = changes.closed() => return,
+        }
+        let answered = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool)).await,
+            Ok(Ok(_))
+        );
+        let was_down = down.swap(!answered, Ordering::Relaxed);
+        match (was_down, answered) {
+            (false, false) => {
+                tracing::warn!("the database does not answer; requests that need it get 503 STORE_UNAVAILABLE")
+            }
+            (true, true) => tracing::info!("the database answers again"),
+            _ => {}
+        }
+    }
 }
 
 async fn listen(options: PgConnectOptions, changes: mpsc::Sender<Change>) {

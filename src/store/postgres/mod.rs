@@ -76,6 +76,8 @@ pub(crate) struct PgStore {
     pool: PgPool,
     /// How to connect: the change listener opens a connection of its own with them.
     options: PgConnectOptions,
+    /// Set while the store does not answer its probe ([`changes::probe`]).
+    down: Arc<std::sync::atomic::AtomicBool>,
     /// Tags and checks protected rows; set once at startup.
     sealer: OnceLock<Arc<dyn RowSealer>>,
 }
@@ -122,6 +124,7 @@ impl PgStore {
         let store = Self {
             pool,
             options,
+            down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             sealer: OnceLock::new(),
         };
         store.migrate().await?;

@@ -133,6 +133,10 @@ impl SystemStore for PgStore {
     }
 
     fn watch_changes(&self) -> Option<ChangeReceiver> {
-        Some(changes::watch(&self.options))
+        Some(changes::watch(&self.options, self.pool.clone(), Arc::clone(&self.down)))
+    }
+
+    fn available(&self) -> bool {
+        !self.down.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -83,6 +83,8 @@ pub struct AppHome {
     /// `audit.node`: the name of this app's audit chain (two apps sharing a database are
     /// two nodes, each with its own).
     pub node: String,
+    /// `store.serve_cached_when_unavailable` (off by default).
+    pub serve_cached_when_unavailable: bool,
     pub token_label: String,
     pub limits: Limits,
     pub cache: CacheSettings,
@@ -112,6 +114,7 @@ impl AppHome {
                 TestStore::Postgres => Some(fresh_postgres_database()),
             },
             node: "test-node".into(),
+            serve_cached_when_unavailable: false,
             token_label: fresh_token(),
             limits: Limits::default(),
             cache: CacheSettings {
@@ -169,6 +172,7 @@ impl AppHome {
             data_dir: self.data_dir.clone(),
             log_level: "info".into(),
             store: self.store(),
+            serve_cached_when_unavailable: self.serve_cached_when_unavailable,
             kek: KekSettings::Pkcs11(pkcs11_settings(self.token_label.clone())),
             cache: self.cache,
             keys: KeySettings {

@@ -12,6 +12,7 @@ mod audit;
 mod dump;
 mod fault;
 mod process;
+mod proxy;
 mod reply;
 mod store;
 
@@ -26,6 +27,7 @@ pub use dump::{
 };
 pub use fault::FaultControl;
 pub use process::{DevProcess, Run, run_binary, spawn_dev, spawn_sigvault, stderr_log};
+pub use proxy::CutProxy;
 pub use reply::Reply;
 pub use store::{fresh_postgres_database, postgres_admin_url};
 
