@@ -16,26 +16,18 @@ use super::{LockClass, PgStore, lock, unavailable};
 use crate::BoxFuture;
 use crate::store::audit_rows::{Matcher, ROW_PAGE, kept_through, last_event, take_range};
 use crate::store::rows::{as_i64 as int, column};
+use crate::store::statements;
 use crate::store::{AuditBatch, AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
 
 /// Inserts the batch's rows; the last one marks the append's end.
 async fn insert_rows(tx: &mut Transaction<'_, Postgres>, batch: &AuditBatch) -> StoreResult<()> {
     let count = batch.rows().count();
     for (i, (row, lines)) in batch.rows().enumerate() {
-        sqlx::query(
-            "INSERT INTO audit_batches (node, first_seq, last_seq, time_min, time_max, ends_append, lines) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(batch.node())
-        .bind(int(row.first_seq))
-        .bind(int(row.last_seq))
-        .bind(&row.time_min)
-        .bind(&row.time_max)
-        .bind(i + 1 == count)
-        .bind(lines)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+        statements::insert_audit_row(batch.node(), row, lines, i + 1 == count)
+            .query()
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use crate::model::audit::AuditEvent;
 use crate::store::audit_rows::{Matcher, ROW_PAGE, kept_through, last_event, take_range};
 use crate::store::rows::as_i64 as int;
 use crate::store::rows::column;
+use crate::store::statements;
 use crate::store::{AuditBatch, AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
 
 /// Events moved per transaction from the table of earlier versions (one row per event).
@@ -33,20 +34,11 @@ async fn insert_rows(
 ) -> StoreResult<()> {
     let count = batch.rows().count();
     for (i, (row, lines)) in batch.rows().enumerate() {
-        sqlx::query(
-            "INSERT INTO audit_batches (node, first_seq, last_seq, time_min, time_max, ends_append, lines) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(batch.node())
-        .bind(int(row.first_seq))
-        .bind(int(row.last_seq))
-        .bind(&row.time_min)
-        .bind(&row.time_max)
-        .bind(i64::from(ends_append && i + 1 == count))
-        .bind(lines)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+        statements::insert_audit_row(batch.node(), row, lines, ends_append && i + 1 == count)
+            .query()
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
     }
     Ok(())
 }
