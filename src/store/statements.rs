@@ -35,6 +35,23 @@ pub(crate) const SELECT_SYSTEM_SECRET: &str =
 pub(crate) const SELECT_SEALED_VERSION: &str =
     "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM key_versions WHERE key_id = $1 AND version = $2";
 
+/// A table of caller fingerprints: its name and the column naming the credential or API
+/// key a row belongs to. Both are fixed texts, never input.
+pub(crate) struct FingerprintTable {
+    pub(crate) table: &'static str,
+    pub(crate) owner: &'static str,
+}
+
+pub(crate) const CREDENTIAL_FINGERPRINTS: FingerprintTable = FingerprintTable {
+    table: "credential_fingerprints",
+    owner: "access_key_id",
+};
+
+pub(crate) const API_KEY_FINGERPRINTS: FingerprintTable = FingerprintTable {
+    table: "api_key_fingerprints",
+    owner: "key_id",
+};
+
 /// A value to bind, owned (a statement outlives nothing it was built from).
 enum Value {
     Int(Option<i64>),

@@ -10,13 +10,13 @@
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
-use super::fingerprints::API_KEY_FINGERPRINTS;
+use super::fingerprints;
 use super::{PgStore, unavailable};
 use crate::BoxFuture;
 use crate::model::ApiKeyState;
 use crate::store::integrity::{all_checked, checked, tag_of};
 use crate::store::rows::{self, column};
-use crate::store::statements::{self, API_KEY_COLUMNS};
+use crate::store::statements::{self, API_KEY_COLUMNS, API_KEY_FINGERPRINTS};
 use crate::store::{
     ApiKeyActivity, ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FingerprintRecord, FoundApiKey, Protected,
     RowSealer, StoreError, StoreResult,
@@ -151,7 +151,7 @@ impl ApiKeyStore for PgStore {
     }
 
     fn list_api_key_fingerprints<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(API_KEY_FINGERPRINTS.list(&self.pool, id))
+        Box::pin(fingerprints::list(&API_KEY_FINGERPRINTS, &self.pool, id))
     }
 }
 
@@ -268,7 +268,5 @@ async fn add_one(tx: &mut Transaction<'_, Postgres>, a: &ApiKeyActivity, max_fin
     if exists.is_none() {
         return Ok(());
     }
-    API_KEY_FINGERPRINTS
-        .add(tx, &a.id, &a.fingerprints, max_fingerprints)
-        .await
+    fingerprints::add(&API_KEY_FINGERPRINTS, tx, &a.id, &a.fingerprints, max_fingerprints).await
 }

@@ -7,12 +7,12 @@
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
-use super::fingerprints::CREDENTIAL_FINGERPRINTS;
+use super::fingerprints;
 use super::{LockClass, PgStore, lock, unavailable};
 use crate::BoxFuture;
 use crate::store::integrity::{all_checked, checked, tag_of};
 use crate::store::rows;
-use crate::store::statements::{self, CREDENTIAL_COLUMNS};
+use crate::store::statements::{self, CREDENTIAL_COLUMNS, CREDENTIAL_FINGERPRINTS};
 use crate::store::{
     CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, RowSealer, StoreError,
     StoreResult,
@@ -104,7 +104,7 @@ impl CredentialStore for PgStore {
     }
 
     fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(CREDENTIAL_FINGERPRINTS.list(&self.pool, access_key_id))
+        Box::pin(fingerprints::list(&CREDENTIAL_FINGERPRINTS, &self.pool, access_key_id))
     }
 }
 
@@ -186,7 +186,12 @@ async fn add_one(tx: &mut Transaction<'_, Postgres>, a: &CredentialActivity, max
     if exists.is_none() {
         return Ok(());
     }
-    CREDENTIAL_FINGERPRINTS
-        .add(tx, &a.access_key_id, &a.fingerprints, max_fingerprints)
-        .await
+    fingerprints::add(
+        &CREDENTIAL_FINGERPRINTS,
+        tx,
+        &a.access_key_id,
+        &a.fingerprints,
+        max_fingerprints,
+    )
+    .await
 }

@@ -6,14 +6,14 @@
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 
-use super::fingerprints::API_KEY_FINGERPRINTS;
+use super::fingerprints;
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::model::ApiKeyState;
 use crate::store::integrity::{all_checked, checked, tag_of};
 use crate::store::rows;
 use crate::store::rows::column;
-use crate::store::statements::{self, API_KEY_COLUMNS};
+use crate::store::statements::{self, API_KEY_COLUMNS, API_KEY_FINGERPRINTS};
 use crate::store::{
     ApiKeyActivity, ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FingerprintRecord, FoundApiKey, Protected,
     RowSealer, StoreError, StoreResult,
@@ -87,7 +87,7 @@ impl ApiKeyStore for SqliteStore {
     }
 
     fn list_api_key_fingerprints<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(API_KEY_FINGERPRINTS.list(&self.reader, id))
+        Box::pin(fingerprints::list(&API_KEY_FINGERPRINTS, &self.reader, id))
     }
 }
 
@@ -293,7 +293,5 @@ async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &ApiKeyActivity, max_finge
     if exists.is_none() {
         return Ok(());
     }
-    API_KEY_FINGERPRINTS
-        .add(tx, &a.id, &a.fingerprints, max_fingerprints)
-        .await
+    fingerprints::add(&API_KEY_FINGERPRINTS, tx, &a.id, &a.fingerprints, max_fingerprints).await
 }

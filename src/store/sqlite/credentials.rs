@@ -5,12 +5,12 @@
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 
-use super::fingerprints::CREDENTIAL_FINGERPRINTS;
+use super::fingerprints;
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::store::integrity::{all_checked, checked, tag_of};
 use crate::store::rows;
-use crate::store::statements::{self, CREDENTIAL_COLUMNS};
+use crate::store::statements::{self, CREDENTIAL_COLUMNS, CREDENTIAL_FINGERPRINTS};
 use crate::store::{
     CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, RowSealer, StoreError,
     StoreResult,
@@ -68,7 +68,11 @@ impl CredentialStore for SqliteStore {
     }
 
     fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(CREDENTIAL_FINGERPRINTS.list(&self.reader, access_key_id))
+        Box::pin(fingerprints::list(
+            &CREDENTIAL_FINGERPRINTS,
+            &self.reader,
+            access_key_id,
+        ))
     }
 }
 
@@ -198,7 +202,12 @@ async fn add_one(tx: &mut Transaction<'_, Sqlite>, a: &CredentialActivity, max_f
     if !exists {
         return Ok(());
     }
-    CREDENTIAL_FINGERPRINTS
-        .add(tx, &a.access_key_id, &a.fingerprints, max_fingerprints)
-        .await
+    fingerprints::add(
+        &CREDENTIAL_FINGERPRINTS,
+        tx,
+        &a.access_key_id,
+        &a.fingerprints,
+        max_fingerprints,
+    )
+    .await
 }
