@@ -96,17 +96,27 @@ impl SystemStore for PgStore {
     }
 
     fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move {
-            // Outside a transaction (VACUUM refuses one): the simple protocol, one statement.
-            sqlx::raw_sql("VACUUM keys, key_versions, credentials, api_keys, api_key_hashes, caller_tokens")
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        })
+        Box::pin(self.vacuum())
     }
 
+    /// Vacuums (as `checkpoint`, like SQLite's final WAL checkpoint) and closes the pool.
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.pool.close())
+        Box::pin(async move {
+            if let Err(e) = self.vacuum().await {
+                tracing::warn!(error = %e, "final vacuum failed");
+            }
+            self.pool.close().await;
+        })
+    }
+}
+
+impl PgStore {
+    async fn vacuum(&self) -> StoreResult<()> {
+        // Outside a transaction (VACUUM refuses one): the simple protocol, one statement.
+        sqlx::raw_sql("VACUUM keys, key_versions, credentials, api_keys, api_key_hashes, caller_tokens")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }

@@ -16,10 +16,10 @@ use sqlx::postgres::PgConnection;
 
 use super::{ACQUIRE_TIMEOUT, PgStore};
 use crate::store::contract_tests::{
-    Fixture, api_key, create, credential, events, key_record, store_contract_tests, test_sealer, version,
+    Fixture, api_key, create, credential, events, key_record, store_contract_tests, test_sealer, token, version,
 };
 use crate::store::{
-    ApiKeyStore, AuditBatch, AuditStore, CredentialStore, KeyStore, StoreError, StoreSettings, SystemStore,
+    ApiKeyStore, AuditBatch, AuditStore, CredentialStore, KeyStore, StoreError, StoreSettings, SystemStore, TokenStore,
 };
 
 /// The server the tests create their databases on.
@@ -295,4 +295,41 @@ async fn sealed_columns_are_bytea_and_sorted_ids_collate_as_bytes() {
     ] {
         assert_eq!(of(table, col), ("text", Some("C")), "{table}.{col}");
     }
+}
+
+/// A protected row edited behind the store (here: with the store's own connections, as any
+/// database writer could) is refused where it is read and where a write starts from it, as
+/// in SQLite; and a store with no sealer reads no protected row.
+#[tokio::test]
+async fn a_protected_row_edited_behind_the_store_is_refused() {
+    let db = TestDb::new().await;
+    let store = node(&db).await;
+    let key = key_record("edited");
+    create(&store, &key, 5).await;
+    store.insert_token(&token("tok_edited", 6, &["service"])).await.unwrap();
+    sqlx::raw_sql(
+        "UPDATE keys SET owner = 'svc:attacker' WHERE name = 'edited'; \
+         UPDATE caller_tokens SET groups_json = '[\"admin\"]' WHERE id = 'tok_edited';",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+
+    let refused = |r: &Result<_, StoreError>, table: &str| matches!(r, Err(StoreError::Integrity { table: t, .. }) if *t == table);
+    assert!(refused(&store.get_key("edited").await.map(|_| ()), "keys"));
+    assert!(refused(&store.update_key(&key).await.map(|_| ()), "keys"));
+    assert!(refused(
+        &store.get_token("tok_edited").await.map(|_| ()),
+        "caller_tokens"
+    ));
+    assert!(refused(
+        &store.revoke_token("tok_edited", 1).await.map(|_| ()),
+        "caller_tokens"
+    ));
+
+    let unsealed = PgStore::open(&db.url()).await.unwrap();
+    assert!(matches!(
+        unsealed.get_token("tok_edited").await,
+        Err(StoreError::Unavailable(_))
+    ));
 }
