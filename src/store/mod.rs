@@ -33,6 +33,8 @@ pub mod postgres;
 pub(crate) mod rows;
 #[cfg(feature = "store-sqlite")]
 pub mod sqlite;
+#[cfg(any(feature = "store-sqlite", feature = "store-postgres"))]
+pub(crate) mod statements;
 pub mod system;
 pub mod tokens;
 

@@ -29,7 +29,7 @@ fn event(node: &str, seq: u64, hour: i64, principal: &str, action: &str, resourc
 }
 
 /// `count` plain events of `node`, sequence 1 on, one an hour.
-fn events(node: &str, count: u64) -> Vec<StoredEvent> {
+pub(crate) fn events(node: &str, count: u64) -> Vec<StoredEvent> {
     (1..=count)
         .map(|seq| event(node, seq, seq as i64, "root", "Sign", "key:k"))
         .collect()

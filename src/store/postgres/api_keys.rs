@@ -12,22 +12,20 @@ use crate::store::Change;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
-use super::fingerprints::API_KEY_FINGERPRINTS;
+use super::fingerprints;
 use super::{PgStore, unavailable};
 use crate::BoxFuture;
-use crate::model::{ApiKeyState, OnNewFingerprint};
+use crate::model::ApiKeyState;
 use crate::store::integrity::{all_checked, checked, tag_of};
-use crate::store::rows::{self, as_i64, column, json_text};
+use crate::store::rows::{self, column};
+use crate::store::statements::{self, API_KEY_COLUMNS, API_KEY_FINGERPRINTS};
 use crate::store::{
     ApiKeyActivity, ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FingerprintRecord, FoundApiKey, Protected,
     RowSealer, StoreError, StoreResult,
 };
 
-const COLUMNS: &str = "k.id, k.prefix, k.principal, k.state, k.meta, k.permissions, k.expires_at_ms, k.remaining, \
-     k.ratelimit_limit, k.ratelimit_period_ms, k.on_new_fingerprint, k.created_at_ms, k.updated_at_ms, k.last_used_at_ms, k.revoked_at_ms, k.revision, k.mac";
-
 fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys k {tail}"))
+    sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLUMNS} FROM api_keys k {tail}"))
 }
 
 impl ApiKeyStore for PgStore {
@@ -157,48 +155,24 @@ impl ApiKeyStore for PgStore {
     }
 
     fn list_api_key_fingerprints<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(API_KEY_FINGERPRINTS.list(&self.pool, id))
+        Box::pin(fingerprints::list(&API_KEY_FINGERPRINTS, &self.pool, id))
     }
 }
 
 async fn insert(pool: &PgPool, sealer: &dyn RowSealer, k: &ApiKeyRecord, hash: &[u8]) -> StoreResult<()> {
     let mut tx = pool.begin().await.map_err(unavailable)?;
-    sqlx::query(
-        "INSERT INTO api_keys (id, prefix, principal, state, meta, permissions, expires_at_ms, remaining, \
-         ratelimit_limit, ratelimit_period_ms, on_new_fingerprint, created_at_ms, updated_at_ms, last_used_at_ms, \
-         revoked_at_ms, revision, mac) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-    )
-    .bind(&k.id)
-    .bind(&k.prefix)
-    .bind(&k.principal)
-    .bind(k.state.as_str())
-    .bind(json_text(&k.meta)?)
-    .bind(json_text(&k.permissions)?)
-    .bind(k.expires_at_ms)
-    .bind(k.remaining.map(as_i64))
-    .bind(k.ratelimit.map(|(l, _)| i64::from(l)))
-    .bind(k.ratelimit.map(|(_, p)| p))
-    .bind(k.on_new_fingerprint.map(OnNewFingerprint::as_str))
-    .bind(k.created_at_ms)
-    .bind(k.updated_at_ms)
-    .bind(k.last_used_at_ms)
-    .bind(k.revoked_at_ms)
-    .bind(k.revision)
-    .bind(tag_of(sealer, k))
-    .execute(&mut *tx)
-    .await
-    .map_err(unavailable)?;
+    statements::insert_api_key(k, tag_of(sealer, k))?
+        .query()
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     insert_hash(&mut tx, sealer, &ApiKeyHashRow::new(hash, &k.id, None)).await?;
     tx.commit().await.map_err(unavailable)
 }
 
 async fn insert_hash(tx: &mut Transaction<'_, Postgres>, sealer: &dyn RowSealer, h: &ApiKeyHashRow) -> StoreResult<()> {
-    sqlx::query("INSERT INTO api_key_hashes (hash, key_id, valid_until_ms, mac) VALUES ($1, $2, $3, $4)")
-        .bind(&h.hash)
-        .bind(&h.key_id)
-        .bind(h.valid_until_ms)
-        .bind(tag_of(sealer, h))
+    statements::insert_api_key_hash(h, tag_of(sealer, h))
+        .query()
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
@@ -209,7 +183,7 @@ async fn insert_hash(tx: &mut Transaction<'_, Postgres>, sealer: &dyn RowSealer,
 /// checked, so neither a hash pointed at another key nor an edited key is used.
 async fn find(pool: &PgPool, sealer: &dyn RowSealer, hash: &[u8]) -> StoreResult<Option<FoundApiKey>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS}, h.hash, h.key_id, h.valid_until_ms, h.mac AS hash_mac \
+        "SELECT {API_KEY_COLUMNS}, h.hash, h.key_id, h.valid_until_ms, h.mac AS hash_mac \
          FROM api_key_hashes h JOIN api_keys k ON h.key_id = k.id WHERE h.hash = $1"
     )))
     .bind(hash)
@@ -240,22 +214,11 @@ async fn locked(
 
 /// Writes back a key's tagged columns, its credits, a new revision and its tag.
 async fn write_back(tx: &mut Transaction<'_, Postgres>, sealer: &dyn RowSealer, k: &ApiKeyRecord) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE api_keys SET state = $1, meta = $2, remaining = $3, on_new_fingerprint = $4, updated_at_ms = $5, \
-         revoked_at_ms = $6, revision = $7, mac = $8 WHERE id = $9",
-    )
-    .bind(k.state.as_str())
-    .bind(json_text(&k.meta)?)
-    .bind(k.remaining.map(as_i64))
-    .bind(k.on_new_fingerprint.map(OnNewFingerprint::as_str))
-    .bind(k.updated_at_ms)
-    .bind(k.revoked_at_ms)
-    .bind(k.revision)
-    .bind(tag_of(sealer, k))
-    .bind(&k.id)
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
+    statements::update_api_key(k, tag_of(sealer, k))?
+        .query()
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 
@@ -310,7 +273,5 @@ async fn add_one(tx: &mut Transaction<'_, Postgres>, a: &ApiKeyActivity, max_fin
     if exists.is_none() {
         return Ok(());
     }
-    API_KEY_FINGERPRINTS
-        .add(tx, &a.id, &a.fingerprints, max_fingerprints)
-        .await
+    fingerprints::add(&API_KEY_FINGERPRINTS, tx, &a.id, &a.fingerprints, max_fingerprints).await
 }

@@ -7,86 +7,83 @@
 //! lock for its transaction (its overlap check and its inserts are then one step, whatever
 //! else writes), and nodes never share a lock or a row, so their appends do not conflict.
 
-use std::collections::BTreeMap;
-
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Transaction};
 
 use super::{LockClass, PgStore, lock, unavailable};
 use crate::BoxFuture;
-use crate::store::audit_rows::{Matcher, ROW_PAGE, kept_through, last_event, take_range};
+use crate::store::audit_rows::{self, AuditPages, ROW_PAGE, RowParts, kept_through, last_event};
 use crate::store::rows::{as_i64 as int, column};
+use crate::store::statements;
 use crate::store::{AuditBatch, AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
 
 /// Inserts the batch's rows; the last one marks the append's end.
 async fn insert_rows(tx: &mut Transaction<'_, Postgres>, batch: &AuditBatch) -> StoreResult<()> {
     let count = batch.rows().count();
     for (i, (row, lines)) in batch.rows().enumerate() {
-        sqlx::query(
-            "INSERT INTO audit_batches (node, first_seq, last_seq, time_min, time_max, ends_append, lines) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(batch.node())
-        .bind(int(row.first_seq))
-        .bind(int(row.last_seq))
-        .bind(&row.time_min)
-        .bind(&row.time_max)
-        .bind(i + 1 == count)
-        .bind(lines)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+        statements::insert_audit_row(batch.node(), row, lines, i + 1 == count)
+            .query()
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
     }
     Ok(())
 }
 
-/// A fetched row: its node, first sequence number and lines.
-fn row_parts(row: &PgRow) -> StoreResult<(String, i64, Vec<u8>)> {
+/// A fetched row's parts.
+fn row_parts(row: &PgRow) -> StoreResult<RowParts> {
     Ok((column(row, "node")?, column(row, "first_seq")?, column(row, "lines")?))
 }
 
-impl PgStore {
-    /// Walks the events in (node bytes, stored order) order, strictly after the cursor
-    /// `after` and admitted by `filter`, calling `visit` until it returns `false`. Rows
-    /// outside the filter's time window are not fetched.
-    async fn walk(
-        &self,
-        filter: &AuditFilter,
-        after: Option<(&str, u64)>,
-        mut visit: impl FnMut(StoredEvent) -> bool + Send,
-    ) -> StoreResult<()> {
-        let matcher = Matcher::new(filter);
-        let (after_node, after_seq) = after.unwrap_or(("", 0));
-        let mut cursor = (after_node.to_owned(), i64::MIN);
-        loop {
-            let found = sqlx::query(
+impl AuditPages for PgStore {
+    fn rows_page<'a>(
+        &'a self,
+        after: (&'a str, u64),
+        cursor: (&'a str, i64),
+        since: Option<&'a str>,
+        until: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<Vec<RowParts>>> {
+        Box::pin(async move {
+            sqlx::query(
                 "SELECT node, first_seq, lines FROM audit_batches \
                  WHERE (node > $1 OR (node = $1 AND last_seq > $2)) AND (node > $3 OR (node = $3 AND first_seq > $4)) \
                  AND ($5::text IS NULL OR time_max >= $5) AND ($6::text IS NULL OR time_min < $6) \
                  ORDER BY node, first_seq LIMIT $7",
             )
-            .bind(after_node)
-            .bind(int(after_seq))
-            .bind(&cursor.0)
+            .bind(after.0)
+            .bind(int(after.1))
+            .bind(cursor.0)
             .bind(cursor.1)
-            .bind(&matcher.since)
-            .bind(&matcher.until)
+            .bind(since)
+            .bind(until)
             .bind(ROW_PAGE)
             .fetch_all(&self.pool)
             .await
-            .map_err(unavailable)?;
-            if found.is_empty() {
-                return Ok(());
-            }
-            for row in &found {
-                let (node, first_seq, blob) = row_parts(row)?;
-                let goes_on = matcher.visit_row(&node, &blob, (after_node, after_seq), &mut visit)?;
-                cursor = (node, first_seq);
-                if !goes_on {
-                    return Ok(());
-                }
-            }
-        }
+            .map_err(unavailable)?
+            .iter()
+            .map(row_parts)
+            .collect()
+        })
+    }
+
+    fn node_page<'a>(&'a self, node: &'a str, from_seq: u64, cursor: i64) -> BoxFuture<'a, StoreResult<Vec<RowParts>>> {
+        Box::pin(async move {
+            sqlx::query(
+                "SELECT node, first_seq, lines FROM audit_batches WHERE node = $1 AND first_seq >= COALESCE(\
+                   (SELECT max(first_seq) FROM audit_batches WHERE node = $1 AND first_seq <= $2), first_seq) \
+                 AND first_seq > $3 ORDER BY first_seq LIMIT $4",
+            )
+            .bind(node)
+            .bind(int(from_seq))
+            .bind(cursor)
+            .bind(ROW_PAGE)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(row_parts)
+            .collect()
+        })
     }
 }
 
@@ -184,40 +181,7 @@ impl AuditStore for PgStore {
         after_seq: u64,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
-        Box::pin(async move {
-            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            let mut out = Vec::new();
-            if limit == 0 {
-                return Ok(out);
-            }
-            // From the row that holds `after_seq + 1` (or the node's first), a page of rows at
-            // a time.
-            let mut cursor = i64::MIN;
-            loop {
-                let page = sqlx::query(
-                    "SELECT node, first_seq, lines FROM audit_batches WHERE node = $1 AND first_seq >= COALESCE(\
-                       (SELECT max(first_seq) FROM audit_batches WHERE node = $1 AND first_seq <= $2), first_seq) \
-                     AND first_seq > $3 ORDER BY first_seq LIMIT $4",
-                )
-                .bind(node)
-                .bind(int(after_seq.saturating_add(1)))
-                .bind(cursor)
-                .bind(ROW_PAGE)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-                if page.is_empty() {
-                    return Ok(out);
-                }
-                for row in &page {
-                    let (_, first_seq, blob) = row_parts(row)?;
-                    cursor = first_seq;
-                    if take_range(&blob, node, after_seq, limit, &mut out)? {
-                        return Ok(out);
-                    }
-                }
-            }
-        })
+        Box::pin(audit_rows::range(self, node, after_seq, limit))
     }
 
     fn audit_head<'a>(&'a self, node: &'a str) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>> {
@@ -247,42 +211,14 @@ impl AuditStore for PgStore {
         after: Option<(&'a str, u64)>,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
-        Box::pin(async move {
-            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            let mut out = Vec::new();
-            if limit == 0 {
-                return Ok(out);
-            }
-            self.walk(filter, after, |event| {
-                out.push(event);
-                out.len() < limit
-            })
-            .await?;
-            Ok(out)
-        })
+        Box::pin(audit_rows::query(self, filter, after, limit))
     }
 
     fn count_audit<'a>(&'a self, filter: &'a AuditFilter) -> BoxFuture<'a, StoreResult<u64>> {
-        Box::pin(async move {
-            let mut count = 0u64;
-            self.walk(filter, None, |_| {
-                count += 1;
-                true
-            })
-            .await?;
-            Ok(count)
-        })
+        Box::pin(audit_rows::count(self, filter))
     }
 
     fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
-        Box::pin(async move {
-            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-            self.walk(&AuditFilter::default(), None, |(event, _)| {
-                *counts.entry(event.principal).or_default() += 1;
-                true
-            })
-            .await?;
-            Ok(counts.into_iter().collect())
-        })
+        Box::pin(audit_rows::counts_by_principal(self))
     }
 }

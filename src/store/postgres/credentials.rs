@@ -9,22 +9,19 @@ use crate::store::Change;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
-use super::fingerprints::CREDENTIAL_FINGERPRINTS;
+use super::fingerprints;
 use super::{LockClass, PgStore, lock, unavailable};
 use crate::BoxFuture;
-use crate::model::OnNewFingerprint;
 use crate::store::integrity::{all_checked, checked, tag_of};
 use crate::store::rows;
+use crate::store::statements::{self, CREDENTIAL_COLUMNS, CREDENTIAL_FINGERPRINTS};
 use crate::store::{
     CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore, FingerprintRecord, RowSealer, StoreError,
     StoreResult,
 };
 
-const COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
-     wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, last_used_service, revision, mac";
-
 fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM credentials {tail}"))
+    sqlx::AssertSqlSafe(format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials {tail}"))
 }
 
 impl CredentialStore for PgStore {
@@ -115,7 +112,7 @@ impl CredentialStore for PgStore {
     }
 
     fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(CREDENTIAL_FINGERPRINTS.list(&self.pool, access_key_id))
+        Box::pin(fingerprints::list(&CREDENTIAL_FINGERPRINTS, &self.pool, access_key_id))
     }
 }
 
@@ -137,31 +134,16 @@ async fn insert(
             "principal already holds {held} credentials (at most {max_per_principal})"
         )));
     }
-    sqlx::query(
-        "INSERT INTO credentials (access_key_id, principal, description, state, on_new_fingerprint, format, kek_id, \
-         wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, revision, mac) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(&c.access_key_id)
-    .bind(&c.principal)
-    .bind(&c.description)
-    .bind(c.state.as_str())
-    .bind(c.on_new_fingerprint.map(OnNewFingerprint::as_str))
-    .bind(i64::from(c.sealed.format))
-    .bind(&c.sealed.kek_id)
-    .bind(&c.sealed.wrapped_dek)
-    .bind(&c.sealed.nonce)
-    .bind(&c.sealed.ciphertext)
-    .bind(c.created_at_ms)
-    .bind(c.updated_at_ms)
-    .bind(c.revision)
-    .bind(tag_of(sealer, c))
-    .execute(&mut *tx)
-    .await
-    .map_err(unavailable)?;
+    statements::insert_credential(c, tag_of(sealer, c))
+        .query()
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)
 }
 
+/// Locks and checks the stored row, applies `patch` to it and writes it back with a new
+/// revision and tag (an edited row is refused, never re-tagged).
 /// What other nodes drop when a credential changes.
 fn credential_change(access_key_id: &str) -> Change {
     Change::Credential {
@@ -169,8 +151,6 @@ fn credential_change(access_key_id: &str) -> Change {
     }
 }
 
-/// Locks and checks the stored row, applies `patch` to it and writes it back with a new
-/// revision and tag (an edited row is refused, never re-tagged).
 async fn update(
     pool: &PgPool,
     sealer: &dyn RowSealer,
@@ -191,19 +171,11 @@ async fn update(
         return Ok(None);
     };
     let next = rows::credential_patched(current, patch, now_ms);
-    sqlx::query(
-        "UPDATE credentials SET state = $1, on_new_fingerprint = $2, updated_at_ms = $3, revision = $4, mac = $5 \
-         WHERE access_key_id = $6",
-    )
-    .bind(next.state.as_str())
-    .bind(next.on_new_fingerprint.map(OnNewFingerprint::as_str))
-    .bind(next.updated_at_ms)
-    .bind(next.revision)
-    .bind(tag_of(sealer, &next))
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .map_err(unavailable)?;
+    statements::update_credential(&next, tag_of(sealer, &next))
+        .query()
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     announce(&mut tx, credential_change(id)).await?;
     tx.commit().await.map_err(unavailable)?;
     Ok(Some(next))
@@ -230,7 +202,12 @@ async fn add_one(tx: &mut Transaction<'_, Postgres>, a: &CredentialActivity, max
     if exists.is_none() {
         return Ok(());
     }
-    CREDENTIAL_FINGERPRINTS
-        .add(tx, &a.access_key_id, &a.fingerprints, max_fingerprints)
-        .await
+    fingerprints::add(
+        &CREDENTIAL_FINGERPRINTS,
+        tx,
+        &a.access_key_id,
+        &a.fingerprints,
+        max_fingerprints,
+    )
+    .await
 }

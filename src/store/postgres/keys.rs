@@ -10,13 +10,10 @@ use sqlx::{Postgres, Transaction};
 use super::{PgStore, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::model::KeyState;
 use crate::store::integrity::{all_checked, checked, passed, passing, tag_of};
-use crate::store::rows::{self, as_i64, column, json_text};
+use crate::store::rows::{self, as_i64, column};
+use crate::store::statements::{self, KEY_COLUMNS};
 use crate::store::{KeyRecord, KeyStore, NewVersion, RowSealer, StoreError, StoreResult, UsageDelta, VersionInfo};
-
-const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
-     min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, updated_at_ms, revision, mac";
 
 /// `SELECT <KEY_COLUMNS> FROM keys <tail>`, built once per call site from static parts.
 fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
@@ -28,33 +25,11 @@ impl KeyStore for PgStore {
         Box::pin(async move {
             let tag = tag_of(self.sealer()?, key);
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            sqlx::query(
-                "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
-                 min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
-                 created_at_ms, updated_at_ms, revision, mac) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-            )
-            .bind(&key.id)
-            .bind(&key.name)
-            .bind(&key.tenant)
-            .bind(key.algorithm.as_str())
-            .bind(key.boundary.as_str())
-            .bind(&key.owner)
-            .bind(json_text(&key.tags)?)
-            .bind(key.state.as_str())
-            .bind(i64::from(key.latest_version))
-            .bind(i64::from(key.min_verify_version))
-            .bind(key.exportable)
-            .bind(key.auto_rotate_period_s)
-            .bind(key.deletion_due_ms)
-            .bind(key.state_before_deletion.map(KeyState::as_str))
-            .bind(key.created_at_ms)
-            .bind(key.updated_at_ms)
-            .bind(key.revision)
-            .bind(tag)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            statements::insert_key(key, tag)?
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             insert_version(&mut tx, &key.id, first).await?;
             announce(&mut tx, key_change(key)).await?;
             tx.commit().await.map_err(unavailable)
@@ -102,15 +77,12 @@ impl KeyStore for PgStore {
 
     fn get_sealed<'a>(&'a self, key_id: &'a str, version: u32) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM key_versions \
-                 WHERE key_id = $1 AND version = $2",
-            )
-            .bind(key_id)
-            .bind(i64::from(version))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+            let row = sqlx::query(statements::SELECT_SEALED_VERSION)
+                .bind(key_id)
+                .bind(i64::from(version))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
             row.as_ref().map(rows::sealed).transpose()
         })
     }
@@ -124,17 +96,11 @@ impl KeyStore for PgStore {
                 return Err(StoreError::Conflict);
             }
             let next = rows::with_version(current, new);
-            sqlx::query(
-                "UPDATE keys SET latest_version = $1, updated_at_ms = $2, revision = $3, mac = $4 WHERE id = $5",
-            )
-            .bind(i64::from(next.latest_version))
-            .bind(next.updated_at_ms)
-            .bind(next.revision)
-            .bind(tag_of(sealer, &next))
-            .bind(&key.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            statements::update_key_version(&next, tag_of(sealer, &next))
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             insert_version(&mut tx, &key.id, new).await?;
             announce(&mut tx, key_change(&next)).await?;
             tx.commit().await.map_err(unavailable)?;
@@ -150,24 +116,11 @@ impl KeyStore for PgStore {
             // Only the mutable settings come from the caller's record; the rest stays as
             // stored (and checked).
             let next = rows::with_settings(current, key);
-            sqlx::query(
-                "UPDATE keys SET state = $1, min_verify_version = $2, exportable = $3, auto_rotate_period_s = $4, \
-                 deletion_due_ms = $5, state_before_deletion = $6, updated_at_ms = $7, revision = $8, mac = $9 \
-                 WHERE id = $10",
-            )
-            .bind(next.state.as_str())
-            .bind(i64::from(next.min_verify_version))
-            .bind(next.exportable)
-            .bind(next.auto_rotate_period_s)
-            .bind(next.deletion_due_ms)
-            .bind(next.state_before_deletion.map(KeyState::as_str))
-            .bind(next.updated_at_ms)
-            .bind(next.revision)
-            .bind(tag_of(sealer, &next))
-            .bind(&key.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            statements::update_key_settings(&next, tag_of(sealer, &next))
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             announce(&mut tx, key_change(&next)).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(next)
@@ -286,20 +239,10 @@ async fn current_row(
 }
 
 async fn insert_version(tx: &mut Transaction<'_, Postgres>, key_id: &str, v: &NewVersion) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO key_versions (key_id, version, created_at_ms, format, kek_id, wrapped_dek, nonce, ciphertext) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(key_id)
-    .bind(i64::from(v.version))
-    .bind(v.created_at_ms)
-    .bind(i64::from(v.sealed.format))
-    .bind(&v.sealed.kek_id)
-    .bind(&v.sealed.wrapped_dek)
-    .bind(&v.sealed.nonce)
-    .bind(&v.sealed.ciphertext)
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
+    statements::insert_version(key_id, v)
+        .query()
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }

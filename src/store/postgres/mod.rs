@@ -28,7 +28,8 @@
 //! which vacuums the tables that hold sealed records (see [`system`]).
 //!
 //! One file per concern, as in SQLite; records are decoded from rows, and the rows a write
-//! makes are built, by [`crate::store::rows`], which both backends share. The pool is bounded
+//! makes are built, by [`crate::store::rows`], and whole rows are written by the statements
+//! of [`crate::store::statements`], which both backends share. The pool is bounded
 //! and waits a few seconds at most for a connection, so a database that is down answers
 //! `Unavailable` quickly instead of holding requests.
 

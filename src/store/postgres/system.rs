@@ -20,7 +20,7 @@ use super::changes::{self, announce};
 use super::{PgStore, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::store::{Change, ChangeReceiver, RowSealer, StoreResult, SystemStore, rows};
+use crate::store::{Change, ChangeReceiver, RowSealer, StoreResult, SystemStore, rows, statements};
 
 impl SystemStore for PgStore {
     fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
@@ -40,13 +40,11 @@ impl SystemStore for PgStore {
 
     fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = $1",
-            )
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+            let row = sqlx::query(statements::SELECT_SYSTEM_SECRET)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
             row.as_ref().map(rows::sealed).transpose()
         })
     }
@@ -61,27 +59,16 @@ impl SystemStore for PgStore {
     ) -> BoxFuture<'a, StoreResult<SealedRecord>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            sqlx::query(
-                "INSERT INTO system_secrets (name, format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(i64::from(sealed.format))
-            .bind(&sealed.kek_id)
-            .bind(&sealed.wrapped_dek)
-            .bind(&sealed.nonce)
-            .bind(&sealed.ciphertext)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            let row = sqlx::query(
-                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = $1",
-            )
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            statements::insert_system_secret(name, sealed, now_ms)
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let row = sqlx::query(statements::SELECT_SYSTEM_SECRET)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             let stored = rows::sealed(&row)?;
             tx.commit().await.map_err(unavailable)?;
             Ok(stored)
@@ -101,16 +88,11 @@ impl SystemStore for PgStore {
     fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            sqlx::query(
-                "INSERT INTO system_values (name, value, updated_at_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(name)
-            .bind(value)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            statements::put_value(name, value, now_ms)
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             // The root token's hash is a system value: other nodes re-read it.
             announce(&mut tx, Change::RootToken).await?;
             tx.commit().await.map_err(unavailable)
@@ -118,18 +100,17 @@ impl SystemStore for PgStore {
     }
 
     fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move {
-            // Outside a transaction (VACUUM refuses one): the simple protocol, one statement.
-            sqlx::raw_sql("VACUUM keys, key_versions, credentials, api_keys, api_key_hashes, caller_tokens")
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        })
+        Box::pin(self.vacuum())
     }
 
+    /// Vacuums (as `checkpoint`, like SQLite's final WAL checkpoint) and closes the pool.
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.pool.close())
+        Box::pin(async move {
+            if let Err(e) = self.vacuum().await {
+                tracing::warn!(error = %e, "final vacuum failed");
+            }
+            self.pool.close().await;
+        })
     }
 
     fn watch_changes(&self) -> Option<ChangeReceiver> {
@@ -138,5 +119,16 @@ impl SystemStore for PgStore {
 
     fn available(&self) -> bool {
         !self.down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl PgStore {
+    async fn vacuum(&self) -> StoreResult<()> {
+        // Outside a transaction (VACUUM refuses one): the simple protocol, one statement.
+        sqlx::raw_sql("VACUUM keys, key_versions, credentials, api_keys, api_key_hashes, caller_tokens")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }

@@ -3,8 +3,8 @@
 //! row, a database that cannot be reached, and the column types of the schema.
 //!
 //! Every test gets a database of its own on the server `SIGVAULT_TEST_POSTGRES_URL` names
-//! (default `postgres://postgres@127.0.0.1:5432/postgres`; the role must be allowed to
-//! create databases), dropped when the test ends. Without a reachable server these tests
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`; PostgreSQL 13 or later, a role
+//! allowed to create databases), dropped when the test ends. Without a reachable server these tests
 //! fail: they never skip.
 
 use std::sync::Arc;
@@ -16,9 +16,11 @@ use sqlx::postgres::PgConnection;
 
 use super::{ACQUIRE_TIMEOUT, PgStore};
 use crate::store::contract_tests::{
-    Fixture, api_key, create, credential, key_record, store_contract_tests, test_sealer, version,
+    Fixture, api_key, create, credential, events, key_record, store_contract_tests, test_sealer, token, version,
 };
-use crate::store::{ApiKeyStore, CredentialStore, KeyStore, StoreError, StoreSettings, SystemStore};
+use crate::store::{
+    ApiKeyStore, AuditBatch, AuditStore, CredentialStore, KeyStore, StoreError, StoreSettings, SystemStore, TokenStore,
+};
 
 /// The server the tests create their databases on.
 fn server_url() -> String {
@@ -184,6 +186,37 @@ async fn concurrent_inserts_for_one_principal_on_two_nodes_stop_at_its_limit() {
     assert_eq!(a.list_credentials(Some("ci"), None, 100).await.unwrap().len(), 3);
 }
 
+/// Each node appends to its own chain: two nodes appending at once never wait on or refuse
+/// each other, and one batch appended twice at once is taken once.
+#[tokio::test]
+async fn nodes_appending_audit_events_at_once_do_not_conflict() {
+    let db = TestDb::new().await;
+    let (a, b) = (node(&db).await, node(&db).await);
+    let (of_a, of_b) = (events("node-a", 100), events("node-b", 100));
+    async fn append_all(store: &PgStore, list: &[crate::store::StoredEvent]) {
+        for chunk in list.chunks(5) {
+            let node = chunk.first().map_or("", |(e, _)| e.node.as_str());
+            store.append_audit(&AuditBatch::of(node, chunk)).await.unwrap();
+        }
+    }
+    tokio::join!(append_all(&a, &of_a), append_all(&b, &of_b));
+    assert_eq!(b.audit_range("node-a", 0, 1000).await.unwrap(), of_a);
+    assert_eq!(a.audit_range("node-b", 0, 1000).await.unwrap(), of_b);
+
+    let more = events("node-a", 105);
+    let twice = AuditBatch::of("node-a", more.get(100..).unwrap());
+    let (ra, rb) = tokio::join!(a.append_audit(&twice), b.append_audit(&twice));
+    assert!(
+        matches!(
+            (&ra, &rb),
+            (Ok(()), Err(StoreError::AlreadyExists)) | (Err(StoreError::AlreadyExists), Ok(()))
+        ),
+        "{ra:?} {rb:?}"
+    );
+    assert_eq!(a.audit_range("node-a", 0, 1000).await.unwrap(), more);
+    assert_eq!(a.audit_batch_ends("node-a", 100).await.unwrap(), vec![105]);
+}
+
 #[tokio::test]
 async fn an_unreachable_server_is_an_error_within_the_acquire_timeout() {
     let started = Instant::now();
@@ -262,4 +295,41 @@ async fn sealed_columns_are_bytea_and_sorted_ids_collate_as_bytes() {
     ] {
         assert_eq!(of(table, col), ("text", Some("C")), "{table}.{col}");
     }
+}
+
+/// A protected row edited behind the store (here: with the store's own connections, as any
+/// database writer could) is refused where it is read and where a write starts from it, as
+/// in SQLite; and a store with no sealer reads no protected row.
+#[tokio::test]
+async fn a_protected_row_edited_behind_the_store_is_refused() {
+    let db = TestDb::new().await;
+    let store = node(&db).await;
+    let key = key_record("edited");
+    create(&store, &key, 5).await;
+    store.insert_token(&token("tok_edited", 6, &["service"])).await.unwrap();
+    sqlx::raw_sql(
+        "UPDATE keys SET owner = 'svc:attacker' WHERE name = 'edited'; \
+         UPDATE caller_tokens SET groups_json = '[\"admin\"]' WHERE id = 'tok_edited';",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+
+    let refused = |r: &Result<_, StoreError>, table: &str| matches!(r, Err(StoreError::Integrity { table: t, .. }) if *t == table);
+    assert!(refused(&store.get_key("edited").await.map(|_| ()), "keys"));
+    assert!(refused(&store.update_key(&key).await.map(|_| ()), "keys"));
+    assert!(refused(
+        &store.get_token("tok_edited").await.map(|_| ()),
+        "caller_tokens"
+    ));
+    assert!(refused(
+        &store.revoke_token("tok_edited", 1).await.map(|_| ()),
+        "caller_tokens"
+    ));
+
+    let unsealed = PgStore::open(&db.url()).await.unwrap();
+    assert!(matches!(
+        unsealed.get_token("tok_edited").await,
+        Err(StoreError::Unavailable(_))
+    ));
 }

@@ -9,17 +9,16 @@
 //! the lines back; queries skip rows by their time range, and rows that cannot hold a
 //! filtered value by a byte search for it, before parsing.
 
-use std::collections::BTreeMap;
-
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::model::audit::AuditEvent;
-use crate::store::audit_rows::{Matcher, ROW_PAGE, kept_through, last_event, take_range};
+use crate::store::audit_rows::{self, AuditPages, ROW_PAGE, RowParts, kept_through, last_event};
 use crate::store::rows::as_i64 as int;
 use crate::store::rows::column;
+use crate::store::statements;
 use crate::store::{AuditBatch, AuditFilter, AuditStore, StoreError, StoreResult, StoredEvent};
 
 /// Events moved per transaction from the table of earlier versions (one row per event).
@@ -33,75 +32,69 @@ async fn insert_rows(
 ) -> StoreResult<()> {
     let count = batch.rows().count();
     for (i, (row, lines)) in batch.rows().enumerate() {
-        sqlx::query(
-            "INSERT INTO audit_batches (node, first_seq, last_seq, time_min, time_max, ends_append, lines) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(batch.node())
-        .bind(int(row.first_seq))
-        .bind(int(row.last_seq))
-        .bind(&row.time_min)
-        .bind(&row.time_max)
-        .bind(i64::from(ends_append && i + 1 == count))
-        .bind(lines)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+        statements::insert_audit_row(batch.node(), row, lines, ends_append && i + 1 == count)
+            .query()
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
     }
     Ok(())
 }
 
-/// A fetched row: its node, first sequence number and lines.
-fn row_parts(row: &SqliteRow) -> StoreResult<(String, i64, Vec<u8>)> {
+/// A fetched row's parts.
+fn row_parts(row: &SqliteRow) -> StoreResult<RowParts> {
     Ok((column(row, "node")?, column(row, "first_seq")?, column(row, "lines")?))
 }
 
-impl SqliteStore {
-    /// Walks the events in (node bytes, stored order) order, strictly after the cursor
-    /// `after` and admitted by `filter`, calling `visit` until it returns `false`. Rows
-    /// outside the filter's time window, or without its values' bytes, are not parsed.
-    async fn walk(
-        &self,
-        filter: &AuditFilter,
-        after: Option<(&str, u64)>,
-        mut visit: impl FnMut(StoredEvent) -> bool + Send,
-    ) -> StoreResult<()> {
-        let matcher = Matcher::new(filter);
-        let (after_node, after_seq) = after.unwrap_or(("", 0));
-        let mut cursor = (after_node.to_owned(), i64::MIN);
-        loop {
-            let rows = sqlx::query(
+impl AuditPages for SqliteStore {
+    fn rows_page<'a>(
+        &'a self,
+        after: (&'a str, u64),
+        cursor: (&'a str, i64),
+        since: Option<&'a str>,
+        until: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<Vec<RowParts>>> {
+        Box::pin(async move {
+            sqlx::query(
                 "SELECT node, first_seq, lines FROM audit_batches \
-                 WHERE (node > ? OR (node = ? AND last_seq > ?)) AND (node > ? OR (node = ? AND first_seq > ?)) \
-                 AND (? IS NULL OR time_max >= ?) AND (? IS NULL OR time_min < ?) \
-                 ORDER BY node, first_seq LIMIT ?",
+                 WHERE (node > ?1 OR (node = ?1 AND last_seq > ?2)) AND (node > ?3 OR (node = ?3 AND first_seq > ?4)) \
+                 AND (?5 IS NULL OR time_max >= ?5) AND (?6 IS NULL OR time_min < ?6) \
+                 ORDER BY node, first_seq LIMIT ?7",
             )
-            .bind(after_node)
-            .bind(after_node)
-            .bind(int(after_seq))
-            .bind(&cursor.0)
-            .bind(&cursor.0)
+            .bind(after.0)
+            .bind(int(after.1))
+            .bind(cursor.0)
             .bind(cursor.1)
-            .bind(&matcher.since)
-            .bind(&matcher.since)
-            .bind(&matcher.until)
-            .bind(&matcher.until)
+            .bind(since)
+            .bind(until)
             .bind(ROW_PAGE)
             .fetch_all(&self.reader)
             .await
-            .map_err(unavailable)?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            for row in &rows {
-                let (node, first_seq, blob) = row_parts(row)?;
-                let goes_on = matcher.visit_row(&node, &blob, (after_node, after_seq), &mut visit)?;
-                cursor = (node, first_seq);
-                if !goes_on {
-                    return Ok(());
-                }
-            }
-        }
+            .map_err(unavailable)?
+            .iter()
+            .map(row_parts)
+            .collect()
+        })
+    }
+
+    fn node_page<'a>(&'a self, node: &'a str, from_seq: u64, cursor: i64) -> BoxFuture<'a, StoreResult<Vec<RowParts>>> {
+        Box::pin(async move {
+            sqlx::query(
+                "SELECT node, first_seq, lines FROM audit_batches WHERE node = ?1 AND first_seq >= COALESCE(\
+                   (SELECT max(first_seq) FROM audit_batches WHERE node = ?1 AND first_seq <= ?2), first_seq) \
+                 AND first_seq > ?3 ORDER BY first_seq LIMIT ?4",
+            )
+            .bind(node)
+            .bind(int(from_seq))
+            .bind(cursor)
+            .bind(ROW_PAGE)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(row_parts)
+            .collect()
+        })
     }
 }
 
@@ -197,45 +190,7 @@ impl AuditStore for SqliteStore {
         after_seq: u64,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
-        Box::pin(async move {
-            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            let mut out = Vec::new();
-            if limit == 0 {
-                return Ok(out);
-            }
-            // From the row that holds `after_seq + 1` (or the node's first).
-            let start: Option<i64> = sqlx::query_scalar(
-                "SELECT first_seq FROM audit_batches WHERE node = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
-            )
-            .bind(node)
-            .bind(int(after_seq.saturating_add(1)))
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(unavailable)?;
-            let mut cursor = start.map_or(i64::MIN, |s| s.saturating_sub(1));
-            loop {
-                let rows = sqlx::query(
-                    "SELECT node, first_seq, lines FROM audit_batches WHERE node = ? AND first_seq > ? \
-                     ORDER BY first_seq LIMIT ?",
-                )
-                .bind(node)
-                .bind(cursor)
-                .bind(ROW_PAGE)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(unavailable)?;
-                if rows.is_empty() {
-                    return Ok(out);
-                }
-                for row in &rows {
-                    let (_, first_seq, blob) = row_parts(row)?;
-                    cursor = first_seq;
-                    if take_range(&blob, node, after_seq, limit, &mut out)? {
-                        return Ok(out);
-                    }
-                }
-            }
-        })
+        Box::pin(audit_rows::range(self, node, after_seq, limit))
     }
 
     fn audit_head<'a>(&'a self, node: &'a str) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>> {
@@ -265,43 +220,15 @@ impl AuditStore for SqliteStore {
         after: Option<(&'a str, u64)>,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
-        Box::pin(async move {
-            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            let mut out = Vec::new();
-            if limit == 0 {
-                return Ok(out);
-            }
-            self.walk(filter, after, |event| {
-                out.push(event);
-                out.len() < limit
-            })
-            .await?;
-            Ok(out)
-        })
+        Box::pin(audit_rows::query(self, filter, after, limit))
     }
 
     fn count_audit<'a>(&'a self, filter: &'a AuditFilter) -> BoxFuture<'a, StoreResult<u64>> {
-        Box::pin(async move {
-            let mut count = 0u64;
-            self.walk(filter, None, |_| {
-                count += 1;
-                true
-            })
-            .await?;
-            Ok(count)
-        })
+        Box::pin(audit_rows::count(self, filter))
     }
 
     fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
-        Box::pin(async move {
-            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-            self.walk(&AuditFilter::default(), None, |(event, _)| {
-                *counts.entry(event.principal).or_default() += 1;
-                true
-            })
-            .await?;
-            Ok(counts.into_iter().collect())
-        })
+        Box::pin(audit_rows::counts_by_principal(self))
     }
 }
 

@@ -4,14 +4,11 @@
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::model::KeyState;
 use crate::store::integrity::{all_checked, checked, passed, passing, tag_of};
+use crate::store::rows;
 use crate::store::rows::column;
-use crate::store::rows::{self, json_text};
+use crate::store::statements::{self, KEY_COLUMNS};
 use crate::store::{KeyRecord, KeyStore, NewVersion, RowSealer, StoreError, StoreResult, UsageDelta, VersionInfo};
-
-const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
-     min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, updated_at_ms, revision, mac";
 
 /// `SELECT <KEY_COLUMNS> FROM keys <tail>`, built once per call site from static parts.
 fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
@@ -27,32 +24,11 @@ impl KeyStore for SqliteStore {
         Box::pin(async move {
             let tag = tag_of(self.sealer()?, key);
             let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
-            sqlx::query(
-                "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
-                 min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
-                 created_at_ms, updated_at_ms, revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&key.id)
-            .bind(&key.name)
-            .bind(&key.tenant)
-            .bind(key.algorithm.as_str())
-            .bind(key.boundary.as_str())
-            .bind(&key.owner)
-            .bind(json_text(&key.tags)?)
-            .bind(key.state.as_str())
-            .bind(i64::from(key.latest_version))
-            .bind(i64::from(key.min_verify_version))
-            .bind(key.exportable)
-            .bind(key.auto_rotate_period_s)
-            .bind(key.deletion_due_ms)
-            .bind(key.state_before_deletion.map(KeyState::as_str))
-            .bind(key.created_at_ms)
-            .bind(key.updated_at_ms)
-            .bind(key.revision)
-            .bind(tag)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            statements::insert_key(key, tag)?
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             insert_version(&mut tx, &key.id, first).await?;
             tx.commit().await.map_err(unavailable)
         })
@@ -99,14 +75,12 @@ impl KeyStore for SqliteStore {
 
     fn get_sealed<'a>(&'a self, key_id: &'a str, version: u32) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM key_versions WHERE key_id = ? AND version = ?",
-            )
-            .bind(key_id)
-            .bind(i64::from(version))
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(unavailable)?;
+            let row = sqlx::query(statements::SELECT_SEALED_VERSION)
+                .bind(key_id)
+                .bind(i64::from(version))
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(unavailable)?;
             row.as_ref().map(rows::sealed).transpose()
         })
     }
@@ -120,12 +94,8 @@ impl KeyStore for SqliteStore {
                 return Err(StoreError::Conflict);
             }
             let next = rows::with_version(current, new);
-            sqlx::query("UPDATE keys SET latest_version = ?, updated_at_ms = ?, revision = ?, mac = ? WHERE id = ?")
-                .bind(i64::from(next.latest_version))
-                .bind(next.updated_at_ms)
-                .bind(next.revision)
-                .bind(tag_of(sealer, &next))
-                .bind(&key.id)
+            statements::update_key_version(&next, tag_of(sealer, &next))
+                .query()
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
@@ -143,24 +113,11 @@ impl KeyStore for SqliteStore {
             // Only the mutable settings come from the caller's record; the rest stays as
             // stored (and checked).
             let next = rows::with_settings(current, key);
-            sqlx::query(
-                "UPDATE keys SET state = ?, min_verify_version = ?, exportable = ?, auto_rotate_period_s = ?, \
-                 deletion_due_ms = ?, state_before_deletion = ?, updated_at_ms = ?, revision = ?, mac = ? \
-                 WHERE id = ?",
-            )
-            .bind(next.state.as_str())
-            .bind(i64::from(next.min_verify_version))
-            .bind(next.exportable)
-            .bind(next.auto_rotate_period_s)
-            .bind(next.deletion_due_ms)
-            .bind(next.state_before_deletion.map(KeyState::as_str))
-            .bind(next.updated_at_ms)
-            .bind(next.revision)
-            .bind(tag_of(sealer, &next))
-            .bind(&key.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            statements::update_key_settings(&next, tag_of(sealer, &next))
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)?;
             Ok(next)
         })
@@ -269,20 +226,10 @@ async fn current_row(
 }
 
 async fn insert_version(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, key_id: &str, v: &NewVersion) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO key_versions (key_id, version, created_at_ms, format, kek_id, wrapped_dek, nonce, ciphertext) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(key_id)
-    .bind(i64::from(v.version))
-    .bind(v.created_at_ms)
-    .bind(i64::from(v.sealed.format))
-    .bind(&v.sealed.kek_id)
-    .bind(&v.sealed.wrapped_dek)
-    .bind(&v.sealed.nonce)
-    .bind(&v.sealed.ciphertext)
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
+    statements::insert_version(key_id, v)
+        .query()
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }

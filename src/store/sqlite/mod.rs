@@ -6,7 +6,8 @@
 //! One file per concern implements that concern's interface ([`keys`], [`tokens`],
 //! [`credentials`], [`api_keys`], [`audit`], [`system`]; [`fingerprints`] is the activity
 //! table shape credentials and API keys share). Records are decoded from rows, and the
-//! rows a write makes are built, by [`crate::store::rows`], which every backend shares;
+//! rows a write makes are built, by [`crate::store::rows`]; whole rows are written by the
+//! statements of [`crate::store::statements`]: both are shared by every backend, and
 //! neither those encodings nor sqlx's types and errors leave the store.
 
 mod api_keys;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::store::{RowSealer, StoreResult, SystemStore, rows};
+use crate::store::{RowSealer, StoreResult, SystemStore, rows, statements};
 
 impl SystemStore for SqliteStore {
     fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
@@ -25,12 +25,11 @@ impl SystemStore for SqliteStore {
 
     fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
         Box::pin(async move {
-            let row =
-                sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
-                    .bind(name)
-                    .fetch_optional(&self.reader)
-                    .await
-                    .map_err(unavailable)?;
+            let row = sqlx::query(statements::SELECT_SYSTEM_SECRET)
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(unavailable)?;
             row.as_ref().map(rows::sealed).transpose()
         })
     }
@@ -43,26 +42,16 @@ impl SystemStore for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<SealedRecord>> {
         Box::pin(async move {
             let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
-            sqlx::query(
-                "INSERT INTO system_secrets (name, format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(i64::from(sealed.format))
-            .bind(&sealed.kek_id)
-            .bind(&sealed.wrapped_dek)
-            .bind(&sealed.nonce)
-            .bind(&sealed.ciphertext)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            let row =
-                sqlx::query("SELECT format, kek_id, wrapped_dek, nonce, ciphertext FROM system_secrets WHERE name = ?")
-                    .bind(name)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+            statements::insert_system_secret(name, sealed, now_ms)
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let row = sqlx::query(statements::SELECT_SYSTEM_SECRET)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             let stored = rows::sealed(&row)?;
             tx.commit().await.map_err(unavailable)?;
             Ok(stored)
@@ -81,16 +70,11 @@ impl SystemStore for SqliteStore {
 
     fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO system_values (name, value, updated_at_ms) VALUES (?, ?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(name)
-            .bind(value)
-            .bind(now_ms)
-            .execute(&self.writer)
-            .await
-            .map_err(unavailable)?;
+            statements::put_value(name, value, now_ms)
+                .query()
+                .execute(&self.writer)
+                .await
+                .map_err(unavailable)?;
             Ok(())
         })
     }

@@ -6,11 +6,9 @@ use sqlx::Sqlite;
 use super::{SqliteStore, begin_write, unavailable};
 use crate::BoxFuture;
 use crate::store::integrity::{checked, tag_of};
-use crate::store::rows::{self, json_text};
+use crate::store::rows;
+use crate::store::statements::{self, TOKEN_COLUMNS};
 use crate::store::{StoreResult, TokenRecord, TokenStore};
-
-const TOKEN_COLUMNS: &str =
-    "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms, revision, mac";
 
 pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {TOKEN_COLUMNS} FROM caller_tokens"))
@@ -38,23 +36,11 @@ impl TokenStore for SqliteStore {
     fn insert_token<'a>(&'a self, token: &'a TokenRecord) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let tag = tag_of(self.sealer()?, token);
-            sqlx::query(
-                "INSERT INTO caller_tokens (id, hash, principal, groups_json, description, created_at_ms, \
-                 expires_at_ms, revoked_at_ms, revision, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&token.id)
-            .bind(&token.hash)
-            .bind(&token.principal)
-            .bind(json_text(&token.groups)?)
-            .bind(&token.description)
-            .bind(token.created_at_ms)
-            .bind(token.expires_at_ms)
-            .bind(token.revoked_at_ms)
-            .bind(token.revision)
-            .bind(tag)
-            .execute(&self.writer)
-            .await
-            .map_err(unavailable)?;
+            statements::insert_token(token, tag)?
+                .query()
+                .execute(&self.writer)
+                .await
+                .map_err(unavailable)?;
             Ok(())
         })
     }
@@ -87,11 +73,8 @@ impl TokenStore for SqliteStore {
                 return Ok(Some(current));
             }
             let revoked = rows::token_revoked(current, now_ms);
-            sqlx::query("UPDATE caller_tokens SET revoked_at_ms = ?, revision = ?, mac = ? WHERE id = ?")
-                .bind(revoked.revoked_at_ms)
-                .bind(revoked.revision)
-                .bind(tag_of(sealer, &revoked))
-                .bind(id)
+            statements::update_token_revoked(&revoked, tag_of(sealer, &revoked))
+                .query()
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
