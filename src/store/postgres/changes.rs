@@ -4,6 +4,9 @@
 //! own transaction: PostgreSQL delivers it when, and only if, the transaction commits, so no
 //! node hears of a change that did not happen, nor before it is visible.
 //!
+//! A notification's payload is the announcing store's instance id and the change's wire
+//! form; a node skips its own (its services already dropped what they changed).
+//!
 //! Each node listens on a connection of its own (application name `sigvault-changes`, so an
 //! operator can tell it apart in `pg_stat_activity`), outside the request pool. When that
 //! connection drops (the server restarted, a proxy cut it, `pg_terminate_backend`),
@@ -43,7 +46,10 @@ const QUEUE: usize = 1024;
 
 /// Announces `change` to every node when `tx` commits.
 pub(super) async fn announce(tx: &mut Transaction<'_, Postgres>, change: Change) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
+    // Prefixed with this store's instance id (a setting of each of its connections), so its
+    // own listener can skip what it announced: the services already dropped their own
+    // entries, and a late echo would only throw away what was cached since.
+    sqlx::query("SELECT pg_notify($1, current_setting('sigvault.instance') || ' ' || $2)")
         .bind(CHANNEL)
         .bind(change.encode())
         .execute(&mut **tx)
@@ -54,12 +60,20 @@ pub(super) async fn announce(tx: &mut Transaction<'_, Postgres>, change: Change)
 
 /// Starts this node's listener, and the probe that sets `down` while the database does not
 /// answer; both run until the receiver is dropped.
-pub(super) fn watch(options: &PgConnectOptions, pool: PgPool, down: Arc<AtomicBool>) -> ChangeReceiver {
+pub(super) fn watch(options: &PgConnectOptions, instance: &str, pool: PgPool, down: Arc<AtomicBool>) -> ChangeReceiver {
     let (tx, rx) = mpsc::channel(QUEUE);
     let options = options.clone().application_name(LISTENER_NAME);
     tokio::spawn(probe(pool, down, tx.clone()));
-    tokio::spawn(listen(options, tx));
+    tokio::spawn(listen(options, instance.to_owned(), tx));
     rx
+}
+
+/// A random id for one opened store, set on each of its connections as the custom setting
+/// `sigvault.instance` (read back by [`announce`]).
+pub(super) fn instance_id() -> Result<String, getrandom::Error> {
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw)?;
+    Ok(base16ct::lower::encode_string(&raw))
 }
 
 /// Asks the database for `SELECT 1` every [`PROBE_INTERVAL`]; `down` is set while it fails
@@ -86,7 +100,7 @@ async fn probe(pool: PgPool, down: Arc<AtomicBool>, changes: mpsc::Sender<Change
     }
 }
 
-async fn listen(options: PgConnectOptions, changes: mpsc::Sender<Change>) {
+async fn listen(options: PgConnectOptions, instance: String, changes: mpsc::Sender<Change>) {
     let mut first = true;
     loop {
         let mut listener = match connect(&options).await {
@@ -113,7 +127,11 @@ async fn listen(options: PgConnectOptions, changes: mpsc::Sender<Change>) {
                 () = changes.closed() => return,
             };
             let change = match heard {
-                Ok(Some(notification)) => Change::decode(notification.payload()).unwrap_or(Change::Everything),
+                Ok(Some(notification)) => match notification.payload().split_once(' ') {
+                    Some((from, _)) if from == instance => continue,
+                    Some((_, change)) => Change::decode(change).unwrap_or(Change::Everything),
+                    None => Change::Everything,
+                },
                 // The connection dropped and the listener opened a new one at once.
                 Ok(None) => {
                     tracing::info!("listening for other nodes' changes again; dropping every cached row");

@@ -77,6 +77,8 @@ pub(crate) struct PgStore {
     pool: PgPool,
     /// How to connect: the change listener opens a connection of its own with them.
     options: PgConnectOptions,
+    /// This opened store's id in the change announcements ([`changes`]).
+    instance: String,
     /// Set while the store does not answer its probe ([`changes::probe`]).
     down: Arc<std::sync::atomic::AtomicBool>,
     /// Tags and checks protected rows; set once at startup.
@@ -115,7 +117,13 @@ impl PgStore {
             path: redacted_url(url),
             source: Box::new(e),
         };
-        let options = PgConnectOptions::from_str(url).map_err(open_err)?;
+        let instance = changes::instance_id().map_err(|e| StoreError::Open {
+            path: redacted_url(url),
+            source: Box::new(e),
+        })?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(open_err)?
+            .options([("sigvault.instance", instance.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -125,6 +133,7 @@ impl PgStore {
         let store = Self {
             pool,
             options,
+            instance,
             down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             sealer: OnceLock::new(),
         };

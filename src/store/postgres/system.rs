@@ -114,7 +114,12 @@ impl SystemStore for PgStore {
     }
 
     fn watch_changes(&self) -> Option<ChangeReceiver> {
-        Some(changes::watch(&self.options, self.pool.clone(), Arc::clone(&self.down)))
+        Some(changes::watch(
+            &self.options,
+            &self.instance,
+            self.pool.clone(),
+            Arc::clone(&self.down),
+        ))
     }
 
     fn available(&self) -> bool {
