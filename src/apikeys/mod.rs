@@ -399,3 +399,6 @@ fn from_store(a: ApiKeyActivity) -> Pending<i64> {
         fingerprints: a.fingerprints,
     }
 }
+
+#[cfg(all(test, feature = "ratelimit-redis"))]
+mod tests_shared;

@@ -321,3 +321,5 @@ impl Authenticator {
 
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "ratelimit-redis"))]
+mod tests_shared;
