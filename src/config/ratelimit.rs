@@ -289,4 +289,23 @@ mod tests {
         let shown = format!("{raw:?}");
         assert!(!shown.contains(PASSWORD) && shown.contains("redis://***@h"), "{shown}");
     }
+
+    #[cfg(feature = "ratelimit-redis")]
+    #[test]
+    fn the_example_file_s_commented_section_is_valid_once_uncommented() {
+        let example = include_str!("../../config/sigvault.example.toml");
+        let section: String = example
+            .lines()
+            .skip_while(|line| *line != "# [ratelimit]")
+            .take_while(|line| !line.is_empty())
+            .filter(|line| !line.starts_with("#  "))
+            .map(|line| format!("{}\n", line.trim_start_matches("# ")))
+            .collect();
+        assert!(section.starts_with("[ratelimit]\nbackend = \"redis\""), "{section}");
+        let table = super::super::layers::parse_file(&section, "example").unwrap();
+        let raw = super::super::layers::merge_layers(table, &[], &Overrides::default()).unwrap();
+        let s = super::ratelimit_settings(raw.ratelimit.unwrap()).unwrap();
+        assert!(matches!(&s.backend, Backend::Redis { namespace, .. } if namespace == "payments-vault"));
+        assert_eq!(s.redis_timeout, Duration::from_millis(250));
+    }
 }
