@@ -221,7 +221,15 @@ mod tests {
                 "ratelimit.backend: ",
             ),
             (vec![("SIGVAULT_RATELIMIT__BACKEND", "")], "ratelimit.backend: "),
-            (vec![redis], "ratelimit.redis_url: "),
+            // Without the feature, `redis` itself is refused first.
+            (
+                vec![redis],
+                if cfg!(feature = "ratelimit-redis") {
+                    "ratelimit.redis_url: "
+                } else {
+                    "ratelimit.backend: "
+                },
+            ),
             (
                 vec![redis, ("SIGVAULT_RATELIMIT__REDIS_URL", &http)],
                 "ratelimit.redis_url: ",
