@@ -18,7 +18,10 @@ softhsm/install.sh
 # (installed with apt when missing), stopped when the suite ends. Each test makes a fresh
 # database of its own there and drops it.
 eval "$(scripts/postgres.sh start)"
-trap 'scripts/postgres.sh stop' EXIT
+# The shared rate limits' tests need a Redis: the one on 127.0.0.1:6379 when it answers, else a
+# throwaway server (installed with apt when missing), stopped when the suite ends.
+eval "$(scripts/redis.sh start)"
+trap 'scripts/postgres.sh stop; scripts/redis.sh stop' EXIT
 
 # The compliance-report test renders its HTML page in headless Chromium (Debian's `chromium`).
 if [ ! -x /usr/bin/chromium ]; then
@@ -95,7 +98,7 @@ cargo clippy --locked -p pkcs11-fault --all-targets -- -D warnings
 # Each backend is a cargo feature: the library and the binary must build, lint-clean, with
 # none of them and with each one alone (the tests need them all); the fuzz targets build the
 # library with the facade `fuzzing` and the PKCS#11 provider only.
-for features in "" "kek-pkcs11" "store-sqlite" "kek-pkcs11,fuzzing"; do
+for features in "" "kek-pkcs11" "store-sqlite" "ratelimit-redis" "kek-pkcs11,fuzzing"; do
   cargo clippy --locked --no-default-features ${features:+--features "$features"} --lib --bins -- -D warnings
 done
 cargo test --locked -p pkcs11-fault

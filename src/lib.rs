@@ -27,6 +27,8 @@
 //!   is known, new or blocked on this node), shared by both.
 //! - [`integrity`]: the KEK-sealed key that tags the store's protected rows (a row a
 //!   database writer edited is refused), and the report of refused rows.
+//! - [`ratelimit`]: where the API-key and failed-authentication limits count: this node's
+//!   memory, or Redis shared by every node (behind the default `ratelimit-redis` feature).
 //! - [`auth`]: who is calling (the bootstrap root token, client certificates) and the
 //!   keyed-hash pepper.
 //! - [`api`]: warp filters and handlers; [`startup`] wires everything and serves HTTP.
@@ -72,6 +74,7 @@ pub mod kek;
 pub mod keys;
 pub mod model;
 pub mod policy;
+pub mod ratelimit;
 pub mod report;
 pub(crate) mod secret;
 pub mod sigv4;

@@ -586,7 +586,13 @@ fn forget_secret_env(mut env: Vec<(String, String)>) {
     for (_, value) in &mut env {
         zeroize::Zeroize::zeroize(value);
     }
-    for name in [c"SIGVAULT_ROOT_TOKEN", c"SIGVAULT_KEK__PKCS11__PIN", c"SIGVAULT_TOKEN"] {
+    // `SIGVAULT_RATELIMIT__REDIS_URL` may hold Redis's password.
+    for name in [
+        c"SIGVAULT_ROOT_TOKEN",
+        c"SIGVAULT_KEK__PKCS11__PIN",
+        c"SIGVAULT_RATELIMIT__REDIS_URL",
+        c"SIGVAULT_TOKEN",
+    ] {
         // SAFETY: still single-threaded (the runtime has not started), so nothing else reads
         // or changes the environment. `getenv` returns the value's own bytes in the
         // environment block (writable, NUL-terminated; for a variable set at exec, the block

@@ -258,6 +258,7 @@ impl ApiKeyService {
         let record = self.store.revoke_api_key(id, self.now_ms()).await?;
         self.forget_lookups();
         self.limiter.forget(id);
+        self.shared_limits.forget(id).await;
         record.ok_or_else(|| ApiKeyError::NotFound(id.to_owned()))
     }
 

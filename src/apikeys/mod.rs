@@ -40,6 +40,7 @@ use crate::fingerprint::{self as fingerprints, FingerprintTracker, Pending, Seen
 use crate::keys::cache::CacheSettings;
 use crate::keys::cache::TtlCache;
 use crate::model::OnNewFingerprint;
+use crate::ratelimit::RateLimitBackend;
 use crate::store::{ApiKeyActivity, ApiKeyPatch, ApiKeyStore, StoreError};
 use ratelimit::{Limit, RateLimiter, Taken};
 
@@ -148,6 +149,9 @@ pub struct ApiKeyService {
     /// Found keys by the SHA-256 of the presented key (memory only; never stored).
     found: TtlCache<[u8; 32], Found>,
     limiter: RateLimiter,
+    /// Where the rate limits are counted first (Redis, shared by the nodes); `limiter` decides
+    /// what it leaves to this node.
+    shared_limits: RateLimitBackend,
     /// Last use and caller fingerprints per key id, written in batches.
     activity: FingerprintTracker<i64>,
     /// Held by [`ApiKeyService::flush_usage`] from its drain to its store write, and by the
@@ -169,6 +173,7 @@ impl ApiKeyService {
         Self {
             found: TtlCache::new(cache.max_entries, cache.state_ttl(), clock.clone()),
             limiter: RateLimiter::new(cache.max_entries),
+            shared_limits: RateLimitBackend::default(),
             activity: FingerprintTracker::new(settings.max_fingerprints),
             usage_flush: tokio::sync::Mutex::new(()),
             store_lookups: AtomicU64::new(0),
@@ -177,6 +182,14 @@ impl ApiKeyService {
             clock,
             settings,
         }
+    }
+
+    /// Counts the keys' rate limits in `shared` first (`[ratelimit]`); without it, or where it
+    /// leaves a decision to this node, in this node's memory.
+    #[must_use]
+    pub fn with_rate_limits(mut self, shared: RateLimitBackend) -> Self {
+        self.shared_limits = shared;
+        self
     }
 
     /// The server's default fingerprint rule and bound.
@@ -233,7 +246,7 @@ impl ApiKeyService {
         if found.valid_until_ms.is_some_and(|until| now >= until) || r.state == ApiKeyState::Revoked {
             return Ok(Outcome::of(Code::NotFound, None));
         }
-        if let Some(refused) = self.refusal(&found, required, now) {
+        if let Some(refused) = self.refusal(&found, required, now).await {
             // A refused use is still the key's last use; its caller's fingerprint is not
             // learned (the key granted nothing).
             self.activity.touch(&r.id, now, ());
@@ -267,7 +280,7 @@ impl ApiKeyService {
 
     /// The first of the key's own checks it fails, in docs/API.md's order: state, expiry,
     /// credits, rate limit, permissions.
-    fn refusal(&self, found: &Arc<Found>, required: &[String], now: i64) -> Option<Outcome> {
+    async fn refusal(&self, found: &Arc<Found>, required: &[String], now: i64) -> Option<Outcome> {
         let r = &found.record;
         let refused = |code| Outcome::of(code, Some(Arc::clone(found)));
         if r.state != ApiKeyState::Enabled {
@@ -283,7 +296,7 @@ impl ApiKeyService {
             });
         }
         if let Some((limit, period_ms)) = r.ratelimit
-            && let Taken::Limited { retry_after_ms } = self.limiter.take(&r.id, Limit { limit, period_ms }, now)
+            && let Taken::Limited { retry_after_ms } = self.take(&r.id, Limit { limit, period_ms }, now).await
         {
             return Some(Outcome {
                 retry_after_ms: Some(retry_after_ms),
@@ -294,6 +307,14 @@ impl ApiKeyService {
             return Some(refused(Code::InsufficientPermissions));
         }
         None
+    }
+
+    /// Takes a token of the key's rate limit: from the shared count, or this node's.
+    async fn take(&self, id: &str, limit: Limit, now: i64) -> Taken {
+        match self.shared_limits.take(id, limit, now).await {
+            Some(taken) => taken,
+            None => self.limiter.take(id, limit, now),
+        }
     }
 
     /// Takes a credit from a key with a credit limit: `Valid` with what is left, or
@@ -378,3 +399,6 @@ fn from_store(a: ApiKeyActivity) -> Pending<i64> {
         fingerprints: a.fingerprints,
     }
 }
+
+#[cfg(all(test, feature = "ratelimit-redis"))]
+mod tests_shared;

@@ -59,7 +59,7 @@ type Window = (i64, u32);
 /// of the trimmed `Authorization` header value, or of a marker when there is no header
 /// (one credential, "missing"). The two inputs are prefixed differently, so no header value
 /// digests like the missing one.
-fn credential_digest(authorization: Option<&str>) -> Credential {
+pub(super) fn credential_digest(authorization: Option<&str>) -> Credential {
     let mut hasher = Sha256::new();
     match authorization {
         None => hasher.update(b"missing"),

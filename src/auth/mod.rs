@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
 use crate::keys::cache::{CacheSettings, TtlCache};
+use crate::ratelimit::{FailureRule, RateLimitBackend};
 pub use crate::store::TokenRecord;
 use crate::store::{StoreError, SystemStore, TokenStore};
 use keyed_hash::KeyedHasher;
@@ -151,6 +152,10 @@ pub struct Authenticator {
     /// remember what it found (it may have read the row before the revocation committed).
     verified: TtlCache<[u8; 32], Verified>,
     failures: FailureLimiter,
+    /// Where failures are counted first (Redis, shared by the nodes); `failures` counts what
+    /// it leaves to this node.
+    shared_limits: RateLimitBackend,
+    failure_rule: FailureRule,
 }
 
 impl Authenticator {
@@ -169,9 +174,22 @@ impl Authenticator {
             store,
             system,
             failures: FailureLimiter::new(settings.max_failures, settings.failure_window, clock.clone()),
+            shared_limits: RateLimitBackend::default(),
+            failure_rule: FailureRule {
+                max: settings.max_failures,
+                window_ms: i64::try_from(settings.failure_window.whole_milliseconds()).unwrap_or(i64::MAX),
+            },
             verified: TtlCache::new(VERIFIED_CACHE_MAX, cache.state_ttl(), clock.clone()),
             clock,
         }
+    }
+
+    /// Counts failed authentications in `shared` first (`[ratelimit]`); without it, or where
+    /// it leaves a decision to this node, in this node's memory.
+    #[must_use]
+    pub fn with_rate_limits(mut self, shared: RateLimitBackend) -> Self {
+        self.shared_limits = shared;
+        self
     }
 
     /// Drops every remembered verification (after a revocation).
@@ -199,7 +217,7 @@ impl Authenticator {
         source: Option<IpAddr>,
     ) -> Result<Arc<Principal>, AuthError> {
         if let Some(ip) = source
-            && let Some(retry_after) = self.failures.blocked(ip, authorization)
+            && let Some(retry_after) = self.blocked(ip, authorization).await
         {
             return Err(AuthError::RateLimited(retry_after));
         }
@@ -207,9 +225,33 @@ impl Authenticator {
         if let (Err(AuthError::Missing | AuthError::Invalid | AuthError::Expired | AuthError::Revoked), Some(ip)) =
             (&result, source)
         {
-            self.failures.record(ip, authorization);
+            self.record_failure(ip, authorization).await;
         }
         result
+    }
+
+    /// Seconds until `ip` may try again with `authorization`, when blocked: by the shared
+    /// count, or this node's.
+    async fn blocked(&self, ip: IpAddr, authorization: Option<&str>) -> Option<u64> {
+        let digest = || limiter::credential_digest(authorization);
+        let shared = self
+            .shared_limits
+            .failures_blocked(self.failure_rule, ip, digest, &*self.clock);
+        match shared.await {
+            Some(decided) => decided,
+            None => self.failures.blocked(ip, authorization),
+        }
+    }
+
+    /// Counts a failed authentication: in the shared count, or this node's.
+    async fn record_failure(&self, ip: IpAddr, authorization: Option<&str>) {
+        let digest = || limiter::credential_digest(authorization);
+        let shared = self
+            .shared_limits
+            .failures_record(self.failure_rule, ip, digest, &*self.clock);
+        if !shared.await {
+            self.failures.record(ip, authorization);
+        }
     }
 
     async fn check(&self, authorization: Option<&str>) -> Result<Arc<Principal>, AuthError> {
@@ -279,3 +321,5 @@ impl Authenticator {
 
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "ratelimit-redis"))]
+mod tests_shared;

@@ -4,22 +4,22 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::secret::SecretBytes;
 
-const ROOT: &str = "svt_0123456789abcdef";
+pub(super) const ROOT: &str = "svt_0123456789abcdef";
 
-struct Fixture {
-    auth: Authenticator,
-    clock: Arc<ManualClock>,
-    _dir: PathGuard,
+pub(super) struct Fixture {
+    pub(super) auth: Authenticator,
+    pub(super) clock: Arc<ManualClock>,
+    pub(super) _dir: PathGuard,
 }
 
-struct PathGuard(std::path::PathBuf);
+pub(super) struct PathGuard(std::path::PathBuf);
 impl Drop for PathGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-async fn fixture(name: &str) -> Fixture {
+pub(super) async fn fixture(name: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("sv-auth-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -60,7 +60,7 @@ async fn fixture(name: &str) -> Fixture {
     }
 }
 
-fn bearer(token: &str) -> String {
+pub(super) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 

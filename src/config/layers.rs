@@ -8,6 +8,8 @@ use toml::{Table, Value};
 
 use super::raw::RawConfig;
 use super::{ConfigError, invalid};
+// A Redis URL may hold a password: TOML's messages quote the line they stopped at.
+use crate::ratelimit::redact_userinfo;
 
 /// Environment variables that carry secrets or other meanings, not config keys.
 const RESERVED_ENV: &[&str] = &[
@@ -55,7 +57,9 @@ pub(crate) fn merge_layers(
     if let Some(dir) = &overrides.data_dir {
         table.insert("data_dir".into(), Value::String(dir.display().to_string()));
     }
-    table.try_into().map_err(|e| invalid("config", e.to_string()))
+    table
+        .try_into()
+        .map_err(|e| invalid("config", redact_userinfo(&e.to_string())))
 }
 
 fn read_file(path: &Path) -> Result<Table, ConfigError> {
@@ -70,7 +74,7 @@ fn read_file(path: &Path) -> Result<Table, ConfigError> {
 pub(crate) fn parse_file(text: &str, shown: &str) -> Result<Table, ConfigError> {
     let file_err = |e: toml::de::Error| ConfigError::File {
         path: shown.to_owned(),
-        message: e.to_string().trim_end().replace('\n', " "),
+        message: redact_userinfo(e.to_string().trim_end()).replace('\n', " "),
     };
     // Deserialising into the typed form first reports unknown keys and wrong types with
     // their line; the untyped table is what gets merged.
@@ -102,7 +106,7 @@ fn env_layer(var: &str, path: &[String], value: &str) -> Result<Table, ConfigErr
         let layer = nest(path, candidate);
         match layer.clone().try_into::<RawConfig>() {
             Ok(_) => return Ok(layer),
-            Err(e) => last_error = e.to_string().trim_end().replace('\n', " "),
+            Err(e) => last_error = redact_userinfo(e.to_string().trim_end()).replace('\n', " "),
         }
     }
     Err(ConfigError::Env {

@@ -9,6 +9,7 @@
 
 mod kek;
 pub(crate) mod layers;
+mod ratelimit;
 mod raw;
 mod sections;
 #[cfg(test)]
@@ -31,6 +32,7 @@ use crate::credentials::Sigv4Settings;
 use crate::kek::KekSettings;
 use crate::keys::KeySettings;
 use crate::keys::cache::CacheSettings;
+use crate::ratelimit::RateLimitSettings;
 use crate::report::ReportSettings;
 use crate::store::StoreSettings;
 use crate::tls::TlsError;
@@ -69,6 +71,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sigv4: Sigv4Settings,
     pub apikeys: ApiKeySettings,
+    /// `[ratelimit]`: where the API-key and failed-authentication limits count.
+    pub ratelimit: RateLimitSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
     pub root_token: Option<SecretString>,
 }
@@ -184,6 +188,7 @@ impl Settings {
         let auth = sections::auth_settings(raw.auth.unwrap_or_default())?;
         let sigv4 = sections::sigv4_settings(raw.sigv4.unwrap_or_default())?;
         let apikeys = sections::apikeys_settings(raw.apikeys.unwrap_or_default())?;
+        let ratelimit = ratelimit::ratelimit_settings(raw.ratelimit.unwrap_or_default())?;
         let root_token = env_var("SIGVAULT_ROOT_TOKEN").map(root_token).transpose()?;
         Ok(Self {
             listen,
@@ -203,6 +208,7 @@ impl Settings {
             auth,
             sigv4,
             apikeys,
+            ratelimit,
             root_token,
         })
     }

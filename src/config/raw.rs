@@ -25,6 +25,33 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     pub sigv4: Option<RawSigv4>,
     pub apikeys: Option<RawApiKeys>,
+    pub ratelimit: Option<RawRateLimit>,
+}
+
+/// `[ratelimit]`. Its `Debug` leaves the URL's user information out (it may hold a password).
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub backend: Option<String>,
+    pub redis_url: Option<String>,
+    pub namespace: Option<String>,
+    pub on_redis_error: Option<String>,
+    pub redis_timeout: Option<String>,
+}
+
+impl std::fmt::Debug for RawRateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRateLimit")
+            .field("backend", &self.backend)
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(crate::ratelimit::redact_userinfo),
+            )
+            .field("namespace", &self.namespace)
+            .field("on_redis_error", &self.on_redis_error)
+            .field("redis_timeout", &self.redis_timeout)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

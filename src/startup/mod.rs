@@ -71,6 +71,8 @@ pub enum StartupError {
     Policies(#[from] crate::policy::PolicyErrors),
     #[error("policies: {0}")]
     PolicyEngine(String),
+    #[error("{0}")]
+    RateLimit(#[from] crate::ratelimit::RateLimitError),
 }
 
 /// An error and its causes on one line, outermost first, without repeats.
@@ -165,7 +167,7 @@ impl Application {
             clock: &clock,
             integrity,
         };
-        let state = Arc::new(app_state(&settings, policies, audit, parts));
+        let state = Arc::new(app_state(&settings, policies, audit, parts)?);
         Ok(Self {
             state,
             store,

@@ -21,6 +21,7 @@ use crate::integrity::RowIntegrity;
 use crate::kek::Keyring;
 use crate::keys::KeyService;
 use crate::policy::PolicyEngine;
+use crate::ratelimit::RateLimitBackend;
 use crate::store::{Store, SystemStore};
 
 /// `listener`, or a new one bound to `addr`, with the address it listens on.
@@ -49,8 +50,14 @@ pub(super) struct Parts<'a> {
 }
 
 /// The services and the state every handler shares; each service holds only the store
-/// concerns it uses.
-pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Auditor, parts: Parts<'_>) -> AppState {
+/// concerns it uses. The rate limits' backend (`[ratelimit]`) is shared by the API-key
+/// service and the authenticator; Redis is connected to on first use.
+pub(super) fn app_state(
+    settings: &Settings,
+    policies: PolicyEngine,
+    audit: Auditor,
+    parts: Parts<'_>,
+) -> Result<AppState, StartupError> {
     let Parts {
         store,
         keyring,
@@ -59,6 +66,7 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
         clock,
         integrity,
     } = parts;
+    let shared_limits = RateLimitBackend::new(&settings.ratelimit)?;
     let credentials = CredentialService::new(
         store.clone(),
         store.clone(),
@@ -73,7 +81,8 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
         clock.clone(),
         settings.apikeys,
         settings.cache,
-    );
+    )
+    .with_rate_limits(shared_limits.clone());
     let keys = KeyService::new(
         store.clone(),
         store.clone(),
@@ -91,8 +100,9 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
         clock.clone(),
         settings.auth,
         settings.cache,
-    );
-    AppState {
+    )
+    .with_rate_limits(shared_limits);
+    Ok(AppState {
         policies,
         keys,
         credentials,
@@ -111,7 +121,7 @@ pub(super) fn app_state(settings: &Settings, policies: PolicyEngine, audit: Audi
             .as_ref()
             .map(|tls| tls.client_groups.clone())
             .unwrap_or_default(),
-    }
+    })
 }
 
 /// Each cached secret takes one locked page; say so at start when `RLIMIT_MEMLOCK` cannot

@@ -193,6 +193,7 @@ impl AppHome {
             auth: self.auth,
             sigv4: self.sigv4,
             apikeys: self.apikeys,
+            ratelimit: sigvault::ratelimit::RateLimitSettings::default(),
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
     }
