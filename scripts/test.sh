@@ -98,7 +98,7 @@ cargo clippy --locked -p pkcs11-fault --all-targets -- -D warnings
 # Each backend is a cargo feature: the library and the binary must build, lint-clean, with
 # none of them and with each one alone (the tests need them all); the fuzz targets build the
 # library with the facade `fuzzing` and the PKCS#11 provider only.
-for features in "" "kek-pkcs11" "store-sqlite" "ratelimit-redis" "kek-pkcs11,fuzzing"; do
+for features in "" "kek-pkcs11" "store-sqlite" "store-postgres" "ratelimit-redis" "kek-pkcs11,fuzzing"; do
   cargo clippy --locked --no-default-features ${features:+--features "$features"} --lib --bins -- -D warnings
 done
 cargo test --locked -p pkcs11-fault

@@ -9,15 +9,23 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
+use sigvault::ratelimit::{Backend, RateLimitSettings, RedisUrl};
+
 use crate::apikeys::{code, create as create_api_key, verify as verify_api_key};
 use crate::helpers::{AppHome, TestApp, fresh_postgres_database, spawn_app_in, temp_dir};
 use crate::sigv4::{ToSign, create_credential, now, sign_with, verify as verify_sigv4};
 
 /// Node A and node B on a fresh database.
 async fn two_nodes() -> (TestApp, TestApp) {
+    two_nodes_with(RateLimitSettings::default()).await
+}
+
+/// As [`two_nodes`], with rate limits counted as `ratelimit` says.
+async fn two_nodes_with(ratelimit: RateLimitSettings) -> (TestApp, TestApp) {
     let a = AppHome {
         postgres_url: Some(fresh_postgres_database()),
         node: "node-a".into(),
+        ratelimit,
         ..AppHome::new()
     };
     let b = AppHome {
@@ -198,4 +206,48 @@ async fn with_its_notifications_cut_a_node_still_sees_a_rotation_within_the_stal
         signing_version(&b, "shared").await == Some(3)
     })
     .await;
+}
+
+#[tokio::test]
+async fn with_redis_a_rate_limit_counts_across_both_nodes() {
+    let url = std::env::var("SIGVAULT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // A namespace of this test's own: other runs on the same Redis count elsewhere.
+    let namespace = format!("test-{}", crate::helpers::unique("cluster").replace(['/', ' '], "-"));
+    let (a, b) = two_nodes_with(RateLimitSettings {
+        backend: Backend::Redis {
+            url: RedisUrl::new(url),
+            namespace,
+        },
+        ..RateLimitSettings::default()
+    })
+    .await;
+    let issued = create_api_key(
+        &a,
+        json!({"principal": "acme-ci", "ratelimit": {"limit": 5, "period": "10s"}}),
+    )
+    .await;
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        codes.push(code(&verify_api_key(node, &issued.key).await).to_owned());
+    }
+    let valid = codes.iter().filter(|c| *c == "VALID").count();
+    let limited = codes.iter().filter(|c| *c == "RATE_LIMITED").count();
+    assert_eq!((valid, limited), (5, 5), "{codes:?}");
+
+    // Each node alone would have let five through: the count is shared, not per node.
+    let (c, d) = two_nodes().await;
+    let local = create_api_key(
+        &c,
+        json!({"principal": "acme-ci", "ratelimit": {"limit": 5, "period": "10s"}}),
+    )
+    .await;
+    let mut local_valid = 0;
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &c } else { &d };
+        if code(&verify_api_key(node, &local.key).await) == "VALID" {
+            local_valid += 1;
+        }
+    }
+    assert_eq!(local_valid, 10, "without Redis each node counts its own five");
 }

@@ -85,6 +85,8 @@ pub struct AppHome {
     pub node: String,
     /// `store.serve_cached_when_unavailable` (off by default).
     pub serve_cached_when_unavailable: bool,
+    /// `[ratelimit]`: where rate limits count (this node's memory by default).
+    pub ratelimit: sigvault::ratelimit::RateLimitSettings,
     pub token_label: String,
     pub limits: Limits,
     pub cache: CacheSettings,
@@ -115,6 +117,7 @@ impl AppHome {
             },
             node: "test-node".into(),
             serve_cached_when_unavailable: false,
+            ratelimit: sigvault::ratelimit::RateLimitSettings::default(),
             token_label: fresh_token(),
             limits: Limits::default(),
             cache: CacheSettings {
@@ -193,7 +196,7 @@ impl AppHome {
             auth: self.auth,
             sigv4: self.sigv4,
             apikeys: self.apikeys,
-            ratelimit: sigvault::ratelimit::RateLimitSettings::default(),
+            ratelimit: self.ratelimit.clone(),
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
     }
