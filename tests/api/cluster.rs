@@ -251,3 +251,94 @@ async fn with_redis_a_rate_limit_counts_across_both_nodes() {
     }
     assert_eq!(local_valid, 10, "without Redis each node counts its own five");
 }
+
+/// `sigvault audit verify`'s work (the library call the command makes) on node A's
+/// settings, once both nodes stopped.
+async fn verify_cluster(home: &AppHome) -> sigvault::admin::Verification {
+    let vault = sigvault::admin::OfflineVault::open(home.settings())
+        .await
+        .expect("open the stopped vault");
+    let mut progress = sigvault::admin::progress::NoProgress;
+    sigvault::admin::audit_verify(&vault, &mut progress)
+        .await
+        .expect("verification runs")
+}
+
+/// Flips one character inside the `resource` of node `node`'s event `seq`, in the shared
+/// table, as a database writer would.
+async fn edit_event_of(url: &str, node: &str, seq: u64) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect as the attacker");
+    let rows: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT first_seq, lines FROM audit_batches WHERE node = $1 ORDER BY first_seq")
+            .bind(node)
+            .fetch_all(&mut conn)
+            .await
+            .expect("read the rows");
+    for (first_seq, lines) in rows {
+        let text = String::from_utf8(lines).expect("lines");
+        let marker = format!("\"seq\":{seq},");
+        let Some(line) = text.lines().find(|l| l.contains(&marker)) else {
+            continue;
+        };
+        let edited_line = line.replacen("\"resource\":\"", "\"resource\":\"X", 1);
+        assert_ne!(edited_line, line, "the event has a resource");
+        let edited = text.replacen(line, &edited_line, 1);
+        sqlx::query("UPDATE audit_batches SET lines = $1 WHERE node = $2 AND first_seq = $3")
+            .bind(edited.into_bytes())
+            .bind(node)
+            .bind(first_seq)
+            .execute(&mut conn)
+            .await
+            .expect("edit");
+        return;
+    }
+    panic!("no event {seq} of {node} in the store");
+}
+
+#[tokio::test]
+async fn audit_verify_checks_both_nodes_chains_and_names_the_node_of_an_edit() {
+    let (mut a, mut b) = two_nodes().await;
+    a.create_key("shared").await;
+    for _ in 0..3 {
+        b.sign("shared", b"hello").await;
+        a.sign("shared", b"hello").await;
+    }
+    a.stop().await;
+    b.stop().await;
+    let url = a.home.postgres_url.clone().expect("on PostgreSQL");
+
+    let intact = verify_cluster(&a.home).await;
+    assert!(
+        intact.report.ok,
+        "{}",
+        serde_json::to_string(&intact).unwrap_or_default()
+    );
+    let nodes: Vec<(&str, bool, u64)> = intact
+        .nodes
+        .iter()
+        .map(|n| (n.node.as_str(), n.report.ok, n.report.checked))
+        .collect();
+    assert!(
+        nodes
+            .iter()
+            .any(|(n, ok, checked)| *n == "node-a" && *ok && *checked > 0)
+            && nodes
+                .iter()
+                .any(|(n, ok, checked)| *n == "node-b" && *ok && *checked > 0),
+        "{nodes:?}"
+    );
+
+    for node in ["node-b", "node-a"] {
+        edit_event_of(&url, node, 2).await;
+        let broken = verify_cluster(&a.home).await;
+        assert!(!broken.report.ok);
+        let report = broken.nodes.iter().find(|n| n.node == node).expect("the node's report");
+        assert!(
+            !report.report.ok,
+            "{node} is named: {}",
+            serde_json::to_string(&broken).unwrap_or_default()
+        );
+        assert_eq!(report.report.first_bad_seq, Some(2), "{node}");
+    }
+}
