@@ -586,11 +586,13 @@ fn forget_secret_env(mut env: Vec<(String, String)>) {
     for (_, value) in &mut env {
         zeroize::Zeroize::zeroize(value);
     }
-    // `SIGVAULT_RATELIMIT__REDIS_URL` may hold Redis's password.
+    // `SIGVAULT_RATELIMIT__REDIS_URL` may hold Redis's password, `SIGVAULT_STORE__URL`
+    // PostgreSQL's.
     for name in [
         c"SIGVAULT_ROOT_TOKEN",
         c"SIGVAULT_KEK__PKCS11__PIN",
         c"SIGVAULT_RATELIMIT__REDIS_URL",
+        c"SIGVAULT_STORE__URL",
         c"SIGVAULT_TOKEN",
     ] {
         // SAFETY: still single-threaded (the runtime has not started), so nothing else reads
