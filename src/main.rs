@@ -364,7 +364,6 @@ fn lock_store_and_start(
     settings: &Settings,
     env: Vec<(String, String)>,
 ) -> Result<tokio::runtime::Runtime, String> {
-    #[allow(irrefutable_let_patterns)] // SQLite is the only store kind of this build so far
     if let sigvault::store::StoreSettings::Sqlite { path } = &settings.store {
         lock.add_sqlite_store(path, &settings.data_dir)
             .map_err(|e| e.to_string())?;

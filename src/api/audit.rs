@@ -1,6 +1,7 @@
 //! `GET /v1/audit/events` (filters, cursor paging) and `GET /v1/audit/verify`. Reading the
 //! trail is itself audited.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -87,9 +88,9 @@ async fn list_events(state: &AppState, call: &mut Call) -> Result<Response, ApiE
     };
     let limit = call.page_limit(DEFAULT_PAGE, MAX_PAGE)?;
     let cursor = call.query_param("cursor")?.filter(|c| !c.is_empty());
-    let after = match &cursor {
-        None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor is not one this server issued"))?),
+    let mut after = match &cursor {
+        None => BTreeMap::new(),
+        Some(c) => decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor is not one this server issued"))?,
     };
     state
         .audit
@@ -99,12 +100,15 @@ async fn list_events(state: &AppState, call: &mut Call) -> Result<Response, ApiE
     let page = state
         .audit
         .trail()
-        .events(&filter, after.as_ref().map(|(n, s)| (n.as_str(), *s)), limit)
+        .events(&filter, &after, limit)
         .await
         .map_err(store_error)?;
-    let next = (page.len() == limit as usize)
-        .then(|| page.last().map(|(e, _)| encode_cursor(&e.node, e.seq)))
-        .flatten();
+    let next = (page.len() == limit as usize).then(|| {
+        for (event, _) in &page {
+            after.insert(event.node.clone(), event.seq);
+        }
+        encode_cursor(&after)
+    });
     let events: Vec<EventJson> = page
         .into_iter()
         .map(|(event, mac)| EventJson { event, mac: hex(&mac) })
@@ -115,15 +119,28 @@ async fn list_events(state: &AppState, call: &mut Call) -> Result<Response, ApiE
     ))
 }
 
-fn encode_cursor(node: &str, seq: u64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{node}\n{seq}"))
+/// Most nodes a cursor names (each server is one node; a cursor naming more was not made
+/// here).
+const MAX_CURSOR_NODES: usize = 1024;
+
+/// The position of every node listed so far: `node seq` lines, base64url.
+fn encode_cursor(positions: &BTreeMap<String, u64>) -> String {
+    let text: String = positions.iter().map(|(node, seq)| format!("{node} {seq}\n")).collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-fn decode_cursor(cursor: &str) -> Option<(String, u64)> {
+fn decode_cursor(cursor: &str) -> Option<BTreeMap<String, u64>> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let text = String::from_utf8(raw).ok()?;
-    let (node, seq) = text.split_once('\n')?;
-    Some((node.to_owned(), seq.parse().ok()?))
+    let mut positions = BTreeMap::new();
+    for line in text.lines() {
+        let (node, seq) = line.split_once(' ')?;
+        if node.is_empty() || positions.len() >= MAX_CURSOR_NODES {
+            return None;
+        }
+        positions.insert(node.to_owned(), seq.parse().ok()?);
+    }
+    (!positions.is_empty()).then_some(positions)
 }
 
 async fn verify_now(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {

@@ -4,6 +4,7 @@
 //! The audit key stays inside: verification uses it, nothing here hands it out. This
 //! module never writes — appending is the writer's alone ([`super::writer`]).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::AuditSettings;
@@ -37,15 +38,43 @@ impl AuditTrail {
         }
     }
 
-    /// Events matching `filter` in (node, seq) order, strictly after the cursor `after`,
-    /// at most `limit`.
+    /// At most `limit` events matching `filter`, every node's merged by time: each node's
+    /// events come in its sequence order, past `after`'s position for that node (the last
+    /// sequence number already listed; a node `after` does not name starts at its first
+    /// event), and of the nodes' next events the earliest (time, then node, then sequence)
+    /// comes first. Paging with the positions of the events returned lists every event
+    /// exactly once. One store read per node per page (nodes are few: one per server).
     pub async fn events(
         &self,
         filter: &AuditFilter,
-        after: Option<(&str, u64)>,
+        after: &BTreeMap<String, u64>,
         limit: u32,
     ) -> StoreResult<Vec<StoredEvent>> {
-        self.store.query_audit(filter, after, limit).await
+        let mut streams = Vec::new();
+        for node in self.store.audit_nodes().await? {
+            let from = after.get(&node).copied().unwrap_or(0);
+            // The store walks (node, seq) order: what it returns past this node's events
+            // belongs to the next nodes, and means this node has no more that match.
+            let mut page = self.store.query_audit(filter, Some((&node, from)), limit).await?;
+            page.retain(|(event, _)| event.node == node);
+            if !page.is_empty() {
+                streams.push(VecDeque::from(page));
+            }
+        }
+        let mut merged = Vec::with_capacity(limit as usize);
+        while merged.len() < limit as usize {
+            let next = streams
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.front().map(|(e, _)| (i, (e.time.as_str(), e.node.as_str(), e.seq))))
+                .min_by(|a, b| a.1.cmp(&b.1))
+                .map(|(i, _)| i);
+            let Some(event) = next.and_then(|i| streams.get_mut(i)).and_then(VecDeque::pop_front) else {
+                break;
+            };
+            merged.push(event);
+        }
+        Ok(merged)
     }
 
     /// Events per principal, for the compliance report.

@@ -162,7 +162,6 @@ pub(super) fn check_data_dir(dir: &Path) -> Result<(), StartupError> {
 /// a restore that left it out): opening it would make an empty vault beside the old trail.
 /// Refused with a line naming the file and what to do.
 pub(super) fn check_store_not_lost(settings: &Settings) -> Result<(), StartupError> {
-    #[allow(irrefutable_let_patterns)] // SQLite is the only store kind of this build so far
     let crate::store::StoreSettings::Sqlite { path } = &settings.store else {
         return Ok(());
     };

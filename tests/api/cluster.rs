@@ -342,3 +342,62 @@ async fn audit_verify_checks_both_nodes_chains_and_names_the_node_of_an_edit() {
         assert_eq!(report.report.first_bad_seq, Some(2), "{node}");
     }
 }
+
+#[tokio::test]
+async fn the_trail_lists_both_nodes_events_merged_by_time_page_by_page() {
+    let (a, b) = two_nodes().await;
+    a.create_key("shared").await;
+    // Each node's clock moves in step, one node acting per second: their events interleave.
+    for second in 1..=6 {
+        for node in [&a, &b] {
+            node.clock.advance(time::Duration::seconds(1));
+        }
+        let node = if second % 2 == 0 { &b } else { &a };
+        node.sign("shared", b"hello").await;
+    }
+    // Each node indexes its own events (within `audit.index_lag`): B's reach the table a
+    // moment after its answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let listed = list_signs_in_pages(&a).await;
+        if listed.len() >= 6 || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let nodes: Vec<&str> = listed.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(
+        nodes,
+        ["node-a", "node-b", "node-a", "node-b", "node-a", "node-b"],
+        "by time across nodes, each once: {listed:?}"
+    );
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "in time order");
+}
+
+/// Every `Sign` event, two per page, following `next`: (time, node, seq).
+async fn list_signs_in_pages(app: &TestApp) -> Vec<(String, String, u64)> {
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..50 {
+        let path = match &cursor {
+            Some(c) => format!("/v1/audit/events?action=Sign&limit=2&cursor={c}"),
+            None => "/v1/audit/events?action=Sign&limit=2".to_owned(),
+        };
+        let r = app.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        for e in r.body["events"].as_array().expect("events") {
+            listed.push((
+                e["time"].as_str().expect("time").to_owned(),
+                e["node"].as_str().expect("node").to_owned(),
+                e["seq"].as_u64().expect("seq"),
+            ));
+        }
+        match r.body["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    listed
+}
