@@ -177,3 +177,27 @@ async fn swapping_the_names_of_two_key_rows_makes_both_refuse_to_sign() {
         assert_eq!(r.code(), "INTEGRITY_ERROR");
     }
 }
+
+/// The control for the dump tests: a secret written raw into a blob column (as a careless
+/// store would) is found in the database copy they search, as raw bytes in SQLite's file and
+/// as the lower hex `pg_dump` writes a `bytea` in.
+#[tokio::test]
+async fn a_secret_stored_raw_in_a_blob_column_is_found_in_the_database_copy() {
+    let mut app = spawn_app().await;
+    let home = app.home.clone();
+    app.stop().await;
+    drop(app);
+    let secret = random_bytes(32);
+    let raw = RawStore::open(&home.store()).await;
+    let sql = "INSERT INTO system_values (name, value, updated_at_ms) VALUES ('planted', $1, 0)";
+    assert_eq!(raw.execute(sql, &[secret.clone().into()]).await, 1);
+    raw.checkpoint().await;
+    raw.close().await;
+    let found = found_needles(&database_copy(&home).await, &encodings("planted", &secret));
+    let form = if home.postgres_url.is_some() {
+        "lower hex"
+    } else {
+        "raw"
+    };
+    assert!(found.contains(&format!("planted ({form})")), "{found:?}");
+}
