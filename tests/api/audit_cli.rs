@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sigvault::store::StoreSettings;
 
 use crate::audit::edit_store_event;
 use crate::helpers::{ROOT_TOKEN, b64, run_binary, spawn_dev, temp_dir};
@@ -123,7 +124,10 @@ async fn verify_passes_on_a_stopped_vault_names_the_event_count_and_changes_noth
 #[tokio::test]
 async fn verify_names_sequence_2_when_a_field_of_event_2_was_changed_in_the_store() {
     let data_dir = stopped_vault_with_a_trail("audit-verify-edited").await;
-    let edited = edit_store_event(&data_dir.join("sigvault.db"), 2, |line| {
+    let store = StoreSettings::Sqlite {
+        path: data_dir.join("sigvault.db"),
+    };
+    let edited = edit_store_event(&store, 2, |line| {
         line["event"]["principal"] = json!("mallory");
     })
     .await;

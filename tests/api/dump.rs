@@ -1,17 +1,16 @@
-//! What an attacker who copies the database files gets: no key material, root token or HSM
-//! PIN in any encoding, live (main file, `-wal`, `-shm` while serving) or after shutdown;
-//! and sealed records that cannot be moved between rows, because each ciphertext's AAD
-//! binds it to its key id and version.
+//! What an attacker who copies the database gets: no key material, root token or HSM PIN in
+//! any encoding, live (on SQLite the main file, `-wal`, `-shm` while serving; on PostgreSQL
+//! `pg_dump` of the serving database) or after shutdown; and sealed records that cannot be
+//! moved between rows, because each ciphertext's AAD binds it to its key id and version.
 
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Sha256, Sha384, Sha512};
-use sqlx::Row;
 
 use crate::helpers::{
-    ROOT_TOKEN, USER_PIN, b64, database_files, encodings, found, found_needles, random_bytes, raw_db, spawn_app,
-    spawn_app_in,
+    ROOT_TOKEN, RawStore, USER_PIN, b64, database_copy, encodings, found, found_needles, live_database_copy,
+    random_bytes, spawn_app, spawn_app_in,
 };
 
 const MESSAGE: &[u8] = b"the database dump test signs this";
@@ -32,6 +31,7 @@ fn local_hmac(algorithm: &str, key: &[u8], message: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_database_files_hold_no_key_material_root_token_or_pin_while_serving_or_after_shutdown() {
+    // On PostgreSQL "the files" are what `pg_dump` of the database writes.
     let mut app = spawn_app().await;
     let algorithms = ["hmac-sha256", "hmac-sha384", "hmac-sha512"];
     let mut keys = Vec::new();
@@ -63,12 +63,8 @@ async fn the_database_files_hold_no_key_material_root_token_or_pin_while_serving
         .collect();
 
     // Live, without stopping: what a backup or a copy of a running server holds.
-    let db = app.home.database();
-    let live = database_files(&db);
-    assert!(
-        live.iter().any(|(path, _)| path.ends_with("-wal")),
-        "a serving WAL-mode database has a -wal file to search"
-    );
+    let home = app.home.clone();
+    let live = live_database_copy(&home).await;
     assert_eq!(found(&live, &secrets), [], "secrets in the live database files");
     assert_eq!(
         found_needles(&live, &names).len(),
@@ -79,14 +75,15 @@ async fn the_database_files_hold_no_key_material_root_token_or_pin_while_serving
     // After shutdown, and after a checkpoint has moved every WAL page into the main file.
     app.stop().await;
     drop(app);
-    assert_eq!(found(&database_files(&db), &secrets), [], "secrets after shutdown");
-    let pool = raw_db(&db).await;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&pool)
-        .await
-        .expect("checkpoint");
-    pool.close().await;
-    let checkpointed = database_files(&db);
+    assert_eq!(
+        found(&database_copy(&home).await, &secrets),
+        [],
+        "secrets after shutdown"
+    );
+    let raw = RawStore::open(&home.store()).await;
+    raw.checkpoint().await;
+    raw.close().await;
+    let checkpointed = database_copy(&home).await;
     assert_eq!(found(&checkpointed, &secrets), [], "secrets after a checkpoint");
     assert_eq!(
         found_needles(&checkpointed[..1], &names).len(),
@@ -111,28 +108,29 @@ async fn a_sealed_record_copied_onto_another_keys_row_does_not_open() {
 
     // An attacker with write access to the database but not the HSM: copy every sealed
     // column of one key's version 1 over another's.
-    let pool = raw_db(&home.database()).await;
-    let row = sqlx::query(
-        "SELECT v.format, v.kek_id, v.wrapped_dek, v.nonce, v.ciphertext FROM key_versions v \
-         JOIN keys k ON k.id = v.key_id WHERE k.name = 'copied-from' AND v.version = 1",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("the source row");
-    let copied = sqlx::query(
-        "UPDATE key_versions SET format = ?, kek_id = ?, wrapped_dek = ?, nonce = ?, ciphertext = ? \
-         WHERE version = 1 AND key_id = (SELECT id FROM keys WHERE name = 'copied-onto')",
-    )
-    .bind(row.get::<i64, _>("format"))
-    .bind(row.get::<String, _>("kek_id"))
-    .bind(row.get::<Vec<u8>, _>("wrapped_dek"))
-    .bind(row.get::<Vec<u8>, _>("nonce"))
-    .bind(row.get::<Vec<u8>, _>("ciphertext"))
-    .execute(&pool)
-    .await
-    .expect("copy the sealed record");
-    assert_eq!(copied.rows_affected(), 1);
-    pool.close().await;
+    let raw = RawStore::open(&home.store()).await;
+    let row = raw
+        .fetch_one(
+            "SELECT v.format, v.kek_id, v.wrapped_dek, v.nonce, v.ciphertext FROM key_versions v \
+             JOIN keys k ON k.id = v.key_id WHERE k.name = 'copied-from' AND v.version = 1",
+            &[],
+        )
+        .await;
+    let copied = raw
+        .execute(
+            "UPDATE key_versions SET format = $1, kek_id = $2, wrapped_dek = $3, nonce = $4, ciphertext = $5 \
+             WHERE version = 1 AND key_id = (SELECT id FROM keys WHERE name = 'copied-onto')",
+            &[
+                row.int("format").into(),
+                row.text("kek_id").as_str().into(),
+                row.bytes("wrapped_dek").into(),
+                row.bytes("nonce").into(),
+                row.bytes("ciphertext").into(),
+            ],
+        )
+        .await;
+    assert_eq!(copied, 1);
+    raw.close().await;
 
     let app = spawn_app_in(home).await;
     let r = app
@@ -157,21 +155,18 @@ async fn swapping_the_names_of_two_key_rows_makes_both_refuse_to_sign() {
     app.stop().await;
     drop(app);
 
-    let pool = raw_db(&home.database()).await;
+    let raw = RawStore::open(&home.store()).await;
     for (from, to) in [
         ("payments", "tmp-name"),
         ("marketing", "payments"),
         ("tmp-name", "marketing"),
     ] {
-        let renamed = sqlx::query("UPDATE keys SET name = ? WHERE name = ?")
-            .bind(to)
-            .bind(from)
-            .execute(&pool)
-            .await
-            .expect("rename a row");
-        assert_eq!(renamed.rows_affected(), 1);
+        let renamed = raw
+            .execute("UPDATE keys SET name = $1 WHERE name = $2", &[to.into(), from.into()])
+            .await;
+        assert_eq!(renamed, 1, "rename a row");
     }
-    pool.close().await;
+    raw.close().await;
 
     let app = spawn_app_in(home).await;
     for name in ["payments", "marketing"] {
@@ -181,4 +176,28 @@ async fn swapping_the_names_of_two_key_rows_makes_both_refuse_to_sign() {
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {}", r.body);
         assert_eq!(r.code(), "INTEGRITY_ERROR");
     }
+}
+
+/// The control for the dump tests: a secret written raw into a blob column (as a careless
+/// store would) is found in the database copy they search, as raw bytes in SQLite's file and
+/// as the lower hex `pg_dump` writes a `bytea` in.
+#[tokio::test]
+async fn a_secret_stored_raw_in_a_blob_column_is_found_in_the_database_copy() {
+    let mut app = spawn_app().await;
+    let home = app.home.clone();
+    app.stop().await;
+    drop(app);
+    let secret = random_bytes(32);
+    let raw = RawStore::open(&home.store()).await;
+    let sql = "INSERT INTO system_values (name, value, updated_at_ms) VALUES ('planted', $1, 0)";
+    assert_eq!(raw.execute(sql, &[secret.clone().into()]).await, 1);
+    raw.checkpoint().await;
+    raw.close().await;
+    let found = found_needles(&database_copy(&home).await, &encodings("planted", &secret));
+    let form = if home.postgres_url.is_some() {
+        "lower hex"
+    } else {
+        "raw"
+    };
+    assert!(found.contains(&format!("planted ({form})")), "{found:?}");
 }

@@ -1,9 +1,10 @@
 //! Row integrity against a database writer: each edit that would grant a right, made in the
-//! SQLite file while the vault is stopped — a service token's groups set to admin, a revoked
-//! token un-revoked, a key's owner, state or algorithm changed, an API key's permissions
-//! raised — leaves a row the restarted vault refuses with 500 `INTEGRITY_ERROR`. No right is
-//! gained, the audit trail names each refused row (`integrity.row_refused`), health says
-//! `integrity: failed`, and rows nobody touched keep serving.
+//! database (SQLite or PostgreSQL) while the vault is stopped — a service token's groups set
+//! to admin, a revoked token un-revoked, a key's owner, state or algorithm changed, an API
+//! key's permissions raised — leaves a row the restarted vault refuses with 500
+//! `INTEGRITY_ERROR`. No right is gained, the audit trail names each refused row
+//! (`integrity.row_refused`), health says `integrity: failed`, and rows nobody touched keep
+//! serving.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::apikeys::create as create_api_key;
-use crate::helpers::{Reply, TestApp, b64, raw_db, spawn_app, spawn_app_in};
+use crate::helpers::{RawStore, Reply, TestApp, b64, spawn_app, spawn_app_in};
 
 async fn token_for(app: &TestApp, principal: &str, groups: &[&str]) -> (String, String) {
     let r = app
@@ -109,45 +110,38 @@ async fn database_edits_that_would_grant_a_right_are_refused_after_a_restart_and
     app.stop().await;
     drop(app);
 
-    let pool = raw_db(&home.database()).await;
+    let raw = RawStore::open(&home.store()).await;
     // A refused key row is named by its id (which the API does not show) and its name.
     let mut key_rows = Vec::new();
     for name in ["payments-webhook", "payments-old", "payments-sha256"] {
-        let id: String = sqlx::query_scalar("SELECT id FROM keys WHERE name = ?")
-            .bind(name)
-            .fetch_one(&pool)
-            .await
-            .expect("a key row");
-        key_rows.push(format!("row:keys/{id} ({name})"));
+        let row = raw
+            .fetch_one("SELECT id FROM keys WHERE name = $1", &[name.into()])
+            .await;
+        key_rows.push(format!("row:keys/{} ({name})", row.text("id")));
     }
     for (sql, what) in [
         (
-            "UPDATE caller_tokens SET groups_json = '[\"admin\"]' WHERE id = ?",
+            "UPDATE caller_tokens SET groups_json = '[\"admin\"]' WHERE id = $1",
             service_id.as_str(),
         ),
         (
-            "UPDATE caller_tokens SET revoked_at_ms = NULL WHERE id = ?",
+            "UPDATE caller_tokens SET revoked_at_ms = NULL WHERE id = $1",
             revoked_id.as_str(),
         ),
-        ("UPDATE keys SET owner = 'billing' WHERE name = ?", "payments-webhook"),
-        ("UPDATE keys SET state = 'enabled' WHERE name = ?", "payments-old"),
+        ("UPDATE keys SET owner = 'billing' WHERE name = $1", "payments-webhook"),
+        ("UPDATE keys SET state = 'enabled' WHERE name = $1", "payments-old"),
         (
-            "UPDATE keys SET algorithm = 'hmac-sha512' WHERE name = ?",
+            "UPDATE keys SET algorithm = 'hmac-sha512' WHERE name = $1",
             "payments-sha256",
         ),
         (
-            "UPDATE api_keys SET permissions = '[\"orders.read\",\"orders.write\"]' WHERE id = ?",
+            "UPDATE api_keys SET permissions = '[\"orders.read\",\"orders.write\"]' WHERE id = $1",
             reader.id.as_str(),
         ),
     ] {
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(what)
-            .execute(&pool)
-            .await
-            .expect("edit");
-        assert_eq!(done.rows_affected(), 1, "{sql}");
+        assert_eq!(raw.execute(sql, &[what.into()]).await, 1, "{sql}");
     }
-    pool.close().await;
+    raw.close().await;
     let app = spawn_app_in(home).await;
 
     // groups → admin: the token may not mint an admin token (nor do anything else).

@@ -28,7 +28,7 @@ async fn forge_with_sha256(home: &AppHome, from_seq: u64, edit: impl FnOnce(&mut
         *mac = h.finalize().to_vec();
         prev = mac.clone();
     }
-    assert_eq!(delete_store_events(&home.database(), |_| true).await, EVENTS);
+    assert_eq!(delete_store_events(&home.store(), |_| true).await, EVENTS);
     let store = sigvault::store::open(&home.settings().store)
         .await
         .expect("open the store");

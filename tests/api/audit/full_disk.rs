@@ -198,11 +198,7 @@ async fn fill_up(app: &TestApp, tmpfs: &Tmpfs, settle: Settle) -> (PathBuf, Vec<
 
 /// The number of event lines the store's audit table holds.
 async fn stored_lines(home: &AppHome) -> usize {
-    store_rows(&home.database())
-        .await
-        .iter()
-        .map(|row| row.lines.len())
-        .sum()
+    store_rows(&home.store()).await.iter().map(|row| row.lines.len()).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +220,7 @@ async fn with_the_audit_files_on_a_full_tmpfs_every_change_is_refused_until_spac
         file_lines(&home).len(),
         "the store holds every event the file does"
     );
-    let store_before = store_state(&home.database()).await;
+    let store_before = store_state(&home.store()).await;
     let file_before = std::fs::read(home.audit_file()).expect("read the event file");
     let anchor_before = std::fs::read(home.anchor_file()).expect("read the anchor file");
 
@@ -234,7 +230,7 @@ async fn with_the_audit_files_on_a_full_tmpfs_every_change_is_refused_until_spac
     }
     assert_eq!(app.get("/v1/sys/health").await.body["audit"], json!("unavailable"));
     assert!(
-        store_state(&home.database()).await == store_before,
+        store_state(&home.store()).await == store_before,
         "no refused change reached the store"
     );
     assert_eq!(

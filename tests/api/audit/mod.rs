@@ -6,8 +6,9 @@
 //!
 //! This module holds only what its sub-modules share (reading the trail through the API is
 //! `TestApp::audit_events`): verifying the trail online, and a data dir offline through the
-//! library (a tampered copy may not start), copying a stopped app's data, and raw SQL on its
-//! database, with edits of the event lines its audit table (`audit_batches`) holds.
+//! library (a tampered copy may not start), copying a stopped app's data (its data dir, and
+//! on PostgreSQL its database), and raw SQL on its store (either backend, `RawStore`), with
+//! edits of the event lines its audit table (`audit_batches`) holds.
 
 mod crash;
 mod fail_closed;
@@ -25,7 +26,6 @@ mod truncation;
 mod witness;
 mod write_ahead;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use reqwest::StatusCode;
@@ -34,10 +34,10 @@ use sigvault::audit::verify::{Report, verify_trail};
 use sigvault::clock::{ManualClock, SharedClock};
 use sigvault::kek::{self, Keyring};
 use sigvault::startup::{AUDIT_KEY_NAME, Application};
-use sqlx::Row;
+use sigvault::store::StoreSettings;
 use time::OffsetDateTime;
 
-use crate::helpers::{AppHome, TestApp, raw_db, spawn_app, temp_dir};
+use crate::helpers::{AppHome, RawStore, RawValue, TestApp, copy_postgres_database, spawn_app, temp_dir};
 
 /// The node name `AppHome::settings()` gives the audit trail.
 const NODE: &str = "test-node";
@@ -93,7 +93,8 @@ fn intact(checked: u64) -> Report {
 }
 
 /// A copy of a stopped app's data dir (same token, so the same KEK and audit key) under a
-/// new directory: each tampering works on its own copy.
+/// new directory, and on PostgreSQL of its database into a new one: each tampering works on
+/// its own copy.
 async fn copy_home(home: &AppHome, tag: &str) -> AppHome {
     let dir = temp_dir(tag);
     for entry in std::fs::read_dir(&home.data_dir).expect("read data dir") {
@@ -104,6 +105,7 @@ async fn copy_home(home: &AppHome, tag: &str) -> AppHome {
     }
     let copy = AppHome {
         data_dir: dir,
+        postgres_url: home.postgres_url.as_deref().map(copy_postgres_database),
         audit_file: None,
         anchor_file: None,
         ..home.clone()
@@ -130,16 +132,12 @@ async fn write_witness(home: &AppHome, seq: u64, mac: &[u8]) {
         .expect("write the witness");
 }
 
-/// Runs SQL statements (`;`-separated, on one connection) on a database file and returns
-/// the rows they changed.
-async fn sql(path: &Path, statements: &str) -> u64 {
-    let pool = raw_db(path).await;
-    let done = sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned()))
-        .execute(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{statements}: {e}"));
-    pool.close().await;
-    done.rows_affected()
+/// Runs one SQL statement on the store and returns the rows it changed.
+async fn sql(store: &StoreSettings, statement: &str) -> u64 {
+    let raw = RawStore::open(store).await;
+    let changed = raw.execute(statement, &[]).await;
+    raw.close().await;
+    changed
 }
 
 /// One row of the store's audit table `audit_batches`: up to 512 consecutive events of one
@@ -151,7 +149,7 @@ struct StoreRow {
     /// The lowest and highest event time of the row's lines (fixed-width RFC 3339 text).
     time_min: String,
     time_max: String,
-    /// 1 when the row is the last one of an append.
+    /// 1 when the row is the last one of an append (a PostgreSQL `boolean` reads as 0 or 1).
     ends_append: i64,
     lines: Vec<String>,
 }
@@ -190,26 +188,26 @@ fn line_seq(line: &str) -> Option<u64> {
 }
 
 /// Every row of the store's audit table, ordered by node and first sequence.
-async fn store_rows(db: &Path) -> Vec<StoreRow> {
-    let pool = raw_db(db).await;
-    let rows = sqlx::query(
-        "SELECT node, first_seq, last_seq, time_min, time_max, ends_append, CAST(lines AS BLOB) AS lines \
-         FROM audit_batches ORDER BY node, first_seq",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("read audit_batches");
-    pool.close().await;
+async fn store_rows(store: &StoreSettings) -> Vec<StoreRow> {
+    let raw = RawStore::open(store).await;
+    let rows = raw
+        .fetch_all(
+            "SELECT node, first_seq, last_seq, time_min, time_max, ends_append, lines \
+             FROM audit_batches ORDER BY node, first_seq",
+            &[],
+        )
+        .await;
+    raw.close().await;
     rows.iter()
         .map(|row| {
-            let lines = String::from_utf8(row.get("lines")).expect("the lines are UTF-8");
+            let lines = String::from_utf8(row.bytes("lines")).expect("the lines are UTF-8");
             StoreRow {
-                node: row.get("node"),
-                first_seq: row.get("first_seq"),
-                last_seq: row.get("last_seq"),
-                time_min: row.get("time_min"),
-                time_max: row.get("time_max"),
-                ends_append: row.get("ends_append"),
+                node: row.text("node"),
+                first_seq: row.int("first_seq"),
+                last_seq: row.int("last_seq"),
+                time_min: row.text("time_min"),
+                time_max: row.text("time_max"),
+                ends_append: row.int("ends_append"),
                 lines: lines.split_terminator('\n').map(str::to_owned).collect(),
             }
         })
@@ -220,44 +218,39 @@ async fn store_rows(db: &Path) -> Vec<StoreRow> {
 /// them, then in one transaction replaces every row with the edited ones. A row left
 /// without lines is dropped; every other row's bounds are fitted to its lines
 /// ([`StoreRow::fit_bounds`]), so only the events' MACs can tell.
-async fn rewrite_store(db: &Path, edit: impl FnOnce(&mut Vec<StoreRow>)) {
-    let mut rows = store_rows(db).await;
+async fn rewrite_store(store: &StoreSettings, edit: impl FnOnce(&mut Vec<StoreRow>)) {
+    let mut rows = store_rows(store).await;
     edit(&mut rows);
     rows.retain(|row| !row.lines.is_empty());
-    let pool = raw_db(db).await;
-    let mut tx = pool.begin().await.expect("begin a transaction");
-    sqlx::query("DELETE FROM audit_batches")
-        .execute(&mut *tx)
-        .await
-        .expect("empty audit_batches");
+    // `$6 <> 0`: 0 or 1 as SQLite's integer, and as PostgreSQL's boolean.
+    let insert = "INSERT INTO audit_batches (node, first_seq, last_seq, time_min, time_max, ends_append, lines) \
+                  VALUES ($1, $2, $3, $4, $5, $6 <> 0, $7)";
+    let mut statements = vec![("DELETE FROM audit_batches", Vec::new())];
     for row in &mut rows {
         row.fit_bounds();
         let lines: String = row.lines.iter().map(|line| format!("{line}\n")).collect();
-        sqlx::query(
-            "INSERT INTO audit_batches (node, first_seq, last_seq, time_min, time_max, ends_append, lines) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&row.node)
-        .bind(row.first_seq)
-        .bind(row.last_seq)
-        .bind(&row.time_min)
-        .bind(&row.time_max)
-        .bind(row.ends_append)
-        .bind(lines.into_bytes())
-        .execute(&mut *tx)
-        .await
-        .unwrap_or_else(|e| panic!("write back the row of {} from {}: {e}", row.node, row.first_seq));
+        let values: Vec<RawValue> = vec![
+            (&row.node).into(),
+            row.first_seq.into(),
+            row.last_seq.into(),
+            (&row.time_min).into(),
+            (&row.time_max).into(),
+            row.ends_append.into(),
+            lines.into_bytes().into(),
+        ];
+        statements.push((insert, values));
     }
-    tx.commit().await.expect("commit the rewrite");
-    pool.close().await;
+    let raw = RawStore::open(store).await;
+    raw.in_transaction(&statements).await;
+    raw.close().await;
 }
 
 /// Edits, in the store, the line of every event whose `event.seq` is `seq`: `edit` gets
 /// the whole line parsed (`{"event":…,"mac":…}`), which is written back re-serialised.
 /// Returns how many lines it edited.
-pub(crate) async fn edit_store_event(db: &Path, seq: u64, mut edit: impl FnMut(&mut Value)) -> u64 {
+pub(crate) async fn edit_store_event(store: &StoreSettings, seq: u64, mut edit: impl FnMut(&mut Value)) -> u64 {
     let mut edited = 0;
-    rewrite_store(db, |rows| {
+    rewrite_store(store, |rows| {
         for line in rows.iter_mut().flat_map(|row| &mut row.lines) {
             if line_seq(line) == Some(seq) {
                 let mut parsed = record(line);
@@ -274,9 +267,9 @@ pub(crate) async fn edit_store_event(db: &Path, seq: u64, mut edit: impl FnMut(&
 /// Removes from the store the lines of the events whose `event.seq` is `doomed`; returns
 /// how many. A row that lost its last line no longer ends an append, as when the store
 /// itself cuts a row short.
-async fn delete_store_events(db: &Path, doomed: impl Fn(u64) -> bool) -> u64 {
+async fn delete_store_events(store: &StoreSettings, doomed: impl Fn(u64) -> bool) -> u64 {
     let mut deleted = 0;
-    rewrite_store(db, |rows| {
+    rewrite_store(store, |rows| {
         for row in rows {
             let (before, last) = (row.lines.len(), row.lines.last().cloned());
             row.lines.retain(|line| !line_seq(line).is_some_and(&doomed));
@@ -366,7 +359,7 @@ async fn sinks(home: &AppHome) -> (Vec<sigvault::store::StoredEvent>, Vec<String
 async fn cut_every_sink(home: &AppHome, kept: usize) {
     write_file_lines(home, &file_lines(home)[..kept]);
     cut_anchor_after(home, kept);
-    delete_store_events(&home.database(), |seq| seq > kept as u64).await;
+    delete_store_events(&home.store(), |seq| seq > kept as u64).await;
 }
 
 /// A stopped app whose trail holds `events` events: a create of `k` (its intent and its

@@ -65,7 +65,7 @@ async fn cut_back(home: &AppHome, cut: &Cut) {
     assert_eq!(event.seq, cut.witness as u64);
     super::write_witness(home, event.seq, mac).await;
     write_file_lines(home, &file_lines(home)[..cut.file]);
-    delete_store_events(&home.database(), |seq| seq > cut.store as u64).await;
+    delete_store_events(&home.store(), |seq| seq > cut.store as u64).await;
     cut_anchor_after(home, cut.anchor);
     assert_eq!(
         anchored_seqs(home).last(),

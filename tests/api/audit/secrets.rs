@@ -5,9 +5,8 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::Row;
 
-use crate::helpers::{ROOT_TOKEN, SO_PIN, USER_PIN, b64, encodings, found, random_bytes, raw_db, spawn_app};
+use crate::helpers::{ROOT_TOKEN, RawStore, SO_PIN, USER_PIN, b64, encodings, found, random_bytes, spawn_app};
 
 const KEYS: usize = 20;
 
@@ -79,27 +78,20 @@ async fn the_audit_sinks_hold_no_key_material_message_signature_root_token_or_pi
     app.stop().await;
     let file = std::fs::read(app.home.audit_file()).expect("event file");
     let anchor = std::fs::read(app.home.anchor_file()).expect("anchor file");
-    let pool = raw_db(&app.home.database()).await;
+    let raw = RawStore::open(&app.home.store()).await;
     let mut table = Vec::new();
     // Every column of every row, its `lines` (the events' lines, a blob) as their UTF-8 text.
-    for row in sqlx::query("SELECT * FROM audit_batches ORDER BY node, first_seq")
-        .fetch_all(&pool)
+    for row in raw
+        .fetch_all("SELECT * FROM audit_batches ORDER BY node, first_seq", &[])
         .await
-        .expect("read the table")
     {
-        for column in 0..row.len() {
-            if let Ok(Some(text)) = row.try_get::<Option<String>, _>(column) {
-                table.extend_from_slice(text.as_bytes());
-            } else if let Ok(Some(bytes)) = row.try_get::<Option<Vec<u8>>, _>(column) {
-                table.extend_from_slice(&bytes);
-            } else if let Ok(Some(n)) = row.try_get::<Option<i64>, _>(column) {
-                table.extend_from_slice(n.to_string().as_bytes());
-            }
+        for value in row.values() {
+            table.extend_from_slice(&value.as_bytes());
             table.push(b'|');
         }
         table.push(b'\n');
     }
-    pool.close().await;
+    raw.close().await;
     let sinks = [
         ("event file", &file),
         ("anchor file", &anchor),

@@ -97,7 +97,7 @@ async fn changing_any_field_of_one_stored_event_is_detected_at_its_sequence() {
     for (member, value) in edits {
         let what = format!("{member} = {value}");
         let copy = copy_home(&home, "tamper-field").await;
-        let edited = edit_store_event(&copy.database(), 5, |line| {
+        let edited = edit_store_event(&copy.store(), 5, |line| {
             *line
                 .pointer_mut(member)
                 .unwrap_or_else(|| panic!("{what}: the line has the member")) = value.clone();
@@ -113,7 +113,7 @@ async fn changing_any_field_of_one_stored_event_is_detected_at_its_sequence() {
     // line names: event 5 is now another node's.
     let copy = copy_home(&home, "tamper-node").await;
     assert_eq!(
-        edit_store_event(&copy.database(), 5, |line| line["event"]["node"] = json!("other-node")).await,
+        edit_store_event(&copy.store(), 5, |line| line["event"]["node"] = json!("other-node")).await,
         1
     );
     let report = verify_offline(&copy).await;
@@ -129,7 +129,7 @@ async fn moving_one_event_out_of_a_time_window_is_detected() {
     let home = stopped_trail().await;
     let copy = copy_home(&home, "tamper-time").await;
     assert_eq!(
-        edit_store_event(&copy.database(), 5, |line| {
+        edit_store_event(&copy.store(), 5, |line| {
             line["event"]["time"] = json!("1970-01-01T00:00:00.000Z");
         })
         .await,
@@ -158,7 +158,7 @@ async fn deleting_one_event_is_detected_as_missing_in_the_store_or_the_event_fil
     let home = stopped_trail().await;
 
     let copy = copy_home(&home, "tamper-delete-db").await;
-    assert_eq!(delete_store_events(&copy.database(), |seq| seq == 7).await, 1);
+    assert_eq!(delete_store_events(&copy.store(), |seq| seq == 7).await, 1);
     let report = verify_offline(&copy).await;
     assert_bad(
         &report,
@@ -203,7 +203,7 @@ async fn swapping_two_events_is_detected_at_the_first_of_them() {
     // 6's line, saying 3. (Relabelled in place instead, what the walk finds first would
     // depend on how the indexer cut the trail into rows.)
     let copy = copy_home(&home, "tamper-swap-seq").await;
-    rewrite_store(&copy.database(), |rows| {
+    rewrite_store(&copy.store(), |rows| {
         let [three, six] = stored_pair(rows, 3, 6);
         let relabelled = |line: &str, seq: u64| {
             let mut line = record(line);
@@ -219,7 +219,7 @@ async fn swapping_two_events_is_detected_at_the_first_of_them() {
 
     // Events 3 and 6 exchange every member but their seq, and their MACs, in place.
     let copy = copy_home(&home, "tamper-swap-content").await;
-    rewrite_store(&copy.database(), |rows| {
+    rewrite_store(&copy.store(), |rows| {
         let [three, six] = stored_pair(rows, 3, 6);
         let (mut a, mut b) = (record(three), record(six));
         let members: Vec<String> = a["event"]
@@ -269,7 +269,7 @@ async fn dropping_the_last_events_is_detected_and_from_both_sinks_refuses_startu
         // From the store only: the event file goes on.
         let copy = copy_home(&home, "tamper-tail-db").await;
         let tail = |seq: u64| seq > kept;
-        assert_eq!(delete_store_events(&copy.database(), tail).await, dropped);
+        assert_eq!(delete_store_events(&copy.store(), tail).await, dropped);
         let report = verify_offline(&copy).await;
         let reason = format!("the store ends at event {kept} but the other sink goes on to {EVENTS}");
         assert_bad(&report, kept + 1, &reason, "tail dropped from the store");
@@ -286,7 +286,7 @@ async fn dropping_the_last_events_is_detected_and_from_both_sinks_refuses_startu
 
         // From the store and the event file: only the anchor remembers.
         let copy = copy_home(&home, "tamper-tail-both").await;
-        assert_eq!(delete_store_events(&copy.database(), tail).await, dropped);
+        assert_eq!(delete_store_events(&copy.store(), tail).await, dropped);
         write_file_lines(&copy, &file_lines(&copy)[..kept as usize]);
         let report = verify_offline(&copy).await;
         assert!(!report.ok && report.first_bad_seq == Some(kept + 1), "{report:?}");

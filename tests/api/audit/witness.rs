@@ -17,7 +17,7 @@ use sigvault::kek;
 use super::{
     NODE, copy_home, cut_every_sink, sql, startup_error, stopped_trail_of_signs, stored_events, verify_offline,
 };
-use crate::helpers::{AppHome, USER_PIN, module_path, run_binary, softhsm_conf};
+use crate::helpers::{AppHome, USER_PIN, module_path, run_binary, softhsm_conf, store_url};
 
 /// Events of the trail: a create (its intent and its outcome) and ten signs.
 const EVENTS: usize = 12;
@@ -47,7 +47,7 @@ async fn witness(home: &AppHome, seq: u64, mac: &[u8]) {
 async fn wipe_every_sink(home: &AppHome) {
     std::fs::remove_file(home.audit_file()).expect("remove the event file");
     std::fs::remove_file(home.anchor_file()).expect("remove the anchor file");
-    sql(&home.database(), "DELETE FROM audit_batches").await;
+    sql(&home.store(), "DELETE FROM audit_batches").await;
 }
 
 #[tokio::test]
@@ -149,10 +149,10 @@ fn config_file(home: &AppHome) -> PathBuf {
     let config = home.data_dir.join("sigvault.toml");
     let quoted = |path: &Path| format!("{:?}", path.display().to_string());
     let text = format!(
-        "data_dir = {}\n[store]\nurl = \"sqlite://{}\"\n[kek.pkcs11]\nmodule = {}\ntoken_label = {:?}\n\
+        "data_dir = {}\n[store]\nurl = {:?}\n[kek.pkcs11]\nmodule = {}\ntoken_label = {:?}\n\
          pin_file = {}\n[audit]\nnode = {NODE:?}\nfile = {}\nanchor_file = {}\nhsm_anchor_interval = \"10s\"\n",
         quoted(&home.data_dir),
-        home.database().display(),
+        store_url(&home.store()),
         quoted(&module_path()),
         home.token_label,
         quoted(&pin_file),

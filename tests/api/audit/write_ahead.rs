@@ -4,52 +4,30 @@
 //! change. An outcome that could not be written is kept and written once the trail works.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sigvault::model::{Decision, EventData};
-use sqlx::Row;
+use sigvault::store::StoreSettings;
 
 use super::file_lines;
-use crate::helpers::{AppHome, ROOT_TOKEN, Reply, TestApp, b64, raw_db, spawn_app, spawn_app_in};
+use crate::helpers::{AppHome, ROOT_TOKEN, RawStore, Reply, TestApp, b64, spawn_app, spawn_app_in};
 
 /// Every row of every table (schema_migrations aside), as text: the store's whole state.
-pub(super) async fn store_state(database: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
-    let pool = raw_db(database).await;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("list tables");
+pub(super) async fn store_state(store: &StoreSettings) -> BTreeMap<String, Vec<Vec<String>>> {
+    let raw = RawStore::open(store).await;
     let mut state = BTreeMap::new();
-    for table in tables {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("{table}: {e}"));
+    for table in raw.tables().await {
+        let rows = raw.fetch_all(&format!("SELECT * FROM {table}"), &[]).await;
         // Sorted here: `SELECT *` promises no order, and the tables share no column to order by.
         let mut rows: Vec<Vec<String>> = rows
             .iter()
-            .map(|row| {
-                (0..row.columns().len())
-                    .map(|i| {
-                        if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-                            format!("{v:?}")
-                        } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-                            format!("{v:?}")
-                        } else {
-                            format!("{:?}", row.try_get::<Option<Vec<u8>>, _>(i).expect("a value"))
-                        }
-                    })
-                    .collect()
-            })
+            .map(|row| row.values().map(|value| format!("{value:?}")).collect())
             .collect();
         rows.sort();
         state.insert(table, rows);
     }
-    pool.close().await;
+    raw.close().await;
     state
 }
 
@@ -252,7 +230,7 @@ async fn with_no_durable_trail_every_kind_of_change_answers_503_and_the_store_do
         ..app.home.clone()
     };
     let app = spawn_app_in(full).await;
-    let before = store_state(&app.home.database()).await;
+    let before = store_state(&app.home.store()).await;
 
     let token = &existing.token;
     for (what, method, path, body) in &every_kind_of_change(&existing) {
@@ -268,7 +246,7 @@ async fn with_no_durable_trail_every_kind_of_change_answers_503_and_the_store_do
         assert_refused_change(what, &r);
     }
     assert!(
-        store_state(&app.home.database()).await == before,
+        store_state(&app.home.store()).await == before,
         "no refused change reached the store"
     );
     let mut app = app;

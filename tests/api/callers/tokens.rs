@@ -5,21 +5,21 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use super::{assert_unauthenticated, create_token, create_token_reply, whoami};
-use crate::helpers::{TestApp, raw_db, spawn_app};
+use crate::helpers::{RawStore, RawValue, TestApp, spawn_app};
 
 /// The `spawn_app` clock's start, and one hour later.
 const START: &str = "2026-09-21T14:13:20Z";
 const START_PLUS_1H: &str = "2026-09-21T15:13:20Z";
 
-/// Rows of the `caller_tokens` table, read from the database file while the app runs.
+/// Rows of the `caller_tokens` table, read from the database while the app runs.
 async fn stored_tokens(app: &TestApp) -> i64 {
-    let pool = raw_db(&app.home.database()).await;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM caller_tokens")
-        .fetch_one(&pool)
-        .await
-        .expect("count caller tokens");
-    pool.close().await;
-    n
+    let raw = RawStore::open(&app.home.store()).await;
+    let n = raw.scalar("SELECT COUNT(*) FROM caller_tokens", &[]).await;
+    raw.close().await;
+    match n {
+        RawValue::Int(n) => n,
+        other => panic!("a count: {other:?}"),
+    }
 }
 
 #[tokio::test]

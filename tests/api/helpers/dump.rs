@@ -1,19 +1,17 @@
-//! The database-dump check: what an attacker who copies the vault's files (or reads a
-//! table or an API answer) could grep for. [`encodings`] turns a secret into the forms a
-//! careless store or log could hold, [`stored_files`] reads what a copy would take, [`found`]
-//! searches for every form at once, and [`assert_dump_holds_no_secret`] is the whole check
-//! on a serving app and again once it stopped. [`raw_db`] opens the database as such an
-//! attacker would, bypassing sigvault. Needles too short to search for without false hits
-//! are refused.
-
+//! The database-dump check: what an attacker who copies the vault's database and files (or
+//! reads a table or an API answer) could grep for. [`encodings`] turns a secret into the
+//! forms a careless store or log could hold, [`database_copy`] is what a copy of the
+//! database holds (SQLite: its files; PostgreSQL: `pg_dump` of it), [`stored_files`] adds the
+//! audit files, [`found`] searches for every form at once, and
+//! [`assert_dump_holds_no_secret`] is the whole check on a serving app and again once it
+//! stopped. Needles too short to search for without false hits are refused.
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
-
+use super::store::pg_dump;
 use super::{AppHome, TestApp};
 
 /// Something to search for: a label (what the test names in its failure) and its bytes.
@@ -78,18 +76,51 @@ pub fn database_files(db: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// [`database_files`] of `home`, then its audit event and anchor files: all a copy of the
-/// data dir holds. The database and the event file must exist and not be empty.
-pub fn stored_files(home: &AppHome) -> Vec<(String, Vec<u8>)> {
-    let mut files = database_files(&home.database());
-    files.extend(read_existing(&[home.audit_file(), home.anchor_file()]));
-    for must in [home.database(), home.audit_file()] {
-        let must = must.display().to_string();
+/// What a copy of `home`'s database holds, as (place, bytes): on SQLite [`database_files`]
+/// (the main file first); on PostgreSQL what `pg_dump` writes of it, as plain SQL (first)
+/// and in the custom format.
+pub async fn database_copy(home: &AppHome) -> Vec<(String, Vec<u8>)> {
+    match &home.postgres_url {
+        None => database_files(&home.database()),
+        Some(url) => {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || {
+                ["plain", "custom"]
+                    .map(|format| (format!("pg_dump --format={format}"), pg_dump(&url, format)))
+                    .to_vec()
+            })
+            .await
+            .expect("pg_dump thread")
+        }
+    }
+}
+
+/// [`database_copy`] of a serving app: on SQLite it must include a `-wal` file (a serving
+/// WAL-mode database has one, which a copy of the live files takes too).
+pub async fn live_database_copy(home: &AppHome) -> Vec<(String, Vec<u8>)> {
+    let copy = database_copy(home).await;
+    if home.postgres_url.is_none() {
         assert!(
-            files.iter().any(|(p, b)| *p == must && !b.is_empty()),
-            "{must} exists and is not empty"
+            copy.iter().any(|(path, _)| path.ends_with("-wal")),
+            "a serving WAL-mode database has a -wal file to search"
         );
     }
+    copy
+}
+
+/// [`database_copy`] of `home` (live: [`live_database_copy`]), then its audit event and
+/// anchor files: all a copy of the vault's data holds. The event file must not be empty.
+pub async fn stored_files(home: &AppHome, live: bool) -> Vec<(String, Vec<u8>)> {
+    let mut files = match live {
+        true => live_database_copy(home).await,
+        false => database_copy(home).await,
+    };
+    files.extend(read_existing(&[home.audit_file(), home.anchor_file()]));
+    let must = home.audit_file().display().to_string();
+    assert!(
+        files.iter().any(|(p, b)| *p == must && !b.is_empty()),
+        "{must} exists and is not empty"
+    );
     files
 }
 
@@ -139,16 +170,13 @@ pub fn found_needles(haystacks: &[(impl AsRef<str>, impl AsRef<[u8]>)], needles:
     found(haystacks, needles).into_iter().map(|hit| hit.needle).collect()
 }
 
-/// The database-dump check: a copy of `app`'s files taken while it serves (the `-wal` file
-/// included) and again after a clean stop holds none of `secrets`, and every one of
-/// `markers`, values stored in the clear such as ids, which proves the search can hit.
+/// The database-dump check: a copy of `app`'s database and files taken while it serves (on
+/// SQLite the `-wal` file included) and again after a clean stop holds none of `secrets`,
+/// and every one of `markers`, values stored in the clear such as ids, which proves the
+/// search can hit.
 pub async fn assert_dump_holds_no_secret(mut app: TestApp, secrets: &[Needle], markers: &[Needle]) {
     let every_marker: BTreeSet<String> = markers.iter().map(|(label, _)| label.clone()).collect();
-    let live = stored_files(&app.home);
-    assert!(
-        live.iter().any(|(path, _)| path.ends_with("-wal")),
-        "a serving WAL-mode database has a -wal file to search"
-    );
+    let live = stored_files(&app.home, true).await;
     assert_eq!(found(&live, secrets), [], "secrets in the live files");
     assert_eq!(
         found_needles(&live, markers),
@@ -159,20 +187,13 @@ pub async fn assert_dump_holds_no_secret(mut app: TestApp, secrets: &[Needle], m
     app.stop().await;
     let home = app.home.clone();
     drop(app);
-    let stopped = stored_files(&home);
+    let stopped = stored_files(&home, false).await;
     assert_eq!(found(&stopped, secrets), [], "secrets in the files after stopping");
     assert_eq!(
         found_needles(&stopped, markers),
         every_marker,
         "every marker is in the files after stopping"
     );
-}
-
-/// A connection pool straight on a database file, bypassing sigvault (the attacker's view).
-pub async fn raw_db(path: &Path) -> SqlitePool {
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
-        .await
-        .expect("open the database file")
 }
 
 #[test]

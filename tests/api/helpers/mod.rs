@@ -1,11 +1,12 @@
 //! The black-box suite's harness, one concept per module: [`app`] (a sigvault in-process,
 //! [`spawn_app`]), [`process`] (the real binary: [`spawn_dev`], [`run_binary`] with a
 //! deadline), [`reply`] (an HTTP answer as a [`Reply`]), [`audit`] (reading the trail, the
-//! event of a request id), [`dump`] (searching copied files for secrets) and [`fault`] (the
-//! fault-injecting PKCS#11 module between a vault and SoftHSM2). Everything is
-//! re-exported here, so tests import `crate::helpers::…`. A helper asserts only what it
-//! needs to go on (a request was sent, a file exists) and, when its name says so
-//! (`assert_…`, `Run::refused_line`), the check it is named for: nothing hidden.
+//! event of a request id), [`dump`] (searching a copied database and files for secrets),
+//! [`raw_store`] (the database outside sigvault, either backend), [`store`] (which backend
+//! the suite runs on) and [`fault`] (the fault-injecting PKCS#11 module between a vault and
+//! SoftHSM2). Everything is re-exported here, so tests import `crate::helpers::…`. A helper
+//! asserts only what it needs to go on (a request was sent, a file exists) and, when its name
+//! says so (`assert_…`, `Run::refused_line`), the check it is named for: nothing hidden.
 
 mod app;
 mod audit;
@@ -13,6 +14,7 @@ mod dump;
 mod fault;
 mod process;
 mod proxy;
+mod raw_store;
 mod reply;
 mod store;
 
@@ -23,13 +25,16 @@ use base64::Engine as _;
 
 pub use app::{AppHome, TestApp, module_path, softhsm_conf, spawn_app, spawn_app_in};
 pub use dump::{
-    Needle, assert_dump_holds_no_secret, database_files, encodings, found, found_needles, random_bytes, raw_db,
+    Needle, assert_dump_holds_no_secret, database_copy, encodings, found, found_needles, live_database_copy,
+    random_bytes,
 };
 pub use fault::FaultControl;
 pub use process::{DevProcess, Run, run_binary, spawn_dev, spawn_sigvault, stderr_log};
 pub use proxy::CutProxy;
+pub use raw_store::{RawStore, RawValue};
 pub use reply::Reply;
-pub use store::{fresh_postgres_database, postgres_admin_url};
+pub(crate) use store::sqlite_only;
+pub use store::{copy_postgres_database, fresh_postgres_database, on_sqlite, postgres_admin_url, store_url};
 
 pub const ROOT_TOKEN: &str = "svt_test-root-token-0123456789";
 pub const USER_PIN: &str = "test-user-pin";
