@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this and nothing else).
-# Installs what the tests need when it is missing (SoftHSM2 through apt), then checks
-# formatting and lints, runs every unit, vector and black-box test, and every fuzz target
-# briefly.
+# Installs what the tests need when it is missing (SoftHSM2, PostgreSQL, Redis, Chromium,
+# botocore, schemathesis), then checks formatting and lints, runs every unit, vector and
+# black-box test (the black-box suite on SQLite and again on PostgreSQL), and every fuzz
+# target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,6 +107,9 @@ cargo test --locked -p pkcs11-fault
 # already checked there).
 CARGO_TARGET_DIR=target cargo clippy --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 cargo test --locked --all-targets
+# The black-box suite again on PostgreSQL: the same test bodies, each app on a fresh database
+# of the server scripts/postgres.sh gave (tests/api/helpers/store.rs).
+SIGVAULT_TEST_STORE=postgres cargo test --locked --test api
 
 # Every fuzz target for a few seconds from its committed corpus (docs/FUZZING.md); a crash
 # fails the suite. Needs the nightly toolchain and cargo-fuzz, which fuzz.sh installs.
