@@ -7,6 +7,7 @@ mod audit_cli;
 mod authz;
 mod callers;
 mod cluster;
+mod cluster_processes;
 mod connections;
 mod datadir;
 mod dump;

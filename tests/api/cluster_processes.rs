@@ -1,0 +1,134 @@
+//! Two real `sigvault serve` processes on one PostgreSQL database and one HSM token, each
+//! with its own data dir and audit node, as an operator runs them behind a load balancer
+//! (README "Running several nodes"): a key made on one signs on the other, and a rotation
+//! and a disabling on one reach the other while notifications flow. The in-process two-node
+//! tests (`cluster.rs`) cover the rest with a controllable clock.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{
+    DevProcess, ROOT_TOKEN, SO_PIN, USER_PIN, b64, fresh_postgres_database, module_path, run_binary, spawn_sigvault,
+    temp_dir, unique,
+};
+
+/// One node's config file under `root`: its own data dir and audit node, the shared token
+/// and database. `cache.max_staleness` is an hour, so what the other node sees within the
+/// test's seconds it heard (LISTEN/NOTIFY), not re-read on expiry.
+fn node_config(root: &Path, node: &str, label: &str, database: &str) -> String {
+    let data = root.join(node);
+    std::fs::create_dir_all(&data).expect("data dir");
+    let config = root.join(format!("{node}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\
+             [store]\nurl = \"{database}\"\n\
+             [kek]\nprovider = \"pkcs11\"\n\
+             [kek.pkcs11]\nmodule = \"{module}\"\ntoken_label = \"{label}\"\npin_file = \"{pin}\"\n\
+             [audit]\nnode = \"{node}\"\n\
+             [cache]\nmax_staleness = \"1h\"\n",
+            data = data.display(),
+            module = module_path().display(),
+            pin = root.join("hsm-pin").display(),
+        ),
+    )
+    .expect("config");
+    config.display().to_string()
+}
+
+async fn sign(node: &DevProcess, name: &str) -> (StatusCode, Option<u64>) {
+    let r = node
+        .request(
+            Method::POST,
+            &format!("/v1/keys/{name}/sign"),
+            ROOT_TOKEN,
+            Some(json!({"message": b64(b"hello")})),
+        )
+        .await;
+    (r.status, r.body["key_version"].as_u64())
+}
+
+async fn eventually_signs(node: &DevProcess, name: &str, want: (StatusCode, Option<u64>), what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = sign(node, name).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: node B answers {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_serve_processes_on_one_database_share_keys_and_hear_each_others_changes() {
+    let root = temp_dir("two-processes");
+    let softhsm = root.join("softhsm");
+    std::fs::create_dir_all(softhsm.join("tokens")).expect("token dir");
+    let softhsm_conf = softhsm.join("softhsm2.conf");
+    std::fs::write(
+        &softhsm_conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            softhsm.join("tokens").display()
+        ),
+    )
+    .expect("softhsm2.conf");
+    std::fs::write(root.join("hsm-pin"), format!("{USER_PIN}\n")).expect("pin");
+    let label: String = format!("c{}", unique("")).chars().take(32).collect();
+    let database = fresh_postgres_database();
+    let a_config = node_config(&root, "node-a", &label, &database);
+    let b_config = node_config(&root, "node-b", &label, &database);
+    let conf = softhsm_conf.display().to_string();
+    let env = [("SOFTHSM2_CONF", conf.as_str()), ("SIGVAULT_ROOT_TOKEN", ROOT_TOKEN)];
+
+    let so_pin = root.join("so-pin");
+    std::fs::write(&so_pin, format!("{SO_PIN}\n")).expect("SO PIN");
+    let so_pin = so_pin.display().to_string();
+    let init = run_binary(&["init", "--config", &a_config, "--so-pin-file", &so_pin], &env);
+    assert_eq!(init.code, Some(0), "init: {}", init.stderr);
+    let a = spawn_sigvault(&["serve", "--config", &a_config], &env, &root.join("a.stderr.log"));
+    let b = spawn_sigvault(&["serve", "--config", &b_config], &env, &root.join("b.stderr.log"));
+
+    let r = a
+        .request(
+            Method::POST,
+            "/v1/keys",
+            ROOT_TOKEN,
+            Some(json!({"name": "shared", "algorithm": "hmac-sha256"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        sign(&b, "shared").await,
+        (StatusCode::OK, Some(1)),
+        "B signs with A's key"
+    );
+
+    let r = a
+        .request(Method::POST, "/v1/keys/shared/rotate", ROOT_TOKEN, Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    eventually_signs(&b, "shared", (StatusCode::OK, Some(2)), "the rotation").await;
+
+    let r = a
+        .request(
+            Method::PATCH,
+            "/v1/keys/shared",
+            ROOT_TOKEN,
+            Some(json!({"state": "disabled"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    eventually_signs(&b, "shared", (StatusCode::CONFLICT, None), "the disabling").await;
+
+    a.stop();
+    b.stop();
+}
