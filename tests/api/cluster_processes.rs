@@ -1,8 +1,9 @@
 //! Two real `sigvault serve` processes on one PostgreSQL database and one HSM token, each
 //! with its own data dir and audit node, as an operator runs them behind a load balancer
-//! (README "Running several nodes"): a key made on one signs on the other, and a rotation
-//! and a disabling on one reach the other while notifications flow. The in-process two-node
-//! tests (`cluster.rs`) cover the rest with a controllable clock.
+//! (README "Running several nodes"): a key made on one signs on the other; a rotation, a
+//! disabling and a token revocation on one reach the other while notifications flow; ten
+//! credits spent by twenty verifications spread over both are spent exactly once. The
+//! in-process two-node tests (`cluster.rs`) cover the rest with a controllable clock.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -128,6 +129,62 @@ async fn two_serve_processes_on_one_database_share_keys_and_hear_each_others_cha
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     eventually_signs(&b, "shared", (StatusCode::CONFLICT, None), "the disabling").await;
+
+    // A caller token made and then revoked on A.
+    let r = a
+        .request(
+            Method::POST,
+            "/v1/auth/tokens",
+            ROOT_TOKEN,
+            Some(json!({"principal": "payments", "groups": ["service"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let (id, caller) = (
+        r.body["id"].as_str().expect("id").to_owned(),
+        r.body["token"].as_str().expect("token").to_owned(),
+    );
+    assert_eq!(
+        b.request(Method::GET, "/v1/auth/whoami", &caller, None).await.status,
+        StatusCode::OK
+    );
+    let r = a
+        .request(Method::DELETE, &format!("/v1/auth/tokens/{id}"), ROOT_TOKEN, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.request(Method::GET, "/v1/auth/whoami", &caller, None).await.status != StatusCode::UNAUTHORIZED {
+        assert!(Instant::now() < deadline, "B still takes the token A revoked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Ten credits spent by twenty verifications at once, half on each process.
+    let r = a
+        .request(
+            Method::POST,
+            "/v1/apikeys",
+            ROOT_TOKEN,
+            Some(json!({"principal": "acme-ci", "remaining": 10})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let key = r.body["key"].as_str().expect("key").to_owned();
+    let verifications = (0..20).map(|i| {
+        let node = if i % 2 == 0 { &a } else { &b };
+        node.request(
+            Method::POST,
+            "/v1/apikeys/verify",
+            ROOT_TOKEN,
+            Some(json!({"key": key, "permissions": []})),
+        )
+    });
+    let codes: Vec<String> = futures_util::future::join_all(verifications)
+        .await
+        .iter()
+        .map(|r| r.body["code"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    let valid = codes.iter().filter(|c| *c == "VALID").count();
+    assert_eq!(valid, 10, "{codes:?}");
 
     a.stop();
     b.stop();

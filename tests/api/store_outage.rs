@@ -198,3 +198,67 @@ async fn with_serve_cached_when_unavailable_cached_keys_keep_signing_and_the_res
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_database_that_goes_silent_answers_503_within_the_store_call_timeout_not_never() {
+    let (app, proxy) = node_behind_proxy(true).await;
+    app.create_key("before").await;
+    proxy.stall();
+    // The store gives up on a silent database after 10 s (its call timeout; a connection
+    // wait is 3 s at most): the request is answered, well before the client's 60 s.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let r = client
+        .post(app.url("/v1/keys"))
+        .bearer_auth(ROOT_TOKEN)
+        .json(&json!({"name": "during", "algorithm": "hmac-sha256"}))
+        .send()
+        .await
+        .expect("answered, not left hanging");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = r.json().await.expect("an error body");
+    assert_eq!(body["error"]["code"], "STORE_UNAVAILABLE", "{body}");
+    proxy.restore();
+    eventually("creating again after the partition", 30, || async {
+        app.post("/v1/keys", json!({"name": "after", "algorithm": "hmac-sha256"}))
+            .await
+            .status
+            == StatusCode::CREATED
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_operation_the_database_holds_up_answers_503_after_the_store_call_timeout() {
+    let (app, _proxy) = node_behind_proxy(false).await;
+    app.create_key("held").await;
+    // Another writer holds the key's row: the vault's update waits on the row lock, on a
+    // database that otherwise answers (so only the store's own call timeout can end it).
+    let url = app.home.postgres_url.clone().expect("on PostgreSQL");
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let mut tx = holder.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM keys WHERE name = 'held' FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .expect("lock the row");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let r = client
+        .patch(app.url("/v1/keys/held"))
+        .bearer_auth(ROOT_TOKEN)
+        .json(&json!({"state": "disabled"}))
+        .send()
+        .await
+        .expect("answered, not left waiting on the lock");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = r.json().await.expect("an error body");
+    assert_eq!(body["error"]["code"], "STORE_UNAVAILABLE", "{body}");
+    tx.rollback().await.expect("release the row");
+    let r = app.patch("/v1/keys/held", json!({"state": "disabled"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

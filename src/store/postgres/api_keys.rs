@@ -13,7 +13,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
 use super::fingerprints;
-use super::{PgStore, unavailable};
+use super::{PgStore, timed, unavailable};
 use crate::BoxFuture;
 use crate::model::ApiKeyState;
 use crate::store::integrity::{all_checked, checked, tag_of};
@@ -30,15 +30,17 @@ fn select(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 
 impl ApiKeyStore for PgStore {
     fn insert_api_key<'a>(&'a self, key: &'a ApiKeyRecord, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move { insert(&self.pool, self.sealer()?, key, hash).await })
+        Box::pin(timed(
+            async move { insert(&self.pool, self.sealer()?, key, hash).await },
+        ))
     }
 
     fn find_api_key<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<FoundApiKey>>> {
-        Box::pin(async move { find(&self.pool, self.sealer()?, hash).await })
+        Box::pin(timed(async move { find(&self.pool, self.sealer()?, hash).await }))
     }
 
     fn get_api_key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             sqlx::query(select("WHERE k.id = $1"))
                 .bind(id)
@@ -47,7 +49,7 @@ impl ApiKeyStore for PgStore {
                 .map_err(unavailable)?
                 .map(|row| checked(sealer, rows::api_key(&row)?, &row))
                 .transpose()
-        })
+        }))
     }
 
     fn list_api_keys<'a>(
@@ -55,7 +57,7 @@ impl ApiKeyStore for PgStore {
         after: Option<&'a str>,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<ApiKeyRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let found = sqlx::query(select("WHERE k.id > $1 ORDER BY k.id LIMIT $2"))
                 .bind(after.unwrap_or(""))
@@ -64,7 +66,7 @@ impl ApiKeyStore for PgStore {
                 .await
                 .map_err(unavailable)?;
             all_checked(sealer, &found, rows::api_key)
-        })
+        }))
     }
 
     fn update_api_key<'a>(
@@ -73,7 +75,7 @@ impl ApiKeyStore for PgStore {
         patch: &'a ApiKeyPatch,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let Some(current) = locked(&mut tx, sealer, id).await? else {
@@ -87,11 +89,11 @@ impl ApiKeyStore for PgStore {
             announce(&mut tx, Change::ApiKeys).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(Some(next))
-        })
+        }))
     }
 
     fn revoke_api_key<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let Some(current) = locked(&mut tx, sealer, id).await? else {
@@ -107,7 +109,7 @@ impl ApiKeyStore for PgStore {
             announce(&mut tx, Change::ApiKeys).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(Some(next))
-        })
+        }))
     }
 
     fn reroll_api_key<'a>(
@@ -117,14 +119,14 @@ impl ApiKeyStore for PgStore {
         grace_until_ms: i64,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<Option<ApiKeyRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             reroll(&self.pool, sealer, id, new_hash, grace_until_ms, now_ms).await
-        })
+        }))
     }
 
     fn consume_api_key_credit<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let left: Option<i64> = sqlx::query_scalar(
                 "UPDATE api_keys SET remaining = remaining - 1 WHERE id = $1 AND remaining > 0 RETURNING remaining",
             )
@@ -134,7 +136,7 @@ impl ApiKeyStore for PgStore {
             .map_err(unavailable)?;
             left.map(|l| u64::try_from(l).map_err(|_| StoreError::Corrupt("api_keys.remaining below zero".into())))
                 .transpose()
-        })
+        }))
     }
 
     fn add_api_key_activity<'a>(
@@ -142,7 +144,7 @@ impl ApiKeyStore for PgStore {
         activity: &'a [ApiKeyActivity],
         max_fingerprints: u32,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             // Keys in one order, so two nodes flushing at once cannot deadlock.
             let mut sorted: Vec<&ApiKeyActivity> = activity.iter().collect();
             sorted.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
@@ -151,11 +153,11 @@ impl ApiKeyStore for PgStore {
                 add_one(&mut tx, a, max_fingerprints).await?;
             }
             tx.commit().await.map_err(unavailable)
-        })
+        }))
     }
 
     fn list_api_key_fingerprints<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(fingerprints::list(&API_KEY_FINGERPRINTS, &self.pool, id))
+        Box::pin(timed(fingerprints::list(&API_KEY_FINGERPRINTS, &self.pool, id)))
     }
 }
 

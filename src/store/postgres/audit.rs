@@ -10,7 +10,7 @@
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Transaction};
 
-use super::{LockClass, PgStore, lock, unavailable};
+use super::{LockClass, PgStore, lock, timed, unavailable};
 use crate::BoxFuture;
 use crate::store::audit_rows::{self, AuditPages, ROW_PAGE, RowParts, kept_through, last_event};
 use crate::store::rows::{as_i64 as int, column};
@@ -43,7 +43,7 @@ impl AuditPages for PgStore {
         since: Option<&'a str>,
         until: Option<&'a str>,
     ) -> BoxFuture<'a, StoreResult<Vec<RowParts>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             sqlx::query(
                 "SELECT node, first_seq, lines FROM audit_batches \
                  WHERE (node > $1 OR (node = $1 AND last_seq > $2)) AND (node > $3 OR (node = $3 AND first_seq > $4)) \
@@ -63,11 +63,11 @@ impl AuditPages for PgStore {
             .iter()
             .map(row_parts)
             .collect()
-        })
+        }))
     }
 
     fn node_page<'a>(&'a self, node: &'a str, from_seq: u64, cursor: i64) -> BoxFuture<'a, StoreResult<Vec<RowParts>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             sqlx::query(
                 "SELECT node, first_seq, lines FROM audit_batches WHERE node = $1 AND first_seq >= COALESCE(\
                    (SELECT max(first_seq) FROM audit_batches WHERE node = $1 AND first_seq <= $2), first_seq) \
@@ -83,13 +83,13 @@ impl AuditPages for PgStore {
             .iter()
             .map(row_parts)
             .collect()
-        })
+        }))
     }
 }
 
 impl AuditStore for PgStore {
     fn append_audit<'a>(&'a self, batch: &'a AuditBatch) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let Some((first, last)) = batch.seq_range() else {
                 return Ok(());
             };
@@ -111,11 +111,11 @@ impl AuditStore for PgStore {
             }
             insert_rows(&mut tx, batch).await?;
             tx.commit().await.map_err(unavailable)
-        })
+        }))
     }
 
     fn audit_batch_ends<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<Vec<u64>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let ends: Vec<i64> = sqlx::query_scalar(
                 "SELECT last_seq FROM audit_batches WHERE node = $1 AND last_seq > $2 AND ends_append \
                  ORDER BY first_seq",
@@ -128,11 +128,11 @@ impl AuditStore for PgStore {
             ends.into_iter()
                 .map(|seq| u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}"))))
                 .collect()
-        })
+        }))
     }
 
     fn truncate_audit<'a>(&'a self, node: &'a str, after_seq: u64) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             lock(&mut tx, LockClass::AuditNode, node).await?;
             // A row holding both kept and removed events keeps its first lines.
@@ -172,7 +172,7 @@ impl AuditStore for PgStore {
                 .await
                 .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)
-        })
+        }))
     }
 
     fn audit_range<'a>(
@@ -181,11 +181,11 @@ impl AuditStore for PgStore {
         after_seq: u64,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
-        Box::pin(audit_rows::range(self, node, after_seq, limit))
+        Box::pin(timed(audit_rows::range(self, node, after_seq, limit)))
     }
 
     fn audit_head<'a>(&'a self, node: &'a str) -> BoxFuture<'a, StoreResult<Option<StoredEvent>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let blob: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT lines FROM audit_batches WHERE node = $1 ORDER BY first_seq DESC LIMIT 1")
                     .bind(node)
@@ -193,16 +193,16 @@ impl AuditStore for PgStore {
                     .await
                     .map_err(unavailable)?;
             blob.as_deref().map(last_event).transpose()
-        })
+        }))
     }
 
     fn audit_nodes(&self) -> BoxFuture<'_, StoreResult<Vec<String>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             sqlx::query_scalar("SELECT DISTINCT node FROM audit_batches ORDER BY node")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)
-        })
+        }))
     }
 
     fn query_audit<'a>(
@@ -211,14 +211,14 @@ impl AuditStore for PgStore {
         after: Option<(&'a str, u64)>,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<StoredEvent>>> {
-        Box::pin(audit_rows::query(self, filter, after, limit))
+        Box::pin(timed(audit_rows::query(self, filter, after, limit)))
     }
 
     fn count_audit<'a>(&'a self, filter: &'a AuditFilter) -> BoxFuture<'a, StoreResult<u64>> {
-        Box::pin(audit_rows::count(self, filter))
+        Box::pin(timed(audit_rows::count(self, filter)))
     }
 
     fn audit_counts_by_principal(&self) -> BoxFuture<'_, StoreResult<Vec<(String, u64)>>> {
-        Box::pin(audit_rows::counts_by_principal(self))
+        Box::pin(timed(audit_rows::counts_by_principal(self)))
     }
 }

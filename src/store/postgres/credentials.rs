@@ -10,7 +10,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 
 use super::fingerprints;
-use super::{LockClass, PgStore, lock, unavailable};
+use super::{LockClass, PgStore, lock, timed, unavailable};
 use crate::BoxFuture;
 use crate::store::integrity::{all_checked, checked, tag_of};
 use crate::store::rows;
@@ -30,11 +30,13 @@ impl CredentialStore for PgStore {
         credential: &'a CredentialRecord,
         max_per_principal: u32,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move { insert(&self.pool, self.sealer()?, credential, max_per_principal).await })
+        Box::pin(timed(async move {
+            insert(&self.pool, self.sealer()?, credential, max_per_principal).await
+        }))
     }
 
     fn get_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             sqlx::query(select("WHERE access_key_id = $1"))
                 .bind(access_key_id)
@@ -43,7 +45,7 @@ impl CredentialStore for PgStore {
                 .map_err(unavailable)?
                 .map(|row| checked(sealer, rows::credential(&row)?, &row))
                 .transpose()
-        })
+        }))
     }
 
     fn list_credentials<'a>(
@@ -52,7 +54,7 @@ impl CredentialStore for PgStore {
         after: Option<&'a str>,
         limit: u32,
     ) -> BoxFuture<'a, StoreResult<Vec<CredentialRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let found = sqlx::query(select(
                 "WHERE ($1::text IS NULL OR principal = $1) AND access_key_id > $2 ORDER BY access_key_id LIMIT $3",
@@ -64,7 +66,7 @@ impl CredentialStore for PgStore {
             .await
             .map_err(unavailable)?;
             all_checked(sealer, &found, rows::credential)
-        })
+        }))
     }
 
     fn update_credential<'a>(
@@ -73,11 +75,13 @@ impl CredentialStore for PgStore {
         patch: &'a CredentialPatch,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<Option<CredentialRecord>>> {
-        Box::pin(async move { update(&self.pool, self.sealer()?, access_key_id, patch, now_ms).await })
+        Box::pin(timed(async move {
+            update(&self.pool, self.sealer()?, access_key_id, patch, now_ms).await
+        }))
     }
 
     fn delete_credential<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             // Its fingerprints go with it (`ON DELETE CASCADE`).
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let done = sqlx::query("DELETE FROM credentials WHERE access_key_id = $1")
@@ -91,7 +95,7 @@ impl CredentialStore for PgStore {
             announce(&mut tx, credential_change(access_key_id)).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(true)
-        })
+        }))
     }
 
     fn add_credential_activity<'a>(
@@ -99,7 +103,7 @@ impl CredentialStore for PgStore {
         activity: &'a [CredentialActivity],
         max_fingerprints: u32,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             // Owners in one order, so two nodes flushing at once cannot deadlock.
             let mut sorted: Vec<&CredentialActivity> = activity.iter().collect();
             sorted.sort_by(|a, b| a.access_key_id.as_bytes().cmp(b.access_key_id.as_bytes()));
@@ -108,11 +112,15 @@ impl CredentialStore for PgStore {
                 add_one(&mut tx, a, max_fingerprints).await?;
             }
             tx.commit().await.map_err(unavailable)
-        })
+        }))
     }
 
     fn list_fingerprints<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<FingerprintRecord>>> {
-        Box::pin(fingerprints::list(&CREDENTIAL_FINGERPRINTS, &self.pool, access_key_id))
+        Box::pin(timed(fingerprints::list(
+            &CREDENTIAL_FINGERPRINTS,
+            &self.pool,
+            access_key_id,
+        )))
     }
 }
 

@@ -7,7 +7,7 @@ use super::changes::announce;
 use crate::store::Change;
 use sqlx::{Postgres, Transaction};
 
-use super::{PgStore, unavailable};
+use super::{PgStore, timed, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 use crate::store::integrity::{all_checked, checked, passed, passing, tag_of};
@@ -22,7 +22,7 @@ fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 
 impl KeyStore for PgStore {
     fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let tag = tag_of(self.sealer()?, key);
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             statements::insert_key(key, tag)?
@@ -33,11 +33,11 @@ impl KeyStore for PgStore {
             insert_version(&mut tx, &key.id, first).await?;
             announce(&mut tx, key_change(key)).await?;
             tx.commit().await.map_err(unavailable)
-        })
+        }))
     }
 
     fn get_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<KeyRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let row = sqlx::query(key_query("WHERE name = $1"))
                 .bind(name)
@@ -45,11 +45,11 @@ impl KeyStore for PgStore {
                 .await
                 .map_err(unavailable)?;
             row.map(|row| checked(sealer, rows::key(&row)?, &row)).transpose()
-        })
+        }))
     }
 
     fn list_keys<'a>(&'a self, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, StoreResult<Vec<KeyRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let found = sqlx::query(key_query("WHERE name > $1 ORDER BY name LIMIT $2"))
                 .bind(after.unwrap_or(""))
@@ -58,11 +58,11 @@ impl KeyStore for PgStore {
                 .await
                 .map_err(unavailable)?;
             all_checked(sealer, &found, rows::key)
-        })
+        }))
     }
 
     fn list_versions<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<VersionInfo>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let found = sqlx::query(
                 "SELECT version, created_at_ms, sign_count, verify_count, last_used_at_ms \
                  FROM key_versions WHERE key_id = $1 ORDER BY version",
@@ -72,11 +72,11 @@ impl KeyStore for PgStore {
             .await
             .map_err(unavailable)?;
             found.iter().map(rows::version_info).collect()
-        })
+        }))
     }
 
     fn get_sealed<'a>(&'a self, key_id: &'a str, version: u32) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let row = sqlx::query(statements::SELECT_SEALED_VERSION)
                 .bind(key_id)
                 .bind(i64::from(version))
@@ -84,11 +84,11 @@ impl KeyStore for PgStore {
                 .await
                 .map_err(unavailable)?;
             row.as_ref().map(rows::sealed).transpose()
-        })
+        }))
     }
 
     fn add_version<'a>(&'a self, key: &'a KeyRecord, new: &'a NewVersion) -> BoxFuture<'a, StoreResult<KeyRecord>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let current = current_row(&mut tx, sealer, key).await?;
@@ -105,11 +105,11 @@ impl KeyStore for PgStore {
             announce(&mut tx, key_change(&next)).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(next)
-        })
+        }))
     }
 
     fn update_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<KeyRecord>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let current = current_row(&mut tx, sealer, key).await?;
@@ -124,11 +124,11 @@ impl KeyStore for PgStore {
             announce(&mut tx, key_change(&next)).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(next)
-        })
+        }))
     }
 
     fn destroy_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             // The row goes only if it is still at the revision read, and its versions go
             // with it (`ON DELETE CASCADE`, in the same statement).
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -144,11 +144,11 @@ impl KeyStore for PgStore {
             announce(&mut tx, key_change(key)).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(true)
-        })
+        }))
     }
 
     fn keys_due_for_deletion(&self, now_ms: i64) -> BoxFuture<'_, StoreResult<Vec<KeyRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let found = sqlx::query(key_query(
                 "WHERE state = 'pending_deletion' AND deletion_due_ms IS NOT NULL AND deletion_due_ms <= $1",
@@ -158,11 +158,11 @@ impl KeyStore for PgStore {
             .await
             .map_err(unavailable)?;
             passing(sealer, &found, rows::key)
-        })
+        }))
     }
 
     fn auto_rotating_keys(&self) -> BoxFuture<'_, StoreResult<Vec<(KeyRecord, i64)>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let found = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {KEY_COLUMNS}, (SELECT v.created_at_ms FROM key_versions v \
@@ -181,11 +181,11 @@ impl KeyStore for PgStore {
                 }
             }
             Ok(due)
-        })
+        }))
     }
 
     fn add_usage<'a>(&'a self, deltas: &'a [UsageDelta]) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             // In one order, so two nodes flushing usage of the same versions cannot deadlock.
             let mut sorted: Vec<&UsageDelta> = deltas.iter().collect();
             sorted.sort_by(|a, b| (a.key_id.as_bytes(), a.version).cmp(&(b.key_id.as_bytes(), b.version)));
@@ -205,7 +205,7 @@ impl KeyStore for PgStore {
                 .map_err(unavailable)?;
             }
             tx.commit().await.map_err(unavailable)
-        })
+        }))
     }
 }
 

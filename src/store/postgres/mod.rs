@@ -85,6 +85,22 @@ pub(crate) struct PgStore {
     sealer: OnceLock<Arc<dyn RowSealer>>,
 }
 
+/// The longest one store operation may take, waiting for a connection included, before it
+/// answers `Unavailable`: a database that went silent (a network partition drops packets
+/// instead of resetting connections) never holds a request longer. The operation is dropped
+/// with its transaction, which PostgreSQL rolls back when the connection goes. Vacuuming
+/// (`checkpoint`, `close`) is exempt: it may legitimately take longer on a large store.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one store operation under [`CALL_TIMEOUT`].
+pub(super) async fn timed<T>(work: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    tokio::time::timeout(CALL_TIMEOUT, work).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(
+            "the database did not answer within 10 s".into(),
+        ))
+    })
+}
+
 /// A failed statement: a unique key taken is `AlreadyExists`, a value that does not decode
 /// `Corrupt`, anything else (the server gone, the pool timed out, a deadlock) `Unavailable`.
 pub(super) fn unavailable(e: sqlx::Error) -> StoreError {

@@ -17,36 +17,36 @@
 use std::sync::Arc;
 
 use super::changes::{self, announce};
-use super::{PgStore, unavailable};
+use super::{PgStore, timed, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 use crate::store::{Change, ChangeReceiver, RowSealer, StoreResult, SystemStore, rows, statements};
 
 impl SystemStore for PgStore {
     fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             // Set once: a second call keeps the first sealer, as in SQLite.
             self.sealer.get_or_init(|| sealer);
             Ok(())
-        })
+        }))
     }
 
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
             Ok(())
-        })
+        }))
     }
 
     fn get_system_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<SealedRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let row = sqlx::query(statements::SELECT_SYSTEM_SECRET)
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
             row.as_ref().map(rows::sealed).transpose()
-        })
+        }))
     }
 
     /// `ON CONFLICT DO NOTHING` waits for a node inserting the same name at once; the
@@ -57,7 +57,7 @@ impl SystemStore for PgStore {
         sealed: &'a SealedRecord,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<SealedRecord>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             statements::insert_system_secret(name, sealed, now_ms)
                 .query()
@@ -72,21 +72,21 @@ impl SystemStore for PgStore {
             let stored = rows::sealed(&row)?;
             tx.commit().await.map_err(unavailable)?;
             Ok(stored)
-        })
+        }))
     }
 
     fn get_value<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<Vec<u8>>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             sqlx::query_scalar("SELECT value FROM system_values WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)
-        })
+        }))
     }
 
     fn put_value<'a>(&'a self, name: &'a str, value: &'a [u8], now_ms: i64) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             statements::put_value(name, value, now_ms)
                 .query()
@@ -96,7 +96,7 @@ impl SystemStore for PgStore {
             // The root token's hash is a system value: other nodes re-read it.
             announce(&mut tx, Change::RootToken).await?;
             tx.commit().await.map_err(unavailable)
-        })
+        }))
     }
 
     fn checkpoint(&self) -> BoxFuture<'_, StoreResult<()>> {

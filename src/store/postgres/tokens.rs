@@ -5,7 +5,7 @@ use super::changes::announce;
 use crate::store::Change;
 use sqlx::Postgres;
 
-use super::{PgStore, unavailable};
+use super::{PgStore, timed, unavailable};
 use crate::BoxFuture;
 use crate::store::integrity::{checked, tag_of};
 use crate::store::rows;
@@ -32,7 +32,7 @@ impl PgStore {
 
 impl TokenStore for PgStore {
     fn insert_token<'a>(&'a self, token: &'a TokenRecord) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let tag = tag_of(self.sealer()?, token);
             statements::insert_token(token, tag)?
                 .query()
@@ -40,19 +40,19 @@ impl TokenStore for PgStore {
                 .await
                 .map_err(unavailable)?;
             Ok(())
-        })
+        }))
     }
 
     fn get_token<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
-        Box::pin(self.token_where("id", id))
+        Box::pin(timed(self.token_where("id", id)))
     }
 
     fn find_token<'a>(&'a self, hash: &'a [u8]) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
-        Box::pin(self.token_where("hash", hash))
+        Box::pin(timed(self.token_where("hash", hash)))
     }
 
     fn revoke_token<'a>(&'a self, id: &'a str, now_ms: i64) -> BoxFuture<'a, StoreResult<Option<TokenRecord>>> {
-        Box::pin(async move {
+        Box::pin(timed(async move {
             let sealer = self.sealer()?;
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -79,6 +79,6 @@ impl TokenStore for PgStore {
             announce(&mut tx, Change::Tokens).await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(Some(revoked))
-        })
+        }))
     }
 }
