@@ -12,8 +12,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{
-    DevProcess, ROOT_TOKEN, SO_PIN, USER_PIN, b64, fresh_postgres_database, module_path, run_binary, spawn_sigvault,
-    temp_dir, unique,
+    DevProcess, ROOT_TOKEN, SO_PIN, USER_PIN, b64, fresh_postgres_database, module_path, own_softhsm_conf, run_binary,
+    spawn_sigvault, temp_dir, unique,
 };
 
 /// One node's config file under `root`: its own data dir and audit node, the shared token
@@ -71,17 +71,7 @@ async fn eventually_signs(node: &DevProcess, name: &str, want: (StatusCode, Opti
 #[tokio::test]
 async fn two_serve_processes_on_one_database_share_keys_and_hear_each_others_changes() {
     let root = temp_dir("two-processes");
-    let softhsm = root.join("softhsm");
-    std::fs::create_dir_all(softhsm.join("tokens")).expect("token dir");
-    let softhsm_conf = softhsm.join("softhsm2.conf");
-    std::fs::write(
-        &softhsm_conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            softhsm.join("tokens").display()
-        ),
-    )
-    .expect("softhsm2.conf");
+    let softhsm_conf = own_softhsm_conf(&root.join("softhsm"));
     std::fs::write(root.join("hsm-pin"), format!("{USER_PIN}\n")).expect("pin");
     let label: String = format!("c{}", unique("")).chars().take(32).collect();
     let database = fresh_postgres_database();

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{DevProcess, SO_PIN, USER_PIN, b64, module_path, run_binary, spawn_sigvault, temp_dir, unique};
+use crate::helpers::{
+    DevProcess, SO_PIN, USER_PIN, b64, module_path, own_softhsm_conf, run_binary, spawn_sigvault, temp_dir, unique,
+};
 
 const MESSAGE: &[u8] = b"signed by a vault made with sigvault init";
 
@@ -29,7 +31,6 @@ impl Host {
         let var = root.join("var");
         let softhsm = root.join("softhsm");
         std::fs::create_dir_all(&etc).expect("etc");
-        std::fs::create_dir_all(softhsm.join("tokens")).expect("token dir");
         let example =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sigvault.example.toml"))
                 .expect("config/sigvault.example.toml");
@@ -43,15 +44,7 @@ impl Host {
         let config = etc.join("sigvault.toml");
         std::fs::write(&config, text).expect("config");
         std::fs::write(etc.join("hsm-pin"), format!("{USER_PIN}\n")).expect("pin");
-        let softhsm_conf = softhsm.join("softhsm2.conf");
-        std::fs::write(
-            &softhsm_conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                softhsm.join("tokens").display()
-            ),
-        )
-        .expect("softhsm2.conf");
+        let softhsm_conf = own_softhsm_conf(&softhsm);
         Self {
             root: root.to_path_buf(),
             label: label.to_owned(),

@@ -29,7 +29,7 @@ pub use dump::{
     random_bytes,
 };
 pub use fault::FaultControl;
-pub use process::{DevProcess, Run, run_binary, spawn_dev, spawn_sigvault, stderr_log};
+pub use process::{DevProcess, Run, own_softhsm_conf, run_binary, spawn_dev, spawn_sigvault, stderr_log};
 pub use proxy::CutProxy;
 pub use raw_store::{RawStore, RawValue};
 pub use reply::Reply;

@@ -243,3 +243,19 @@ pub fn run_binary<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Run {
         stderr: stderr.join().expect("stderr"),
     }
 }
+
+/// A SoftHSM2 module configuration of a vault's own under `dir` (`dir/softhsm2.conf`, its
+/// token directory `dir/tokens`), for a child given it as `SOFTHSM2_CONF`; returns its path.
+pub fn own_softhsm_conf(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("tokens")).expect("token dir");
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .expect("softhsm2.conf");
+    conf
+}
