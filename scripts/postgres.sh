@@ -91,10 +91,21 @@ mkdir -p "$cluster"
 echo "postgres.sh: starting a throwaway cluster in $cluster on 127.0.0.1:$port" >&2
 as_owner "$bin/initdb" -D "$cluster/data" -U postgres --auth=trust --no-sync -E UTF8 >"$cluster/initdb.log" 2>&1 ||
   { cat "$cluster/initdb.log" >&2; exit 1; }
+# TLS as a production server has it (the store's TLS test connects with sslmode=require): a
+# self-signed certificate made for this cluster.
+if command -v openssl >/dev/null; then
+  openssl req -new -x509 -days 2 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$cluster/server.key" -out "$cluster/server.crt" >/dev/null 2>&1
+  chmod 600 "$cluster/server.key"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$cluster/server.key" "$cluster/server.crt"
+  tls="-c ssl=on -c ssl_cert_file=$cluster/server.crt -c ssl_key_file=$cluster/server.key"
+else
+  tls=""
+fi
 # Durability is not under test against this cluster (a crash loses the cluster anyway):
 # fsync off keeps the suite's thousands of small commits cheap.
 as_owner "$bin/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 start \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $cluster -c fsync=off -c max_connections=400" >/dev/null ||
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $cluster -c fsync=off -c max_connections=400 $tls" >/dev/null ||
   { cat "$cluster/server.log" >&2; exit 1; }
 url=postgres://postgres@127.0.0.1:$port/postgres
 answers "$url" || { echo "postgres.sh: the cluster started but does not answer at $url" >&2; exit 1; }

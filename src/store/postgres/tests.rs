@@ -333,3 +333,41 @@ async fn a_protected_row_edited_behind_the_store_is_refused() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+#[tokio::test]
+async fn sslmode_require_encrypts_every_connection_and_verify_full_refuses_an_untrusted_certificate() {
+    let db = TestDb::new().await;
+    let server_has_tls: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut admin().await)
+        .await
+        .unwrap();
+    let required = with_param(&db.url(), "sslmode=require");
+    if server_has_tls != "on" {
+        // A server without TLS: a store that asks for it must not fall back to plain text.
+        assert!(
+            PgStore::open(&required).await.is_err(),
+            "sslmode=require over a plain server"
+        );
+        return;
+    }
+    let store = PgStore::open(&required).await.expect("open over TLS");
+    let encrypted: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert!(encrypted, "the store's connection is encrypted");
+    store.pool.close().await;
+    // The test server's certificate is self-signed: checked against the public roots this
+    // build bundles, it is refused.
+    let strict = with_param(&db.url(), "sslmode=verify-full");
+    assert!(
+        PgStore::open(&strict).await.is_err(),
+        "an untrusted certificate under verify-full"
+    );
+}
