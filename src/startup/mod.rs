@@ -90,6 +90,9 @@ pub fn chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// How long a node on a shared store waits, before serving, to hear other nodes' changes.
+const LISTEN_WAIT: StdDuration = StdDuration::from_secs(10);
+
 /// A built, bound, not yet serving instance.
 pub struct Application {
     state: Arc<AppState>,
@@ -220,11 +223,25 @@ impl Application {
                 .await?;
         }
         let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
-        // Other nodes' changes, when the store is shared (PostgreSQL).
-        let changes = self
-            .store
-            .watch_changes()
-            .map(|feed| changes::spawn_change_listener(Arc::clone(&self.state), feed, self.max_staleness));
+        // Other nodes' changes, when the store is shared (PostgreSQL). Serving starts once this
+        // node listens (its first message, `everything`, says so; nothing is cached yet), so
+        // no change committed while it started is missed; if listening takes longer, it
+        // serves anyway and drops its caches when the listener is up.
+        let changes = match self.store.watch_changes() {
+            Some(mut feed) => {
+                if tokio::time::timeout(LISTEN_WAIT, feed.recv()).await.is_err() {
+                    tracing::warn!(
+                        "not yet hearing other nodes' changes; serving anyway (cached rows expire within cache.max_staleness)"
+                    );
+                }
+                Some(changes::spawn_change_listener(
+                    Arc::clone(&self.state),
+                    feed,
+                    self.max_staleness,
+                ))
+            }
+            None => None,
+        };
         let reloader = self
             .hangups
             .map(|hangups| spawn_policy_reloader(Arc::clone(&self.state), hangups));

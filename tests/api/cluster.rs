@@ -40,18 +40,18 @@ async fn two_nodes_with(ratelimit: RateLimitSettings) -> (TestApp, TestApp) {
     (a, b)
 }
 
-/// Polls `check` (up to 5 s of real time, well under the staleness bound, which the nodes'
+/// Polls `check` (up to 10 s of real time, well under the staleness bound, which the nodes'
 /// manual clocks never reach unless a test advances them) until it holds.
 async fn within_notification_time<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !check().await {
         assert!(
             Instant::now() < deadline,
-            "{what}: not seen by the other node within 5 s"
+            "{what}: not seen by the other node within 10 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -11,8 +11,10 @@
 //! operator can tell it apart in `pg_stat_activity`), outside the request pool. When that
 //! connection drops (the server restarted, a proxy cut it, `pg_terminate_backend`),
 //! announcements made meanwhile are lost: the listener connects again by itself (retrying
-//! every [`RETRY`] while the server is away) and, once back, hands the node
-//! [`Change::Everything`], so what the node cached while deaf is dropped. Until then every
+//! every [`RETRY`] while the server is away) and, once listening, hands the node
+//! [`Change::Everything`], so what the node cached while deaf is dropped. The first
+//! connection does the same: a change committed while the node was starting, before it
+//! listened, is not served from what it cached meanwhile. Until then every
 //! cached row still expires within `cache.max_staleness`.
 
 use std::sync::Arc;
@@ -101,7 +103,6 @@ async fn probe(pool: PgPool, down: Arc<AtomicBool>, changes: mpsc::Sender<Change
 }
 
 async fn listen(options: PgConnectOptions, instance: String, changes: mpsc::Sender<Change>) {
-    let mut first = true;
     loop {
         let mut listener = match connect(&options).await {
             Ok(listener) => listener,
@@ -113,14 +114,11 @@ async fn listen(options: PgConnectOptions, instance: String, changes: mpsc::Send
                 continue;
             }
         };
-        // Back after a drop: what was announced meanwhile is lost.
-        if !first {
-            tracing::info!("listening for other nodes' changes again; dropping every cached row");
-            if changes.send(Change::Everything).await.is_err() {
-                return;
-            }
+        // Listening from now on: what was announced before (while this node started, or while
+        // the connection was down) was not heard, so what the node cached until now goes.
+        if changes.send(Change::Everything).await.is_err() {
+            return;
         }
-        first = false;
         loop {
             let heard = tokio::select! {
                 heard = listener.try_recv() => heard,
