@@ -6,14 +6,13 @@
 //! in-process two-node tests (`cluster.rs`) cover the rest with a controllable clock.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{
-    DevProcess, ROOT_TOKEN, SO_PIN, USER_PIN, b64, fresh_postgres_database, module_path, own_softhsm_conf, run_binary,
-    spawn_sigvault, temp_dir, unique,
+    DevProcess, ROOT_TOKEN, SO_PIN, USER_PIN, b64, eventually, fresh_postgres_database, module_path, own_softhsm_conf,
+    run_binary, spawn_sigvault, temp_dir, unique,
 };
 
 /// One node's config file under `root`: its own data dir and audit node, the shared token
@@ -54,18 +53,7 @@ async fn sign(node: &DevProcess, name: &str) -> (StatusCode, Option<u64>) {
 }
 
 async fn eventually_signs(node: &DevProcess, name: &str, want: (StatusCode, Option<u64>), what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = sign(node, name).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: node B answers {got:?}, not {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(what, 10, || async { sign(node, name).await == want }).await;
 }
 
 #[tokio::test]
@@ -142,11 +130,10 @@ async fn two_serve_processes_on_one_database_share_keys_and_hear_each_others_cha
         .request(Method::DELETE, &format!("/v1/auth/tokens/{id}"), ROOT_TOKEN, None)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b.request(Method::GET, "/v1/auth/whoami", &caller, None).await.status != StatusCode::UNAUTHORIZED {
-        assert!(Instant::now() < deadline, "B still takes the token A revoked");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("B refusing the token A revoked", 10, || async {
+        b.request(Method::GET, "/v1/auth/whoami", &caller, None).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
 
     // Ten credits spent by twenty verifications at once, half on each process.
     let r = a

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{AppHome, CutProxy, ROOT_TOKEN, TestApp, fresh_postgres_database, spawn_app_in};
+use crate::helpers::{AppHome, CutProxy, ROOT_TOKEN, TestApp, eventually, fresh_postgres_database, spawn_app_in};
 
 /// A node whose database connections all go through a proxy the test can cut.
 async fn node_behind_proxy(serve_cached: bool) -> (TestApp, CutProxy) {
@@ -28,19 +28,6 @@ async fn node_behind_proxy(serve_cached: bool) -> (TestApp, CutProxy) {
     })
     .await;
     (app, proxy)
-}
-
-/// Polls `check` every 100 ms for up to `seconds` of real time.
-async fn eventually<F, Fut>(what: &str, seconds: u64, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within {seconds} s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn sign_status(app: &TestApp, name: &str) -> (StatusCode, serde_json::Value) {

@@ -62,3 +62,17 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
+
+/// Polls `check` every 50 ms until it holds; fails the test naming `what` when `seconds` of
+/// real time pass first.
+pub async fn eventually<F, Fut>(what: &str, seconds: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {seconds} s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
