@@ -77,6 +77,16 @@ if ! target/schemathesis/bin/schemathesis --version 2>/dev/null | grep -qF "$SCH
   target/schemathesis/bin/pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# The AWS KMS tests (src/kek/aws_kms, tests/api/kms.rs) each start moto's KMS server, pinned,
+# from a venv of its own under target/ (moto keeps keys in memory only: a server per test).
+MOTO_VERSION=5.2.6
+if ! target/moto/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  echo "moto: installing $MOTO_VERSION into target/moto" >&2
+  rm -rf target/moto
+  python3 -m venv target/moto
+  target/moto/bin/pip install --quiet "moto[server]==$MOTO_VERSION"
+fi
+
 # The repository stands alone: no tracked file may point outside it to the design folder that
 # sat beside the first checkouts (the pattern is split so this line does not match itself).
 outside="../""shared"
@@ -99,7 +109,7 @@ cargo clippy --locked -p pkcs11-fault --all-targets -- -D warnings
 # Each backend is a cargo feature: the library and the binary must build, lint-clean, with
 # none of them and with each one alone (the tests need them all); the fuzz targets build the
 # library with the facade `fuzzing` and the PKCS#11 provider only.
-for features in "" "kek-pkcs11" "store-sqlite" "store-postgres" "ratelimit-redis" "kek-pkcs11,fuzzing"; do
+for features in "" "kek-pkcs11" "kek-aws-kms" "store-sqlite" "store-postgres" "ratelimit-redis" "kek-pkcs11,fuzzing"; do
   cargo clippy --locked --no-default-features ${features:+--features "$features"} --lib --bins -- -D warnings
 done
 cargo test --locked -p pkcs11-fault

@@ -343,8 +343,7 @@ fn init(
         .block_on(sigvault::startup::init::init(settings, so_pin))
         .map_err(|e| chain(&e))?;
     drop(lock);
-    let token = if report.token_created { "created" } else { "found" };
-    println!("token '{}': {token}", report.token_label);
+    println!("{}", report.root_of_trust);
     println!(
         "KEK, store, system secrets and audit trail: ready in {}",
         data_dir.display()

@@ -39,10 +39,19 @@ impl KekProvider for StandIn {
     fn kek_ids(&self) -> Vec<String> {
         vec![KEK_ID.to_owned()]
     }
-    fn wrap_dek(&self, _dek: &Dek) -> BoxFuture<'_, Result<WrappedDek, KekError>> {
+    fn wrap_dek<'a>(
+        &'a self,
+        _dek: &'a Dek,
+        _identity: &RecordIdentity<'_>,
+    ) -> BoxFuture<'a, Result<WrappedDek, KekError>> {
         Box::pin(async { Err(KekError::Rejected) })
     }
-    fn unwrap_dek<'a>(&'a self, kek_id: &'a str, wrapped: &'a [u8]) -> BoxFuture<'a, Result<Dek, KekError>> {
+    fn unwrap_dek<'a>(
+        &'a self,
+        kek_id: &'a str,
+        wrapped: &'a [u8],
+        _identity: &RecordIdentity<'_>,
+    ) -> BoxFuture<'a, Result<Dek, KekError>> {
         Box::pin(async move {
             assert_eq!(kek_id, KEK_ID, "the keyring asks only the provider that holds the KEK");
             if wrapped == WRAPPED {

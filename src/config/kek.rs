@@ -22,6 +22,8 @@ pub const DEV_TOKEN_LABEL: &str = "sigvault-dev";
 const PROVIDERS: &[&str] = &[
     #[cfg(feature = "kek-pkcs11")]
     "pkcs11",
+    #[cfg(feature = "kek-aws-kms")]
+    "aws-kms",
 ];
 
 /// `[kek]`: the provider (`pkcs11` when unset) and its section.
@@ -42,9 +44,11 @@ pub(super) fn kek_settings(
             pin_env,
             secrets,
         )?)),
+        #[cfg(feature = "kek-aws-kms")]
+        "aws-kms" => Ok(KekSettings::AwsKms(aws_kms_settings(raw.aws_kms.unwrap_or_default())?)),
         _ => {
             // Only read by the provider sections this build has.
-            let _ = (mode, raw.pkcs11, data_dir, pin_env, secrets);
+            let _ = (mode, raw.pkcs11, raw.aws_kms, data_dir, pin_env, secrets);
             Err(invalid(
                 "kek.provider",
                 format!(
@@ -143,4 +147,60 @@ fn read_pin(path: &Path) -> Result<String, ConfigError> {
         return Err(invalid("kek.pkcs11.pin_file", format!("{} is empty", path.display())));
     }
     Ok(pin)
+}
+
+/// `[kek.aws_kms]`. Credentials are not settings: the AWS SDK's standard chain finds them
+/// (environment, profile, web identity, ECS or EC2 role).
+#[cfg(feature = "kek-aws-kms")]
+fn aws_kms_settings(raw: super::raw::RawAwsKms) -> Result<crate::kek::aws_kms::AwsKmsSettings, ConfigError> {
+    use std::time::Duration;
+
+    use crate::kek::aws_kms::{AwsKmsSettings, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONCURRENCY};
+
+    let key_id = raw
+        .key_id
+        .ok_or_else(|| invalid("kek.aws_kms.key_id", "required: the key's ARN, id or alias (alias/…)"))?;
+    // KMS's own limit on a KeyId; printable ASCII only (ARNs, ids and aliases are).
+    if key_id.is_empty() || key_id.len() > 2048 || !key_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "kek.aws_kms.key_id",
+            "must be 1 to 2048 printable ASCII characters: a key ARN, key id, alias or alias ARN",
+        ));
+    }
+    let region = raw
+        .region
+        .ok_or_else(|| invalid("kek.aws_kms.region", "required: the key's AWS region (e.g. eu-west-1)"))?;
+    if region.is_empty() || region.len() > 64 || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(invalid(
+            "kek.aws_kms.region",
+            "must be an AWS region name such as eu-west-1",
+        ));
+    }
+    if let Some(url) = &raw.endpoint_url {
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 2048
+            && url.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(invalid(
+                "kek.aws_kms.endpoint_url",
+                "must be an http:// or https:// URL of a KMS-compatible endpoint",
+            ));
+        }
+    }
+    const TIMEOUT: &str = "kek.aws_kms.call_timeout";
+    let call_timeout = super::sections::millis(TIMEOUT, raw.call_timeout.as_deref(), DEFAULT_CALL_TIMEOUT)?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&call_timeout) {
+        return Err(invalid(TIMEOUT, "must be between 100ms and 10m"));
+    }
+    let max_concurrency = raw.max_concurrency.map_or(DEFAULT_MAX_CONCURRENCY, |n| n as usize);
+    if !(1..=1024).contains(&max_concurrency) {
+        return Err(invalid("kek.aws_kms.max_concurrency", "must be between 1 and 1024"));
+    }
+    Ok(AwsKmsSettings {
+        key_id,
+        region,
+        endpoint_url: raw.endpoint_url,
+        call_timeout,
+        max_concurrency,
+    })
 }

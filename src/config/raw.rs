@@ -126,6 +126,17 @@ pub struct RawStore {
 pub struct RawKek {
     pub provider: Option<String>,
     pub pkcs11: Option<RawPkcs11>,
+    pub aws_kms: Option<RawAwsKms>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAwsKms {
+    pub key_id: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub call_timeout: Option<String>,
+    pub max_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

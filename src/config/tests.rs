@@ -636,3 +636,105 @@ fn a_postgres_url_selects_the_postgres_store_and_its_password_is_never_shown() {
         .to_string();
     assert!(err.starts_with("store.url:") && !err.contains("s3cret-pw"), "{err}");
 }
+
+fn load_serve(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let dir = temp("serve-kms");
+    let mut all = vec![("SIGVAULT_DATA_DIR", dir.to_str().unwrap())];
+    all.extend_from_slice(vars);
+    let e = env(&all);
+    Settings::from_raw(Mode::Serve, merge(None, &e, &Overrides::default())?, &e)
+}
+
+#[test]
+fn the_aws_kms_provider_takes_its_key_region_and_endpoint_and_defaults_the_rest() {
+    let s = load_serve(&[
+        ("SIGVAULT_KEK__PROVIDER", "aws-kms"),
+        ("SIGVAULT_KEK__AWS_KMS__KEY_ID", "alias/sigvault"),
+        ("SIGVAULT_KEK__AWS_KMS__REGION", "eu-west-1"),
+    ])
+    .unwrap();
+    let KekSettings::AwsKms(kms) = &s.kek else {
+        panic!("not the KMS provider")
+    };
+    assert_eq!(kms.key_id, "alias/sigvault");
+    assert_eq!(kms.region, "eu-west-1");
+    assert_eq!(kms.endpoint_url, None);
+    assert_eq!(kms.call_timeout, crate::kek::aws_kms::DEFAULT_CALL_TIMEOUT);
+    assert_eq!(kms.max_concurrency, crate::kek::aws_kms::DEFAULT_MAX_CONCURRENCY);
+    assert!(s.kek.pkcs11().is_none());
+
+    let s = load_serve(&[
+        ("SIGVAULT_KEK__PROVIDER", "aws-kms"),
+        (
+            "SIGVAULT_KEK__AWS_KMS__KEY_ID",
+            "arn:aws:kms:eu-west-1:111122223333:key/k",
+        ),
+        ("SIGVAULT_KEK__AWS_KMS__REGION", "eu-west-1"),
+        ("SIGVAULT_KEK__AWS_KMS__ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ("SIGVAULT_KEK__AWS_KMS__CALL_TIMEOUT", "750ms"),
+        ("SIGVAULT_KEK__AWS_KMS__MAX_CONCURRENCY", "4"),
+    ])
+    .unwrap();
+    let KekSettings::AwsKms(kms) = &s.kek else {
+        panic!("not the KMS provider")
+    };
+    assert_eq!(kms.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+    assert_eq!(kms.call_timeout, StdDuration::from_millis(750));
+    assert_eq!(kms.max_concurrency, 4);
+}
+
+#[test]
+fn every_bad_aws_kms_value_is_reported_with_its_key() {
+    let base = [
+        ("SIGVAULT_KEK__PROVIDER", "aws-kms"),
+        ("SIGVAULT_KEK__AWS_KMS__KEY_ID", "alias/sigvault"),
+        ("SIGVAULT_KEK__AWS_KMS__REGION", "eu-west-1"),
+    ];
+    let cases: &[(&str, &str, &str)] = &[
+        ("SIGVAULT_KEK__AWS_KMS__KEY_ID", "", "kek.aws_kms.key_id:"),
+        (
+            "SIGVAULT_KEK__AWS_KMS__KEY_ID",
+            "alias/with space",
+            "kek.aws_kms.key_id:",
+        ),
+        ("SIGVAULT_KEK__AWS_KMS__REGION", "eu west", "kek.aws_kms.region:"),
+        (
+            "SIGVAULT_KEK__AWS_KMS__ENDPOINT_URL",
+            "ftp://x",
+            "kek.aws_kms.endpoint_url:",
+        ),
+        (
+            "SIGVAULT_KEK__AWS_KMS__CALL_TIMEOUT",
+            "10ms",
+            "kek.aws_kms.call_timeout:",
+        ),
+        (
+            "SIGVAULT_KEK__AWS_KMS__CALL_TIMEOUT",
+            "soon",
+            "kek.aws_kms.call_timeout:",
+        ),
+        (
+            "SIGVAULT_KEK__AWS_KMS__MAX_CONCURRENCY",
+            "0",
+            "kek.aws_kms.max_concurrency:",
+        ),
+        (
+            "SIGVAULT_KEK__AWS_KMS__MAX_CONCURRENCY",
+            "5000",
+            "kek.aws_kms.max_concurrency:",
+        ),
+    ];
+    for (key, value, expected) in cases {
+        let mut vars: Vec<(&str, &str)> = base.iter().filter(|(k, _)| k != key).copied().collect();
+        vars.push((key, value));
+        let err = load_serve(&vars)
+            .err()
+            .unwrap_or_else(|| panic!("{key}={value} accepted"));
+        assert!(err.to_string().starts_with(expected), "{key}={value}: {err}");
+    }
+    for missing in ["SIGVAULT_KEK__AWS_KMS__KEY_ID", "SIGVAULT_KEK__AWS_KMS__REGION"] {
+        let vars: Vec<(&str, &str)> = base.iter().filter(|(k, _)| *k != missing).copied().collect();
+        let err = load_serve(&vars).err().unwrap();
+        assert!(err.to_string().contains("required"), "{missing}: {err}");
+    }
+}

@@ -14,7 +14,15 @@
 use std::sync::Arc;
 
 use super::{KekError, KekProvider};
-use crate::envelope::Dek;
+use crate::envelope::{Dek, RecordIdentity};
+
+/// The record every contract check wraps for.
+pub(crate) const IDENTITY: RecordIdentity<'static> = RecordIdentity {
+    kind: "contract-test",
+    tenant: "default",
+    id: "record-1",
+    version: 3,
+};
 
 /// What a provider's harness hands the contract: a provider on a KEK of its own, a second
 /// provider of the same kind on another KEK, and a way to make the first one's HSM or KMS
@@ -59,7 +67,7 @@ pub(crate) async fn a_data_key_survives_wrap_and_unwrap_and_is_not_in_the_wrap(f
     let kek = f.provider;
     kek.self_test().await.unwrap();
     let dek = Dek::generate().unwrap();
-    let wrapped = kek.wrap_dek(&dek).await.unwrap();
+    let wrapped = kek.wrap_dek(&dek, &IDENTITY).await.unwrap();
     assert_eq!(wrapped.kek_id, kek.current_kek_id());
     assert!(kek.holds(&wrapped.kek_id));
     assert!(kek.kek_ids().contains(&wrapped.kek_id));
@@ -68,26 +76,29 @@ pub(crate) async fn a_data_key_survives_wrap_and_unwrap_and_is_not_in_the_wrap(f
         !wrapped.bytes.windows(8).any(|w| secret.windows(8).any(|s| s == w)),
         "eight bytes of the DEK appear in its wrap"
     );
-    let back = kek.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await.unwrap();
+    let back = kek
+        .unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
+        .await
+        .unwrap();
     assert_eq!(back.expose_secret(), dek.expose_secret());
-    let again = kek.wrap_dek(&dek).await.unwrap();
-    let back = kek.unwrap_dek(&again.kek_id, &again.bytes).await.unwrap();
+    let again = kek.wrap_dek(&dek, &IDENTITY).await.unwrap();
+    let back = kek.unwrap_dek(&again.kek_id, &again.bytes, &IDENTITY).await.unwrap();
     assert_eq!(back.expose_secret(), dek.expose_secret());
 }
 
 pub(crate) async fn a_changed_or_shortened_wrap_is_rejected(f: KekFixture) {
     let kek = f.provider;
-    let wrapped = kek.wrap_dek(&Dek::generate().unwrap()).await.unwrap();
+    let wrapped = kek.wrap_dek(&Dek::generate().unwrap(), &IDENTITY).await.unwrap();
     let last = wrapped.bytes.len() - 1;
     for i in [0, 7, last / 2, last] {
         let mut bad = wrapped.bytes.clone();
         bad[i] ^= 0x01;
-        let err = kek.unwrap_dek(&wrapped.kek_id, &bad).await.err().unwrap();
+        let err = kek.unwrap_dek(&wrapped.kek_id, &bad, &IDENTITY).await.err().unwrap();
         assert!(matches!(err, KekError::Rejected), "byte {i} changed: {err:?}");
     }
     for len in [0, 1, last / 2, last] {
         let err = kek
-            .unwrap_dek(&wrapped.kek_id, &wrapped.bytes[..len])
+            .unwrap_dek(&wrapped.kek_id, &wrapped.bytes[..len], &IDENTITY)
             .await
             .err()
             .unwrap();
@@ -95,12 +106,12 @@ pub(crate) async fn a_changed_or_shortened_wrap_is_rejected(f: KekFixture) {
     }
     let mut longer = wrapped.bytes.clone();
     longer.extend_from_slice(&[0; 8]);
-    let err = kek.unwrap_dek(&wrapped.kek_id, &longer).await.err().unwrap();
+    let err = kek.unwrap_dek(&wrapped.kek_id, &longer, &IDENTITY).await.err().unwrap();
     assert!(matches!(err, KekError::Rejected), "eight bytes appended: {err:?}");
 }
 
 pub(crate) async fn a_wrap_made_by_another_kek_does_not_open(f: KekFixture) {
-    let wrapped = f.other.wrap_dek(&Dek::generate().unwrap()).await.unwrap();
+    let wrapped = f.other.wrap_dek(&Dek::generate().unwrap(), &IDENTITY).await.unwrap();
     assert!(
         !f.provider.holds(&wrapped.kek_id),
         "{} is the other KEK's",
@@ -108,19 +119,24 @@ pub(crate) async fn a_wrap_made_by_another_kek_does_not_open(f: KekFixture) {
     );
     let err = f
         .provider
-        .unwrap_dek(&wrapped.kek_id, &wrapped.bytes)
+        .unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
         .await
         .err()
         .unwrap();
     assert!(matches!(err, KekError::UnknownKek(_)), "under its own kek_id: {err:?}");
     let relabelled = f.provider.current_kek_id();
-    let err = f.provider.unwrap_dek(&relabelled, &wrapped.bytes).await.err().unwrap();
+    let err = f
+        .provider
+        .unwrap_dek(&relabelled, &wrapped.bytes, &IDENTITY)
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, KekError::Rejected), "relabelled as ours: {err:?}");
 }
 
 pub(crate) async fn a_kek_id_the_provider_does_not_hold_is_unknown(f: KekFixture) {
     let kek = f.provider;
-    let wrapped = kek.wrap_dek(&Dek::generate().unwrap()).await.unwrap();
+    let wrapped = kek.wrap_dek(&Dek::generate().unwrap(), &IDENTITY).await.unwrap();
     let current = kek.current_kek_id();
     for id in [
         String::new(),
@@ -130,7 +146,7 @@ pub(crate) async fn a_kek_id_the_provider_does_not_hold_is_unknown(f: KekFixture
         format!("x{current}"),
     ] {
         assert!(!kek.holds(&id), "{id:?}");
-        let err = kek.unwrap_dek(&id, &wrapped.bytes).await.err().unwrap();
+        let err = kek.unwrap_dek(&id, &wrapped.bytes, &IDENTITY).await.err().unwrap();
         assert!(
             matches!(err, KekError::UnknownKek(ref named) if *named == id),
             "{id:?}: {err:?}"
@@ -140,11 +156,15 @@ pub(crate) async fn a_kek_id_the_provider_does_not_hold_is_unknown(f: KekFixture
 
 pub(crate) async fn a_provider_that_stops_answering_is_unavailable_not_rejected(f: KekFixture) {
     let kek = f.provider;
-    let wrapped = kek.wrap_dek(&Dek::generate().unwrap()).await.unwrap();
+    let wrapped = kek.wrap_dek(&Dek::generate().unwrap(), &IDENTITY).await.unwrap();
     (f.make_unavailable)();
-    let err = kek.wrap_dek(&Dek::generate().unwrap()).await.err().unwrap();
+    let err = kek.wrap_dek(&Dek::generate().unwrap(), &IDENTITY).await.err().unwrap();
     assert!(matches!(err, KekError::Unavailable(_)), "wrap: {err:?}");
-    let err = kek.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await.err().unwrap();
+    let err = kek
+        .unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(err, KekError::Unavailable(_)),
         "unwrap of a good wrap: {err:?}"

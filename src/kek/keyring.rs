@@ -71,7 +71,7 @@ impl Keyring {
     pub(crate) async fn seal(&self, identity: &RecordIdentity<'_>, plaintext: &[u8]) -> Result<SealedRecord, KekError> {
         let dek = Dek::generate()?;
         let (nonce, ciphertext) = envelope::seal(&dek, identity, plaintext)?;
-        let wrapped = self.current().wrap_dek(&dek).await?;
+        let wrapped = self.current().wrap_dek(&dek, identity).await?;
         Ok(SealedRecord {
             format: envelope::FORMAT_V1,
             kek_id: wrapped.kek_id,
@@ -91,7 +91,9 @@ impl Keyring {
             .providers()
             .find(|p| p.holds(&record.kek_id))
             .ok_or_else(|| KekError::UnknownKek(record.kek_id.clone()))?;
-        let dek = provider.unwrap_dek(&record.kek_id, &record.wrapped_dek).await?;
+        let dek = provider
+            .unwrap_dek(&record.kek_id, &record.wrapped_dek, identity)
+            .await?;
         Ok(envelope::open(&dek, identity, record)?)
     }
 }

@@ -11,12 +11,14 @@
 //!
 //! This module must never log, return or persist a DEK or a KEK.
 
+#[cfg(feature = "kek-aws-kms")]
+pub mod aws_kms;
 mod error;
 mod keyring;
 #[cfg(feature = "kek-pkcs11")]
 pub mod pkcs11;
 
-#[cfg(all(test, feature = "kek-pkcs11"))]
+#[cfg(all(test, any(feature = "kek-pkcs11", feature = "kek-aws-kms")))]
 mod contract_tests;
 
 use std::sync::Arc;
@@ -25,7 +27,7 @@ pub use error::{KekError, ProviderError, SelfTestFailed};
 pub use keyring::Keyring;
 
 use crate::BoxFuture;
-use crate::envelope::Dek;
+use crate::envelope::{Dek, RecordIdentity};
 
 /// A DEK wrapped by a KEK, with the id of the KEK that wrapped it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,14 @@ pub struct WrappedDek {
     pub kek_id: String,
     pub bytes: Vec<u8>,
 }
+
+/// The record a provider's self-test wraps its throwaway DEK for.
+const SELF_TEST: RecordIdentity<'static> = RecordIdentity {
+    kind: "kek-self-test",
+    tenant: "-",
+    id: "-",
+    version: 1,
+};
 
 /// The interface every KEK backend implements (its behaviour is pinned by the contract
 /// tests every provider runs).
@@ -48,12 +58,26 @@ pub trait KekProvider: Send + Sync {
         self.kek_ids().iter().any(|id| id == kek_id)
     }
 
-    /// Wraps `dek` under the current KEK.
-    fn wrap_dek(&self, dek: &Dek) -> BoxFuture<'_, Result<WrappedDek, KekError>>;
+    /// Wraps `dek`, the data key of the record `identity`, under the current KEK. A provider
+    /// that can bind the wrap to the record does (AWS KMS: the EncryptionContext), so a wrap
+    /// moved to another record does not unwrap; one that cannot (a PKCS#11 key wrap) relies
+    /// on the envelope, whose AES-GCM AAD binds the same identity.
+    fn wrap_dek<'a>(
+        &'a self,
+        dek: &'a Dek,
+        identity: &RecordIdentity<'_>,
+    ) -> BoxFuture<'a, Result<WrappedDek, KekError>>;
 
-    /// Unwraps a DEK wrapped under `kek_id`: [`KekError::UnknownKek`] when this provider does
-    /// not hold it, [`KekError::Rejected`] when the wrap does not open under it.
-    fn unwrap_dek<'a>(&'a self, kek_id: &'a str, wrapped: &'a [u8]) -> BoxFuture<'a, Result<Dek, KekError>>;
+    /// Unwraps a DEK wrapped under `kek_id` for the record `identity`:
+    /// [`KekError::UnknownKek`] when this provider does not hold it, [`KekError::Rejected`]
+    /// when the wrap does not open under it (altered, another KEK's, or bound to another
+    /// record).
+    fn unwrap_dek<'a>(
+        &'a self,
+        kek_id: &'a str,
+        wrapped: &'a [u8],
+        identity: &RecordIdentity<'_>,
+    ) -> BoxFuture<'a, Result<Dek, KekError>>;
 
     /// Keeps `value` as the witness record `name` in the root of trust, replacing the one
     /// kept before. A witness is a few bytes sigvault needs remembered outside the disk: the
@@ -74,8 +98,8 @@ pub trait KekProvider: Send + Sync {
     fn self_test(&self) -> BoxFuture<'_, Result<(), KekError>> {
         Box::pin(async move {
             let dek = Dek::generate()?;
-            let wrapped = self.wrap_dek(&dek).await?;
-            let back = self.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await?;
+            let wrapped = self.wrap_dek(&dek, &SELF_TEST).await?;
+            let back = self.unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &SELF_TEST).await?;
             // Comparing two copies of a throwaway DEK; constant time is not needed here
             // but costs nothing.
             let same: bool =
@@ -95,6 +119,9 @@ pub enum KekSettings {
     /// A PKCS#11 token (`[kek] provider = "pkcs11"`).
     #[cfg(feature = "kek-pkcs11")]
     Pkcs11(pkcs11::Pkcs11Settings),
+    /// An AWS KMS key (`[kek] provider = "aws-kms"`).
+    #[cfg(feature = "kek-aws-kms")]
+    AwsKms(aws_kms::AwsKmsSettings),
 }
 
 impl KekSettings {
@@ -103,6 +130,8 @@ impl KekSettings {
     pub fn pkcs11(&self) -> Option<&pkcs11::Pkcs11Settings> {
         match self {
             KekSettings::Pkcs11(settings) => Some(settings),
+            #[cfg(feature = "kek-aws-kms")]
+            KekSettings::AwsKms(_) => None,
         }
     }
 }
@@ -110,11 +139,16 @@ impl KekSettings {
 /// Builds the provider `settings` name and proves it with [`KekProvider::self_test`]: the one
 /// place a provider is opened (serve, dev and the offline admin commands all come here).
 // A build without providers has no settings to open: everything after the match is unreachable.
-#[cfg_attr(not(feature = "kek-pkcs11"), allow(unreachable_code, unused_variables))]
+#[cfg_attr(
+    not(any(feature = "kek-pkcs11", feature = "kek-aws-kms")),
+    allow(unreachable_code, unused_variables)
+)]
 pub async fn open(settings: &KekSettings) -> Result<Arc<dyn KekProvider>, KekError> {
     let provider: Arc<dyn KekProvider> = match *settings {
         #[cfg(feature = "kek-pkcs11")]
         KekSettings::Pkcs11(ref pkcs11) => Arc::new(pkcs11::Pkcs11Kek::open(pkcs11.clone()).await?),
+        #[cfg(feature = "kek-aws-kms")]
+        KekSettings::AwsKms(ref kms) => Arc::new(aws_kms::AwsKmsKek::open(kms.clone()).await?),
     };
     provider.self_test().await?;
     Ok(provider)

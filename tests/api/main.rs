@@ -16,6 +16,7 @@ mod hsm_faults;
 mod init;
 mod integrity;
 mod keys;
+mod kms;
 mod openapi;
 mod readme_tour;
 mod report;

@@ -48,7 +48,7 @@ pub use token::{probe_module, provision_token, token_present};
 
 use super::{KekError, KekProvider, WrappedDek};
 use crate::BoxFuture;
-use crate::envelope::Dek;
+use crate::envelope::{Dek, RecordIdentity};
 use error::{call, unwrap_error};
 use objects::{PooledSession, create_kek, find_kek_objects, unwrap_bytes, wrap_bytes};
 use pool::{Handoff, Pool, log_in};
@@ -219,7 +219,11 @@ impl KekProvider for Pkcs11Kek {
         self.version_of(kek_id).is_some()
     }
 
-    fn wrap_dek(&self, dek: &Dek) -> BoxFuture<'_, Result<WrappedDek, KekError>> {
+    fn wrap_dek<'a>(
+        &'a self,
+        dek: &'a Dek,
+        _identity: &RecordIdentity<'_>,
+    ) -> BoxFuture<'a, Result<WrappedDek, KekError>> {
         let plain = Zeroizing::new(dek.expose_secret().to_vec());
         let version = self.inner.current;
         Box::pin(async move {
@@ -236,7 +240,12 @@ impl KekProvider for Pkcs11Kek {
         })
     }
 
-    fn unwrap_dek<'a>(&'a self, kek_id: &'a str, wrapped: &'a [u8]) -> BoxFuture<'a, Result<Dek, KekError>> {
+    fn unwrap_dek<'a>(
+        &'a self,
+        kek_id: &'a str,
+        wrapped: &'a [u8],
+        _identity: &RecordIdentity<'_>,
+    ) -> BoxFuture<'a, Result<Dek, KekError>> {
         let wrapped = wrapped.to_vec();
         Box::pin(async move {
             let version = self

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::testing::{fresh_token, log_the_token_out, take_the_token_away};
 use super::{Pkcs11Error, Pkcs11Kek};
 use crate::envelope::Dek;
+use crate::kek::contract_tests::IDENTITY;
 use crate::kek::{KekError, KekProvider};
 
 /// The provider's own error inside an unavailable [`KekError`].
@@ -28,17 +29,24 @@ async fn a_provider_logs_in_again_by_itself_after_the_token_was_logged_out() {
     let settings = fresh_token("relogin");
     let kek = Pkcs11Kek::open(settings.clone()).await.unwrap();
     let dek = Dek::generate().unwrap();
-    let wrapped = kek.wrap_dek(&dek).await.unwrap();
+    let wrapped = kek.wrap_dek(&dek, &IDENTITY).await.unwrap();
 
     log_the_token_out(&settings);
-    let err = kek.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await.err().unwrap();
+    let err = kek
+        .unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(err, KekError::Unavailable(_)),
         "the call that meets the reset: {err:?}"
     );
 
     // The very next call reopens a session and logs in again: no restart, no waiting.
-    let back = kek.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await.unwrap();
+    let back = kek
+        .unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
+        .await
+        .unwrap();
     assert_eq!(back.expose_secret(), dek.expose_secret());
     // Every pooled session was replaced, not only the one that failed.
     for _ in 0..4 {

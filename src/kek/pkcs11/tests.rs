@@ -13,7 +13,7 @@ use super::token::{context, find_token};
 use super::witness::identity;
 use super::{Pkcs11Error, Pkcs11Kek, Pkcs11Settings};
 use crate::envelope::{Dek, RecordIdentity};
-use crate::kek::contract_tests::{KekFixture, kek_contract_tests};
+use crate::kek::contract_tests::{IDENTITY, KekFixture, kek_contract_tests};
 use crate::kek::{KekError, KekProvider, Keyring};
 
 async fn fixture() -> KekFixture {
@@ -43,7 +43,7 @@ async fn a_new_token_gets_a_kek_version_1_and_a_40_byte_wrap() {
     let id = kek.current_kek_id();
     assert!(id.starts_with("pkcs11:") && id.ends_with(":1"), "{id}");
     let dek = Dek::generate().unwrap();
-    let wrapped = kek.wrap_dek(&dek).await.unwrap();
+    let wrapped = kek.wrap_dek(&dek, &IDENTITY).await.unwrap();
     assert_eq!(wrapped.bytes.len(), 40, "RFC 5649 wrap of 32 bytes is 40 bytes");
     assert_ne!(&wrapped.bytes[..32], &dek.expose_secret()[..]);
 }
@@ -55,11 +55,14 @@ async fn reopening_a_token_finds_the_same_kek() {
     again.sessions = 1;
     let first = Pkcs11Kek::open(settings).await.unwrap();
     let dek = Dek::generate().unwrap();
-    let wrapped = first.wrap_dek(&dek).await.unwrap();
+    let wrapped = first.wrap_dek(&dek, &IDENTITY).await.unwrap();
     drop(first);
     let second = Pkcs11Kek::open(again).await.unwrap();
     assert_eq!(second.kek_ids(), vec![wrapped.kek_id.clone()]);
-    let back = second.unwrap_dek(&wrapped.kek_id, &wrapped.bytes).await.unwrap();
+    let back = second
+        .unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
+        .await
+        .unwrap();
     assert_eq!(back.expose_secret(), dek.expose_secret());
 }
 

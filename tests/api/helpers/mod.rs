@@ -12,6 +12,7 @@ mod app;
 mod audit;
 mod dump;
 mod fault;
+mod moto;
 mod process;
 mod proxy;
 mod raw_store;
@@ -25,10 +26,11 @@ use base64::Engine as _;
 
 pub use app::{AppHome, TestApp, module_path, softhsm_conf, spawn_app, spawn_app_in};
 pub use dump::{
-    Needle, assert_dump_holds_no_secret, database_copy, encodings, found, found_needles, live_database_copy,
-    random_bytes,
+    Needle, assert_dump_holds_no_secret, database_copy, database_files, encodings, found, found_needles,
+    live_database_copy, random_bytes,
 };
 pub use fault::FaultControl;
+pub use moto::{MOTO_CREDENTIALS, MOTO_REGION, MotoServer};
 pub use process::{DevProcess, Run, own_softhsm_conf, run_binary, spawn_dev, spawn_sigvault, stderr_log};
 pub use proxy::CutProxy;
 pub use raw_store::{RawStore, RawValue};
