@@ -217,10 +217,18 @@ async fn kms_paused_fails_a_cold_key_within_the_call_timeout_keeps_cached_keys_s
         let (status, body) = sign(&vault, "warm", b"m").await;
         assert_eq!(status, StatusCode::OK, "a cached key signs while KMS is paused: {body}");
     }
+    let health = vault.request(Method::GET, "/v1/sys/health", ROOT_TOKEN, None).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE, "{}", health.body);
+    assert_eq!(health.body["kek"], "unavailable", "{}", health.body);
 
     kms.resume();
     eventually("the cold key signs once KMS answers again", 20, || async {
         sign(&vault, "cold", b"m").await.0 == StatusCode::OK
+    })
+    .await;
+    eventually("health says the KEK is ok again", 20, || async {
+        let health = vault.request(Method::GET, "/v1/sys/health", ROOT_TOKEN, None).await;
+        health.status == StatusCode::OK && health.body["kek"] == "ok"
     })
     .await;
 }
