@@ -7,6 +7,7 @@
 #   bench/scale.sh                          # 100 000 keys on SQLite
 #   STORE=postgres bench/scale.sh           # on a fresh database of the local PostgreSQL
 #   KEYS=1000000 bench/scale.sh             # the documented million-key run
+#   KEK=aws-kms KEYS=20000 bench/scale.sh   # the KEK in AWS KMS (moto's server, local)
 #
 # Starts `sigvault dev` (release build) in a throw-away data dir with `cache.max_entries` =
 # CACHE_ENTRIES (far below KEYS, so cold requests really miss), seeds with bench/seed.py,
@@ -16,6 +17,11 @@
 #
 # Environment:
 #   STORE           sqlite (default) or postgres
+#   KEK             pkcs11 (default: `sigvault dev` on SoftHSM2) or aws-kms: `sigvault serve`
+#                   with [kek] provider = "aws-kms" on a moto_server started here (MOTO_SERVER,
+#                   default target/moto/bin/moto_server, which scripts/test.sh installs); moto
+#                   adds its own latency (Python, HTTP), so compare the two KEKs' cold figures
+#                   knowing that
 #   POSTGRES_URL    the server's admin URL for STORE=postgres (default
 #                   postgres://postgres@127.0.0.1:5432/postgres); a database
 #                   sigvault_scale_<pid> is created there and dropped at the end
@@ -28,6 +34,7 @@
 set -euo pipefail
 
 STORE="${STORE:-sqlite}"
+KEK="${KEK:-pkcs11}"
 KEYS="${KEYS:-100000}"
 SEED_THREADS="${SEED_THREADS:-16}"
 CACHE_ENTRIES="${CACHE_ENTRIES:-1000}"
@@ -38,6 +45,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 
 case "$STORE" in sqlite | postgres) ;; *) die "STORE must be sqlite or postgres, not '$STORE'" ;; esac
+case "$KEK" in pkcs11 | aws-kms) ;; *) die "KEK must be pkcs11 or aws-kms, not '$KEK'" ;; esac
 bench_check_ints KEYS SEED_THREADS CACHE_ENTRIES DURATION
 # shellcheck disable=SC2119
 bench_tools python3
@@ -57,9 +65,40 @@ if [ "$STORE" = postgres ]; then
 fi
 
 port="$(free_port)" || die "no free port found"
+
+# KEK=aws-kms: a moto KMS server, a key with an alias, and a serve config naming it.
+server_args=()
+moto_pid=""
+if [ "$KEK" = aws-kms ]; then
+  moto="${MOTO_SERVER:-$here/../target/moto/bin/moto_server}"
+  [ -x "$moto" ] || die "KEK=aws-kms needs moto_server at $moto (scripts/test.sh installs it; or set MOTO_SERVER)"
+  moto_port="$(free_port)" || die "no free port found"
+  "$moto" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+  moto_pid=$!
+  for _ in $(seq 1 300); do
+    curl -sS -o /dev/null "http://127.0.0.1:$moto_port/" 2>/dev/null && break
+    sleep 0.1
+  done
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+  "$(dirname "$moto")/python" -c '
+import sys, boto3
+kms = boto3.client("kms", endpoint_url=sys.argv[1], region_name="eu-west-1")
+arn = kms.create_key()["KeyMetadata"]["Arn"]
+kms.create_alias(AliasName="alias/sigvault-bench", TargetKeyId=arn)
+' "http://127.0.0.1:$moto_port" || die "cannot create the KMS key"
+fi
 token="bench_$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
 data_dir="$work/data"
 mkdir -m 700 "$data_dir"
+if [ "$KEK" = aws-kms ]; then
+  printf '%s\n' "listen = \"127.0.0.1:$port\"" "data_dir = \"$data_dir\"" '[kek]' 'provider = "aws-kms"' \
+    '[kek.aws_kms]' 'key_id = "alias/sigvault-bench"' 'region = "eu-west-1"' \
+    "endpoint_url = \"http://127.0.0.1:$moto_port\"" >"$work/sigvault.toml"
+  server_args=(serve --config "$work/sigvault.toml")
+  trap '[ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null; declare -F drop_database >/dev/null && drop_database; bench_cleanup' EXIT
+else
+  server_args=(dev --data-dir "$data_dir" --listen "127.0.0.1:$port")
+fi
 
 # Starts the server on $data_dir and waits for ping; sets server_pid and STARTUP_S (process
 # start to the first ping answered).
@@ -69,7 +108,7 @@ start_server() {
   t0="$(date +%s.%N)"
   env "${store_env[@]}" SIGVAULT_ROOT_TOKEN="$token" SIGVAULT_LOG="${SIGVAULT_LOG:-warn}" \
     SIGVAULT_CACHE__MAX_ENTRIES="$CACHE_ENTRIES" \
-    "${server_pin[@]}" "$bin" dev --data-dir "$data_dir" --listen "127.0.0.1:$port" \
+    "${server_pin[@]}" "$bin" "${server_args[@]}" \
     >>"$work/server.out" 2>>"$work/server.err" &
   server_pid=$!
   base=""
@@ -78,10 +117,10 @@ start_server() {
       base="${line#listening on }"
       curl -fsS "$base/v1/sys/ping" >/dev/null 2>&1 && break
     fi
-    kill -0 "$server_pid" 2>/dev/null || { tail -n 30 "$work/server.err" >&2; die "sigvault dev exited"; }
+    kill -0 "$server_pid" 2>/dev/null || { tail -n 30 "$work/server.err" >&2; die "sigvault exited"; }
     sleep 0.01
   done
-  [ -n "$base" ] || die "sigvault dev did not listen within 60 s"
+  [ -n "$base" ] || die "sigvault did not listen within 60 s"
   STARTUP_S="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"
 }
 
@@ -102,7 +141,7 @@ percentiles() { # wrk-output-file -> "p50 p99"
 
 start_server
 bench_set_token "$token"
-log "server ready at $base (store: $STORE, cache.max_entries: $CACHE_ENTRIES)"
+log "server ready at $base (store: $STORE, KEK: $KEK, cache.max_entries: $CACHE_ENTRIES)"
 
 log "seeding $KEYS keys with $SEED_THREADS connections"
 seeded="$(BENCH_TOKEN="$token" python3 "$here/seed.py" "$base" "$KEYS" "$SEED_THREADS")"
@@ -140,6 +179,7 @@ rss_started="$(rss_mib)"
 
 cat <<EOF
 store                   $STORE
+KEK                     $KEK
 keys                    $KEYS
 seeding                 $seed_rate keys/s ($SEED_THREADS connections)
 RSS after seeding       $rss_seeded MiB
@@ -150,4 +190,4 @@ hot-key verify          p50 $hot_p50 ms, p99 $hot_p99 ms
 cold-key verify         p50 $cold_p50 ms, p99 $cold_p99 ms (random key of $KEYS, cache $CACHE_ENTRIES)
 restart to first ping   $restart_s s
 EOF
-echo "SCALE store=$STORE keys=$KEYS seed_per_s=$seed_rate rss_mib=$rss_loaded hot_p99_ms=$hot_p99 cold_p99_ms=$cold_p99 startup_s=$restart_s"
+echo "SCALE store=$STORE kek=$KEK keys=$KEYS seed_per_s=$seed_rate rss_mib=$rss_loaded hot_p99_ms=$hot_p99 cold_p99_ms=$cold_p99 startup_s=$restart_s"

@@ -45,6 +45,17 @@ if ! command -v jq >/dev/null || ! command -v curl >/dev/null; then
   command -v jq >/dev/null && command -v curl >/dev/null || { echo "jq, curl: installed, but still not found" >&2; exit 1; }
 fi
 
+# The compose tests (tests/api/compose.rs) validate docker-compose.yml with Debian's
+# docker-compose (no Docker engine is needed for that) and run its topology with haproxy.
+if ! command -v haproxy >/dev/null || ! { command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; }; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "haproxy, docker-compose: not found, installing with apt-get" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends haproxy docker-compose >/dev/null
+  command -v haproxy >/dev/null || { echo "haproxy: installed, but still not found" >&2; exit 1; }
+fi
+
 # The SigV4 tests sign requests with botocore (the AWS SDK for Python's signer) through
 # examples/sigv4_sign.py, the script of docs/API.md's SigV4 example.
 if ! python3 -c 'import botocore' 2>/dev/null; then

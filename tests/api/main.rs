@@ -8,6 +8,7 @@ mod authz;
 mod callers;
 mod cluster;
 mod cluster_processes;
+mod compose;
 mod connections;
 mod datadir;
 mod dump;
