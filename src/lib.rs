@@ -76,6 +76,7 @@ pub mod model;
 pub mod policy;
 pub mod ratelimit;
 pub mod report;
+pub mod rewrap;
 pub(crate) mod secret;
 pub mod sigv4;
 pub mod startup;

@@ -61,6 +61,16 @@ impl KekProvider for StandIn {
             }
         })
     }
+    // The stand-in has one KEK and never changes it.
+    fn rotate(&self) -> BoxFuture<'_, Result<String, KekError>> {
+        Box::pin(async { Err(KekError::Refused("the fuzz stand-in has one KEK".into())) })
+    }
+    fn refresh(&self) -> BoxFuture<'_, Result<(), KekError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn retire<'a>(&'a self, kek_id: &'a str) -> BoxFuture<'a, Result<(), KekError>> {
+        Box::pin(async move { Err(KekError::UnknownKek(kek_id.to_owned())) })
+    }
     fn witness_write<'a>(&'a self, _name: &'a str, _value: &'a [u8]) -> BoxFuture<'a, Result<(), KekError>> {
         Box::pin(async { Ok(()) })
     }

@@ -11,6 +11,7 @@ pub mod auth;
 pub(crate) mod context;
 pub mod credentials;
 mod fingerprint;
+pub mod kek;
 pub mod keys;
 mod limits;
 pub mod reply;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub(crate) auth_settings: crate::auth::AuthSettings,
     pub kek: Keyring,
+    /// The KEK rewrap job (`rewrap`): status for `GET /v1/sys/kek`, woken by a rotation.
+    pub rewrap: Arc<crate::rewrap::Rewrapper>,
     /// The store's liveness, for the health route (handlers never hold the store).
     pub(crate) store_health: crate::health::StoreHealth,
     pub limits: Limits,
@@ -78,6 +81,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .or(auth::routes(Arc::clone(&state)))
                 .unify()
                 .or(reports::routes(Arc::clone(&state)))
+                .unify()
+                .or(kek::routes(Arc::clone(&state)))
                 .unify()
                 .or(sys::routes(state))
                 .unify(),

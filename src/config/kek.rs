@@ -60,6 +60,18 @@ pub(super) fn kek_settings(
     }
 }
 
+/// `kek.rewrap_rate`: records a second the rewrap job moves, 1–100000.
+pub(super) fn rewrap_rate(raw: Option<u32>) -> Result<u32, ConfigError> {
+    let rate = raw.unwrap_or(crate::rewrap::DEFAULT_RATE);
+    if !(1..=100_000).contains(&rate) {
+        return Err(invalid(
+            "kek.rewrap_rate",
+            "must be between 1 and 100000 (records a second)",
+        ));
+    }
+    Ok(rate)
+}
+
 /// `[kek.pkcs11]`; `sigvault dev` fills what is missing from its data dir and SoftHSM2.
 #[cfg(feature = "kek-pkcs11")]
 fn pkcs11_settings(

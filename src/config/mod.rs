@@ -61,6 +61,8 @@ pub struct Settings {
     /// request but ping and health gets 503 `STORE_UNAVAILABLE` (the default).
     pub serve_cached_when_unavailable: bool,
     pub kek: KekSettings,
+    /// `kek.rewrap_rate`: records a second the rewrap job moves (`rewrap`).
+    pub rewrap_rate: u32,
     pub cache: CacheSettings,
     pub keys: KeySettings,
     pub limits: Limits,
@@ -172,13 +174,9 @@ impl Settings {
         let raw_store = raw.store.unwrap_or_default();
         let serve_cached_when_unavailable = raw_store.serve_cached_when_unavailable.unwrap_or(false);
         let store = sections::store_settings(raw_store, &data_dir)?;
-        let kek = kek::kek_settings(
-            mode,
-            raw.kek.unwrap_or_default(),
-            &data_dir,
-            env_var("SIGVAULT_KEK__PKCS11__PIN"),
-            secrets,
-        )?;
+        let raw_kek = raw.kek.unwrap_or_default();
+        let rewrap_rate = kek::rewrap_rate(raw_kek.rewrap_rate)?;
+        let kek = kek::kek_settings(mode, raw_kek, &data_dir, env_var("SIGVAULT_KEK__PKCS11__PIN"), secrets)?;
         let cache = sections::cache_settings(raw.cache.unwrap_or_default())?;
         let keys = sections::key_settings(raw.keys.unwrap_or_default())?;
         let limits = sections::limits(raw.limits.unwrap_or_default())?;
@@ -199,6 +197,7 @@ impl Settings {
             store,
             serve_cached_when_unavailable,
             kek,
+            rewrap_rate,
             cache,
             keys,
             limits,

@@ -125,6 +125,7 @@ pub struct RawStore {
 #[serde(deny_unknown_fields)]
 pub struct RawKek {
     pub provider: Option<String>,
+    pub rewrap_rate: Option<u32>,
     pub pkcs11: Option<RawPkcs11>,
     pub aws_kms: Option<RawAwsKms>,
 }

@@ -30,6 +30,8 @@ pub(crate) const IDENTITY: RecordIdentity<'static> = RecordIdentity {
 /// each provider's own test).
 pub(crate) struct KekFixture {
     pub provider: Arc<dyn KekProvider>,
+    /// A second provider on the same KEK, as another node opens it.
+    pub twin: Arc<dyn KekProvider>,
     pub other: Arc<dyn KekProvider>,
     pub(crate) make_unavailable: Box<dyn FnOnce() + Send>,
 }
@@ -47,6 +49,8 @@ macro_rules! kek_contract_tests {
             a_witness_reads_back_what_was_last_written,
             witnesses_of_two_names_are_kept_apart,
             a_witness_of_a_provider_that_stops_answering_is_unavailable_not_missing,
+            a_rotation_makes_a_new_current_kek_that_another_node_adopts_on_refresh,
+            only_a_kek_that_is_not_current_is_retired_and_its_wraps_then_name_an_unknown_kek,
         );
     };
     (@each $backend:ident, $fixture:path, $($check:ident),+ $(,)?) => {
@@ -218,4 +222,71 @@ pub(crate) async fn a_witness_of_a_provider_that_stops_answering_is_unavailable_
     }
     let err = kek.witness_write("w-kept", b"next").await.err();
     assert!(matches!(err, Some(KekError::Unavailable(_))), "write: {err:?}");
+}
+
+pub(crate) async fn a_rotation_makes_a_new_current_kek_that_another_node_adopts_on_refresh(f: KekFixture) {
+    let (kek, twin) = (f.provider, f.twin);
+    let dek = Dek::generate().unwrap();
+    let before = kek.wrap_dek(&dek, &IDENTITY).await.unwrap();
+    let old_id = kek.current_kek_id();
+
+    let new_id = kek.rotate().await.unwrap();
+    assert_ne!(new_id, old_id);
+    assert_eq!(kek.current_kek_id(), new_id);
+    assert_eq!(kek.kek_ids(), vec![old_id.clone(), new_id.clone()], "oldest first");
+    let after = kek.wrap_dek(&dek, &IDENTITY).await.unwrap();
+    assert_eq!(after.kek_id, new_id, "new wraps are under the new KEK");
+    for wrapped in [&before, &after] {
+        let back = kek
+            .unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
+            .await
+            .unwrap();
+        assert_eq!(back.expose_secret(), dek.expose_secret(), "{}", wrapped.kek_id);
+    }
+
+    // The other node still wraps under the old KEK and does not know the new one until it
+    // reads the KEKs again.
+    assert_eq!(twin.current_kek_id(), old_id);
+    let err = twin
+        .unwrap_dek(&after.kek_id, &after.bytes, &IDENTITY)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, KekError::UnknownKek(_)), "{err:?}");
+    twin.refresh().await.unwrap();
+    assert_eq!(twin.current_kek_id(), new_id);
+    let back = twin.unwrap_dek(&after.kek_id, &after.bytes, &IDENTITY).await.unwrap();
+    assert_eq!(back.expose_secret(), dek.expose_secret());
+    let back = twin.unwrap_dek(&before.kek_id, &before.bytes, &IDENTITY).await.unwrap();
+    assert_eq!(back.expose_secret(), dek.expose_secret());
+    assert_eq!(twin.wrap_dek(&dek, &IDENTITY).await.unwrap().kek_id, new_id);
+
+    // A second rotation keeps both earlier KEKs.
+    let third = kek.rotate().await.unwrap();
+    assert_eq!(kek.kek_ids(), vec![old_id, new_id, third]);
+    kek.unwrap_dek(&before.kek_id, &before.bytes, &IDENTITY).await.unwrap();
+}
+
+pub(crate) async fn only_a_kek_that_is_not_current_is_retired_and_its_wraps_then_name_an_unknown_kek(f: KekFixture) {
+    let (kek, twin) = (f.provider, f.twin);
+    let old = kek.wrap_dek(&Dek::generate().unwrap(), &IDENTITY).await.unwrap();
+    let err = kek.retire(&old.kek_id).await.err().unwrap();
+    assert!(matches!(err, KekError::Refused(_)), "the current KEK: {err:?}");
+    let err = kek.retire("nobody:1").await.err().unwrap();
+    assert!(matches!(err, KekError::UnknownKek(_)), "{err:?}");
+
+    let new_id = kek.rotate().await.unwrap();
+    let new = kek.wrap_dek(&Dek::generate().unwrap(), &IDENTITY).await.unwrap();
+    kek.retire(&old.kek_id).await.unwrap();
+    assert_eq!(kek.kek_ids(), vec![new_id.clone()]);
+    assert!(!kek.holds(&old.kek_id));
+    let err = kek.unwrap_dek(&old.kek_id, &old.bytes, &IDENTITY).await.err().unwrap();
+    assert!(matches!(err, KekError::UnknownKek(_)), "{err:?}");
+    kek.unwrap_dek(&new.kek_id, &new.bytes, &IDENTITY).await.unwrap();
+
+    // Another node forgets it too once it reads the KEKs again.
+    twin.refresh().await.unwrap();
+    assert_eq!(twin.kek_ids(), vec![new_id]);
+    let err = twin.unwrap_dek(&old.kek_id, &old.bytes, &IDENTITY).await.err().unwrap();
+    assert!(matches!(err, KekError::UnknownKek(_)), "{err:?}");
 }

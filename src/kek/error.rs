@@ -29,6 +29,10 @@ pub enum KekError {
     /// The sealed record itself does not open (its AES-GCM tag, format or length).
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    /// A KEK administration step the provider refuses as asked (retiring the current KEK,
+    /// rotating a KMS key named by ARN rather than alias, …); nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl KekError {
@@ -37,7 +41,7 @@ impl KekError {
     pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             KekError::Unavailable(_) | KekError::Config(_) => true,
-            KekError::Rejected | KekError::UnknownKek(_) | KekError::Envelope(_) => false,
+            KekError::Rejected | KekError::UnknownKek(_) | KekError::Envelope(_) | KekError::Refused(_) => false,
         }
     }
 }

@@ -48,13 +48,11 @@ impl Keyring {
     }
 
     /// The `kek_id` new records are wrapped under.
-    #[cfg(test)]
     pub(crate) fn current_kek_id(&self) -> String {
         self.current().current_kek_id()
     }
 
     /// Every `kek_id` some provider of this keyring can open, current provider first.
-    #[cfg(test)]
     pub(crate) fn kek_ids(&self) -> Vec<String> {
         self.providers().flat_map(|p| p.kek_ids()).collect()
     }
@@ -81,9 +79,50 @@ impl Keyring {
         })
     }
 
-    /// Opens a record for exactly `identity`: one KEK unwrap by the provider that holds the
-    /// record's `kek_id`, then AES-GCM in process.
-    pub async fn open(&self, identity: &RecordIdentity<'_>, record: &SealedRecord) -> Result<SecretBytes, KekError> {
+    /// The record `record` of `identity` wrapped under the current KEK: its DEK unwrapped by
+    /// the provider that holds the record's `kek_id` and wrapped again; nonce and ciphertext
+    /// unchanged, so the row's secret is untouched. `None` when it is under the current KEK
+    /// already. The envelope is opened first: a record that does not open is refused, never
+    /// given a fresh wrap.
+    pub(crate) async fn rewrap(
+        &self,
+        identity: &RecordIdentity<'_>,
+        record: &SealedRecord,
+    ) -> Result<Option<SealedRecord>, KekError> {
+        if record.kek_id == self.current().current_kek_id() {
+            return Ok(None);
+        }
+        let dek = self.unwrap(identity, record).await?;
+        drop(envelope::open(&dek, identity, record)?);
+        let wrapped = self.current().wrap_dek(&dek, identity).await?;
+        Ok(Some(SealedRecord {
+            format: record.format,
+            kek_id: wrapped.kek_id,
+            wrapped_dek: wrapped.bytes,
+            nonce: record.nonce.clone(),
+            ciphertext: record.ciphertext.clone(),
+        }))
+    }
+
+    /// Retires `kek_id` at the provider that holds it (see [`KekProvider::retire`]).
+    pub(crate) async fn retire(&self, kek_id: &str) -> Result<(), KekError> {
+        let provider = self
+            .providers()
+            .find(|p| p.holds(kek_id))
+            .ok_or_else(|| KekError::UnknownKek(kek_id.to_owned()))?;
+        provider.retire(kek_id).await
+    }
+
+    /// Reads every provider's KEKs again (another node rotated or retired one).
+    pub(crate) async fn refresh(&self) -> Result<(), KekError> {
+        for provider in self.providers() {
+            provider.refresh().await?;
+        }
+        Ok(())
+    }
+
+    /// The DEK of `record`, unwrapped by the provider that holds its `kek_id`.
+    async fn unwrap(&self, identity: &RecordIdentity<'_>, record: &SealedRecord) -> Result<Dek, KekError> {
         if record.format != envelope::FORMAT_V1 {
             return Err(EnvelopeError::UnknownFormat(record.format).into());
         }
@@ -91,9 +130,13 @@ impl Keyring {
             .providers()
             .find(|p| p.holds(&record.kek_id))
             .ok_or_else(|| KekError::UnknownKek(record.kek_id.clone()))?;
-        let dek = provider
-            .unwrap_dek(&record.kek_id, &record.wrapped_dek, identity)
-            .await?;
+        provider.unwrap_dek(&record.kek_id, &record.wrapped_dek, identity).await
+    }
+
+    /// Opens a record for exactly `identity`: one KEK unwrap by the provider that holds the
+    /// record's `kek_id`, then AES-GCM in process.
+    pub async fn open(&self, identity: &RecordIdentity<'_>, record: &SealedRecord) -> Result<SecretBytes, KekError> {
+        let dek = self.unwrap(identity, record).await?;
         Ok(envelope::open(&dek, identity, record)?)
     }
 }
@@ -170,5 +213,54 @@ mod tests {
             matches!(err, KekError::Envelope(EnvelopeError::UnknownFormat(99))),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_rewrap_moves_the_dek_under_the_current_kek_and_leaves_the_secret_untouched() {
+        let kek = provider("rewrap").await;
+        let keyring = Keyring::new(Arc::clone(&kek));
+        let record = keyring.seal(&IDENTITY, b"kept secret").await.unwrap();
+        assert_eq!(
+            keyring.rewrap(&IDENTITY, &record).await.unwrap(),
+            None,
+            "already current"
+        );
+
+        let new_id = kek.rotate().await.unwrap();
+        let moved = keyring.rewrap(&IDENTITY, &record).await.unwrap().unwrap();
+        assert_eq!(moved.kek_id, new_id);
+        assert_ne!(moved.wrapped_dek, record.wrapped_dek);
+        assert_eq!((&moved.nonce, &moved.ciphertext), (&record.nonce, &record.ciphertext));
+        assert_eq!(
+            keyring.open(&IDENTITY, &moved).await.unwrap().expose_secret(),
+            b"kept secret"
+        );
+        assert_eq!(keyring.rewrap(&IDENTITY, &moved).await.unwrap(), None);
+
+        // A record that does not open is refused, not given a fresh wrap.
+        let mut altered = record.clone();
+        if let Some(byte) = altered.ciphertext.first_mut() {
+            *byte ^= 1;
+        }
+        let err = keyring.rewrap(&IDENTITY, &altered).await.err().unwrap();
+        assert!(matches!(err, KekError::Envelope(_)), "{err:?}");
+        let other = RecordIdentity { id: "two", ..IDENTITY };
+        assert!(keyring.rewrap(&other, &record).await.is_err(), "for another identity");
+    }
+
+    #[tokio::test]
+    async fn a_rewrap_moves_a_record_from_a_retired_provider_to_the_current_one() {
+        let old = provider("migrate-from").await;
+        let record = Keyring::new(Arc::clone(&old))
+            .seal(&IDENTITY, b"migrated")
+            .await
+            .unwrap();
+        let new = provider("migrate-to").await;
+        let keyring = Keyring::with_retired(Arc::clone(&new), vec![old]);
+        let moved = keyring.rewrap(&IDENTITY, &record).await.unwrap().unwrap();
+        assert_eq!(moved.kek_id, new.current_kek_id());
+        // Only the new provider is needed from now on.
+        let opened = Keyring::new(new).open(&IDENTITY, &moved).await.unwrap();
+        assert_eq!(opened.expose_secret(), b"migrated");
     }
 }

@@ -79,6 +79,24 @@ pub trait KekProvider: Send + Sync {
         identity: &RecordIdentity<'_>,
     ) -> BoxFuture<'a, Result<Dek, KekError>>;
 
+    /// Makes a new KEK current and returns its `kek_id`: records sealed from now on are
+    /// wrapped under it, and every KEK this provider held before still unwraps. PKCS#11
+    /// creates the next KEK version on the token; AWS KMS creates a new key and points the
+    /// configured alias at it. The caller makes sure one node rotates at a time (the store's
+    /// lease): two rotations at once could make two KEKs of one version.
+    fn rotate(&self) -> BoxFuture<'_, Result<String, KekError>>;
+
+    /// Reads again which KEKs exist and which is current, after another node rotated or
+    /// retired one: a record naming a KEK made elsewhere opens once this ran.
+    fn refresh(&self) -> BoxFuture<'_, Result<(), KekError>>;
+
+    /// Stops using `kek_id`, which must not be current: PKCS#11 destroys the KEK object (every
+    /// record still wrapped under it is lost); AWS KMS forgets the key (it schedules nothing in
+    /// KMS: deleting a key is the key owner's decision). The caller checks that no record
+    /// still names it. [`KekError::Refused`] for the current KEK, [`KekError::UnknownKek`]
+    /// for one this provider does not hold.
+    fn retire<'a>(&'a self, kek_id: &'a str) -> BoxFuture<'a, Result<(), KekError>>;
+
     /// Keeps `value` as the witness record `name` in the root of trust, replacing the one
     /// kept before. A witness is a few bytes sigvault needs remembered outside the disk: the
     /// audit chain's head (`audit::witness`), so that wiping the trail and the database

@@ -36,7 +36,9 @@ async fn apply(state: &AppState, change: Change) {
         Change::RootToken => reload_root(state).await,
         Change::Credential { access_key_id } => state.credentials.invalidate(&access_key_id),
         Change::ApiKeys => state.apikeys.forget_lookups(),
+        Change::Kek => refresh_keks(state).await,
         Change::Everything => {
+            refresh_keks(state).await;
             state.keys.forget_all();
             state.credentials.forget_all();
             state.apikeys.forget_lookups();
@@ -44,6 +46,14 @@ async fn apply(state: &AppState, change: Change) {
             reload_root(state).await;
         }
     }
+}
+
+/// Another node rotated or retired a KEK: read the KEKs now, and let the rewrap job look.
+async fn refresh_keks(state: &AppState) {
+    if let Err(e) = state.kek.refresh().await {
+        tracing::warn!(error = %e, "cannot read the KEKs again after another node changed them; the rewrap job retries");
+    }
+    state.rewrap.wake();
 }
 
 async fn reload_root(state: &AppState) {

@@ -223,6 +223,9 @@ impl Application {
                 .await?;
         }
         let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
+        // Moves records under the current KEK after a rotation or migration; its first pass
+        // resumes one a crash cut short.
+        let rewrap = tokio::spawn(Arc::clone(&self.state.rewrap).run());
         // Other nodes' changes, when the store is shared (PostgreSQL). Serving starts once this
         // node listens (its first message, `everything`, says so; nothing is cached yet), so
         // no change committed while it started is missed; if listening takes longer, it
@@ -255,6 +258,7 @@ impl Application {
         )
         .await;
         background.abort();
+        rewrap.abort();
         if let Some(changes) = changes {
             changes.abort();
         }

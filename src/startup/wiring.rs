@@ -102,6 +102,12 @@ pub(super) fn app_state(
         settings.cache,
     )
     .with_rate_limits(shared_limits);
+    let rewrap = Arc::new(crate::rewrap::Rewrapper::new(
+        keyring.clone(),
+        store.clone(),
+        clock.clone(),
+        settings.rewrap_rate,
+    ));
     Ok(AppState {
         policies,
         keys,
@@ -112,6 +118,7 @@ pub(super) fn app_state(
         auth,
         auth_settings: settings.auth,
         kek: keyring,
+        rewrap,
         store_health: crate::health::StoreHealth::new(store.clone(), integrity, settings.serve_cached_when_unavailable),
         limits: settings.limits,
         report: settings.report,

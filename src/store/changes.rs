@@ -10,7 +10,7 @@
 //! service drops its own entries after its own writes.
 //!
 //! The wire form is a short text (`key <id> <name>`, `credential <id>`, `tokens`,
-//! `root-token`, `api-keys`), well under PostgreSQL's 8000-byte notification payload: ids
+//! `root-token`, `api-keys`, `kek`), well under PostgreSQL's 8000-byte notification payload: ids
 //! and names are bounded and hold no space.
 
 /// Which cached rows are stale.
@@ -28,6 +28,9 @@ pub enum Change {
     /// A bearer API key or its hashes (lookups are keyed by the presented key's digest, so
     /// all of them go).
     ApiKeys,
+    /// A node rotated or retired a KEK: every node reads its KEKs again (a record wrapped
+    /// under the new KEK must open everywhere) and its rewrap job looks for work.
+    Kek,
     /// Announcements may have been missed: every cache goes.
     Everything,
 }
@@ -44,6 +47,7 @@ impl Change {
             Self::RootToken => "root-token".to_owned(),
             Self::Credential { access_key_id } => format!("credential {access_key_id}"),
             Self::ApiKeys => "api-keys".to_owned(),
+            Self::Kek => "kek".to_owned(),
             Self::Everything => "everything".to_owned(),
         }
     }
@@ -63,6 +67,7 @@ impl Change {
             ("tokens", None, None) => Self::Tokens,
             ("root-token", None, None) => Self::RootToken,
             ("api-keys", None, None) => Self::ApiKeys,
+            ("kek", None, None) => Self::Kek,
             ("everything", None, None) => Self::Everything,
             _ => return None,
         };

@@ -27,6 +27,7 @@ pub mod changes;
 pub mod credentials;
 pub mod fingerprints;
 pub mod integrity;
+pub mod kek;
 pub mod keys;
 #[cfg(feature = "store-postgres")]
 pub mod postgres;
@@ -47,6 +48,7 @@ pub use changes::{Change, ChangeReceiver};
 pub use credentials::{CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore};
 pub use fingerprints::FingerprintRecord;
 pub use integrity::{ApiKeyHashRow, Protected, RowSealer};
+pub use kek::{KekStore, SealedPlace, SealedRow};
 pub use keys::{KeyRecord, KeyStore, NewVersion, UsageDelta, VersionInfo};
 pub use system::SystemStore;
 pub use tokens::{TokenRecord, TokenStore};
@@ -94,9 +96,9 @@ pub(crate) type StoreResult<T> = Result<T, StoreError>;
 
 /// Every concern of one backend: what [`open`] returns. Services take the concerns they
 /// use (`Arc<dyn KeyStore>`, …), which an `Arc<dyn Store>` coerces to.
-pub trait Store: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore {}
+pub trait Store: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore + KekStore {}
 
-impl<T> Store for T where T: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore {}
+impl<T> Store for T where T: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore + KekStore {}
 
 /// Which backend holds the data, and where (validated from `store.url` by the config).
 /// `Debug` shows a PostgreSQL URL without its password.

@@ -29,7 +29,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -63,6 +63,8 @@ const THROTTLE_BACKOFF: Duration = Duration::from_millis(50);
 const KEK_ID_PREFIX: &str = "aws-kms:";
 /// The prefix of a witness record's tag key.
 const WITNESS_TAG_PREFIX: &str = "sigvault-witness:";
+/// The prefix of the tags by which the current key names the keys current before it.
+const PREVIOUS_TAG_PREFIX: &str = "sigvault-kek-previous:";
 /// KMS's limits on a tag key and value (characters).
 const TAG_KEY_MAX: usize = 128;
 const TAG_VALUE_MAX: usize = 256;
@@ -84,10 +86,21 @@ pub struct AwsKmsSettings {
     pub max_concurrency: usize,
 }
 
+/// The keys this provider uses, as last read from KMS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Keys {
+    /// The ARN new wraps name (`key_id` resolved).
+    current: String,
+    /// Keys current before a rotation, oldest first, still unwrapping their records: the
+    /// `sigvault-kek-previous:<n>` tags of the current key.
+    previous: Vec<String>,
+}
+
 struct Inner {
     client: Client,
-    /// The ARN every call names (`key_id` resolved when the provider opened).
-    arn: String,
+    /// `kek.aws_kms.key_id` as configured: an alias follows rotations, an ARN does not.
+    key_id: String,
+    keys: RwLock<Keys>,
     call_timeout: Duration,
     permits: Semaphore,
 }
@@ -129,30 +142,107 @@ impl AwsKmsKek {
             loader = loader.credentials_provider(credentials);
         }
         let client = Client::new(&loader.load().await);
-        let provisional = Inner {
+        let inner = Inner {
             client,
-            arn: settings.key_id.clone(),
+            key_id: settings.key_id.clone(),
+            keys: RwLock::new(Keys {
+                current: settings.key_id.clone(),
+                previous: Vec::new(),
+            }),
             call_timeout: settings.call_timeout,
             permits: Semaphore::new(settings.max_concurrency.max(1)),
         };
-        let arn = provisional.resolve(&settings.key_id).await?;
-        Ok(Self {
-            inner: Arc::new(Inner { arn, ..provisional }),
-        })
+        let keys = inner.read_keys().await?;
+        *inner.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        Ok(Self { inner: Arc::new(inner) })
     }
 
-    /// The ARN of the key every call names.
+    /// The ARN of the key new wraps name.
     #[cfg(test)]
-    pub(crate) fn arn(&self) -> &str {
-        &self.inner.arn
-    }
-
-    fn kek_id(&self) -> String {
-        format!("{KEK_ID_PREFIX}{}", self.inner.arn)
+    pub(crate) fn arn(&self) -> String {
+        self.inner.current()
     }
 }
 
+/// `kek_id` of the key `arn`.
+fn kek_id(arn: &str) -> String {
+    format!("{KEK_ID_PREFIX}{arn}")
+}
+
+/// The tag key naming the `index`-th previous key (1 = the oldest); zero-padded, so tags sort
+/// in order.
+fn previous_tag(index: usize) -> String {
+    format!("{PREVIOUS_TAG_PREFIX}{index:04}")
+}
+
 impl Inner {
+    fn keys(&self) -> Keys {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn current(&self) -> String {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).current.clone()
+    }
+
+    /// Whether `arn` is a key this provider uses.
+    fn knows(&self, arn: &str) -> bool {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.current == arn || keys.previous.iter().any(|p| p == arn)
+    }
+
+    /// The keys as KMS has them now: `key_id` resolved, and the previous keys its tags name.
+    async fn read_keys(&self) -> Result<Keys, KmsError> {
+        let current = self.resolve(&self.key_id).await?;
+        let mut previous: Vec<(String, String)> = self
+            .tags(&current)
+            .await?
+            .into_iter()
+            .filter(|t| t.tag_key().starts_with(PREVIOUS_TAG_PREFIX))
+            .map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned()))
+            .collect();
+        previous.sort();
+        Ok(Keys {
+            previous: previous
+                .into_iter()
+                .map(|(_, arn)| arn)
+                .filter(|arn| *arn != current)
+                .collect(),
+            current,
+        })
+    }
+
+    /// Every tag of the key `arn`.
+    async fn tags(&self, arn: &str) -> Result<Vec<Tag>, KmsError> {
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .call("ListResourceTags", || {
+                    self.client
+                        .list_resource_tags()
+                        .key_id(arn)
+                        .set_marker(marker.clone())
+                        .send()
+                })
+                .await?;
+            all.extend(page.tags().iter().cloned());
+            match (page.truncated(), page.next_marker()) {
+                (true, Some(next)) => marker = Some(next.to_owned()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// The alias name `key_id` is (`alias/…`, or the part of an alias ARN after `:`), if it is
+    /// one: only an alias can follow a rotation.
+    fn alias(&self) -> Option<&str> {
+        if self.key_id.starts_with("alias/") {
+            return Some(&self.key_id);
+        }
+        let (_, resource) = self.key_id.strip_prefix("arn:")?.rsplit_once(':')?;
+        resource.starts_with("alias/").then_some(resource)
+    }
+
     /// `key_id`'s ARN, once KMS confirms the key can wrap data keys.
     async fn resolve(&self, key_id: &str) -> Result<String, KmsError> {
         let described = self
@@ -260,11 +350,20 @@ fn witness_tag(name: &str) -> Result<String, KmsError> {
 
 impl KekProvider for AwsKmsKek {
     fn current_kek_id(&self) -> String {
-        self.kek_id()
+        kek_id(&self.inner.current())
     }
 
     fn kek_ids(&self) -> Vec<String> {
-        vec![self.kek_id()]
+        let keys = self.inner.keys();
+        keys.previous
+            .iter()
+            .chain(std::iter::once(&keys.current))
+            .map(|arn| kek_id(arn))
+            .collect()
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        id.strip_prefix(KEK_ID_PREFIX).is_some_and(|arn| self.inner.knows(arn))
     }
 
     fn wrap_dek<'a>(
@@ -275,12 +374,13 @@ impl KekProvider for AwsKmsKek {
         let context = encryption_context(identity);
         Box::pin(async move {
             let inner = &self.inner;
+            let arn = inner.current();
             let out = inner
                 .call("Encrypt", || {
                     inner
                         .client
                         .encrypt()
-                        .key_id(&inner.arn)
+                        .key_id(&arn)
                         .plaintext(Blob::new(dek.expose_secret().as_slice()))
                         .set_encryption_context(Some(context.clone()))
                         .send()
@@ -293,7 +393,7 @@ impl KekProvider for AwsKmsKek {
                     operation: "Encrypt",
                     detail: "no ciphertext".into(),
                 })?;
-            if out.key_id().is_some_and(|id| id != inner.arn) {
+            if out.key_id().is_some_and(|id| id != arn) {
                 return Err(KmsError::Unexpected {
                     operation: "Encrypt",
                     detail: "the ciphertext is under another key than the one named".into(),
@@ -301,7 +401,7 @@ impl KekProvider for AwsKmsKek {
                 .into());
             }
             Ok(WrappedDek {
-                kek_id: self.kek_id(),
+                kek_id: kek_id(&arn),
                 bytes,
             })
         })
@@ -315,9 +415,9 @@ impl KekProvider for AwsKmsKek {
     ) -> BoxFuture<'a, Result<Dek, KekError>> {
         let context = encryption_context(identity);
         Box::pin(async move {
-            if !self.holds(kek_id) {
+            let Some(arn) = kek_id.strip_prefix(KEK_ID_PREFIX).filter(|arn| self.inner.knows(arn)) else {
                 return Err(KekError::UnknownKek(kek_id.to_owned()));
-            }
+            };
             if wrapped.is_empty() || wrapped.len() > CIPHERTEXT_MAX {
                 return Err(KekError::Rejected);
             }
@@ -327,7 +427,7 @@ impl KekProvider for AwsKmsKek {
                     inner
                         .client
                         .decrypt()
-                        .key_id(&inner.arn)
+                        .key_id(arn)
                         .ciphertext_blob(Blob::new(wrapped))
                         .set_encryption_context(Some(context.clone()))
                         .send()
@@ -345,7 +445,7 @@ impl KekProvider for AwsKmsKek {
                 }
                 Err(err) => return Err(err.into()),
             };
-            if out.key_id().is_some_and(|id| id != inner.arn) {
+            if out.key_id().is_some_and(|id| id != arn) {
                 return Err(KekError::Rejected);
             }
             let plain = Zeroizing::new(out.plaintext().map(|b| b.as_ref().to_vec()).unwrap_or_default());
@@ -373,9 +473,10 @@ impl KekProvider for AwsKmsKek {
                     detail: e.to_string(),
                 })?;
             let inner = &self.inner;
+            let arn = inner.current();
             inner
                 .call("TagResource", || {
-                    inner.client.tag_resource().key_id(&inner.arn).tags(tag.clone()).send()
+                    inner.client.tag_resource().key_id(&arn).tags(tag.clone()).send()
                 })
                 .await?;
             Ok(())
@@ -385,31 +486,146 @@ impl KekProvider for AwsKmsKek {
     fn witness_read<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, KekError>> {
         Box::pin(async move {
             let key = witness_tag(name)?;
+            let tags = self.inner.tags(&self.inner.current()).await?;
+            let Some(tag) = tags.iter().find(|t| t.tag_key() == key) else {
+                return Ok(None);
+            };
+            let bytes = BASE64.decode(tag.tag_value()).map_err(|e| KmsError::Witness {
+                name: name.to_owned(),
+                reason: format!("its tag value is not base64: {e}"),
+            })?;
+            Ok(Some(bytes))
+        })
+    }
+
+    fn rotate(&self) -> BoxFuture<'_, Result<String, KekError>> {
+        Box::pin(async move {
             let inner = &self.inner;
-            let mut marker: Option<String> = None;
-            loop {
-                let page = inner
-                    .call("ListResourceTags", || {
+            let Some(alias) = inner.alias().map(str::to_owned) else {
+                return Err(KekError::Refused(format!(
+                    "kek.aws_kms.key_id is {}, not an alias: a rotation makes a new key and moves an alias to it (name the key by alias, or rotate with AWS's own yearly rotation, which needs nothing of sigvault)",
+                    inner.key_id
+                )));
+            };
+            let old = inner.read_keys().await?;
+            // The new key carries what the old one did: the witness records, and the list of
+            // keys before it, the old one last.
+            let mut tags: Vec<Tag> = inner
+                .tags(&old.current)
+                .await?
+                .into_iter()
+                .filter(|t| t.tag_key().starts_with(WITNESS_TAG_PREFIX))
+                .collect();
+            for (index, arn) in old.previous.iter().chain(std::iter::once(&old.current)).enumerate() {
+                let tag = Tag::builder()
+                    .tag_key(previous_tag(index + 1))
+                    .tag_value(arn)
+                    .build()
+                    .map_err(|e| KmsError::Unexpected {
+                        operation: "CreateKey",
+                        detail: e.to_string(),
+                    })?;
+                tags.push(tag);
+            }
+            let created = inner
+                .call("CreateKey", || {
+                    inner
+                        .client
+                        .create_key()
+                        .description(format!("sigvault KEK, after {}", old.current))
+                        .key_usage(KeyUsageType::EncryptDecrypt)
+                        .key_spec(KeySpec::SymmetricDefault)
+                        .set_tags(Some(tags.clone()))
+                        .send()
+                })
+                .await?;
+            let new = created
+                .key_metadata()
+                .and_then(|m| m.arn())
+                .ok_or(KmsError::Unexpected {
+                    operation: "CreateKey",
+                    detail: "no key ARN".into(),
+                })?
+                .to_owned();
+            inner
+                .call("UpdateAlias", || {
+                    inner
+                        .client
+                        .update_alias()
+                        .alias_name(&alias)
+                        .target_key_id(&new)
+                        .send()
+                })
+                .await?;
+            let keys = inner.read_keys().await?;
+            let current = keys.current.clone();
+            *inner.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+            Ok(kek_id(&current))
+        })
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, Result<(), KekError>> {
+        Box::pin(async move {
+            let keys = self.inner.read_keys().await?;
+            *self.inner.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+            Ok(())
+        })
+    }
+
+    fn retire<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), KekError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.read_keys().await?;
+            let Some(arn) = id.strip_prefix(KEK_ID_PREFIX) else {
+                return Err(KekError::UnknownKek(id.to_owned()));
+            };
+            if arn == keys.current {
+                return Err(KekError::Refused(format!("{id} is the current KEK: rotate first")));
+            }
+            if !keys.previous.iter().any(|p| p == arn) {
+                return Err(KekError::UnknownKek(id.to_owned()));
+            }
+            // Forgetting is rewriting the list without it; nothing is scheduled in KMS.
+            let remaining: Vec<&String> = keys.previous.iter().filter(|p| *p != arn).collect();
+            let mut tags = Vec::new();
+            for (i, kept) in remaining.iter().enumerate() {
+                tags.push(
+                    Tag::builder()
+                        .tag_key(previous_tag(i + 1))
+                        .tag_value(kept.as_str())
+                        .build()
+                        .map_err(|e| KmsError::Unexpected {
+                            operation: "TagResource",
+                            detail: e.to_string(),
+                        })?,
+                );
+            }
+            if !tags.is_empty() {
+                inner
+                    .call("TagResource", || {
                         inner
                             .client
-                            .list_resource_tags()
-                            .key_id(&inner.arn)
-                            .set_marker(marker.clone())
+                            .tag_resource()
+                            .key_id(&keys.current)
+                            .set_tags(Some(tags.clone()))
                             .send()
                     })
                     .await?;
-                if let Some(tag) = page.tags().iter().find(|t| t.tag_key() == key) {
-                    let bytes = BASE64.decode(tag.tag_value()).map_err(|e| KmsError::Witness {
-                        name: name.to_owned(),
-                        reason: format!("its tag value is not base64: {e}"),
-                    })?;
-                    return Ok(Some(bytes));
-                }
-                match (page.truncated(), page.next_marker()) {
-                    (true, Some(next)) => marker = Some(next.to_owned()),
-                    _ => return Ok(None),
-                }
             }
+            let stale = previous_tag(keys.previous.len());
+            inner
+                .call("UntagResource", || {
+                    inner
+                        .client
+                        .untag_resource()
+                        .key_id(&keys.current)
+                        .tag_keys(&stale)
+                        .send()
+                })
+                .await?;
+            let keys = inner.read_keys().await?;
+            *inner.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+            Ok(())
         })
     }
 }

@@ -18,10 +18,22 @@ use crate::kek::{KekError, KekProvider, Keyring};
 async fn fixture() -> KekFixture {
     let server = MotoServer::start();
     let (ours, theirs) = (server.create_key().await, server.create_key().await);
-    let ours: Arc<dyn KekProvider> = Arc::new(provider(&server, &ours).await);
+    server
+        .client()
+        .await
+        .create_alias()
+        .alias_name("alias/contract")
+        .target_key_id(&ours)
+        .send()
+        .await
+        .unwrap();
+    // By alias: a rotation moves the alias to a new key.
+    let ours: Arc<dyn KekProvider> = Arc::new(provider(&server, "alias/contract").await);
+    let twin: Arc<dyn KekProvider> = Arc::new(provider(&server, "alias/contract").await);
     let theirs: Arc<dyn KekProvider> = Arc::new(provider(&server, &theirs).await);
     KekFixture {
         provider: ours,
+        twin,
         other: theirs,
         make_unavailable: Box::new(move || drop(server)),
     }
@@ -274,14 +286,15 @@ async fn a_throttled_call_is_retried_and_no_other_failure_is() {
     let before = seen.load(Ordering::SeqCst);
     let (url2, seen2) = refusing_proxy(server.addr, "ThrottlingException", 2).await;
     let throttled = AwsKmsKek::open_with(settings(&url2, &key), Some(credentials())).await;
-    // DescribeKey at open was throttled twice and then answered.
+    // DescribeKey at open was throttled twice and then answered; ListResourceTags (the
+    // keys before it) followed.
     let throttled = throttled.unwrap();
-    assert_eq!(seen2.load(Ordering::SeqCst), 3, "two refusals and the answer");
+    assert_eq!(seen2.load(Ordering::SeqCst), 4, "two refusals, the answer, the tags");
     throttled
         .unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
         .await
         .unwrap();
-    assert_eq!(seen2.load(Ordering::SeqCst), 4);
+    assert_eq!(seen2.load(Ordering::SeqCst), 5);
     kek.unwrap_dek(&wrapped.kek_id, &wrapped.bytes, &IDENTITY)
         .await
         .unwrap();
@@ -321,10 +334,10 @@ async fn a_decrypt_iam_denies_is_unavailable_and_one_of_a_key_out_of_reach_is_re
         .wrap_dek(&Dek::generate().unwrap(), &IDENTITY)
         .await
         .unwrap();
-    // IAM lets DescribeKey through (the open) and denies everything after: the same code KMS
-    // gives for a ciphertext of a key out of reach, but the provider's own key fails too, so
-    // the record is not condemned.
-    let (url, _) = refusing_proxy_from(server.addr, "AccessDeniedException", 1, usize::MAX).await;
+    // IAM lets the open through (DescribeKey, ListResourceTags) and denies everything after:
+    // the code KMS also gives for a ciphertext of a key out of reach, but the provider's own
+    // key fails too, so the record is not condemned.
+    let (url, _) = refusing_proxy_from(server.addr, "AccessDeniedException", 2, usize::MAX).await;
     let denied = AwsKmsKek::open_with(settings(&url, &key), Some(credentials()))
         .await
         .unwrap();

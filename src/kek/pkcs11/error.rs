@@ -35,6 +35,12 @@ pub enum Pkcs11Error {
     MissingSessionKek(u32),
     #[error("the HSM worker pool is gone")]
     Pool,
+    /// The token holds two KEK objects of one version.
+    #[error("the token holds two KEK objects of version {version}: remove the newer one with the vendor's tool")]
+    DuplicateKek { version: u32 },
+    /// A rotation or retirement the provider refuses.
+    #[error("{0}")]
+    Refused(String),
     /// The session lost its login (a token reset): private objects are out of sight.
     #[error("the HSM session is not logged in")]
     NotLoggedIn,
@@ -100,6 +106,8 @@ impl Pkcs11Error {
             | Pkcs11Error::MissingSessionKek(_)
             | Pkcs11Error::Pool
             | Pkcs11Error::DuplicateWitness { .. }
+            | Pkcs11Error::DuplicateKek { .. }
+            | Pkcs11Error::Refused(_)
             | Pkcs11Error::WrappedKeyRejected(_)
             | Pkcs11Error::Timeout { .. }
             | Pkcs11Error::Down { .. }
@@ -123,6 +131,8 @@ impl From<Pkcs11Error> for KekError {
             | Pkcs11Error::PinIncorrect { .. }
             | Pkcs11Error::PinLocked { .. } => KekError::Config(Box::new(err)),
             Pkcs11Error::WrappedKeyRejected(_) => KekError::Rejected,
+            Pkcs11Error::Refused(reason) => KekError::Refused(reason),
+            Pkcs11Error::DuplicateKek { .. } => KekError::Config(Box::new(err)),
             Pkcs11Error::Call { .. }
             | Pkcs11Error::MissingSessionKek(_)
             | Pkcs11Error::Pool

@@ -34,7 +34,7 @@ mod tests;
 mod vectors;
 
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use cryptoki::session::Session;
@@ -50,7 +50,7 @@ use super::{KekError, KekProvider, WrappedDek};
 use crate::BoxFuture;
 use crate::envelope::{Dek, RecordIdentity};
 use error::{call, unwrap_error};
-use objects::{PooledSession, create_kek, find_kek_objects, unwrap_bytes, wrap_bytes};
+use objects::{PooledSession, create_kek, destroy_kek, find_kek_objects, unwrap_bytes, wrap_bytes};
 use pool::{Handoff, Pool, log_in};
 use token::{context, find_token};
 
@@ -73,10 +73,25 @@ pub struct Pkcs11Settings {
     pub call_timeout: Duration,
 }
 
+/// The KEK versions on the token, as this process last read them; the highest is current.
+struct Versions {
+    all: Vec<u32>,
+    current: u32,
+}
+
+impl Versions {
+    fn of(found: impl IntoIterator<Item = u32>) -> Self {
+        let mut all: Vec<u32> = found.into_iter().collect();
+        all.sort_unstable();
+        all.dedup();
+        let current = all.last().copied().unwrap_or(1);
+        Self { all, current }
+    }
+}
+
 struct Inner {
     token_label: String,
-    versions: Vec<u32>,
-    current: u32,
+    versions: RwLock<Versions>,
     call_timeout: Duration,
     pool: Pool,
     /// One permit per call running in the module (the pool size).
@@ -115,8 +130,7 @@ impl Pkcs11Kek {
         if token_keks.is_empty() {
             token_keks.insert(1, create_kek(&first, 1)?);
         }
-        let versions: Vec<u32> = token_keks.keys().copied().collect();
-        let current = versions.last().copied().unwrap_or(1);
+        let versions = Versions::of(token_keks.keys().copied());
         let size = settings.sessions.max(1);
         let mut sessions = Vec::with_capacity(size);
         sessions.push(PooledSession::new(first, &token_keks)?);
@@ -127,8 +141,7 @@ impl Pkcs11Kek {
         Ok(Self {
             inner: Arc::new(Inner {
                 token_label: label.clone(),
-                versions,
-                current,
+                versions: RwLock::new(versions),
                 call_timeout: settings.call_timeout,
                 pool: Pool::new(ctx, label, settings.pin.clone(), sessions),
                 permits: Arc::new(Semaphore::new(size)),
@@ -141,12 +154,29 @@ impl Pkcs11Kek {
         format!("pkcs11:{}:{version}", self.inner.token_label)
     }
 
+    fn versions(&self) -> std::sync::RwLockReadGuard<'_, Versions> {
+        self.inner.versions.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes `found` as the token's KEK versions; renews the pool's sessions when they
+    /// changed, so every session holds copies of exactly these.
+    fn adopt(&self, found: impl IntoIterator<Item = u32>) {
+        let next = Versions::of(found);
+        let mut versions = self.inner.versions.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = versions.all != next.all;
+        *versions = next;
+        drop(versions);
+        if changed {
+            self.inner.pool.renew();
+        }
+    }
+
     /// Parses a `kek_id` this provider issued into its KEK version.
     fn version_of(&self, kek_id: &str) -> Option<u32> {
         let rest = kek_id.strip_prefix("pkcs11:")?;
         let (label, version) = rest.rsplit_once(':')?;
         let version: u32 = version.parse().ok()?;
-        (label == self.inner.token_label && self.inner.versions.contains(&version)).then_some(version)
+        (label == self.inner.token_label && self.versions().all.contains(&version)).then_some(version)
     }
 
     /// Runs `op` with a pooled session on the blocking pool, within `call_timeout` from the
@@ -208,11 +238,11 @@ impl Pkcs11Kek {
 
 impl KekProvider for Pkcs11Kek {
     fn current_kek_id(&self) -> String {
-        self.kek_id(self.inner.current)
+        self.kek_id(self.versions().current)
     }
 
     fn kek_ids(&self) -> Vec<String> {
-        self.inner.versions.iter().map(|v| self.kek_id(*v)).collect()
+        self.versions().all.iter().map(|v| self.kek_id(*v)).collect()
     }
 
     fn holds(&self, kek_id: &str) -> bool {
@@ -225,7 +255,7 @@ impl KekProvider for Pkcs11Kek {
         _identity: &RecordIdentity<'_>,
     ) -> BoxFuture<'a, Result<WrappedDek, KekError>> {
         let plain = Zeroizing::new(dek.expose_secret().to_vec());
-        let version = self.inner.current;
+        let version = self.versions().current;
         Box::pin(async move {
             let bytes = self
                 .with_session(move |pooled| {
@@ -258,6 +288,63 @@ impl KekProvider for Pkcs11Kek {
                 })
                 .await?;
             Ok(Dek::from_slice(&plain)?)
+        })
+    }
+
+    fn rotate(&self) -> BoxFuture<'_, Result<String, KekError>> {
+        Box::pin(async move {
+            let found = self
+                .with_session(|pooled| {
+                    let mut found = find_kek_objects(&pooled.session)?;
+                    let next = found
+                        .keys()
+                        .next_back()
+                        .copied()
+                        .unwrap_or(0)
+                        .checked_add(1)
+                        .ok_or_else(|| Pkcs11Error::Refused("the token's KEK versions are exhausted".into()))?;
+                    found.insert(next, create_kek(&pooled.session, next)?);
+                    // Read back: a second object of this version made at the same moment
+                    // elsewhere is refused here rather than found later.
+                    let again = find_kek_objects(&pooled.session)?;
+                    Ok(again.into_keys().collect::<Vec<u32>>())
+                })
+                .await?;
+            self.adopt(found);
+            Ok(self.current_kek_id())
+        })
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, Result<(), KekError>> {
+        Box::pin(async move {
+            let found = self
+                .with_session(|pooled| Ok(find_kek_objects(&pooled.session)?.into_keys().collect::<Vec<u32>>()))
+                .await?;
+            if found.is_empty() {
+                // The token lost every KEK: nothing to adopt; calls fail until it is restored.
+                return Err(Pkcs11Error::MissingSessionKek(self.versions().current).into());
+            }
+            self.adopt(found);
+            Ok(())
+        })
+    }
+
+    fn retire<'a>(&'a self, kek_id: &'a str) -> BoxFuture<'a, Result<(), KekError>> {
+        Box::pin(async move {
+            let version = self
+                .version_of(kek_id)
+                .ok_or_else(|| KekError::UnknownKek(kek_id.to_owned()))?;
+            if version == self.versions().current {
+                return Err(KekError::Refused(format!("{kek_id} is the current KEK: rotate first")));
+            }
+            let found = self
+                .with_session(move |pooled| {
+                    destroy_kek(&pooled.session, version)?;
+                    Ok(find_kek_objects(&pooled.session)?.into_keys().collect::<Vec<u32>>())
+                })
+                .await?;
+            self.adopt(found);
+            Ok(())
         })
     }
 

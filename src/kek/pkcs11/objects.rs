@@ -72,11 +72,25 @@ pub(super) fn find_kek_objects(session: &Session) -> Result<BTreeMap<u32, Object
                     .and_then(|l| l.strip_prefix(KEK_LABEL_PREFIX))
                     .and_then(|v| v.parse::<u32>().ok())
             {
-                found.insert(version, handle);
+                // Two objects of one version (two nodes rotating at once without the lease)
+                // would wrap records that only one of them opens: refused, never guessed.
+                if found.insert(version, handle).is_some() {
+                    return Err(Pkcs11Error::DuplicateKek { version });
+                }
             }
         }
     }
     Ok(found)
+}
+
+/// Destroys the token object of KEK `version`: every record still wrapped under it is lost.
+pub(super) fn destroy_kek(session: &Session, version: u32) -> Result<(), Pkcs11Error> {
+    let found = find_kek_objects(session)?;
+    let handle = found
+        .get(&version)
+        .copied()
+        .ok_or(Pkcs11Error::MissingSessionKek(version))?;
+    session.destroy_object(handle).map_err(call("destroying a KEK"))
 }
 
 /// Generates KEK `version` inside the token.

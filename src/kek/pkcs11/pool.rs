@@ -233,6 +233,18 @@ impl Pool {
         drop(stale);
     }
 
+    /// The token's KEK versions changed (a rotation, a retirement): every session opened
+    /// before goes (idle ones now, busy ones when given back), so each session of the pool
+    /// holds copies of exactly the versions on the token. Not a failure.
+    pub(super) fn renew(&self) {
+        let stale = {
+            let mut state = self.state();
+            state.generation += 1;
+            std::mem::take(&mut state.idle)
+        };
+        drop(stale);
+    }
+
     /// A call was given up on after the call timeout: the HSM counts as failing.
     pub(super) fn timed_out(&self, err: &Pkcs11Error) {
         let mut state = self.state();

@@ -19,9 +19,11 @@ use crate::kek::{KekError, KekProvider, Keyring};
 async fn fixture() -> KekFixture {
     let settings = fresh_token("contract");
     let provider: Arc<dyn KekProvider> = Arc::new(Pkcs11Kek::open(settings.clone()).await.unwrap());
+    let twin: Arc<dyn KekProvider> = Arc::new(Pkcs11Kek::open(settings.clone()).await.unwrap());
     let other: Arc<dyn KekProvider> = Arc::new(Pkcs11Kek::open(fresh_token("other")).await.unwrap());
     KekFixture {
         provider,
+        twin,
         other,
         make_unavailable: Box::new(move || take_the_token_away(&settings)),
     }

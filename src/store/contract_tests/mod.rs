@@ -27,6 +27,7 @@ mod api_key_usage;
 mod api_keys;
 mod audit;
 mod credentials;
+mod kek;
 mod key_maintenance;
 mod keys;
 mod system;
@@ -97,6 +98,8 @@ macro_rules! store_contract_tests {
             put_value_overwrites,
             an_empty_value_is_stored_and_is_not_a_missing_one,
             ping_and_checkpoint_succeed_and_a_destroyed_key_stays_gone,
+            // KEKs
+            sealed_records_are_counted_listed_and_moved_by_kek,
         );
     };
     (@each $backend:ident, $fresh:path, $($check:ident),+ $(,)?) => {
@@ -118,6 +121,7 @@ pub(crate) use api_key_usage::*;
 pub(crate) use api_keys::*;
 pub(crate) use audit::*;
 pub(crate) use credentials::*;
+pub(crate) use kek::*;
 pub(crate) use key_maintenance::*;
 pub(crate) use keys::*;
 pub(crate) use system::*;

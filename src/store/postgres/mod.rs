@@ -38,6 +38,7 @@ mod audit;
 mod changes;
 mod credentials;
 mod fingerprints;
+mod kek;
 mod keys;
 mod system;
 mod tokens;

@@ -15,6 +15,7 @@ mod audit;
 mod credentials;
 mod fingerprints;
 mod integrity;
+mod kek;
 mod keys;
 mod sealing;
 mod system;

@@ -61,7 +61,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 34] = [
+const TABLE: [(Action, [Expect; 5]); 37] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -81,6 +81,9 @@ const TABLE: [(Action, [Expect; 5]); 34] = [
     (Action::RevokeToken,          [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::WhoAmI,               [ADMIN, ANYONE,  ANYONE,         ANYONE,  ANYONE]),
     (Action::ReloadPolicies,       [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
+    (Action::ReadKek,              [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
+    (Action::RotateKek,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
+    (Action::RetireKek,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::CreateCredential,     [ADMIN, DENY,    CUSTODIAN_CRED, DENY,    DENY  ]),
     (Action::ImportCredential,     [ADMIN, DENY,    CUSTODIAN_CRED, DENY,    DENY  ]),
     (Action::ListCredentials,      [ADMIN, DENY,    CUSTODIAN_CRED_LIST, AUDITOR_CRED, DENY]),
@@ -270,6 +273,8 @@ enum Probe {
     ApiKey { id: String, key: String },
     /// Every API key in the store.
     ApiKeys,
+    /// The KEKs: which is current and which the vault holds.
+    Keks,
 }
 
 const CELL_SECRET: &str = "cellsecretcellsecretcellsecretcellsecret";
@@ -396,6 +401,25 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
         }
         Action::WhoAmI => {
             Cell::new(Method::GET, "/v1/auth/whoami", StatusCode::OK, "self").effect("/principal", json!(owner))
+        }
+        Action::ReadKek => Cell::new(Method::GET, "/v1/sys/kek", StatusCode::OK, "kek").probe(Probe::Keks),
+        Action::RotateKek => Cell::new(Method::POST, "/v1/sys/kek/rotate", StatusCode::OK, "kek").probe(Probe::Keks),
+        Action::RetireKek => {
+            // A KEK no record uses: rotate as root, and wait until the rewrap job moved every
+            // record off the old one.
+            let r = app.post_raw("/v1/sys/kek/rotate", b"").await;
+            assert_status(&r, StatusCode::OK, "expected root to rotate the KEK");
+            let old = r.body["previous_kek_id"].as_str().expect("previous_kek_id").to_owned();
+            crate::helpers::eventually("the rewrap job moves every record off the old KEK", 30, || async {
+                let r = app.get("/v1/sys/kek").await;
+                let records = r.body["records"].as_array().cloned().unwrap_or_default();
+                !records.iter().any(|row| row["kek_id"] == old.as_str())
+            })
+            .await;
+            Cell::new(Method::POST, "/v1/sys/kek/retire", StatusCode::OK, "kek")
+                .body(json!({"kek_id": old}))
+                .effect("/retired_kek_id", json!(old))
+                .probe(Probe::Keks)
         }
         Action::ReloadPolicies => Cell::new(Method::POST, "/v1/sys/policies/reload", StatusCode::OK, "policies")
             // The shipped set holds thirteen policies (the `@id`s of `policies/*.cedar`).
@@ -539,6 +563,10 @@ async fn observe(app: &TestApp, probe: &Probe) -> Value {
         Probe::ApiKeys => {
             let keys = app.state.apikeys.list(None, 1000).await.expect("list API keys");
             json!(keys.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>())
+        }
+        Probe::Keks => {
+            let r = app.get("/v1/sys/kek").await;
+            json!({"current": r.body["current_kek_id"], "all": r.body["kek_ids"]})
         }
         Probe::TokensCreated => {
             let r = app.get("/v1/audit/events?action=CreateToken&limit=1000").await;

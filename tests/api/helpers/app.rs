@@ -88,6 +88,8 @@ pub struct AppHome {
     /// `[ratelimit]`: where rate limits count (this node's memory by default).
     pub ratelimit: sigvault::ratelimit::RateLimitSettings,
     pub token_label: String,
+    /// `kek.rewrap_rate`: records a second the rewrap job moves.
+    pub rewrap_rate: u32,
     pub limits: Limits,
     pub cache: CacheSettings,
     /// The audit event file; `None` is `data_dir/audit.jsonl`.
@@ -119,6 +121,7 @@ impl AppHome {
             serve_cached_when_unavailable: false,
             ratelimit: sigvault::ratelimit::RateLimitSettings::default(),
             token_label: fresh_token(),
+            rewrap_rate: sigvault::rewrap::DEFAULT_RATE,
             limits: Limits::default(),
             cache: CacheSettings {
                 ttl: Duration::hours(1),
@@ -177,6 +180,7 @@ impl AppHome {
             store: self.store(),
             serve_cached_when_unavailable: self.serve_cached_when_unavailable,
             kek: KekSettings::Pkcs11(pkcs11_settings(self.token_label.clone())),
+            rewrap_rate: self.rewrap_rate,
             cache: self.cache,
             keys: KeySettings {
                 default_pending_days: 7,
