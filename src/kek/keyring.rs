@@ -6,7 +6,8 @@
 //! another), stay readable for as long as that provider is open. The keyring never guesses:
 //! a `kek_id` no provider holds is [`KekError::UnknownKek`], never an attempt with every KEK.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{KekError, KekProvider};
 use crate::envelope::{self, Dek, EnvelopeError, RecordIdentity, SealedRecord};
@@ -20,7 +21,14 @@ pub struct Keyring {
     current: Arc<dyn KekProvider>,
     /// Only open the records they hold.
     retired: Arc<[Arc<dyn KekProvider>]>,
+    /// When a record named a KEK no provider held and the KEKs were read again for it: at
+    /// most once a [`UNKNOWN_KEK_REFRESH`], so records naming made-up KEKs cannot keep the
+    /// HSM or KMS busy.
+    last_unknown_refresh: Arc<Mutex<Option<Instant>>>,
 }
+
+/// The least time between two re-reads of the KEKs caused by an unknown `kek_id`.
+const UNKNOWN_KEK_REFRESH: Duration = Duration::from_secs(1);
 
 impl Keyring {
     /// A keyring of one provider.
@@ -34,6 +42,7 @@ impl Keyring {
         Self {
             current,
             retired: retired.into(),
+            last_unknown_refresh: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -126,11 +135,27 @@ impl Keyring {
         if record.format != envelope::FORMAT_V1 {
             return Err(EnvelopeError::UnknownFormat(record.format).into());
         }
+        if !self.providers().any(|p| p.holds(&record.kek_id)) && self.may_refresh_for_unknown() {
+            // Made by another node's rotation, whose announcement this node has not heard
+            // (yet, or at all): read the KEKs again before calling the record unknown.
+            self.refresh().await?;
+        }
         let provider = self
             .providers()
             .find(|p| p.holds(&record.kek_id))
             .ok_or_else(|| KekError::UnknownKek(record.kek_id.clone()))?;
         provider.unwrap_dek(&record.kek_id, &record.wrapped_dek, identity).await
+    }
+
+    /// Whether an unknown `kek_id` may make the KEKs be read again now (and notes it).
+    fn may_refresh_for_unknown(&self) -> bool {
+        let mut last = self.last_unknown_refresh.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < UNKNOWN_KEK_REFRESH) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Opens a record for exactly `identity`: one KEK unwrap by the provider that holds the
@@ -262,5 +287,26 @@ mod tests {
         // Only the new provider is needed from now on.
         let opened = Keyring::new(new).open(&IDENTITY, &moved).await.unwrap();
         assert_eq!(opened.expose_secret(), b"migrated");
+    }
+
+    #[tokio::test]
+    async fn a_record_under_a_kek_another_node_made_opens_after_one_reread() {
+        let settings = fresh_token("unknown-refresh");
+        let this: Arc<dyn KekProvider> = Arc::new(Pkcs11Kek::open(settings.clone()).await.unwrap());
+        let other: Arc<dyn KekProvider> = Arc::new(Pkcs11Kek::open(settings).await.unwrap());
+        let here = Keyring::new(Arc::clone(&this));
+        let there = Keyring::new(Arc::clone(&other));
+        other.rotate().await.unwrap();
+        let record = there.seal(&IDENTITY, b"made elsewhere").await.unwrap();
+        assert!(!this.holds(&record.kek_id), "not yet known here");
+        let opened = here.open(&IDENTITY, &record).await.unwrap();
+        assert_eq!(opened.expose_secret(), b"made elsewhere");
+        // A made-up KEK is read again for at most once a second, then unknown.
+        let mut bogus = record.clone();
+        bogus.kek_id = "pkcs11:nobody:7".into();
+        for _ in 0..3 {
+            let err = here.open(&IDENTITY, &bogus).await.err().unwrap();
+            assert!(matches!(err, KekError::UnknownKek(_)), "{err:?}");
+        }
     }
 }
