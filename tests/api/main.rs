@@ -16,6 +16,7 @@ mod helpers;
 mod hsm_faults;
 mod init;
 mod integrity;
+mod kek_rewrap_kill;
 mod kek_rotation;
 mod keys;
 mod kms;
