@@ -395,3 +395,78 @@ async fn list_signs_in_pages(app: &TestApp) -> Vec<(String, String, u64)> {
     }
     listed
 }
+
+/// A KEK rotation on one node of two: the other hears of it and wraps under the new KEK at
+/// once, exactly one node runs the rewrap job (the other waits for the lead), and both keep
+/// signing throughout.
+#[tokio::test]
+async fn during_a_kek_rotation_one_node_rewraps_and_both_keep_serving() {
+    let (a, b) = {
+        let a = AppHome {
+            postgres_url: Some(fresh_postgres_database()),
+            node: "node-a".into(),
+            rewrap_rate: 100,
+            ..AppHome::new()
+        };
+        let b = AppHome {
+            data_dir: temp_dir("node-b"),
+            node: "node-b".into(),
+            audit_file: None,
+            anchor_file: None,
+            ..a.clone()
+        };
+        (spawn_app_in(a).await, spawn_app_in(b).await)
+    };
+    for i in 0..300 {
+        a.create_key(&format!("kek-{i}")).await;
+    }
+    let r = a.post_raw("/v1/sys/kek/rotate", b"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (old, new) = (
+        r.body["previous_kek_id"].as_str().expect("old").to_owned(),
+        r.body["current_kek_id"].as_str().expect("new").to_owned(),
+    );
+    within_notification_time("node B adopts the new KEK", || async {
+        b.get("/v1/sys/kek").await.body["current_kek_id"] == new.as_str()
+    })
+    .await;
+    // A key made on B now is under the new KEK, and A opens it.
+    b.create_key("made-on-b").await;
+    assert_eq!(a.sign("made-on-b", b"x").await.1, 1);
+
+    let mut saw_one_waiting = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (sa, sb) = (a.get("/v1/sys/kek").await.body, b.get("/v1/sys/kek").await.body);
+        let running = [&sa, &sb].iter().filter(|s| s["rewrap"]["state"] == "running").count();
+        assert!(running <= 1, "both nodes rewrap at once: {sa} {sb}");
+        if running == 1 && [&sa, &sb].iter().any(|s| s["rewrap"]["state"] == "waiting") {
+            saw_one_waiting = true;
+        }
+        // Both serve while the job runs.
+        for (node, app) in [("A", &a), ("B", &b)] {
+            let r = app.post("/v1/keys/kek-7/sign", json!({"message": "aGVsbG8="})).await;
+            assert_eq!(r.status, StatusCode::OK, "node {node} during the rewrap: {}", r.body);
+        }
+        let left = sa["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|row| row["kek_id"] == old.as_str())
+            .and_then(|row| row["records"].as_u64())
+            .unwrap_or(0);
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rewrap did not finish within 60 s: {sa}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        saw_one_waiting,
+        "the node without the lead was never seen waiting for it (both were idle or one ran alone unnoticed)"
+    );
+    for i in [0, 150, 299] {
+        let name = format!("kek-{i}");
+        assert_eq!(a.sign(&name, b"x").await.0, b.sign(&name, b"x").await.0, "{name}");
+    }
+}
