@@ -11,6 +11,9 @@
 //! another KEK, and no record is moved twice. It is throttled to `kek.rewrap_rate` records a
 //! second, and on a shared store one node works at a time ([`KekStore::try_lead`]).
 //!
+//! Each pass that moved records, or stopped, is an audit event `kek.rewrap` (resource
+//! `kek:<target kek_id>`, outcome `ok` or `stopped`), written by the loop in `startup`.
+//!
 //! A record that does not open is counted as failed and skipped for the rest of the pass;
 //! more than [`MAX_FAILED`] failures stop the pass (a wrong KEK set, not a few bad rows).
 
@@ -30,6 +33,8 @@ use crate::store::{KekStore, SealedPlace, StoreError};
 pub const DEFAULT_RATE: u32 = 200;
 /// Records read per store query.
 const BATCH: u32 = 100;
+/// The audit action of a rewrap pass.
+pub const REWRAP_EVENT: &str = "kek.rewrap";
 /// Failures after which a pass stops.
 pub(crate) const MAX_FAILED: u64 = 100;
 /// How often the job looks for records under another KEK without being woken (another
@@ -155,15 +160,11 @@ impl Rewrapper {
         self.wake.notify_one();
     }
 
-    /// Runs the job until the process ends: a pass at start (resuming one a crash cut
-    /// short), then one whenever woken or every [`IDLE_CHECK`].
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "the KEK rewrap pass stopped; it is tried again");
-            }
-            let _ = tokio::time::timeout(IDLE_CHECK, self.wake.notified()).await;
-        }
+    /// Waits until woken ([`Rewrapper::wake`]) or [`IDLE_CHECK`] passed: between passes of
+    /// the job's loop (`startup`), which runs a pass at start too, resuming one a crash cut
+    /// short.
+    pub async fn wait_for_work(&self) {
+        let _ = tokio::time::timeout(IDLE_CHECK, self.wake.notified()).await;
     }
 
     /// One pass: moves every record not under the current KEK, if this node gets the lead.

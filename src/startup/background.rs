@@ -77,6 +77,43 @@ pub(super) fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration
     })
 }
 
+/// The rewrap job's loop: a pass at start (resuming one a crash cut short), then one whenever
+/// a rotation wakes it or a minute passed. A pass that moved records or stopped is an audit
+/// event (`rewrap::REWRAP_EVENT`, principal `-`).
+pub(super) fn spawn_rewrap(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let result = state.rewrap.pass().await;
+            let status = state.rewrap.status();
+            let outcome = match &result {
+                Ok(0) => None,
+                Ok(_) => Some("ok"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the KEK rewrap pass stopped; it is tried again");
+                    // Only a pass that started is recorded (not every minute of an outage).
+                    (status.state == "stopped").then_some("stopped")
+                }
+            };
+            if let (Some(outcome), Some(target)) = (outcome, status.target.as_ref()) {
+                let event = EventData {
+                    time_ms: state.clock.now_ms(),
+                    request_id: request_id(),
+                    principal: "-".into(),
+                    action: crate::rewrap::REWRAP_EVENT.into(),
+                    resource: format!("kek:{target}"),
+                    decision: Decision::Undecided,
+                    outcome: outcome.into(),
+                    ..EventData::default()
+                };
+                if let Err(e) = state.audit.record(event).await {
+                    tracing::warn!(error = %e, "the audit event of a KEK rewrap pass was not written");
+                }
+            }
+            state.rewrap.wait_for_work().await;
+        }
+    })
+}
+
 /// Writes one `integrity.row_refused` event per row the store refused since the last report
 /// (principal `-`: no caller, the vault found it); rows whose event could not be written are
 /// kept for the next report.

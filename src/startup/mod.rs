@@ -35,7 +35,7 @@ use crate::kek::{self, KekError, Keyring};
 use crate::policy::{self, PolicyEngine};
 use crate::store::{self, Store, StoreError};
 use crate::system_secret::{self, SystemSecretError};
-use background::{hangup_signal, spawn_background, spawn_policy_reloader};
+use background::{hangup_signal, spawn_background, spawn_policy_reloader, spawn_rewrap};
 use wiring::{
     Parts, app_state, bind, check_data_dir, check_store_not_lost, root_token, say_if_secrets_cannot_all_be_locked,
 };
@@ -225,7 +225,7 @@ impl Application {
         let background = spawn_background(Arc::clone(&self.state), self.flush_interval);
         // Moves records under the current KEK after a rotation or migration; its first pass
         // resumes one a crash cut short.
-        let rewrap = tokio::spawn(Arc::clone(&self.state.rewrap).run());
+        let rewrap = spawn_rewrap(Arc::clone(&self.state));
         // Other nodes' changes, when the store is shared (PostgreSQL). Serving starts once this
         // node listens (its first message, `everything`, says so; nothing is cached yet), so
         // no change committed while it started is missed; if listening takes longer, it

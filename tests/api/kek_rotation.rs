@@ -62,6 +62,17 @@ async fn a_rotation_moves_every_record_under_the_new_kek_and_the_old_one_retires
         assert_eq!(&app.sign(name, b"before").await.0, signature, "{name} signs as before");
     }
 
+    // The pass is in the trail.
+    eventually("the rewrap pass is an audit event", 10, || async {
+        let r = app.get("/v1/audit/events?action=kek.rewrap&limit=10").await;
+        r.body["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["outcome"] == "ok" && e["resource"] == format!("kek:{new}").as_str() && e["principal"] == "-")
+    })
+    .await;
+
     let r = app.post("/v1/sys/kek/retire", json!({"kek_id": old})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let status = app.get("/v1/sys/kek").await.body;
