@@ -22,11 +22,20 @@ async fn two_nodes() -> (TestApp, TestApp) {
 
 /// As [`two_nodes`], with rate limits counted as `ratelimit` says.
 async fn two_nodes_with(ratelimit: RateLimitSettings) -> (TestApp, TestApp) {
+    two_nodes_from(AppHome {
+        ratelimit,
+        ..AppHome::new()
+    })
+    .await
+}
+
+/// Two nodes on one new database, both with `home`'s settings: their own data dirs and
+/// audit nodes.
+async fn two_nodes_from(home: AppHome) -> (TestApp, TestApp) {
     let a = AppHome {
         postgres_url: Some(fresh_postgres_database()),
         node: "node-a".into(),
-        ratelimit,
-        ..AppHome::new()
+        ..home
     };
     let b = AppHome {
         data_dir: temp_dir("node-b"),
@@ -401,22 +410,11 @@ async fn list_signs_in_pages(app: &TestApp) -> Vec<(String, String, u64)> {
 /// signing throughout.
 #[tokio::test]
 async fn during_a_kek_rotation_one_node_rewraps_and_both_keep_serving() {
-    let (a, b) = {
-        let a = AppHome {
-            postgres_url: Some(fresh_postgres_database()),
-            node: "node-a".into(),
-            rewrap_rate: 100,
-            ..AppHome::new()
-        };
-        let b = AppHome {
-            data_dir: temp_dir("node-b"),
-            node: "node-b".into(),
-            audit_file: None,
-            anchor_file: None,
-            ..a.clone()
-        };
-        (spawn_app_in(a).await, spawn_app_in(b).await)
-    };
+    let (a, b) = two_nodes_from(AppHome {
+        rewrap_rate: 100,
+        ..AppHome::new()
+    })
+    .await;
     for i in 0..300 {
         a.create_key(&format!("kek-{i}")).await;
     }

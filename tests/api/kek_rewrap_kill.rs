@@ -15,7 +15,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sigvault::store::StoreSettings;
 
-use crate::helpers::{DevProcess, ROOT_TOKEN, RawStore, b64, eventually, spawn_dev, sqlite_only, temp_dir};
+use crate::helpers::{
+    DevProcess, ROOT_TOKEN, RawStore, b64, eventually, records_under, spawn_dev, sqlite_only, temp_dir,
+};
 
 const KEYS: usize = 10_000;
 /// Records a second: slow enough that the job is still running when it is killed.
@@ -29,16 +31,6 @@ async fn kek_status(dev: &DevProcess) -> Value {
     let r = dev.request(Method::GET, "/v1/sys/kek", ROOT_TOKEN, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     r.body
-}
-
-fn records_under(status: &Value, kek_id: &str) -> u64 {
-    status["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|row| row["kek_id"] == kek_id)
-        .and_then(|row| row["records"].as_u64())
-        .unwrap_or(0)
 }
 
 /// `kek_id` → records, straight from the database file.

@@ -3,19 +3,9 @@
 //! shows it, and `POST /v1/sys/kek/retire` removes the old KEK only once no record uses it.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{eventually, spawn_app};
-
-fn records_under(status: &Value, kek_id: &str) -> u64 {
-    status["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|row| row["kek_id"] == kek_id)
-        .and_then(|row| row["records"].as_u64())
-        .unwrap_or(0)
-}
+use crate::helpers::{eventually, records_under, spawn_app};
 
 #[tokio::test]
 async fn a_rotation_moves_every_record_under_the_new_kek_and_the_old_one_retires_once_unused() {

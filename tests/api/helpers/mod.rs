@@ -78,3 +78,14 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The records `GET /v1/sys/kek` counts under `kek_id` (0 when it names none).
+pub fn records_under(status: &serde_json::Value, kek_id: &str) -> u64 {
+    status["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|row| row["kek_id"] == kek_id)
+        .and_then(|row| row["records"].as_u64())
+        .unwrap_or(0)
+}
