@@ -83,15 +83,17 @@ pub(super) fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration
 pub(super) fn spawn_rewrap(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
+            let before = state.rewrap.status().started_at_ms;
             let result = state.rewrap.pass().await;
             let status = state.rewrap.status();
+            // Only a pass that started is recorded (not every minute of an outage).
+            let started = status.started_at_ms != before;
             let outcome = match &result {
                 Ok(0) => None,
                 Ok(_) => Some("ok"),
                 Err(e) => {
                     tracing::warn!(error = %e, "the KEK rewrap pass stopped; it is tried again");
-                    // Only a pass that started is recorded (not every minute of an outage).
-                    (status.state == "stopped").then_some("stopped")
+                    started.then_some("stopped")
                 }
             };
             if let (Some(outcome), Some(target)) = (outcome, status.target.as_ref()) {
