@@ -9,7 +9,9 @@
 //! cache holding it, and signing and verifying are untouched while the job runs. Progress is
 //! the records themselves: a job killed at any point resumes by listing what is still under
 //! another KEK, and no record is moved twice. It is throttled to `kek.rewrap_rate` records a
-//! second, and on a shared store one node works at a time ([`KekStore::try_lead`]).
+//! second, and on a shared store one node works at a time ([`KekStore::try_lead`]); a
+//! rotation takes a lead of its own, so it is never refused because a pass runs (the pass
+//! ends and the next one moves records under the newest KEK).
 //!
 //! Each pass that moved records, or stopped, is an audit event `kek.rewrap` (resource
 //! `kek:<target kek_id>`, outcome `ok` or `stopped`), written by the loop in `startup`.
@@ -27,6 +29,7 @@ use tokio::sync::Notify;
 use crate::clock::SharedClock;
 use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
+use crate::store::kek::LeadOf;
 use crate::store::{KekStore, SealedPlace, StoreError};
 
 /// `kek.rewrap_rate` when unset: records a second.
@@ -177,7 +180,7 @@ impl Rewrapper {
             self.update(|s| s.state = "idle");
             return Ok(0);
         }
-        let Some(_lead) = self.store.try_lead().await? else {
+        let Some(_lead) = self.store.try_lead(LeadOf::Rewrap).await? else {
             self.update(|s| s.state = "waiting");
             return Ok(0);
         };
@@ -284,11 +287,8 @@ impl Rewrapper {
     /// previous and the new `kek_id`. Only while this node holds the lead, so two nodes never
     /// rotate at once (two KEKs of one version).
     pub async fn rotate(&self) -> Result<(String, String), AdminError> {
-        let Some(_lead) = self.store.try_lead().await? else {
-            return Err(KekError::Refused(
-                "another node is rotating or rewrapping: try again once its rewrap job is idle".into(),
-            )
-            .into());
+        let Some(_lead) = self.store.try_lead(LeadOf::Rotation).await? else {
+            return Err(KekError::Refused("another node is rotating the KEK right now: try again".into()).into());
         };
         self.keyring.refresh().await?;
         let previous = self.keyring.current().current_kek_id();

@@ -37,14 +37,24 @@ pub struct SealedRow {
     pub sealed: SealedRecord,
 }
 
-/// Held while this node leads the rewrap job; dropping it lets another node lead.
+/// Held while this node leads; dropping it lets another node lead.
 pub type Lead = Box<dyn Send>;
 
+/// What a [`Lead`] is for: each kind is held by one node at a time, independently of the
+/// other, so a rotation is never refused because a rewrap runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadOf {
+    /// The rewrap job's pass.
+    Rewrap,
+    /// A KEK rotation (two at once could make two KEKs of one version).
+    Rotation,
+}
+
 pub trait KekStore: Send + Sync {
-    /// The lead of the rewrap job, when no other node holds it: SQLite has one node, so
-    /// always; PostgreSQL holds a session advisory lock on a connection of its own, which the
-    /// server releases if the node dies.
-    fn try_lead(&self) -> BoxFuture<'_, StoreResult<Option<Lead>>>;
+    /// The lead of `what`, when no other node holds it: SQLite has one node, so always;
+    /// PostgreSQL holds a session advisory lock (one per kind) on a connection of its own,
+    /// which the server releases if the node dies.
+    fn try_lead(&self, what: LeadOf) -> BoxFuture<'_, StoreResult<Option<Lead>>>;
 
     /// Tells the other nodes sharing the store that the KEKs changed ([`super::Change::Kek`]);
     /// nothing on a store of one node.

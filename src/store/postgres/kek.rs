@@ -4,11 +4,12 @@ use super::changes::announce;
 use super::{PgStore, timed, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::store::kek::{self, KekStore, Lead, SealedPlace, SealedRow};
+use crate::store::kek::{self, KekStore, Lead, LeadOf, SealedPlace, SealedRow};
 use crate::store::{Change, StoreResult};
 
-/// The advisory lock key of the rewrap job's lead (any fixed number no other lock uses).
+/// The advisory lock keys of the leads (fixed numbers no other lock uses).
 const REWRAP_LOCK: i64 = 0x7369_6776_6b65_6b31; // "sigvkek1"
+const ROTATION_LOCK: i64 = 0x7369_6776_6b65_6b32; // "sigvkek2"
 
 /// A connection holding the lead's session lock. Dropped, the connection is closed (not
 /// returned to the pool with the lock still held), which releases the lock.
@@ -31,11 +32,15 @@ impl KekStore for PgStore {
         }))
     }
 
-    fn try_lead(&self) -> BoxFuture<'_, StoreResult<Option<Lead>>> {
+    fn try_lead(&self, what: LeadOf) -> BoxFuture<'_, StoreResult<Option<Lead>>> {
+        let key = match what {
+            LeadOf::Rewrap => REWRAP_LOCK,
+            LeadOf::Rotation => ROTATION_LOCK,
+        };
         Box::pin(timed(async move {
             let mut conn = self.pool.acquire().await.map_err(unavailable)?;
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(REWRAP_LOCK)
+                .bind(key)
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(unavailable)?;

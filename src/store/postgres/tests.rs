@@ -371,3 +371,34 @@ async fn sslmode_require_encrypts_every_connection_and_verify_full_refuses_an_un
         "an untrusted certificate under verify-full"
     );
 }
+
+#[tokio::test]
+async fn one_node_at_a_time_leads_each_kind_and_a_dead_or_done_lead_frees_it() {
+    use crate::store::KekStore;
+    use crate::store::kek::LeadOf;
+    let db = TestDb::new().await;
+    let (a, b) = (node(&db).await, node(&db).await);
+    let rewrap = a.try_lead(LeadOf::Rewrap).await.unwrap();
+    assert!(rewrap.is_some(), "the first node leads the rewrap");
+    assert!(b.try_lead(LeadOf::Rewrap).await.unwrap().is_none(), "not two at once");
+    assert!(
+        a.try_lead(LeadOf::Rewrap).await.unwrap().is_none(),
+        "not twice on one node either"
+    );
+    // A rotation has a lead of its own: never refused because a rewrap runs.
+    let rotation = b.try_lead(LeadOf::Rotation).await.unwrap();
+    assert!(rotation.is_some());
+    assert!(a.try_lead(LeadOf::Rotation).await.unwrap().is_none());
+    drop(rewrap);
+    drop(rotation);
+    // The connection that held a lead is closed, so the server frees it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if b.try_lead(LeadOf::Rewrap).await.unwrap().is_some() && a.try_lead(LeadOf::Rotation).await.unwrap().is_some()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a dropped lead was not freed within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -4,7 +4,7 @@ use super::{SqliteStore, unavailable};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
 use crate::store::StoreResult;
-use crate::store::kek::{self, KekStore, Lead, SealedPlace, SealedRow};
+use crate::store::kek::{self, KekStore, Lead, LeadOf, SealedPlace, SealedRow};
 
 impl KekStore for SqliteStore {
     fn announce_kek_change(&self) -> BoxFuture<'_, StoreResult<()>> {
@@ -12,7 +12,7 @@ impl KekStore for SqliteStore {
     }
 
     /// One process holds a SQLite store (the data dir lock), so it always leads.
-    fn try_lead(&self) -> BoxFuture<'_, StoreResult<Option<Lead>>> {
+    fn try_lead(&self, _what: LeadOf) -> BoxFuture<'_, StoreResult<Option<Lead>>> {
         Box::pin(async { Ok(Some(Box::new(()) as Lead)) })
     }
 
