@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::audit::event::AuditEvent;
 use crate::audit::sink;
-use crate::audit::verify::{Report, VerifyError, verify_trail};
+use crate::audit::verify::{Report, VerifyError, verify_stored_trail, verify_trail};
 use crate::audit::witness;
 use crate::audit::writer::{Accepted, AuditError, accept_truncation};
 use crate::clock::{Clock, SharedClock, SystemClock, unix_ms};
@@ -257,8 +257,10 @@ fn operator() -> String {
 }
 
 /// Verifies the chain of every node the store, the event file or the anchor file names
-/// (and of the configured node), each against the store, the event file, the anchors and
-/// the head the HSM witnessed for it (see [`verify_trail`]). Witnesses are looked up for
+/// (and of the configured node), each against the store and the head the HSM witnessed for
+/// it, and against the event file and the anchors when those hold its events or it is the
+/// configured node (see [`verify_trail`]; another node of a cluster keeps its files on its
+/// own machine, where its own `audit verify` checks them). Witnesses are looked up for
 /// those nodes only, by name: the token may serve other vaults, so its other witnesses are
 /// none of this trail's business (and a node other than the configured one that every sink
 /// lost is not looked for). A trail that holds events but whose audit key is gone fails at
@@ -271,6 +273,10 @@ pub async fn audit_verify(
     let recorded = recorded_nodes(vault.store(), &audit.file, &audit.anchor_file).await?;
     let mut nodes = recorded.nodes.clone();
     nodes.insert(audit.node.clone());
+    // This node's event file and anchors hold its own events (and those of any name it ran
+    // under before); another node's files are on that node's machine.
+    let mut local = recorded.in_files.clone();
+    local.insert(audit.node.clone());
     let Some(Unsealed { key, kek }) = vault.audit_key().await? else {
         return Ok(without_audit_key(nodes, recorded.any));
     };
@@ -279,9 +285,14 @@ pub async fn audit_verify(
     let mut before = 0u64;
     let mut outcome = Ok(());
     for node in nodes {
-        let verified = verify_node(vault, &key, kek.as_ref(), &node, &mut |checked| {
-            progress.advance_to(before + checked)
-        })
+        let verified = verify_node(
+            vault,
+            &key,
+            kek.as_ref(),
+            &node,
+            local.contains(&node),
+            &mut |checked| progress.advance_to(before + checked),
+        )
         .await;
         match verified {
             Ok(report) => {
@@ -299,16 +310,21 @@ pub async fn audit_verify(
 }
 
 /// One node's chain: its witness is read from the HSM first, then the sinks are walked
-/// (see [`verify_trail`] for why in that order).
+/// (see [`verify_trail`] for why in that order); the event file and anchors only when they
+/// are `local` (this node's).
 async fn verify_node(
     vault: &OfflineVault,
     key: &SecretBytes,
     kek: &dyn KekProvider,
     node: &str,
+    local: bool,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Report, VerifyError> {
     let witnessed = witness::read(kek, node).await?;
     let audit = &vault.settings.audit;
+    if !local {
+        return verify_stored_trail(vault.store(), key.expose_secret(), node, witnessed, progress).await;
+    }
     verify_trail(
         vault.store(),
         key.expose_secret(),
@@ -353,12 +369,15 @@ fn without_audit_key(nodes: BTreeSet<String>, any_event: bool) -> Verification {
 /// The nodes a trail names, and whether it holds anything at all.
 struct Recorded {
     nodes: BTreeSet<String>,
+    /// The nodes the event file or the anchor file names.
+    in_files: BTreeSet<String>,
     any: bool,
 }
 
 async fn recorded_nodes(store: &dyn AuditStore, file: &Path, anchor_file: &Path) -> Result<Recorded, AdminError> {
     let mut nodes: BTreeSet<String> = store.audit_nodes().await?.into_iter().collect();
     let mut any = !nodes.is_empty();
+    let mut in_files = BTreeSet::new();
     let event_node = |line: &str| AuditEvent::parse_line(line).ok().map(|(event, _)| event.node);
     let anchor_node = |line: &str| sink::parse_anchor(line).map(|(node, _)| node);
     for (path, node_of) in [
@@ -370,9 +389,10 @@ async fn recorded_nodes(store: &dyn AuditStore, file: &Path, anchor_file: &Path)
             source,
         })?;
         any |= has_lines;
-        nodes.extend(found);
+        in_files.extend(found);
     }
-    Ok(Recorded { nodes, any })
+    nodes.extend(in_files.iter().cloned());
+    Ok(Recorded { nodes, in_files, any })
 }
 
 /// The nodes named by the lines of one sink file (lines that do not parse name none; the

@@ -127,8 +127,38 @@ pub async fn verify_trail(
     witnessed: Option<Head>,
     progress: Progress<'_>,
 ) -> Result<Report, VerifyError> {
+    verify_sinks(store, key, node, Some((file, anchor_file)), witnessed, progress).await
+}
+
+/// As [`verify_trail`] for a node whose event file and anchor file are not here (another
+/// node of a cluster, verified from this node's settings): its chain in the shared store,
+/// checked against the head the HSM witnessed for it. Its own files are checked on its own
+/// machine.
+pub async fn verify_stored_trail(
+    store: &dyn AuditStore,
+    key: &[u8],
+    node: &str,
+    witnessed: Option<Head>,
+    progress: Progress<'_>,
+) -> Result<Report, VerifyError> {
+    verify_sinks(store, key, node, None, witnessed, progress).await
+}
+
+/// [`verify_trail`], with `files` (the event file and the anchor file) when they are this
+/// node's to check.
+async fn verify_sinks(
+    store: &dyn AuditStore,
+    key: &[u8],
+    node: &str,
+    files: Option<(&Path, &Path)>,
+    witnessed: Option<Head>,
+    progress: Progress<'_>,
+) -> Result<Report, VerifyError> {
     let mut worst = Worst::default();
-    let anchored = read_anchored_heads(anchor_file, node, &mut worst).await?;
+    let anchored = match files {
+        Some((_, anchor_file)) => read_anchored_heads(anchor_file, node, &mut worst).await?,
+        None => BTreeMap::new(),
+    };
     let last_anchored = anchored.keys().next_back().copied().unwrap_or(0);
     let marks = Marks {
         anchored,
@@ -136,8 +166,14 @@ pub async fn verify_trail(
         witnessed,
     };
     let (store_walk, seen) = walk_store(store, key, node, &marks, progress, &mut worst).await?;
-    let file_walk = walk_event_file(file, key, node, last_anchored, &mut worst).await?;
-    if !store_walk.broken && !file_walk.broken {
+    let file_walk = match files {
+        Some((file, _)) => Some(walk_event_file(file, key, node, last_anchored, &mut worst).await?),
+        None => None,
+    };
+    if let Some(file_walk) = &file_walk
+        && !store_walk.broken
+        && !file_walk.broken
+    {
         // The store may be ahead of the file by the batch being written, never by more.
         let store_ahead = store_walk.head.seq > file_walk.head.seq;
         let batch_ends = if store_ahead {
@@ -147,7 +183,7 @@ pub async fn verify_trail(
         } else {
             Vec::new()
         };
-        compare_ends(&store_walk, &file_walk, last_anchored, &batch_ends, &mut worst);
+        compare_ends(&store_walk, file_walk, last_anchored, &batch_ends, &mut worst);
     }
     if !store_walk.broken {
         check_anchors(&marks.anchored, &store_walk.head, &seen, &mut worst);
@@ -155,11 +191,12 @@ pub async fn verify_trail(
             check_witness(witnessed, &store_walk.head, &seen, &mut worst);
         }
     }
-    let unanchored = store_walk
-        .head
-        .seq
-        .max(file_walk.head.seq)
-        .saturating_sub(last_anchored);
+    let file_head = file_walk.as_ref().map_or(0, |w| w.head.seq);
+    let unanchored = if files.is_some() {
+        store_walk.head.seq.max(file_head).saturating_sub(last_anchored)
+    } else {
+        0
+    };
     Ok(worst.into_report(store_walk.head.seq, unanchored))
 }
 
