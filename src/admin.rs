@@ -9,6 +9,7 @@
 //! the store applies pending schema migrations, as a start would.) It prints nothing: results are returned, and event lines and progress go
 //! only to the writers a caller passes.
 
+pub mod kek_migrate;
 pub mod progress;
 
 use std::collections::BTreeSet;
@@ -27,7 +28,7 @@ use crate::audit::witness;
 use crate::audit::writer::{Accepted, AuditError, accept_truncation};
 use crate::clock::{Clock, SharedClock, SystemClock, unix_ms};
 use crate::config::{self, ConfigError, DevPaths, Mode, Overrides, Settings};
-use crate::kek::{self, KekError, KekProvider, Keyring};
+use crate::kek::{self, KekError, KekProvider};
 use crate::secret::SecretBytes;
 use crate::startup::{AUDIT_KEY_NAME, chain};
 use crate::store::{self, AuditFilter, AuditStore, Store, StoreError};
@@ -172,8 +173,8 @@ impl OfflineVault {
         if self.store.get_system_secret(AUDIT_KEY_NAME).await?.is_none() {
             return Ok(None);
         }
-        let kek = kek::open(&self.settings.kek).await?;
-        let keyring = Keyring::new(Arc::clone(&kek));
+        let keyring = kek::open_keyring(&self.settings.kek, self.settings.kek_previous.as_ref()).await?;
+        let kek = Arc::clone(keyring.current());
         let clock: SharedClock = Arc::new(SystemClock);
         // A key is stored, so this only unseals it.
         let key = system_secret::load_or_create(self.store(), &keyring, &clock, AUDIT_KEY_NAME).await?;

@@ -55,6 +55,7 @@ pub mod api;
 pub mod apikeys;
 pub mod audit;
 pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod credentials;

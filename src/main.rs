@@ -71,11 +71,99 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The root of trust (KEK): status, rotation and retirement on a running vault
+    /// (SIGVAULT_ADDR, SIGVAULT_TOKEN), and migration to another provider.
+    Kek {
+        #[command(subcommand)]
+        command: KekCommand,
+    },
     /// Work with the Cedar policies.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KekCommand {
+    /// The current KEK, the sealed records under each KEK and the rewrap job
+    /// (GET /v1/sys/kek).
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Print the vault's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new KEK current (POST /v1/sys/kek/rotate), then follow the rewrap job with a
+    /// progress bar and ETA until every record is under it.
+    Rotate {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        follow: FollowArgs,
+        /// Return once rotated, without following the rewrap job.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Follow the rewrap job until every record is under the current KEK (after a
+    /// migration, or a rotation made elsewhere).
+    Wait {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Retire a KEK that is not current and that no sealed record uses (POST
+    /// /v1/sys/kek/retire): refused with the count of records still under it.
+    Retire {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The KEK to retire, as `sigvault kek status` lists it.
+        kek_id: String,
+    },
+    /// Rewrite a `serve` config so that another provider becomes the root of trust: the
+    /// target becomes [kek], the old provider [kek.previous] (readable until the rewrap job
+    /// moved its records). Both are opened and self-tested first; the old file is kept as
+    /// FILE.before-kek-migrate. Restart the vault (each node) to apply it.
+    Migrate {
+        /// The `serve` config file to rewrite.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A file with the target's [kek] section (a whole config file, or only that).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Only add the target as [kek.previous] (every node of a cluster learns to read it
+        /// before any seals under it); run again without --stage to switch.
+        #[arg(long)]
+        stage: bool,
+    },
+}
+
+/// Which running vault, and as whom: the token comes from SIGVAULT_TOKEN or --token-file
+/// (never an argument, which other users can read in the process list).
+#[derive(Args)]
+struct ClientArgs {
+    /// The vault's address (default http://127.0.0.1:8200).
+    #[arg(long, env = "SIGVAULT_ADDR", value_name = "URL")]
+    addr: Option<String>,
+    /// A file whose first line is the token (when SIGVAULT_TOKEN is not set).
+    #[arg(long, env = "SIGVAULT_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the vault's certificate (https:// addresses).
+    #[arg(long, env = "SIGVAULT_CACERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+}
+
+/// How to follow the rewrap job.
+#[derive(Args)]
+struct FollowArgs {
+    /// Draw the progress bar on stderr even when it is not a terminal.
+    #[arg(long)]
+    progress: bool,
+    /// Give up following after this many seconds (exit 1; the job goes on).
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -226,6 +314,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let mut dev: Option<DevStart> = None;
     let (settings, mut lock): (Settings, DataDirLock) = match cli.command {
         Command::Audit { command } => return Ok(audit(command, env)),
+        Command::Kek { command } => return Ok(kek(command, env)),
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => return Ok(policy_check(&dir.unwrap_or_else(|| PathBuf::from("policies")))),
@@ -390,6 +479,196 @@ fn policy_check(dir: &std::path::Path) -> ExitCode {
             eprintln!("{}: {} problem(s); the set is not valid", dir.display(), errors.0.len());
             ExitCode::from(1)
         }
+    }
+}
+
+/// `sigvault kek …`: exit 0 when done; otherwise one `sigvault: error:` line and the exit
+/// code of [`sigvault::client::ClientError::exit_code`] (2 usage, 3 denied, 4 not found, 5
+/// the vault failed or cannot be reached, 1 refused, e.g. a KEK still in use).
+fn kek(command: KekCommand, env: Vec<(String, String)>) -> ExitCode {
+    let token = env
+        .iter()
+        .find(|(k, _)| k == "SIGVAULT_TOKEN")
+        .map(|(_, v)| secrecy::SecretString::from(v.clone()));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sigvault: error: cannot start the async runtime: {e}");
+            return ExitCode::from(5);
+        }
+    };
+    let client = |args: ClientArgs| {
+        sigvault::client::Client::new(sigvault::client::ClientSettings {
+            addr: args.addr,
+            token: token.clone(),
+            token_file: args.token_file,
+            ca_cert: args.ca_cert,
+        })
+    };
+    let result: Result<(), (u8, String)> = runtime.block_on(async {
+        let fail = |e: sigvault::client::ClientError| (e.exit_code(), e.to_string());
+        match command {
+            KekCommand::Status { client: args, json } => {
+                let status = client(args).map_err(fail)?.get("/v1/sys/kek").await.map_err(fail)?;
+                if json {
+                    println!("{status}");
+                } else {
+                    print!("{}", kek_status_text(&status));
+                }
+                Ok(())
+            }
+            KekCommand::Rotate {
+                client: args,
+                follow,
+                no_wait,
+            } => {
+                let client = client(args).map_err(fail)?;
+                let rotated = client.post("/v1/sys/kek/rotate", None).await.map_err(fail)?;
+                println!(
+                    "rotated: {} → {}",
+                    rotated["previous_kek_id"].as_str().unwrap_or("?"),
+                    rotated["current_kek_id"].as_str().unwrap_or("?")
+                );
+                if no_wait {
+                    return Ok(());
+                }
+                follow_rewrap(&client, &follow).await
+            }
+            KekCommand::Wait { client: args, follow } => {
+                let client = client(args).map_err(fail)?;
+                follow_rewrap(&client, &follow).await
+            }
+            KekCommand::Retire { client: args, kek_id } => {
+                let body = serde_json::json!({ "kek_id": kek_id });
+                let retired = client(args)
+                    .map_err(fail)?
+                    .post("/v1/sys/kek/retire", Some(&body))
+                    .await
+                    .map_err(fail)?;
+                println!("retired {}", retired["retired_kek_id"].as_str().unwrap_or("?"));
+                Ok(())
+            }
+            KekCommand::Migrate { config, to, stage } => {
+                let migrated = admin::kek_migrate::kek_migrate(&config, &to, stage, &env)
+                    .await
+                    .map_err(|e| (2, chain(&e)))?;
+                print_migrated(&config, &migrated);
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("sigvault: error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn print_migrated(config: &std::path::Path, m: &admin::kek_migrate::Migrated) {
+    if m.staged {
+        println!(
+            "staged: {} now also names the target as [kek.previous]; records stay sealed under {}",
+            config.display(),
+            m.current_kek_id
+        );
+    } else {
+        println!(
+            "migrated: {} now names the target as [kek] (new records under {}) and the old provider as [kek.previous]",
+            config.display(),
+            m.current_kek_id
+        );
+        println!(
+            "{} sealed records to move; restart the vault (each node), then follow with `sigvault kek wait`",
+            m.records_to_move
+        );
+    }
+    println!("KEKs readable: {}", m.kek_ids.join(", "));
+    println!("the previous file is kept as {}", m.backup.display());
+}
+
+/// `GET /v1/sys/kek`'s answer, for a person.
+fn kek_status_text(status: &serde_json::Value) -> String {
+    let current = status["current_kek_id"].as_str().unwrap_or("?");
+    let mut out = format!("current KEK: {current}\nrecords per KEK:\n");
+    for row in status["records"].as_array().into_iter().flatten() {
+        let id = row["kek_id"].as_str().unwrap_or("?");
+        let mark = if id == current { " (current)" } else { "" };
+        out.push_str(&format!("  {id}: {}{mark}\n", row["records"].as_u64().unwrap_or(0)));
+    }
+    let job = &status["rewrap"];
+    out.push_str(&format!(
+        "rewrap job: {} (moved {}, failed {})",
+        job["state"].as_str().unwrap_or("?"),
+        job["moved"].as_u64().unwrap_or(0),
+        job["failed"].as_u64().unwrap_or(0)
+    ));
+    if let Some(error) = job["error"].as_str() {
+        out.push_str(&format!(": {error}"));
+    }
+    out.push('\n');
+    out
+}
+
+/// Sealed records not under the current KEK, per `GET /v1/sys/kek`.
+fn records_left(status: &serde_json::Value) -> u64 {
+    let current = status["current_kek_id"].as_str().unwrap_or_default();
+    status["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| row["kek_id"].as_str() != Some(current))
+        .filter_map(|row| row["records"].as_u64())
+        .sum()
+}
+
+/// Polls `GET /v1/sys/kek` once a second, drawing the records moved so far with an ETA,
+/// until none is left under an older KEK.
+async fn follow_rewrap(client: &sigvault::client::Client, follow: &FollowArgs) -> Result<(), (u8, String)> {
+    let fail = |e: sigvault::client::ClientError| (e.exit_code(), e.to_string());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(follow.timeout);
+    let mut progress: Box<dyn Progress + Send> = if follow.progress || std::io::stderr().is_terminal() {
+        Box::new(ProgressBar::with_eta(std::io::stderr(), "records"))
+    } else {
+        Box::new(NoProgress)
+    };
+    let first = client.get("/v1/sys/kek").await.map_err(fail)?;
+    let total = records_left(&first);
+    let mut current = first["current_kek_id"].as_str().unwrap_or("?").to_owned();
+    progress.start(total);
+    let mut last_error: Option<String> = None;
+    loop {
+        let status = client.get("/v1/sys/kek").await.map_err(fail)?;
+        let left = records_left(&status);
+        progress.advance_to(total.saturating_sub(left));
+        if let Some(id) = status["current_kek_id"].as_str() {
+            current = id.to_owned();
+        }
+        if left == 0 {
+            progress.finish();
+            println!("every sealed record is under {current}");
+            return Ok(());
+        }
+        let error = status["rewrap"]["error"].as_str().map(str::to_owned);
+        if error.is_some() && error != last_error {
+            eprintln!(
+                "the rewrap job stopped: {}; it tries again within a minute",
+                error.as_deref().unwrap_or("")
+            );
+        }
+        last_error = error;
+        if std::time::Instant::now() >= deadline {
+            progress.finish();
+            return Err((
+                1,
+                format!(
+                    "{left} sealed records are still not under {current} after {} s; the job goes on",
+                    follow.timeout
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

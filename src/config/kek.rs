@@ -7,7 +7,7 @@ use std::path::Path;
 #[cfg(feature = "kek-pkcs11")]
 use secrecy::SecretString;
 
-use super::raw::RawKek;
+use super::raw::{RawKek, RawKekProvider};
 use super::{ConfigError, Mode, Secrets, invalid};
 #[cfg(feature = "kek-pkcs11")]
 use super::{DevPaths, raw::RawPkcs11};
@@ -30,6 +30,35 @@ const PROVIDERS: &[&str] = &[
 pub(super) fn kek_settings(
     mode: Mode,
     raw: RawKek,
+    data_dir: &Path,
+    pin_env: Option<String>,
+    secrets: Secrets,
+) -> Result<KekSettings, ConfigError> {
+    let raw = RawKekProvider {
+        provider: raw.provider,
+        pkcs11: raw.pkcs11,
+        aws_kms: raw.aws_kms,
+    };
+    provider_settings(mode, raw, data_dir, pin_env, secrets)
+}
+
+/// `[kek.previous]`: the provider a migration moves records away from, opened to read them
+/// only. Every value is explicit (no dev defaults, no PIN from the environment: that one is
+/// `[kek]`'s); an error names the section.
+pub(super) fn previous_settings(
+    raw: Option<RawKekProvider>,
+    data_dir: &Path,
+    secrets: Secrets,
+) -> Result<Option<KekSettings>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    provider_settings(Mode::Serve, raw, data_dir, None, secrets)
+        .map(Some)
+        .map_err(|e| invalid("kek.previous", format!("{e} (in the [kek.previous] section)")))
+}
+
+fn provider_settings(
+    mode: Mode,
+    raw: RawKekProvider,
     data_dir: &Path,
     pin_env: Option<String>,
     secrets: Secrets,

@@ -40,6 +40,11 @@ pub fn merge(file: Option<&Path>, env: &[(String, String)], overrides: &Override
     merge_layers(table, env, overrides)
 }
 
+/// [`merge`] of a config file's text (`shown` names it in errors), without overrides.
+pub fn merge_text(text: &str, shown: &str, env: &[(String, String)]) -> Result<RawConfig, ConfigError> {
+    merge_layers(parse_file(text, shown)?, env, &Overrides::default())
+}
+
 /// [`merge`] of a file already read into `table` (by [`parse_file`]).
 pub(crate) fn merge_layers(
     mut table: Table,

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 
 pub use kek::DEV_TOKEN_LABEL;
-pub use layers::{Overrides, merge};
+pub use layers::{Overrides, merge, merge_text};
 pub use raw::*;
 
 use crate::api::Limits;
@@ -61,6 +61,9 @@ pub struct Settings {
     /// request but ping and health gets 503 `STORE_UNAVAILABLE` (the default).
     pub serve_cached_when_unavailable: bool,
     pub kek: KekSettings,
+    /// `[kek.previous]`: a provider whose records stay readable until the rewrap job moved
+    /// them under `kek` (a migration from one HSM or KMS to another).
+    pub kek_previous: Option<KekSettings>,
     /// `kek.rewrap_rate`: records a second the rewrap job moves (`rewrap`).
     pub rewrap_rate: u32,
     pub cache: CacheSettings,
@@ -174,8 +177,9 @@ impl Settings {
         let raw_store = raw.store.unwrap_or_default();
         let serve_cached_when_unavailable = raw_store.serve_cached_when_unavailable.unwrap_or(false);
         let store = sections::store_settings(raw_store, &data_dir)?;
-        let raw_kek = raw.kek.unwrap_or_default();
+        let mut raw_kek = raw.kek.unwrap_or_default();
         let rewrap_rate = kek::rewrap_rate(raw_kek.rewrap_rate)?;
+        let kek_previous = kek::previous_settings(raw_kek.previous.take(), &data_dir, secrets)?;
         let kek = kek::kek_settings(mode, raw_kek, &data_dir, env_var("SIGVAULT_KEK__PKCS11__PIN"), secrets)?;
         let cache = sections::cache_settings(raw.cache.unwrap_or_default())?;
         let keys = sections::key_settings(raw.keys.unwrap_or_default())?;
@@ -197,6 +201,7 @@ impl Settings {
             store,
             serve_cached_when_unavailable,
             kek,
+            kek_previous,
             rewrap_rate,
             cache,
             keys,

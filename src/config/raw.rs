@@ -128,25 +128,50 @@ pub struct RawKek {
     pub rewrap_rate: Option<u32>,
     pub pkcs11: Option<RawPkcs11>,
     pub aws_kms: Option<RawAwsKms>,
+    /// `[kek.previous]`: a provider whose records stay readable while the rewrap job moves
+    /// them under `[kek]` (a migration).
+    pub previous: Option<RawKekProvider>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+/// A provider and its section, without the settings only `[kek]` has.
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawKekProvider {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<RawPkcs11>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_kms: Option<RawAwsKms>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawAwsKms {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub call_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawPkcs11 {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub call_timeout: Option<String>,
 }
 

@@ -171,3 +171,15 @@ pub async fn open(settings: &KekSettings) -> Result<Arc<dyn KekProvider>, KekErr
     provider.self_test().await?;
     Ok(provider)
 }
+
+/// The keyring of a vault's settings: `current` ([`open`]ed, proved) seals, and the records of
+/// `previous` (a migration's old provider, `[kek.previous]`, also opened and proved) stay
+/// readable until the rewrap job moved them.
+pub async fn open_keyring(current: &KekSettings, previous: Option<&KekSettings>) -> Result<Keyring, KekError> {
+    let current = open(current).await?;
+    let previous = match previous {
+        Some(settings) => vec![open(settings).await?],
+        None => Vec::new(),
+    };
+    Ok(Keyring::with_retired(current, previous))
+}

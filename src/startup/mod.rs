@@ -31,7 +31,7 @@ use crate::auth::keyed_hash::KeyedHasher;
 use crate::clock::{SharedClock, SystemClock, unix_ms};
 use crate::config::Settings;
 use crate::integrity::RowIntegrity;
-use crate::kek::{self, KekError, Keyring};
+use crate::kek::{self, KekError};
 use crate::policy::{self, PolicyEngine};
 use crate::store::{self, Store, StoreError};
 use crate::system_secret::{self, SystemSecretError};
@@ -143,7 +143,7 @@ impl Application {
         // Bound before the KEK and the store: a port in use must not leave a half-initialised
         // vault behind.
         let (listener, addr) = bind(settings.listen, listener).await?;
-        let keyring = Keyring::new(kek::open(&settings.kek).await?);
+        let keyring = kek::open_keyring(&settings.kek, settings.kek_previous.as_ref()).await?;
         let store = store::open(&settings.store).await?;
         let hasher = Arc::new(
             KeyedHasher::load_or_create(store.as_ref(), &keyring, &clock)

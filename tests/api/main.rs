@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Black-box tests of sigvault through its HTTP API and its binary, in ONE test binary
 //! (one link, shared helpers). Every test gets its own SoftHSM2 token and data dir.
 
@@ -16,6 +17,8 @@ mod helpers;
 mod hsm_faults;
 mod init;
 mod integrity;
+mod kek_cli;
+mod kek_migrate;
 mod kek_rewrap_kill;
 mod kek_rotation;
 mod keys;

@@ -180,6 +180,7 @@ impl AppHome {
             store: self.store(),
             serve_cached_when_unavailable: self.serve_cached_when_unavailable,
             kek: KekSettings::Pkcs11(pkcs11_settings(self.token_label.clone())),
+            kek_previous: None,
             rewrap_rate: self.rewrap_rate,
             cache: self.cache,
             keys: KeySettings {
