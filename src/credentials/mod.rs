@@ -35,7 +35,7 @@ use crate::envelope::RecordIdentity;
 use crate::kek::{KekError, Keyring};
 use crate::keys::DEFAULT_TENANT;
 use crate::keys::cache::CacheSettings;
-use crate::keys::cache::TtlCache;
+use crate::keys::cache::{Flights, TtlCache};
 use crate::secret::SecretBytes;
 use crate::sigv4::{self, Scope};
 use crate::store::{CredentialStore, StoreError, SystemStore};
@@ -143,6 +143,8 @@ pub struct CredentialService {
     meta: TtlCache<String, CredentialRecord>,
     /// Unwrapped secrets by access key id (bounded, TTL `cache.ttl`, zeroized on eviction).
     secrets: TtlCache<String, SecretBytes>,
+    /// One KEK unwrap at a time per credential (see [`Flights`]).
+    unwraps: Flights<String>,
     /// Derived keys by (access key id, scope), cached once they verified a request.
     signing_keys: TtlCache<(Arc<str>, String), SecretBytes>,
     activity: ActivityTracker,
@@ -178,6 +180,7 @@ impl CredentialService {
         Self {
             meta: TtlCache::new(cache.max_entries, cache.state_ttl(), clock.clone()),
             secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
+            unwraps: Flights::new(),
             signing_keys: TtlCache::new(cache.max_entries, SIGNING_KEY_TTL, clock.clone()),
             activity: ActivityTracker::new(settings.max_fingerprints),
             activity_flush: tokio::sync::Mutex::new(()),
@@ -230,6 +233,11 @@ impl CredentialService {
     /// The unwrapped secret of a credential: from the cache, or one KEK unwrap.
     async fn secret(&self, credential: &CredentialRecord) -> CredentialResult<Arc<SecretBytes>> {
         let id = credential.access_key_id.as_str();
+        if let Some(hit) = self.secrets.get(id) {
+            return Ok(hit);
+        }
+        let _turn = self.unwraps.join(&credential.access_key_id).await;
+        // Filled by the caller whose turn came before.
         if let Some(hit) = self.secrets.get(id) {
             return Ok(hit);
         }

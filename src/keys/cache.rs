@@ -149,6 +149,65 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
     }
 }
 
+/// Single flight: at most one load per key at a time. Concurrent misses of one cold entry
+/// (a burst of requests for a key right after a start, or after its cache entry expired)
+/// would otherwise each make the same KEK unwrap — with AWS KMS, a network call each, and
+/// throttling the vault's other requests. The first caller loads; the others wait on the
+/// key's lock and then find the value in the cache (or, when the load failed or an
+/// invalidation dropped it, load in turn). Loads of different keys never wait on each other.
+pub(crate) struct Flights<K> {
+    running: std::sync::Mutex<std::collections::HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A caller's turn at a key's load; ends when dropped.
+pub(crate) struct Flight<'a, K: Eq + Hash + Clone> {
+    flights: &'a Flights<K>,
+    key: K,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<K: Eq + Hash + Clone> Flights<K> {
+    pub(crate) fn new() -> Self {
+        Self {
+            running: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Waits for the turn at `key`'s load.
+    pub(crate) async fn join(&self, key: &K) -> Flight<'_, K> {
+        let lock = {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(running.entry(key.clone()).or_default())
+        };
+        let guard = Arc::clone(&lock).lock_owned().await;
+        Flight {
+            flights: self,
+            key: key.clone(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+
+    /// Keys with a load running or waited for.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl<K: Eq + Hash + Clone> Drop for Flight<'_, K> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut running = self.flights.running.lock().unwrap_or_else(PoisonError::into_inner);
+        // The last holder removes the entry: the map's reference and ours are the only ones
+        // (a waiter holds a clone until its own turn ends).
+        if running.get(&self.key).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) && Arc::strong_count(&self.lock) == 2 {
+            running.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +336,32 @@ mod tests {
             filler.join().unwrap();
         }
         assert!(hits > 0, "the fillers never filled: the race was not exercised");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_loads_of_one_key_run_one_at_a_time_and_leave_nothing_behind() {
+        let flights: Arc<Flights<&'static str>> = Arc::new(Flights::new());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (flights, inside, most) = (Arc::clone(&flights), Arc::clone(&inside), Arc::clone(&most));
+            tasks.push(tokio::spawn(async move {
+                let _turn = flights.join(&"key").await;
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+            }));
+        }
+        // Another key's load does not wait for them.
+        let other = tokio::time::timeout(std::time::Duration::from_secs(5), flights.join(&"other")).await;
+        assert!(other.is_ok());
+        drop(other);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one load of a key at a time");
+        assert_eq!(flights.len(), 0, "no entry outlives its last flight");
     }
 }

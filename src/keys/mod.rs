@@ -23,7 +23,7 @@ use crate::kek::{KekError, Keyring};
 use crate::secret::SecretBytes;
 pub use crate::store::{KeyRecord, VersionInfo};
 use crate::store::{KeyStore, StoreError, SystemStore};
-use cache::{CacheSettings, TtlCache};
+use cache::{CacheSettings, Flights, TtlCache};
 use model::{Algorithm, Boundary, KeyState};
 use usage::UsageTracker;
 
@@ -164,6 +164,11 @@ pub struct KeyService {
     /// exists. Created names are invalidated here as in `meta`.
     absent: TtlCache<String, ()>,
     secrets: TtlCache<(Arc<str>, u32), SecretBytes>,
+    /// One KEK unwrap at a time per key version: a burst of requests for a cold key makes
+    /// one HSM or KMS call, not one each.
+    unwraps: Flights<(Arc<str>, u32)>,
+    /// KEK unwraps made for key versions (cold secrets): for tests and metrics.
+    kek_unwraps: std::sync::atomic::AtomicU64,
     usage: UsageTracker,
     /// Key rows read from the store (cache misses): for tests and metrics.
     store_lookups: std::sync::atomic::AtomicU64,
@@ -228,6 +233,8 @@ impl KeyService {
             meta: TtlCache::new(cache.max_entries, cache.state_ttl(), clock.clone()),
             absent: TtlCache::new(cache.max_entries, cache.state_ttl(), clock.clone()),
             secrets: TtlCache::new(cache.max_entries, cache.ttl, clock.clone()),
+            unwraps: Flights::new(),
+            kek_unwraps: std::sync::atomic::AtomicU64::new(0),
             usage: UsageTracker::default(),
             store_lookups: std::sync::atomic::AtomicU64::new(0),
             usage_flush: tokio::sync::Mutex::new(()),
@@ -303,6 +310,11 @@ impl KeyService {
         }
     }
 
+    /// How many KEK unwraps were made for key versions (secrets not in the cache).
+    pub fn kek_unwraps(&self) -> u64 {
+        self.kek_unwraps.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many key rows were read from the store (cache misses).
     pub fn store_lookups(&self) -> u64 {
         self.store_lookups.load(std::sync::atomic::Ordering::Relaxed)
@@ -325,7 +337,13 @@ impl KeyService {
         if let Some(hit) = self.secrets.get(&cache_key) {
             return Ok(hit);
         }
+        let _turn = self.unwraps.join(&cache_key).await;
+        // Filled by the caller whose turn came before.
+        if let Some(hit) = self.secrets.get(&cache_key) {
+            return Ok(hit);
+        }
         let token = self.secrets.fill_token();
+        self.kek_unwraps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sealed =
             self.store.get_sealed(&key.record.id, version).await?.ok_or_else(|| {
                 KeyError::Corrupt(format!("version {version} of '{}' has no record", key.record.name))

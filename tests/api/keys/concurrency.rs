@@ -75,3 +75,40 @@ async fn concurrent_creates_of_one_name_make_one_key_and_concurrent_signs_are_al
     }
     assert_eq!(get_key(&app, "k").await["versions"][0]["sign_count"], 20);
 }
+
+/// A burst of requests for a key whose secret is not in the cache (a restarted vault) makes
+/// one KEK unwrap, not one per request: the others wait for it and use its result.
+#[tokio::test]
+async fn a_burst_of_signs_on_a_cold_key_makes_one_kek_unwrap() {
+    let app = spawn_app().await;
+    app.create_key("cold").await;
+    app.create_key("other").await;
+    let app = app.restart().await;
+    let before = app.state.keys.kek_unwraps();
+    let paths: Vec<&str> = (0..32)
+        .map(|i| {
+            if i % 8 == 0 {
+                "/v1/keys/other/sign"
+            } else {
+                "/v1/keys/cold/sign"
+            }
+        })
+        .collect();
+    let signs = paths
+        .iter()
+        .map(|path| app.post(path, json!({"message": b64(b"burst")})));
+    let replies = futures_util::future::join_all(signs).await;
+    let signatures: std::collections::BTreeSet<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.body["signature"].as_str().expect("signature").to_owned()
+        })
+        .collect();
+    assert_eq!(signatures.len(), 2, "each key signs the same message the same way");
+    assert_eq!(
+        app.state.keys.kek_unwraps() - before,
+        2,
+        "one unwrap per cold key version"
+    );
+}
