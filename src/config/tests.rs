@@ -738,3 +738,72 @@ fn every_bad_aws_kms_value_is_reported_with_its_key() {
         assert!(err.to_string().contains("required"), "{missing}: {err}");
     }
 }
+
+#[test]
+fn a_previous_provider_is_read_with_explicit_values_and_its_errors_name_the_section() {
+    let dir = temp("previous");
+    let pin = dir.join("old-pin");
+    std::fs::write(&pin, "4321\n").unwrap();
+    let file = dir.join("sigvault.toml");
+    let write = |previous: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "data_dir = \"{}\"\n[kek]\nprovider = \"aws-kms\"\n[kek.aws_kms]\nkey_id = \"alias/k\"\nregion = \"eu-west-1\"\n{previous}",
+                dir.display()
+            ),
+        )
+        .unwrap();
+    };
+    let load = || {
+        let e = env(&[("SIGVAULT_KEK__PKCS11__PIN", "the-current-providers-pin")]);
+        Settings::from_raw(Mode::Serve, merge(Some(&file), &e, &Overrides::default())?, &e)
+    };
+
+    write("");
+    assert!(load().unwrap().kek_previous.is_none());
+
+    write(&format!(
+        "[kek.previous]\nprovider = \"pkcs11\"\n[kek.previous.pkcs11]\nmodule = \"/old.so\"\ntoken_label = \"old\"\npin_file = \"{}\"\n",
+        pin.display()
+    ));
+    let s = load().unwrap();
+    let old = s
+        .kek_previous
+        .as_ref()
+        .and_then(KekSettings::pkcs11)
+        .expect("a PKCS#11 previous provider");
+    assert_eq!(
+        (old.module.to_str(), old.token_label.as_str()),
+        (Some("/old.so"), "old")
+    );
+    assert_eq!(
+        old.pin.expose_secret(),
+        "4321",
+        "its own PIN file, never [kek]'s variable"
+    );
+    assert!(matches!(s.kek, KekSettings::AwsKms(_)));
+
+    // No dev defaults and no PIN from the environment: each missing value is named, in the
+    // section.
+    write(
+        "[kek.previous]\nprovider = \"pkcs11\"\n[kek.previous.pkcs11]\nmodule = \"/old.so\"\ntoken_label = \"old\"\n",
+    );
+    let err = load().err().expect("refused").to_string();
+    assert!(
+        err.starts_with("kek.previous: kek.pkcs11.pin_file: required")
+            && err.ends_with("(in the [kek.previous] section)"),
+        "{err}"
+    );
+    write("[kek.previous]\nprovider = \"vault\"\n");
+    assert!(
+        load()
+            .err()
+            .expect("refused")
+            .to_string()
+            .starts_with("kek.previous: kek.provider: unknown provider")
+    );
+    write("[kek.previous]\nrewrap_rate = 5\n");
+    let err = load().err().expect("refused").to_string();
+    assert!(err.contains("rewrap_rate"), "only [kek] has a rate: {err}");
+}
