@@ -27,18 +27,6 @@ fn dev_args(data_dir: &Path) -> Vec<String> {
     ]
 }
 
-async fn create_key(dev: &DevProcess, name: &str) {
-    let r = dev
-        .request(
-            Method::POST,
-            "/v1/keys",
-            ROOT_TOKEN,
-            Some(json!({"name": name, "algorithm": "hmac-sha256"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-}
-
 async fn sign(dev: &DevProcess, name: &str) -> String {
     let r = dev
         .request(
@@ -92,7 +80,7 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn a_second_server_on_a_data_dir_in_use_exits_with_one_line_and_the_first_keeps_serving() {
     let data_dir = temp_dir("dd-in-use").join("data");
     let first = spawn_dev(&data_dir, &env());
-    create_key(&first, "held").await;
+    first.create_key("held").await;
     let signature = sign(&first, "held").await;
     // What a second server could touch without the lock: its config, PINs, the lock's pid.
     let outside_store = |mut files: BTreeMap<PathBuf, Vec<u8>>| {
@@ -151,7 +139,7 @@ async fn a_moved_data_dir_starts_and_signs_identically() {
     let root = temp_dir("dd-moved");
     let data_dir = root.join("data");
     let dev = spawn_dev(&data_dir, &env());
-    create_key(&dev, "portable").await;
+    dev.create_key("portable").await;
     let before = sign(&dev, "portable").await;
     dev.stop();
     let moved = root.join("elsewhere").join("renamed");
@@ -173,7 +161,7 @@ async fn a_copied_data_dir_runs_beside_the_original_on_its_own_token() {
     let root = temp_dir("dd-copy");
     let original = root.join("original");
     let dev = spawn_dev(&original, &env());
-    create_key(&dev, "shared").await;
+    dev.create_key("shared").await;
     let before = sign(&dev, "shared").await;
     dev.stop();
     let copy = root.join("copy");
@@ -216,7 +204,7 @@ async fn each_missing_piece_is_named_and_nothing_is_made_afresh() {
     let root = temp_dir("dd-missing");
     let started = root.join("started");
     let dev = spawn_dev(&started, &env());
-    create_key(&dev, "k").await;
+    dev.create_key("k").await;
     dev.stop();
     for (piece, named) in [
         ("tokens", "the SoftHSM2 token"),
@@ -318,7 +306,7 @@ async fn a_generated_root_token_is_kept_in_the_data_dir_and_the_export_line_uses
 async fn the_logs_of_a_default_start_are_plain_quiet_and_carry_one_line_per_request() {
     let data_dir = temp_dir("dd-logs").join("data");
     let dev = spawn_dev(&data_dir, &env());
-    create_key(&dev, "logged").await;
+    dev.create_key("logged").await;
     dev.stop();
     let log = std::fs::read_to_string(stderr_log(&data_dir)).expect("stderr log");
     assert!(!log.contains('\u{1b}'), "ANSI colours in a redirected log: {log}");

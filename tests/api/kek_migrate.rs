@@ -186,6 +186,35 @@ async fn while_the_job_runs(
     );
 }
 
+/// The start after a migration: the new current KEK starts with `prefix`; the job runs
+/// through as [`while_the_job_runs`] checks, leaving every record under that KEK, which is
+/// returned.
+async fn step(
+    host: &Host,
+    log: &str,
+    prefix: &str,
+    old_kek_id: &str,
+    next: &Path,
+    names: &[String],
+    expected: &[String],
+) -> String {
+    let vault = host.serve(log);
+    let new_kek = status(host, &vault)["current_kek_id"]
+        .as_str()
+        .expect("current")
+        .to_owned();
+    assert!(new_kek.starts_with(prefix), "{new_kek}");
+    while_the_job_runs(host, &vault, old_kek_id, next, names, expected).await;
+    let after = status(host, &vault);
+    assert_eq!(
+        records(&after).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        [new_kek.as_str()],
+        "every record under {new_kek}: {after}"
+    );
+    vault.stop();
+    new_kek
+}
+
 #[tokio::test]
 async fn a_populated_vault_moves_from_softhsm2_to_kms_and_on_to_another_token_signing_the_same_throughout() {
     sqlite_only!("runs `sigvault serve` from config files whose store is SQLite in their data dir");
@@ -212,15 +241,7 @@ async fn a_populated_vault_moves_from_softhsm2_to_kms_and_on_to_another_token_si
     let mut names = Vec::new();
     for i in 0..8 {
         let name = format!("key-{i}");
-        let r = vault
-            .request(
-                Method::POST,
-                "/v1/keys",
-                ROOT_TOKEN,
-                Some(json!({"name": name, "algorithm": "hmac-sha256"})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        vault.create_key(&name).await;
         names.push(name);
     }
     let r = vault
@@ -272,38 +293,30 @@ async fn a_populated_vault_moves_from_softhsm2_to_kms_and_on_to_another_token_si
     );
     assert!(root.join("sigvault.toml.before-kek-migrate").is_file());
 
-    let vault = host.serve("kms.log");
-    let kms_kek = status(&host, &vault)["current_kek_id"]
-        .as_str()
-        .expect("current")
-        .to_owned();
-    assert!(kms_kek.starts_with("aws-kms:arn:aws:kms:"), "{kms_kek}");
-    while_the_job_runs(&host, &vault, &a_kek, &b_file, &names, &expected).await;
-    let on_kms = status(&host, &vault);
-    assert_eq!(
-        records(&on_kms).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
-        [kms_kek.as_str()],
-        "every record under KMS: {on_kms}"
-    );
-    vault.stop();
+    let kms_kek = step(
+        &host,
+        "kms.log",
+        "aws-kms:arn:aws:kms:",
+        &a_kek,
+        &b_file,
+        &names,
+        &expected,
+    )
+    .await;
 
     // → SoftHSM2 token B.
     let migrated = host.migrate(&b_file);
     assert_eq!(migrated.code, Some(0), "migrate to token B: {}", migrated.stderr);
-    let vault = host.serve("b.log");
-    let b_kek = status(&host, &vault)["current_kek_id"]
-        .as_str()
-        .expect("current")
-        .to_owned();
-    assert!(b_kek.starts_with("pkcs11:migrate-b:"), "{b_kek}");
-    while_the_job_runs(&host, &vault, &kms_kek, &a_file, &names, &expected).await;
-    let on_b = status(&host, &vault);
-    assert_eq!(
-        records(&on_b).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
-        [b_kek.as_str()],
-        "every record under token B: {on_b}"
-    );
-    vault.stop();
+    step(
+        &host,
+        "b.log",
+        "pkcs11:migrate-b:",
+        &kms_kek,
+        &a_file,
+        &names,
+        &expected,
+    )
+    .await;
 
     // KMS is no longer needed: a vault on token B alone (the previous section removed)
     // signs the same.

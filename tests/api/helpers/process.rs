@@ -122,6 +122,19 @@ impl DevProcess {
         Reply::of(req).await
     }
 
+    /// Creates the HMAC-SHA256 key `name` as root (`ROOT_TOKEN`), asserting 201.
+    pub async fn create_key(&self, name: &str) {
+        let r = self
+            .request(
+                Method::POST,
+                "/v1/keys",
+                super::ROOT_TOKEN,
+                Some(serde_json::json!({"name": name, "algorithm": "hmac-sha256"})),
+            )
+            .await;
+        assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.body);
+    }
+
     /// Whether the process has a handler for `signal` (Linux `/proc/PID/status`, `SigCgt`):
     /// `listening on` is printed before the handlers exist.
     pub fn catches(&self, signal: i32) -> bool {
