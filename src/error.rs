@@ -3,9 +3,26 @@
 //! fails), and [`ApiError`], the error every handler returns.
 //!
 //! Messages of 5xx errors are generic; their cause goes to the log only (never to the
-//! caller). No message may contain a secret, a token or a message body.
+//! caller). No message may contain a secret, a token or a message body. [`chain`] writes an
+//! error and its causes on one line, for the log and for the commands' one-line errors.
 
 use warp::http::StatusCode;
+
+/// An error and its sources on one line (`outer: cause: root cause`), each cause once: a
+/// wrapper that repeats its source's text does not print it twice.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
 
 /// Stable error codes. Clients match on these strings; never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -116,10 +116,14 @@ impl Keyring {
     /// Retires `kek_id` at the provider that holds it (see [`KekProvider::retire`]).
     pub(crate) async fn retire(&self, kek_id: &str) -> Result<(), KekError> {
         let provider = self
-            .providers()
-            .find(|p| p.holds(kek_id))
+            .holder(kek_id)
             .ok_or_else(|| KekError::UnknownKek(kek_id.to_owned()))?;
         provider.retire(kek_id).await
+    }
+
+    /// The provider that holds `kek_id` (the current one first).
+    fn holder(&self, kek_id: &str) -> Option<&Arc<dyn KekProvider>> {
+        self.providers().find(|p| p.holds(kek_id))
     }
 
     /// Reads every provider's KEKs again (another node rotated or retired one).
@@ -135,15 +139,18 @@ impl Keyring {
         if record.format != envelope::FORMAT_V1 {
             return Err(EnvelopeError::UnknownFormat(record.format).into());
         }
-        if !self.providers().any(|p| p.holds(&record.kek_id)) && self.may_refresh_for_unknown() {
-            // Made by another node's rotation, whose announcement this node has not heard
-            // (yet, or at all): read the KEKs again before calling the record unknown.
-            self.refresh().await?;
-        }
-        let provider = self
-            .providers()
-            .find(|p| p.holds(&record.kek_id))
-            .ok_or_else(|| KekError::UnknownKek(record.kek_id.clone()))?;
+        let provider = match self.holder(&record.kek_id) {
+            Some(provider) => provider,
+            None => {
+                // Made by another node's rotation, whose announcement this node has not
+                // heard (yet, or at all): read the KEKs again before calling it unknown.
+                if self.may_refresh_for_unknown() {
+                    self.refresh().await?;
+                }
+                self.holder(&record.kek_id)
+                    .ok_or_else(|| KekError::UnknownKek(record.kek_id.clone()))?
+            }
+        };
         provider.unwrap_dek(&record.kek_id, &record.wrapped_dek, identity).await
     }
 

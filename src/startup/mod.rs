@@ -76,19 +76,7 @@ pub enum StartupError {
 }
 
 /// An error and its causes on one line, outermost first, without repeats.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
+pub use crate::error::chain;
 
 /// How long a node on a shared store waits, before serving, to hear other nodes' changes.
 const LISTEN_WAIT: StdDuration = StdDuration::from_secs(10);

@@ -61,7 +61,7 @@ impl KmsError {
             },
             other => KmsError::Transport {
                 operation,
-                detail: chain(other),
+                detail: crate::error::chain(other),
             },
         }
     }
@@ -83,18 +83,6 @@ impl KmsError {
     pub(super) fn is_access_denied(&self) -> bool {
         matches!(self, KmsError::Service { code, .. } if code == "AccessDeniedException")
     }
-}
-
-/// An error with its sources, one line (the SDK's top-level messages say little alone).
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 impl From<KmsError> for KekError {

@@ -177,7 +177,7 @@ impl Pool {
                 };
                 let mut state = self.state();
                 if refused {
-                    tracing::error!(error = %describe(&err), "the HSM refused the PIN; sigvault will not log in again until restarted");
+                    tracing::error!(error = %crate::error::chain(&err), "the HSM refused the PIN; sigvault will not log in again until restarted");
                     state.login_refused = true;
                 }
                 self.failing(&mut state, &err);
@@ -253,7 +253,7 @@ impl Pool {
 
     fn failing(&self, state: &mut State, err: &Pkcs11Error) {
         if state.outage.is_none() {
-            tracing::warn!(token = %self.token_label, error = %describe(err), "the HSM is failing; sessions will be reopened");
+            tracing::warn!(token = %self.token_label, error = %crate::error::chain(err), "the HSM is failing; sessions will be reopened");
             let now = Instant::now();
             // The first call after the failure tries again at once (a reset token is back
             // by then); later ones wait for their turn in `admit`.
@@ -282,16 +282,4 @@ pub(super) fn log_in(session: &Session, pin: &SecretString, label: &str) -> Resu
         }),
         Err(source) => Err(call("logging in")(source)),
     }
-}
-
-/// `err` and its causes on one line, for the log.
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
