@@ -109,27 +109,7 @@ async fn a_sealed_record_copied_onto_another_keys_row_does_not_open() {
     // An attacker with write access to the database but not the HSM: copy every sealed
     // column of one key's version 1 over another's.
     let raw = RawStore::open(&home.store()).await;
-    let row = raw
-        .fetch_one(
-            "SELECT v.format, v.kek_id, v.wrapped_dek, v.nonce, v.ciphertext FROM key_versions v \
-             JOIN keys k ON k.id = v.key_id WHERE k.name = 'copied-from' AND v.version = 1",
-            &[],
-        )
-        .await;
-    let copied = raw
-        .execute(
-            "UPDATE key_versions SET format = $1, kek_id = $2, wrapped_dek = $3, nonce = $4, ciphertext = $5 \
-             WHERE version = 1 AND key_id = (SELECT id FROM keys WHERE name = 'copied-onto')",
-            &[
-                row.int("format").into(),
-                row.text("kek_id").as_str().into(),
-                row.bytes("wrapped_dek").into(),
-                row.bytes("nonce").into(),
-                row.bytes("ciphertext").into(),
-            ],
-        )
-        .await;
-    assert_eq!(copied, 1);
+    raw.copy_sealed_version("copied-from", "copied-onto").await;
     raw.close().await;
 
     let app = spawn_app_in(home).await;

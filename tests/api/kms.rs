@@ -145,28 +145,7 @@ async fn a_vault_on_aws_kms_signs_the_same_after_a_restart_and_its_database_hold
         path: root.join("data").join("sigvault.db"),
     })
     .await;
-    let row = raw
-        .fetch_one(
-            "SELECT v.format, v.kek_id, v.wrapped_dek, v.nonce, v.ciphertext FROM key_versions v \
-             JOIN keys k ON k.id = v.key_id WHERE k.name = 'imported-1' AND v.version = 1",
-            &[],
-        )
-        .await;
-    assert_eq!(row.text("kek_id"), kek_id);
-    let copied = raw
-        .execute(
-            "UPDATE key_versions SET format = $1, kek_id = $2, wrapped_dek = $3, nonce = $4, ciphertext = $5 \
-             WHERE version = 1 AND key_id = (SELECT id FROM keys WHERE name = 'imported-2')",
-            &[
-                row.int("format").into(),
-                row.text("kek_id").as_str().into(),
-                row.bytes("wrapped_dek").into(),
-                row.bytes("nonce").into(),
-                row.bytes("ciphertext").into(),
-            ],
-        )
-        .await;
-    assert_eq!(copied, 1);
+    assert_eq!(raw.copy_sealed_version("imported-1", "imported-2").await, kek_id);
     raw.close().await;
 
     let vault = serve(&root, &config, "second.log");

@@ -284,6 +284,36 @@ impl RawStore {
         self.execute(sql, &[]).await;
     }
 
+    /// What an attacker with write access to the database but not the HSM or KMS can do:
+    /// copies every sealed column of key `from`'s version 1 over key `onto`'s. Returns the
+    /// `kek_id` copied.
+    pub async fn copy_sealed_version(&self, from: &str, onto: &str) -> String {
+        let row = self
+            .fetch_one(
+                "SELECT v.format, v.kek_id, v.wrapped_dek, v.nonce, v.ciphertext FROM key_versions v \
+                 JOIN keys k ON k.id = v.key_id WHERE k.name = $1 AND v.version = 1",
+                &[from.into()],
+            )
+            .await;
+        let kek_id = row.text("kek_id");
+        let copied = self
+            .execute(
+                "UPDATE key_versions SET format = $1, kek_id = $2, wrapped_dek = $3, nonce = $4, ciphertext = $5 \
+                 WHERE version = 1 AND key_id = (SELECT id FROM keys WHERE name = $6)",
+                &[
+                    row.int("format").into(),
+                    kek_id.as_str().into(),
+                    row.bytes("wrapped_dek").into(),
+                    row.bytes("nonce").into(),
+                    row.bytes("ciphertext").into(),
+                    onto.into(),
+                ],
+            )
+            .await;
+        assert_eq!(copied, 1, "one row copied over");
+        kek_id
+    }
+
     /// Closes every connection (a PostgreSQL database with none left can be copied).
     pub async fn close(self) {
         match self {
