@@ -5,7 +5,7 @@
 
 use time::Duration;
 
-use super::model::{self, Algorithm, KeyState, MAX_KEY_SIZE, MIN_GENERATED_KEY_SIZE, MIN_IMPORTED_KEY_SIZE};
+use super::model::{self, Algorithm, KeyOrigin, KeyState, MAX_KEY_SIZE, MIN_GENERATED_KEY_SIZE, MIN_IMPORTED_KEY_SIZE};
 use super::{
     CachedKey, CreateOptions, DEFAULT_TENANT, KeyDetails, KeyError, KeyPatch, KeyResult, KeyService, MAX_AUTO_ROTATE,
     MIN_AUTO_ROTATE, UPDATE_ATTEMPTS, aad_id, identity, random_id,
@@ -13,6 +13,15 @@ use super::{
 use crate::clock::unix_ms;
 use crate::secret::SecretBytes;
 use crate::store::{KeyRecord, NewVersion, StoreError};
+
+/// Where a new version's material comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Added {
+    /// Made inside the vault (a rotation).
+    Generated,
+    /// Given by the caller (an import).
+    Imported,
+}
 
 impl KeyService {
     /// Creates a key whose first version is generated inside the vault.
@@ -24,7 +33,7 @@ impl KeyService {
             )));
         }
         let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
-        self.insert_new_key(name, &opts, &material).await
+        self.insert_new_key(name, &opts, &material, KeyOrigin::Generated).await
     }
 
     /// Imports `material` as a new key (with `create`), or as a new version of an existing
@@ -56,14 +65,22 @@ impl KeyService {
                     existing.algorithm.as_str()
                 )));
             }
-            let details = self.add_version(name, &material).await?;
+            let details = self.add_version(name, &material, Added::Imported).await?;
             return Ok((details, false));
         }
-        let details = self.insert_new_key(name, &create, &material).await?;
+        let details = self
+            .insert_new_key(name, &create, &material, KeyOrigin::Imported)
+            .await?;
         Ok((details, true))
     }
 
-    async fn insert_new_key(&self, name: &str, opts: &CreateOptions, material: &SecretBytes) -> KeyResult<KeyDetails> {
+    async fn insert_new_key(
+        &self,
+        name: &str,
+        opts: &CreateOptions,
+        material: &SecretBytes,
+        origin: KeyOrigin,
+    ) -> KeyResult<KeyDetails> {
         model::validate_name(name).map_err(KeyError::Invalid)?;
         model::validate_owner(&opts.owner).map_err(KeyError::Invalid)?;
         model::validate_tags(&opts.tags).map_err(KeyError::Invalid)?;
@@ -81,6 +98,7 @@ impl KeyService {
             latest_version: 1,
             min_verify_version: 1,
             exportable: opts.exportable,
+            origin,
             auto_rotate_period_s,
             deletion_due_ms: None,
             state_before_deletion: None,
@@ -114,14 +132,21 @@ impl KeyService {
         let size = latest.len().max(MIN_GENERATED_KEY_SIZE);
         drop(latest);
         let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
-        self.add_version(name, &material).await
+        self.add_version(name, &material, Added::Generated).await
     }
 
     /// Appends a version holding `material`, sealed for its own identity.
-    async fn add_version(&self, name: &str, material: &SecretBytes) -> KeyResult<KeyDetails> {
+    async fn add_version(&self, name: &str, material: &SecretBytes, added: Added) -> KeyResult<KeyDetails> {
         self.write_key(name, |current| async move {
             if current.record.state == KeyState::PendingDeletion {
                 return Err(KeyError::Precondition(format!("key '{name}' is pending deletion")));
+            }
+            // Checked on the fresh row, inside the write: no caller, root included, can make
+            // known material the newest version of a key generated inside the vault.
+            if added == Added::Imported && current.record.origin != KeyOrigin::Imported {
+                return Err(KeyError::Forbidden(format!(
+                    "key '{name}' was generated inside the vault: a version can be imported only into a key created by import"
+                )));
             }
             let version = current.record.latest_version.saturating_add(1);
             // Sealing the new version's material: the only place it is consumed.

@@ -54,6 +54,9 @@ pub enum KeyError {
     Invalid(String),
     #[error("{0}")]
     Precondition(String),
+    /// Refused whatever the caller's rights (no policy can allow it).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     TooLarge(String),
     #[error(transparent)]

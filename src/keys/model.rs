@@ -20,7 +20,7 @@ pub(crate) const MAX_TAG_KEY_LEN: usize = 128;
 pub(crate) const MAX_TAG_VALUE_LEN: usize = 256;
 pub(crate) const MAX_OWNER_LEN: usize = 256;
 
-pub use crate::model::{Algorithm, Boundary, KeyState};
+pub use crate::model::{Algorithm, Boundary, KeyOrigin, KeyState};
 
 // The MAC computation lives with the keys domain; `crate::model` only names the algorithm.
 impl Algorithm {

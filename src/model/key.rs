@@ -38,6 +38,16 @@ text_enum! {
 }
 
 text_enum! {
+    /// Where a key's material came from. A version may be imported only into an imported
+    /// key: importing known material as the newest version of a generated key would let the
+    /// importer forge the signatures of the service that uses it.
+    pub enum KeyOrigin {
+        Generated = "generated",
+        Imported = "imported",
+    }
+}
+
+text_enum! {
     /// Where the HMAC runs. Only `process` is served by this build; `hsm` is refused at
     /// creation with a clear error rather than silently downgraded, and a stored row naming
     /// it reads as corrupt.

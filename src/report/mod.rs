@@ -287,6 +287,7 @@ pub(crate) mod tests {
                 latest_version: versions.last().map_or(1, |v| v.version),
                 min_verify_version: 1,
                 exportable: false,
+                origin: crate::model::KeyOrigin::Generated,
                 auto_rotate_period_s: None,
                 deletion_due_ms: None,
                 state_before_deletion: None,

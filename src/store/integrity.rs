@@ -19,6 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::rows::Columns;
 use super::{ApiKeyRecord, CredentialRecord, KeyRecord, StoreError, StoreResult, TokenRecord};
+use crate::model::KeyOrigin;
 
 /// Computes and checks row tags. Implemented above the store (the store holds no key).
 pub trait RowSealer: Send + Sync {
@@ -237,6 +238,12 @@ impl Protected for KeyRecord {
             .int(self.created_at_ms)
             .int(self.updated_at_ms)
             .int(self.revision);
+        // Appended only for imported keys, so the tags of rows stored before keys had an
+        // origin (all generated) stay valid; a row whose origin a database writer flips
+        // either way then fails its check.
+        if self.origin == KeyOrigin::Imported {
+            row.text(self.origin.as_str());
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::StoreResult;
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::model::{Algorithm, Boundary, KeyState};
+use crate::model::{Algorithm, Boundary, KeyOrigin, KeyState};
 
 /// A signing key's metadata row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct KeyRecord {
     pub latest_version: u32,
     pub min_verify_version: u32,
     pub exportable: bool,
+    /// Generated inside the vault or imported; never changes.
+    pub origin: KeyOrigin,
     pub(crate) auto_rotate_period_s: Option<i64>,
     pub(crate) deletion_due_ms: Option<i64>,
     /// The state `restore` returns to while `pending_deletion`.

@@ -8,7 +8,7 @@
 //! Both backends' rows are sqlx rows, and read through one implementation of [`Columns`].
 
 use crate::envelope::SealedRecord;
-use crate::model::{Algorithm, ApiKeyState, Boundary, CredentialState, KeyState, OnNewFingerprint};
+use crate::model::{Algorithm, ApiKeyState, Boundary, CredentialState, KeyOrigin, KeyState, OnNewFingerprint};
 use crate::store::{
     ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, CredentialPatch, CredentialRecord, FingerprintRecord, KeyRecord,
     NewVersion, StoreError, StoreResult, TokenRecord, VersionInfo,
@@ -152,6 +152,7 @@ pub(crate) fn key(row: &impl Columns) -> StoreResult<KeyRecord> {
         latest_version: u32_col(row, "latest_version")?,
         min_verify_version: u32_col(row, "min_verify_version")?,
         exportable: row.flag("exportable")?,
+        origin: enum_col(row, "origin", KeyOrigin::parse)?,
         auto_rotate_period_s: row.opt_int("auto_rotate_period_s")?,
         deletion_due_ms: row.opt_int("deletion_due_ms")?,
         state_before_deletion: opt_enum_col(row, "state_before_deletion", KeyState::parse)?,

@@ -13,7 +13,7 @@ use crate::store::{ApiKeyHashRow, ApiKeyRecord, CredentialRecord, KeyRecord, New
 
 pub(crate) const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
      min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, \
-     updated_at_ms, revision, mac";
+     updated_at_ms, revision, mac, origin";
 
 pub(crate) const TOKEN_COLUMNS: &str =
     "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms, revision, mac";
@@ -104,8 +104,8 @@ pub(crate) fn insert_key(key: &KeyRecord, tag: Vec<u8>) -> StoreResult<Stmt> {
     Ok(Stmt {
         sql: "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
               min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
-              created_at_ms, updated_at_ms, revision, mac) \
-              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+              created_at_ms, updated_at_ms, revision, mac, origin) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         values: vec![
             text(&key.id),
             text(&key.name),
@@ -125,6 +125,7 @@ pub(crate) fn insert_key(key: &KeyRecord, tag: Vec<u8>) -> StoreResult<Stmt> {
             int(key.updated_at_ms),
             int(key.revision),
             Value::Bytes(tag),
+            text(key.origin.as_str()),
         ],
     })
 }

@@ -22,6 +22,7 @@ pub(super) struct KeyJson {
     latest_version: u32,
     min_verify_version: u32,
     exportable: bool,
+    origin: &'static str,
     auto_rotate_period: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     deletion_due_at: Option<String>,
@@ -67,5 +68,6 @@ pub(super) fn key_json(d: KeyDetails) -> KeyJson {
         latest_version: r.latest_version,
         min_verify_version: r.min_verify_version,
         exportable: r.exportable,
+        origin: r.origin.as_str(),
     }
 }

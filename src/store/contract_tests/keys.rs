@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{DAY_MS, HOUR_MS, T0, sealed};
 use crate::envelope::SealedRecord;
-use crate::model::{Algorithm, Boundary, KeyState};
+use crate::model::{Algorithm, Boundary, KeyOrigin, KeyState};
 use crate::store::{KeyRecord, KeyStore, NewVersion, StoreError, UsageDelta, VersionInfo};
 
 pub(crate) fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -25,6 +25,7 @@ pub(crate) fn key_record(name: &str) -> KeyRecord {
         latest_version: 1,
         min_verify_version: 1,
         exportable: false,
+        origin: KeyOrigin::Generated,
         auto_rotate_period_s: None,
         deletion_due_ms: None,
         state_before_deletion: None,
@@ -213,6 +214,7 @@ pub(crate) async fn update_key_writes_only_mutable_settings_and_refuses_a_stale_
         latest_version: 9,
         min_verify_version: 2,
         exportable: true,
+        origin: KeyOrigin::Imported,
         auto_rotate_period_s: None,
         deletion_due_ms: Some(T0 + 30 * DAY_MS),
         state_before_deletion: Some(KeyState::Enabled),
@@ -303,6 +305,10 @@ pub(crate) async fn every_algorithm_state_and_prior_state_reads_back_as_written(
             let key = KeyRecord {
                 algorithm: *algorithm,
                 state: *state,
+                // Both origins, across the algorithms and states.
+                origin: *KeyOrigin::ALL
+                    .get((i + j) % KeyOrigin::ALL.len())
+                    .unwrap_or(&KeyOrigin::Generated),
                 state_before_deletion: (*state == KeyState::PendingDeletion).then_some(prior).flatten(),
                 tags: tags(&[
                     ("team", "päyments \"core\""),

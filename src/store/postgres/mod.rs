@@ -54,7 +54,10 @@ use super::integrity::installed;
 use super::{RowSealer, StoreError, StoreResult, redacted_url};
 
 /// Schema migrations, applied in order, each once.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_key_origin.sql")),
+];
 
 /// Connections per node: enough for the request path, the audit indexer and the flushers
 /// at once, few enough that a dozen nodes stay inside a default `max_connections` (100).

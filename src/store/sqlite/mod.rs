@@ -48,6 +48,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     // Applied at open, so on a new database before 10 (row integrity, which needs the
     // sealer): it only adds a nullable column and a table, and binds nothing 10 tags.
     (11, include_str!("../migrations/sqlite/0011_api_key_fingerprints.sql")),
+    (12, include_str!("../migrations/sqlite/0012_key_origin.sql")),
 ];
 
 /// The migration that adds the row-integrity columns. It is applied by

@@ -596,3 +596,52 @@ async fn a_store_without_a_sealer_reads_and_writes_no_protected_row() {
     ));
     assert!(matches!(store.get_key("k").await, Err(StoreError::Unavailable(_))));
 }
+
+/// A data dir from before keys had an origin (migration 12): its keys, tagged without one,
+/// still read — as generated, the reading under which nothing can be imported into them —
+/// and the migration runs once.
+#[tokio::test]
+async fn keys_from_before_origins_read_as_generated_with_their_tags_valid() {
+    use crate::model::KeyOrigin;
+    let home = TempDir::new();
+    let old = key_record("before-origins");
+    {
+        let store = open(&home).await;
+        create(&store, &old, 1).await;
+    }
+    write_behind(
+        &home,
+        "ALTER TABLE keys DROP COLUMN origin; DELETE FROM schema_migrations WHERE version = 12;",
+    )
+    .await;
+    assert!(!applied_migrations(&home).await.iter().any(|m| m.0 == 12));
+
+    let store = open(&home).await;
+    let read = store.get_key("before-origins").await.unwrap().unwrap();
+    assert_eq!(read.origin, KeyOrigin::Generated);
+    assert_eq!(read, old);
+    assert_eq!(applied_migrations(&home).await.iter().filter(|m| m.0 == 12).count(), 1);
+}
+
+/// A key's origin is bound into its tag both ways: a generated key made `imported` behind
+/// the store (so known material could be imported into it) is refused, and so is an
+/// imported key made `generated`.
+#[tokio::test]
+async fn a_key_origin_edited_behind_the_store_is_refused() {
+    use crate::model::KeyOrigin;
+    let home = TempDir::new();
+    let store = open(&home).await;
+    create(&store, &key_record("generated"), 1).await;
+    let imported = crate::store::KeyRecord {
+        origin: KeyOrigin::Imported,
+        ..key_record("imported")
+    };
+    create(&store, &imported, 2).await;
+    write_behind(
+        &home,
+        "UPDATE keys SET origin = 'imported' WHERE name = 'generated';          UPDATE keys SET origin = 'generated' WHERE name = 'imported';",
+    )
+    .await;
+    assert_refused(store.get_key("generated").await, "keys", "kid-generated");
+    assert_refused(store.get_key("imported").await, "keys", "kid-imported");
+}

@@ -64,7 +64,8 @@ async fn imported_material_signs_exactly_like_a_local_hmac() {
 #[tokio::test]
 async fn importing_into_an_existing_key_adds_a_version_with_that_material() {
     let app = spawn_app().await;
-    app.create_key("k").await;
+    let created = app.import_key("k", "hmac-sha256", &[0x11; 32]).await;
+    assert_eq!(created["origin"], "imported");
     let (v1_signature, _) = app.sign("k", b"m").await;
     let material = [0x5a_u8; 40];
 
@@ -97,7 +98,7 @@ async fn importing_into_an_existing_key_adds_a_version_with_that_material() {
 #[tokio::test]
 async fn import_refuses_create_options_on_an_existing_key_another_algorithm_and_bad_material() {
     let app = spawn_app().await;
-    app.create_key("k").await;
+    app.import_key("k", "hmac-sha256", &[3; 32]).await;
     let before = all_keys(&app).await;
     let good = b64(&[1; 32]);
     let cases = [
@@ -145,4 +146,56 @@ async fn import_refuses_create_options_on_an_existing_key_another_algorithm_and_
 
     let body = app.import_key("k", "hmac-sha256", &[2; 512]).await;
     assert_eq!(body["latest_version"], 2, "512 bytes is the largest material");
+}
+
+/// No takeover by import: known material imported as the newest version of a key generated
+/// inside the vault would let the importer forge the signatures of the service using it. It
+/// is refused for every caller, root included, and the key signs as before.
+#[tokio::test]
+async fn a_version_cannot_be_imported_into_a_generated_key_by_anyone() {
+    let app = spawn_app().await;
+    let created = app.create_key("service-key").await;
+    assert_eq!(created["origin"], "generated");
+    let (before, _) = app.sign("service-key", b"m").await;
+    let r = app
+        .post(
+            "/v1/auth/tokens",
+            json!({"principal": "custodian-1", "groups": ["custodian"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let custodian = r.body["token"].as_str().expect("token").to_owned();
+    let known = b64(&[0x42; 32]);
+    for token in [crate::helpers::ROOT_TOKEN, custodian.as_str()] {
+        let r = app
+            .send(
+                reqwest::Method::POST,
+                "/v1/keys/service-key/import",
+                Some(token),
+                Some(serde_json::to_vec(&json!({"key_material": known})).expect("json")),
+            )
+            .await;
+        assert_error(
+            &r,
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "import into a generated key",
+        );
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("generated inside the vault"),
+            "{}",
+            r.body
+        );
+    }
+    let key = app.get("/v1/keys/service-key").await.body;
+    assert_eq!(key["latest_version"], 1, "nothing was added: {key}");
+    let (after, version) = app.sign("service-key", b"m").await;
+    assert_eq!((after, version), (before, 1));
+    // A rotation (material made inside the vault) is still fine.
+    let r = app.post("/v1/keys/service-key/rotate", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["origin"], "generated");
 }

@@ -22,6 +22,7 @@ async fn a_created_key_shows_its_settings_and_never_its_material() {
         "latest_version": 1,
         "min_verify_version": 1,
         "exportable": false,
+        "origin": "generated",
         "auto_rotate_period": null,
         "created_at": START,
         "versions": [{"version": 1, "created_at": START, "sign_count": 0, "verify_count": 0, "last_used_at": null}],
