@@ -307,6 +307,7 @@ impl From<KeyError> for ApiError {
             KeyError::Invalid(m) => ApiError::new(ErrorCode::InvalidArgument, m),
             KeyError::Precondition(m) => ApiError::new(ErrorCode::FailedPrecondition, m),
             KeyError::Forbidden(m) => ApiError::new(ErrorCode::PermissionDenied, m),
+            KeyError::Superseded(m) => ApiError::new(ErrorCode::FailedPrecondition, m),
             KeyError::TooLarge(m) => ApiError::new(ErrorCode::PayloadTooLarge, m),
             KeyError::Kek(k) => kek_error(k),
             KeyError::Store(s) => store_error(s),

@@ -17,10 +17,18 @@ use crate::store::{KeyRecord, NewVersion, StoreError};
 /// Where a new version's material comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Added {
-    /// Made inside the vault (a rotation).
-    Generated,
+    /// Made inside the vault (a rotation); with `if_latest`, only while that is still the
+    /// key's latest version (the scheduler's rotation, which another node may have made).
+    Generated { if_latest: Option<u32> },
     /// Given by the caller (an import).
     Imported,
+}
+
+/// A key the scheduler rotated, and its new version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoRotated {
+    pub name: String,
+    pub version: u32,
 }
 
 impl KeyService {
@@ -127,12 +135,17 @@ impl KeyService {
 
     /// Adds a version generated inside the vault, of the same size as the latest one.
     pub async fn rotate(&self, name: &str) -> KeyResult<KeyDetails> {
+        self.rotate_if(name, None).await
+    }
+
+    /// [`KeyService::rotate`], only while `if_latest` (when given) is the latest version.
+    async fn rotate_if(&self, name: &str, if_latest: Option<u32>) -> KeyResult<KeyDetails> {
         let current = self.load_fresh(name).await?;
         let latest = self.secret(&current, current.record.latest_version).await?;
         let size = latest.len().max(MIN_GENERATED_KEY_SIZE);
         drop(latest);
         let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
-        self.add_version(name, &material, Added::Generated).await
+        self.add_version(name, &material, Added::Generated { if_latest }).await
     }
 
     /// Appends a version holding `material`, sealed for its own identity.
@@ -143,6 +156,13 @@ impl KeyService {
             }
             // Checked on the fresh row, inside the write: no caller, root included, can make
             // known material the newest version of a key generated inside the vault.
+            if let Added::Generated { if_latest: Some(seen) } = added
+                && current.record.latest_version != seen
+            {
+                return Err(KeyError::Superseded(format!(
+                    "key '{name}' has a version newer than {seen} already"
+                )));
+            }
             if added == Added::Imported && current.record.origin != KeyOrigin::Imported {
                 return Err(KeyError::Forbidden(format!(
                     "key '{name}' was generated inside the vault: a version can be imported only into a key created by import"
@@ -298,22 +318,31 @@ impl KeyService {
         }
     }
 
-    /// Rotates every enabled key whose latest version is older than its rotation period.
-    pub(crate) async fn rotate_due(&self) -> KeyResult<usize> {
+    /// Rotates every enabled key whose latest version is older than its rotation period, and
+    /// returns those it rotated. Each rotation adds a version only if the one found due is
+    /// still the latest: of several nodes running this at once (or a manual rotation meeting
+    /// it), exactly one adds the version, and the others skip the key.
+    pub async fn rotate_due(&self) -> KeyResult<Vec<AutoRotated>> {
         let now = self.now_ms();
-        let mut rotated = 0;
+        let mut rotated = Vec::new();
         for (record, latest_created_ms) in self.store.auto_rotating_keys().await? {
             let Some(period_s) = record.auto_rotate_period_s else {
                 continue;
             };
-            if latest_created_ms.saturating_add(period_s.saturating_mul(1000)) <= now {
-                match self.rotate(&record.name).await {
-                    Ok(_) => {
-                        rotated += 1;
-                        tracing::info!(key = %record.name, "key rotated automatically");
-                    }
-                    Err(e) => tracing::warn!(key = %record.name, error = %e, "automatic rotation failed"),
+            if latest_created_ms.saturating_add(period_s.saturating_mul(1000)) > now {
+                continue;
+            }
+            match self.rotate_if(&record.name, Some(record.latest_version)).await {
+                Ok(details) => {
+                    tracing::info!(key = %record.name, version = details.record.latest_version, "key rotated automatically");
+                    rotated.push(AutoRotated {
+                        name: record.name,
+                        version: details.record.latest_version,
+                    });
                 }
+                // Rotated since it was listed: by another node's scheduler, or by hand.
+                Err(KeyError::Superseded(_)) => {}
+                Err(e) => tracing::warn!(key = %record.name, error = %e, "automatic rotation failed"),
             }
         }
         Ok(rotated)

@@ -8,6 +8,7 @@
 
 pub mod cache;
 mod lifecycle;
+pub use lifecycle::AutoRotated;
 mod mac;
 pub mod model;
 pub mod usage;
@@ -57,6 +58,10 @@ pub enum KeyError {
     /// Refused whatever the caller's rights (no policy can allow it).
     #[error("{0}")]
     Forbidden(String),
+    /// A conditional change found the key already changed (a scheduled rotation another
+    /// node made first).
+    #[error("{0}")]
+    Superseded(String),
     #[error("{0}")]
     TooLarge(String),
     #[error(transparent)]

@@ -37,6 +37,13 @@ pub struct KeyEntry {
     pub verify_count: u64,
     /// The latest version's creation plus the cryptoperiod.
     pub rotation_due_at: String,
+    /// How often the scheduler gives the key a new version; `None` when it does not.
+    pub auto_rotate_period: Option<String>,
+    /// When the scheduler rotates it next (its latest version's creation plus the period);
+    /// `None` when it does not rotate automatically or is not enabled (only enabled keys
+    /// are rotated). A time in the past means the rotation is overdue: the scheduler has not
+    /// run (no node serving) or failed (its log says why).
+    pub next_auto_rotation_at: Option<String>,
     /// The latest version is older than the cryptoperiod.
     pub over_age: bool,
     /// Not over-age, but due for rotation within 30 days.
@@ -89,6 +96,13 @@ pub(crate) fn key_entry(details: &KeyDetails, now: OffsetDateTime, cryptoperiod:
         sign_count,
         verify_count,
         rotation_due_at: rfc3339(latest.rotation_due_at),
+        auto_rotate_period: record
+            .auto_rotate_period_s
+            .map(|s| crate::timefmt::format_duration(Duration::seconds(s))),
+        next_auto_rotation_at: record
+            .auto_rotate_period_s
+            .filter(|_| record.state == KeyState::Enabled)
+            .map(|s| rfc3339(latest_created + Duration::seconds(s))),
         over_age: latest.over_age,
         due_within_30_days: latest.due_soon,
         never_used: sign_count == 0 && verify_count == 0 && last_used.is_none(),

@@ -68,13 +68,44 @@ pub(super) fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration
                     if let Err(e) = state.keys.purge_due().await {
                         tracing::warn!(error = %e, "destroying keys past their waiting period failed");
                     }
-                    if let Err(e) = state.keys.rotate_due().await {
-                        tracing::warn!(error = %e, "automatic rotation failed");
-                    }
+                    rotate_due_keys(&state).await;
                 }
             }
         }
     })
+}
+
+/// The scheduler's rotations: every key past its `auto_rotate_period` gets a version made
+/// inside the vault, once across the nodes sharing the store (see
+/// [`crate::keys::KeyService::rotate_due`]), and each is an audit event: action `RotateKey`,
+/// principal `-` (the vault itself, no caller), the key's resource and its new version.
+/// Returns how many keys this node rotated. Run by the maintenance loop every
+/// `MAINTENANCE_INTERVAL`.
+pub async fn rotate_due_keys(state: &AppState) -> usize {
+    let rotated = match state.keys.rotate_due().await {
+        Ok(rotated) => rotated,
+        Err(e) => {
+            tracing::warn!(error = %e, "automatic rotation failed");
+            return 0;
+        }
+    };
+    for key in &rotated {
+        let event = EventData {
+            time_ms: state.clock.now_ms(),
+            request_id: request_id(),
+            principal: "-".into(),
+            action: crate::audit::action::Action::RotateKey.as_str().into(),
+            resource: format!("key:{}", key.name),
+            key_version: Some(key.version),
+            decision: Decision::Undecided,
+            outcome: "ok".into(),
+            ..EventData::default()
+        };
+        if let Err(e) = state.audit.record(event).await {
+            tracing::warn!(key = %key.name, error = %e, "the audit event of an automatic rotation was not written");
+        }
+    }
+    rotated.len()
 }
 
 /// The rewrap job's loop: a pass at start (resuming one a crash cut short), then one whenever

@@ -22,6 +22,7 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+pub use background::rotate_due_keys;
 pub use serve::serve;
 
 use crate::api::{self, AppState};

@@ -477,3 +477,75 @@ async fn during_a_kek_rotation_one_node_rewraps_and_both_keep_serving() {
         assert_eq!(a.sign(&name, b"x").await.0, b.sign(&name, b"x").await.0, "{name}");
     }
 }
+
+/// The scheduler's rotation, with the nodes' clocks driven: a key with `auto_rotate_period`
+/// is not rotated a minute before it is due, and once due, both nodes running their
+/// scheduler at the same moment add exactly one version between them, audited once as
+/// `RotateKey` by `-` (the vault itself); the next run of either adds nothing.
+#[tokio::test]
+async fn a_due_key_is_rotated_automatically_once_across_both_nodes_and_audited_once() {
+    let (a, b) = two_nodes().await;
+    let r = a
+        .post(
+            "/v1/keys",
+            json!({"name": "auto", "algorithm": "hmac-sha256", "auto_rotate_period": "1h"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let both = || async {
+        let (ra, rb) = futures_util::future::join(
+            sigvault::startup::rotate_due_keys(&a.state),
+            sigvault::startup::rotate_due_keys(&b.state),
+        )
+        .await;
+        ra + rb
+    };
+
+    for node in [&a, &b] {
+        node.clock.advance(time::Duration::minutes(59));
+    }
+    assert_eq!(both().await, 0, "not due a minute early");
+    assert_eq!(latest_version(&a, "auto").await, Some(1));
+
+    for node in [&a, &b] {
+        node.clock.advance(time::Duration::minutes(2));
+    }
+    both().await;
+    assert_eq!(latest_version(&a, "auto").await, Some(2), "rotated once, not twice");
+    within_notification_time("node B sees the new version", || async {
+        latest_version(&b, "auto").await == Some(2)
+    })
+    .await;
+    assert_eq!(both().await, 0, "the new version is not due for an hour");
+    assert_eq!(latest_version(&a, "auto").await, Some(2));
+
+    // One audit event, by the vault itself, naming the new version (each node indexes its own
+    // events within `audit.index_lag`).
+    let rotations = || async {
+        let r = a.get("/v1/audit/events?action=RotateKey&limit=100").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["events"].as_array().cloned().unwrap_or_default()
+    };
+    eventually("the rotation's event is indexed", 10, || async {
+        !rotations().await.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = rotations().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = events.first().expect("one event");
+    assert_eq!(
+        (
+            event["principal"].as_str(),
+            event["resource"].as_str(),
+            event["key_version"].as_u64(),
+            event["outcome"].as_str()
+        ),
+        (Some("-"), Some("key:auto"), Some(2), Some("ok")),
+        "{event}"
+    );
+}
+
+async fn latest_version(app: &TestApp, name: &str) -> Option<u64> {
+    app.get(&format!("/v1/keys/{name}")).await.body["latest_version"].as_u64()
+}

@@ -29,8 +29,9 @@ fn day(days: i64) -> String {
 
 /// Five keys at day 400 of the clock:
 /// - `alpha`, created on day 0 and used then: over-age;
-/// - `bravo`, imported on day 0 by a hostile owner, never used, rotated on day 400: fresh;
-/// - `charlie`, created on day 400 and disabled; `delta`, created on day 400 and scheduled
+/// - `bravo`, imported on day 0 by a hostile owner, never used, rotated on day 400 and then
+///   set to rotate automatically every 30 days: fresh, next rotation on day 430;
+/// - `charlie`, created on day 400 and disabled (with a 90-day period it is not rotated on); `delta`, created on day 400 and scheduled
 ///   for deletion: both never used;
 /// - `echo`, created and used on day 50: due for rotation on day 415, within 30 days.
 async fn scenario(app: &TestApp) {
@@ -58,17 +59,24 @@ async fn scenario(app: &TestApp) {
     app.clock.advance(Duration::days(350));
     let r = app.post("/v1/keys/bravo/rotate", json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.patch("/v1/keys/bravo", json!({"auto_rotate_period": "30d"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     app.create_key("charlie").await;
-    let r = app.patch("/v1/keys/charlie", json!({"state": "disabled"})).await;
+    let r = app
+        .patch(
+            "/v1/keys/charlie",
+            json!({"state": "disabled", "auto_rotate_period": "90d"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     app.create_key("delta").await;
     let r = app.delete("/v1/keys/delta").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
 }
 
-/// The events of the audited requests [`scenario`] makes, all as `root`: 11 requests, 8 of
+/// The events of the audited requests [`scenario`] makes, all as `root`: 12 requests, 9 of
 /// them changes that also write an intent.
-const SCENARIO_EVENTS: u64 = 19;
+const SCENARIO_EVENTS: u64 = 21;
 
 /// A key row as the report should show it.
 fn row(name: &str, algorithm: &str, owner: &str, state: &str, created: i64, latest: (u32, i64)) -> Value {
@@ -90,6 +98,8 @@ fn row(name: &str, algorithm: &str, owner: &str, state: &str, created: i64, late
         "sign_count": 0,
         "verify_count": 0,
         "rotation_due_at": day(latest_created + 365),
+        "auto_rotate_period": null,
+        "next_auto_rotation_at": null,
         "over_age": false,
         "due_within_30_days": false,
         "never_used": true,
@@ -106,8 +116,11 @@ fn expected_keys() -> Value {
 
     let mut bravo = row("bravo", "hmac-sha512", HOSTILE_OWNER, "enabled", 0, (2, 400));
     bravo["tags"] = json!({"team": HOSTILE_TAG});
+    bravo["auto_rotate_period"] = json!("30d");
+    bravo["next_auto_rotation_at"] = json!(day(430));
 
-    let charlie = row("charlie", "hmac-sha256", "root", "disabled", 400, (1, 400));
+    let mut charlie = row("charlie", "hmac-sha256", "root", "disabled", 400, (1, 400));
+    charlie["auto_rotate_period"] = json!("90d");
     let delta = row("delta", "hmac-sha256", "root", "pending_deletion", 400, (1, 400));
 
     let mut echo = row("echo", "hmac-sha256", "root", "enabled", 50, (1, 50));

@@ -75,7 +75,8 @@ fn key_row(k: &KeyEntry) -> String {
          <td class=\"num\">{versions}</td>\
          <td class=\"when\">v{latest} · <span title=\"{latest_created}\">{latest_day}</span><span class=\"sub\">{latest_age} d old</span></td>\
          <td class=\"when\">{last_used}</td><td class=\"num\">{signs}</td><td class=\"num\">{verifies}</td>\
-         <td class=\"when\"><span title=\"{due}\">{due_day}</span></td><td>{findings}</td></tr>\n",
+         <td class=\"when\"><span title=\"{due}\">{due_day}</span>{auto}</td><td>{findings}</td></tr>\n",
+        auto = auto_rotation(k),
         name = Esc(&k.name),
         owner = Esc(&k.owner),
         algorithm = Esc(k.algorithm.as_str()),
@@ -94,6 +95,21 @@ fn key_row(k: &KeyEntry) -> String {
         due = Esc(&k.rotation_due_at),
         due_day = Esc(date(&k.rotation_due_at)),
     )
+}
+
+/// Under the rotation due date: the scheduler's period and next rotation, when it rotates
+/// the key.
+fn auto_rotation(k: &crate::report::keys::KeyEntry) -> String {
+    match (&k.auto_rotate_period, &k.next_auto_rotation_at) {
+        (Some(period), Some(next)) => format!(
+            "<span class=\"sub\">auto every {} · next <span title=\"{}\">{}</span></span>",
+            Esc(period),
+            Esc(next),
+            Esc(date(next))
+        ),
+        (Some(period), None) => format!("<span class=\"sub\">auto every {} (not enabled)</span>", Esc(period)),
+        _ => String::new(),
+    }
 }
 
 /// The signing keys' section: one row per key, its findings marked.
