@@ -81,12 +81,23 @@ impl Client {
                 "SIGVAULT_ADDR `{base}` must be an http:// or https:// address, e.g. {DEFAULT_ADDR}"
             )));
         }
+        // The token travels in every request: in clear only to this machine (as the server
+        // itself serves plain HTTP only on loopback unless told otherwise).
+        if let Some(rest) = base.strip_prefix("http://")
+            && !is_loopback(rest)
+        {
+            return Err(ClientError::Usage(format!(
+                "SIGVAULT_ADDR `{base}`: plain http:// only to a loopback address (127.0.0.1, [::1], localhost); use https:// (with --ca-cert) so the token is not sent in clear"
+            )));
+        }
         let token = match (settings.token, settings.token_file) {
             (Some(token), _) => Some(token),
             (None, Some(file)) => Some(read_token_file(&file)?),
             (None, None) => None,
         };
+        // No proxy from the environment: the token goes to the vault and nowhere else.
         let mut builder = reqwest::Client::builder()
+            .no_proxy()
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("sigvault-cli/", env!("CARGO_PKG_VERSION")));
@@ -165,6 +176,16 @@ impl Client {
     }
 }
 
+/// Whether the authority of an `http://` address (`host[:port][/…]`) is a loopback host.
+fn is_loopback(authority_and_path: &str) -> bool {
+    let authority = authority_and_path.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The token in `file`: its first line, at most [`MAX_TOKEN_FILE`] bytes.
 fn read_token_file(file: &std::path::Path) -> Result<SecretString, ClientError> {
     use std::io::Read;
@@ -228,6 +249,43 @@ mod tests {
         .err()
         .map(|e| e.exit_code());
         assert_eq!(err, Some(2));
+    }
+
+    #[test]
+    fn plain_http_goes_only_to_loopback_addresses() {
+        for addr in [
+            "http://127.0.0.1:8200",
+            "http://localhost:8200",
+            "http://[::1]:8200/",
+            "http://127.0.0.2",
+        ] {
+            let client = Client::new(ClientSettings {
+                addr: Some(addr.into()),
+                ..ClientSettings::default()
+            });
+            assert!(client.is_ok(), "{addr}");
+        }
+        for addr in [
+            "http://10.0.0.5:8200",
+            "http://vault.example.com",
+            "http://[2001:db8::1]:8200",
+            "http://127.0.0.1.nip.io",
+        ] {
+            let err = Client::new(ClientSettings {
+                addr: Some(addr.into()),
+                ..ClientSettings::default()
+            })
+            .err()
+            .map(|e| e.exit_code());
+            assert_eq!(err, Some(2), "{addr}");
+        }
+        assert!(
+            Client::new(ClientSettings {
+                addr: Some("https://vault.example.com:8200".into()),
+                ..ClientSettings::default()
+            })
+            .is_ok()
+        );
     }
 
     #[test]

@@ -551,7 +551,7 @@ fn kek(command: KekCommand, env: Vec<(String, String)>) -> ExitCode {
             KekCommand::Migrate { config, to, stage } => {
                 let migrated = admin::kek_migrate::kek_migrate(&config, &to, stage, &env)
                     .await
-                    .map_err(|e| (2, chain(&e)))?;
+                    .map_err(|e| (e.exit_code(), chain(&e)))?;
                 print_migrated(&config, &migrated);
                 Ok(())
             }
@@ -623,11 +623,17 @@ fn records_left(status: &serde_json::Value) -> u64 {
         .sum()
 }
 
+/// How long `kek wait` watches records stay under older KEKs while the rewrap job is idle
+/// before it gives up (the job looks again every minute, and right after a rotation).
+const IDLE_GIVE_UP: std::time::Duration = std::time::Duration::from_secs(75);
+
 /// Polls `GET /v1/sys/kek` once a second, drawing the records moved so far with an ETA,
-/// until none is left under an older KEK.
+/// until none is left under an older KEK (exit 1 if the job stays idle with records left,
+/// which did not open).
 async fn follow_rewrap(client: &sigvault::client::Client, follow: &FollowArgs) -> Result<(), (u8, String)> {
     let fail = |e: sigvault::client::ClientError| (e.exit_code(), e.to_string());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(follow.timeout);
+    let started = std::time::Instant::now();
+    let deadline = started.checked_add(std::time::Duration::from_secs(follow.timeout));
     let mut progress: Box<dyn Progress + Send> = if follow.progress || std::io::stderr().is_terminal() {
         Box::new(ProgressBar::with_eta(std::io::stderr(), "records"))
     } else {
@@ -638,6 +644,8 @@ async fn follow_rewrap(client: &sigvault::client::Client, follow: &FollowArgs) -
     let mut current = first["current_kek_id"].as_str().unwrap_or("?").to_owned();
     progress.start(total);
     let mut last_error: Option<String> = None;
+    // Records left while the job says it has nothing to do: the ones it could not open.
+    let mut idle_since: Option<(std::time::Instant, u64)> = None;
     loop {
         let status = client.get("/v1/sys/kek").await.map_err(fail)?;
         let left = records_left(&status);
@@ -658,7 +666,25 @@ async fn follow_rewrap(client: &sigvault::client::Client, follow: &FollowArgs) -
             );
         }
         last_error = error;
-        if std::time::Instant::now() >= deadline {
+        let idle = status["rewrap"]["state"].as_str() == Some("idle");
+        idle_since = match idle_since {
+            Some((since, was)) if idle && was == left => Some((since, was)),
+            _ if idle => Some((std::time::Instant::now(), left)),
+            _ => None,
+        };
+        if let Some((since, _)) = idle_since
+            && since.elapsed() >= IDLE_GIVE_UP
+        {
+            progress.finish();
+            return Err((
+                1,
+                format!(
+                    "{left} sealed records stay under older KEKs and the rewrap job is idle: they did not open ({} failed in the last pass); see the vault's log",
+                    status["rewrap"]["failed"].as_u64().unwrap_or(0)
+                ),
+            ));
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             progress.finish();
             return Err((
                 1,

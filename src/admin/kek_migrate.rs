@@ -51,11 +51,33 @@ pub enum MigrateError {
     )]
     PreviousInUse { records: u64, kek_ids: String },
     #[error(
-        "the config sets `kek` in a form this command cannot rewrite (dotted keys or an inline table): write it as [kek] sections, or edit it by hand"
+        "the config sets `kek` in a form this command cannot rewrite (dotted keys, an inline table, or a line inside a multi-line string that looks like a [kek] header): write it as [kek] sections, or edit it by hand"
     )]
     Unrewritable,
+    #[error(
+        "{0} is set: it would override the provider the file names once rewritten; unset SIGVAULT_KEK__* variables (and remove them from the service's environment) and put the values in the [kek] sections"
+    )]
+    EnvOverride(String),
+    #[error("{path} changed while the providers were checked; nothing was written: run the command again")]
+    ChangedMeanwhile { path: String },
     #[error(transparent)]
     Admin(#[from] AdminError),
+}
+
+impl MigrateError {
+    /// The exit code of `sigvault kek migrate`: 1 refused (the vault's state says no), 2 a
+    /// bad file, setting or argument, 5 a provider or the store could not be reached.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            MigrateError::SameProvider | MigrateError::PreviousInUse { .. } | MigrateError::ChangedMeanwhile { .. } => {
+                1
+            }
+            MigrateError::File { .. } | MigrateError::Unrewritable | MigrateError::EnvOverride(_) => 2,
+            MigrateError::Admin(AdminError::Kek(e)) if e.is_unavailable() => 5,
+            MigrateError::Admin(AdminError::Store(_)) => 5,
+            MigrateError::Admin(_) => 2,
+        }
+    }
 }
 
 impl From<config::ConfigError> for MigrateError {
@@ -85,6 +107,11 @@ pub async fn kek_migrate(
     stage: bool,
     env: &[(String, String)],
 ) -> Result<Migrated, MigrateError> {
+    // A `SIGVAULT_KEK__…` variable would apply to whichever provider the rewritten file
+    // names (a PIN meant for the old token, say); the rewrite must be the whole truth.
+    if let Some((var, _)) = env.iter().find(|(k, _)| k.starts_with("SIGVAULT_KEK__")) {
+        return Err(MigrateError::EnvOverride(var.clone()));
+    }
     let text = read(config_file)?;
     let table = parse(config_file, &text)?;
     let target = target_section(target_file)?;
@@ -161,7 +188,7 @@ pub async fn kek_migrate(
         .map(|(_, n)| n)
         .sum();
 
-    let backup = backup_path(config_file);
+    let backup = backup_path(config_file, crate::clock::unix_ms(time::OffsetDateTime::now_utc()));
     write_atomically(config_file, &backup, &text, &new_text)?;
     Ok(Migrated {
         staged: stage,
@@ -251,7 +278,11 @@ fn rewrite(text: &str, kek: &Table) -> Result<String, MigrateError> {
         }
     }
     let without: Table = kept.parse().map_err(|_| MigrateError::Unrewritable)?;
-    if without.contains_key("kek") {
+    // Everything but `kek` must read exactly as before (a line inside a multi-line string
+    // that looked like a header would otherwise have been cut).
+    let mut original: Table = text.parse().map_err(|_| MigrateError::Unrewritable)?;
+    original.remove("kek");
+    if without.contains_key("kek") || without != original {
         return Err(MigrateError::Unrewritable);
     }
     let mut wrapper = Table::new();
@@ -266,33 +297,57 @@ fn rewrite(text: &str, kek: &Table) -> Result<String, MigrateError> {
     Ok(out)
 }
 
-fn backup_path(config_file: &Path) -> PathBuf {
+/// `<file>.before-kek-migrate-<unix ms>`: one per run, so a staged run and the switch after
+/// it each keep the file they replaced.
+fn backup_path(config_file: &Path, now_ms: i64) -> PathBuf {
     let mut name = config_file.file_name().unwrap_or_default().to_os_string();
-    name.push(".before-kek-migrate");
+    name.push(format!(".before-kek-migrate-{now_ms}"));
     config_file.with_file_name(name)
 }
 
 /// Keeps `old` at `backup`, then replaces `path` with `new` by a rename (a crash leaves the
-/// old file or the new one, never half of one), with the original's permissions.
+/// old file or the new one, never half of one). Both files are created with no access for
+/// anyone but the owner, then given the original's mode, owner and group (a config readable
+/// only by the vault's user stays so, and the vault can still read it when root ran this).
+/// `path` must still hold `old` just before the rename: an edit made meanwhile is not lost.
+/// A symlink is followed: its target is replaced.
 fn write_atomically(path: &Path, backup: &Path, old: &str, new: &str) -> Result<(), MigrateError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let err = |what: &Path, e: std::io::Error| MigrateError::File {
         path: what.display().to_string(),
         message: format!("cannot write it: {e}"),
     };
-    let permissions = std::fs::metadata(path).map_err(|e| err(path, e))?.permissions();
-    let write = |target: &Path, text: &str| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(target)?;
-        file.set_permissions(permissions.clone())?;
+    let target = std::fs::canonicalize(path).map_err(|e| err(path, e))?;
+    let meta = std::fs::metadata(&target).map_err(|e| err(path, e))?;
+    let write = |to: &Path, text: &str| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(to)?;
         file.write_all(text.as_bytes())?;
+        std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
         file.sync_all()
     };
     write(backup, old).map_err(|e| err(backup, e))?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    let mut tmp_name = target.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".kek-migrate-tmp");
-    let tmp = path.with_file_name(tmp_name);
-    write(&tmp, new).map_err(|e| err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(path, e))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+    let tmp = target.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let replaced = write(&tmp, new).map_err(|e| err(&tmp, e)).and_then(|()| {
+        if std::fs::read_to_string(&target).map_err(|e| err(path, e))? != old {
+            return Err(MigrateError::ChangedMeanwhile {
+                path: path.display().to_string(),
+            });
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| err(path, e))
+    });
+    if replaced.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return replaced;
+    }
+    if let Some(dir) = target.parent()
         && let Ok(dir) = std::fs::File::open(dir)
     {
         let _ = dir.sync_all();
@@ -339,5 +394,41 @@ mod tests {
         named.provider = Some("pkcs11".into());
         assert!(same_provider(&pkcs11("a"), &named), "pkcs11 is the default name");
         assert!(!same_provider(&pkcs11("a"), &pkcs11("b")));
+    }
+
+    #[test]
+    fn a_multi_line_string_line_that_looks_like_a_kek_header_is_not_cut() {
+        let text = "motd = \"\"\"\n[kek.pkcs11]\nnot a table\n\"\"\"\n[kek]\nprovider = \"pkcs11\"\n";
+        assert!(matches!(rewrite(text, &Table::new()), Err(MigrateError::Unrewritable)));
+    }
+
+    #[test]
+    fn the_file_is_replaced_with_its_mode_and_a_backup_unless_it_changed_meanwhile() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("sv-migrate-write-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sigvault.toml");
+        std::fs::write(&file, "old").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let backup = backup_path(&file, 1);
+        write_atomically(&file, &backup, "old", "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), "old");
+        for f in [&file, &backup] {
+            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // A backup is never overwritten, and an edit made since the file was read wins.
+        assert!(write_atomically(&file, &backup, "new", "newer").is_err());
+        let err = write_atomically(&file, &backup_path(&file, 2), "stale", "newer").unwrap_err();
+        assert!(matches!(err, MigrateError::ChangedMeanwhile { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with("-tmp"))
+            .collect();
+        assert!(left.is_empty(), "no temporary file is left");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -20,6 +20,9 @@ const RESERVED_ENV: &[&str] = &[
     // (a server or `audit verify` started from that shell must not take them for settings).
     "SIGVAULT_ADDR",
     "SIGVAULT_TOKEN",
+    // The other client settings of the commands that call a running vault (`sigvault kek`).
+    "SIGVAULT_TOKEN_FILE",
+    "SIGVAULT_CACERT",
 ];
 const ENV_PREFIX: &str = "SIGVAULT_";
 

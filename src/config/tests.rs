@@ -121,6 +121,8 @@ fn environment_overrides_the_file_and_keeps_types() {
         // What the export line of `sigvault dev` sets for clients: not settings.
         ("SIGVAULT_ADDR", "http://127.0.0.1:8200"),
         ("SIGVAULT_TOKEN", "svt_client-side"),
+        ("SIGVAULT_TOKEN_FILE", "/home/ops/.sigvault-token"),
+        ("SIGVAULT_CACERT", "/etc/sigvault/ca.pem"),
         ("UNRELATED", "x"),
     ]);
     let overrides = Overrides {

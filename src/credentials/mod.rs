@@ -236,14 +236,22 @@ impl CredentialService {
         if let Some(hit) = self.secrets.get(id) {
             return Ok(hit);
         }
-        let _turn = self.unwraps.join(&credential.access_key_id).await;
+        let turn = self.unwraps.join(&credential.access_key_id).await;
         // Filled by the caller whose turn came before.
         if let Some(hit) = self.secrets.get(id) {
             return Ok(hit);
         }
+        if turn.after_failure() {
+            return Err(KekError::Unavailable(Box::new(crate::kek::ConcurrentLoadFailed)).into());
+        }
         let token = self.secrets.fill_token();
         let aad = aad_id(id, &credential.principal);
-        let secret = Arc::new(self.keyring.open(&identity(&aad), &credential.sealed).await?);
+        let secret = Arc::new(
+            self.keyring
+                .open(&identity(&aad), &credential.sealed)
+                .await
+                .inspect_err(|_| turn.failed())?,
+        );
         self.secrets.insert(id.to_owned(), Arc::clone(&secret), token);
         Ok(secret)
     }

@@ -46,6 +46,12 @@ impl KekError {
     }
 }
 
+/// Why a caller got no secret without asking the provider: the unwrap of the same record by
+/// the request before it, in the same burst, failed (see `keys::cache::Flights`).
+#[derive(Debug, thiserror::Error)]
+#[error("the unwrap of this record by a concurrent request failed just before; not tried again")]
+pub struct ConcurrentLoadFailed;
+
 /// The self-test's finding: a data key did not come back from wrap and unwrap unchanged.
 #[derive(Debug, thiserror::Error)]
 #[error("the KEK self-test failed: a data key did not survive wrap and unwrap")]

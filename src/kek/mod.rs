@@ -23,7 +23,7 @@ mod contract_tests;
 
 use std::sync::Arc;
 
-pub use error::{KekError, ProviderError, SelfTestFailed};
+pub use error::{ConcurrentLoadFailed, KekError, ProviderError, SelfTestFailed};
 pub use keyring::Keyring;
 
 use crate::BoxFuture;

@@ -153,17 +153,27 @@ impl<K: Eq + Hash, V> TtlCache<K, V> {
 /// (a burst of requests for a key right after a start, or after its cache entry expired)
 /// would otherwise each make the same KEK unwrap — with AWS KMS, a network call each, and
 /// throttling the vault's other requests. The first caller loads; the others wait on the
-/// key's lock and then find the value in the cache (or, when the load failed or an
-/// invalidation dropped it, load in turn). Loads of different keys never wait on each other.
+/// key's lock and then find the value in the cache (or, when an invalidation dropped it,
+/// load in turn). When a load fails, the callers that waited for it fail at once too
+/// ([`Flight::after_failure`]) instead of each trying again — N waiters behind a hung HSM
+/// would otherwise wait N call timeouts; the next request after the burst tries afresh.
+/// Loads of different keys never wait on each other.
 pub(crate) struct Flights<K> {
-    running: std::sync::Mutex<std::collections::HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
+    running: std::sync::Mutex<std::collections::HashMap<K, Arc<Slot>>>,
+}
+
+/// One key's turn lock, and whether a load under it failed.
+#[derive(Default)]
+struct Slot {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// A caller's turn at a key's load; ends when dropped.
 pub(crate) struct Flight<'a, K: Eq + Hash + Clone> {
     flights: &'a Flights<K>,
     key: K,
-    lock: Arc<tokio::sync::Mutex<()>>,
+    slot: Arc<Slot>,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -176,17 +186,20 @@ impl<K: Eq + Hash + Clone> Flights<K> {
 
     /// Waits for the turn at `key`'s load.
     pub(crate) async fn join(&self, key: &K) -> Flight<'_, K> {
-        let lock = {
+        let slot = {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(running.entry(key.clone()).or_default())
         };
-        let guard = Arc::clone(&lock).lock_owned().await;
-        Flight {
+        // Made before waiting: a caller cancelled while it waits drops it, which removes
+        // the entry when it was the last holder (see `Drop`).
+        let mut flight = Flight {
             flights: self,
             key: key.clone(),
-            lock,
-            guard: Some(guard),
-        }
+            guard: None,
+            slot,
+        };
+        flight.guard = Some(Arc::clone(&flight.slot.turn).lock_owned().await);
+        flight
     }
 
     /// Keys with a load running or waited for.
@@ -196,13 +209,26 @@ impl<K: Eq + Hash + Clone> Flights<K> {
     }
 }
 
+impl<K: Eq + Hash + Clone> Flight<'_, K> {
+    /// Whether a load before this caller's turn, in the same burst, failed: then this
+    /// caller should fail too rather than try again at once.
+    pub(crate) fn after_failure(&self) -> bool {
+        self.slot.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// This caller's load failed: the callers waiting behind it will not try again.
+    pub(crate) fn failed(&self) {
+        self.slot.failed.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
 impl<K: Eq + Hash + Clone> Drop for Flight<'_, K> {
     fn drop(&mut self) {
         drop(self.guard.take());
         let mut running = self.flights.running.lock().unwrap_or_else(PoisonError::into_inner);
-        // The last holder removes the entry: the map's reference and ours are the only ones
-        // (a waiter holds a clone until its own turn ends).
-        if running.get(&self.key).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) && Arc::strong_count(&self.lock) == 2 {
+        // The last holder removes the entry: the map's reference and this flight's are the
+        // only ones left (every other caller of the burst holds one until it is dropped).
+        if running.get(&self.key).is_some_and(|s| Arc::ptr_eq(s, &self.slot)) && Arc::strong_count(&self.slot) == 2 {
             running.remove(&self.key);
         }
     }
@@ -363,5 +389,38 @@ mod tests {
         }
         assert_eq!(most.load(Ordering::SeqCst), 1, "one load of a key at a time");
         assert_eq!(flights.len(), 0, "no entry outlives its last flight");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_callers_behind_a_failed_load_fail_at_once_and_the_next_burst_tries_afresh() {
+        let flights: Arc<Flights<&'static str>> = Arc::new(Flights::new());
+        let first = flights.join(&"key").await;
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let flights = Arc::clone(&flights);
+                tokio::spawn(async move { flights.join(&"key").await.after_failure() })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        first.failed();
+        drop(first);
+        for waiter in waiters {
+            assert!(waiter.await.unwrap(), "a waiter sees the failure");
+        }
+        assert_eq!(flights.len(), 0);
+        assert!(
+            !flights.join(&"key").await.after_failure(),
+            "a later burst starts clean"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_cancelled_while_waiting_leaves_no_entry_behind() {
+        let flights: Flights<&'static str> = Flights::new();
+        let holder = flights.join(&"key").await;
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(20), flights.join(&"key")).await;
+        assert!(waited.is_err(), "still held");
+        drop(holder);
+        assert_eq!(flights.len(), 0);
     }
 }

@@ -345,23 +345,29 @@ impl KeyService {
         if let Some(hit) = self.secrets.get(&cache_key) {
             return Ok(hit);
         }
-        let _turn = self.unwraps.join(&cache_key).await;
+        let turn = self.unwraps.join(&cache_key).await;
         // Filled by the caller whose turn came before.
         if let Some(hit) = self.secrets.get(&cache_key) {
             return Ok(hit);
         }
+        if turn.after_failure() {
+            return Err(KekError::Unavailable(Box::new(crate::kek::ConcurrentLoadFailed)).into());
+        }
         let token = self.secrets.fill_token();
         self.kek_unwraps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sealed =
-            self.store.get_sealed(&key.record.id, version).await?.ok_or_else(|| {
+        let opened = async {
+            let sealed = self.store.get_sealed(&key.record.id, version).await?.ok_or_else(|| {
                 KeyError::Corrupt(format!("version {version} of '{}' has no record", key.record.name))
             })?;
-        let aad_id = aad_id(&key.record);
-        let secret = Arc::new(
-            self.keyring
-                .open(&identity(&key.record, &aad_id, version), &sealed)
-                .await?,
-        );
+            let aad_id = aad_id(&key.record);
+            Ok::<_, KeyError>(
+                self.keyring
+                    .open(&identity(&key.record, &aad_id, version), &sealed)
+                    .await?,
+            )
+        }
+        .await;
+        let secret = Arc::new(opened.inspect_err(|_| turn.failed())?);
         self.secrets.insert(cache_key, Arc::clone(&secret), token);
         Ok(secret)
     }

@@ -530,7 +530,8 @@ async fn a_due_key_is_rotated_automatically_once_across_both_nodes_and_audited_o
         !rotations().await.is_empty()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Long past both nodes' index lag: a second event would be listed by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let events = rotations().await;
     assert_eq!(events.len(), 1, "{events:?}");
     let event = events.first().expect("one event");

@@ -16,8 +16,11 @@ use crate::helpers::{
 };
 
 /// Records a second the rewrap job moves: slow, so the refusals below come while records
-/// are still under the old provider (about 13 records: the job takes ~13 s).
+/// are still under the old provider.
 const REWRAP_RATE: u32 = 1;
+/// Keys made before the first migration: with the system secrets, ~20 records, so the job
+/// runs ~20 s after each start, long past the refusals tried right after it.
+const KEYS: usize = 16;
 
 struct Host {
     root: PathBuf,
@@ -73,7 +76,11 @@ impl Host {
             "# The vault of the migration test.\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n{section}",
             data.display()
         );
-        std::fs::write(&file, text).expect("config");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&file, &text).expect("config");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("mode");
+        }
         file
     }
 
@@ -154,7 +161,7 @@ async fn while_the_job_runs(
     let refused = host.migrate(next);
     assert_eq!(
         refused.code,
-        Some(2),
+        Some(1),
         "a migration while [kek.previous] holds records: {}",
         refused.stdout
     );
@@ -239,7 +246,7 @@ async fn a_populated_vault_moves_from_softhsm2_to_kms_and_on_to_another_token_si
     // A populated vault on token A: generated and imported keys.
     let vault = host.serve("a.log");
     let mut names = Vec::new();
-    for i in 0..8 {
+    for i in 0..KEYS {
         let name = format!("key-{i}");
         vault.create_key(&name).await;
         names.push(name);
@@ -291,7 +298,37 @@ async fn a_populated_vault_moves_from_softhsm2_to_kms_and_on_to_another_token_si
         config.contains("[kek.previous]") && config.contains("migrate-a") && config.contains("aws-kms"),
         "{config}"
     );
-    assert!(root.join("sigvault.toml.before-kek-migrate").is_file());
+    let backups: Vec<String> = std::fs::read_dir(&root)
+        .expect("root")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("sigvault.toml.before-kek-migrate-"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let backup = root.join(backups.first().expect("a backup"));
+    assert!(std::fs::read_to_string(&backup).expect("backup").contains("migrate-a"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("mode").permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&host.config),
+            0o640,
+            "the rewritten file keeps the original's mode"
+        );
+        assert_eq!(mode(&backup), 0o640, "so does the backup");
+    }
+    // A SIGVAULT_KEK__ variable would override what the rewritten file says: refused.
+    let mut env = host.env();
+    env.push(("SIGVAULT_KEK__PKCS11__PIN", "meant-for-the-old-token".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (config_arg, to_arg) = (host.config.display().to_string(), b_file.display().to_string());
+    let overridden = run_binary(&["kek", "migrate", "--config", &config_arg, "--to", &to_arg], &env);
+    assert_eq!(overridden.code, Some(2), "{}", overridden.stderr);
+    assert!(
+        overridden.stderr.contains("SIGVAULT_KEK__PKCS11__PIN is set"),
+        "{}",
+        overridden.stderr
+    );
 
     let kms_kek = step(
         &host,
