@@ -27,7 +27,7 @@ use sigvault::auth::{Principal, Via};
 use sigvault::fuzzing::{policy_evaluate, policy_facts};
 use sigvault::policy::{self, PolicyEngine, Resource};
 
-const ACTIONS: [Action; 33] = [
+const ACTIONS: [Action; 37] = [
     Action::CreateKey,
     Action::ListKeys,
     Action::GetKey,
@@ -38,6 +38,10 @@ const ACTIONS: [Action; 33] = [
     Action::ImportKeyPlaintext,
     Action::Sign,
     Action::Verify,
+    Action::Encrypt,
+    Action::Decrypt,
+    Action::ReEncrypt,
+    Action::GenerateDataKey,
     Action::ReadAudit,
     Action::VerifyAudit,
     Action::ReadComplianceReport,

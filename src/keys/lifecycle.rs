@@ -24,6 +24,17 @@ enum Added {
     Imported,
 }
 
+/// Imported material of an algorithm with one key size (AES-256) must be that size.
+fn check_material_size(algorithm: Algorithm, material: &SecretBytes) -> KeyResult<()> {
+    match algorithm.fixed_key_size() {
+        Some(fixed) if material.len() != fixed => Err(KeyError::Invalid(format!(
+            "an {} key is {fixed} bytes: key_material must be {fixed} bytes",
+            algorithm.as_str()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A key the scheduler rotated, and its new version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AutoRotated {
@@ -35,6 +46,14 @@ impl KeyService {
     /// Creates a key whose first version is generated inside the vault.
     pub async fn create(&self, name: &str, opts: CreateOptions) -> KeyResult<KeyDetails> {
         let size = opts.key_size.unwrap_or_else(|| opts.algorithm.default_key_size());
+        if let Some(fixed) = opts.algorithm.fixed_key_size()
+            && size != fixed
+        {
+            return Err(KeyError::Invalid(format!(
+                "an {} key is {fixed} bytes: key_size must be {fixed} or absent",
+                opts.algorithm.as_str()
+            )));
+        }
         if !(MIN_GENERATED_KEY_SIZE..=MAX_KEY_SIZE).contains(&size) {
             return Err(KeyError::Invalid(format!(
                 "key_size must be between {MIN_GENERATED_KEY_SIZE} and {MAX_KEY_SIZE} bytes"
@@ -73,9 +92,11 @@ impl KeyService {
                     existing.algorithm.as_str()
                 )));
             }
+            check_material_size(existing.algorithm, &material)?;
             let details = self.add_version(name, &material, Added::Imported).await?;
             return Ok((details, false));
         }
+        check_material_size(create.algorithm, &material)?;
         let details = self
             .insert_new_key(name, &create, &material, KeyOrigin::Imported)
             .await?;

@@ -9,8 +9,21 @@ use super::model::KeyState;
 use super::{CachedKey, KeyError, KeyResult, KeyService, Usage, Verdict};
 
 impl KeyService {
-    async fn usable(&self, name: &str) -> KeyResult<Arc<CachedKey>> {
+    /// The enabled key `name`, if it computes what is asked of it (`mac`: a MAC, else
+    /// encryption): a key has one algorithm, used for one kind of operation only.
+    pub(super) async fn usable_for(&self, name: &str, mac: bool) -> KeyResult<Arc<CachedKey>> {
         let key = self.cached(name).await?;
+        if key.record.algorithm.is_mac() != mac {
+            let (is, not) = if mac {
+                ("an encryption key", "sign or verify")
+            } else {
+                ("a signing key", "encrypt or decrypt")
+            };
+            return Err(KeyError::Invalid(format!(
+                "key '{name}' is {is} ({}): it does not {not}",
+                key.record.algorithm.as_str()
+            )));
+        }
         match key.record.state {
             KeyState::Enabled => Ok(key),
             KeyState::Disabled => Err(KeyError::Precondition(format!("key '{name}' is disabled"))),
@@ -18,7 +31,7 @@ impl KeyService {
         }
     }
 
-    fn check_message(&self, message: &[u8]) -> KeyResult<()> {
+    pub(super) fn check_message(&self, message: &[u8]) -> KeyResult<()> {
         if message.len() > self.max_message_bytes {
             return Err(KeyError::TooLarge(format!(
                 "messages are limited to {} bytes",
@@ -28,7 +41,7 @@ impl KeyService {
         Ok(())
     }
 
-    fn check_version(key: &CachedKey, version: u32) -> KeyResult<()> {
+    pub(super) fn check_version(key: &CachedKey, version: u32) -> KeyResult<()> {
         if version == 0 || version > key.record.latest_version {
             return Err(KeyError::Invalid(format!(
                 "key_version must be between 1 and {}",
@@ -48,7 +61,7 @@ impl KeyService {
     /// the usage to count once the caller has recorded the operation ([`KeyService::count`]).
     pub async fn sign(&self, name: &str, message: &[u8], version: Option<u32>) -> KeyResult<(Vec<u8>, u32, Usage)> {
         self.check_message(message)?;
-        let key = self.usable(name).await?;
+        let key = self.usable_for(name, true).await?;
         let version = version.unwrap_or(key.record.latest_version);
         Self::check_version(&key, version)?;
         let secret = self.secret(&key, version).await?;
@@ -74,7 +87,7 @@ impl KeyService {
         version: Option<u32>,
     ) -> KeyResult<(Verdict, Option<Usage>)> {
         self.check_message(message)?;
-        let key = self.usable(name).await?;
+        let key = self.usable_for(name, true).await?;
         let window = match version {
             Some(v) => {
                 Self::check_version(&key, v)?;

@@ -7,7 +7,9 @@
 //! never returns material to a caller, never logs it, and never touches HTTP.
 
 pub mod cache;
+mod cipher;
 mod lifecycle;
+pub use cipher::{DATA_KEY_BYTES, Encrypted};
 pub use lifecycle::AutoRotated;
 mod mac;
 pub mod model;

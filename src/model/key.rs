@@ -1,30 +1,52 @@
-//! The words of signing keys: which MAC a key computes, where it runs, and its state.
-//! The MAC computation itself belongs to [`crate::keys`].
+//! The words of keys: what a key computes (a MAC, or AES-GCM encryption), where it runs,
+//! and its state. The computations themselves belong to [`crate::keys`].
 
 use super::text_enum;
 
 text_enum! {
-    /// The MAC a key computes.
+    /// What a key computes: a MAC (signing keys) or AES-256-GCM (encryption keys). A key
+    /// has one algorithm for life: a signing key never encrypts, an encryption key never
+    /// signs.
     pub enum Algorithm {
         HmacSha256 = "hmac-sha256",
         HmacSha384 = "hmac-sha384",
         HmacSha512 = "hmac-sha512",
+        Aes256Gcm = "aes256-gcm",
     }
 }
 
 impl Algorithm {
-    /// Length of a full (untruncated) tag. Verification accepts only full tags.
+    /// Whether the key signs and verifies (an HMAC), rather than encrypts.
+    pub fn is_mac(self) -> bool {
+        !matches!(self, Self::Aes256Gcm)
+    }
+
+    /// Length of a full (untruncated) tag. Verification accepts only full tags. An
+    /// encryption key has none (it never signs).
     pub fn tag_len(self) -> usize {
         match self {
             Self::HmacSha256 => 32,
             Self::HmacSha384 => 48,
             Self::HmacSha512 => 64,
+            Self::Aes256Gcm => 0,
         }
     }
 
-    /// Generated key size when the caller gives none: the hash output size.
+    /// Generated key size when the caller gives none: the hash output size; 32 bytes for
+    /// AES-256 (its only size).
     pub(crate) fn default_key_size(self) -> usize {
-        self.tag_len()
+        match self {
+            Self::Aes256Gcm => 32,
+            mac => mac.tag_len(),
+        }
+    }
+
+    /// The one key size the algorithm takes, when it has one (AES-256: 32 bytes).
+    pub(crate) fn fixed_key_size(self) -> Option<usize> {
+        match self {
+            Self::Aes256Gcm => Some(32),
+            _ => None,
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+mod cipher;
 pub(crate) mod lifecycle;
 pub(crate) mod sign;
 mod view;
@@ -74,6 +75,10 @@ async fn action(name: String, action: String, state: Arc<AppState>, mut call: Ca
         "import" => Action::ImportKeyPlaintext,
         "sign" => Action::Sign,
         "verify" => Action::Verify,
+        "encrypt" => Action::Encrypt,
+        "decrypt" => Action::Decrypt,
+        "rewrap" => Action::ReEncrypt,
+        "datakey" => Action::GenerateDataKey,
         _ => return reply::error(ApiError::new(crate::error::ErrorCode::NotFound, "no such route")),
     };
     if call.method != Method::POST {
@@ -84,6 +89,10 @@ async fn action(name: String, action: String, state: Arc<AppState>, mut call: Ca
         Action::CancelKeyDeletion => restore_key(&state, &mut call, &name).await,
         Action::ImportKeyPlaintext => import_key(&state, &mut call, &name).await,
         Action::Sign => sign_message(&state, &mut call, &name).await,
+        Action::Encrypt => cipher::encrypt(&state, &mut call, &name).await,
+        Action::Decrypt => cipher::decrypt(&state, &mut call, &name).await,
+        Action::ReEncrypt => cipher::rewrap(&state, &mut call, &name).await,
+        Action::GenerateDataKey => cipher::data_key(&state, &mut call, &name).await,
         _ => verify_message(&state, &mut call, &name).await,
     };
     audited(&state, &mut call, action, key_resource(&name), result).await

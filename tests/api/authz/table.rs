@@ -61,7 +61,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 37] = [
+const TABLE: [(Action, [Expect; 5]); 41] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -73,6 +73,10 @@ const TABLE: [(Action, [Expect; 5]); 37] = [
     (Action::ImportKeyPlaintext,   [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
     (Action::Sign,                 [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
     (Action::Verify,               [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
+    (Action::Encrypt,              [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
+    (Action::Decrypt,              [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
+    (Action::ReEncrypt,            [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
+    (Action::GenerateDataKey,      [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
     (Action::ReadAudit,            [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
     (Action::VerifyAudit,          [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
     (Action::ReadComplianceReport, [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
@@ -309,6 +313,17 @@ async fn create_cell_api_key(app: &TestApp, action: Action) -> (String, String) 
     (field("id"), field("key"))
 }
 
+/// An `aes256-gcm` key created by root for `owner`.
+async fn create_encryption_key(app: &TestApp, name: &str, owner: &str) {
+    let r = app
+        .post(
+            "/v1/keys",
+            json!({"name": name, "algorithm": "aes256-gcm", "owner": owner}),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED, &format!("expected root to create {name}"));
+}
+
 /// Sets up a fresh target for `action` (as root) and returns the request to send.
 async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
     let key = format!("cell-{}", action.as_str().to_lowercase());
@@ -365,6 +380,35 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
             on_key(Method::POST, "/verify", StatusCode::OK)
                 .body(json!({"message": b64(b"m"), "signature": b64(&signature)}))
                 .effect("/valid", json!(true))
+        }
+        Action::Encrypt => {
+            create_encryption_key(app, &key, owner).await;
+            on_key(Method::POST, "/encrypt", StatusCode::OK)
+                .body(json!({"plaintext": b64(b"m")}))
+                .effect("/key_version", json!(1))
+        }
+        Action::Decrypt | Action::ReEncrypt => {
+            create_encryption_key(app, &key, owner).await;
+            let r = app
+                .post(&format!("{path}/encrypt"), json!({"plaintext": b64(b"m")}))
+                .await;
+            assert_status(&r, StatusCode::OK, &format!("expected root to encrypt with {key}"));
+            let ciphertext = r.body["ciphertext"].clone();
+            if action == Action::Decrypt {
+                on_key(Method::POST, "/decrypt", StatusCode::OK)
+                    .body(json!({"ciphertext": ciphertext}))
+                    .effect("/plaintext", json!(b64(b"m")))
+            } else {
+                on_key(Method::POST, "/rewrap", StatusCode::OK)
+                    .body(json!({"ciphertext": ciphertext}))
+                    .effect("/key_version", json!(1))
+            }
+        }
+        Action::GenerateDataKey => {
+            create_encryption_key(app, &key, owner).await;
+            on_key(Method::POST, "/datakey", StatusCode::OK)
+                .body(json!({"return_plaintext": false}))
+                .effect("/key_version", json!(1))
         }
         Action::ReadAudit => Cell::new(Method::GET, "/v1/audit/events?limit=1", StatusCode::OK, "audit"),
         Action::VerifyAudit => {

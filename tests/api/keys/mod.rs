@@ -10,6 +10,7 @@
 
 mod concurrency;
 mod deletion;
+mod encryption;
 mod errors;
 mod import;
 mod lifecycle;
