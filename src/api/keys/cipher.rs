@@ -1,6 +1,9 @@
 //! `POST /v1/keys/{name}/encrypt`, `/decrypt`, `/rewrap` and `/datakey`: encryption keys
-//! (`aes256-gcm`). Plaintexts and data keys arrive and leave base64-encoded; the body buffer
+//! (`aes256-gcm`), the first three also in a batch form (`{"batch":[…]}`, each item with its
+//! own `aad` and `reference`, each succeeding or failing on its own, as sign's). Plaintexts and data keys arrive and leave base64-encoded; the body buffer
 //! that held a plaintext, and the answers' plaintext copies, are zeroized when dropped.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
@@ -10,6 +13,7 @@ use zeroize::Zeroizing;
 use super::super::context::Call;
 use super::super::reply::{base64, base64_field, json, parse_json};
 use super::super::{AppState, authenticate, authorize_key};
+use super::sign::{Batch, BatchItem, check_batch};
 use crate::audit::action::Action;
 use crate::error::ApiError;
 use crate::keys::Encrypted;
@@ -17,15 +21,33 @@ use crate::keys::Encrypted;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EncryptRequest {
+    plaintext: Option<Zeroizing<String>>,
+    aad: Option<String>,
+    batch: Option<Vec<EncryptItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncryptItem {
     plaintext: Zeroizing<String>,
     aad: Option<String>,
+    reference: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CiphertextRequest {
+    ciphertext: Option<String>,
+    aad: Option<String>,
+    batch: Option<Vec<CiphertextItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CiphertextItem {
     ciphertext: String,
     aad: Option<String>,
+    reference: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -77,16 +99,91 @@ async fn body(state: &AppState, call: &mut Call) -> Result<Zeroizing<Vec<u8>>, A
     ))
 }
 
+/// The items of a batch form, checked as sign's are (not empty, at most
+/// `limits.max_batch_items`, references at most 256 bytes).
+fn checked_batch<T>(
+    state: &AppState,
+    items: Vec<T>,
+    reference: impl Fn(&T) -> Option<usize>,
+) -> Result<Vec<T>, ApiError> {
+    check_batch(state, items.len(), items.iter().filter_map(&reference))?;
+    Ok(items)
+}
+
+fn batch_answer<T: Serialize>(items: Vec<(Result<T, ApiError>, Option<String>)>) -> Response {
+    let batch = items
+        .into_iter()
+        .map(|(result, reference)| BatchItem {
+            outcome: result.into(),
+            reference: reference.map(Cow::Owned),
+        })
+        .collect();
+    json(StatusCode::OK, &Batch { batch })
+}
+
+async fn encrypt_one(
+    state: &AppState,
+    call: &mut Call,
+    name: &str,
+    plaintext: &str,
+    aad_field: Option<&str>,
+) -> Result<EncryptedJson, ApiError> {
+    let plaintext = Zeroizing::new(base64_field("plaintext", plaintext)?);
+    let (encrypted, usage) = state.keys.encrypt(name, &plaintext, &aad(aad_field)?).await?;
+    call.note.usage.push(usage);
+    Ok(EncryptedJson::from(encrypted))
+}
+
+async fn decrypt_one(
+    state: &AppState,
+    call: &mut Call,
+    name: &str,
+    ciphertext: &str,
+    aad_field: Option<&str>,
+) -> Result<DecryptedJson, ApiError> {
+    let (plaintext, version, usage) = state.keys.decrypt(name, ciphertext, &aad(aad_field)?).await?;
+    call.note.usage.push(usage);
+    Ok(DecryptedJson {
+        plaintext: Zeroizing::new(base64(&plaintext)),
+        key_version: version,
+    })
+}
+
+async fn rewrap_one(
+    state: &AppState,
+    call: &mut Call,
+    name: &str,
+    ciphertext: &str,
+    aad_field: Option<&str>,
+) -> Result<EncryptedJson, ApiError> {
+    let (encrypted, usage) = state.keys.rewrap(name, ciphertext, &aad(aad_field)?).await?;
+    call.note.usage.extend(usage);
+    Ok(EncryptedJson::from(encrypted))
+}
+
 pub(super) async fn encrypt(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::Encrypt, name).await?;
     let body = body(state, call).await?;
     let req: EncryptRequest = parse_json(&body)?;
-    let plaintext = Zeroizing::new(base64_field("plaintext", &req.plaintext)?);
-    let (encrypted, usage) = state.keys.encrypt(name, &plaintext, &aad(req.aad.as_deref())?).await?;
-    call.note.usage.push(usage);
-    call.note.key_version = Some(encrypted.version);
-    Ok(json(StatusCode::OK, &EncryptedJson::from(encrypted)))
+    match (req.plaintext, req.batch) {
+        (Some(plaintext), None) => {
+            let one = encrypt_one(state, call, name, &plaintext, req.aad.as_deref()).await?;
+            call.note.key_version = Some(one.key_version);
+            Ok(json(StatusCode::OK, &one))
+        }
+        (None, Some(items)) if req.aad.is_none() => {
+            let items = checked_batch(state, items, |i| i.reference.as_ref().map(String::len))?;
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                let result = encrypt_one(state, call, name, &item.plaintext, item.aad.as_deref()).await;
+                answers.push((result, item.reference));
+            }
+            Ok(batch_answer(answers))
+        }
+        (None, Some(_)) => Err(ApiError::invalid("with batch, give aad per item")),
+        _ => Err(ApiError::invalid("give either plaintext or batch")),
+    }
 }
 
 pub(super) async fn decrypt(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
@@ -94,17 +191,24 @@ pub(super) async fn decrypt(state: &AppState, call: &mut Call, name: &str) -> Re
     authorize_key(state, call, &caller, Action::Decrypt, name).await?;
     let body = body(state, call).await?;
     let req: CiphertextRequest = parse_json(&body)?;
-    let (plaintext, version, usage) = state
-        .keys
-        .decrypt(name, &req.ciphertext, &aad(req.aad.as_deref())?)
-        .await?;
-    call.note.usage.push(usage);
-    call.note.key_version = Some(version);
-    let answer = DecryptedJson {
-        plaintext: Zeroizing::new(base64(&plaintext)),
-        key_version: version,
-    };
-    Ok(json(StatusCode::OK, &answer))
+    match (req.ciphertext, req.batch) {
+        (Some(ciphertext), None) => {
+            let one = decrypt_one(state, call, name, &ciphertext, req.aad.as_deref()).await?;
+            call.note.key_version = Some(one.key_version);
+            Ok(json(StatusCode::OK, &one))
+        }
+        (None, Some(items)) if req.aad.is_none() => {
+            let items = checked_batch(state, items, |i| i.reference.as_ref().map(String::len))?;
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                let result = decrypt_one(state, call, name, &item.ciphertext, item.aad.as_deref()).await;
+                answers.push((result, item.reference));
+            }
+            Ok(batch_answer(answers))
+        }
+        (None, Some(_)) => Err(ApiError::invalid("with batch, give aad per item")),
+        _ => Err(ApiError::invalid("give either ciphertext or batch")),
+    }
 }
 
 pub(super) async fn rewrap(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
@@ -112,13 +216,24 @@ pub(super) async fn rewrap(state: &AppState, call: &mut Call, name: &str) -> Res
     authorize_key(state, call, &caller, Action::ReEncrypt, name).await?;
     let body = body(state, call).await?;
     let req: CiphertextRequest = parse_json(&body)?;
-    let (encrypted, usage) = state
-        .keys
-        .rewrap(name, &req.ciphertext, &aad(req.aad.as_deref())?)
-        .await?;
-    call.note.usage.extend(usage);
-    call.note.key_version = Some(encrypted.version);
-    Ok(json(StatusCode::OK, &EncryptedJson::from(encrypted)))
+    match (req.ciphertext, req.batch) {
+        (Some(ciphertext), None) => {
+            let one = rewrap_one(state, call, name, &ciphertext, req.aad.as_deref()).await?;
+            call.note.key_version = Some(one.key_version);
+            Ok(json(StatusCode::OK, &one))
+        }
+        (None, Some(items)) if req.aad.is_none() => {
+            let items = checked_batch(state, items, |i| i.reference.as_ref().map(String::len))?;
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                let result = rewrap_one(state, call, name, &item.ciphertext, item.aad.as_deref()).await;
+                answers.push((result, item.reference));
+            }
+            Ok(batch_answer(answers))
+        }
+        (None, Some(_)) => Err(ApiError::invalid("with batch, give aad per item")),
+        _ => Err(ApiError::invalid("give either ciphertext or batch")),
+    }
 }
 
 pub(super) async fn data_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {

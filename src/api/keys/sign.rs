@@ -80,22 +80,22 @@ struct Verified {
 
 /// One answer of a batch: the single-form answer or an error, with the caller's reference.
 #[derive(Serialize)]
-struct BatchItem<'a, T> {
+pub(super) struct BatchItem<'a, T> {
     #[serde(flatten)]
-    outcome: Outcome<T>,
+    pub(super) outcome: Outcome<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reference: Option<Cow<'a, str>>,
+    pub(super) reference: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Outcome<T> {
+pub(super) enum Outcome<T> {
     Done(T),
     Failed { error: ItemError },
 }
 
 #[derive(Serialize)]
-struct ItemError {
+pub(super) struct ItemError {
     code: &'static str,
     message: String,
 }
@@ -127,13 +127,17 @@ impl<T> From<Result<T, ApiError>> for Outcome<T> {
 }
 
 #[derive(Serialize)]
-struct Batch<'a, T> {
-    batch: Vec<BatchItem<'a, T>>,
+pub(super) struct Batch<'a, T> {
+    pub(super) batch: Vec<BatchItem<'a, T>>,
 }
 
 // ----- sign and verify ------------------------------------------------------------------
 
-fn check_batch(state: &AppState, len: usize, mut references: impl Iterator<Item = usize>) -> Result<(), ApiError> {
+pub(super) fn check_batch(
+    state: &AppState,
+    len: usize,
+    mut references: impl Iterator<Item = usize>,
+) -> Result<(), ApiError> {
     if len == 0 {
         return Err(ApiError::invalid("batch must not be empty"));
     }

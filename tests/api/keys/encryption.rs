@@ -289,3 +289,81 @@ async fn an_imported_aes_key_encrypts_as_aes_256_gcm_does_elsewhere() {
         .expect("decrypts outside the vault");
     assert_eq!(opened, b"opened elsewhere");
 }
+
+/// The batch forms: each item with its own aad and reference, an item that fails beside the
+/// ones that succeed, and the batch limits of sign.
+#[tokio::test]
+async fn batches_encrypt_decrypt_and_rewrap_item_by_item() {
+    let app = spawn_app().await;
+    create_aes(&app, "data").await;
+    let r = app
+        .post(
+            "/v1/keys/data/encrypt",
+            json!({"batch": [
+                {"plaintext": b64(b"one"), "reference": "a"},
+                {"plaintext": b64(b"two"), "aad": b64(b"ctx"), "reference": "b"},
+                {"plaintext": "not base64!", "reference": "c"},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let items = r.body["batch"].as_array().expect("batch").clone();
+    assert_eq!(items.len(), 3);
+    assert_eq!(
+        (items[0]["reference"].as_str(), items[0]["key_version"].as_u64()),
+        (Some("a"), Some(1))
+    );
+    assert_eq!(items[2]["error"]["code"], "INVALID_ARGUMENT", "{}", r.body);
+    assert_eq!(items[2]["reference"], "c");
+    let (one, two) = (items[0]["ciphertext"].clone(), items[1]["ciphertext"].clone());
+
+    let r = app
+        .post(
+            "/v1/keys/data/decrypt",
+            json!({"batch": [
+                {"ciphertext": one, "reference": "a"},
+                {"ciphertext": two, "aad": b64(b"ctx"), "reference": "b"},
+                {"ciphertext": two, "reference": "b-without-aad"},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let items = r.body["batch"].as_array().expect("batch").clone();
+    assert_eq!(unb64(items[0]["plaintext"].as_str().expect("plaintext")), b"one");
+    assert_eq!(unb64(items[1]["plaintext"].as_str().expect("plaintext")), b"two");
+    assert_eq!(items[2]["error"]["code"], "INVALID_ARGUMENT", "{}", r.body);
+
+    app.post("/v1/keys/data/rotate", json!({})).await;
+    let r = app
+        .post(
+            "/v1/keys/data/rewrap",
+            json!({"batch": [{"ciphertext": one}, {"ciphertext": two, "aad": b64(b"ctx")}]}),
+        )
+        .await;
+    let versions: Vec<Option<u64>> = r.body["batch"]
+        .as_array()
+        .expect("batch")
+        .iter()
+        .map(|i| i["key_version"].as_u64())
+        .collect();
+    assert_eq!(versions, [Some(2), Some(2)], "{}", r.body);
+
+    for (what, body) in [
+        ("empty batch", json!({"batch": []})),
+        (
+            "batch beside plaintext",
+            json!({"batch": [{"plaintext": b64(b"x")}], "plaintext": b64(b"x")}),
+        ),
+        (
+            "aad beside batch",
+            json!({"batch": [{"plaintext": b64(b"x")}], "aad": b64(b"x")}),
+        ),
+        ("neither", json!({})),
+    ] {
+        let r = app.post("/v1/keys/data/encrypt", body).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", what);
+    }
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({"plaintext": b64(b"x")})).collect();
+    let r = app.post("/v1/keys/data/encrypt", json!({"batch": too_many})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "over the item limit");
+}
