@@ -27,7 +27,7 @@ use sigvault::auth::{Principal, Via};
 use sigvault::fuzzing::{policy_evaluate, policy_facts};
 use sigvault::policy::{self, PolicyEngine, Resource};
 
-const ACTIONS: [Action; 37] = [
+const ACTIONS: [Action; 39] = [
     Action::CreateKey,
     Action::ListKeys,
     Action::GetKey,
@@ -42,6 +42,8 @@ const ACTIONS: [Action; 37] = [
     Action::Decrypt,
     Action::ReEncrypt,
     Action::GenerateDataKey,
+    Action::WrapKey,
+    Action::UnwrapKey,
     Action::ReadAudit,
     Action::VerifyAudit,
     Action::ReadComplianceReport,

@@ -37,7 +37,7 @@ impl KeyService {
     pub async fn encrypt(&self, name: &str, plaintext: &[u8], aad: &[u8]) -> KeyResult<(Encrypted, Usage)> {
         self.check_message(plaintext)?;
         self.check_message(aad)?;
-        let key = self.usable_for(name, false).await?;
+        let key = self.usable_for(name, super::model::KeyKind::Encryption).await?;
         let version = key.record.latest_version;
         let secret = self.secret(&key, version).await?;
         let mut nonce = [0u8; NONCE_LEN];
@@ -70,7 +70,7 @@ impl KeyService {
         aad: &[u8],
     ) -> KeyResult<(Zeroizing<Vec<u8>>, u32, Usage)> {
         self.check_message(aad)?;
-        let key = self.usable_for(name, false).await?;
+        let key = self.usable_for(name, super::model::KeyKind::Encryption).await?;
         let (version, body) = parse(ciphertext, self.max_message_bytes)?;
         Self::check_version(&key, version)?;
         let secret = self.secret(&key, version).await?;
@@ -105,6 +105,38 @@ impl KeyService {
         getrandom::fill(plaintext.as_mut_slice()).map_err(|_| KeyError::Random)?;
         let (encrypted, usage) = self.encrypt(name, &plaintext, aad).await?;
         Ok((plaintext, encrypted, usage))
+    }
+}
+
+impl KeyService {
+    /// Wraps key material for another system with the key's latest version (AES-KWP, RFC
+    /// 5649): the wrapped bytes and the version, which travels beside them (KWP has no
+    /// header to carry it).
+    pub async fn wrap_key(&self, name: &str, material: &[u8]) -> KeyResult<(Vec<u8>, u32, Usage)> {
+        let key = self.usable_for(name, super::model::KeyKind::Wrapping).await?;
+        let version = key.record.latest_version;
+        let secret = self.secret(&key, version).await?;
+        // The key material wraps; it stays inside this call.
+        let wrapped = super::kwp::wrap(secret.expose_secret(), material).map_err(|e| match e {
+            super::kwp::KwpError::Length => KeyError::Invalid(format!("key_material: {e}")),
+            _ => KeyError::Corrupt(format!("version {version} of '{name}': {e}")),
+        })?;
+        Ok((wrapped, version, usage(&key, version, 1, 0)))
+    }
+
+    /// Unwraps material wrapped by version `version` of the key.
+    pub async fn unwrap_key(&self, name: &str, wrapped: &[u8], version: u32) -> KeyResult<(Zeroizing<Vec<u8>>, Usage)> {
+        let key = self.usable_for(name, super::model::KeyKind::Wrapping).await?;
+        Self::check_version(&key, version)?;
+        let secret = self.secret(&key, version).await?;
+        // The key material unwraps; it stays inside this call.
+        let material = super::kwp::unwrap(secret.expose_secret(), wrapped).map_err(|e| match e {
+            super::kwp::KwpError::Key => KeyError::Corrupt(format!("version {version} of '{name}': {e}")),
+            _ => KeyError::Invalid(format!(
+                "wrapped_key does not unwrap under version {version} of key '{name}' (another key's or version's, altered, or not AES-KWP)"
+            )),
+        })?;
+        Ok((material, usage(&key, version, 0, 1)))
     }
 }
 

@@ -5,23 +5,21 @@
 
 use std::sync::Arc;
 
-use super::model::KeyState;
+use super::model::{KeyKind, KeyState};
 use super::{CachedKey, KeyError, KeyResult, KeyService, Usage, Verdict};
 
 impl KeyService {
-    /// The enabled key `name`, if it computes what is asked of it (`mac`: a MAC, else
-    /// encryption): a key has one algorithm, used for one kind of operation only.
-    pub(super) async fn usable_for(&self, name: &str, mac: bool) -> KeyResult<Arc<CachedKey>> {
+    /// The enabled key `name`, if its algorithm does `kind` of operation: a key has one
+    /// algorithm, used for one kind of operation only.
+    pub(super) async fn usable_for(&self, name: &str, kind: KeyKind) -> KeyResult<Arc<CachedKey>> {
         let key = self.cached(name).await?;
-        if key.record.algorithm.is_mac() != mac {
-            let (is, not) = if mac {
-                ("an encryption key", "sign or verify")
-            } else {
-                ("a signing key", "encrypt or decrypt")
-            };
+        let is = key.record.algorithm.kind();
+        if is != kind {
             return Err(KeyError::Invalid(format!(
-                "key '{name}' is {is} ({}): it does not {not}",
-                key.record.algorithm.as_str()
+                "key '{name}' is {} ({}), not {}",
+                is.describe(),
+                key.record.algorithm.as_str(),
+                kind.describe()
             )));
         }
         match key.record.state {
@@ -61,7 +59,7 @@ impl KeyService {
     /// the usage to count once the caller has recorded the operation ([`KeyService::count`]).
     pub async fn sign(&self, name: &str, message: &[u8], version: Option<u32>) -> KeyResult<(Vec<u8>, u32, Usage)> {
         self.check_message(message)?;
-        let key = self.usable_for(name, true).await?;
+        let key = self.usable_for(name, KeyKind::Mac).await?;
         let version = version.unwrap_or(key.record.latest_version);
         Self::check_version(&key, version)?;
         let secret = self.secret(&key, version).await?;
@@ -87,7 +85,7 @@ impl KeyService {
         version: Option<u32>,
     ) -> KeyResult<(Verdict, Option<Usage>)> {
         self.check_message(message)?;
-        let key = self.usable_for(name, true).await?;
+        let key = self.usable_for(name, KeyKind::Mac).await?;
         let window = match version {
             Some(v) => {
                 Self::check_version(&key, v)?;

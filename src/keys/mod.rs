@@ -8,6 +8,7 @@
 
 pub mod cache;
 mod cipher;
+mod kwp;
 mod lifecycle;
 pub use cipher::{DATA_KEY_BYTES, Encrypted};
 pub use lifecycle::AutoRotated;

@@ -20,7 +20,7 @@ pub(crate) const MAX_TAG_KEY_LEN: usize = 128;
 pub(crate) const MAX_TAG_VALUE_LEN: usize = 256;
 pub(crate) const MAX_OWNER_LEN: usize = 256;
 
-pub use crate::model::{Algorithm, Boundary, KeyOrigin, KeyState};
+pub use crate::model::{Algorithm, Boundary, KeyKind, KeyOrigin, KeyState};
 
 // The MAC computation lives with the keys domain; `crate::model` only names the algorithm.
 impl Algorithm {
@@ -41,7 +41,7 @@ impl Algorithm {
             Self::HmacSha512 => run::<Hmac<Sha512>>(key, message),
             // Refused before it gets here (`KeyService::usable_for`); an empty MAC would
             // never verify.
-            Self::Aes256Gcm => Vec::new(),
+            Self::Aes256Gcm | Self::Aes256Kwp => Vec::new(),
         }
     }
 
@@ -61,7 +61,7 @@ impl Algorithm {
             Self::HmacSha256 => run::<Hmac<Sha256>>(key, message, tag),
             Self::HmacSha384 => run::<Hmac<Sha384>>(key, message, tag),
             Self::HmacSha512 => run::<Hmac<Sha512>>(key, message, tag),
-            Self::Aes256Gcm => false,
+            Self::Aes256Gcm | Self::Aes256Kwp => false,
         }
     }
 }

@@ -12,13 +12,45 @@ text_enum! {
         HmacSha384 = "hmac-sha384",
         HmacSha512 = "hmac-sha512",
         Aes256Gcm = "aes256-gcm",
+        Aes256Kwp = "aes256-kwp",
+    }
+}
+
+/// The kind of operation a key's algorithm does; a key does no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Sign and verify (`hmac-*`).
+    Mac,
+    /// Encrypt, decrypt, rewrap, data keys (`aes256-gcm`).
+    Encryption,
+    /// Wrap and unwrap key material for other systems (`aes256-kwp`).
+    Wrapping,
+}
+
+impl KeyKind {
+    /// What a key of this kind does, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Mac => "a signing key (it signs and verifies)",
+            Self::Encryption => "an encryption key (it encrypts and decrypts)",
+            Self::Wrapping => "a key-wrapping key (it wraps and unwraps key material)",
+        }
     }
 }
 
 impl Algorithm {
-    /// Whether the key signs and verifies (an HMAC), rather than encrypts.
+    /// The kind of operation the key does.
+    pub fn kind(self) -> KeyKind {
+        match self {
+            Self::HmacSha256 | Self::HmacSha384 | Self::HmacSha512 => KeyKind::Mac,
+            Self::Aes256Gcm => KeyKind::Encryption,
+            Self::Aes256Kwp => KeyKind::Wrapping,
+        }
+    }
+
+    /// Whether the key signs and verifies (an HMAC).
     pub fn is_mac(self) -> bool {
-        !matches!(self, Self::Aes256Gcm)
+        self.kind() == KeyKind::Mac
     }
 
     /// Length of a full (untruncated) tag. Verification accepts only full tags. An
@@ -28,7 +60,7 @@ impl Algorithm {
             Self::HmacSha256 => 32,
             Self::HmacSha384 => 48,
             Self::HmacSha512 => 64,
-            Self::Aes256Gcm => 0,
+            Self::Aes256Gcm | Self::Aes256Kwp => 0,
         }
     }
 
@@ -36,7 +68,7 @@ impl Algorithm {
     /// AES-256 (its only size).
     pub(crate) fn default_key_size(self) -> usize {
         match self {
-            Self::Aes256Gcm => 32,
+            Self::Aes256Gcm | Self::Aes256Kwp => 32,
             mac => mac.tag_len(),
         }
     }
@@ -44,7 +76,7 @@ impl Algorithm {
     /// The one key size the algorithm takes, when it has one (AES-256: 32 bytes).
     pub(crate) fn fixed_key_size(self) -> Option<usize> {
         match self {
-            Self::Aes256Gcm => Some(32),
+            Self::Aes256Gcm | Self::Aes256Kwp => Some(32),
             _ => None,
         }
     }

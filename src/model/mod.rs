@@ -20,7 +20,7 @@ pub use api_key::ApiKeyState;
 pub use audit::{AuditEvent, Decision, EventData};
 pub use credential::CredentialState;
 pub use fingerprint::OnNewFingerprint;
-pub use key::{Algorithm, Boundary, KeyOrigin, KeyState};
+pub use key::{Algorithm, Boundary, KeyKind, KeyOrigin, KeyState};
 
 /// An enum whose values are stored and shown as fixed texts: one table per type says which,
 /// and `parse` / `as_str` / `ALL` (and serialising as that text, for reports and answers)

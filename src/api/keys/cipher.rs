@@ -1,6 +1,7 @@
 //! `POST /v1/keys/{name}/encrypt`, `/decrypt`, `/rewrap` and `/datakey`: encryption keys
 //! (`aes256-gcm`), the first three also in a batch form (`{"batch":[…]}`, each item with its
-//! own `aad` and `reference`, each succeeding or failing on its own, as sign's). Plaintexts and data keys arrive and leave base64-encoded; the body buffer
+//! own `aad` and `reference`, each succeeding or failing on its own, as sign's); and
+//! `/wrap`, `/unwrap` of key-wrapping keys (`aes256-kwp`, RFC 5649). Plaintexts and data keys arrive and leave base64-encoded; the body buffer
 //! that held a plaintext, and the answers' plaintext copies, are zeroized when dropped.
 
 use std::borrow::Cow;
@@ -255,6 +256,69 @@ pub(super) async fn data_key(state: &AppState, call: &mut Call, name: &str) -> R
             .return_plaintext
             .unwrap_or(true)
             .then(|| Zeroizing::new(base64(&plaintext))),
+    };
+    Ok(json(StatusCode::OK, &answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrapRequest {
+    key_material: Zeroizing<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnwrapRequest {
+    wrapped_key: String,
+    key_version: u32,
+}
+
+#[derive(Serialize)]
+struct WrappedJson {
+    wrapped_key: String,
+    key_version: u32,
+}
+
+#[derive(Serialize)]
+struct UnwrappedJson {
+    key_material: Zeroizing<String>,
+}
+
+/// Reads a body of a wrapping route (key material: the ordinary body limit), zeroized when
+/// dropped.
+async fn small_body(state: &AppState, call: &mut Call) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    Ok(Zeroizing::new(
+        call.read_body(state.limits.max_body_bytes).await?.to_vec(),
+    ))
+}
+
+pub(super) async fn wrap_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    let caller = authenticate(state, call).await?;
+    authorize_key(state, call, &caller, Action::WrapKey, name).await?;
+    let body = small_body(state, call).await?;
+    let req: WrapRequest = parse_json(&body)?;
+    let material = Zeroizing::new(base64_field("key_material", &req.key_material)?);
+    let (wrapped, version, usage) = state.keys.wrap_key(name, &material).await?;
+    call.note.usage.push(usage);
+    call.note.key_version = Some(version);
+    let answer = WrappedJson {
+        wrapped_key: base64(&wrapped),
+        key_version: version,
+    };
+    Ok(json(StatusCode::OK, &answer))
+}
+
+pub(super) async fn unwrap_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    let caller = authenticate(state, call).await?;
+    authorize_key(state, call, &caller, Action::UnwrapKey, name).await?;
+    let body = small_body(state, call).await?;
+    let req: UnwrapRequest = parse_json(&body)?;
+    let wrapped = base64_field("wrapped_key", &req.wrapped_key)?;
+    let (material, usage) = state.keys.unwrap_key(name, &wrapped, req.key_version).await?;
+    call.note.usage.push(usage);
+    call.note.key_version = Some(req.key_version);
+    let answer = UnwrappedJson {
+        key_material: Zeroizing::new(base64(&material)),
     };
     Ok(json(StatusCode::OK, &answer))
 }

@@ -79,6 +79,8 @@ async fn action(name: String, action: String, state: Arc<AppState>, mut call: Ca
         "decrypt" => Action::Decrypt,
         "rewrap" => Action::ReEncrypt,
         "datakey" => Action::GenerateDataKey,
+        "wrap" => Action::WrapKey,
+        "unwrap" => Action::UnwrapKey,
         _ => return reply::error(ApiError::new(crate::error::ErrorCode::NotFound, "no such route")),
     };
     if call.method != Method::POST {
@@ -93,6 +95,8 @@ async fn action(name: String, action: String, state: Arc<AppState>, mut call: Ca
         Action::Decrypt => cipher::decrypt(&state, &mut call, &name).await,
         Action::ReEncrypt => cipher::rewrap(&state, &mut call, &name).await,
         Action::GenerateDataKey => cipher::data_key(&state, &mut call, &name).await,
+        Action::WrapKey => cipher::wrap_key(&state, &mut call, &name).await,
+        Action::UnwrapKey => cipher::unwrap_key(&state, &mut call, &name).await,
         _ => verify_message(&state, &mut call, &name).await,
     };
     audited(&state, &mut call, action, key_resource(&name), result).await

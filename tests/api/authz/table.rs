@@ -61,7 +61,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 41] = [
+const TABLE: [(Action, [Expect; 5]); 43] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -77,6 +77,8 @@ const TABLE: [(Action, [Expect; 5]); 41] = [
     (Action::Decrypt,              [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
     (Action::ReEncrypt,            [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
     (Action::GenerateDataKey,      [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
+    (Action::WrapKey,              [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
+    (Action::UnwrapKey,            [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
     (Action::ReadAudit,            [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
     (Action::VerifyAudit,          [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
     (Action::ReadComplianceReport, [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
@@ -410,6 +412,28 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
                 .body(json!({"return_plaintext": false}))
                 .effect("/key_version", json!(1))
         }
+        Action::WrapKey | Action::UnwrapKey => {
+            let r = app
+                .post(
+                    "/v1/keys",
+                    json!({"name": key, "algorithm": "aes256-kwp", "owner": owner}),
+                )
+                .await;
+            assert_status(&r, StatusCode::CREATED, &format!("expected root to create {key}"));
+            if action == Action::WrapKey {
+                on_key(Method::POST, "/wrap", StatusCode::OK)
+                    .body(json!({"key_material": b64(&[3; 32])}))
+                    .effect("/key_version", json!(1))
+            } else {
+                let r = app
+                    .post(&format!("{path}/wrap"), json!({"key_material": b64(&[3; 32])}))
+                    .await;
+                assert_status(&r, StatusCode::OK, &format!("expected root to wrap with {key}"));
+                on_key(Method::POST, "/unwrap", StatusCode::OK)
+                    .body(json!({"wrapped_key": r.body["wrapped_key"], "key_version": 1}))
+                    .effect("/key_material", json!(b64(&[3; 32])))
+            }
+        }
         Action::ReadAudit => Cell::new(Method::GET, "/v1/audit/events?limit=1", StatusCode::OK, "audit"),
         Action::VerifyAudit => {
             Cell::new(Method::GET, "/v1/audit/verify", StatusCode::OK, "audit").effect("/ok", json!(true))
@@ -450,14 +474,16 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
         Action::RotateKek => Cell::new(Method::POST, "/v1/sys/kek/rotate", StatusCode::OK, "kek").probe(Probe::Keks),
         Action::RetireKek => {
             // A KEK no record uses: rotate as root, and wait until the rewrap job moved every
-            // record off the old one.
+            // record under the new one. (Not merely "none under the old one": a pass still
+            // running for an earlier rotation may yet move records under the old one.)
             let r = app.post_raw("/v1/sys/kek/rotate", b"").await;
             assert_status(&r, StatusCode::OK, "expected root to rotate the KEK");
             let old = r.body["previous_kek_id"].as_str().expect("previous_kek_id").to_owned();
-            crate::helpers::eventually("the rewrap job moves every record off the old KEK", 30, || async {
+            let new = r.body["current_kek_id"].as_str().expect("current_kek_id").to_owned();
+            crate::helpers::eventually("the rewrap job moves every record under the new KEK", 30, || async {
                 let r = app.get("/v1/sys/kek").await;
                 let records = r.body["records"].as_array().cloned().unwrap_or_default();
-                !records.iter().any(|row| row["kek_id"] == old.as_str())
+                records.iter().all(|row| row["kek_id"] == new.as_str())
             })
             .await;
             Cell::new(Method::POST, "/v1/sys/kek/retire", StatusCode::OK, "kek")

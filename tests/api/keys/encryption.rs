@@ -367,3 +367,110 @@ async fn batches_encrypt_decrypt_and_rewrap_item_by_item() {
     let r = app.post("/v1/keys/data/encrypt", json!({"batch": too_many})).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "over the item limit");
 }
+
+/// Key-wrapping keys (`aes256-kwp`): wrap and unwrap round trip; a wrap under another
+/// version, altered, or another key's does not unwrap; and what the vault wraps unwraps with
+/// pyca `cryptography`'s RFC 5649 implementation given the key's (imported) material.
+#[tokio::test]
+async fn a_kwp_key_wraps_key_material_as_rfc_5649_does_elsewhere() {
+    let app = spawn_app().await;
+    let kek = [0x3c_u8; 32];
+    let r = app
+        .post(
+            "/v1/keys/transport/import",
+            json!({"algorithm": "aes256-kwp", "key_material": b64(&kek)}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let material = b"a 20-byte key value!";
+    let r = app
+        .post("/v1/keys/transport/wrap", json!({"key_material": b64(material)}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["key_version"], 1);
+    let wrapped = r.body["wrapped_key"].as_str().expect("wrapped_key").to_owned();
+    assert_eq!(unb64(&wrapped).len(), 32, "8-byte header + 24 padded bytes");
+
+    let r = app
+        .post(
+            "/v1/keys/transport/unwrap",
+            json!({"wrapped_key": wrapped, "key_version": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(unb64(r.body["key_material"].as_str().expect("material")), material);
+
+    // Independent RFC 5649: pyca `cryptography` (from the moto venv scripts/test.sh makes).
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/moto/bin/python");
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import base64,sys\nfrom cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding as u\nprint(base64.b64encode(u(base64.b64decode(sys.argv[1]), base64.b64decode(sys.argv[2]))).decode())",
+            &b64(&kek),
+            &wrapped,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test.sh once to make the venv)", python.display()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(unb64(String::from_utf8_lossy(&out.stdout).trim()), material);
+
+    // Other versions, alterations and keys do not unwrap; a KWP key neither signs nor encrypts.
+    app.post("/v1/keys/transport/rotate", json!({})).await;
+    let r = app
+        .post(
+            "/v1/keys/transport/unwrap",
+            json!({"wrapped_key": wrapped, "key_version": 2}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "another version");
+    let mut altered = unb64(&wrapped);
+    altered[9] ^= 1;
+    let r = app
+        .post(
+            "/v1/keys/transport/unwrap",
+            json!({"wrapped_key": b64(&altered), "key_version": 1}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "altered");
+    let r = app
+        .post("/v1/keys", json!({"name": "other-kwp", "algorithm": "aes256-kwp"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .post(
+            "/v1/keys/other-kwp/unwrap",
+            json!({"wrapped_key": wrapped, "key_version": 1}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "another key's");
+    let r = app
+        .post(
+            "/v1/keys/transport/unwrap",
+            json!({"wrapped_key": wrapped, "key_version": 3}),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "a version the key does not have",
+    );
+    let r = app.post("/v1/keys/transport/wrap", json!({"key_material": ""})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "empty material");
+    let r = app.post("/v1/keys/transport/sign", json!({"message": b64(b"m")})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "sign with a KWP key");
+    let r = app
+        .post("/v1/keys/transport/encrypt", json!({"plaintext": b64(b"m")}))
+        .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "encrypt with a KWP key",
+    );
+    create_aes(&app, "gcm").await;
+    let r = app
+        .post("/v1/keys/gcm/wrap", json!({"key_material": b64(material)}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "wrap with a GCM key");
+}
