@@ -176,8 +176,9 @@ pub async fn kek_migrate(
     let new_settings = Settings::from_raw(Mode::Serve, raw, env)?;
     let keyring = kek::open_keyring(&new_settings.kek, new_settings.kek_previous.as_ref()).await?;
     let current_kek_id = keyring.current().current_kek_id();
-    let old_ids = kek::open(&settings.kek).await?.kek_ids();
-    if old_ids.contains(&current_kek_id) && !stage {
+    // Without `--stage` the keyring's previous provider is the old `[kek]`: a target that is
+    // the same token or key under other settings holds the same KEK, so it appears twice.
+    if !stage && keyring.kek_ids().iter().filter(|id| **id == current_kek_id).count() > 1 {
         return Err(MigrateError::SameProvider);
     }
     let records_to_move = store

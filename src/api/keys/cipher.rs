@@ -100,26 +100,74 @@ async fn body(state: &AppState, call: &mut Call) -> Result<Zeroizing<Vec<u8>>, A
     ))
 }
 
-/// The items of a batch form, checked as sign's are (not empty, at most
-/// `limits.max_batch_items`, references at most 256 bytes).
-fn checked_batch<T>(
+/// One item of a request: its text (plaintext or ciphertext), `aad` and batch `reference`.
+type Item<T> = (T, Option<String>, Option<String>);
+
+/// The items of a request: its single form as one item (`false`), or its batch form (`true`),
+/// checked as sign's is (not empty, at most `limits.max_batch_items`, references at most 256
+/// bytes; `aad` given per item). `field` names the single form's text field.
+fn items<T>(
     state: &AppState,
-    items: Vec<T>,
-    reference: impl Fn(&T) -> Option<usize>,
-) -> Result<Vec<T>, ApiError> {
-    check_batch(state, items.len(), items.iter().filter_map(&reference))?;
-    Ok(items)
+    single: Option<T>,
+    aad: Option<String>,
+    batch: Option<Vec<Item<T>>>,
+    field: &str,
+) -> Result<(Vec<Item<T>>, bool), ApiError> {
+    match (single, batch) {
+        (Some(text), None) => Ok((vec![(text, aad, None)], false)),
+        (None, Some(items)) if aad.is_none() => {
+            check_batch(
+                state,
+                items.len(),
+                items.iter().filter_map(|(_, _, r)| r.as_ref().map(String::len)),
+            )?;
+            Ok((items, true))
+        }
+        (None, Some(_)) => Err(ApiError::invalid("with batch, give aad per item")),
+        _ => Err(ApiError::invalid(format!("give either {field} or batch"))),
+    }
 }
 
-fn batch_answer<T: Serialize>(items: Vec<(Result<T, ApiError>, Option<String>)>) -> Response {
-    let batch = items
+/// An answer that names the key version it used.
+trait Versioned {
+    fn key_version(&self) -> u32;
+}
+
+impl Versioned for EncryptedJson {
+    fn key_version(&self) -> u32 {
+        self.key_version
+    }
+}
+
+impl Versioned for DecryptedJson {
+    fn key_version(&self) -> u32 {
+        self.key_version
+    }
+}
+
+/// The answer of [`items`]' request: the single form's result, or one per batch item.
+fn answer<T: Serialize + Versioned>(
+    call: &mut Call,
+    batch: bool,
+    answers: Vec<(Result<T, ApiError>, Option<String>)>,
+) -> Result<Response, ApiError> {
+    if batch {
+        let batch = answers
+            .into_iter()
+            .map(|(result, reference)| BatchItem {
+                outcome: result.into(),
+                reference: reference.map(Cow::Owned),
+            })
+            .collect();
+        return Ok(json(StatusCode::OK, &Batch { batch }));
+    }
+    let one = answers
         .into_iter()
-        .map(|(result, reference)| BatchItem {
-            outcome: result.into(),
-            reference: reference.map(Cow::Owned),
-        })
-        .collect();
-    json(StatusCode::OK, &Batch { batch })
+        .next()
+        .map(|(result, _)| result)
+        .ok_or_else(|| ApiError::invalid("nothing to answer"))??;
+    call.note.key_version = Some(one.key_version());
+    Ok(json(StatusCode::OK, &one))
 }
 
 async fn encrypt_one(
@@ -167,74 +215,56 @@ pub(super) async fn encrypt(state: &AppState, call: &mut Call, name: &str) -> Re
     authorize_key(state, call, &caller, Action::Encrypt, name).await?;
     let body = body(state, call).await?;
     let req: EncryptRequest = parse_json(&body)?;
-    match (req.plaintext, req.batch) {
-        (Some(plaintext), None) => {
-            let one = encrypt_one(state, call, name, &plaintext, req.aad.as_deref()).await?;
-            call.note.key_version = Some(one.key_version);
-            Ok(json(StatusCode::OK, &one))
-        }
-        (None, Some(items)) if req.aad.is_none() => {
-            let items = checked_batch(state, items, |i| i.reference.as_ref().map(String::len))?;
-            let mut answers = Vec::with_capacity(items.len());
-            for item in items {
-                let result = encrypt_one(state, call, name, &item.plaintext, item.aad.as_deref()).await;
-                answers.push((result, item.reference));
-            }
-            Ok(batch_answer(answers))
-        }
-        (None, Some(_)) => Err(ApiError::invalid("with batch, give aad per item")),
-        _ => Err(ApiError::invalid("give either plaintext or batch")),
+    let batch = req
+        .batch
+        .map(|items| items.into_iter().map(|i| (i.plaintext, i.aad, i.reference)).collect());
+    let (items, batch) = items(state, req.plaintext, req.aad, batch, "plaintext")?;
+    let mut answers = Vec::with_capacity(items.len());
+    for (plaintext, aad, reference) in items {
+        answers.push((
+            encrypt_one(state, call, name, &plaintext, aad.as_deref()).await,
+            reference,
+        ));
     }
+    answer(call, batch, answers)
+}
+
+/// The items of a decrypt or rewrap request.
+fn ciphertexts(state: &AppState, req: CiphertextRequest) -> Result<(Vec<Item<String>>, bool), ApiError> {
+    let batch = req
+        .batch
+        .map(|items| items.into_iter().map(|i| (i.ciphertext, i.aad, i.reference)).collect());
+    items(state, req.ciphertext, req.aad, batch, "ciphertext")
 }
 
 pub(super) async fn decrypt(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::Decrypt, name).await?;
     let body = body(state, call).await?;
-    let req: CiphertextRequest = parse_json(&body)?;
-    match (req.ciphertext, req.batch) {
-        (Some(ciphertext), None) => {
-            let one = decrypt_one(state, call, name, &ciphertext, req.aad.as_deref()).await?;
-            call.note.key_version = Some(one.key_version);
-            Ok(json(StatusCode::OK, &one))
-        }
-        (None, Some(items)) if req.aad.is_none() => {
-            let items = checked_batch(state, items, |i| i.reference.as_ref().map(String::len))?;
-            let mut answers = Vec::with_capacity(items.len());
-            for item in items {
-                let result = decrypt_one(state, call, name, &item.ciphertext, item.aad.as_deref()).await;
-                answers.push((result, item.reference));
-            }
-            Ok(batch_answer(answers))
-        }
-        (None, Some(_)) => Err(ApiError::invalid("with batch, give aad per item")),
-        _ => Err(ApiError::invalid("give either ciphertext or batch")),
+    let (items, batch) = ciphertexts(state, parse_json(&body)?)?;
+    let mut answers = Vec::with_capacity(items.len());
+    for (ciphertext, aad, reference) in items {
+        answers.push((
+            decrypt_one(state, call, name, &ciphertext, aad.as_deref()).await,
+            reference,
+        ));
     }
+    answer(call, batch, answers)
 }
 
 pub(super) async fn rewrap(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::ReEncrypt, name).await?;
     let body = body(state, call).await?;
-    let req: CiphertextRequest = parse_json(&body)?;
-    match (req.ciphertext, req.batch) {
-        (Some(ciphertext), None) => {
-            let one = rewrap_one(state, call, name, &ciphertext, req.aad.as_deref()).await?;
-            call.note.key_version = Some(one.key_version);
-            Ok(json(StatusCode::OK, &one))
-        }
-        (None, Some(items)) if req.aad.is_none() => {
-            let items = checked_batch(state, items, |i| i.reference.as_ref().map(String::len))?;
-            let mut answers = Vec::with_capacity(items.len());
-            for item in items {
-                let result = rewrap_one(state, call, name, &item.ciphertext, item.aad.as_deref()).await;
-                answers.push((result, item.reference));
-            }
-            Ok(batch_answer(answers))
-        }
-        (None, Some(_)) => Err(ApiError::invalid("with batch, give aad per item")),
-        _ => Err(ApiError::invalid("give either ciphertext or batch")),
+    let (items, batch) = ciphertexts(state, parse_json(&body)?)?;
+    let mut answers = Vec::with_capacity(items.len());
+    for (ciphertext, aad, reference) in items {
+        answers.push((
+            rewrap_one(state, call, name, &ciphertext, aad.as_deref()).await,
+            reference,
+        ));
     }
+    answer(call, batch, answers)
 }
 
 pub(super) async fn data_key(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
