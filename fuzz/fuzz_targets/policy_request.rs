@@ -27,7 +27,7 @@ use sigvault::auth::{Principal, Via};
 use sigvault::fuzzing::{policy_evaluate, policy_facts};
 use sigvault::policy::{self, PolicyEngine, Resource};
 
-const ACTIONS: [Action; 39] = [
+const ACTIONS: [Action; 43] = [
     Action::CreateKey,
     Action::ListKeys,
     Action::GetKey,
@@ -36,6 +36,8 @@ const ACTIONS: [Action; 39] = [
     Action::CancelKeyDeletion,
     Action::RotateKey,
     Action::ImportKeyPlaintext,
+    Action::ImportKeyWrapped,
+    Action::ExportKey,
     Action::Sign,
     Action::Verify,
     Action::Encrypt,
@@ -67,11 +69,14 @@ const ACTIONS: [Action; 39] = [
     Action::RevokeApiKey,
     Action::RerollApiKey,
     Action::VerifyApiKey,
+    Action::ReadWrappingKey,
+    Action::RotateWrappingKey,
 ];
 
 /// The collections the API names.
-const COLLECTIONS: [&str; 9] = [
+const COLLECTIONS: [&str; 10] = [
     "keys",
+    "wrapping-key",
     "audit",
     "reports",
     "tokens",

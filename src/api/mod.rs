@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub(crate) mod context;
 pub mod credentials;
+pub mod custody;
 mod fingerprint;
 pub mod kek;
 pub mod keys;
@@ -83,6 +84,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .or(reports::routes(Arc::clone(&state)))
                 .unify()
                 .or(kek::routes(Arc::clone(&state)))
+                .unify()
+                .or(custody::routes(Arc::clone(&state)))
                 .unify()
                 .or(sys::routes(state))
                 .unify(),

@@ -11,6 +11,8 @@ pub enum Action {
     CancelKeyDeletion,
     RotateKey,
     ImportKeyPlaintext,
+    ImportKeyWrapped,
+    ExportKey,
     Sign,
     Verify,
     Encrypt,
@@ -46,6 +48,8 @@ pub enum Action {
     RerollApiKey,
     ReadApiKeyActivity,
     VerifyApiKey,
+    ReadWrappingKey,
+    RotateWrappingKey,
 }
 
 /// The action of the event a credential's new caller fingerprint raises (not a request:
@@ -66,6 +70,8 @@ impl Action {
             Action::CancelKeyDeletion => "CancelKeyDeletion",
             Action::RotateKey => "RotateKey",
             Action::ImportKeyPlaintext => "ImportKeyPlaintext",
+            Action::ImportKeyWrapped => "ImportKeyWrapped",
+            Action::ExportKey => "ExportKey",
             Action::Sign => "Sign",
             Action::Verify => "Verify",
             Action::Encrypt => "Encrypt",
@@ -101,6 +107,8 @@ impl Action {
             Action::RerollApiKey => "RerollApiKey",
             Action::ReadApiKeyActivity => "ReadApiKeyActivity",
             Action::VerifyApiKey => "VerifyApiKey",
+            Action::ReadWrappingKey => "ReadWrappingKey",
+            Action::RotateWrappingKey => "RotateWrappingKey",
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum KekError {
     /// rotating a KMS key named by ARN rather than alias, …); nothing was changed.
     #[error("{0}")]
     Refused(String),
+    /// The provider cannot do this at all (an RSA wrapping key on AWS KMS).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl KekError {
@@ -41,7 +44,11 @@ impl KekError {
     pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             KekError::Unavailable(_) | KekError::Config(_) => true,
-            KekError::Rejected | KekError::UnknownKek(_) | KekError::Envelope(_) | KekError::Refused(_) => false,
+            KekError::Rejected
+            | KekError::UnknownKek(_)
+            | KekError::Envelope(_)
+            | KekError::Refused(_)
+            | KekError::Unsupported(_) => false,
         }
     }
 }

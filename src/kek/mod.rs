@@ -16,6 +16,8 @@ pub mod aws_kms;
 mod error;
 mod keyring;
 #[cfg(feature = "kek-pkcs11")]
+mod oaep;
+#[cfg(feature = "kek-pkcs11")]
 pub mod pkcs11;
 
 #[cfg(all(test, any(feature = "kek-pkcs11", feature = "kek-aws-kms")))]
@@ -25,6 +27,7 @@ use std::sync::Arc;
 
 pub use error::{ConcurrentLoadFailed, KekError, ProviderError, SelfTestFailed};
 pub use keyring::Keyring;
+use zeroize::Zeroizing;
 
 use crate::BoxFuture;
 use crate::envelope::{Dek, RecordIdentity};
@@ -34,6 +37,16 @@ use crate::envelope::{Dek, RecordIdentity};
 pub struct WrappedDek {
     pub kek_id: String,
     pub bytes: Vec<u8>,
+}
+
+/// The public half of the custodians' RSA wrapping key (BYOK import), as the provider holds
+/// it: big-endian modulus and public exponent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappingPublicKey {
+    /// Starts at 1 and grows with each rotation.
+    pub version: u32,
+    pub modulus: Vec<u8>,
+    pub public_exponent: Vec<u8>,
 }
 
 /// The record a provider's self-test wraps its throwaway DEK for.
@@ -110,6 +123,26 @@ pub trait KekProvider: Send + Sync {
     /// would be indistinguishable from a removed one — reports [`KekError::Unavailable`],
     /// never `None`.
     fn witness_read<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, KekError>>;
+
+    /// The current RSA wrapping key custodians wrap imports to, created on first use. A
+    /// provider without one (AWS KMS) reports [`KekError::Unsupported`].
+    fn wrapping_key(&self) -> BoxFuture<'_, Result<WrappingPublicKey, KekError>> {
+        Box::pin(async { Err(KekError::Unsupported("this KEK provider has no RSA wrapping key")) })
+    }
+
+    /// Makes a new wrapping key current. The one before it still opens imports until the next
+    /// rotation (a custodian who fetched it a moment ago is not cut off); older ones are
+    /// destroyed.
+    fn rotate_wrapping_key(&self) -> BoxFuture<'_, Result<WrappingPublicKey, KekError>> {
+        Box::pin(async { Err(KekError::Unsupported("this KEK provider has no RSA wrapping key")) })
+    }
+
+    /// Opens the RSA-OAEP (SHA-256, MGF1-SHA-256) block of a custodian's wrapped import with
+    /// a wrapping key this provider holds, and returns the ephemeral AES key inside it (which
+    /// then opens the import's AES-KWP half). [`KekError::Rejected`] when it opens under none.
+    fn decrypt_import_key<'a>(&'a self, _block: &'a [u8]) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, KekError>> {
+        Box::pin(async { Err(KekError::Unsupported("this KEK provider has no RSA wrapping key")) })
+    }
 
     /// Proves the provider works end to end: a random DEK wraps and unwraps to itself.
     /// Run when a provider is opened; a failure refuses to start the server.

@@ -8,9 +8,11 @@
 
 pub mod cache;
 mod cipher;
+mod custody;
 mod kwp;
 mod lifecycle;
 pub use cipher::{DATA_KEY_BYTES, Encrypted};
+pub use custody::{Exported, WRAPPING_FORMAT, WRAPPING_KEY_ALGORITHM, WrappingKey, recipient_fingerprint};
 pub use lifecycle::AutoRotated;
 mod mac;
 pub mod model;

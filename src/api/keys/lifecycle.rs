@@ -13,7 +13,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::super::context::Call;
-use super::super::reply::{base64_secret, json, parse_json};
+use super::super::reply::{base64_field, base64_secret, json, parse_json};
 use super::super::{AppState, authenticate, authorize, authorize_key, intend};
 use super::key_resource;
 use super::view::{KeyJson, key_json};
@@ -102,6 +102,18 @@ impl CommonOptions {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportRequest {
     key_material: zeroize::Zeroizing<String>,
+    algorithm: Option<String>,
+    boundary: Option<String>,
+    exportable: Option<bool>,
+    auto_rotate_period: Option<String>,
+    owner: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportWrappedRequest {
+    wrapped_key: String,
     algorithm: Option<String>,
     boundary: Option<String>,
     exportable: Option<bool>,
@@ -270,29 +282,6 @@ pub(super) async fn import_key(state: &AppState, call: &mut Call, name: &str) ->
     let body = call.read_body(state.limits.max_body_bytes).await?;
     let req: ImportRequest = parse_json(&body)?;
     let material = base64_secret("key_material", &req.key_material)?;
-    match state.keys.facts(name).await? {
-        Some(existing) => {
-            let resource = Resource::Key {
-                name,
-                owner: existing.owner(),
-                tags: existing.tags(),
-            };
-            authorize(state, call, &caller, Action::ImportKeyPlaintext, &resource)?;
-        }
-        None => {
-            let no_tags = BTreeMap::new();
-            let resource = Resource::Key {
-                name,
-                owner: req.owner.as_deref().unwrap_or(&caller.name),
-                tags: req.tags.as_ref().unwrap_or(&no_tags),
-            };
-            authorize(state, call, &caller, Action::ImportKeyPlaintext, &resource)?;
-        }
-    }
-    // A keyed fingerprint lets an auditor see the same material imported twice; the
-    // material itself never reaches the trail.
-    call.note.secret_hmac = Some(state.audit.secret_hmac(material.expose_secret()));
-    let alg = req.algorithm.as_deref().map(algorithm).transpose()?;
     let common = CommonOptions {
         boundary: req.boundary,
         exportable: req.exportable,
@@ -300,10 +289,97 @@ pub(super) async fn import_key(state: &AppState, call: &mut Call, name: &str) ->
         owner: req.owner,
         tags: req.tags,
     };
+    authorize_import(state, call, &caller, Action::ImportKeyPlaintext, name, &common).await?;
+    import_material(
+        state,
+        call,
+        &caller,
+        Action::ImportKeyPlaintext,
+        name,
+        material,
+        (req.algorithm, common),
+    )
+    .await
+}
+
+/// `POST /v1/keys/{name}/import-wrapped`: material wrapped to the vault's wrapping key
+/// (RSA-OAEP-SHA-256 ‖ AES-KWP), opened in the HSM, then imported as `import` does.
+pub(super) async fn import_wrapped(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    let caller = authenticate(state, call).await?;
+    let body = call.read_body(state.limits.max_body_bytes).await?;
+    let req: ImportWrappedRequest = parse_json(&body)?;
+    let wrapped = base64_field("wrapped_key", &req.wrapped_key)?;
+    let common = CommonOptions {
+        boundary: req.boundary,
+        exportable: req.exportable,
+        auto_rotate_period: req.auto_rotate_period,
+        owner: req.owner,
+        tags: req.tags,
+    };
+    authorize_import(state, call, &caller, Action::ImportKeyWrapped, name, &common).await?;
+    let material = state.keys.open_wrapped_import(&wrapped).await?;
+    import_material(
+        state,
+        call,
+        &caller,
+        Action::ImportKeyWrapped,
+        name,
+        material,
+        (req.algorithm, common),
+    )
+    .await
+}
+
+/// Decides an import of `name` as `action`: on the existing key, or on the key as the
+/// request would create it.
+async fn authorize_import(
+    state: &AppState,
+    call: &mut Call,
+    caller: &Principal,
+    action: Action,
+    name: &str,
+    common: &CommonOptions,
+) -> Result<(), ApiError> {
+    match state.keys.facts(name).await? {
+        Some(existing) => {
+            let resource = Resource::Key {
+                name,
+                owner: existing.owner(),
+                tags: existing.tags(),
+            };
+            authorize(state, call, caller, action, &resource)
+        }
+        None => {
+            let no_tags = BTreeMap::new();
+            let resource = Resource::Key {
+                name,
+                owner: common.owner.as_deref().unwrap_or(&caller.name),
+                tags: common.tags.as_ref().unwrap_or(&no_tags),
+            };
+            authorize(state, call, caller, action, &resource)
+        }
+    }
+}
+
+/// The part of both imports after authorization: fingerprint the material for the trail,
+/// record the intent, import.
+async fn import_material(
+    state: &AppState,
+    call: &mut Call,
+    caller: &Principal,
+    action: Action,
+    name: &str,
+    material: crate::secret::SecretBytes,
+    (algorithm_name, common): (Option<String>, CommonOptions),
+) -> Result<Response, ApiError> {
+    // A keyed fingerprint lets an auditor see the same material imported twice; the
+    // material itself never reaches the trail.
+    call.note.secret_hmac = Some(state.audit.secret_hmac(material.expose_secret()));
+    let alg = algorithm_name.as_deref().map(algorithm).transpose()?;
     // Create options apply only when the import creates the key; an existing key refuses them.
     let explicit = !common.is_empty();
-    let create = common.into_options(alg.unwrap_or(Algorithm::HmacSha256), None, &caller)?;
-    intend(state, call, Action::ImportKeyPlaintext, &key_resource(name)).await?;
+    let create = common.into_options(alg.unwrap_or(Algorithm::HmacSha256), None, caller)?;
+    intend(state, call, action, &key_resource(name)).await?;
     let (details, _created) = state.keys.import(name, material, alg, create, explicit).await?;
     Ok(json(StatusCode::CREATED, &key_json(details)))
 }

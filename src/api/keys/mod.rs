@@ -9,11 +9,14 @@
 use std::sync::Arc;
 
 mod cipher;
+mod custody;
 pub(crate) mod lifecycle;
 pub(crate) mod sign;
 mod view;
 
-use lifecycle::{create_key, delete_key, get_key, import_key, list_keys, patch_key, restore_key, rotate_key};
+use lifecycle::{
+    create_key, delete_key, get_key, import_key, import_wrapped, list_keys, patch_key, restore_key, rotate_key,
+};
 use sign::{sign_message, verify_message};
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -73,6 +76,8 @@ async fn action(name: String, action: String, state: Arc<AppState>, mut call: Ca
         "rotate" => Action::RotateKey,
         "restore" => Action::CancelKeyDeletion,
         "import" => Action::ImportKeyPlaintext,
+        "import-wrapped" => Action::ImportKeyWrapped,
+        "export" => Action::ExportKey,
         "sign" => Action::Sign,
         "verify" => Action::Verify,
         "encrypt" => Action::Encrypt,
@@ -90,6 +95,8 @@ async fn action(name: String, action: String, state: Arc<AppState>, mut call: Ca
         Action::RotateKey => rotate_key(&state, &mut call, &name).await,
         Action::CancelKeyDeletion => restore_key(&state, &mut call, &name).await,
         Action::ImportKeyPlaintext => import_key(&state, &mut call, &name).await,
+        Action::ImportKeyWrapped => import_wrapped(&state, &mut call, &name).await,
+        Action::ExportKey => custody::export(&state, &mut call, &name).await,
         Action::Sign => sign_message(&state, &mut call, &name).await,
         Action::Encrypt => cipher::encrypt(&state, &mut call, &name).await,
         Action::Decrypt => cipher::decrypt(&state, &mut call, &name).await,

@@ -51,6 +51,9 @@ pub enum Pkcs11Error {
     /// by another KEK).
     #[error("the module rejected the wrapped key")]
     WrappedKeyRejected(#[source] CkError),
+    /// A custodian's wrapped import opens under none of the token's wrapping keys.
+    #[error("the wrapped import does not open under any wrapping key on the token")]
+    ImportRejected,
     /// The call did not get a session, or the module's answer, within `call_timeout`.
     #[error("no answer from the HSM within {after:?} ({during})")]
     Timeout { after: Duration, during: &'static str },
@@ -109,6 +112,7 @@ impl Pkcs11Error {
             | Pkcs11Error::DuplicateKek { .. }
             | Pkcs11Error::Refused(_)
             | Pkcs11Error::WrappedKeyRejected(_)
+            | Pkcs11Error::ImportRejected
             | Pkcs11Error::Timeout { .. }
             | Pkcs11Error::Down { .. }
             | Pkcs11Error::Reopen { .. }
@@ -130,7 +134,7 @@ impl From<Pkcs11Error> for KekError {
             | Pkcs11Error::TokenNotFound { .. }
             | Pkcs11Error::PinIncorrect { .. }
             | Pkcs11Error::PinLocked { .. } => KekError::Config(Box::new(err)),
-            Pkcs11Error::WrappedKeyRejected(_) => KekError::Rejected,
+            Pkcs11Error::WrappedKeyRejected(_) | Pkcs11Error::ImportRejected => KekError::Rejected,
             Pkcs11Error::Refused(reason) => KekError::Refused(reason),
             Pkcs11Error::DuplicateKek { .. } => KekError::Config(Box::new(err)),
             Pkcs11Error::Call { .. }

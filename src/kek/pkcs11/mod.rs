@@ -23,6 +23,7 @@ mod pool;
 pub mod softhsm;
 mod token;
 mod witness;
+mod wrapping;
 
 #[cfg(test)]
 mod recovery_tests;
@@ -46,7 +47,7 @@ use zeroize::Zeroizing;
 pub use error::Pkcs11Error;
 pub use token::{probe_module, provision_token, token_present};
 
-use super::{KekError, KekProvider, WrappedDek};
+use super::{KekError, KekProvider, WrappedDek, WrappingPublicKey};
 use crate::BoxFuture;
 use crate::envelope::{Dek, RecordIdentity};
 use error::{call, unwrap_error};
@@ -56,6 +57,10 @@ use token::{context, find_token};
 
 /// `[kek.pkcs11] call_timeout` when unset.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least time given to generating an RSA-4096 wrapping key (seconds on SoftHSM2, longer
+/// on a slow HSM), whatever `call_timeout` says.
+const KEY_PAIR_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the provider needs to open a token (`[kek.pkcs11]`).
 #[derive(Clone)]
@@ -102,6 +107,9 @@ struct Inner {
     /// keeps its session permit, so at most twice the pool size of threads ever wait on a
     /// module that does not answer.
     hung: Arc<Semaphore>,
+    /// Held while the wrapping key is looked up, created or rotated: one node never makes
+    /// two at once.
+    wrapping: tokio::sync::Mutex<()>,
 }
 
 /// The PKCS#11 KEK provider. Cheap to clone.
@@ -146,6 +154,7 @@ impl Pkcs11Kek {
                 pool: Pool::new(ctx, label, settings.pin.clone(), sessions),
                 permits: Arc::new(Semaphore::new(size)),
                 hung: Arc::new(Semaphore::new(size)),
+                wrapping: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -193,7 +202,15 @@ impl Pkcs11Kek {
         T: Send + 'static,
         F: FnOnce(&PooledSession) -> Result<T, Pkcs11Error> + Send + 'static,
     {
-        let timeout = self.inner.call_timeout;
+        self.with_session_within(self.inner.call_timeout, op).await
+    }
+
+    /// [`Pkcs11Kek::with_session`] with its own `timeout` (a key-pair generation's).
+    async fn with_session_within<T, F>(&self, timeout: Duration, op: F) -> Result<T, KekError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&PooledSession) -> Result<T, Pkcs11Error> + Send + 'static,
+    {
         let deadline = Instant::now() + timeout;
         self.inner.pool.admit()?;
         let permit = match tokio::time::timeout_at(deadline, Arc::clone(&self.inner.permits).acquire_owned()).await {
@@ -346,6 +363,59 @@ impl KekProvider for Pkcs11Kek {
             self.adopt(found);
             Ok(())
         })
+    }
+
+    fn wrapping_key(&self) -> BoxFuture<'_, Result<WrappingPublicKey, KekError>> {
+        Box::pin(async move {
+            let _one = self.inner.wrapping.lock().await;
+            let timeout = self.inner.call_timeout.max(KEY_PAIR_TIMEOUT);
+            self.with_session_within(timeout, |pooled| {
+                let session = &pooled.session;
+                let pairs = wrapping::find_pairs(session)?;
+                match pairs.first() {
+                    Some(current) => wrapping::public_key(session, current),
+                    None => wrapping::public_key(session, &wrapping::create_pair(session, 1)?),
+                }
+            })
+            .await
+        })
+    }
+
+    fn rotate_wrapping_key(&self) -> BoxFuture<'_, Result<WrappingPublicKey, KekError>> {
+        Box::pin(async move {
+            let _one = self.inner.wrapping.lock().await;
+            let timeout = self.inner.call_timeout.max(KEY_PAIR_TIMEOUT);
+            self.with_session_within(timeout, |pooled| {
+                let session = &pooled.session;
+                let before = wrapping::find_pairs(session)?;
+                let next = before
+                    .first()
+                    .map_or(Some(1), |current| current.version.checked_add(1))
+                    .ok_or_else(|| Pkcs11Error::Refused("the wrapping key's versions are exhausted".into()))?;
+                let created = wrapping::create_pair(session, next)?;
+                // The pair that was current keeps opening imports until the next rotation;
+                // everything older goes.
+                let keep = next.saturating_sub(1);
+                for old in before.iter().filter(|pair| pair.version < keep) {
+                    wrapping::destroy_pair(session, old)?;
+                }
+                wrapping::public_key(session, &created)
+            })
+            .await
+        })
+    }
+
+    fn decrypt_import_key<'a>(&'a self, block: &'a [u8]) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, KekError>> {
+        let block = block.to_vec();
+        Box::pin(self.with_session(move |pooled| {
+            let session = &pooled.session;
+            for pair in wrapping::find_pairs(session)? {
+                if let Some(key) = wrapping::decrypt_import_key(session, &pair, &block)? {
+                    return Ok(key);
+                }
+            }
+            Err(Pkcs11Error::ImportRejected)
+        }))
     }
 
     fn witness_write<'a>(&'a self, name: &'a str, value: &'a [u8]) -> BoxFuture<'a, Result<(), KekError>> {

@@ -1,6 +1,7 @@
 //! Every action for a caller in each shipped group and for one in none: the table.
 
 use super::*;
+use crate::helpers::{custodian_key, wrap_for_import};
 
 /// The callers of the table, one per column, in column order.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +46,7 @@ const ADMIN: Expect = Expect::Allow("admin-all");
 const SERVICE: Expect = Expect::Allow("service-sign-verify-own-keys");
 const CUSTODIAN: Expect = Expect::Allow("custodian-manage-keys");
 const CUSTODIAN_LIST: Expect = Expect::Allow("custodian-list-keys");
+const CUSTODIAN_WRAPPING: Expect = Expect::Allow("custodian-wrapping-key");
 const AUDITOR: Expect = Expect::Allow("auditor-read-audit-and-reports");
 const ANYONE: Expect = Expect::Allow("anyone-whoami");
 const CUSTODIAN_CRED: Expect = Expect::Allow("custodian-manage-credentials");
@@ -61,7 +63,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 43] = [
+const TABLE: [(Action, [Expect; 5]); 47] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -71,6 +73,8 @@ const TABLE: [(Action, [Expect; 5]); 43] = [
     (Action::CancelKeyDeletion,    [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::RotateKey,            [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
     (Action::ImportKeyPlaintext,   [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
+    (Action::ImportKeyWrapped,     [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
+    (Action::ExportKey,            [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
     (Action::Sign,                 [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
     (Action::Verify,               [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
     (Action::Encrypt,              [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
@@ -106,6 +110,8 @@ const TABLE: [(Action, [Expect; 5]); 43] = [
     (Action::RerollApiKey,         [ADMIN, DENY,    CUSTODIAN_APIKEY, DENY,  DENY  ]),
     (Action::ReadApiKeyActivity,   [ADMIN, DENY,    CUSTODIAN_APIKEY, AUDITOR_CRED, DENY]),
     (Action::VerifyApiKey,         [ADMIN, SERVICE_APIKEY, DENY,    DENY,    DENY  ]),
+    (Action::ReadWrappingKey,      [ADMIN, DENY,    CUSTODIAN_WRAPPING, DENY, DENY ]),
+    (Action::RotateWrappingKey,    [ADMIN, DENY,    CUSTODIAN_WRAPPING, DENY, DENY ]),
 ];
 
 #[test]
@@ -281,6 +287,8 @@ enum Probe {
     ApiKeys,
     /// The KEKs: which is current and which the vault holds.
     Keks,
+    /// The wrapping key custodians wrap imports to.
+    WrappingKey,
 }
 
 const CELL_SECRET: &str = "cellsecretcellsecretcellsecretcellsecret";
@@ -341,6 +349,28 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
         Action::ImportKeyPlaintext => on_key(Method::POST, "/import", StatusCode::CREATED)
             .body(json!({"key_material": b64(&[0x5a; 32]), "owner": owner}))
             .effect("/owner", json!(owner)),
+        Action::ImportKeyWrapped => {
+            let r = app.get("/v1/wrapping-key").await;
+            assert_status(&r, StatusCode::OK, "expected root to read the wrapping key");
+            let pem = r.body["public_key_pem"].as_str().expect("public_key_pem");
+            let wrapped = wrap_for_import(pem, &[0x5b; 32]);
+            on_key(Method::POST, "/import-wrapped", StatusCode::CREATED)
+                .body(json!({"wrapped_key": b64(&wrapped), "owner": owner}))
+                .effect("/owner", json!(owner))
+        }
+        Action::ExportKey => {
+            let body = json!({"name": key, "algorithm": "hmac-sha256", "owner": owner, "exportable": true});
+            let r = app.post("/v1/keys", body).await;
+            assert_status(&r, StatusCode::CREATED, &format!("expected root to create {key}"));
+            on_key(Method::POST, "/export", StatusCode::OK)
+                .body(json!({"public_key_pem": custodian_key().1}))
+                .effect("/key_version", json!(1))
+        }
+        Action::ReadWrappingKey => Cell::new(Method::GET, "/v1/wrapping-key", StatusCode::OK, "wrapping-key")
+            .effect("/algorithm", json!("RSA-4096")),
+        Action::RotateWrappingKey => {
+            Cell::new(Method::POST, "/v1/wrapping-key/rotate", StatusCode::OK, "wrapping-key").probe(Probe::WrappingKey)
+        }
         Action::ListKeys => Cell::new(Method::GET, "/v1/keys", StatusCode::OK, "keys"),
         Action::GetKey => {
             create_key(app, &key, owner, json!({})).await;
@@ -492,8 +522,8 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
                 .probe(Probe::Keks)
         }
         Action::ReloadPolicies => Cell::new(Method::POST, "/v1/sys/policies/reload", StatusCode::OK, "policies")
-            // The shipped set holds thirteen policies (the `@id`s of `policies/*.cedar`).
-            .effect("/policies", json!(13)),
+            // The shipped set holds fourteen policies (the `@id`s of `policies/*.cedar`).
+            .effect("/policies", json!(14)),
         Action::CreateCredential => {
             let principal = format!("cell-{owner}");
             Cell::new(Method::POST, "/v1/credentials", StatusCode::CREATED, "credentials")
@@ -637,6 +667,10 @@ async fn observe(app: &TestApp, probe: &Probe) -> Value {
         Probe::Keks => {
             let r = app.get("/v1/sys/kek").await;
             json!({"current": r.body["current_kek_id"], "all": r.body["kek_ids"]})
+        }
+        Probe::WrappingKey => {
+            let r = app.get("/v1/wrapping-key").await;
+            json!({"version": r.body["version"], "fingerprint": r.body["fingerprint"]})
         }
         Probe::TokensCreated => {
             let r = app.get("/v1/audit/events?action=CreateToken&limit=1000").await;

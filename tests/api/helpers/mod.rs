@@ -10,6 +10,7 @@
 
 mod app;
 mod audit;
+mod custody;
 mod dump;
 mod fault;
 mod moto;
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use base64::Engine as _;
 
 pub use app::{AppHome, TestApp, module_path, softhsm_conf, spawn_app, spawn_app_in};
+pub use custody::{custodian_key, spki_fingerprint, unwrap_export, wrap_for_import};
 pub use dump::{
     Needle, assert_dump_holds_no_secret, database_copy, database_files, encodings, found, found_needles,
     live_database_copy, random_bytes,

@@ -9,6 +9,7 @@
 //! items, so nothing here is exported past `keys`.
 
 mod concurrency;
+mod custody;
 mod deletion;
 mod encryption;
 mod errors;
