@@ -30,6 +30,7 @@ pub enum ErrorCode {
     InvalidArgument,
     Unauthenticated,
     PermissionDenied,
+    ApprovalRequired,
     NotFound,
     KeyNotFound,
     CredentialNotFound,
@@ -54,6 +55,7 @@ impl ErrorCode {
         ErrorCode::InvalidArgument,
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
+        ErrorCode::ApprovalRequired,
         ErrorCode::NotFound,
         ErrorCode::KeyNotFound,
         ErrorCode::CredentialNotFound,
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => const { index_in_all(ErrorCode::InvalidArgument) },
             ErrorCode::Unauthenticated => const { index_in_all(ErrorCode::Unauthenticated) },
             ErrorCode::PermissionDenied => const { index_in_all(ErrorCode::PermissionDenied) },
+            ErrorCode::ApprovalRequired => const { index_in_all(ErrorCode::ApprovalRequired) },
             ErrorCode::NotFound => const { index_in_all(ErrorCode::NotFound) },
             ErrorCode::KeyNotFound => const { index_in_all(ErrorCode::KeyNotFound) },
             ErrorCode::CredentialNotFound => const { index_in_all(ErrorCode::CredentialNotFound) },
@@ -101,6 +104,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::ApprovalRequired => "APPROVAL_REQUIRED",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::KeyNotFound => "KEY_NOT_FOUND",
             ErrorCode::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
@@ -122,7 +126,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::PermissionDenied | ErrorCode::ApprovalRequired => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::KeyNotFound | ErrorCode::CredentialNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -147,6 +151,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument
             | ErrorCode::Unauthenticated
             | ErrorCode::PermissionDenied
+            | ErrorCode::ApprovalRequired
             | ErrorCode::NotFound
             | ErrorCode::KeyNotFound
             | ErrorCode::CredentialNotFound

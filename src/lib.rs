@@ -53,6 +53,7 @@
 pub mod admin;
 pub mod api;
 pub mod apikeys;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod client;

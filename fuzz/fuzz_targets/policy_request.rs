@@ -27,7 +27,7 @@ use sigvault::auth::{Principal, Via};
 use sigvault::fuzzing::{policy_evaluate, policy_facts};
 use sigvault::policy::{self, PolicyEngine, Resource};
 
-const ACTIONS: [Action; 43] = [
+const ACTIONS: [Action; 46] = [
     Action::CreateKey,
     Action::ListKeys,
     Action::GetKey,
@@ -71,12 +71,16 @@ const ACTIONS: [Action; 43] = [
     Action::VerifyApiKey,
     Action::ReadWrappingKey,
     Action::RotateWrappingKey,
+    Action::RequestApproval,
+    Action::ApproveRequest,
+    Action::ReadApprovals,
 ];
 
 /// The collections the API names.
-const COLLECTIONS: [&str; 10] = [
+const COLLECTIONS: [&str; 11] = [
     "keys",
     "wrapping-key",
+    "approvals",
     "audit",
     "reports",
     "tokens",

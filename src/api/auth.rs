@@ -239,6 +239,7 @@ async fn reload(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
         &Resource::Collection("policies"),
     )?;
     call.expect_no_body().await?;
+    super::approvals::require_approval(state, call, &caller, Action::ReloadPolicies, "policies").await?;
     intend(state, call, Action::ReloadPolicies, "policies").await?;
     match state.policies.reload() {
         Ok(count) => {

@@ -92,6 +92,7 @@ async fn rotate_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
         &Resource::Collection(RESOURCE),
     )?;
     call.expect_no_body().await?;
+    super::approvals::require_approval(state, call, &caller, Action::RotateWrappingKey, RESOURCE).await?;
     intend(state, call, Action::RotateWrappingKey, RESOURCE).await?;
     Ok(json(
         StatusCode::OK,

@@ -121,6 +121,7 @@ async fn do_retire(state: &AppState, call: &mut Call) -> Result<Response, ApiErr
             "kek_id must be 1 to {MAX_KEK_ID_LEN} characters without control characters"
         )));
     }
+    super::approvals::require_approval(state, call, &caller, Action::RetireKek, &format!("kek:{}", req.kek_id)).await?;
     intend(state, call, Action::RetireKek, "kek").await?;
     state.rewrap.retire(&req.kek_id).await.map_err(rewrap_error)?;
     tracing::info!(kek_id = %req.kek_id, "KEK retired");

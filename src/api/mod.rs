@@ -6,6 +6,7 @@
 //! 413/400) is decided in the handlers, not by warp's rejection ranking.
 
 pub mod apikeys;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub(crate) mod context;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub keys: KeyService,
     pub credentials: crate::credentials::CredentialService,
     pub apikeys: crate::apikeys::ApiKeyService,
+    /// Dual control's approval requests.
+    pub approvals: crate::approvals::ApprovalService,
     pub audit: Auditor,
     pub clock: SharedClock,
     pub auth: Authenticator,
@@ -86,6 +89,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .or(kek::routes(Arc::clone(&state)))
                 .unify()
                 .or(custody::routes(Arc::clone(&state)))
+                .unify()
+                .or(approvals::routes(Arc::clone(&state)))
                 .unify()
                 .or(sys::routes(state))
                 .unify(),

@@ -50,11 +50,18 @@ pub enum Action {
     VerifyApiKey,
     ReadWrappingKey,
     RotateWrappingKey,
+    RequestApproval,
+    ApproveRequest,
+    ReadApprovals,
 }
 
 /// The action of the event a credential's new caller fingerprint raises (not a request:
 /// no policy decides it).
 pub(crate) const CREDENTIAL_NEW_FINGERPRINT: &str = "credential.new_fingerprint";
+
+/// The action of the event dual control records when an operation spends its approval (in
+/// the request of that operation, under the same `request_id`; resource `approval:<id>`).
+pub(crate) const APPROVAL_USED: &str = "approval.used";
 
 /// The action of the event an API key's new caller fingerprint raises (likewise no request).
 pub(crate) const APIKEY_NEW_FINGERPRINT: &str = "apikey.new_fingerprint";
@@ -109,6 +116,9 @@ impl Action {
             Action::VerifyApiKey => "VerifyApiKey",
             Action::ReadWrappingKey => "ReadWrappingKey",
             Action::RotateWrappingKey => "RotateWrappingKey",
+            Action::RequestApproval => "RequestApproval",
+            Action::ApproveRequest => "ApproveRequest",
+            Action::ReadApprovals => "ReadApprovals",
         }
     }
 }

@@ -26,6 +26,7 @@ pub use raw::*;
 
 use crate::api::Limits;
 use crate::apikeys::ApiKeySettings;
+use crate::approvals::ApprovalSettings;
 use crate::audit::AuditSettings;
 use crate::auth::AuthSettings;
 use crate::credentials::Sigv4Settings;
@@ -76,6 +77,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sigv4: Sigv4Settings,
     pub apikeys: ApiKeySettings,
+    /// `[custodian]`: dual control's quorum and how long an approval stays valid.
+    pub approvals: ApprovalSettings,
     /// `[ratelimit]`: where the API-key and failed-authentication limits count.
     pub ratelimit: RateLimitSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
@@ -191,6 +194,7 @@ impl Settings {
         let sigv4 = sections::sigv4_settings(raw.sigv4.unwrap_or_default())?;
         let apikeys = sections::apikeys_settings(raw.apikeys.unwrap_or_default())?;
         let ratelimit = ratelimit::ratelimit_settings(raw.ratelimit.unwrap_or_default())?;
+        let approvals = sections::custodian_settings(raw.custodian.unwrap_or_default())?;
         let root_token = env_var("SIGVAULT_ROOT_TOKEN").map(root_token).transpose()?;
         Ok(Self {
             listen,
@@ -212,6 +216,7 @@ impl Settings {
             auth,
             sigv4,
             apikeys,
+            approvals,
             ratelimit,
             root_token,
         })

@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub sigv4: Option<RawSigv4>,
     pub apikeys: Option<RawApiKeys>,
     pub ratelimit: Option<RawRateLimit>,
+    pub custodian: Option<RawCustodian>,
 }
 
 /// `[ratelimit]`. Its `Debug` leaves the URL's user information out (it may hold a password).
@@ -68,6 +69,14 @@ pub struct RawSigv4 {
 pub struct RawApiKeys {
     pub on_new_fingerprint: Option<String>,
     pub(crate) max_fingerprints: Option<u32>,
+}
+
+/// `[custodian]`: dual control.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustodian {
+    pub(crate) quorum: Option<u32>,
+    pub(crate) approval_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

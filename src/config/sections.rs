@@ -9,11 +9,13 @@ use std::time::Duration as StdDuration;
 use time::Duration;
 
 use super::raw::{
-    RawApiKeys, RawAudit, RawAuth, RawCache, RawKeys, RawLimits, RawPolicies, RawReport, RawSigv4, RawStore, RawTls,
+    RawApiKeys, RawAudit, RawAuth, RawCache, RawCustodian, RawKeys, RawLimits, RawPolicies, RawReport, RawSigv4,
+    RawStore, RawTls,
 };
 use super::{ConfigError, invalid};
 use crate::api::Limits;
 use crate::apikeys::ApiKeySettings;
+use crate::approvals::ApprovalSettings;
 use crate::audit::{AuditSettings, DEFAULT_INDEX_LAG, DEFAULT_SYNC_INTERVAL, Durability};
 use crate::auth::AuthSettings;
 use crate::auth::certificate::{CertificateGroups, DEFAULT_CLIENT_GROUPS, is_group_name};
@@ -258,6 +260,23 @@ pub(super) fn sigv4_settings(raw: RawSigv4) -> Result<Sigv4Settings, ConfigError
         on_new_fingerprint,
         max_fingerprints,
     })
+}
+
+/// `[custodian]`: `quorum` 1 (dual control off) to 16, `approval_ttl` 1 minute to 7 days.
+pub(super) fn custodian_settings(raw: RawCustodian) -> Result<ApprovalSettings, ConfigError> {
+    let d = ApprovalSettings::default();
+    let quorum = raw.quorum.unwrap_or(d.quorum);
+    if !(1..=16).contains(&quorum) {
+        return Err(invalid("custodian.quorum", "must be 1 (dual control off) to 16"));
+    }
+    let ttl = match raw.approval_ttl.as_deref() {
+        None => d.ttl,
+        Some(text) => duration("custodian.approval_ttl", text)?,
+    };
+    if !(Duration::minutes(1)..=Duration::days(7)).contains(&ttl) {
+        return Err(invalid("custodian.approval_ttl", "must be 1m to 7d"));
+    }
+    Ok(ApprovalSettings { quorum, ttl })
 }
 
 pub(super) fn apikeys_settings(raw: RawApiKeys) -> Result<ApiKeySettings, ConfigError> {

@@ -185,6 +185,29 @@ fn connection_limits_come_from_the_environment_and_default_when_unset() {
 }
 
 #[test]
+fn dual_control_is_off_by_default_and_set_from_its_section() {
+    let dir = dev_dir_with_pin();
+    let defaults = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]).unwrap();
+    assert_eq!(
+        (defaults.approvals.quorum, defaults.approvals.ttl),
+        (1, time::Duration::hours(1))
+    );
+    let set = load_dev(
+        &dir,
+        &[
+            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+            ("SIGVAULT_CUSTODIAN__QUORUM", "2"),
+            ("SIGVAULT_CUSTODIAN__APPROVAL_TTL", "15m"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (set.approvals.quorum, set.approvals.ttl),
+        (2, time::Duration::minutes(15))
+    );
+}
+
+#[test]
 fn api_key_fingerprint_settings_default_as_sigv4_s_and_come_from_their_own_section() {
     use crate::model::OnNewFingerprint;
     let dir = dev_dir_with_pin();
@@ -614,6 +637,10 @@ fn every_bad_value_is_reported_with_its_key() {
             "10001",
             "apikeys.max_fingerprints:",
         ),
+        ("SIGVAULT_CUSTODIAN__QUORUM", "0", "custodian.quorum:"),
+        ("SIGVAULT_CUSTODIAN__QUORUM", "17", "custodian.quorum:"),
+        ("SIGVAULT_CUSTODIAN__APPROVAL_TTL", "30s", "custodian.approval_ttl:"),
+        ("SIGVAULT_CUSTODIAN__APPROVAL_TTL", "8d", "custodian.approval_ttl:"),
     ];
     for (var, value, expected) in cases {
         let err = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), (var, value)]).err();

@@ -102,6 +102,7 @@ pub(super) fn app_state(
         settings.cache,
     )
     .with_rate_limits(shared_limits);
+    let approvals = crate::approvals::ApprovalService::new(store.clone(), clock.clone(), settings.approvals);
     let rewrap = Arc::new(crate::rewrap::Rewrapper::new(
         keyring.clone(),
         store.clone(),
@@ -113,6 +114,7 @@ pub(super) fn app_state(
         keys,
         credentials,
         apikeys,
+        approvals,
         audit,
         clock: clock.clone(),
         auth,

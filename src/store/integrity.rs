@@ -18,7 +18,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::rows::Columns;
-use super::{ApiKeyRecord, CredentialRecord, KeyRecord, StoreError, StoreResult, TokenRecord};
+use super::{ApiKeyRecord, ApprovalRecord, CredentialRecord, KeyRecord, StoreError, StoreResult, TokenRecord};
 use crate::model::KeyOrigin;
 
 /// Computes and checks row tags. Implemented above the store (the store holds no key).
@@ -202,6 +202,27 @@ impl Protected for TokenRecord {
             .int(self.created_at_ms)
             .opt_int(self.expires_at_ms)
             .opt_int(self.revoked_at_ms)
+            .int(self.revision);
+    }
+}
+
+impl Protected for ApprovalRecord {
+    const TABLE: &'static str = "approvals";
+
+    fn row_id(&self) -> &str {
+        &self.id
+    }
+
+    fn encode(&self, row: &mut RowBytes) {
+        row.text(&self.action)
+            .text(&self.resource)
+            .text(&self.reason)
+            .text(&self.requested_by)
+            .int(i64::from(self.requester_counts))
+            .texts(self.approvers.iter().map(String::as_str))
+            .int(self.created_at_ms)
+            .int(self.expires_at_ms)
+            .opt_int(self.used_at_ms)
             .int(self.revision);
     }
 }

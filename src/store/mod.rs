@@ -21,6 +21,7 @@
 //! other's updates.
 
 pub(crate) mod api_keys;
+pub mod approvals;
 pub mod audit;
 pub(crate) mod audit_rows;
 pub mod changes;
@@ -43,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use api_keys::{ApiKeyActivity, ApiKeyPatch, ApiKeyRecord, ApiKeyStore, FoundApiKey};
+pub use approvals::{ApprovalRecord, ApprovalStore};
 pub use audit::{AuditBatch, AuditFilter, AuditStore, StoredEvent};
 pub use changes::{Change, ChangeReceiver};
 pub use credentials::{CredentialActivity, CredentialPatch, CredentialRecord, CredentialStore};
@@ -96,9 +98,15 @@ pub(crate) type StoreResult<T> = Result<T, StoreError>;
 
 /// Every concern of one backend: what [`open`] returns. Services take the concerns they
 /// use (`Arc<dyn KeyStore>`, …), which an `Arc<dyn Store>` coerces to.
-pub trait Store: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore + KekStore {}
+pub trait Store:
+    KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore + KekStore + ApprovalStore
+{
+}
 
-impl<T> Store for T where T: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore + KekStore {}
+impl<T> Store for T where
+    T: KeyStore + TokenStore + CredentialStore + ApiKeyStore + AuditStore + SystemStore + KekStore + ApprovalStore
+{
+}
 
 /// Which backend holds the data, and where (validated from `store.url` by the config).
 /// `Debug` shows a PostgreSQL URL without its password.

@@ -10,8 +10,8 @@
 use crate::envelope::SealedRecord;
 use crate::model::{Algorithm, ApiKeyState, Boundary, CredentialState, KeyOrigin, KeyState, OnNewFingerprint};
 use crate::store::{
-    ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, CredentialPatch, CredentialRecord, FingerprintRecord, KeyRecord,
-    NewVersion, StoreError, StoreResult, TokenRecord, VersionInfo,
+    ApiKeyHashRow, ApiKeyPatch, ApiKeyRecord, ApprovalRecord, CredentialPatch, CredentialRecord, FingerprintRecord,
+    KeyRecord, NewVersion, StoreError, StoreResult, TokenRecord, VersionInfo,
 };
 
 /// The columns of one fetched row, read as the few types the schemas use. The row is already
@@ -184,6 +184,23 @@ pub(crate) fn token(row: &impl Columns) -> StoreResult<TokenRecord> {
         created_at_ms: row.int("created_at_ms")?,
         expires_at_ms: row.opt_int("expires_at_ms")?,
         revoked_at_ms: row.opt_int("revoked_at_ms")?,
+        revision: row.int("revision")?,
+    })
+}
+
+/// An `approvals` row as stored, unchecked.
+pub(crate) fn approval(row: &impl Columns) -> StoreResult<ApprovalRecord> {
+    Ok(ApprovalRecord {
+        id: row.text("id")?,
+        action: row.text("action")?,
+        resource: row.text("resource")?,
+        reason: row.text("reason")?,
+        requested_by: row.text("requested_by")?,
+        requester_counts: row.flag("requester_counts")?,
+        approvers: json_col(row, "approvers_json")?,
+        created_at_ms: row.int("created_at_ms")?,
+        expires_at_ms: row.int("expires_at_ms")?,
+        used_at_ms: row.opt_int("used_at_ms")?,
         revision: row.int("revision")?,
     })
 }

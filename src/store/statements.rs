@@ -9,7 +9,9 @@ use crate::envelope::SealedRecord;
 use crate::model::{KeyState, OnNewFingerprint};
 use crate::store::audit::BatchRow;
 use crate::store::rows::{as_i64, json_text};
-use crate::store::{ApiKeyHashRow, ApiKeyRecord, CredentialRecord, KeyRecord, NewVersion, StoreResult, TokenRecord};
+use crate::store::{
+    ApiKeyHashRow, ApiKeyRecord, ApprovalRecord, CredentialRecord, KeyRecord, NewVersion, StoreResult, TokenRecord,
+};
 
 pub(crate) const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
      min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, \
@@ -17,6 +19,9 @@ pub(crate) const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, own
 
 pub(crate) const TOKEN_COLUMNS: &str =
     "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms, revision, mac";
+
+pub(crate) const APPROVAL_COLUMNS: &str = "id, action, resource, reason, requested_by, requester_counts, approvers_json, \
+     created_at_ms, expires_at_ms, used_at_ms, revision, mac";
 
 pub(crate) const CREDENTIAL_COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, \
      format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, \
@@ -202,6 +207,45 @@ pub(crate) fn insert_token(token: &TokenRecord, tag: Vec<u8>) -> StoreResult<Stm
             Value::Int(token.revoked_at_ms),
             int(token.revision),
             Value::Bytes(tag),
+        ],
+    })
+}
+
+pub(crate) fn insert_approval(a: &ApprovalRecord, tag: Vec<u8>) -> StoreResult<Stmt> {
+    Ok(Stmt {
+        sql: "INSERT INTO approvals (id, action, resource, reason, requested_by, requester_counts, approvers_json, \
+              created_at_ms, expires_at_ms, used_at_ms, revision, mac) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        values: vec![
+            text(&a.id),
+            text(&a.action),
+            text(&a.resource),
+            text(&a.reason),
+            text(&a.requested_by),
+            Value::Flag(a.requester_counts),
+            Value::Text(Some(json_text(&a.approvers)?)),
+            int(a.created_at_ms),
+            int(a.expires_at_ms),
+            Value::Int(a.used_at_ms),
+            int(a.revision),
+            Value::Bytes(tag),
+        ],
+    })
+}
+
+/// Writes `next` over the row whose revision is still `next.revision - 1` (the caller counts
+/// the rows it changed: none means another writer came first).
+pub(crate) fn update_approval(next: &ApprovalRecord, tag: Vec<u8>) -> StoreResult<Stmt> {
+    Ok(Stmt {
+        sql: "UPDATE approvals SET approvers_json = $1, used_at_ms = $2, revision = $3, mac = $4 \
+              WHERE id = $5 AND revision = $6",
+        values: vec![
+            Value::Text(Some(json_text(&next.approvers)?)),
+            Value::Int(next.used_at_ms),
+            int(next.revision),
+            Value::Bytes(tag),
+            text(&next.id),
+            int(next.revision.saturating_sub(1)),
         ],
     })
 }

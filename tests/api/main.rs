@@ -3,6 +3,7 @@
 //! (one link, shared helpers). Every test gets its own SoftHSM2 token and data dir.
 
 mod apikeys;
+mod approvals;
 mod audit;
 mod audit_cli;
 mod authz;

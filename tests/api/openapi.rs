@@ -106,6 +106,9 @@ struct Ids {
     /// An API key's id, for `{id}` under `/v1/apikeys/`: an unknown API key id answers 404
     /// `NOT_FOUND`, which is also what a route that is not served answers.
     apikey: String,
+    /// An approval request's id, for `{id}` under `/v1/approvals/` (likewise 404 when
+    /// unknown).
+    approval: String,
 }
 
 impl Ids {
@@ -116,6 +119,7 @@ impl Ids {
             key: key.to_owned(),
             token: token_id(app).await,
             apikey: api_key(app).await["id"].as_str().expect("id").to_owned(),
+            approval: approval_id(app).await,
         }
     }
 }
@@ -129,10 +133,24 @@ fn concrete(path: &str, ids: &Ids) -> String {
     );
     let id = if path.starts_with("/v1/apikeys/") {
         &ids.apikey
+    } else if path.starts_with("/v1/approvals/") {
+        &ids.approval
     } else {
         &ids.token
     };
     path.replace("{name}", &ids.key).replace("{id}", id)
+}
+
+/// Asks for an approval (as root) and returns its id.
+async fn approval_id(app: &TestApp) -> String {
+    let r = app
+        .post(
+            "/v1/approvals",
+            json!({"action": "ReloadPolicies", "resource": "policies", "reason": "openapi"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_str().expect("id").to_owned()
 }
 
 /// Creates a caller token and returns its id.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::super::approvals::require_approval;
 use super::super::context::Call;
 use super::super::reply::{base64, json, parse_json};
 use super::super::{AppState, authenticate, authorize_key, intend};
@@ -37,6 +38,7 @@ pub(super) async fn export(state: &AppState, call: &mut Call, name: &str) -> Res
     let req: ExportRequest = parse_json(&body)?;
     call.note.secret_hmac = Some(recipient_fingerprint(&req.public_key_pem)?);
     // Material leaves the vault: the trail holds the intent before it does.
+    require_approval(state, call, &caller, Action::ExportKey, &key_resource(name)).await?;
     intend(state, call, Action::ExportKey, &key_resource(name)).await?;
     let exported = state.keys.export(name, req.version, &req.public_key_pem).await?;
     call.note.key_version = Some(exported.version);

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::super::approvals::require_approval;
 use super::super::context::Call;
 use super::super::reply::{base64_field, base64_secret, json, parse_json};
 use super::super::{AppState, authenticate, authorize, authorize_key, intend};
@@ -254,6 +255,8 @@ pub(super) async fn delete_key(state: &AppState, call: &mut Call, name: &str) ->
                 .map_err(|_| ApiError::invalid("pending_days must be a whole number of days"))
         })
         .transpose()?;
+    // Under dual control a deletion needs the quorum: it ends in the key's destruction.
+    require_approval(state, call, &caller, Action::ScheduleKeyDeletion, &key_resource(name)).await?;
     intend(state, call, Action::ScheduleKeyDeletion, &key_resource(name)).await?;
     Ok(json(
         StatusCode::ACCEPTED,
@@ -290,6 +293,8 @@ pub(super) async fn import_key(state: &AppState, call: &mut Call, name: &str) ->
         tags: req.tags,
     };
     authorize_import(state, call, &caller, Action::ImportKeyPlaintext, name, &common).await?;
+    // Under dual control every plaintext import needs the quorum.
+    require_approval(state, call, &caller, Action::ImportKeyPlaintext, &key_resource(name)).await?;
     import_material(
         state,
         call,
@@ -316,7 +321,12 @@ pub(super) async fn import_wrapped(state: &AppState, call: &mut Call, name: &str
         owner: req.owner,
         tags: req.tags,
     };
-    authorize_import(state, call, &caller, Action::ImportKeyWrapped, name, &common).await?;
+    let exists = authorize_import(state, call, &caller, Action::ImportKeyWrapped, name, &common).await?;
+    // Under dual control a new version of an existing key needs the quorum (a new key does
+    // not: nothing it replaces could be taken over).
+    if exists {
+        require_approval(state, call, &caller, Action::ImportKeyWrapped, &key_resource(name)).await?;
+    }
     let material = state.keys.open_wrapped_import(&wrapped).await?;
     import_material(
         state,
@@ -331,7 +341,7 @@ pub(super) async fn import_wrapped(state: &AppState, call: &mut Call, name: &str
 }
 
 /// Decides an import of `name` as `action`: on the existing key, or on the key as the
-/// request would create it.
+/// request would create it. Returns whether the key exists.
 async fn authorize_import(
     state: &AppState,
     call: &mut Call,
@@ -339,7 +349,7 @@ async fn authorize_import(
     action: Action,
     name: &str,
     common: &CommonOptions,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     match state.keys.facts(name).await? {
         Some(existing) => {
             let resource = Resource::Key {
@@ -347,7 +357,7 @@ async fn authorize_import(
                 owner: existing.owner(),
                 tags: existing.tags(),
             };
-            authorize(state, call, caller, action, &resource)
+            authorize(state, call, caller, action, &resource).map(|()| true)
         }
         None => {
             let no_tags = BTreeMap::new();
@@ -356,7 +366,7 @@ async fn authorize_import(
                 owner: common.owner.as_deref().unwrap_or(&caller.name),
                 tags: common.tags.as_ref().unwrap_or(&no_tags),
             };
-            authorize(state, call, caller, action, &resource)
+            authorize(state, call, caller, action, &resource).map(|()| false)
         }
     }
 }

@@ -25,6 +25,7 @@
 
 mod api_key_usage;
 mod api_keys;
+mod approvals;
 mod audit;
 mod credentials;
 mod kek;
@@ -67,6 +68,7 @@ macro_rules! store_contract_tests {
             add_usage_ignores_unknown_versions,
             // tokens
             tokens_are_found_by_id_and_by_hash_and_revoked_once,
+            approvals_are_kept_whole_and_updated_only_over_the_revision_read,
             token_groups_read_back_in_order_and_may_be_empty,
             // credentials
             credentials_are_limited_per_principal_and_listed_in_id_order,
@@ -119,6 +121,7 @@ pub(crate) use store_contract_tests;
 
 pub(crate) use api_key_usage::*;
 pub(crate) use api_keys::*;
+pub(crate) use approvals::*;
 pub(crate) use audit::*;
 pub(crate) use credentials::*;
 pub(crate) use kek::*;

@@ -34,6 +34,7 @@
 //! `Unavailable` quickly instead of holding requests.
 
 mod api_keys;
+mod approvals;
 mod audit;
 mod changes;
 mod credentials;
@@ -57,6 +58,7 @@ use super::{RowSealer, StoreError, StoreResult, redacted_url};
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_key_origin.sql")),
+    (3, include_str!("../migrations/postgres/0003_approvals.sql")),
 ];
 
 /// Connections per node: enough for the request path, the audit indexer and the flushers

@@ -11,6 +11,7 @@
 //! neither those encodings nor sqlx's types and errors leave the store.
 
 mod api_keys;
+mod approvals;
 mod audit;
 mod credentials;
 mod fingerprints;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     // sealer): it only adds a nullable column and a table, and binds nothing 10 tags.
     (11, include_str!("../migrations/sqlite/0011_api_key_fingerprints.sql")),
     (12, include_str!("../migrations/sqlite/0012_key_origin.sql")),
+    (13, include_str!("../migrations/sqlite/0013_approvals.sql")),
 ];
 
 /// The migration that adds the row-integrity columns. It is applied by

@@ -35,11 +35,13 @@ impl Role {
     }
 }
 
-/// What one cell expects: allowed, crediting the named policy in the audit trail, or denied.
+/// What one cell expects: allowed, crediting the named policy in the audit trail, denied
+/// (no permit), or forbidden by the named policy whatever permits it.
 #[derive(Debug, Clone, Copy)]
 enum Expect {
     Allow(&'static str),
     Deny,
+    Forbid(&'static str),
 }
 
 const ADMIN: Expect = Expect::Allow("admin-all");
@@ -47,6 +49,8 @@ const SERVICE: Expect = Expect::Allow("service-sign-verify-own-keys");
 const CUSTODIAN: Expect = Expect::Allow("custodian-manage-keys");
 const CUSTODIAN_LIST: Expect = Expect::Allow("custodian-list-keys");
 const CUSTODIAN_WRAPPING: Expect = Expect::Allow("custodian-wrapping-key");
+const CUSTODIAN_APPROVALS: Expect = Expect::Allow("custodian-approvals");
+const CUSTODIANS_ONLY: Expect = Expect::Forbid("approvals-by-custodians-only");
 const AUDITOR: Expect = Expect::Allow("auditor-read-audit-and-reports");
 const ANYONE: Expect = Expect::Allow("anyone-whoami");
 const CUSTODIAN_CRED: Expect = Expect::Allow("custodian-manage-credentials");
@@ -63,7 +67,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 47] = [
+const TABLE: [(Action, [Expect; 5]); 50] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -112,6 +116,9 @@ const TABLE: [(Action, [Expect; 5]); 47] = [
     (Action::VerifyApiKey,         [ADMIN, SERVICE_APIKEY, DENY,    DENY,    DENY  ]),
     (Action::ReadWrappingKey,      [ADMIN, DENY,    CUSTODIAN_WRAPPING, DENY, DENY ]),
     (Action::RotateWrappingKey,    [ADMIN, DENY,    CUSTODIAN_WRAPPING, DENY, DENY ]),
+    (Action::RequestApproval,      [ADMIN, DENY,    CUSTODIAN_APPROVALS, DENY, DENY]),
+    (Action::ApproveRequest,       [CUSTODIANS_ONLY, CUSTODIANS_ONLY, CUSTODIAN_APPROVALS, CUSTODIANS_ONLY, CUSTODIANS_ONLY]),
+    (Action::ReadApprovals,        [ADMIN, DENY,    CUSTODIAN_APPROVALS, DENY, DENY]),
 ];
 
 #[test]
@@ -184,6 +191,9 @@ async fn check_column(role: Role) {
                     // An allowed verification names the credential the request was signed with.
                     resource = format!("credential:{}", cell_credential(action));
                 }
+                if action == Action::RequestApproval {
+                    resource = format!("approval:{}", r.body["id"].as_str().unwrap_or_default());
+                }
                 if action == Action::CreateApiKey {
                     resource = format!("apikey:{}", r.body["id"].as_str().unwrap_or_default());
                 }
@@ -199,6 +209,12 @@ async fn check_column(role: Role) {
                 let after = observe(&app, &cell.probe).await;
                 assert_eq!(after, before, "{what}: expected a denied request to change nothing");
                 ("deny", Value::Null, "PERMISSION_DENIED")
+            }
+            Expect::Forbid(policy) => {
+                assert_denied(&r, &what);
+                let after = observe(&app, &cell.probe).await;
+                assert_eq!(after, before, "{what}: expected a forbidden request to change nothing");
+                ("deny", json!(policy), "PERMISSION_DENIED")
             }
         };
         let event = event_of(&app, principal, action, &r).await;
@@ -289,6 +305,8 @@ enum Probe {
     Keks,
     /// The wrapping key custodians wrap imports to.
     WrappingKey,
+    /// Every approval request.
+    Approvals,
 }
 
 const CELL_SECRET: &str = "cellsecretcellsecretcellsecretcellsecret";
@@ -370,6 +388,30 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
             .effect("/algorithm", json!("RSA-4096")),
         Action::RotateWrappingKey => {
             Cell::new(Method::POST, "/v1/wrapping-key/rotate", StatusCode::OK, "wrapping-key").probe(Probe::WrappingKey)
+        }
+        Action::RequestApproval => Cell::new(Method::POST, "/v1/approvals", StatusCode::CREATED, "approvals")
+            .body(json!({"action": "RotateWrappingKey", "resource": "wrapping-key", "reason": "cell"}))
+            .effect("/requested_by", json!(owner))
+            .probe(Probe::Approvals),
+        Action::ReadApprovals => Cell::new(Method::GET, "/v1/approvals", StatusCode::OK, "approvals"),
+        Action::ApproveRequest => {
+            // Root (no custodian) asks; the cell's caller approves.
+            let r = app
+                .post(
+                    "/v1/approvals",
+                    json!({"action": "ExportKey", "resource": format!("key:{key}"), "reason": "cell"}),
+                )
+                .await;
+            assert_status(&r, StatusCode::CREATED, "expected root to ask for an approval");
+            let id = r.body["id"].as_str().expect("id").to_owned();
+            Cell::new(
+                Method::POST,
+                format!("/v1/approvals/{id}/approve"),
+                StatusCode::OK,
+                format!("approval:{id}"),
+            )
+            .effect("/approvals", json!(1))
+            .probe(Probe::Approvals)
         }
         Action::ListKeys => Cell::new(Method::GET, "/v1/keys", StatusCode::OK, "keys"),
         Action::GetKey => {
@@ -522,8 +564,8 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
                 .probe(Probe::Keks)
         }
         Action::ReloadPolicies => Cell::new(Method::POST, "/v1/sys/policies/reload", StatusCode::OK, "policies")
-            // The shipped set holds fourteen policies (the `@id`s of `policies/*.cedar`).
-            .effect("/policies", json!(14)),
+            // The shipped set holds sixteen policies (the `@id`s of `policies/*.cedar`).
+            .effect("/policies", json!(16)),
         Action::CreateCredential => {
             let principal = format!("cell-{owner}");
             Cell::new(Method::POST, "/v1/credentials", StatusCode::CREATED, "credentials")
@@ -668,6 +710,7 @@ async fn observe(app: &TestApp, probe: &Probe) -> Value {
             let r = app.get("/v1/sys/kek").await;
             json!({"current": r.body["current_kek_id"], "all": r.body["kek_ids"]})
         }
+        Probe::Approvals => without_request_id(app.get("/v1/approvals?limit=1000").await),
         Probe::WrappingKey => {
             let r = app.get("/v1/wrapping-key").await;
             json!({"version": r.body["version"], "fingerprint": r.body["fingerprint"]})

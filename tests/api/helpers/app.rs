@@ -107,6 +107,8 @@ pub struct AppHome {
     pub tls: Option<TlsSettings>,
     pub sigv4: Sigv4Settings,
     pub apikeys: ApiKeySettings,
+    /// `[custodian]`: dual control (off by default).
+    pub approvals: sigvault::approvals::ApprovalSettings,
 }
 
 impl AppHome {
@@ -143,6 +145,7 @@ impl AppHome {
             tls: None,
             sigv4: Sigv4Settings::default(),
             apikeys: ApiKeySettings::default(),
+            approvals: sigvault::approvals::ApprovalSettings::default(),
         }
     }
 
@@ -201,6 +204,7 @@ impl AppHome {
             auth: self.auth,
             sigv4: self.sigv4,
             apikeys: self.apikeys,
+            approvals: self.approvals,
             ratelimit: self.ratelimit.clone(),
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
