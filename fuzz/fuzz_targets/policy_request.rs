@@ -27,7 +27,7 @@ use sigvault::auth::{Principal, Via};
 use sigvault::fuzzing::{policy_evaluate, policy_facts};
 use sigvault::policy::{self, PolicyEngine, Resource};
 
-const ACTIONS: [Action; 46] = [
+const ACTIONS: [Action; 48] = [
     Action::CreateKey,
     Action::ListKeys,
     Action::GetKey,
@@ -38,6 +38,8 @@ const ACTIONS: [Action; 46] = [
     Action::ImportKeyPlaintext,
     Action::ImportKeyWrapped,
     Action::ExportKey,
+    Action::BackupKey,
+    Action::RestoreKey,
     Action::Sign,
     Action::Verify,
     Action::Encrypt,

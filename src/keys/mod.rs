@@ -6,6 +6,7 @@
 //! only as a sealed record under a fresh DEK (see [`crate::kek::Keyring`]). This module
 //! never returns material to a caller, never logs it, and never touches HTTP.
 
+mod backup;
 pub mod cache;
 mod cipher;
 mod custody;

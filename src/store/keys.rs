@@ -65,6 +65,15 @@ pub struct UsageDelta {
 /// Signing keys. Every method is one atomic operation.
 pub trait KeyStore: Send + Sync {
     /// Inserts a key and its first version atomically. `AlreadyExists` if the name is taken.
+    /// Creates `key` with every version of `versions` (at least one), in one transaction: a
+    /// key restored from a backup arrives whole or not at all. `AlreadyExists` when the
+    /// name or id is taken.
+    fn create_key_with_versions<'a>(
+        &'a self,
+        key: &'a KeyRecord,
+        versions: &'a [NewVersion],
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
     fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>>;
 
     fn get_key<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<KeyRecord>>>;

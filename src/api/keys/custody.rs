@@ -2,6 +2,9 @@
 //! RSA public key (RSA-OAEP-SHA-256 of a fresh AES-256 key ‖ AES-KWP of the material: the
 //! format the custodian's tooling already unwraps). The event names the recipient key by its
 //! fingerprint in `secret_hmac`. (The wrapped import is in [`super::lifecycle`].)
+//!
+//! `POST /v1/keys/{name}/backup` and `/restore-backup`: the whole key as one blob sealed
+//! under the KEK ([`crate::keys::KeyService::backup`]), and the key back from it.
 
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
@@ -9,9 +12,10 @@ use warp::reply::Response;
 
 use super::super::approvals::require_approval;
 use super::super::context::Call;
-use super::super::reply::{base64, json, parse_json};
+use super::super::reply::{base64, base64_field, json, parse_json};
 use super::super::{AppState, authenticate, authorize_key, intend};
 use super::key_resource;
+use super::view::key_json;
 use crate::audit::action::Action;
 use crate::error::ApiError;
 use crate::keys::{WRAPPING_FORMAT, recipient_fingerprint};
@@ -51,4 +55,46 @@ pub(super) async fn export(state: &AppState, call: &mut Call, name: &str) -> Res
             recipient_fingerprint: exported.recipient_fingerprint,
         },
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreRequest {
+    backup: String,
+}
+
+#[derive(Serialize)]
+struct BackupJson {
+    backup: String,
+    name: String,
+    latest_version: u32,
+}
+
+pub(super) async fn backup(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    let caller = authenticate(state, call).await?;
+    authorize_key(state, call, &caller, Action::BackupKey, name).await?;
+    let body = call.read_body(state.limits.max_body_bytes).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        parse_json::<super::lifecycle::EmptyRequest>(&body)?;
+    }
+    let (blob, latest_version) = state.keys.backup(name).await?;
+    Ok(json(
+        StatusCode::OK,
+        &BackupJson {
+            backup: base64(&blob),
+            name: name.to_owned(),
+            latest_version,
+        },
+    ))
+}
+
+pub(super) async fn restore_backup(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    let caller = authenticate(state, call).await?;
+    authorize_key(state, call, &caller, Action::RestoreKey, name).await?;
+    let body = call.read_body(state.limits.max_body_bytes).await?;
+    let req: RestoreRequest = parse_json(&body)?;
+    let blob = base64_field("backup", &req.backup)?;
+    intend(state, call, Action::RestoreKey, &key_resource(name)).await?;
+    let details = state.keys.restore_backup(name, &blob).await?;
+    Ok(json(StatusCode::CREATED, &key_json(details)))
 }

@@ -22,6 +22,14 @@ fn key_query(tail: &'static str) -> sqlx::AssertSqlSafe<String> {
 
 impl KeyStore for PgStore {
     fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>> {
+        self.create_key_with_versions(key, std::slice::from_ref(first))
+    }
+
+    fn create_key_with_versions<'a>(
+        &'a self,
+        key: &'a KeyRecord,
+        versions: &'a [NewVersion],
+    ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(timed(async move {
             let tag = tag_of(self.sealer()?, key);
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -30,7 +38,9 @@ impl KeyStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            insert_version(&mut tx, &key.id, first).await?;
+            for version in versions {
+                insert_version(&mut tx, &key.id, version).await?;
+            }
             announce(&mut tx, key_change(key)).await?;
             tx.commit().await.map_err(unavailable)
         }))

@@ -21,6 +21,14 @@ pub(super) fn select_all() -> sqlx::AssertSqlSafe<String> {
 
 impl KeyStore for SqliteStore {
     fn create_key<'a>(&'a self, key: &'a KeyRecord, first: &'a NewVersion) -> BoxFuture<'a, StoreResult<()>> {
+        self.create_key_with_versions(key, std::slice::from_ref(first))
+    }
+
+    fn create_key_with_versions<'a>(
+        &'a self,
+        key: &'a KeyRecord,
+        versions: &'a [NewVersion],
+    ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let tag = tag_of(self.sealer()?, key);
             let mut tx = begin_write(&self.writer).await.map_err(unavailable)?;
@@ -29,7 +37,9 @@ impl KeyStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            insert_version(&mut tx, &key.id, first).await?;
+            for version in versions {
+                insert_version(&mut tx, &key.id, version).await?;
+            }
             tx.commit().await.map_err(unavailable)
         })
     }

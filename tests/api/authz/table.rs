@@ -67,7 +67,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 50] = [
+const TABLE: [(Action, [Expect; 5]); 52] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -79,6 +79,8 @@ const TABLE: [(Action, [Expect; 5]); 50] = [
     (Action::ImportKeyPlaintext,   [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
     (Action::ImportKeyWrapped,     [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
     (Action::ExportKey,            [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
+    (Action::BackupKey,            [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
+    (Action::RestoreKey,           [ADMIN, DENY,    CUSTODIAN,      DENY,    DENY  ]),
     (Action::Sign,                 [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
     (Action::Verify,               [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
     (Action::Encrypt,              [ADMIN, SERVICE, DENY,           DENY,    DENY  ]),
@@ -383,6 +385,24 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
             on_key(Method::POST, "/export", StatusCode::OK)
                 .body(json!({"public_key_pem": custodian_key().1}))
                 .effect("/key_version", json!(1))
+        }
+        Action::BackupKey => {
+            create_key(app, &key, owner, json!({})).await;
+            on_key(Method::POST, "/backup", StatusCode::OK).effect("/latest_version", json!(1))
+        }
+        Action::RestoreKey => {
+            // A key backed up, then deleted and destroyed (as root).
+            create_key(app, &key, owner, json!({})).await;
+            let r = app.post_raw(&format!("{path}/backup"), b"").await;
+            assert_status(&r, StatusCode::OK, &format!("expected root to back up {key}"));
+            let backup = r.body["backup"].clone();
+            let r = app.delete(&format!("{path}?pending_days=7")).await;
+            assert_status(&r, StatusCode::ACCEPTED, &format!("expected root to delete {key}"));
+            app.clock.advance(time::Duration::days(8));
+            app.state.keys.purge_due().await.expect("purge");
+            on_key(Method::POST, "/restore-backup", StatusCode::CREATED)
+                .body(json!({"backup": backup}))
+                .effect("/owner", json!(owner))
         }
         Action::ReadWrappingKey => Cell::new(Method::GET, "/v1/wrapping-key", StatusCode::OK, "wrapping-key")
             .effect("/algorithm", json!("RSA-4096")),

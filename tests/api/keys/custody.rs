@@ -336,3 +336,118 @@ async fn a_kwp_wrap_opens_with_an_independent_rfc_5649_given_the_exported_key() 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(unb64(String::from_utf8_lossy(&out.stdout).trim()), material);
 }
+
+#[tokio::test]
+async fn a_backup_restores_the_whole_key_after_its_destruction_and_nowhere_else() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/v1/keys",
+            json!({"name": "kept", "algorithm": "hmac-sha256", "owner": "payments", "tags": {"team": "pay"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let (old_signature, _) = app.sign("kept", b"before the rotation").await;
+    assert_eq!(app.post("/v1/keys/kept/rotate", json!({})).await.status, StatusCode::OK);
+    let (signature, version) = app.sign("kept", b"payload").await;
+    assert_eq!(version, 2);
+    let before = app.get("/v1/keys/kept").await.body;
+
+    let r = app.post_raw("/v1/keys/kept/backup", b"").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["latest_version"], 2);
+    let backup = r.body["backup"].as_str().expect("backup").to_owned();
+    let blob = unb64(&backup);
+    let text = String::from_utf8_lossy(&blob);
+    assert!(text.contains("sigvault-key-backup-1"), "{text}");
+    let event = app.audit_event_of(&r, "action=BackupKey").await;
+    assert_eq!(event["resource"], "key:kept");
+
+    // Restoring over a live key is refused.
+    let r = app
+        .post("/v1/keys/kept/restore-backup", json!({"backup": backup}))
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "ALREADY_EXISTS", "the key exists");
+
+    // Delete and destroy, then restore: every version signs and verifies as before.
+    assert_eq!(
+        app.delete("/v1/keys/kept?pending_days=7").await.status,
+        StatusCode::ACCEPTED
+    );
+    app.clock.advance(time::Duration::days(8));
+    assert_eq!(app.state.keys.purge_due().await.expect("purge"), 1);
+    assert_eq!(app.get("/v1/keys/kept").await.status, StatusCode::NOT_FOUND);
+
+    // Altered anywhere (the clear header included), or under another name: refused.
+    let mut altered = blob.clone();
+    let at = text.find("\"latest_version\":2").expect("header") + "\"latest_version\":".len();
+    altered[at] = b'3';
+    for (body, path, what) in [
+        (
+            json!({"backup": b64(&altered)}),
+            "/v1/keys/kept/restore-backup",
+            "a changed header",
+        ),
+        (
+            json!({"backup": b64(b"{}")}),
+            "/v1/keys/kept/restore-backup",
+            "not a backup",
+        ),
+        (
+            json!({"backup": backup}),
+            "/v1/keys/other/restore-backup",
+            "another name",
+        ),
+    ] {
+        let r = app.post(path, body).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", what);
+    }
+    let mut flipped = blob.clone();
+    let at = text.find("\"ciphertext\":\"").expect("ciphertext") + "\"ciphertext\":\"".len() + 4;
+    flipped[at] = if flipped[at] == b'A' { b'B' } else { b'A' };
+    let r = app
+        .post("/v1/keys/kept/restore-backup", json!({"backup": b64(&flipped)}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "a changed ciphertext");
+    assert_eq!(
+        app.get("/v1/keys/kept").await.status,
+        StatusCode::NOT_FOUND,
+        "nothing restored"
+    );
+
+    let r = app
+        .post("/v1/keys/kept/restore-backup", json!({"backup": backup}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    for field in [
+        "id",
+        "owner",
+        "tags",
+        "latest_version",
+        "min_verify_version",
+        "exportable",
+        "origin",
+        "algorithm",
+        "created_at",
+    ] {
+        assert_eq!(r.body[field], before[field], "{field} as before");
+    }
+    assert_eq!(app.sign("kept", b"payload").await, (signature.clone(), 2));
+    let r = app.verify("kept", b"before the rotation", &old_signature).await;
+    assert_eq!(r.body["valid"], true, "version 1 came back too: {}", r.body);
+
+    // Another vault (another KEK on another token) does not open it, and creates nothing.
+    let elsewhere = spawn_app().await;
+    let r = elsewhere
+        .post("/v1/keys/kept/restore-backup", json!({"backup": backup}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "another KEK");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not hold")),
+        "{}",
+        r.body
+    );
+    assert_eq!(elsewhere.get("/v1/keys/kept").await.status, StatusCode::NOT_FOUND);
+}
