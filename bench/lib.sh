@@ -198,7 +198,7 @@ bench_start_server() { # -> server_pid, base, token (the root token); checks GET
 # by the shipped policy `service-sign-verify-own-keys`) becomes the token; one random
 # $MESSAGE_BYTES-byte message signed, and its verify checked to answer "valid":true.
 bench_verify_key() { # description-of-the-caller-token -> message, signature, verify_body
-  call POST /v1/keys 201 "{\"name\":\"$KEY_NAME\",\"algorithm\":\"hmac-sha256\",\"owner\":\"bench-svc\"}" >/dev/null
+  call POST /v1/keys 201 "{\"name\":\"$KEY_NAME\",\"algorithm\":\"hmac-sha256\",\"owner\":\"bench-svc\",\"boundary\":\"${BOUNDARY:-process}\"}" >/dev/null
   if [ "$CALLER" = "service" ]; then
     local svc_token who
     svc_token="$(call POST /v1/auth/tokens 201 "{\"principal\":\"bench-svc\",\"groups\":[\"service\"],\"description\":\"$1\"}" | json_string token)"

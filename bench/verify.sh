@@ -26,6 +26,8 @@
 #   CALLER       service (default): verify with a caller token of group `service`, through
 #                the shipped Cedar policies (the key is owned by that principal); root:
 #                verify with the root token (group admin)
+#   BOUNDARY     process (default) or hsm: where the key's HMAC runs (bench/resident.sh
+#                compares the two)
 #   SIGVAULT_LOG the server's log filter (default warn)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -63,4 +65,4 @@ check="$(call POST "/v1/keys/$KEY_NAME/verify" 200 "$verify_body")"
 [[ "$check" =~ \"valid\"[[:space:]]*:[[:space:]]*true ]] || die "verify after the load: $check"
 
 # ---- report --------------------------------------------------------------------------
-bench_report "POST /v1/keys/$KEY_NAME/verify" verify "$MESSAGE_BYTES-byte message"
+bench_report "POST /v1/keys/$KEY_NAME/verify" verify "$MESSAGE_BYTES-byte message, boundary ${BOUNDARY:-process}"

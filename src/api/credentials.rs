@@ -25,6 +25,7 @@ use crate::credentials::{
     CredentialError, CredentialRecord, CredentialState, NewCredential, Patch, check_imported_id, valid_access_key_id,
 };
 use crate::error::{ApiError, ErrorCode};
+use crate::model::Boundary;
 use crate::policy::Resource;
 use crate::secret::SecretBytes;
 use crate::timefmt::rfc3339;
@@ -57,6 +58,7 @@ pub(crate) struct CreateRequest {
     principal: String,
     description: Option<String>,
     on_new_fingerprint: Option<String>,
+    boundary: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +69,7 @@ pub(crate) struct ImportRequest {
     principal: String,
     description: Option<String>,
     on_new_fingerprint: Option<String>,
+    boundary: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +90,7 @@ pub(crate) struct CredentialJson {
     description: Option<String>,
     /// The rule in force (the credential's own, else the server's).
     on_new_fingerprint: &'static str,
+    boundary: &'static str,
     created_at: String,
     updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,11 +118,23 @@ fn credential_json(state: &AppState, r: CredentialRecord) -> CredentialJson {
         state: r.state.as_str(),
         description: r.description,
         on_new_fingerprint: rule.as_str(),
+        boundary: r.boundary.as_str(),
         created_at: rfc3339(from_unix_ms(r.created_at_ms)),
         updated_at: rfc3339(from_unix_ms(r.updated_at_ms)),
         last_used_at: r.last_used_at_ms.map(|ms| rfc3339(from_unix_ms(ms))),
         last_used_region: r.last_used_region,
         last_used_service: r.last_used_service,
+    }
+}
+
+/// `boundary` of a new credential: `process` (default) or `hsm`.
+fn boundary(text: Option<&str>) -> Result<Boundary, ApiError> {
+    match text {
+        None | Some("process") => Ok(Boundary::Process),
+        Some("hsm") => Ok(Boundary::Hsm),
+        Some(other) => Err(ApiError::invalid(format!(
+            "unknown boundary `{other}` (expected process or hsm)"
+        ))),
     }
 }
 
@@ -166,6 +182,7 @@ async fn create(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
     authorize(state, call, &caller, Action::CreateCredential, &resource)?;
     let new = NewCredential {
         on_new_fingerprint: rule(req.on_new_fingerprint.as_deref())?,
+        boundary: boundary(req.boundary.as_deref())?,
         principal: req.principal,
         description: req.description,
     };
@@ -241,6 +258,7 @@ async fn import_credential(state: &AppState, call: &mut Call) -> Result<Response
     let secret = SecretBytes::from_slice(req.secret_access_key.as_bytes());
     let new = NewCredential {
         on_new_fingerprint: rule(req.on_new_fingerprint.as_deref())?,
+        boundary: boundary(req.boundary.as_deref())?,
         principal: req.principal.clone(),
         description: req.description.clone(),
     };

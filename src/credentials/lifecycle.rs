@@ -110,6 +110,13 @@ impl CredentialService {
                 "secret_access_key must be {MIN_IMPORTED_SECRET_LEN} to {MAX_SECRET_LEN} printable ASCII characters"
             )));
         }
+        // The HSM computes an HMAC only with a key at least as long as its digest: "AWS4" and
+        // 28 characters.
+        if new.boundary == crate::model::Boundary::Hsm && s.len() < 28 {
+            return Err(CredentialError::Invalid(
+                "an hsm-boundary credential's secret_access_key must be at least 28 characters".into(),
+            ));
+        }
         match self.insert(access_key_id, secret, &new).await {
             Err(CredentialError::Store(StoreError::AlreadyExists)) => Err(CredentialError::Precondition(format!(
                 "access key id '{access_key_id}' already exists"
@@ -122,8 +129,10 @@ impl CredentialService {
         crate::auth::validate_principal(&new.principal).map_err(CredentialError::Invalid)?;
         check_description(new.description.as_deref())?;
         let aad = aad_id(id, &new.principal);
-        // The secret is sealed under a fresh DEK wrapped by the KEK.
-        let sealed = self.keyring.seal(&identity(&aad), secret.expose_secret()).await?;
+        // The secret is sealed under a fresh DEK wrapped by the KEK (an hsm-boundary one as
+        // the HSM's wrap of "AWS4" ‖ secret).
+        let sealable = self.sealable(new.boundary, secret).await?;
+        let sealed = self.keyring.seal(&identity(&aad), sealable.expose_secret()).await?;
         let now = self.now_ms();
         let record = CredentialRecord {
             access_key_id: id.to_owned(),
@@ -131,6 +140,7 @@ impl CredentialService {
             description: new.description.clone(),
             state: CredentialState::Active,
             on_new_fingerprint: new.on_new_fingerprint,
+            boundary: new.boundary,
             sealed,
             created_at_ms: now,
             updated_at_ms: now,

@@ -32,14 +32,17 @@ use time::Duration;
 
 use crate::clock::SharedClock;
 use crate::envelope::RecordIdentity;
-use crate::kek::{KekError, Keyring};
+use crate::kek::{KekError, Keyring, ResidentMac};
 use crate::keys::DEFAULT_TENANT;
 use crate::keys::cache::CacheSettings;
 use crate::keys::cache::{Flights, TtlCache};
+use crate::keys::resident;
+use crate::model::Boundary;
 use crate::secret::SecretBytes;
 use crate::sigv4::{self, Scope};
 use crate::store::{CredentialStore, StoreError, SystemStore};
 use activity::ActivityTracker;
+use sha2::Digest as _;
 
 /// `[sigv4]`: SigV4 credentials and verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,12 +104,49 @@ pub enum CredentialError {
 
 pub(crate) type CredentialResult<T> = Result<T, CredentialError>;
 
+/// A provider without an HSM refuses hsm-boundary credentials as a precondition of this
+/// deployment.
+fn unsupported(e: KekError) -> CredentialError {
+    match e {
+        KekError::Unsupported(why) => {
+            CredentialError::Precondition(format!("{why}: boundary hsm needs the pkcs11 KEK provider"))
+        }
+        other => CredentialError::Kek(other),
+    }
+}
+
+impl CredentialService {
+    /// What to seal for a new credential: its secret in the process boundary; in the hsm
+    /// boundary, the HSM's wrap of `"AWS4" ‖ secret`, the key of the chain's first link.
+    async fn sealable(&self, boundary: Boundary, secret: &SecretBytes) -> CredentialResult<SecretBytes> {
+        match boundary {
+            Boundary::Process => Ok(SecretBytes::from_slice(secret.expose_secret())),
+            Boundary::Hsm => {
+                let mut seed = zeroize::Zeroizing::new(b"AWS4".to_vec());
+                seed.extend_from_slice(secret.expose_secret());
+                let wrapped = self
+                    .keyring
+                    .current()
+                    .resident_import(&seed)
+                    .await
+                    .map_err(unsupported)?;
+                let record = resident::encode(seed.len(), &wrapped)
+                    .map_err(|_| CredentialError::Invalid("secret_access_key is too long".into()))?;
+                Ok(SecretBytes::from_slice(&record))
+            }
+        }
+    }
+}
+
 /// `POST /v1/credentials` (and the non-secret part of an import).
 #[derive(Debug, Clone)]
 pub struct NewCredential {
     pub principal: String,
     pub description: Option<String>,
     pub on_new_fingerprint: Option<OnNewFingerprint>,
+    /// `hsm`: the secret (as the first key of the SigV4 chain, `"AWS4" ‖ secret`) lives only
+    /// inside the HSM.
+    pub boundary: crate::model::Boundary,
 }
 
 /// Changes of `PATCH /v1/credentials/{id}`.
@@ -272,8 +312,28 @@ impl CredentialService {
         }
         let token = self.signing_keys.fill_token();
         let secret = self.secret(credential).await?;
-        // The secret is consumed by the key derivation; the derived key lives locked.
-        let derived = sigv4::signing_key(secret.expose_secret(), scope);
+        // The secret is consumed by the key derivation; the derived key lives locked. An
+        // hsm-boundary secret never leaves the HSM: kDate is computed there, the rest of the
+        // chain (kRegion, kService, kSigning, then the signature) here.
+        let derived = match credential.boundary {
+            Boundary::Process => sigv4::signing_key(secret.expose_secret(), scope),
+            Boundary::Hsm => {
+                let (_, wrapped) = resident::decode(secret.expose_secret())
+                    .map_err(|_| CredentialError::Corrupt("an hsm-boundary secret's record".into()))?;
+                // The session cache's id must always mean this wrap: a credential deleted and
+                // imported again under its id has a new one.
+                let digest = sha2::Sha256::digest(wrapped);
+                let tag = base16ct::lower::encode_string(digest.get(..8).unwrap_or_default());
+                let id = format!("credential:{}:{tag}", credential.access_key_id);
+                let k_date = self
+                    .keyring
+                    .current()
+                    .resident_mac(&id, wrapped, ResidentMac::HmacSha256, scope.date.as_bytes())
+                    .await
+                    .map_err(unsupported)?;
+                sigv4::signing_key_from_k_date(&k_date, scope)
+            }
+        };
         let key = Arc::new(SecretBytes::from_slice(derived.as_slice()));
         Ok((key, Some(Fill { cache_key, token })))
     }

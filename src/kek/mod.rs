@@ -49,6 +49,14 @@ pub struct WrappingPublicKey {
     pub public_exponent: Vec<u8>,
 }
 
+/// The HMAC an HSM-resident key computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResidentMac {
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
 /// The record a provider's self-test wraps its throwaway DEK for.
 const SELF_TEST: RecordIdentity<'static> = RecordIdentity {
     kind: "kek-self-test",
@@ -142,6 +150,32 @@ pub trait KekProvider: Send + Sync {
     /// then opens the import's AES-KWP half). [`KekError::Rejected`] when it opens under none.
     fn decrypt_import_key<'a>(&'a self, _block: &'a [u8]) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, KekError>> {
         Box::pin(async { Err(KekError::Unsupported("this KEK provider has no RSA wrapping key")) })
+    }
+
+    /// Generates `len` bytes of key material for an HSM-resident key inside the HSM; returns
+    /// it wrapped by the HSM's resident wrapping key (the only form that leaves the HSM).
+    /// [`KekError::Unsupported`] for a provider without an HSM (AWS KMS).
+    fn resident_generate(&self, _len: usize) -> BoxFuture<'_, Result<Vec<u8>, KekError>> {
+        Box::pin(async { Err(KekError::Unsupported("this KEK provider keeps no keys in an HSM")) })
+    }
+
+    /// Takes imported material into the HSM as a resident key; returns it wrapped as
+    /// [`KekProvider::resident_generate`] does.
+    fn resident_import<'a>(&'a self, _material: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KekError>> {
+        Box::pin(async { Err(KekError::Unsupported("this KEK provider keeps no keys in an HSM")) })
+    }
+
+    /// The HMAC of `message` under the resident key `wrapped`, computed inside the HSM. `id`
+    /// names the key version for the HSM session's cache of unwrapped keys (the same id must
+    /// always mean the same `wrapped`).
+    fn resident_mac<'a>(
+        &'a self,
+        _id: &'a str,
+        _wrapped: &'a [u8],
+        _alg: ResidentMac,
+        _message: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, KekError>> {
+        Box::pin(async { Err(KekError::Unsupported("this KEK provider keeps no keys in an HSM")) })
     }
 
     /// Proves the provider works end to end: a random DEK wraps and unwraps to itself.

@@ -89,6 +89,11 @@ impl KeyService {
     pub async fn backup(&self, name: &str) -> KeyResult<(Vec<u8>, u32)> {
         let key = self.load_fresh(name).await?;
         let record = &key.record;
+        if record.boundary == Boundary::Hsm {
+            return Err(KeyError::Invalid(format!(
+                "key '{name}' lives in the HSM (boundary hsm): back it up with the HSM's own means"
+            )));
+        }
         let mut versions = Vec::new();
         for info in self.store.list_versions(&record.id).await? {
             let material = self.secret(&key, info.version).await?;
@@ -242,6 +247,9 @@ impl KeyService {
         }
         let algorithm = Algorithm::parse(&c.algorithm).ok_or_else(|| corrupt("an unknown algorithm"))?;
         let boundary = Boundary::parse(&c.boundary).ok_or_else(|| corrupt("an unknown boundary"))?;
+        if boundary == Boundary::Hsm {
+            return Err(corrupt("an hsm-boundary key"));
+        }
         let state = KeyState::parse(&c.state)
             .filter(|s| *s != KeyState::PendingDeletion)
             .ok_or_else(|| corrupt("an unknown state"))?;

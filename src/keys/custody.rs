@@ -170,7 +170,7 @@ impl KeyService {
     pub async fn export(&self, name: &str, version: Option<u32>, recipient_pem: &str) -> KeyResult<Exported> {
         let (recipient_key, recipient_fingerprint) = recipient(recipient_pem)?;
         let key = self.load_fresh(name).await?;
-        if !key.record.exportable {
+        if !key.record.exportable || key.record.boundary == super::model::Boundary::Hsm {
             return Err(KeyError::Forbidden(format!(
                 "key '{name}' is not exportable: only a key created exportable can be exported"
             )));

@@ -59,7 +59,9 @@ impl KeyService {
                 "key_size must be between {MIN_GENERATED_KEY_SIZE} and {MAX_KEY_SIZE} bytes"
             )));
         }
-        let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
+        super::resident::check_options(&opts)?;
+        // Made where the key lives: here, or inside the HSM (only its wrap comes back).
+        let material = self.generated(opts.boundary, size).await?;
         self.insert_new_key(name, &opts, &material, KeyOrigin::Generated).await
     }
 
@@ -93,12 +95,20 @@ impl KeyService {
                 )));
             }
             check_material_size(existing.algorithm, &material)?;
-            let details = self.add_version(name, &material, Added::Imported).await?;
+            super::resident::check_material(existing.boundary, existing.algorithm, material.len())?;
+            // An hsm-boundary key's version goes into the HSM; the boundary never changes.
+            let sealable = self.sealable(existing.boundary, &material).await?;
+            drop(material);
+            let details = self.add_version(name, &sealable, Added::Imported).await?;
             return Ok((details, false));
         }
         check_material_size(create.algorithm, &material)?;
+        super::resident::check_options(&create)?;
+        super::resident::check_material(create.boundary, create.algorithm, material.len())?;
+        let sealable = self.sealable(create.boundary, &material).await?;
+        drop(material);
         let details = self
-            .insert_new_key(name, &create, &material, KeyOrigin::Imported)
+            .insert_new_key(name, &create, &sealable, KeyOrigin::Imported)
             .await?;
         Ok((details, true))
     }
@@ -163,13 +173,14 @@ impl KeyService {
     async fn rotate_if(&self, name: &str, if_latest: Option<u32>) -> KeyResult<KeyDetails> {
         let current = self.load_fresh(name).await?;
         let latest = self.secret(&current, current.record.latest_version).await?;
-        let size = latest.len().max(MIN_GENERATED_KEY_SIZE);
+        let size = Self::material_len(&current, &latest)?.max(MIN_GENERATED_KEY_SIZE);
         drop(latest);
-        let material = SecretBytes::random(size).map_err(|_| KeyError::Random)?;
+        let material = self.generated(current.record.boundary, size).await?;
         self.add_version(name, &material, Added::Generated { if_latest }).await
     }
 
-    /// Appends a version holding `material`, sealed for its own identity.
+    /// Appends a version holding `material` (in the sealable form of the key's boundary:
+    /// [`KeyService::sealable`], [`KeyService::generated`]), sealed for its own identity.
     async fn add_version(&self, name: &str, material: &SecretBytes, added: Added) -> KeyResult<KeyDetails> {
         self.write_key(name, |current| async move {
             if current.record.state == KeyState::PendingDeletion {

@@ -1,11 +1,12 @@
 //! The hot path: MACs with a key's versions. Signing uses one version (the latest unless
 //! named); verifying tries the window from `min_verify_version` to the latest, newest first,
 //! each comparison constant-time. Only enabled keys are used; material comes from the
-//! unwrapped-secret cache and is never returned.
+//! unwrapped-secret cache and is never returned. An hsm-boundary key's HMAC runs in the HSM
+//! ([`super::resident`]).
 
 use std::sync::Arc;
 
-use super::model::{KeyKind, KeyState};
+use super::model::{Boundary, KeyKind, KeyState};
 use super::{CachedKey, KeyError, KeyResult, KeyService, Usage, Verdict};
 
 impl KeyService {
@@ -62,9 +63,7 @@ impl KeyService {
         let key = self.usable_for(name, KeyKind::Mac).await?;
         let version = version.unwrap_or(key.record.latest_version);
         Self::check_version(&key, version)?;
-        let secret = self.secret(&key, version).await?;
-        // The HMAC consumes the key material; the tag is public.
-        let tag = key.record.algorithm.sign(secret.expose_secret(), message);
+        let tag = self.mac(&key, version, message).await?;
         let usage = Usage {
             key_id: Arc::clone(&key.id),
             version,
@@ -97,9 +96,19 @@ impl KeyService {
             return Ok((Verdict::MalformedSignature, None));
         }
         for v in window.rev() {
-            let secret = self.secret(&key, v).await?;
-            // The HMAC consumes the key material; comparison is constant-time.
-            if key.record.algorithm.verify(secret.expose_secret(), message, tag) {
+            let matched = match key.record.boundary {
+                Boundary::Process => {
+                    let secret = self.secret(&key, v).await?;
+                    // The HMAC consumes the key material; comparison is constant-time.
+                    key.record.algorithm.verify(secret.expose_secret(), message, tag)
+                }
+                // The HSM computes the HMAC; the comparison here is constant-time.
+                Boundary::Hsm => bool::from(subtle::ConstantTimeEq::ct_eq(
+                    self.mac(&key, v, message).await?.as_slice(),
+                    tag,
+                )),
+            };
+            if matched {
                 let usage = Usage {
                     key_id: Arc::clone(&key.id),
                     version: v,

@@ -12,6 +12,7 @@ mod cipher;
 mod custody;
 mod kwp;
 mod lifecycle;
+pub(crate) mod resident;
 pub use cipher::{DATA_KEY_BYTES, Encrypted};
 pub use custody::{Exported, WRAPPING_FORMAT, WRAPPING_KEY_ALGORITHM, WrappingKey, recipient_fingerprint};
 pub use lifecycle::AutoRotated;

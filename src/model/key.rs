@@ -102,10 +102,10 @@ text_enum! {
 }
 
 text_enum! {
-    /// Where the HMAC runs. Only `process` is served by this build; `hsm` is refused at
-    /// creation with a clear error rather than silently downgraded, and a stored row naming
-    /// it reads as corrupt.
+    /// Where the HMAC runs: in this process (`process`), or inside the HSM (`hsm`: the
+    /// material is in the clear only inside the HSM; see `keys::resident`).
     pub enum Boundary {
         Process = "process",
+        Hsm = "hsm",
     }
 }

@@ -86,6 +86,7 @@ mod tests {
             description: None,
             state: CredentialState::parse(state).expect("a credential state"),
             on_new_fingerprint: None,
+            boundary: crate::model::Boundary::Process,
             sealed: SealedRecord {
                 format: 1,
                 kek_id: "k".into(),

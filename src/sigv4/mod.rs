@@ -259,7 +259,13 @@ pub fn signing_key(secret: &[u8], scope: &Scope) -> Zeroizing<[u8; 32]> {
     seed.extend_from_slice(b"AWS4");
     seed.extend_from_slice(secret);
     let k_date = hmac_sha256(&seed, scope.date.as_bytes());
-    let k_region = hmac_sha256(k_date.as_slice(), scope.region.as_bytes());
+    signing_key_from_k_date(k_date.as_slice(), scope)
+}
+
+/// The chain after its first link: kRegion, kService, kSigning from kDate (an hsm-boundary
+/// credential's kDate comes from the HSM, which holds `"AWS4" ‖ secret`).
+pub fn signing_key_from_k_date(k_date: &[u8], scope: &Scope) -> Zeroizing<[u8; 32]> {
+    let k_region = hmac_sha256(k_date, scope.region.as_bytes());
     let k_service = hmac_sha256(k_region.as_slice(), scope.service.as_bytes());
     hmac_sha256(k_service.as_slice(), b"aws4_request")
 }

@@ -4,7 +4,7 @@
 use super::{FingerprintRecord, StoreResult};
 use crate::BoxFuture;
 use crate::envelope::SealedRecord;
-use crate::model::{CredentialState, OnNewFingerprint};
+use crate::model::{Boundary, CredentialState, OnNewFingerprint};
 
 /// A SigV4 credential as stored: the secret only as a sealed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct CredentialRecord {
     pub state: CredentialState,
     /// `None` follows the server's setting.
     pub on_new_fingerprint: Option<OnNewFingerprint>,
+    /// Where the secret lives: sealed for this process, or only inside the HSM.
+    pub boundary: Boundary,
     pub sealed: SealedRecord,
     pub(crate) created_at_ms: i64,
     pub(crate) updated_at_ms: i64,

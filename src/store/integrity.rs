@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::rows::Columns;
 use super::{ApiKeyRecord, ApprovalRecord, CredentialRecord, KeyRecord, StoreError, StoreResult, TokenRecord};
-use crate::model::KeyOrigin;
+use crate::model::{Boundary, KeyOrigin};
 
 /// Computes and checks row tags. Implemented above the store (the store holds no key).
 pub trait RowSealer: Send + Sync {
@@ -285,6 +285,11 @@ impl Protected for CredentialRecord {
             .int(self.created_at_ms)
             .int(self.updated_at_ms)
             .int(self.revision);
+        // Bound only when `hsm`, so rows stored before the boundary existed (all `process`)
+        // keep their tags; a database writer flipping it either way breaks the tag.
+        if self.boundary == Boundary::Hsm {
+            row.text(self.boundary.as_str());
+        }
     }
 }
 

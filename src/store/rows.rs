@@ -213,6 +213,7 @@ pub(crate) fn credential(row: &impl Columns) -> StoreResult<CredentialRecord> {
         description: row.opt_text("description")?,
         state: enum_col(row, "state", CredentialState::parse)?,
         on_new_fingerprint: opt_enum_col(row, "on_new_fingerprint", OnNewFingerprint::parse)?,
+        boundary: enum_col(row, "boundary", Boundary::parse)?,
         sealed: sealed(row)?,
         created_at_ms: row.int("created_at_ms")?,
         updated_at_ms: row.int("updated_at_ms")?,

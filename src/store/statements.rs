@@ -24,7 +24,7 @@ pub(crate) const APPROVAL_COLUMNS: &str = "id, action, resource, reason, request
      created_at_ms, expires_at_ms, used_at_ms, revision, mac";
 
 pub(crate) const CREDENTIAL_COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, \
-     format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, \
+     boundary, format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, \
      last_used_service, revision, mac";
 
 /// Of `api_keys k` (the lookup by hash joins `api_key_hashes h`).
@@ -270,6 +270,7 @@ pub(crate) fn insert_credential(c: &CredentialRecord, tag: Vec<u8>) -> Stmt {
         opt_text(c.description.as_deref()),
         text(c.state.as_str()),
         opt_text(c.on_new_fingerprint.map(OnNewFingerprint::as_str)),
+        text(c.boundary.as_str()),
     ];
     let tail = [
         int(c.created_at_ms),
@@ -278,9 +279,9 @@ pub(crate) fn insert_credential(c: &CredentialRecord, tag: Vec<u8>) -> Stmt {
         Value::Bytes(tag),
     ];
     Stmt {
-        sql: "INSERT INTO credentials (access_key_id, principal, description, state, on_new_fingerprint, format, \
-              kek_id, wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, revision, mac) \
-              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        sql: "INSERT INTO credentials (access_key_id, principal, description, state, on_new_fingerprint, boundary, \
+              format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, revision, mac) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         values: head.into_iter().chain(sealed(&c.sealed)).chain(tail).collect(),
     }
 }

@@ -70,14 +70,10 @@ impl CommonOptions {
     ) -> Result<CreateOptions, ApiError> {
         let boundary = match self.boundary.as_deref() {
             None | Some("process") => Boundary::Process,
-            Some("hsm") => {
-                return Err(ApiError::invalid(
-                    "boundary `hsm` is not available on this server yet; use `process`",
-                ));
-            }
+            Some("hsm") => Boundary::Hsm,
             Some(other) => {
                 return Err(ApiError::invalid(format!(
-                    "unknown boundary `{other}` (expected process)"
+                    "unknown boundary `{other}` (expected process or hsm)"
                 )));
             }
         };

@@ -20,6 +20,7 @@
 mod error;
 mod objects;
 mod pool;
+mod resident;
 pub mod softhsm;
 mod token;
 mod witness;
@@ -47,7 +48,7 @@ use zeroize::Zeroizing;
 pub use error::Pkcs11Error;
 pub use token::{probe_module, provision_token, token_present};
 
-use super::{KekError, KekProvider, WrappedDek, WrappingPublicKey};
+use super::{KekError, KekProvider, ResidentMac, WrappedDek, WrappingPublicKey};
 use crate::BoxFuture;
 use crate::envelope::{Dek, RecordIdentity};
 use error::{call, unwrap_error};
@@ -137,6 +138,9 @@ impl Pkcs11Kek {
         let mut token_keks = find_kek_objects(&first)?;
         if token_keks.is_empty() {
             token_keks.insert(1, create_kek(&first, 1)?);
+        }
+        if resident::find_wrap_key(&first)?.is_none() {
+            resident::create_wrap_key(&first)?;
         }
         let versions = Versions::of(token_keks.keys().copied());
         let size = settings.sessions.max(1);
@@ -415,6 +419,37 @@ impl KekProvider for Pkcs11Kek {
                 }
             }
             Err(Pkcs11Error::ImportRejected)
+        }))
+    }
+
+    fn resident_generate(&self, len: usize) -> BoxFuture<'_, Result<Vec<u8>, KekError>> {
+        Box::pin(self.with_session(move |pooled| resident::generate(&pooled.session, pooled.resident_wrap()?, len)))
+    }
+
+    fn resident_import<'a>(&'a self, material: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KekError>> {
+        let material = Zeroizing::new(material.to_vec());
+        Box::pin(self.with_session(move |pooled| resident::import(&pooled.session, pooled.resident_wrap()?, &material)))
+    }
+
+    fn resident_mac<'a>(
+        &'a self,
+        id: &'a str,
+        wrapped: &'a [u8],
+        alg: ResidentMac,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, KekError>> {
+        let (id, wrapped, message) = (id.to_owned(), wrapped.to_vec(), message.to_vec());
+        Box::pin(self.with_session(move |pooled| {
+            let mut keys = pooled.resident_keys.lock().unwrap_or_else(PoisonError::into_inner);
+            let handle = match keys.get(&id) {
+                Some(handle) => handle,
+                None => {
+                    let handle = resident::unwrap_for_signing(&pooled.session, pooled.resident_wrap()?, &wrapped)?;
+                    keys.keep(&pooled.session, id, handle);
+                    handle
+                }
+            };
+            resident::mac(&pooled.session, handle, alg, &message)
         }))
     }
 

@@ -24,6 +24,10 @@ const KEK_LABEL_PREFIX: &str = "sigvault-kek-";
 pub(super) struct PooledSession {
     pub(super) session: Session,
     keks: BTreeMap<u32, ObjectHandle>,
+    /// The session copy of the resident wrapping key, when the token has one.
+    resident_wrap: Option<ObjectHandle>,
+    /// Resident keys this session unwrapped for signing.
+    pub(super) resident_keys: std::sync::Mutex<super::resident::SessionKeys>,
 }
 
 impl PooledSession {
@@ -36,7 +40,26 @@ impl PooledSession {
                 .map_err(call("copying the KEK into a session"))?;
             keks.insert(*version, copy);
         }
-        Ok(Self { session, keks })
+        let resident_wrap = match super::resident::find_wrap_key(&session)? {
+            Some(handle) => Some(
+                session
+                    .copy_object(handle, &[Attribute::Token(false)])
+                    .map_err(call("copying the resident wrapping key into a session"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            session,
+            keks,
+            resident_wrap,
+            resident_keys: std::sync::Mutex::new(super::resident::SessionKeys::default()),
+        })
+    }
+
+    /// The session copy of the resident wrapping key.
+    pub(super) fn resident_wrap(&self) -> Result<ObjectHandle, Pkcs11Error> {
+        self.resident_wrap
+            .ok_or_else(|| Pkcs11Error::Refused("the token holds no resident wrapping key".into()))
     }
 
     /// The session copy of KEK `version`.

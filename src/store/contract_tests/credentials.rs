@@ -14,6 +14,7 @@ pub(crate) fn credential(id: &str, principal: &str) -> CredentialRecord {
         description: Some("ci deploys".into()),
         state: CredentialState::Active,
         on_new_fingerprint: None,
+        boundary: crate::model::Boundary::Process,
         sealed: SealedRecord {
             format: 1,
             kek_id: "pkcs11:test/1".into(),

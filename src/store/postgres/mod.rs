@@ -59,6 +59,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_key_origin.sql")),
     (3, include_str!("../migrations/postgres/0003_approvals.sql")),
+    (4, include_str!("../migrations/postgres/0004_credential_boundary.sql")),
 ];
 
 /// Connections per node: enough for the request path, the audit indexer and the flushers

@@ -51,6 +51,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (11, include_str!("../migrations/sqlite/0011_api_key_fingerprints.sql")),
     (12, include_str!("../migrations/sqlite/0012_key_origin.sql")),
     (13, include_str!("../migrations/sqlite/0013_approvals.sql")),
+    (14, include_str!("../migrations/sqlite/0014_credential_boundary.sql")),
 ];
 
 /// The migration that adds the row-integrity columns. It is applied by

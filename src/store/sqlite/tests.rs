@@ -294,7 +294,7 @@ async fn a_row_naming_an_enum_value_this_build_does_not_know_reads_as_corrupt() 
         &home,
         "UPDATE keys SET state = 'archived' WHERE name = 'state'; \
          UPDATE keys SET algorithm = 'hmac-md5' WHERE name = 'algorithm'; \
-         UPDATE keys SET boundary = 'hsm' WHERE name = 'boundary'; \
+         UPDATE keys SET boundary = 'enclave' WHERE name = 'boundary'; \
          UPDATE keys SET state = 'pending_deletion', state_before_deletion = 'gone', deletion_due_ms = 0 \
          WHERE name = 'prior'; \
          UPDATE keys SET state = 'Enabled' WHERE name = 'case'; \

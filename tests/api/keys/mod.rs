@@ -16,6 +16,7 @@ mod errors;
 mod import;
 mod lifecycle;
 mod limits;
+mod resident;
 mod sign_verify;
 
 use reqwest::StatusCode;

@@ -342,3 +342,82 @@ async fn the_compliance_report_lists_credentials_with_age_and_last_use_never_a_s
         "the page lists them"
     );
 }
+
+/// An hsm-boundary credential: `"AWS4" ‖ secret` lives only in the HSM, which computes the
+/// first link of the SigV4 chain (kDate); requests signed by AWS's own signer verify, and the
+/// derived key is the one the same secret gives in the process boundary.
+#[tokio::test]
+async fn an_hsm_boundary_credential_verifies_what_aws_signs_and_derives_the_same_keys() {
+    use crate::sigv4::{ToSign, now, sign_with, verify};
+    let app = spawn_app().await;
+    let r = app
+        .post("/v1/credentials", json!({"principal": "edge", "boundary": "hsm"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["boundary"], "hsm");
+    let (id, secret) = (
+        r.body["access_key_id"].as_str().expect("id").to_owned(),
+        r.body["secret_access_key"].as_str().expect("secret").to_owned(),
+    );
+    assert_eq!(app.get(&format!("/v1/credentials/{id}")).await.body["boundary"], "hsm");
+    let request = sign_with(&id, &secret, &ToSign::get("/orders?limit=5", now(&app)));
+    let verdict = verify(&app, &request).await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    let forged = sign_with(&id, &format!("{secret}x"), &ToSign::get("/orders?limit=5", now(&app)));
+    assert_eq!(verify(&app, &forged).await["valid"], false);
+
+    // The same secret imported in both boundaries derives one key.
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    for (id, boundary) in [("AKIDPROCESS0000001", "process"), ("AKIDINHSM000000001", "hsm")] {
+        let r = app
+            .post(
+                "/v1/credentials/import",
+                json!({"access_key_id": id, "secret_access_key": secret, "principal": "edge2", "boundary": boundary}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let today = sigvault::clock::Clock::now(app.clock.as_ref()).date();
+    let date = format!("{:04}{:02}{:02}", today.year(), u8::from(today.month()), today.day());
+    let derived = |id: &'static str| {
+        let (app, date) = (&app, date.clone());
+        async move {
+            let r = signing_key(
+                app,
+                json!({"access_key_id": id, "date": date, "region": "eu-west-1", "service": "s3"}),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            r.body["signing_key"].as_str().expect("key").to_owned()
+        }
+    };
+    let here = derived("AKIDPROCESS0000001").await;
+    assert_eq!(derived("AKIDINHSM000000001").await, here);
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac(&k_date, b"eu-west-1");
+    let k_service = hmac(&k_region, b"s3");
+    assert_eq!(crate::helpers::unb64(&here), hmac(&k_service, b"aws4_request"));
+
+    // Too short for the HSM's HMAC, or an unknown boundary: refused, nothing stored.
+    let r = app
+        .post(
+            "/v1/credentials/import",
+            json!({"access_key_id": "AKIDSHORT000000001", "secret_access_key": "shortsecretshortsecret", "principal": "edge3", "boundary": "hsm"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        "{}",
+        r.body
+    );
+    let r = app
+        .post("/v1/credentials", json!({"principal": "edge3", "boundary": "cloud"}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+        "{}",
+        r.body
+    );
+}
