@@ -93,6 +93,18 @@ fn resource_of(id: &str) -> String {
     }
 }
 
+/// 404 for an id no request could have (it is not looked up).
+fn known_shape(id: &str) -> Result<(), ApiError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no approval request '{id}'"),
+        ))
+    }
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
@@ -199,12 +211,7 @@ async fn read(state: &AppState, call: &mut Call, id: &str) -> Result<Response, A
         &Resource::Collection(COLLECTION),
     )?;
     call.expect_no_body().await?;
-    if !valid_id(id) {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("no approval request '{id}'"),
-        ));
-    }
+    known_shape(id)?;
     let found = state.approvals.get(id).await.map_err(approval_error)?;
     Ok(json(StatusCode::OK, &approval_json(&state.approvals, found)))
 }
@@ -218,16 +225,8 @@ async fn approve(state: &AppState, call: &mut Call, id: &str) -> Result<Response
         Action::ApproveRequest,
         &Resource::Collection(COLLECTION),
     )?;
-    let body = call.read_body(state.limits.max_body_bytes).await?;
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        parse_json::<super::keys::lifecycle::EmptyRequest>(&body)?;
-    }
-    if !valid_id(id) {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("no approval request '{id}'"),
-        ));
-    }
+    super::keys::lifecycle::no_options(state, call).await?;
+    known_shape(id)?;
     intend(state, call, Action::ApproveRequest, &resource_of(id)).await?;
     let approved = state.approvals.approve(id, &caller).await.map_err(approval_error)?;
     Ok(json(StatusCode::OK, &approval_json(&state.approvals, approved)))

@@ -73,10 +73,7 @@ struct BackupJson {
 pub(super) async fn backup(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
     authorize_key(state, call, &caller, Action::BackupKey, name).await?;
-    let body = call.read_body(state.limits.max_body_bytes).await?;
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        parse_json::<super::lifecycle::EmptyRequest>(&body)?;
-    }
+    super::lifecycle::no_options(state, call).await?;
     let (blob, latest_version) = state.keys.backup(name).await?;
     Ok(json(
         StatusCode::OK,

@@ -142,7 +142,7 @@ fn algorithm(text: &str) -> Result<Algorithm, ApiError> {
 }
 
 /// Reads an optional body that must be empty or `{}`.
-async fn no_options(state: &AppState, call: &mut Call) -> Result<(), ApiError> {
+pub(crate) async fn no_options(state: &AppState, call: &mut Call) -> Result<(), ApiError> {
     let body = call.read_body(state.limits.max_body_bytes).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         parse_json::<EmptyRequest>(&body)?;
