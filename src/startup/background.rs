@@ -101,8 +101,11 @@ pub async fn rotate_due_keys(state: &AppState) -> usize {
             outcome: "ok".into(),
             ..EventData::default()
         };
-        if let Err(e) = state.audit.record(event).await {
-            tracing::warn!(key = %key.name, error = %e, "the audit event of an automatic rotation was not written");
+        // The rotation happened: an event the trail cannot take now is kept and written as
+        // soon as it can (as a request's outcome is), never dropped.
+        if let Err(e) = state.audit.record(event.clone()).await {
+            tracing::warn!(key = %key.name, error = %e, "the audit event of an automatic rotation is deferred");
+            state.audit.defer(event);
         }
     }
     rotated.len()
