@@ -350,34 +350,37 @@ impl KeyService {
         }
     }
 
-    /// Rotates every enabled key whose latest version is older than its rotation period, and
-    /// returns those it rotated. Each rotation adds a version only if the one found due is
-    /// still the latest: of several nodes running this at once (or a manual rotation meeting
-    /// it), exactly one adds the version, and the others skip the key.
-    pub async fn rotate_due(&self) -> KeyResult<Vec<AutoRotated>> {
+    /// The keys past their `auto_rotate_period` now, each with the latest version it had
+    /// when listed (the scheduler's [`KeyService::rotate_scheduled`] rotates only that).
+    pub async fn due_rotations(&self) -> KeyResult<Vec<(String, u32)>> {
         let now = self.now_ms();
-        let mut rotated = Vec::new();
+        let mut due = Vec::new();
         for (record, latest_created_ms) in self.store.auto_rotating_keys().await? {
             let Some(period_s) = record.auto_rotate_period_s else {
                 continue;
             };
-            if latest_created_ms.saturating_add(period_s.saturating_mul(1000)) > now {
-                continue;
-            }
-            match self.rotate_if(&record.name, Some(record.latest_version)).await {
-                Ok(details) => {
-                    tracing::info!(key = %record.name, version = details.record.latest_version, "key rotated automatically");
-                    rotated.push(AutoRotated {
-                        name: record.name,
-                        version: details.record.latest_version,
-                    });
-                }
-                // Rotated since it was listed: by another node's scheduler, or by hand.
-                Err(KeyError::Superseded(_)) => {}
-                Err(e) => tracing::warn!(key = %record.name, error = %e, "automatic rotation failed"),
+            if latest_created_ms.saturating_add(period_s.saturating_mul(1000)) <= now {
+                due.push((record.name, record.latest_version));
             }
         }
-        Ok(rotated)
+        Ok(due)
+    }
+
+    /// The scheduler's rotation of `name`, only while `seen` is still its latest version:
+    /// `None` when it was rotated since it was listed (by another node's scheduler, or by
+    /// hand), so the nodes sharing a store add one version between them.
+    pub async fn rotate_scheduled(&self, name: &str, seen: u32) -> KeyResult<Option<AutoRotated>> {
+        match self.rotate_if(name, Some(seen)).await {
+            Ok(details) => {
+                tracing::info!(key = %name, version = details.record.latest_version, "key rotated automatically");
+                Ok(Some(AutoRotated {
+                    name: name.to_owned(),
+                    version: details.record.latest_version,
+                }))
+            }
+            Err(KeyError::Superseded(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Read-modify-write of a key's settings.

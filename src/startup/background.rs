@@ -77,38 +77,58 @@ pub(super) fn spawn_background(state: Arc<AppState>, flush_interval: StdDuration
 
 /// The scheduler's rotations: every key past its `auto_rotate_period` gets a version made
 /// inside the vault, once across the nodes sharing the store (see
-/// [`crate::keys::KeyService::rotate_due`]), and each is an audit event: action `RotateKey`,
-/// principal `-` (the vault itself, no caller), the key's resource and its new version.
-/// Returns how many keys this node rotated. Run by the maintenance loop every
+/// [`crate::keys::KeyService::rotate_scheduled`]). Each attempt is audited as a change is: an
+/// intent made durable before the rotation (no rotation without it), then the outcome under
+/// the same `request_id` — `ok` with the new version, `superseded` when another node (or a
+/// caller) rotated the key first, or `failed`; action `RotateKey`, principal `-` (the vault
+/// itself, no caller), the key's resource. An outcome the trail cannot take is deferred, never
+/// dropped. Returns how many keys this node rotated. Run by the maintenance loop every
 /// `MAINTENANCE_INTERVAL`.
 pub async fn rotate_due_keys(state: &AppState) -> usize {
-    let rotated = match state.keys.rotate_due().await {
-        Ok(rotated) => rotated,
+    let due = match state.keys.due_rotations().await {
+        Ok(due) => due,
         Err(e) => {
-            tracing::warn!(error = %e, "automatic rotation failed");
+            tracing::warn!(error = %e, "listing the keys due for rotation failed");
             return 0;
         }
     };
-    for key in &rotated {
-        let event = EventData {
+    let mut rotated = 0;
+    for (name, seen) in due {
+        let event = |outcome: &str, key_version: Option<u32>, request_id: &str| EventData {
             time_ms: state.clock.now_ms(),
-            request_id: request_id(),
+            request_id: request_id.to_owned(),
             principal: "-".into(),
             action: crate::audit::action::Action::RotateKey.as_str().into(),
-            resource: format!("key:{}", key.name),
-            key_version: Some(key.version),
+            resource: format!("key:{name}"),
+            key_version,
             decision: Decision::Undecided,
-            outcome: "ok".into(),
+            outcome: outcome.into(),
             ..EventData::default()
         };
-        // The rotation happened: an event the trail cannot take now is kept and written as
-        // soon as it can (as a request's outcome is), never dropped.
-        if let Err(e) = state.audit.record(event.clone()).await {
-            tracing::warn!(key = %key.name, error = %e, "the audit event of an automatic rotation is deferred");
-            state.audit.defer(event);
+        let id = request_id();
+        if let Err(e) = state.audit.record_durable(event("intent", None, &id)).await {
+            tracing::warn!(key = %name, error = %e, "automatic rotation postponed: its intent could not be made durable");
+            continue;
+        }
+        let outcome = match state.keys.rotate_scheduled(&name, seen).await {
+            Ok(Some(done)) => {
+                rotated += 1;
+                event("ok", Some(done.version), &id)
+            }
+            Ok(None) => event("superseded", None, &id),
+            Err(e) => {
+                tracing::warn!(key = %name, error = %e, "automatic rotation failed");
+                event("failed", None, &id)
+            }
+        };
+        // The rotation happened (or failed): an event the trail cannot take now is kept and
+        // written as soon as it can, as a request's outcome is.
+        if let Err(e) = state.audit.record(outcome.clone()).await {
+            tracing::warn!(key = %name, error = %e, "the outcome event of an automatic rotation is deferred");
+            state.audit.defer(outcome);
         }
     }
-    rotated.len()
+    rotated
 }
 
 /// The rewrap job's loop: a pass at start (resuming one a crash cut short), then one whenever

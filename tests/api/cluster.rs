@@ -480,8 +480,9 @@ async fn during_a_kek_rotation_one_node_rewraps_and_both_keep_serving() {
 
 /// The scheduler's rotation, with the nodes' clocks driven: a key with `auto_rotate_period`
 /// is not rotated a minute before it is due, and once due, both nodes running their
-/// scheduler at the same moment add exactly one version between them, audited once as
-/// `RotateKey` by `-` (the vault itself); the next run of either adds nothing.
+/// scheduler at the same moment add exactly one version between them, audited once as a
+/// `RotateKey` by `-` (the vault itself) with outcome `ok`; the next run of either adds
+/// nothing.
 #[tokio::test]
 async fn a_due_key_is_rotated_automatically_once_across_both_nodes_and_audited_once() {
     let (a, b) = two_nodes().await;
@@ -521,10 +522,13 @@ async fn a_due_key_is_rotated_automatically_once_across_both_nodes_and_audited_o
 
     // One audit event, by the vault itself, naming the new version (each node indexes its own
     // events within `audit.index_lag`).
+    // (Each node's scheduler also wrote an intent before trying, and the one that found the
+    // key rotated already an outcome `superseded`.)
     let rotations = || async {
         let r = a.get("/v1/audit/events?action=RotateKey&limit=100").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        r.body["events"].as_array().cloned().unwrap_or_default()
+        let events = r.body["events"].as_array().cloned().unwrap_or_default();
+        events.into_iter().filter(|e| e["outcome"] == "ok").collect::<Vec<_>>()
     };
     eventually("the rotation's event is indexed", 10, || async {
         !rotations().await.is_empty()
@@ -544,6 +548,17 @@ async fn a_due_key_is_rotated_automatically_once_across_both_nodes_and_audited_o
         ),
         (Some("-"), Some("key:auto"), Some(2), Some("ok")),
         "{event}"
+    );
+    // Its intent came first, under the same request id, on the node that rotated.
+    let r = a.get("/v1/audit/events?action=RotateKey&limit=100").await;
+    let all = r.body["events"].as_array().cloned().unwrap_or_default();
+    let intent = all
+        .iter()
+        .find(|e| e["request_id"] == event["request_id"] && e["outcome"] == "intent")
+        .unwrap_or_else(|| panic!("no intent for {event} in {all:?}"));
+    assert!(
+        intent["seq"].as_u64() < event["seq"].as_u64() && intent["node"] == event["node"],
+        "{intent}"
     );
 }
 
