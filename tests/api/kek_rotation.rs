@@ -28,9 +28,11 @@ async fn a_rotation_moves_every_record_under_the_new_kek_and_the_old_one_retires
     let new = r.body["current_kek_id"].as_str().expect("new").to_owned();
     assert_ne!(new, old);
 
-    // The old KEK is still in use: retiring it is refused with the count.
+    // The old KEK is still in use: retiring it is refused with the count. (On a loaded
+    // machine the rewrap job may have moved every record already: then it retires here.)
     let r = app.post("/v1/sys/kek/retire", json!({"kek_id": old})).await;
-    if r.status != StatusCode::OK {
+    let retired_early = r.status == StatusCode::OK;
+    if !retired_early {
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
         assert!(
             r.body["error"]["message"].as_str().unwrap_or("").contains("records"),
@@ -63,8 +65,10 @@ async fn a_rotation_moves_every_record_under_the_new_kek_and_the_old_one_retires
     })
     .await;
 
-    let r = app.post("/v1/sys/kek/retire", json!({"kek_id": old})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    if !retired_early {
+        let r = app.post("/v1/sys/kek/retire", json!({"kek_id": old})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
     let status = app.get("/v1/sys/kek").await.body;
     assert_eq!(status["kek_ids"], json!([new]), "{status}");
     let r = app.post("/v1/sys/kek/retire", json!({"kek_id": new})).await;
