@@ -8,10 +8,7 @@ use serde_json::{Value, json};
 use sigvault::approvals::ApprovalSettings;
 use time::Duration;
 
-use crate::helpers::{
-    AppHome, Reply, TestApp, b64, custodian_key, fresh_postgres_database, random_bytes, spawn_app_in, temp_dir,
-    wrap_for_import,
-};
+use crate::helpers::{AppHome, Reply, TestApp, b64, custodian_key, random_bytes, spawn_app_in, wrap_for_import};
 
 fn dual_control() -> AppHome {
     AppHome {
@@ -333,20 +330,7 @@ async fn an_approval_survives_a_restart() {
 
 #[tokio::test]
 async fn requested_on_one_node_approved_on_another_and_spent_once_across_both() {
-    let a = AppHome {
-        postgres_url: Some(fresh_postgres_database()),
-        node: "node-a".into(),
-        ..dual_control()
-    };
-    let b = AppHome {
-        data_dir: temp_dir("node-b"),
-        node: "node-b".into(),
-        audit_file: None,
-        anchor_file: None,
-        ..a.clone()
-    };
-    let a = spawn_app_in(a).await;
-    let b = spawn_app_in(b).await;
+    let (a, b) = crate::cluster::two_nodes_from(dual_control()).await;
     let alice = token(&a, "alice", &["custodian"]).await;
     let bob = token(&a, "bob", &["custodian"]).await;
     let id = request(&a, &alice, "RotateWrappingKey", "wrapping-key").await;

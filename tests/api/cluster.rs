@@ -31,7 +31,7 @@ async fn two_nodes_with(ratelimit: RateLimitSettings) -> (TestApp, TestApp) {
 
 /// Two nodes on one new database, both with `home`'s settings: their own data dirs and
 /// audit nodes.
-async fn two_nodes_from(home: AppHome) -> (TestApp, TestApp) {
+pub(crate) async fn two_nodes_from(home: AppHome) -> (TestApp, TestApp) {
     let a = AppHome {
         postgres_url: Some(fresh_postgres_database()),
         node: "node-a".into(),
