@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use crate::api::AppState;
-use crate::api::context::request_id;
+use crate::api::context::{new_request_id, request_id};
 use crate::integrity::ROW_REFUSED;
 use crate::model::audit::{Decision, EventData};
 
@@ -105,7 +105,9 @@ pub async fn rotate_due_keys(state: &AppState) -> usize {
             outcome: outcome.into(),
             ..EventData::default()
         };
-        let id = request_id();
+        // Outside a request there is no request id: each attempt gets one of its own, which
+        // ties its intent to its outcome.
+        let id = new_request_id();
         if let Err(e) = state.audit.record_durable(event("intent", None, &id)).await {
             tracing::warn!(key = %name, error = %e, "automatic rotation postponed: its intent could not be made durable");
             continue;

@@ -549,7 +549,9 @@ async fn a_due_key_is_rotated_automatically_once_across_both_nodes_and_audited_o
         (Some("-"), Some("key:auto"), Some(2), Some("ok")),
         "{event}"
     );
-    // Its intent came first, under the same request id, on the node that rotated.
+    // Its intent came first, under the same request id (one of its own: the scheduler runs
+    // outside any request), on the node that rotated.
+    assert!(event["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{event}");
     let r = a.get("/v1/audit/events?action=RotateKey&limit=100").await;
     let all = r.body["events"].as_array().cloned().unwrap_or_default();
     let intent = all
