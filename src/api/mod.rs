@@ -326,6 +326,11 @@ impl From<KeyError> for ApiError {
 }
 
 pub(crate) fn kek_error(e: KekError) -> ApiError {
+    // A provider that cannot do this at all (no HSM behind AWS KMS): a precondition of this
+    // deployment, for every caller of every service alike.
+    if let KekError::Unsupported(why) = e {
+        return ApiError::new(ErrorCode::FailedPrecondition, why);
+    }
     if e.is_unavailable() {
         ApiError::new(ErrorCode::KekUnavailable, e.to_string())
     } else {

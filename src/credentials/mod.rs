@@ -104,17 +104,6 @@ pub enum CredentialError {
 
 pub(crate) type CredentialResult<T> = Result<T, CredentialError>;
 
-/// A provider without an HSM refuses hsm-boundary credentials as a precondition of this
-/// deployment.
-fn unsupported(e: KekError) -> CredentialError {
-    match e {
-        KekError::Unsupported(why) => {
-            CredentialError::Precondition(format!("{why}: boundary hsm needs the pkcs11 KEK provider"))
-        }
-        other => CredentialError::Kek(other),
-    }
-}
-
 impl CredentialService {
     /// What to seal for a new credential: its secret in the process boundary; in the hsm
     /// boundary, the HSM's wrap of `"AWS4" ‖ secret`, the key of the chain's first link.
@@ -124,12 +113,7 @@ impl CredentialService {
             Boundary::Hsm => {
                 let mut seed = zeroize::Zeroizing::new(b"AWS4".to_vec());
                 seed.extend_from_slice(secret.expose_secret());
-                let wrapped = self
-                    .keyring
-                    .current()
-                    .resident_import(&seed)
-                    .await
-                    .map_err(unsupported)?;
+                let wrapped = self.keyring.current().resident_import(&seed).await?;
                 let record = resident::encode(seed.len(), &wrapped)
                     .map_err(|_| CredentialError::Invalid("secret_access_key is too long".into()))?;
                 Ok(SecretBytes::from_slice(&record))
@@ -329,8 +313,7 @@ impl CredentialService {
                     .keyring
                     .current()
                     .resident_mac(&id, wrapped, ResidentMac::HmacSha256, scope.date.as_bytes())
-                    .await
-                    .map_err(unsupported)?;
+                    .await?;
                 sigv4::signing_key_from_k_date(&k_date, scope)
             }
         };

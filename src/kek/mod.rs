@@ -49,6 +49,11 @@ pub struct WrappingPublicKey {
     pub public_exponent: Vec<u8>,
 }
 
+/// Why a provider without an HSM refuses the custodians' wrapping key.
+const NO_WRAPPING_KEY: &str = "this KEK provider has no RSA wrapping key: BYOK import needs the pkcs11 KEK provider";
+/// Why a provider without an HSM refuses HSM-resident keys.
+const NO_RESIDENT_KEYS: &str = "this KEK provider keeps no keys in an HSM: boundary hsm needs the pkcs11 KEK provider";
+
 /// The HMAC an HSM-resident key computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResidentMac {
@@ -135,34 +140,34 @@ pub trait KekProvider: Send + Sync {
     /// The current RSA wrapping key custodians wrap imports to, created on first use. A
     /// provider without one (AWS KMS) reports [`KekError::Unsupported`].
     fn wrapping_key(&self) -> BoxFuture<'_, Result<WrappingPublicKey, KekError>> {
-        Box::pin(async { Err(KekError::Unsupported("this KEK provider has no RSA wrapping key")) })
+        Box::pin(async { Err(KekError::Unsupported(NO_WRAPPING_KEY)) })
     }
 
     /// Makes a new wrapping key current. The one before it still opens imports until the next
     /// rotation (a custodian who fetched it a moment ago is not cut off); older ones are
     /// destroyed.
     fn rotate_wrapping_key(&self) -> BoxFuture<'_, Result<WrappingPublicKey, KekError>> {
-        Box::pin(async { Err(KekError::Unsupported("this KEK provider has no RSA wrapping key")) })
+        Box::pin(async { Err(KekError::Unsupported(NO_WRAPPING_KEY)) })
     }
 
     /// Opens the RSA-OAEP (SHA-256, MGF1-SHA-256) block of a custodian's wrapped import with
     /// a wrapping key this provider holds, and returns the ephemeral AES key inside it (which
     /// then opens the import's AES-KWP half). [`KekError::Rejected`] when it opens under none.
     fn decrypt_import_key<'a>(&'a self, _block: &'a [u8]) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, KekError>> {
-        Box::pin(async { Err(KekError::Unsupported("this KEK provider has no RSA wrapping key")) })
+        Box::pin(async { Err(KekError::Unsupported(NO_WRAPPING_KEY)) })
     }
 
     /// Generates `len` bytes of key material for an HSM-resident key inside the HSM; returns
     /// it wrapped by the HSM's resident wrapping key (the only form that leaves the HSM).
     /// [`KekError::Unsupported`] for a provider without an HSM (AWS KMS).
     fn resident_generate(&self, _len: usize) -> BoxFuture<'_, Result<Vec<u8>, KekError>> {
-        Box::pin(async { Err(KekError::Unsupported("this KEK provider keeps no keys in an HSM")) })
+        Box::pin(async { Err(KekError::Unsupported(NO_RESIDENT_KEYS)) })
     }
 
     /// Takes imported material into the HSM as a resident key; returns it wrapped as
     /// [`KekProvider::resident_generate`] does.
     fn resident_import<'a>(&'a self, _material: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KekError>> {
-        Box::pin(async { Err(KekError::Unsupported("this KEK provider keeps no keys in an HSM")) })
+        Box::pin(async { Err(KekError::Unsupported(NO_RESIDENT_KEYS)) })
     }
 
     /// The HMAC of `message` under the resident key `wrapped`, computed inside the HSM. `id`
@@ -175,7 +180,7 @@ pub trait KekProvider: Send + Sync {
         _alg: ResidentMac,
         _message: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, KekError>> {
-        Box::pin(async { Err(KekError::Unsupported("this KEK provider keeps no keys in an HSM")) })
+        Box::pin(async { Err(KekError::Unsupported(NO_RESIDENT_KEYS)) })
     }
 
     /// Proves the provider works end to end: a random DEK wraps and unwraps to itself.

@@ -121,19 +121,14 @@ fn wrap_to(key: &rsa::PublicKey, material: &[u8]) -> KeyResult<Vec<u8>> {
 impl KeyService {
     /// The current wrapping key (created in the HSM on first use).
     pub async fn wrapping_key(&self) -> KeyResult<WrappingKey> {
-        let public = self.keyring.current().wrapping_key().await.map_err(unsupported)?;
+        let public = self.keyring.current().wrapping_key().await?;
         describe(&public)
     }
 
     /// Makes a new wrapping key current; the previous one still opens imports until the next
     /// rotation.
     pub async fn rotate_wrapping_key(&self) -> KeyResult<WrappingKey> {
-        let public = self
-            .keyring
-            .current()
-            .rotate_wrapping_key()
-            .await
-            .map_err(unsupported)?;
+        let public = self.keyring.current().rotate_wrapping_key().await?;
         describe(&public)
     }
 
@@ -156,7 +151,7 @@ impl KeyService {
         let ephemeral = match self.keyring.current().decrypt_import_key(block).await {
             Ok(key) => key,
             Err(KekError::Rejected) => return Err(refused()),
-            Err(e) => return Err(unsupported(e)),
+            Err(e) => return Err(e.into()),
         };
         if ephemeral.len() != 32 {
             return Err(refused());
@@ -192,16 +187,5 @@ impl KeyService {
             wrapped,
             recipient_fingerprint,
         })
-    }
-}
-
-/// A provider without a wrapping key refuses as a precondition of this deployment (409), not
-/// as a failure of the HSM.
-fn unsupported(e: KekError) -> KeyError {
-    match e {
-        KekError::Unsupported(why) => {
-            KeyError::Precondition(format!("{why}: BYOK import needs the pkcs11 KEK provider"))
-        }
-        other => KeyError::Kek(other),
     }
 }

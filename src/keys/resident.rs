@@ -11,7 +11,7 @@
 
 use super::model::{Algorithm, Boundary};
 use super::{CachedKey, CreateOptions, KeyError, KeyResult, KeyService};
-use crate::kek::{KekError, ResidentMac};
+use crate::kek::ResidentMac;
 use crate::secret::SecretBytes;
 
 const MAGIC: &[u8; 4] = b"SVH1";
@@ -44,16 +44,6 @@ fn resident_mac(algorithm: Algorithm) -> KeyResult<ResidentMac> {
             "boundary hsm is for signing keys (hmac-sha256, hmac-sha384, hmac-sha512), not {}",
             algorithm.as_str()
         ))),
-    }
-}
-
-/// A provider without an HSM refuses resident keys as a precondition of this deployment.
-fn unsupported(e: KekError) -> KeyError {
-    match e {
-        KekError::Unsupported(why) => {
-            KeyError::Precondition(format!("{why}: boundary hsm needs the pkcs11 KEK provider"))
-        }
-        other => KeyError::Kek(other),
     }
 }
 
@@ -91,12 +81,7 @@ impl KeyService {
         match boundary {
             Boundary::Process => Ok(SecretBytes::from_slice(material.expose_secret())),
             Boundary::Hsm => {
-                let wrapped = self
-                    .keyring
-                    .current()
-                    .resident_import(material.expose_secret())
-                    .await
-                    .map_err(unsupported)?;
+                let wrapped = self.keyring.current().resident_import(material.expose_secret()).await?;
                 Ok(SecretBytes::from_slice(&encode(material.len(), &wrapped)?))
             }
         }
@@ -108,12 +93,7 @@ impl KeyService {
         match boundary {
             Boundary::Process => SecretBytes::random(len).map_err(|_| KeyError::Random),
             Boundary::Hsm => {
-                let wrapped = self
-                    .keyring
-                    .current()
-                    .resident_generate(len)
-                    .await
-                    .map_err(unsupported)?;
+                let wrapped = self.keyring.current().resident_generate(len).await?;
                 Ok(SecretBytes::from_slice(&encode(len, &wrapped)?))
             }
         }
@@ -136,11 +116,11 @@ impl KeyService {
             Boundary::Hsm => {
                 let (_, wrapped) = decode(opened.expose_secret())?;
                 let id = format!("{}/{version}", key.record.id);
-                self.keyring
+                Ok(self
+                    .keyring
                     .current()
                     .resident_mac(&id, wrapped, resident_mac(key.record.algorithm)?, message)
-                    .await
-                    .map_err(unsupported)
+                    .await?)
             }
         }
     }
