@@ -118,7 +118,17 @@ pub(super) fn destroy_kek(session: &Session, version: u32) -> Result<(), Pkcs11E
 
 /// Generates KEK `version` inside the token.
 pub(super) fn create_kek(session: &Session, version: u32) -> Result<ObjectHandle, Pkcs11Error> {
-    let label = format!("{KEK_LABEL_PREFIX}{version}");
+    create_wrapping_key(session, format!("{KEK_LABEL_PREFIX}{version}"), "creating the KEK")
+}
+
+/// Generates an AES-256 token key labelled (and identified) `label` that is persistent,
+/// private, sensitive, never extractable and good for nothing but wrapping and unwrapping
+/// keys: a KEK, or the resident wrapping key.
+pub(super) fn create_wrapping_key(
+    session: &Session,
+    label: String,
+    during: &'static str,
+) -> Result<ObjectHandle, Pkcs11Error> {
     let template = [
         Attribute::Token(true),
         Attribute::Private(true),
@@ -137,7 +147,7 @@ pub(super) fn create_kek(session: &Session, version: u32) -> Result<ObjectHandle
     ];
     session
         .generate_key(&Mechanism::AesKeyGen, &template)
-        .map_err(call("creating the KEK"))
+        .map_err(call(during))
 }
 
 /// The template of the short-lived session object a secret passes through on its way into

@@ -53,27 +53,9 @@ pub(super) fn find_wrap_key(session: &Session) -> Result<Option<ObjectHandle>, P
     }
 }
 
-/// Generates the resident wrapping key on the token.
+/// Generates the resident wrapping key on the token (made like a KEK).
 pub(super) fn create_wrap_key(session: &Session) -> Result<ObjectHandle, Pkcs11Error> {
-    let template = [
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-        Attribute::Encrypt(false),
-        Attribute::Decrypt(false),
-        Attribute::Sign(false),
-        Attribute::Verify(false),
-        Attribute::Derive(false),
-        Attribute::ValueLen(32.into()),
-        Attribute::Label(WRAP_LABEL.as_bytes().to_vec()),
-        Attribute::Id(WRAP_LABEL.as_bytes().to_vec()),
-    ];
-    session
-        .generate_key(&Mechanism::AesKeyGen, &template)
-        .map_err(call("creating the resident wrapping key"))
+    super::objects::create_wrapping_key(session, WRAP_LABEL.to_owned(), "creating the resident wrapping key")
 }
 
 /// The template of a resident key on its way to being wrapped: a session object, sensitive
