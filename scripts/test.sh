@@ -97,6 +97,18 @@ if ! target/moto/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '
   python3 -m venv target/moto
   target/moto/bin/pip install --quiet "moto[server]==$MOTO_VERSION"
 fi
+# The compatibility tests drive sigvault with the clients users already run: hvac (Vault's
+# Python client) against the Transit-compatible API, boto3 (which moto brings) against the
+# KMS-compatible one; the metrics test parses /metrics with prometheus_client. Pinned, in
+# the same venv.
+HVAC_VERSION=2.4.0
+PROMETHEUS_CLIENT_VERSION=0.26.0
+if ! target/moto/bin/python -c "
+import importlib.metadata as m, sys
+sys.exit(m.version('hvac') != '$HVAC_VERSION' or m.version('prometheus_client') != '$PROMETHEUS_CLIENT_VERSION')" 2>/dev/null; then
+  echo "hvac, prometheus_client: installing into target/moto" >&2
+  target/moto/bin/pip install --quiet "hvac==$HVAC_VERSION" "prometheus_client==$PROMETHEUS_CLIENT_VERSION"
+fi
 
 # The repository stands alone: no tracked file may point outside it to the design folder that
 # sat beside the first checkouts (the pattern is split so this line does not match itself).

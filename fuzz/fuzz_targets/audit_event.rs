@@ -66,6 +66,7 @@ fuzz_target!(|input: Input| {
         source_ip: input.source_ip,
         user_agent: input.user_agent,
         secret_hmac: input.secret_hmac,
+        api: None,
     };
     let event = AuditEvent::new(input.seq, &input.node, data);
     let texts = [

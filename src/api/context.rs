@@ -106,6 +106,9 @@ pub struct AuditNote {
     /// The sequence number of the request's intent event, once [`crate::api::intend`] made
     /// it durable (a change is about to happen).
     pub intent: Option<u64>,
+    /// The compatible API the request came through (`vault-transit`, `aws-kms`), for the
+    /// event's `api` member; `None` for the native API.
+    pub api: Option<&'static str>,
 }
 
 /// Extracts a [`Call`]; never rejects.

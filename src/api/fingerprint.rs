@@ -100,6 +100,7 @@ pub(super) async fn record_new_fingerprint(
         source_ip: Some(new.fingerprint.source_ip.clone()).filter(|ip| !ip.is_empty()),
         user_agent: Some(new.fingerprint.user_agent.clone()).filter(|ua| !ua.is_empty()),
         secret_hmac: None,
+        api: None,
     };
     state
         .audit

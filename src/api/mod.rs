@@ -20,6 +20,7 @@ pub mod reply;
 pub mod reports;
 pub mod sigv4;
 pub mod sys;
+pub mod transit;
 
 pub use limits::Limits;
 
@@ -66,6 +67,9 @@ pub struct AppState {
     pub health: sys::HealthCache,
     /// Groups of callers named by a TLS client certificate.
     pub(crate) certificate_groups: CertificateGroups,
+    /// Where the Vault Transit-compatible API is mounted under `/v1` (`[compat]
+    /// transit_mount`); `None` when it is off.
+    pub transit_mount: Option<String>,
 }
 
 /// All routes, with the not-found fallback. The `v1` segment is matched once; the hot
@@ -92,7 +96,9 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .unify()
                 .or(approvals::routes(Arc::clone(&state)))
                 .unify()
-                .or(sys::routes(state))
+                .or(sys::routes(Arc::clone(&state)))
+                .unify()
+                .or(transit::routes(state))
                 .unify(),
         )
         .recover(recover)
@@ -233,6 +239,7 @@ fn event_data(state: &AppState, call: &Call, action: Action, resource: &str, out
         source_ip: call.client.map(|a| crate::model::audit::ip_text(a.ip())),
         user_agent: call.header("user-agent").map(str::to_owned),
         secret_hmac: note.secret_hmac.clone(),
+        api: note.api.map(str::to_owned),
     }
 }
 
@@ -268,6 +275,18 @@ pub async fn audited(
     resource: String,
     result: Result<Response, ApiError>,
 ) -> Response {
+    audited_as(state, call, (action, resource), result, reply::error).await
+}
+
+/// [`audited`] for a compatible API, whose errors (the handler's, and the trail's own) are
+/// rendered in that API's shape by `render`.
+pub(crate) async fn audited_as(
+    state: &AppState,
+    call: &mut Call,
+    (action, resource): (Action, String),
+    result: Result<Response, ApiError>,
+    render: fn(ApiError) -> Response,
+) -> Response {
     let outcome = match &result {
         Ok(_) => call.note.outcome.unwrap_or("ok"),
         Err(e) => e.code.as_str(),
@@ -280,16 +299,16 @@ pub async fn audited(
     let mut response = match state.audit.record(event).await {
         Ok(_) => {
             state.keys.count(&note.usage);
-            reply::respond(result)
+            result.unwrap_or_else(render)
         }
         Err(e) if let Some(event) = to_defer => {
             state.audit.defer(event);
             match result {
-                Ok(_) => reply::respond(result),
-                Err(_) => reply::error(ApiError::new(ErrorCode::AuditUnavailable, e.to_string())),
+                Ok(_) => result.unwrap_or_else(render),
+                Err(_) => render(ApiError::new(ErrorCode::AuditUnavailable, e.to_string())),
             }
         }
-        Err(e) => reply::error(ApiError::new(ErrorCode::AuditUnavailable, e.to_string())),
+        Err(e) => render(ApiError::new(ErrorCode::AuditUnavailable, e.to_string())),
     };
     if let Some(principal) = principal {
         response.extensions_mut().insert(principal);

@@ -68,11 +68,6 @@ pub fn error(err: ApiError) -> Response {
     response
 }
 
-/// Turns a handler's result into a response.
-pub(crate) fn respond(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(error)
-}
-
 /// Parses a JSON body. Error messages keep field names but drop quoted input values, so a
 /// misplaced secret is never echoed back or logged.
 /// For `#[serde(default, deserialize_with = "reply::present")]` on an `Option<Option<T>>`:

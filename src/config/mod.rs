@@ -79,6 +79,9 @@ pub struct Settings {
     pub apikeys: ApiKeySettings,
     /// `[custodian]`: dual control's quorum and how long an approval stays valid.
     pub approvals: ApprovalSettings,
+    /// `[compat] transit_mount`: where the Vault Transit-compatible API is mounted under
+    /// `/v1` (default `transit`); `None` when it is off (`""`).
+    pub transit_mount: Option<String>,
     /// `[ratelimit]`: where the API-key and failed-authentication limits count.
     pub ratelimit: RateLimitSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
@@ -195,6 +198,7 @@ impl Settings {
         let apikeys = sections::apikeys_settings(raw.apikeys.unwrap_or_default())?;
         let ratelimit = ratelimit::ratelimit_settings(raw.ratelimit.unwrap_or_default())?;
         let approvals = sections::custodian_settings(raw.custodian.unwrap_or_default())?;
+        let transit_mount = sections::transit_mount(raw.compat.unwrap_or_default())?;
         let root_token = env_var("SIGVAULT_ROOT_TOKEN").map(root_token).transpose()?;
         Ok(Self {
             listen,
@@ -217,6 +221,7 @@ impl Settings {
             sigv4,
             apikeys,
             approvals,
+            transit_mount,
             ratelimit,
             root_token,
         })

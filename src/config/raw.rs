@@ -27,6 +27,15 @@ pub struct RawConfig {
     pub apikeys: Option<RawApiKeys>,
     pub ratelimit: Option<RawRateLimit>,
     pub custodian: Option<RawCustodian>,
+    pub compat: Option<RawCompat>,
+}
+
+/// `[compat]`: the APIs of other products that sigvault also serves.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompat {
+    /// Where the Vault Transit-compatible API is mounted under `/v1`; `""` turns it off.
+    pub transit_mount: Option<String>,
 }
 
 /// `[ratelimit]`. Its `Debug` leaves the URL's user information out (it may hold a password).

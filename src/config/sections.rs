@@ -475,3 +475,16 @@ pub(super) fn limits(raw: RawLimits) -> Result<Limits, ConfigError> {
     }
     Ok(l)
 }
+
+/// `[compat] transit_mount`: default `transit`; `""` turns the Transit-compatible API off;
+/// else one to four segments that do not start with a native route.
+pub(super) fn transit_mount(raw: super::raw::RawCompat) -> Result<Option<String>, ConfigError> {
+    match raw.transit_mount.as_deref().map(|m| m.trim_matches('/')) {
+        None => Ok(Some("transit".to_owned())),
+        Some("") => Ok(None),
+        Some(mount) => {
+            crate::api::transit::validate_mount(mount).map_err(|m| invalid("compat.transit_mount", &m))?;
+            Ok(Some(mount.to_owned()))
+        }
+    }
+}

@@ -58,6 +58,12 @@ struct Contents {
     min_verify_version: u32,
     exportable: bool,
     origin: String,
+    /// Absent from blobs made before keys had it: 0 (any version).
+    #[serde(default)]
+    min_encryption_version: u32,
+    /// Absent from blobs made before keys had it: allowed, as every key was then.
+    #[serde(default = "allowed")]
+    deletion_allowed: bool,
     auto_rotate_period_s: Option<i64>,
     created_at_ms: i64,
     versions: Vec<Version>,
@@ -69,6 +75,10 @@ struct Version {
     version: u32,
     created_at_ms: i64,
     material: Zeroizing<String>,
+}
+
+fn allowed() -> bool {
+    true
 }
 
 fn backup_identity<'a>(aad_id: &'a str, latest_version: u32) -> RecordIdentity<'a> {
@@ -118,6 +128,8 @@ impl KeyService {
             min_verify_version: record.min_verify_version,
             exportable: record.exportable,
             origin: record.origin.as_str().to_owned(),
+            min_encryption_version: record.min_encryption_version,
+            deletion_allowed: record.deletion_allowed,
             auto_rotate_period_s: record.auto_rotate_period_s,
             created_at_ms: record.created_at_ms,
             versions,
@@ -257,6 +269,9 @@ impl KeyService {
         if c.min_verify_version == 0 || c.min_verify_version > blob.latest_version {
             return Err(corrupt("min_verify_version out of range"));
         }
+        if c.min_encryption_version > blob.latest_version {
+            return Err(corrupt("min_encryption_version out of range"));
+        }
         let now = self.now_ms();
         Ok(KeyRecord {
             id: c.id.clone(),
@@ -271,6 +286,8 @@ impl KeyService {
             min_verify_version: c.min_verify_version,
             exportable: c.exportable,
             origin,
+            min_encryption_version: c.min_encryption_version,
+            deletion_allowed: c.deletion_allowed,
             auto_rotate_period_s: c.auto_rotate_period_s,
             deletion_due_ms: None,
             state_before_deletion: None,

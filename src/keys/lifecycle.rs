@@ -138,6 +138,8 @@ impl KeyService {
             min_verify_version: 1,
             exportable: opts.exportable,
             origin,
+            min_encryption_version: 0,
+            deletion_allowed: opts.deletion_allowed,
             auto_rotate_period_s,
             deletion_due_ms: None,
             state_before_deletion: None,
@@ -248,6 +250,21 @@ impl KeyService {
                 }
                 r.min_verify_version = min;
             }
+            if let Some(min) = patch.min_encryption_version {
+                r.min_encryption_version = min;
+            }
+            // Checked together: either may have moved.
+            if r.min_encryption_version != 0
+                && !(r.min_verify_version..=r.latest_version).contains(&r.min_encryption_version)
+            {
+                return Err(KeyError::Invalid(format!(
+                    "min_encryption_version must be 0 or between min_verify_version ({}) and the latest version ({})",
+                    r.min_verify_version, r.latest_version
+                )));
+            }
+            if let Some(allowed) = patch.deletion_allowed {
+                r.deletion_allowed = allowed;
+            }
             if let Some(exportable) = patch.exportable {
                 if exportable && !r.exportable {
                     return Err(KeyError::Invalid(
@@ -281,6 +298,11 @@ impl KeyService {
             if r.state == KeyState::PendingDeletion {
                 return Err(KeyError::Precondition(format!(
                     "key '{name}' is already pending deletion"
+                )));
+            }
+            if !r.deletion_allowed {
+                return Err(KeyError::Precondition(format!(
+                    "deletion is not allowed for key '{name}': set deletion_allowed to true first"
                 )));
             }
             r.state_before_deletion = Some(r.state);

@@ -56,6 +56,18 @@ impl KeyService {
         Ok(())
     }
 
+    /// A version named to sign or encrypt with must not be below the key's
+    /// `min_encryption_version` (0: no such floor).
+    pub(super) fn check_use_version(key: &CachedKey, version: u32) -> KeyResult<()> {
+        let floor = key.record.min_encryption_version;
+        if floor != 0 && version < floor {
+            return Err(KeyError::Precondition(format!(
+                "version {version} is below the key's min_encryption_version ({floor})"
+            )));
+        }
+        Ok(())
+    }
+
     /// MAC of `message` with `version` (default: latest). Returns the tag, the version, and
     /// the usage to count once the caller has recorded the operation ([`KeyService::count`]).
     pub async fn sign(&self, name: &str, message: &[u8], version: Option<u32>) -> KeyResult<(Vec<u8>, u32, Usage)> {
@@ -63,6 +75,7 @@ impl KeyService {
         let key = self.usable_for(name, KeyKind::Mac).await?;
         let version = version.unwrap_or(key.record.latest_version);
         Self::check_version(&key, version)?;
+        Self::check_use_version(&key, version)?;
         let tag = self.mac(&key, version, message).await?;
         let usage = Usage {
             key_id: Arc::clone(&key.id),

@@ -100,6 +100,9 @@ pub struct CreateOptions {
     pub auto_rotate_period: Option<Duration>,
     pub owner: String,
     pub tags: BTreeMap<String, String>,
+    /// Whether the key may be scheduled for deletion (true through the native API; false,
+    /// as in Vault, for a key Transit creates).
+    pub deletion_allowed: bool,
 }
 
 /// Fields of `PATCH /v1/keys/{name}`; `None` leaves a field as it is.
@@ -110,6 +113,9 @@ pub struct KeyPatch {
     /// `Some(None)` turns automatic rotation off.
     pub auto_rotate_period: Option<Option<Duration>>,
     pub exportable: Option<bool>,
+    /// 0: any version from `min_verify_version`.
+    pub min_encryption_version: Option<u32>,
+    pub deletion_allowed: Option<bool>,
 }
 
 /// One use of a key version, counted by [`KeyService::count`] after the operation was
@@ -161,6 +167,10 @@ impl KeyFacts {
 
     pub(crate) fn tags(&self) -> &BTreeMap<String, String> {
         &self.0.record.tags
+    }
+
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        self.0.record.algorithm
     }
 }
 

@@ -29,6 +29,9 @@ pub struct EventData {
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub secret_hmac: Option<String>,
+    /// The compatible API the request came through (`vault-transit`, `aws-kms`); absent for
+    /// the native API.
+    pub api: Option<String>,
 }
 
 /// The access decision an event records: `allow` or `deny` (by a policy, or a failed
@@ -86,6 +89,10 @@ pub struct AuditEvent {
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub secret_hmac: Option<String>,
+    /// The compatible API the request came through; absent (and then not encoded at all,
+    /// so events from before it existed keep their bytes and MACs) for the native API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
 }
 
 impl AuditEvent {
@@ -105,6 +112,7 @@ impl AuditEvent {
             source_ip: data.source_ip.map(visible),
             user_agent: data.user_agent.map(|ua| visible(clean_user_agent_owned(ua))),
             secret_hmac: data.secret_hmac.map(visible),
+            api: data.api.map(visible),
         }
     }
 }

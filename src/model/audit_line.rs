@@ -12,7 +12,8 @@
 //!  "action":"Sign","resource":"key:payments","key_version":2,"decision":"allow","policy":null,
 //!  "outcome":"ok","source_ip":"127.0.0.1","user_agent":"curl/8.5","secret_hmac":null}
 //! ```
-//! (one line). The file sink writes `{"event":<canonical>,"mac":"<hex>"}\n`. Verification
+//! (one line), then `,"api":"vault-transit"` (or `"aws-kms"`) before the closing brace for an
+//! event of a compatible API only — a native event has no `api` member at all. The file sink writes `{"event":<canonical>,"mac":"<hex>"}\n`. Verification
 //! never trusts stored bytes: it re-encodes the parsed fields, so an edit of any field
 //! breaks the MAC, whatever the sink.
 //!
@@ -59,6 +60,11 @@ impl AuditEvent {
         push_member(out, b",\"source_ip\":", self.source_ip.as_deref());
         push_member(out, b",\"user_agent\":", self.user_agent.as_deref());
         push_member(out, b",\"secret_hmac\":", self.secret_hmac.as_deref());
+        // Only when present: events of the native API (and every event from before the
+        // member existed) end at `secret_hmac`.
+        if let Some(api) = &self.api {
+            push_member(out, b",\"api\":", Some(api));
+        }
         out.push(b'}');
     }
 
@@ -213,6 +219,7 @@ mod tests {
                 source_ip: Some("127.0.0.1".into()),
                 user_agent: Some("curl/8.5\r\nX-Injected: 1".into()),
                 secret_hmac: None,
+                api: None,
             },
         )
     }
@@ -263,6 +270,7 @@ mod tests {
                     source_ip: some(text),
                     user_agent: (!n.is_multiple_of(2)).then(|| text.clone()),
                     secret_hmac: some(text),
+                    api: n.is_multiple_of(3).then(|| text.clone()),
                 };
                 let mut ours = Vec::new();
                 event.write_canonical(&mut ours);

@@ -288,6 +288,8 @@ pub(crate) mod tests {
                 min_verify_version: 1,
                 exportable: false,
                 origin: crate::model::KeyOrigin::Generated,
+                min_encryption_version: 0,
+                deletion_allowed: true,
                 auto_rotate_period_s: None,
                 deletion_due_ms: None,
                 state_before_deletion: None,

@@ -130,6 +130,7 @@ pub(super) fn app_state(
             .as_ref()
             .map(|tls| tls.client_groups.clone())
             .unwrap_or_default(),
+        transit_mount: settings.transit_mount.clone(),
     })
 }
 

@@ -265,6 +265,13 @@ impl Protected for KeyRecord {
         if self.origin == KeyOrigin::Imported {
             row.text(self.origin.as_str());
         }
+        // Likewise only when they differ from what every key had before them (migration 15),
+        // behind a marker text no origin can equal.
+        if self.min_encryption_version != 0 || !self.deletion_allowed {
+            row.text("use-settings")
+                .int(i64::from(self.min_encryption_version))
+                .int(i64::from(self.deletion_allowed));
+        }
     }
 }
 

@@ -24,6 +24,11 @@ pub struct KeyRecord {
     pub exportable: bool,
     /// Generated inside the vault or imported; never changes.
     pub origin: KeyOrigin,
+    /// The oldest version a caller may name to sign or encrypt with; 0: any from
+    /// `min_verify_version` (Vault's `min_encryption_version`). The default is the latest.
+    pub min_encryption_version: u32,
+    /// Whether the key may be scheduled for deletion (Vault's `deletion_allowed`).
+    pub deletion_allowed: bool,
     pub(crate) auto_rotate_period_s: Option<i64>,
     pub(crate) deletion_due_ms: Option<i64>,
     /// The state `restore` returns to while `pending_deletion`.

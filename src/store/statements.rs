@@ -15,7 +15,7 @@ use crate::store::{
 
 pub(crate) const KEY_COLUMNS: &str = "id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
      min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, created_at_ms, \
-     updated_at_ms, revision, mac, origin";
+     updated_at_ms, revision, mac, origin, min_encryption_version, deletion_allowed";
 
 pub(crate) const TOKEN_COLUMNS: &str =
     "id, hash, principal, groups_json, description, created_at_ms, expires_at_ms, revoked_at_ms, revision, mac";
@@ -109,8 +109,8 @@ pub(crate) fn insert_key(key: &KeyRecord, tag: Vec<u8>) -> StoreResult<Stmt> {
     Ok(Stmt {
         sql: "INSERT INTO keys (id, name, tenant, algorithm, boundary, owner, tags, state, latest_version, \
               min_verify_version, exportable, auto_rotate_period_s, deletion_due_ms, state_before_deletion, \
-              created_at_ms, updated_at_ms, revision, mac, origin) \
-              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+              created_at_ms, updated_at_ms, revision, mac, origin, min_encryption_version, deletion_allowed) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         values: vec![
             text(&key.id),
             text(&key.name),
@@ -131,6 +131,8 @@ pub(crate) fn insert_key(key: &KeyRecord, tag: Vec<u8>) -> StoreResult<Stmt> {
             int(key.revision),
             Value::Bytes(tag),
             text(key.origin.as_str()),
+            int(i64::from(key.min_encryption_version)),
+            Value::Flag(key.deletion_allowed),
         ],
     })
 }
@@ -175,8 +177,8 @@ pub(crate) fn update_key_version(next: &KeyRecord, tag: Vec<u8>) -> Stmt {
 pub(crate) fn update_key_settings(next: &KeyRecord, tag: Vec<u8>) -> Stmt {
     Stmt {
         sql: "UPDATE keys SET state = $1, min_verify_version = $2, exportable = $3, auto_rotate_period_s = $4, \
-              deletion_due_ms = $5, state_before_deletion = $6, updated_at_ms = $7, revision = $8, mac = $9 \
-              WHERE id = $10",
+              deletion_due_ms = $5, state_before_deletion = $6, updated_at_ms = $7, revision = $8, mac = $9, \
+              min_encryption_version = $10, deletion_allowed = $11 WHERE id = $12",
         values: vec![
             text(next.state.as_str()),
             int(i64::from(next.min_verify_version)),
@@ -187,6 +189,8 @@ pub(crate) fn update_key_settings(next: &KeyRecord, tag: Vec<u8>) -> Stmt {
             int(next.updated_at_ms),
             int(next.revision),
             Value::Bytes(tag),
+            int(i64::from(next.min_encryption_version)),
+            Value::Flag(next.deletion_allowed),
             text(&next.id),
         ],
     }

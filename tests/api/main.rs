@@ -10,6 +10,7 @@ mod authz;
 mod callers;
 mod cluster;
 mod cluster_processes;
+mod compat;
 mod compose;
 mod connections;
 mod datadir;

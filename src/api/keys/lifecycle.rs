@@ -91,6 +91,7 @@ impl CommonOptions {
             auto_rotate_period,
             owner: self.owner.unwrap_or_else(|| caller.name.clone()),
             tags: self.tags.unwrap_or_default(),
+            deletion_allowed: true,
         })
     }
 }
@@ -127,6 +128,8 @@ pub(crate) struct PatchRequest {
     #[serde(default, deserialize_with = "super::reply::present")]
     auto_rotate_period: Option<Option<String>>,
     exportable: Option<bool>,
+    min_encryption_version: Option<u32>,
+    deletion_allowed: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +238,8 @@ pub(super) async fn patch_key(state: &AppState, call: &mut Call, name: &str) -> 
         min_verify_version: req.min_verify_version,
         auto_rotate_period,
         exportable: req.exportable,
+        min_encryption_version: req.min_encryption_version,
+        deletion_allowed: req.deletion_allowed,
     };
     intend(state, call, Action::UpdateKey, &key_resource(name)).await?;
     Ok(json(StatusCode::OK, &key_json(state.keys.patch(name, patch).await?)))

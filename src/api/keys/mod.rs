@@ -115,7 +115,7 @@ async fn action(name: String, action: String, state: Arc<AppState>, mut call: Ca
 
 /// `key:<name>` for the audit event; a name that is not a valid key name (it will be
 /// refused) is not copied into the trail.
-fn key_resource(name: &str) -> String {
+pub(crate) fn key_resource(name: &str) -> String {
     match crate::keys::model::validate_name(name) {
         Ok(()) => format!("key:{name}"),
         Err(_) => "key:<invalid name>".into(),

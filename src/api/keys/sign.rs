@@ -133,7 +133,7 @@ pub(super) struct Batch<'a, T> {
 
 // ----- sign and verify ------------------------------------------------------------------
 
-pub(super) fn check_batch(
+pub(crate) fn check_batch(
     state: &AppState,
     len: usize,
     mut references: impl Iterator<Item = usize>,
@@ -155,7 +155,7 @@ pub(super) fn check_batch(
     Ok(())
 }
 
-fn decode_message(state: &AppState, field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn decode_message(state: &AppState, field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
     // Cheap pre-check on the encoded length so an oversize message is refused before decoding.
     if text.len() / 4 * 3 > state.limits.max_message_bytes + 2 {
         return Err(ApiError::new(

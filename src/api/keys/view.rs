@@ -21,6 +21,8 @@ pub(super) struct KeyJson {
     state: &'static str,
     latest_version: u32,
     min_verify_version: u32,
+    min_encryption_version: u32,
+    deletion_allowed: bool,
     exportable: bool,
     origin: &'static str,
     auto_rotate_period: Option<String>,
@@ -67,6 +69,8 @@ pub(super) fn key_json(d: KeyDetails) -> KeyJson {
         state: r.state.as_str(),
         latest_version: r.latest_version,
         min_verify_version: r.min_verify_version,
+        min_encryption_version: r.min_encryption_version,
+        deletion_allowed: r.deletion_allowed,
         exportable: r.exportable,
         origin: r.origin.as_str(),
     }

@@ -46,6 +46,7 @@ fn interrupted(intent: AuditEvent, now_ms: i64) -> EventData {
         source_ip: intent.source_ip,
         user_agent: intent.user_agent,
         secret_hmac: intent.secret_hmac,
+        api: intent.api,
     }
 }
 

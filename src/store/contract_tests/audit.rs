@@ -81,6 +81,7 @@ pub(crate) async fn appended_events_read_back_exactly_by_range_and_head(store: &
         source_ip: Some("2001:db8::1".into()),
         user_agent: Some("curl/8.5 (🔑)".into()),
         secret_hmac: Some("ab".repeat(32)),
+        api: None,
     };
     let full = (AuditEvent::new(2, "node-a", full), mac("node-a", 2));
     let denied = EventData {

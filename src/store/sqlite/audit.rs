@@ -323,6 +323,7 @@ fn legacy_event(row: &SqliteRow) -> StoreResult<StoredEvent> {
         source_ip: column(row, "source_ip")?,
         user_agent: column(row, "user_agent")?,
         secret_hmac: column(row, "secret_hmac")?,
+        api: None,
     };
     let mac: Vec<u8> = row
         .try_get("mac")

@@ -645,3 +645,55 @@ async fn a_key_origin_edited_behind_the_store_is_refused() {
     assert_refused(store.get_key("generated").await, "keys", "kid-generated");
     assert_refused(store.get_key("imported").await, "keys", "kid-imported");
 }
+
+/// A data dir from before keys had `min_encryption_version` and `deletion_allowed`
+/// (migration 15): its keys, tagged without them, still read — every version usable,
+/// deletion allowed, as they were — and the migration runs once.
+#[tokio::test]
+async fn keys_from_before_use_settings_read_as_they_were_with_their_tags_valid() {
+    let home = TempDir::new();
+    let old = key_record("before-use-settings");
+    {
+        let store = open(&home).await;
+        create(&store, &old, 1).await;
+    }
+    write_behind(
+        &home,
+        "ALTER TABLE keys DROP COLUMN min_encryption_version; ALTER TABLE keys DROP COLUMN deletion_allowed; \
+         DELETE FROM schema_migrations WHERE version = 15;",
+    )
+    .await;
+    assert!(!applied_migrations(&home).await.iter().any(|m| m.0 == 15));
+
+    let store = open(&home).await;
+    let read = store.get_key("before-use-settings").await.unwrap().unwrap();
+    assert_eq!((read.min_encryption_version, read.deletion_allowed), (0, true));
+    assert_eq!(read, old);
+    assert_eq!(applied_migrations(&home).await.iter().filter(|m| m.0 == 15).count(), 1);
+}
+
+/// The settings are bound into the row's tag: a key whose deletion was forbidden, allowed
+/// behind the store (so it could be destroyed), is refused, and so is a floor lowered.
+#[tokio::test]
+async fn a_key_use_setting_edited_behind_the_store_is_refused() {
+    let home = TempDir::new();
+    let store = open(&home).await;
+    let guarded = crate::store::KeyRecord {
+        deletion_allowed: false,
+        ..key_record("guarded")
+    };
+    create(&store, &guarded, 1).await;
+    let floored = crate::store::KeyRecord {
+        min_encryption_version: 1,
+        ..key_record("floored")
+    };
+    create(&store, &floored, 2).await;
+    write_behind(
+        &home,
+        "UPDATE keys SET deletion_allowed = 1 WHERE name = 'guarded'; \
+         UPDATE keys SET min_encryption_version = 0 WHERE name = 'floored';",
+    )
+    .await;
+    assert_refused(store.get_key("guarded").await, "keys", "kid-guarded");
+    assert_refused(store.get_key("floored").await, "keys", "kid-floored");
+}

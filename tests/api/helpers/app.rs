@@ -205,6 +205,7 @@ impl AppHome {
             sigv4: self.sigv4,
             apikeys: self.apikeys,
             approvals: self.approvals,
+            transit_mount: Some("transit".into()),
             ratelimit: self.ratelimit.clone(),
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }

@@ -21,6 +21,8 @@ async fn a_created_key_shows_its_settings_and_never_its_material() {
         "state": "enabled",
         "latest_version": 1,
         "min_verify_version": 1,
+        "min_encryption_version": 0,
+        "deletion_allowed": true,
         "exportable": false,
         "origin": "generated",
         "auto_rotate_period": null,
@@ -361,4 +363,80 @@ async fn patch_refuses_pending_deletion_unknown_states_and_unknown_fields() {
         assert_error(&r, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &body.to_string());
     }
     assert_eq!(get_key(&app, "k").await, before);
+}
+
+// ----- min_encryption_version and deletion_allowed ------------------------------------------
+
+#[tokio::test]
+async fn min_encryption_version_stops_signing_with_older_versions_and_deletion_allowed_guards_delete() {
+    let app = spawn_app().await;
+    app.create_key("guarded").await;
+    let r = app.post("/v1/keys/guarded/rotate", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let message = b64(b"m");
+
+    let r = app
+        .patch("/v1/keys/guarded", json!({"min_encryption_version": 3}))
+        .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "INVALID_ARGUMENT",
+        "a floor above the latest version",
+    );
+    let r = app
+        .patch("/v1/keys/guarded", json!({"min_encryption_version": 2}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["min_encryption_version"], 2);
+    let r = sign_with(&app, "guarded", json!({"message": message, "key_version": 1})).await;
+    assert_error(
+        &r,
+        StatusCode::CONFLICT,
+        "FAILED_PRECONDITION",
+        "signing below the floor",
+    );
+    let r = sign_with(&app, "guarded", json!({"message": message})).await;
+    assert_eq!(r.body["key_version"], 2, "the default is still the latest: {}", r.body);
+    let r = verify_with(
+        &app,
+        "guarded",
+        json!({"message": message, "signature": b64(&[0u8; 32]), "key_version": 1}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the floor does not stop verification: {}",
+        r.body
+    );
+    let r = app
+        .patch(
+            "/v1/keys/guarded",
+            json!({"min_verify_version": 2, "min_encryption_version": 0}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "0 lifts the floor: {}", r.body);
+
+    let r = app.patch("/v1/keys/guarded", json!({"deletion_allowed": false})).await;
+    assert_eq!(r.body["deletion_allowed"], false, "{}", r.body);
+    let r = app.delete("/v1/keys/guarded").await;
+    assert_error(
+        &r,
+        StatusCode::CONFLICT,
+        "FAILED_PRECONDITION",
+        "a delete the key does not allow",
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("deletion_allowed")),
+        "{}",
+        r.body
+    );
+    assert_eq!(get_key(&app, "guarded").await["state"], "enabled", "nothing changed");
+    let r = app.patch("/v1/keys/guarded", json!({"deletion_allowed": true})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.delete("/v1/keys/guarded").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
 }
