@@ -59,6 +59,7 @@ pub(crate) struct CreateRequest {
     description: Option<String>,
     on_new_fingerprint: Option<String>,
     boundary: Option<String>,
+    groups: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +71,7 @@ pub(crate) struct ImportRequest {
     description: Option<String>,
     on_new_fingerprint: Option<String>,
     boundary: Option<String>,
+    groups: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +87,7 @@ pub(crate) struct PatchRequest {
 pub(crate) struct CredentialJson {
     access_key_id: String,
     principal: String,
+    groups: Vec<String>,
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
@@ -115,6 +118,7 @@ fn credential_json(state: &AppState, r: CredentialRecord) -> CredentialJson {
     CredentialJson {
         access_key_id: r.access_key_id,
         principal: r.principal,
+        groups: r.groups,
         state: r.state.as_str(),
         description: r.description,
         on_new_fingerprint: rule.as_str(),
@@ -125,6 +129,28 @@ fn credential_json(state: &AppState, r: CredentialRecord) -> CredentialJson {
         last_used_region: r.last_used_region,
         last_used_service: r.last_used_service,
     }
+}
+
+/// The groups of a new credential's signer: `["service"]` when the request names none. A
+/// caller outside `admin` may name only groups it belongs to, and `service`: a credential
+/// never carries more rights than whoever made it could give.
+fn signer_groups(caller: &Principal, requested: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    let groups = requested.unwrap_or_else(|| vec![crate::model::DEFAULT_CREDENTIAL_GROUP.to_owned()]);
+    if !caller.groups.iter().any(|g| g == "admin")
+        && let Some(beyond) = groups
+            .iter()
+            .find(|g| g.as_str() != crate::model::DEFAULT_CREDENTIAL_GROUP && !caller.groups.contains(g))
+    {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "{} may not give a credential group `{}`: only admin gives groups beyond its own and service",
+                caller.name,
+                beyond.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
+    Ok(groups)
 }
 
 /// `boundary` of a new credential: `process` (default) or `hsm`.
@@ -183,6 +209,7 @@ async fn create(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
     let new = NewCredential {
         on_new_fingerprint: rule(req.on_new_fingerprint.as_deref())?,
         boundary: boundary(req.boundary.as_deref())?,
+        groups: signer_groups(&caller, req.groups)?,
         principal: req.principal,
         description: req.description,
     };
@@ -259,6 +286,7 @@ async fn import_credential(state: &AppState, call: &mut Call) -> Result<Response
     let new = NewCredential {
         on_new_fingerprint: rule(req.on_new_fingerprint.as_deref())?,
         boundary: boundary(req.boundary.as_deref())?,
+        groups: signer_groups(&caller, req.groups.clone())?,
         principal: req.principal.clone(),
         description: req.description.clone(),
     };

@@ -127,6 +127,10 @@ impl CredentialService {
 
     async fn insert(&self, id: &str, secret: &SecretBytes, new: &NewCredential) -> CredentialResult<CredentialRecord> {
         crate::auth::validate_principal(&new.principal).map_err(CredentialError::Invalid)?;
+        crate::auth::validate_groups(&new.groups).map_err(CredentialError::Invalid)?;
+        if new.groups.is_empty() {
+            return Err(CredentialError::Invalid("groups must name at least one group".into()));
+        }
         check_description(new.description.as_deref())?;
         let aad = aad_id(id, &new.principal);
         // The secret is sealed under a fresh DEK wrapped by the KEK (an hsm-boundary one as
@@ -137,6 +141,7 @@ impl CredentialService {
         let record = CredentialRecord {
             access_key_id: id.to_owned(),
             principal: new.principal.clone(),
+            groups: new.groups.clone(),
             description: new.description.clone(),
             state: CredentialState::Active,
             on_new_fingerprint: new.on_new_fingerprint,

@@ -126,6 +126,8 @@ impl CredentialService {
 #[derive(Debug, Clone)]
 pub struct NewCredential {
     pub principal: String,
+    /// The signer's groups for the policies (1 to 16; the API's default `["service"]`).
+    pub groups: Vec<String>,
     pub description: Option<String>,
     pub on_new_fingerprint: Option<OnNewFingerprint>,
     /// `hsm`: the secret (as the first key of the SigV4 chain, `"AWS4" ‖ secret`) lives only

@@ -18,6 +18,8 @@ use crate::sigv4::{self, Authorization, Form, HttpRequest, PathRules, Refusal, S
 pub struct Verified {
     pub access_key_id: String,
     pub principal: String,
+    /// The signer's groups, for the policies.
+    pub groups: Vec<String>,
     pub scope: Scope,
     pub signed_headers: Vec<String>,
     pub form: Form,
@@ -88,6 +90,7 @@ fn verified(credential: &CredentialRecord, auth: &Authorization) -> Verified {
     Verified {
         access_key_id: credential.access_key_id.clone(),
         principal: credential.principal.clone(),
+        groups: credential.groups.clone(),
         scope: auth.scope.clone(),
         signed_headers: auth.signed_headers.clone(),
         form: auth.form,

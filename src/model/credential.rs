@@ -9,3 +9,7 @@ text_enum! {
         Inactive = "inactive",
     }
 }
+
+/// The groups of a credential's signer when its creator named none (and of every credential
+/// stored before credentials had groups).
+pub const DEFAULT_CREDENTIAL_GROUP: &str = "service";

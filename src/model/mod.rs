@@ -18,7 +18,7 @@ pub mod key;
 
 pub use api_key::ApiKeyState;
 pub use audit::{AuditEvent, Decision, EventData};
-pub use credential::CredentialState;
+pub use credential::{CredentialState, DEFAULT_CREDENTIAL_GROUP};
 pub use fingerprint::OnNewFingerprint;
 pub use key::{Algorithm, Boundary, KeyKind, KeyOrigin, KeyState};
 

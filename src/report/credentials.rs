@@ -83,6 +83,7 @@ mod tests {
         CredentialRecord {
             access_key_id: id.into(),
             principal: "acme-ci".into(),
+            groups: vec!["service".into()],
             description: None,
             state: CredentialState::parse(state).expect("a credential state"),
             on_new_fingerprint: None,

@@ -11,6 +11,8 @@ use crate::model::{Boundary, CredentialState, OnNewFingerprint};
 pub struct CredentialRecord {
     pub access_key_id: String,
     pub principal: String,
+    /// The signer's groups for the policies (default `["service"]`); never changes.
+    pub groups: Vec<String>,
     pub description: Option<String>,
     pub state: CredentialState,
     /// `None` follows the server's setting.

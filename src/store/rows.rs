@@ -212,6 +212,7 @@ pub(crate) fn credential(row: &impl Columns) -> StoreResult<CredentialRecord> {
     Ok(CredentialRecord {
         access_key_id: row.text("access_key_id")?,
         principal: row.text("principal")?,
+        groups: json_col(row, "groups_json")?,
         description: row.opt_text("description")?,
         state: enum_col(row, "state", CredentialState::parse)?,
         on_new_fingerprint: opt_enum_col(row, "on_new_fingerprint", OnNewFingerprint::parse)?,

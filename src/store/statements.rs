@@ -25,7 +25,7 @@ pub(crate) const APPROVAL_COLUMNS: &str = "id, action, resource, reason, request
 
 pub(crate) const CREDENTIAL_COLUMNS: &str = "access_key_id, principal, description, state, on_new_fingerprint, \
      boundary, format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, last_used_at_ms, last_used_region, \
-     last_used_service, revision, mac";
+     last_used_service, revision, mac, groups_json";
 
 /// Of `api_keys k` (the lookup by hash joins `api_key_hashes h`).
 pub(crate) const API_KEY_COLUMNS: &str = "k.id, k.prefix, k.principal, k.state, k.meta, k.permissions, \
@@ -267,7 +267,7 @@ pub(crate) fn update_token_revoked(revoked: &TokenRecord, tag: Vec<u8>) -> Stmt 
     }
 }
 
-pub(crate) fn insert_credential(c: &CredentialRecord, tag: Vec<u8>) -> Stmt {
+pub(crate) fn insert_credential(c: &CredentialRecord, tag: Vec<u8>) -> StoreResult<Stmt> {
     let head = [
         text(&c.access_key_id),
         text(&c.principal),
@@ -281,13 +281,14 @@ pub(crate) fn insert_credential(c: &CredentialRecord, tag: Vec<u8>) -> Stmt {
         int(c.updated_at_ms),
         int(c.revision),
         Value::Bytes(tag),
+        Value::Text(Some(json_text(&c.groups)?)),
     ];
-    Stmt {
+    Ok(Stmt {
         sql: "INSERT INTO credentials (access_key_id, principal, description, state, on_new_fingerprint, boundary, \
-              format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, revision, mac) \
-              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+              format, kek_id, wrapped_dek, nonce, ciphertext, created_at_ms, updated_at_ms, revision, mac, groups_json) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         values: head.into_iter().chain(sealed(&c.sealed)).chain(tail).collect(),
-    }
+    })
 }
 
 /// Writes back the row `update_credential` made.

@@ -11,6 +11,7 @@ pub(crate) fn credential(id: &str, principal: &str) -> CredentialRecord {
     CredentialRecord {
         access_key_id: id.into(),
         principal: principal.into(),
+        groups: vec!["service".into()],
         description: Some("ci deploys".into()),
         state: CredentialState::Active,
         on_new_fingerprint: None,
@@ -217,6 +218,12 @@ pub(crate) async fn every_credential_state_and_fingerprint_rule_reads_back_as_wr
                 state: *state,
                 on_new_fingerprint: *rule,
                 description: (j % 2 == 0).then(|| "ünïcode \"quoted\"".to_owned()),
+                // The default, and other groups, across the states and rules.
+                groups: if j % 2 == 0 {
+                    vec!["service".into()]
+                } else {
+                    vec!["service".into(), format!("team-{i}")]
+                },
                 ..credential(&format!("SVAKTYPED{i}{j}"), &format!("principal-{i}-{j}"))
             };
             store.insert_credential(&c, 1).await.unwrap();

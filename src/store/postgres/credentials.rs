@@ -142,7 +142,7 @@ async fn insert(
             "principal already holds {held} credentials (at most {max_per_principal})"
         )));
     }
-    statements::insert_credential(c, tag_of(sealer, c))
+    statements::insert_credential(c, tag_of(sealer, c))?
         .query()
         .execute(&mut *tx)
         .await

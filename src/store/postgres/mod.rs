@@ -61,6 +61,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_approvals.sql")),
     (4, include_str!("../migrations/postgres/0004_credential_boundary.sql")),
     (5, include_str!("../migrations/postgres/0005_key_use_settings.sql")),
+    (6, include_str!("../migrations/postgres/0006_credential_groups.sql")),
 ];
 
 /// Connections per node: enough for the request path, the audit indexer and the flushers

@@ -53,6 +53,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (13, include_str!("../migrations/sqlite/0013_approvals.sql")),
     (14, include_str!("../migrations/sqlite/0014_credential_boundary.sql")),
     (15, include_str!("../migrations/sqlite/0015_key_use_settings.sql")),
+    (16, include_str!("../migrations/sqlite/0016_credential_groups.sql")),
 ];
 
 /// The migration that adds the row-integrity columns. It is applied by
