@@ -15,6 +15,7 @@ pub mod custody;
 mod fingerprint;
 pub mod kek;
 pub mod keys;
+pub mod kms;
 mod limits;
 pub mod reply;
 pub mod reports;
@@ -70,6 +71,9 @@ pub struct AppState {
     /// Where the Vault Transit-compatible API is mounted under `/v1` (`[compat]
     /// transit_mount`); `None` when it is off.
     pub transit_mount: Option<String>,
+    /// The path of the AWS KMS-compatible API (`[compat] kms_path`, `/` by default); `None`
+    /// when it is off.
+    pub kms_path: Option<String>,
 }
 
 /// All routes, with the not-found fallback. The `v1` segment is matched once; the hot
@@ -98,9 +102,11 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .unify()
                 .or(sys::routes(Arc::clone(&state)))
                 .unify()
-                .or(transit::routes(state))
+                .or(transit::routes(Arc::clone(&state)))
                 .unify(),
         )
+        .or(kms::routes(state))
+        .unify()
         .recover(recover)
         .unify()
         .boxed()

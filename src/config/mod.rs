@@ -82,6 +82,9 @@ pub struct Settings {
     /// `[compat] transit_mount`: where the Vault Transit-compatible API is mounted under
     /// `/v1` (default `transit`); `None` when it is off (`""`).
     pub transit_mount: Option<String>,
+    /// `[compat] kms_path`: where the AWS KMS-compatible API is served (default `/`); `None`
+    /// when it is off (`""`).
+    pub kms_path: Option<String>,
     /// `[ratelimit]`: where the API-key and failed-authentication limits count.
     pub ratelimit: RateLimitSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
@@ -198,7 +201,9 @@ impl Settings {
         let apikeys = sections::apikeys_settings(raw.apikeys.unwrap_or_default())?;
         let ratelimit = ratelimit::ratelimit_settings(raw.ratelimit.unwrap_or_default())?;
         let approvals = sections::custodian_settings(raw.custodian.unwrap_or_default())?;
-        let transit_mount = sections::transit_mount(raw.compat.unwrap_or_default())?;
+        let compat = raw.compat.unwrap_or_default();
+        let kms_path = sections::kms_path(compat.kms_path.as_deref())?;
+        let transit_mount = sections::transit_mount(compat)?;
         let root_token = env_var("SIGVAULT_ROOT_TOKEN").map(root_token).transpose()?;
         Ok(Self {
             listen,
@@ -222,6 +227,7 @@ impl Settings {
             apikeys,
             approvals,
             transit_mount,
+            kms_path,
             ratelimit,
             root_token,
         })

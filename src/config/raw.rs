@@ -36,6 +36,8 @@ pub struct RawConfig {
 pub struct RawCompat {
     /// Where the Vault Transit-compatible API is mounted under `/v1`; `""` turns it off.
     pub transit_mount: Option<String>,
+    /// The path of the AWS KMS-compatible API; `""` turns it off.
+    pub kms_path: Option<String>,
 }
 
 /// `[ratelimit]`. Its `Debug` leaves the URL's user information out (it may hold a password).

@@ -488,3 +488,16 @@ pub(super) fn transit_mount(raw: super::raw::RawCompat) -> Result<Option<String>
         }
     }
 }
+
+/// `[compat] kms_path`: default `/`; `""` turns the KMS-compatible API off; else `/` and one
+/// to four segments, not under `/v1`.
+pub(super) fn kms_path(raw: Option<&str>) -> Result<Option<String>, ConfigError> {
+    match raw {
+        None => Ok(Some("/".to_owned())),
+        Some("") => Ok(None),
+        Some(path) => {
+            crate::api::kms::validate_path(path).map_err(|m| invalid("compat.kms_path", &m))?;
+            Ok(Some(path.to_owned()))
+        }
+    }
+}

@@ -172,6 +172,10 @@ impl KeyFacts {
     pub(crate) fn algorithm(&self) -> Algorithm {
         self.0.record.algorithm
     }
+
+    pub(crate) fn state(&self) -> KeyState {
+        self.0.record.state
+    }
 }
 
 pub struct KeyService {

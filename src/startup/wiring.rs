@@ -131,6 +131,7 @@ pub(super) fn app_state(
             .map(|tls| tls.client_groups.clone())
             .unwrap_or_default(),
         transit_mount: settings.transit_mount.clone(),
+        kms_path: settings.kms_path.clone(),
     })
 }
 

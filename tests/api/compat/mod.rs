@@ -2,6 +2,7 @@
 //! client) against the Transit-compatible routes. The clients come from the venv
 //! `scripts/test.sh` makes under `target/moto`.
 
+mod kms;
 mod transit;
 
 use std::path::PathBuf;

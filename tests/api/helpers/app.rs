@@ -206,6 +206,7 @@ impl AppHome {
             apikeys: self.apikeys,
             approvals: self.approvals,
             transit_mount: Some("transit".into()),
+            kms_path: Some("/".into()),
             ratelimit: self.ratelimit.clone(),
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }

@@ -1,0 +1,260 @@
+//! The AWS KMS-compatible API against boto3, unchanged but for its endpoint and credential:
+//! GenerateMac and VerifyMac (valid, and invalid → `KMSInvalidMacException`), DescribeKey,
+//! ListKeys, ListAliases, CreateKey, Encrypt/Decrypt with an EncryptionContext (a wrong one
+//! fails), GenerateDataKey, ReEncrypt; a request signed with an unknown or deactivated
+//! credential refused in KMS's shape; the signer decided by the same policies, audited as the
+//! native operations.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sigvault::clock::Clock;
+
+use super::run_client;
+use crate::helpers::{TestApp, b64, spawn_app};
+
+const SCRIPT: &str = r#"
+import base64, json, sys
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+url, svc_id, svc_secret, admin_id, admin_secret, deactivated_id, deactivated_secret = sys.argv[1:8]
+def kms(key_id, secret):
+    return boto3.client("kms", endpoint_url=url, region_name="eu-west-1",
+                        aws_access_key_id=key_id, aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 1}))
+svc = kms(svc_id, svc_secret)
+admin = kms(admin_id, admin_secret)
+out = {}
+def error_of(call):
+    try:
+        call()
+        return None
+    except ClientError as e:
+        return [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+
+msg = b"order 42 paid"
+mac = svc.generate_mac(KeyId="payments.mac", Message=msg, MacAlgorithm="HMAC_SHA_256")
+out["mac"] = base64.b64encode(mac["Mac"]).decode()
+out["mac_key_id"] = mac["KeyId"]
+out["valid"] = svc.verify_mac(KeyId="alias/payments.mac", Message=msg, Mac=mac["Mac"], MacAlgorithm="HMAC_SHA_256")["MacValid"]
+out["invalid"] = error_of(lambda: svc.verify_mac(KeyId="payments.mac", Message=b"order 43 paid", Mac=mac["Mac"], MacAlgorithm="HMAC_SHA_256"))
+out["wrong_algorithm"] = error_of(lambda: svc.generate_mac(KeyId="payments.mac", Message=msg, MacAlgorithm="HMAC_SHA_512"))
+out["forbidden"] = error_of(lambda: svc.generate_mac(KeyId="billing.mac", Message=msg, MacAlgorithm="HMAC_SHA_256"))
+out["missing"] = error_of(lambda: admin.generate_mac(KeyId="no.such.key", Message=msg, MacAlgorithm="HMAC_SHA_256"))
+out["disabled"] = error_of(lambda: admin.generate_mac(KeyId="payments.off", Message=msg, MacAlgorithm="HMAC_SHA_256"))
+
+described = admin.describe_key(KeyId=mac["KeyId"])["KeyMetadata"]
+out["described"] = {k: described[k] for k in ["KeyId", "Arn", "KeySpec", "KeyUsage", "KeyState", "Enabled", "MacAlgorithms"]}
+out["service_may_not_describe"] = error_of(lambda: svc.describe_key(KeyId="payments.mac"))
+out["keys"] = sorted(k["KeyId"] for k in admin.list_keys()["Keys"])
+out["aliases"] = sorted(a["AliasName"] for a in admin.list_aliases()["Aliases"])
+created = admin.create_key(KeySpec="HMAC_512", KeyUsage="GENERATE_VERIFY_MAC", Description="webhooks",
+                           Tags=[{"TagKey": "team", "TagValue": "payments"}])["KeyMetadata"]
+out["created"] = {k: created[k] for k in ["KeyId", "KeySpec", "Description", "KeyState"]}
+out["created_mac"] = len(admin.generate_mac(KeyId=created["Arn"], Message=msg, MacAlgorithm="HMAC_SHA_512")["Mac"])
+
+ctx = {"order": "42", "tenant": "acme"}
+enc = svc.encrypt(KeyId="payments.data", Plaintext=b"card ending 4242", EncryptionContext=ctx)
+out["encrypted_key_id"] = enc["KeyId"]
+out["decrypted"] = svc.decrypt(CiphertextBlob=enc["CiphertextBlob"], EncryptionContext=dict(reversed(list(ctx.items()))))["Plaintext"].decode()
+out["wrong_context"] = error_of(lambda: svc.decrypt(CiphertextBlob=enc["CiphertextBlob"], EncryptionContext={"order": "43", "tenant": "acme"}))
+out["no_context"] = error_of(lambda: svc.decrypt(CiphertextBlob=enc["CiphertextBlob"]))
+out["mangled"] = error_of(lambda: svc.decrypt(CiphertextBlob=b"not a blob at all"))
+dk = svc.generate_data_key(KeyId="payments.data", KeySpec="AES_256", EncryptionContext=ctx)
+out["data_key_len"] = len(dk["Plaintext"])
+out["data_key_opens"] = svc.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"] == dk["Plaintext"]
+out["data_key_without"] = "Plaintext" in svc.generate_data_key_without_plaintext(KeyId="payments.data", KeySpec="AES_256")
+re = svc.re_encrypt(CiphertextBlob=enc["CiphertextBlob"], SourceEncryptionContext=ctx,
+                    DestinationKeyId="payments.data", DestinationEncryptionContext={"moved": "yes"})
+out["reencrypted"] = svc.decrypt(CiphertextBlob=re["CiphertextBlob"], EncryptionContext={"moved": "yes"})["Plaintext"].decode()
+
+out["unknown_credential"] = error_of(lambda: kms("SVAKUNKNOWNUNKNOWNUN", "x" * 40).list_keys())
+out["deactivated_credential"] = error_of(lambda: kms(deactivated_id, deactivated_secret).generate_mac(KeyId="payments.mac", Message=msg, MacAlgorithm="HMAC_SHA_256"))
+out["bad_secret"] = error_of(lambda: kms(svc_id, "y" * 40).generate_mac(KeyId="payments.mac", Message=msg, MacAlgorithm="HMAC_SHA_256"))
+print(json.dumps(out))
+"#;
+
+/// A credential made by root: its id and secret.
+async fn credential(app: &TestApp, principal: &str, groups: Value) -> (String, String) {
+    let r = app
+        .post("/v1/credentials", json!({"principal": principal, "groups": groups}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["groups"], groups, "the credential shows its groups");
+    let field = |k: &str| r.body[k].as_str().expect("id and secret").to_owned();
+    (field("access_key_id"), field("secret_access_key"))
+}
+
+/// The app's clock set to now: botocore signs with the real time, which the vault checks.
+fn clock_to_now(app: &TestApp) {
+    let delta = time::OffsetDateTime::now_utc() - app.clock.now();
+    app.clock.advance(delta);
+}
+
+#[tokio::test]
+async fn boto3_drives_macs_keys_and_encryption_as_it_drives_aws_kms() {
+    let app = spawn_app().await;
+    clock_to_now(&app);
+    for (name, algorithm) in [
+        ("payments.mac", "hmac-sha256"),
+        ("billing.mac", "hmac-sha256"),
+        ("payments.off", "hmac-sha256"),
+        ("payments.data", "aes256-gcm"),
+    ] {
+        let r = app
+            .post("/v1/keys", json!({"name": name, "algorithm": algorithm}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let r = app.patch("/v1/keys/payments.off", json!({"state": "disabled"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (svc_id, svc_secret) = credential(&app, "payments", json!(["service"])).await;
+    let (admin_id, admin_secret) = credential(&app, "kms-admin", json!(["admin"])).await;
+    let (off_id, off_secret) = credential(&app, "payments", json!(["service"])).await;
+    let r = app
+        .patch(&format!("/v1/credentials/{off_id}"), json!({"state": "inactive"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let out: Value = serde_json::from_str(
+        &run_client(
+            SCRIPT,
+            vec![
+                app.url("/"),
+                svc_id.clone(),
+                svc_secret.clone(),
+                admin_id,
+                admin_secret,
+                off_id,
+                off_secret,
+            ],
+        )
+        .await,
+    )
+    .expect("the script prints JSON");
+
+    // GenerateMac is the native HMAC of the key's latest version.
+    let r = app
+        .post("/v1/keys/payments.mac/sign", json!({"message": b64(b"order 42 paid")}))
+        .await;
+    assert_eq!(out["mac"], r.body["signature"], "the KMS MAC is the native one");
+    assert_eq!(out["mac_key_id"], "arn:aws:kms:eu-west-1:000000000000:key/payments.mac");
+    assert_eq!(out["valid"], true);
+    assert_eq!(out["invalid"], json!(["KMSInvalidMacException", 400]));
+    assert_eq!(out["wrong_algorithm"], json!(["InvalidKeyUsageException", 400]));
+    assert_eq!(
+        out["forbidden"],
+        json!(["AccessDeniedException", 400]),
+        "the service policies decide"
+    );
+    assert_eq!(out["missing"], json!(["NotFoundException", 400]));
+    assert_eq!(out["disabled"], json!(["DisabledException", 400]));
+
+    assert_eq!(
+        out["described"],
+        json!({"KeyId": "payments.mac", "Arn": "arn:aws:kms:eu-west-1:000000000000:key/payments.mac",
+               "KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC", "KeyState": "Enabled",
+               "Enabled": true, "MacAlgorithms": ["HMAC_SHA_256"]})
+    );
+    assert_eq!(out["service_may_not_describe"], json!(["AccessDeniedException", 400]));
+    let created = out["created"]["KeyId"].as_str().expect("a key id");
+    assert!(created.starts_with("kms-"), "{created}");
+    assert_eq!(out["created"]["KeySpec"], "HMAC_512");
+    assert_eq!(out["created"]["Description"], "webhooks");
+    assert_eq!(out["created_mac"], 64);
+    let keys = out["keys"].as_array().expect("keys");
+    for name in ["payments.mac", "billing.mac", "payments.data"] {
+        assert!(keys.contains(&json!(name)), "{name} listed: {keys:?}");
+        assert!(
+            out["aliases"]
+                .as_array()
+                .expect("aliases")
+                .contains(&json!(format!("alias/{name}"))),
+            "{name} has its alias"
+        );
+    }
+    let r = app.get(&format!("/v1/keys/{created}")).await;
+    assert_eq!(
+        r.body["owner"], "kms-admin",
+        "CreateKey's key is the signer's: {}",
+        r.body
+    );
+    assert_eq!(r.body["tags"]["team"], "payments");
+
+    assert_eq!(
+        out["encrypted_key_id"],
+        "arn:aws:kms:eu-west-1:000000000000:key/payments.data"
+    );
+    assert_eq!(
+        out["decrypted"], "card ending 4242",
+        "the context's order does not matter"
+    );
+    assert_eq!(out["wrong_context"], json!(["InvalidCiphertextException", 400]));
+    assert_eq!(out["no_context"], json!(["InvalidCiphertextException", 400]));
+    assert_eq!(out["mangled"], json!(["InvalidCiphertextException", 400]));
+    assert_eq!(out["data_key_len"], 32);
+    assert_eq!(out["data_key_opens"], true);
+    assert_eq!(out["data_key_without"], false);
+    assert_eq!(out["reencrypted"], "card ending 4242");
+
+    assert_eq!(out["unknown_credential"], json!(["UnrecognizedClientException", 400]));
+    assert_eq!(
+        out["deactivated_credential"],
+        json!(["UnrecognizedClientException", 400])
+    );
+    assert_eq!(out["bad_secret"], json!(["InvalidSignatureException", 400]));
+
+    // Audited as the native operations, marked with the API; never a secret or plaintext.
+    let trail = std::fs::read_to_string(app.home.audit_file()).expect("the audit file");
+    for action in [
+        "Sign",
+        "Verify",
+        "GetKey",
+        "ListKeys",
+        "CreateKey",
+        "Encrypt",
+        "Decrypt",
+        "GenerateDataKey",
+        "ReEncrypt",
+    ] {
+        assert!(
+            trail
+                .lines()
+                .any(|l| l.contains(&format!(r#""action":"{action}""#)) && l.contains(r#""api":"aws-kms""#)),
+            "{action} audited with the api"
+        );
+    }
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains(r#""api":"aws-kms""#) && l.contains(r#""outcome":"UNAUTHENTICATED""#)),
+        "refused signatures are audited"
+    );
+    assert!(!trail.contains(&svc_secret), "no secret in the trail");
+    assert!(!trail.contains("card ending"), "no plaintext in the trail");
+}
+
+/// A credential's groups are the creator's to give only within its own (admin aside).
+#[tokio::test]
+async fn a_custodian_gives_a_credential_only_its_own_groups_and_service() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/v1/auth/tokens",
+            json!({"principal": "carol", "groups": ["custodian"]}),
+        )
+        .await;
+    let token = r.body["token"].as_str().expect("a token").to_owned();
+    let create = |groups: Value| {
+        let body = json!({"principal": "ci", "groups": groups}).to_string().into_bytes();
+        app.send(reqwest::Method::POST, "/v1/credentials", Some(&token), Some(body))
+    };
+    let r = create(json!(["admin"])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.code(), "PERMISSION_DENIED");
+    let r = create(json!(["service", "custodian"])).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["groups"], json!(["service", "custodian"]));
+    let r = create(json!([])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}
