@@ -641,6 +641,12 @@ fn every_bad_value_is_reported_with_its_key() {
         ("SIGVAULT_CUSTODIAN__QUORUM", "17", "custodian.quorum:"),
         ("SIGVAULT_CUSTODIAN__APPROVAL_TTL", "30s", "custodian.approval_ttl:"),
         ("SIGVAULT_CUSTODIAN__APPROVAL_TTL", "8d", "custodian.approval_ttl:"),
+        ("SIGVAULT_COMPAT__TRANSIT_MOUNT", "keys", "compat.transit_mount:"),
+        ("SIGVAULT_COMPAT__TRANSIT_MOUNT", "a/../b", "compat.transit_mount:"),
+        ("SIGVAULT_COMPAT__TRANSIT_MOUNT", "a/b/c/d/e", "compat.transit_mount:"),
+        ("SIGVAULT_COMPAT__KMS_PATH", "kms", "compat.kms_path:"),
+        ("SIGVAULT_COMPAT__KMS_PATH", "/v1/kms", "compat.kms_path:"),
+        ("SIGVAULT_COMPAT__KMS_PATH", "/a b", "compat.kms_path:"),
     ];
     for (var, value, expected) in cases {
         let err = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), (var, value)]).err();
@@ -835,4 +841,33 @@ fn a_previous_provider_is_read_with_explicit_values_and_its_errors_name_the_sect
     write("[kek.previous]\nrewrap_rate = 5\n");
     let err = load().err().expect("refused").to_string();
     assert!(err.contains("rewrap_rate"), "only [kek] has a rate: {err}");
+}
+
+#[test]
+fn the_compatible_apis_are_on_by_default_and_each_can_move_or_be_turned_off() {
+    let dir = dev_dir_with_pin();
+    let s = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so")]).unwrap();
+    assert_eq!(s.transit_mount.as_deref(), Some("transit"));
+    assert_eq!(s.kms_path.as_deref(), Some("/"));
+    let s = load_dev(
+        &dir,
+        &[
+            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+            ("SIGVAULT_COMPAT__TRANSIT_MOUNT", "/secret/transit/"),
+            ("SIGVAULT_COMPAT__KMS_PATH", "/kms"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.transit_mount.as_deref(), Some("secret/transit"));
+    assert_eq!(s.kms_path.as_deref(), Some("/kms"));
+    let s = load_dev(
+        &dir,
+        &[
+            ("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"),
+            ("SIGVAULT_COMPAT__TRANSIT_MOUNT", ""),
+            ("SIGVAULT_COMPAT__KMS_PATH", ""),
+        ],
+    )
+    .unwrap();
+    assert_eq!((s.transit_mount, s.kms_path), (None, None));
 }
