@@ -74,6 +74,7 @@ pub(crate) mod health;
 pub mod integrity;
 pub mod kek;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod ratelimit;

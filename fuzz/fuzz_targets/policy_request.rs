@@ -27,7 +27,7 @@ use sigvault::auth::{Principal, Via};
 use sigvault::fuzzing::{policy_evaluate, policy_facts};
 use sigvault::policy::{self, PolicyEngine, Resource};
 
-const ACTIONS: [Action; 48] = [
+const ACTIONS: [Action; 49] = [
     Action::CreateKey,
     Action::ListKeys,
     Action::GetKey,
@@ -51,6 +51,7 @@ const ACTIONS: [Action; 48] = [
     Action::ReadAudit,
     Action::VerifyAudit,
     Action::ReadComplianceReport,
+    Action::ReadMetrics,
     Action::CreateToken,
     Action::ReadToken,
     Action::RevokeToken,
@@ -79,8 +80,9 @@ const ACTIONS: [Action; 48] = [
 ];
 
 /// The collections the API names.
-const COLLECTIONS: [&str; 11] = [
+const COLLECTIONS: [&str; 12] = [
     "keys",
+    "metrics",
     "wrapping-key",
     "approvals",
     "audit",

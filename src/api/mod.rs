@@ -17,6 +17,7 @@ pub mod kek;
 pub mod keys;
 pub mod kms;
 mod limits;
+pub mod metrics;
 pub mod reply;
 pub mod reports;
 pub mod sigv4;
@@ -74,11 +75,30 @@ pub struct AppState {
     /// The path of the AWS KMS-compatible API (`[compat] kms_path`, `/` by default); `None`
     /// when it is off.
     pub kms_path: Option<String>,
+    /// The HTTP requests answered, for `/metrics`.
+    pub http_metrics: crate::metrics::HttpMetrics,
 }
 
 /// All routes, with the not-found fallback. The `v1` segment is matched once; the hot
 /// `/v1/keys…` routes come first.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let observed = Arc::clone(&state);
+    let served = Arc::clone(&state);
+    warp::path::full()
+        .and(warp::method())
+        .and(warp::any().map(std::time::Instant::now))
+        .and(served_routes(served))
+        .map(
+            move |path: warp::path::FullPath, method: warp::http::Method, started, response: Response| {
+                metrics::observe(&observed, path.as_str(), &method, response.status(), started);
+                response
+            },
+        )
+        .boxed()
+}
+
+/// Every route, unobserved.
+fn served_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     warp::path("v1")
         .and(
             keys::routes(Arc::clone(&state))
@@ -105,7 +125,9 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
                 .or(transit::routes(Arc::clone(&state)))
                 .unify(),
         )
-        .or(kms::routes(state))
+        .or(kms::routes(Arc::clone(&state)))
+        .unify()
+        .or(metrics::routes(state))
         .unify()
         .recover(recover)
         .unify()
@@ -153,6 +175,10 @@ pub async fn authenticate(state: &AppState, call: &mut Call) -> Result<Arc<Princ
                     ApiError::new(ErrorCode::Unauthenticated, e.to_string())
                 }
                 AuthError::RateLimited(seconds) => {
+                    state
+                        .http_metrics
+                        .auth_limited
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     ApiError::new(ErrorCode::RateLimited, e.to_string()).retry_after(seconds)
                 }
                 AuthError::Unavailable(s) => store_error(s),

@@ -160,6 +160,9 @@ pub struct ApiKeyService {
     usage_flush: tokio::sync::Mutex<()>,
     /// Lookups that reached the store (a malformed key never does): for tests and metrics.
     store_lookups: AtomicU64,
+    /// Rate-limit decisions on keys that have a limit: allowed, limited (for metrics).
+    ratelimit_allowed: AtomicU64,
+    ratelimit_limited: AtomicU64,
 }
 
 impl ApiKeyService {
@@ -177,6 +180,8 @@ impl ApiKeyService {
             activity: FingerprintTracker::new(settings.max_fingerprints),
             usage_flush: tokio::sync::Mutex::new(()),
             store_lookups: AtomicU64::new(0),
+            ratelimit_allowed: AtomicU64::new(0),
+            ratelimit_limited: AtomicU64::new(0),
             store,
             hasher,
             clock,
@@ -190,6 +195,14 @@ impl ApiKeyService {
     pub fn with_rate_limits(mut self, shared: RateLimitBackend) -> Self {
         self.shared_limits = shared;
         self
+    }
+
+    /// Rate-limit decisions so far on keys with a limit: (allowed, limited).
+    pub fn ratelimit_decisions(&self) -> (u64, u64) {
+        (
+            self.ratelimit_allowed.load(std::sync::atomic::Ordering::Relaxed),
+            self.ratelimit_limited.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The server's default fingerprint rule and bound.
@@ -295,13 +308,17 @@ impl ApiKeyService {
                 ..refused(Code::UsageExceeded)
             });
         }
-        if let Some((limit, period_ms)) = r.ratelimit
-            && let Taken::Limited { retry_after_ms } = self.take(&r.id, Limit { limit, period_ms }, now).await
-        {
-            return Some(Outcome {
-                retry_after_ms: Some(retry_after_ms),
-                ..refused(Code::RateLimited)
-            });
+        if let Some((limit, period_ms)) = r.ratelimit {
+            if let Taken::Limited { retry_after_ms } = self.take(&r.id, Limit { limit, period_ms }, now).await {
+                self.ratelimit_limited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Some(Outcome {
+                    retry_after_ms: Some(retry_after_ms),
+                    ..refused(Code::RateLimited)
+                });
+            }
+            self.ratelimit_allowed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if !required.iter().all(|p| r.permissions.contains(p)) {
             return Some(refused(Code::InsufficientPermissions));

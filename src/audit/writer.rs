@@ -68,6 +68,32 @@ struct Shared {
     deferred: Mutex<Vec<EventData>>,
     has_deferred: AtomicBool,
     stopping: AtomicBool,
+    metrics: AuditMetrics,
+}
+
+/// How the trail's background work goes, for `/metrics`.
+#[derive(Debug)]
+pub struct AuditMetrics {
+    /// Each fdatasync of the event file, in seconds.
+    pub sync_seconds: crate::metrics::Histogram,
+    /// Events each fdatasync made durable.
+    pub sync_batch_events: crate::metrics::Histogram,
+    /// Events each store batch indexed.
+    pub index_batch_events: crate::metrics::Histogram,
+    pub sync_failures: std::sync::atomic::AtomicU64,
+    pub index_failures: std::sync::atomic::AtomicU64,
+}
+
+impl Default for AuditMetrics {
+    fn default() -> Self {
+        Self {
+            sync_seconds: crate::metrics::Histogram::latencies(),
+            sync_batch_events: crate::metrics::Histogram::new(&crate::metrics::BATCH_BUCKETS),
+            index_batch_events: crate::metrics::Histogram::new(&crate::metrics::BATCH_BUCKETS),
+            sync_failures: std::sync::atomic::AtomicU64::new(0),
+            index_failures: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl Shared {
@@ -150,6 +176,11 @@ pub struct Auditor {
 }
 
 impl Auditor {
+    /// The trail's syncs and index batches so far.
+    pub fn metrics(&self) -> &AuditMetrics {
+        &self.shared.metrics
+    }
+
     /// Reconciles the sinks after a crash and starts the syncer thread and the indexer task.
     ///
     /// `hsm` is the KEK provider that keeps the witness of the chain head: the reconciled
@@ -208,6 +239,7 @@ impl Auditor {
             deferred: Mutex::default(),
             has_deferred: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            metrics: AuditMetrics::default(),
         });
         let syncer = syncer::spawn(Arc::clone(&shared), durable)
             .map_err(|e| AuditError::Unavailable(format!("audit sync thread: {e}")))?;

@@ -25,6 +25,38 @@ pub struct Keyring {
     /// most once a [`UNKNOWN_KEK_REFRESH`], so records naming made-up KEKs cannot keep the
     /// HSM or KMS busy.
     last_unknown_refresh: Arc<Mutex<Option<Instant>>>,
+    /// Calls to the providers, for `/metrics`.
+    metrics: Arc<KekMetrics>,
+}
+
+/// KEK calls (DEK wraps and unwraps) by provider kind, operation and outcome, and their
+/// latencies.
+#[derive(Debug)]
+pub struct KekMetrics {
+    pub calls: crate::metrics::CounterFamily,
+    pub latency: crate::metrics::HistogramFamily,
+}
+
+/// The provider kind a `kek_id` names (`pkcs11`, `aws-kms`), as a fixed text.
+fn provider_kind(kek_id: &str) -> &'static str {
+    match kek_id.split(':').next() {
+        Some("pkcs11") => "pkcs11",
+        Some("aws-kms") => "aws-kms",
+        _ => "other",
+    }
+}
+
+impl KekMetrics {
+    fn record<T>(&self, kind: &'static str, operation: &'static str, started: Instant, result: &Result<T, KekError>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) if e.is_unavailable() => "unavailable",
+            Err(_) => "refused",
+        };
+        self.calls.add(&[kind, operation, outcome], 1);
+        self.latency
+            .observe(&[kind, operation], started.elapsed().as_secs_f64());
+    }
 }
 
 /// The least time between two re-reads of the KEKs caused by an unknown `kek_id`.
@@ -43,7 +75,25 @@ impl Keyring {
             current,
             retired: retired.into(),
             last_unknown_refresh: Arc::new(Mutex::new(None)),
+            metrics: Arc::new(KekMetrics {
+                calls: crate::metrics::CounterFamily::default(),
+                latency: crate::metrics::HistogramFamily::new(&crate::metrics::LATENCY_BUCKETS),
+            }),
         }
+    }
+
+    /// The providers' calls so far.
+    pub fn metrics(&self) -> &KekMetrics {
+        &self.metrics
+    }
+
+    /// Wraps `dek` under the current KEK, counted.
+    async fn wrap(&self, dek: &Dek, identity: &RecordIdentity<'_>) -> Result<crate::kek::WrappedDek, KekError> {
+        let started = Instant::now();
+        let result = self.current().wrap_dek(dek, identity).await;
+        let kind = provider_kind(&self.current_kek_id());
+        self.metrics.record(kind, "wrap", started, &result);
+        result
     }
 
     /// The provider new records are sealed under.
@@ -78,7 +128,7 @@ impl Keyring {
     pub(crate) async fn seal(&self, identity: &RecordIdentity<'_>, plaintext: &[u8]) -> Result<SealedRecord, KekError> {
         let dek = Dek::generate()?;
         let (nonce, ciphertext) = envelope::seal(&dek, identity, plaintext)?;
-        let wrapped = self.current().wrap_dek(&dek, identity).await?;
+        let wrapped = self.wrap(&dek, identity).await?;
         Ok(SealedRecord {
             format: envelope::FORMAT_V1,
             kek_id: wrapped.kek_id,
@@ -103,7 +153,7 @@ impl Keyring {
         }
         let dek = self.unwrap(identity, record).await?;
         drop(envelope::open(&dek, identity, record)?);
-        let wrapped = self.current().wrap_dek(&dek, identity).await?;
+        let wrapped = self.wrap(&dek, identity).await?;
         Ok(Some(SealedRecord {
             format: record.format,
             kek_id: wrapped.kek_id,
@@ -151,7 +201,11 @@ impl Keyring {
                     .ok_or_else(|| KekError::UnknownKek(record.kek_id.clone()))?
             }
         };
-        provider.unwrap_dek(&record.kek_id, &record.wrapped_dek, identity).await
+        let started = Instant::now();
+        let result = provider.unwrap_dek(&record.kek_id, &record.wrapped_dek, identity).await;
+        self.metrics
+            .record(provider_kind(&record.kek_id), "unwrap", started, &result);
+        result
     }
 
     /// Whether an unknown `kek_id` may make the KEKs be read again now (and notes it).

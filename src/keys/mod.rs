@@ -150,6 +150,19 @@ impl Verdict {
     }
 }
 
+/// The key caches' hits, misses and sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheCounts {
+    pub metadata_hits: u64,
+    /// Key rows read from the store.
+    pub metadata_misses: u64,
+    pub secret_hits: u64,
+    /// KEK unwraps of key versions.
+    pub secret_misses: u64,
+    pub metadata_entries: usize,
+    pub secret_entries: usize,
+}
+
 /// A cached key row.
 struct CachedKey {
     /// `record.id`, shared: cache and counter keys clone it without allocating.
@@ -201,6 +214,9 @@ pub struct KeyService {
     usage: UsageTracker,
     /// Key rows read from the store (cache misses): for tests and metrics.
     store_lookups: std::sync::atomic::AtomicU64,
+    /// Key rows and secrets found in the caches: for metrics.
+    meta_hits: std::sync::atomic::AtomicU64,
+    secret_hits: std::sync::atomic::AtomicU64,
     /// Held while pending usage moves from memory to the store, and while a reader merges
     /// the two, so a reader never misses or double-counts a flush in flight.
     usage_flush: tokio::sync::Mutex<()>,
@@ -266,6 +282,8 @@ impl KeyService {
             kek_unwraps: std::sync::atomic::AtomicU64::new(0),
             usage: UsageTracker::default(),
             store_lookups: std::sync::atomic::AtomicU64::new(0),
+            meta_hits: std::sync::atomic::AtomicU64::new(0),
+            secret_hits: std::sync::atomic::AtomicU64::new(0),
             usage_flush: tokio::sync::Mutex::new(()),
             writes: tokio::sync::Mutex::new(()),
             checkpoint_pending: std::sync::atomic::AtomicBool::new(false),
@@ -349,9 +367,23 @@ impl KeyService {
         self.store_lookups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The caches' hits and misses so far, for `/metrics`.
+    pub fn cache_counts(&self) -> CacheCounts {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        CacheCounts {
+            metadata_hits: load(&self.meta_hits),
+            metadata_misses: load(&self.store_lookups),
+            secret_hits: load(&self.secret_hits),
+            secret_misses: load(&self.kek_unwraps),
+            metadata_entries: self.meta.len(),
+            secret_entries: self.secrets.len(),
+        }
+    }
+
     /// The key's cached metadata, loading it on a miss.
     async fn cached(&self, name: &str) -> KeyResult<Arc<CachedKey>> {
         if let Some(hit) = self.meta.get(name) {
+            self.meta_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(hit);
         }
         let token = self.meta.fill_token();
@@ -364,6 +396,7 @@ impl KeyService {
     async fn secret(&self, key: &CachedKey, version: u32) -> KeyResult<Arc<SecretBytes>> {
         let cache_key = (Arc::clone(&key.id), version);
         if let Some(hit) = self.secrets.get(&cache_key) {
+            self.secret_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(hit);
         }
         let turn = self.unwraps.join(&cache_key).await;

@@ -132,6 +132,7 @@ pub(super) fn app_state(
             .unwrap_or_default(),
         transit_mount: settings.transit_mount.clone(),
         kms_path: settings.kms_path.clone(),
+        http_metrics: crate::metrics::HttpMetrics::default(),
     })
 }
 

@@ -96,8 +96,13 @@ impl Indexer {
             };
             if let Err(e) = self.shared.store.append_audit(&batch).await {
                 tracing::error!(error = %e, events = batch.len(), "audit events could not be indexed; retrying");
+                self.shared
+                    .metrics
+                    .index_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
+            self.shared.metrics.index_batch_events.observe(batch.len() as f64);
             self.shared.log().indexed(head.seq);
             self.to_anchor = Some(head);
         }

@@ -123,13 +123,24 @@ fn sync_once(shared: &Shared, durable: &mut SyncPoint) {
     if point.seq <= durable.seq {
         return;
     }
-    match file.sync_data() {
+    let started = Instant::now();
+    let result = file.sync_data();
+    shared.metrics.sync_seconds.observe_duration(started.elapsed());
+    match result {
         Ok(()) => {
+            shared
+                .metrics
+                .sync_batch_events
+                .observe(point.seq.saturating_sub(durable.seq) as f64);
             *durable = point;
             shared.synced.send_modify(|s| s.seq = point.seq);
         }
         Err(e) => {
             tracing::error!(error = %e, "audit event file sync failed; events refused until it recovers");
+            shared
+                .metrics
+                .sync_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             shared.log().sync_failed(&e);
             shared.synced.send_modify(|s| s.failures += 1);
         }

@@ -67,7 +67,7 @@ const DENY: Expect = Expect::Deny;
 /// An admin's WhoAmI matches two permits; the trail credits the first by id.
 /// A new [`Action`] fails to compile in [`prepare`]: give it a row here too.
 #[rustfmt::skip]
-const TABLE: [(Action, [Expect; 5]); 52] = [
+const TABLE: [(Action, [Expect; 5]); 53] = [
     //                              admin  service  custodian       auditor  no group
     (Action::CreateKey,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ListKeys,             [ADMIN, DENY,    CUSTODIAN_LIST, DENY,    DENY  ]),
@@ -92,6 +92,7 @@ const TABLE: [(Action, [Expect; 5]); 52] = [
     (Action::ReadAudit,            [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
     (Action::VerifyAudit,          [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
     (Action::ReadComplianceReport, [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
+    (Action::ReadMetrics,          [ADMIN, DENY,    DENY,           AUDITOR, DENY  ]),
     (Action::CreateToken,          [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::ReadToken,            [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
     (Action::RevokeToken,          [ADMIN, DENY,    DENY,           DENY,    DENY  ]),
@@ -536,6 +537,7 @@ async fn prepare(app: &TestApp, action: Action, owner: &str) -> Cell {
             StatusCode::OK,
             "report:compliance",
         ),
+        Action::ReadMetrics => Cell::new(Method::GET, "/metrics", StatusCode::OK, "metrics"),
         Action::CreateToken => {
             let minted = format!("minted-by-{owner}");
             Cell::new(Method::POST, "/v1/auth/tokens", StatusCode::CREATED, "tokens")

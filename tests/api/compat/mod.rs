@@ -3,6 +3,7 @@
 //! `scripts/test.sh` makes under `target/moto`.
 
 mod kms;
+mod metrics;
 mod transit;
 
 use std::path::PathBuf;
