@@ -16,6 +16,8 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::ExposeSecret;
 use sigvault::admin::progress::{NoProgress, Progress, ProgressBar};
 use sigvault::admin::{self, Location, OfflineVault, Verification};
+use sigvault::client::commands;
+use sigvault::client::output::Format;
 use sigvault::config::{self, Mode, Overrides, Settings};
 use sigvault::datadir::DataDirLock;
 #[cfg(feature = "kek-pkcs11")]
@@ -81,6 +83,245 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Signing and encryption keys on a running vault (SIGVAULT_ADDR, SIGVAULT_TOKEN).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Sign a message (--message, --file, or standard input) with a key: prints the
+    /// signature (base64).
+    Sign {
+        /// The key's name.
+        key: String,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Sign with this version (default: the latest).
+        #[arg(long)]
+        key_version: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Verify a signature (base64) of a message: exit 0 when it verifies, 1 when not.
+    Verify {
+        /// The key's name.
+        key: String,
+        /// The signature, base64.
+        #[arg(long)]
+        signature: String,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Check this version only (default: any from min_verify_version).
+        #[arg(long)]
+        key_version: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Encrypt a plaintext (--message, --file, or standard input) with an aes256-gcm key:
+    /// prints the ciphertext.
+    Encrypt {
+        /// The key's name.
+        key: String,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Associated data (text) the ciphertext is bound to.
+        #[arg(long)]
+        aad: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Decrypt a ciphertext: writes the plaintext's bytes to standard output.
+    Decrypt {
+        /// The key's name.
+        key: String,
+        /// The ciphertext (sigvault:v<N>:…); standard input when absent.
+        #[arg(long)]
+        ciphertext: Option<String>,
+        /// Associated data (text) it was encrypted with.
+        #[arg(long)]
+        aad: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Caller tokens on a running vault.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// SigV4 credentials on a running vault.
+    Credential {
+        #[command(subcommand)]
+        command: CredentialCommand,
+    },
+    /// Bearer API keys on a running vault.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+}
+
+/// Where a command's data comes from: --message, --file (`-`: standard input), or
+/// standard input.
+#[derive(Args)]
+struct InputArgs {
+    /// The data, as text.
+    #[arg(long, conflicts_with = "file")]
+    message: Option<String>,
+    /// A file holding the data (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key (POST /v1/keys).
+    Create {
+        name: String,
+        /// hmac-sha256, hmac-sha384, hmac-sha512, aes256-gcm or aes256-kwp.
+        #[arg(long, default_value = "hmac-sha256")]
+        algorithm: String,
+        #[arg(long)]
+        key_size: Option<u32>,
+        /// process (default) or hsm.
+        #[arg(long)]
+        boundary: Option<String>,
+        #[arg(long)]
+        exportable: bool,
+        /// e.g. 90d.
+        #[arg(long)]
+        auto_rotate_period: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// KEY=VALUE, repeatable.
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List keys (GET /v1/keys).
+    List {
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Read a key (GET /v1/keys/NAME).
+    Get {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a new version (POST /v1/keys/NAME/rotate).
+    Rotate {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Schedule the key's deletion (DELETE /v1/keys/NAME).
+    Delete {
+        name: String,
+        /// Days before destruction (default: the vault's).
+        #[arg(long)]
+        pending_days: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a caller token: printed once.
+    Create {
+        #[arg(long)]
+        principal: String,
+        /// Repeatable.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// e.g. 24h.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a caller token by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CredentialCommand {
+    /// Create a SigV4 credential: its secret is printed once.
+    Create {
+        #[arg(long)]
+        principal: String,
+        /// The signer's groups (repeatable; default service).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List credentials.
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a credential inactive: its signatures are refused from now on.
+    Deactivate {
+        access_key_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create an API key: printed once.
+    Create {
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        prefix: Option<String>,
+        /// RFC 3339.
+        #[arg(long)]
+        expires_at: Option<String>,
+        #[arg(long)]
+        remaining: Option<u64>,
+        /// Repeatable.
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Verify an API key (--key-file, or standard input): exit 0 when valid, 1 when not.
+    Verify {
+        /// A file holding the key (`-` or absent: standard input; never an argument, which
+        /// other users can read in the process list).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// Permissions the key must hold (repeatable).
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Issue a new key for an API key id; the old one keeps working for --grace-seconds.
+    Reroll {
+        id: String,
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u64,
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 
@@ -153,6 +394,15 @@ struct ClientArgs {
     /// PEM file of the CA that signed the vault's certificate (https:// addresses).
     #[arg(long, env = "SIGVAULT_CACERT", value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// PEM file of a client certificate, for a vault that asks for one (with --client-key).
+    #[arg(long, env = "SIGVAULT_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, env = "SIGVAULT_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// How to print the answer: table (for people) or json (the vault's answer).
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
 }
 
 /// How to follow the rewrap job.
@@ -181,6 +431,7 @@ enum PolicyCommand {
 enum AuditCommand {
     /// Verify the whole trail (store, event file, anchors). Exit 0 when it verifies, 1 with
     /// the first bad sequence number and why when it does not, 2 when it cannot be read.
+    /// Offline by default; with --remote, asks a running vault (GET /v1/audit/verify).
     Verify {
         #[command(flatten)]
         vault: MaybeVaultArgs,
@@ -190,6 +441,30 @@ enum AuditCommand {
         /// Draw a progress bar on stderr even when it is not a terminal.
         #[arg(long)]
         progress: bool,
+        /// Ask the running vault at SIGVAULT_ADDR instead of reading the trail offline.
+        #[arg(long, conflicts_with_all = ["config", "data_dir", "progress"])]
+        remote: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Read events from a running vault (GET /v1/audit/events), newest filters first.
+    Events {
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Give up the N events of this node that the store holds past the end of the event
     /// file (acknowledged events the file and its anchor lost), recording the decision as an
@@ -315,6 +590,76 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let (settings, mut lock): (Settings, DataDirLock) = match cli.command {
         Command::Audit { command } => return Ok(audit(command, env)),
         Command::Kek { command } => return Ok(kek(command, env)),
+        Command::Key { command } => return Ok(api(ApiCall::Key(command), env)),
+        Command::Sign {
+            key,
+            input,
+            key_version,
+            client,
+        } => {
+            return Ok(api(
+                ApiCall::Sign {
+                    key,
+                    input,
+                    key_version,
+                    client,
+                },
+                env,
+            ));
+        }
+        Command::Verify {
+            key,
+            signature,
+            input,
+            key_version,
+            client,
+        } => {
+            return Ok(api(
+                ApiCall::Verify {
+                    key,
+                    signature,
+                    input,
+                    key_version,
+                    client,
+                },
+                env,
+            ));
+        }
+        Command::Encrypt {
+            key,
+            input,
+            aad,
+            client,
+        } => {
+            return Ok(api(
+                ApiCall::Encrypt {
+                    key,
+                    input,
+                    aad,
+                    client,
+                },
+                env,
+            ));
+        }
+        Command::Decrypt {
+            key,
+            ciphertext,
+            aad,
+            client,
+        } => {
+            return Ok(api(
+                ApiCall::Decrypt {
+                    key,
+                    ciphertext,
+                    aad,
+                    client,
+                },
+                env,
+            ));
+        }
+        Command::Token { command } => return Ok(api(ApiCall::Token(command), env)),
+        Command::Credential { command } => return Ok(api(ApiCall::Credential(command), env)),
+        Command::Apikey { command } => return Ok(api(ApiCall::Apikey(command), env)),
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => return Ok(policy_check(&dir.unwrap_or_else(|| PathBuf::from("policies")))),
@@ -503,6 +848,7 @@ fn kek(command: KekCommand, env: Vec<(String, String)>) -> ExitCode {
             token: token.clone(),
             token_file: args.token_file,
             ca_cert: args.ca_cert,
+            client_cert: args.client_cert.zip(args.client_key),
         })
     };
     let result: Result<(), (u8, String)> = runtime.block_on(async {
@@ -701,6 +1047,31 @@ async fn follow_rewrap(client: &sigvault::client::Client, follow: &FollowArgs) -
 /// `sigvault audit …`: exit 0 when done (and the trail verifies), 1 when the trail does not
 /// verify, 2 when the arguments are wrong or the vault cannot be opened.
 fn audit(command: AuditCommand, env: Vec<(String, String)>) -> ExitCode {
+    let command = match command {
+        AuditCommand::Verify {
+            remote: true, client, ..
+        } => return api(ApiCall::AuditVerify { client }, env),
+        AuditCommand::Events {
+            since,
+            until,
+            principal,
+            action,
+            resource,
+            limit,
+            client,
+        } => {
+            let filter = commands::EventFilter {
+                since,
+                until,
+                principal,
+                action,
+                resource,
+                limit,
+            };
+            return api(ApiCall::AuditEvents { filter, client }, env);
+        }
+        other => other,
+    };
     match run_audit(command, env) {
         Ok(code) => code,
         Err(message) => {
@@ -727,7 +1098,10 @@ enum AuditJob {
 /// Where the vault is, whether to force the progress bar, and what to do.
 fn audit_job(command: AuditCommand) -> Result<(Location, bool, AuditJob), String> {
     Ok(match command {
-        AuditCommand::Verify { vault, json, progress } => (
+        AuditCommand::Events { .. } => return Err("audit events asks a running vault".into()),
+        AuditCommand::Verify {
+            vault, json, progress, ..
+        } => (
             location(vault.config, vault.data_dir),
             progress,
             AuditJob::Verify { json },
@@ -938,4 +1312,268 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = terminate.recv() => {}
         }
     })
+}
+
+/// A command that asks a running vault (see `sigvault::client::commands`).
+enum ApiCall {
+    Key(KeyCommand),
+    Sign {
+        key: String,
+        input: InputArgs,
+        key_version: Option<u32>,
+        client: ClientArgs,
+    },
+    Verify {
+        key: String,
+        signature: String,
+        input: InputArgs,
+        key_version: Option<u32>,
+        client: ClientArgs,
+    },
+    Encrypt {
+        key: String,
+        input: InputArgs,
+        aad: Option<String>,
+        client: ClientArgs,
+    },
+    Decrypt {
+        key: String,
+        ciphertext: Option<String>,
+        aad: Option<String>,
+        client: ClientArgs,
+    },
+    Token(TokenCommand),
+    Credential(CredentialCommand),
+    Apikey(ApikeyCommand),
+    AuditEvents {
+        filter: commands::EventFilter,
+        client: ClientArgs,
+    },
+    AuditVerify {
+        client: ClientArgs,
+    },
+}
+
+fn input(args: InputArgs) -> commands::Input {
+    commands::Input::from_options(args.message, args.file)
+}
+
+/// Runs one client command: prints its answer and exits 0, 1 when a verification it asked
+/// for failed, or as the vault's error says (2 usage, 3 denied, 4 not found, 5 server or
+/// unreachable) with one `sigvault: error: CODE (status): message` line.
+fn api(call: ApiCall, env: Vec<(String, String)>) -> ExitCode {
+    let token = env
+        .iter()
+        .find(|(k, _)| k == "SIGVAULT_TOKEN")
+        .map(|(_, v)| secrecy::SecretString::from(v.clone()));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sigvault: error: cannot start the async runtime: {e}");
+            return ExitCode::from(5);
+        }
+    };
+    let connect = |args: ClientArgs| {
+        let format = Format::parse(&args.format).unwrap_or_default();
+        sigvault::client::Client::new(sigvault::client::ClientSettings {
+            addr: args.addr,
+            token: token.clone(),
+            token_file: args.token_file,
+            ca_cert: args.ca_cert,
+            client_cert: args.client_cert.zip(args.client_key),
+        })
+        .map(|c| (c, format))
+    };
+    let mut plaintext: Option<zeroize::Zeroizing<Vec<u8>>> = None;
+    let result = runtime.block_on(async {
+        match call {
+            ApiCall::Key(command) => match command {
+                KeyCommand::Create {
+                    name,
+                    algorithm,
+                    key_size,
+                    boundary,
+                    exportable,
+                    auto_rotate_period,
+                    owner,
+                    tags,
+                    client,
+                } => {
+                    let (c, f) = connect(client)?;
+                    let new = commands::NewKey {
+                        algorithm,
+                        key_size,
+                        boundary,
+                        exportable,
+                        auto_rotate_period,
+                        owner,
+                        tags,
+                    };
+                    commands::key_create(&c, f, &name, new).await
+                }
+                KeyCommand::List { limit, client } => {
+                    let (c, f) = connect(client)?;
+                    commands::key_list(&c, f, limit).await
+                }
+                KeyCommand::Get { name, client } => {
+                    let (c, f) = connect(client)?;
+                    commands::key_get(&c, f, &name).await
+                }
+                KeyCommand::Rotate { name, client } => {
+                    let (c, f) = connect(client)?;
+                    commands::key_rotate(&c, f, &name).await
+                }
+                KeyCommand::Delete {
+                    name,
+                    pending_days,
+                    client,
+                } => {
+                    let (c, f) = connect(client)?;
+                    commands::key_delete(&c, f, &name, pending_days).await
+                }
+            },
+            ApiCall::Sign {
+                key,
+                input: args,
+                key_version,
+                client,
+            } => {
+                let (c, f) = connect(client)?;
+                commands::sign(&c, f, &key, &input(args), key_version).await
+            }
+            ApiCall::Verify {
+                key,
+                signature,
+                input: args,
+                key_version,
+                client,
+            } => {
+                let (c, f) = connect(client)?;
+                commands::verify(&c, f, &key, &input(args), &signature, key_version).await
+            }
+            ApiCall::Encrypt {
+                key,
+                input: args,
+                aad,
+                client,
+            } => {
+                let (c, f) = connect(client)?;
+                commands::encrypt(&c, f, &key, &input(args), aad.as_deref()).await
+            }
+            ApiCall::Decrypt {
+                key,
+                ciphertext,
+                aad,
+                client,
+            } => {
+                let (c, f) = connect(client)?;
+                let text = match ciphertext {
+                    Some(t) => t,
+                    None => String::from_utf8(commands::Input::Stdin.read()?.to_vec()).map_err(|_| {
+                        sigvault::client::ClientError::Usage("the ciphertext on standard input is not text".into())
+                    })?,
+                };
+                let (out, bytes) = commands::decrypt(&c, f, &key, &text, aad.as_deref()).await?;
+                plaintext = Some(bytes);
+                Ok(out)
+            }
+            ApiCall::Token(TokenCommand::Create {
+                principal,
+                groups,
+                ttl,
+                description,
+                client,
+            }) => {
+                let (c, f) = connect(client)?;
+                commands::token_create(&c, f, &principal, &groups, ttl.as_deref(), description.as_deref()).await
+            }
+            ApiCall::Token(TokenCommand::Revoke { id, client }) => {
+                let (c, f) = connect(client)?;
+                commands::token_revoke(&c, f, &id).await
+            }
+            ApiCall::Credential(CredentialCommand::Create {
+                principal,
+                groups,
+                description,
+                client,
+            }) => {
+                let (c, f) = connect(client)?;
+                commands::credential_create(&c, f, &principal, &groups, description.as_deref()).await
+            }
+            ApiCall::Credential(CredentialCommand::List {
+                principal,
+                limit,
+                client,
+            }) => {
+                let (c, f) = connect(client)?;
+                commands::credential_list(&c, f, principal.as_deref(), limit).await
+            }
+            ApiCall::Credential(CredentialCommand::Deactivate { access_key_id, client }) => {
+                let (c, f) = connect(client)?;
+                commands::credential_deactivate(&c, f, &access_key_id).await
+            }
+            ApiCall::Apikey(ApikeyCommand::Create {
+                principal,
+                prefix,
+                expires_at,
+                remaining,
+                permissions,
+                client,
+            }) => {
+                let (c, f) = connect(client)?;
+                let new = commands::NewApiKey {
+                    principal,
+                    prefix,
+                    expires_at,
+                    remaining,
+                    permissions,
+                };
+                commands::apikey_create(&c, f, new).await
+            }
+            ApiCall::Apikey(ApikeyCommand::Verify {
+                key_file,
+                permissions,
+                client,
+            }) => {
+                let (c, f) = connect(client)?;
+                let key = commands::Input::from_options(None, key_file);
+                commands::apikey_verify(&c, f, &key, &permissions).await
+            }
+            ApiCall::Apikey(ApikeyCommand::Reroll {
+                id,
+                grace_seconds,
+                client,
+            }) => {
+                let (c, f) = connect(client)?;
+                commands::apikey_reroll(&c, f, &id, grace_seconds).await
+            }
+            ApiCall::AuditEvents { filter, client } => {
+                let (c, f) = connect(client)?;
+                commands::audit_events(&c, f, filter).await
+            }
+            ApiCall::AuditVerify { client } => {
+                let (c, f) = connect(client)?;
+                commands::audit_verify(&c, f).await
+            }
+        }
+    });
+    match result {
+        Ok(out) => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            let written = match &plaintext {
+                Some(bytes) if !bytes.is_empty() => stdout.write_all(bytes),
+                _ => stdout.write_all(out.text.as_bytes()),
+            };
+            if let Err(e) = written.and_then(|()| stdout.flush()) {
+                eprintln!("sigvault: error: cannot write the answer: {e}");
+                return ExitCode::from(5);
+            }
+            ExitCode::from(out.exit)
+        }
+        Err(e) => {
+            eprintln!("sigvault: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }

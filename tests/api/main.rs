@@ -8,6 +8,7 @@ mod audit;
 mod audit_cli;
 mod authz;
 mod callers;
+mod cli;
 mod cluster;
 mod cluster_processes;
 mod compat;

@@ -169,17 +169,22 @@ pub(crate) fn answer<T: Serialize>(status: StatusCode, body: &T) -> Response {
     response
 }
 
-/// `POST <kms_path>`; rejects (falls through) any other path.
+/// `<kms_path>` with an `X-Amz-Target` header; rejects (falls through to the native API's
+/// 404) any other path, and a request without the header: only a KMS client's request is
+/// KMS's to answer.
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
     warp::path::full()
+        .and(warp::header::optional::<String>("x-amz-target"))
         .and(with_state(state))
-        .and_then(|full: warp::path::FullPath, state: Arc<AppState>| async move {
-            if state.kms_path.as_deref() == Some(full.as_str()) {
-                Ok((full.as_str().to_owned(), state))
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
+        .and_then(
+            |full: warp::path::FullPath, target: Option<String>, state: Arc<AppState>| async move {
+                if target.is_some() && state.kms_path.as_deref() == Some(full.as_str()) {
+                    Ok((full.as_str().to_owned(), state))
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            },
+        )
         .untuple_one()
         .and(call())
         .then(dispatch)
@@ -282,9 +287,7 @@ pub(crate) async fn signer(
             let code = rejection.code();
             let kind = match code {
                 "UNKNOWN_ACCESS_KEY" | "INACTIVE_ACCESS_KEY" => "UnrecognizedClientException",
-                "SIGNATURE_MISMATCH" | "EXPIRED" | "REQUEST_TOO_OLD" | "REQUEST_IN_FUTURE" => {
-                    "InvalidSignatureException"
-                }
+                "SIGNATURE_MISMATCH" | "REQUEST_EXPIRED" | "REQUEST_NOT_YET_VALID" => "InvalidSignatureException",
                 "MISSING_AUTHORIZATION" => "MissingAuthenticationTokenException",
                 _ => "IncompleteSignatureException",
             };

@@ -258,3 +258,41 @@ async fn a_custodian_gives_a_credential_only_its_own_groups_and_service() {
     let r = create(json!([])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 }
+
+/// Only a KMS client's request is the KMS API's: without `X-Amz-Target` the path is the
+/// native API's 404; an operation sigvault does not serve is KMS's `UnknownOperationException`,
+/// audited by nobody (no key was touched).
+#[tokio::test]
+async fn requests_without_a_kms_target_fall_through_and_unknown_operations_are_kms_errors() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let r = client.post(app.url("/")).body("{}").send().await.expect("sent");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = client
+        .post(app.url("/"))
+        .header("x-amz-target", "TrentService.Sign")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap_or_default(),
+        "application/x-amz-json-1.1"
+    );
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["__type"], "UnknownOperationException", "{body}");
+    let r = client
+        .post(app.url("/"))
+        .header("x-amz-target", "TrentService.ListKeys")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        body["__type"], "MissingAuthenticationTokenException",
+        "an unsigned request: {body}"
+    );
+}

@@ -218,6 +218,7 @@ async fn unknown_routes_are_not_found_and_wrong_methods_are_not_allowed() {
         (Method::POST, "/v1/keys/k/bogus"),
         (Method::GET, "/v1/keys/k/sign/extra"),
         (Method::GET, "/"),
+        (Method::POST, "/"),
     ] {
         let r = app.send(method.clone(), path, Some(ROOT_TOKEN), None).await;
         assert_error(&r, StatusCode::NOT_FOUND, "NOT_FOUND", &format!("{method} {path}"));

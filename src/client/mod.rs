@@ -5,6 +5,9 @@
 //!
 //! The token is sent only in the `Authorization` header and never printed.
 
+pub mod commands;
+pub mod output;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,6 +34,9 @@ pub struct ClientSettings {
     pub token_file: Option<PathBuf>,
     /// PEM file of the CA that signed the vault's certificate (`https://` only).
     pub ca_cert: Option<PathBuf>,
+    /// PEM files of a client certificate and its private key, for a vault that asks for one
+    /// (mTLS); both or neither.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// Why a call failed; [`ClientError::exit_code`] says how the command exits.
@@ -116,6 +122,23 @@ impl Client {
                 builder = builder.add_root_certificate(cert);
             }
         }
+        if let Some((cert, key)) = &settings.client_cert {
+            let mut pem = std::fs::read(cert)
+                .map_err(|e| ClientError::Usage(format!("--client-cert {}: cannot read it: {e}", cert.display())))?;
+            let key_pem = zeroize::Zeroizing::new(
+                std::fs::read(key)
+                    .map_err(|e| ClientError::Usage(format!("--client-key {}: cannot read it: {e}", key.display())))?,
+            );
+            pem.push(b'\n');
+            pem.extend_from_slice(&key_pem);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                ClientError::Usage(format!(
+                    "--client-cert/--client-key: not a PEM certificate and key: {e}"
+                ))
+            });
+            zeroize::Zeroize::zeroize(&mut pem);
+            builder = builder.identity(identity?);
+        }
         let http = builder
             .build()
             .map_err(|e| ClientError::Usage(format!("cannot set up the HTTP client: {e}")))?;
@@ -130,6 +153,16 @@ impl Client {
     /// `POST path` with `body` as JSON (no body when `None`): the answer's JSON.
     pub async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
         self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// `PATCH path` with `body` as JSON: the answer's JSON.
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    /// `DELETE path`: the answer's JSON.
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(reqwest::Method::DELETE, path, None).await
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
