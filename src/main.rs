@@ -737,6 +737,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         };
         #[cfg(not(feature = "kek-pkcs11"))]
         let _ = root_token_given;
+        if let Some(metrics) = app.metrics_addr() {
+            println!("metrics on http://{metrics}/metrics");
+        }
         println!("listening on {address}");
         #[cfg(feature = "kek-pkcs11")]
         if let Some(guard) = dev_guard {
@@ -802,7 +805,7 @@ fn lock_store_and_start(
             .map_err(|e| e.to_string())?;
     }
     forget_secret_env(env);
-    init_logging(&settings.log_level);
+    init_logging(&settings.log_level, settings.log_format);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1143,7 +1146,7 @@ fn run_audit(command: AuditCommand, env: Vec<(String, String)>) -> Result<ExitCo
         unsafe { std::env::set_var("SOFTHSM2_CONF", &paths.softhsm_conf) };
     }
     forget_secret_env(env);
-    init_logging("warn");
+    init_logging("warn", sigvault::config::LogFormat::Text);
     let progress: Box<dyn Progress + Send> = if force_progress || std::io::stderr().is_terminal() {
         Box::new(ProgressBar::new(std::io::stderr(), "events"))
     } else {
@@ -1289,15 +1292,27 @@ fn forget_secret_env(mut env: Vec<(String, String)>) {
     }
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: sigvault::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sigvault={level},warn")));
-    // Colours only for a person at a terminal, never in a file or a journal.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    match format {
+        // Colours only for a person at a terminal, never in a file or a journal.
+        sigvault::config::LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
+        // One JSON object per line, the event's fields (request_id, …) at its top level,
+        // for a log pipeline.
+        sigvault::config::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
 }
 
 /// A future that resolves on SIGINT or SIGTERM. The handlers are installed now, not when

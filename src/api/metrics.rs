@@ -35,6 +35,24 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// The scraper's listener (`[metrics] listen`): `GET /metrics` without authentication, and
+/// nothing else (404). Not audited: it is not a caller's request, and it shows nothing a
+/// caller could not see on `/metrics` of the main listener.
+pub fn scrape_routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let page = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state))
+        .map(|state: Arc<AppState>| text(render(&state)));
+    page.or(warp::any().map(|| {
+        reply::error(ApiError::new(
+            crate::error::ErrorCode::NotFound,
+            "only GET /metrics is served here",
+        ))
+    }))
+    .unify()
+    .boxed()
+}
+
 async fn read(state: &AppState, call: &mut Call) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
     authorize(

@@ -23,6 +23,8 @@ const RESERVED_ENV: &[&str] = &[
     // The other client settings of the commands that call a running vault (`sigvault kek`).
     "SIGVAULT_TOKEN_FILE",
     "SIGVAULT_CACERT",
+    "SIGVAULT_CLIENT_CERT",
+    "SIGVAULT_CLIENT_KEY",
 ];
 const ENV_PREFIX: &str = "SIGVAULT_";
 

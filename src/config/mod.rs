@@ -47,6 +47,14 @@ pub enum Mode {
     Serve,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// Validated settings. Built only through [`load`] / [`Settings::from_raw`].
 pub struct Settings {
     pub listen: SocketAddr,
@@ -85,6 +93,10 @@ pub struct Settings {
     /// `[compat] kms_path`: where the AWS KMS-compatible API is served (default `/`); `None`
     /// when it is off (`""`).
     pub kms_path: Option<String>,
+    /// `[log] format`: log lines as text (default) or one JSON object each.
+    pub log_format: LogFormat,
+    /// `[metrics] listen`: a second, unauthenticated listener serving only `GET /metrics`.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[ratelimit]`: where the API-key and failed-authentication limits count.
     pub ratelimit: RateLimitSettings,
     /// `SIGVAULT_ROOT_TOKEN`, when set.
@@ -204,6 +216,8 @@ impl Settings {
         let compat = raw.compat.unwrap_or_default();
         let kms_path = sections::kms_path(compat.kms_path.as_deref())?;
         let transit_mount = sections::transit_mount(compat)?;
+        let log_format = sections::log_format(raw.log.unwrap_or_default().format.as_deref())?;
+        let metrics_listen = sections::metrics_listen(raw.metrics.unwrap_or_default().listen.as_deref(), listen)?;
         let root_token = env_var("SIGVAULT_ROOT_TOKEN").map(root_token).transpose()?;
         Ok(Self {
             listen,
@@ -228,6 +242,8 @@ impl Settings {
             approvals,
             transit_mount,
             kms_path,
+            log_format,
+            metrics_listen,
             ratelimit,
             root_token,
         })

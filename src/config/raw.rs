@@ -28,6 +28,24 @@ pub struct RawConfig {
     pub ratelimit: Option<RawRateLimit>,
     pub custodian: Option<RawCustodian>,
     pub compat: Option<RawCompat>,
+    pub log: Option<RawLog>,
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// A second address serving only `GET /metrics`, without authentication.
+    pub listen: Option<String>,
 }
 
 /// `[compat]`: the APIs of other products that sigvault also serves.

@@ -501,3 +501,39 @@ pub(super) fn kms_path(raw: Option<&str>) -> Result<Option<String>, ConfigError>
         }
     }
 }
+
+/// `[log] format`: `text` (default) or `json`.
+pub(super) fn log_format(raw: Option<&str>) -> Result<super::LogFormat, ConfigError> {
+    match raw {
+        None | Some("text") => Ok(super::LogFormat::Text),
+        Some("json") => Ok(super::LogFormat::Json),
+        Some(other) => Err(invalid("log.format", format!("`{other}` is not one of text, json"))),
+    }
+}
+
+/// `[metrics] listen`: an address other than `listen`. It serves the metrics without
+/// authentication and in plain HTTP, so it must be a loopback address or a private one a
+/// scraper reaches (never a public one).
+pub(super) fn metrics_listen(raw: Option<&str>, main: SocketAddr) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(text) = raw else { return Ok(None) };
+    let addr: SocketAddr = text.parse().map_err(|_| {
+        invalid(
+            "metrics.listen",
+            format!("`{text}` is not an address (expected host:port, e.g. 127.0.0.1:9464)"),
+        )
+    })?;
+    if addr == main && addr.port() != 0 {
+        return Err(invalid("metrics.listen", "must differ from listen"));
+    }
+    let private = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        std::net::IpAddr::V6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+    };
+    if !private {
+        return Err(invalid(
+            "metrics.listen",
+            format!("{addr} is not a loopback or private address: the metrics are served there without authentication"),
+        ));
+    }
+    Ok(Some(addr))
+}

@@ -647,6 +647,10 @@ fn every_bad_value_is_reported_with_its_key() {
         ("SIGVAULT_COMPAT__KMS_PATH", "kms", "compat.kms_path:"),
         ("SIGVAULT_COMPAT__KMS_PATH", "/v1/kms", "compat.kms_path:"),
         ("SIGVAULT_COMPAT__KMS_PATH", "/a b", "compat.kms_path:"),
+        ("SIGVAULT_LOG__FORMAT", "xml", "log.format:"),
+        ("SIGVAULT_METRICS__LISTEN", "nope", "metrics.listen:"),
+        ("SIGVAULT_METRICS__LISTEN", "8.8.8.8:9464", "metrics.listen:"),
+        ("SIGVAULT_METRICS__LISTEN", "127.0.0.1:8200", "metrics.listen:"),
     ];
     for (var, value, expected) in cases {
         let err = load_dev(&dir, &[("SIGVAULT_KEK__PKCS11__MODULE", "/m.so"), (var, value)]).err();

@@ -90,6 +90,8 @@ pub struct Application {
     store: Arc<dyn Store>,
     listener: TcpListener,
     addr: SocketAddr,
+    /// `[metrics] listen`: the scraper's listener, serving only `GET /metrics`.
+    metrics_listener: Option<TcpListener>,
     /// The server's TLS configuration; `None` serves plain HTTP.
     tls: Option<Arc<rustls::ServerConfig>>,
     flush_interval: StdDuration,
@@ -132,6 +134,10 @@ impl Application {
         // Bound before the KEK and the store: a port in use must not leave a half-initialised
         // vault behind.
         let (listener, addr) = bind(settings.listen, listener).await?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(metrics_addr) => Some(bind(metrics_addr, None).await?.0),
+            None => None,
+        };
         let keyring = kek::open_keyring(&settings.kek, settings.kek_previous.as_ref()).await?;
         let store = store::open(&settings.store).await?;
         let hasher = Arc::new(
@@ -165,6 +171,7 @@ impl Application {
             store,
             listener,
             addr,
+            metrics_listener,
             tls: settings.tls.map(|tls| tls.server),
             flush_interval: StdDuration::try_from(settings.keys.usage_flush_interval)
                 .unwrap_or(StdDuration::from_secs(1)),
@@ -192,6 +199,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the scraper's `GET /metrics` is served, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// `https` when the server speaks TLS, else `http`.
@@ -238,6 +250,11 @@ impl Application {
             .hangups
             .map(|hangups| spawn_policy_reloader(Arc::clone(&self.state), hangups));
         let limits = self.state.limits;
+        // The scraper's listener: plain HTTP, no authentication, nothing but the metrics.
+        let scraper = self.metrics_listener.map(|listener| {
+            let routes = api::metrics::scrape_routes(Arc::clone(&self.state));
+            tokio::spawn(async move { serve(listener, routes, None, &limits, std::future::pending()).await })
+        });
         serve(
             self.listener,
             api::routes(Arc::clone(&self.state)),
@@ -248,6 +265,9 @@ impl Application {
         .await;
         background.abort();
         rewrap.abort();
+        if let Some(scraper) = scraper {
+            scraper.abort();
+        }
         if let Some(changes) = changes {
             changes.abort();
         }

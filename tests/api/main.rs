@@ -26,6 +26,7 @@ mod kek_rewrap_kill;
 mod kek_rotation;
 mod keys;
 mod kms;
+mod observability;
 mod openapi;
 mod readme_tour;
 mod report;

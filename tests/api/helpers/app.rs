@@ -207,6 +207,8 @@ impl AppHome {
             approvals: self.approvals,
             transit_mount: Some("transit".into()),
             kms_path: Some("/".into()),
+            log_format: sigvault::config::LogFormat::Text,
+            metrics_listen: None,
             ratelimit: self.ratelimit.clone(),
             root_token: Some(SecretString::from(ROOT_TOKEN.to_owned())),
         }
