@@ -32,6 +32,16 @@ impl StoreHealth {
         self.serve_cached || self.store.available()
     }
 
+    /// Whether the store answers its probe (an embedded file always does).
+    pub(crate) fn available(&self) -> bool {
+        self.store.available()
+    }
+
+    /// The store's connection pools.
+    pub(crate) fn pools(&self) -> Vec<crate::store::PoolState> {
+        self.store.pools()
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }

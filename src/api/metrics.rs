@@ -166,8 +166,21 @@ pub fn render(state: &AppState) -> String {
     );
     page.gauge(
         "sigvault_store_up",
-        "Whether the store answers (1) or not (0), as the health route last saw it.",
-        if state.store_health.serving() { 1.0 } else { 0.0 },
+        "Whether the store answers its probe (1) or not (0).",
+        if state.store_health.available() { 1.0 } else { 0.0 },
+    );
+    let pools = state.store_health.pools();
+    let mut series = Vec::new();
+    for p in &pools {
+        series.push((vec![p.name, "busy"], f64::from(p.open.saturating_sub(p.idle))));
+        series.push((vec![p.name, "idle"], f64::from(p.idle)));
+        series.push((vec![p.name, "max"], f64::from(p.max)));
+    }
+    page.gauges(
+        "sigvault_store_pool_connections",
+        "The store's connection pools: connections in use (busy), open and idle, and the most allowed (max).",
+        &["pool", "state"],
+        &series,
     );
     page.finish()
 }

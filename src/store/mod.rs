@@ -52,7 +52,7 @@ pub use fingerprints::FingerprintRecord;
 pub use integrity::{ApiKeyHashRow, Protected, RowSealer};
 pub use kek::{KekStore, SealedPlace, SealedRow};
 pub use keys::{KeyRecord, KeyStore, NewVersion, UsageDelta, VersionInfo};
-pub use system::SystemStore;
+pub use system::{PoolState, SystemStore};
 pub use tokens::{TokenRecord, TokenStore};
 
 /// The cause of a failure inside a backend, kept whole (the interface names no backend's

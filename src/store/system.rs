@@ -57,4 +57,19 @@ pub trait SystemStore: Send + Sync {
     fn available(&self) -> bool {
         true
     }
+
+    /// The connection pools, for `/metrics`: each pool's name, its open connections and how
+    /// many of them are idle.
+    fn pools(&self) -> Vec<PoolState> {
+        Vec::new()
+    }
+}
+
+/// One connection pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub name: &'static str,
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }

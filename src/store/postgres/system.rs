@@ -23,6 +23,15 @@ use crate::envelope::SealedRecord;
 use crate::store::{Change, ChangeReceiver, RowSealer, StoreResult, SystemStore, rows, statements};
 
 impl SystemStore for PgStore {
+    fn pools(&self) -> Vec<crate::store::PoolState> {
+        vec![crate::store::PoolState {
+            name: "postgres",
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }]
+    }
+
     fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(timed(async move {
             // Set once: a second call keeps the first sealer, as in SQLite.

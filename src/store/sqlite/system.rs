@@ -9,6 +9,22 @@ use crate::envelope::SealedRecord;
 use crate::store::{RowSealer, StoreResult, SystemStore, rows, statements};
 
 impl SystemStore for SqliteStore {
+    fn pools(&self) -> Vec<crate::store::PoolState> {
+        [
+            ("writer", &self.writer),
+            ("reader", &self.reader),
+            ("audit_writer", &self.audit_writer),
+        ]
+        .into_iter()
+        .map(|(name, pool)| crate::store::PoolState {
+            name,
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        })
+        .collect()
+    }
+
     fn enable_row_integrity(&self, sealer: Arc<dyn RowSealer>) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(self.enable(sealer))
     }

@@ -116,6 +116,8 @@ async fn metrics_parse_with_prometheus_client_and_count_the_requests_made() {
         "three signs and a verify looked up the secret: {secret_lookups}"
     );
     assert_eq!(sample(&page, "sigvault_store_up", &json!({})), 1.0);
+    let max = sample(&page, "sigvault_store_pool_connections", &json!({"state": "max"}));
+    assert!(max >= 1.0, "the store's pools are shown: {max}");
     assert!(
         sample(&page, "sigvault_audit_sync_batch_events_count", &json!({})) >= 1.0,
         "the trail was synced"
