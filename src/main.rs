@@ -834,26 +834,12 @@ fn policy_check(dir: &std::path::Path) -> ExitCode {
 /// code of [`sigvault::client::ClientError::exit_code`] (2 usage, 3 denied, 4 not found, 5
 /// the vault failed or cannot be reached, 1 refused, e.g. a KEK still in use).
 fn kek(command: KekCommand, env: Vec<(String, String)>) -> ExitCode {
-    let token = env
-        .iter()
-        .find(|(k, _)| k == "SIGVAULT_TOKEN")
-        .map(|(_, v)| secrecy::SecretString::from(v.clone()));
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let token = env_token(&env);
+    let runtime = match client_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("sigvault: error: cannot start the async runtime: {e}");
-            return ExitCode::from(5);
-        }
+        Err(code) => return code,
     };
-    let client = |args: ClientArgs| {
-        sigvault::client::Client::new(sigvault::client::ClientSettings {
-            addr: args.addr,
-            token: token.clone(),
-            token_file: args.token_file,
-            ca_cert: args.ca_cert,
-            client_cert: args.client_cert.zip(args.client_key),
-        })
-    };
+    let client = |args: ClientArgs| sigvault::client::Client::new(client_settings(args, token.clone()));
     let result: Result<(), (u8, String)> = runtime.block_on(async {
         let fail = |e: sigvault::client::ClientError| (e.exit_code(), e.to_string());
         match command {
@@ -1369,6 +1355,34 @@ enum ApiCall {
     },
 }
 
+/// `SIGVAULT_TOKEN`, the client commands' token.
+fn env_token(env: &[(String, String)]) -> Option<secrecy::SecretString> {
+    env.iter()
+        .find(|(k, _)| k == "SIGVAULT_TOKEN")
+        .map(|(_, v)| secrecy::SecretString::from(v.clone()))
+}
+
+/// The runtime of a client command, or exit 5 when there is none.
+fn client_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("sigvault: error: cannot start the async runtime: {e}");
+            ExitCode::from(5)
+        })
+}
+
+fn client_settings(args: ClientArgs, token: Option<secrecy::SecretString>) -> sigvault::client::ClientSettings {
+    sigvault::client::ClientSettings {
+        addr: args.addr,
+        token,
+        token_file: args.token_file,
+        ca_cert: args.ca_cert,
+        client_cert: args.client_cert.zip(args.client_key),
+    }
+}
+
 fn input(args: InputArgs) -> commands::Input {
     commands::Input::from_options(args.message, args.file)
 }
@@ -1377,27 +1391,14 @@ fn input(args: InputArgs) -> commands::Input {
 /// for failed, or as the vault's error says (2 usage, 3 denied, 4 not found, 5 server or
 /// unreachable) with one `sigvault: error: CODE (status): message` line.
 fn api(call: ApiCall, env: Vec<(String, String)>) -> ExitCode {
-    let token = env
-        .iter()
-        .find(|(k, _)| k == "SIGVAULT_TOKEN")
-        .map(|(_, v)| secrecy::SecretString::from(v.clone()));
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let token = env_token(&env);
+    let runtime = match client_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("sigvault: error: cannot start the async runtime: {e}");
-            return ExitCode::from(5);
-        }
+        Err(code) => return code,
     };
     let connect = |args: ClientArgs| {
         let format = Format::parse(&args.format).unwrap_or_default();
-        sigvault::client::Client::new(sigvault::client::ClientSettings {
-            addr: args.addr,
-            token: token.clone(),
-            token_file: args.token_file,
-            ca_cert: args.ca_cert,
-            client_cert: args.client_cert.zip(args.client_key),
-        })
-        .map(|c| (c, format))
+        sigvault::client::Client::new(client_settings(args, token.clone())).map(|c| (c, format))
     };
     let mut plaintext: Option<zeroize::Zeroizing<Vec<u8>>> = None;
     let result = runtime.block_on(async {

@@ -138,6 +138,27 @@ async fn recover(_rejection: warp::Rejection) -> Result<Response, Infallible> {
     Ok(reply::error(ApiError::new(ErrorCode::NotFound, "no such route")))
 }
 
+/// The segments of a configured path (a compatible API's mount): one to four, each 1 to 64
+/// characters of `[A-Za-z0-9._-]` and not only dots, so the path is always the same route
+/// to every client.
+pub(crate) fn path_segments(path: &str) -> Result<Vec<&str>, String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() > 4 {
+        return Err("at most four path segments".into());
+    }
+    let valid = |s: &&str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && !s.bytes().all(|b| b == b'.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if !segments.iter().all(valid) {
+        return Err("segments of 1 to 64 characters of A-Z a-z 0-9 . _ -, not only dots".into());
+    }
+    Ok(segments)
+}
+
 /// Passes the shared state into a filter chain.
 pub(crate) fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
     warp::any().map(move || Arc::clone(&state))

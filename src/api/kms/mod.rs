@@ -48,20 +48,7 @@ pub fn validate_path(path: &str) -> Result<(), String> {
         return Ok(());
     }
     let rest = path.strip_prefix('/').ok_or("must start with /")?;
-    let segments: Vec<&str> = rest.split('/').collect();
-    if segments.len() > 4 {
-        return Err("at most four path segments".into());
-    }
-    for s in &segments {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && !s.bytes().all(|b| b == b'.')
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !ok {
-            return Err("segments of 1 to 64 characters of A-Z a-z 0-9 . _ -, not only dots".into());
-        }
-    }
+    let segments = super::path_segments(rest)?;
     if segments.first() == Some(&"v1") {
         return Err("the native API is under /v1".into());
     }

@@ -423,41 +423,12 @@ async fn decrypt_one(
 
 /// `POST decrypt/{name}`: `{"plaintext": <base64>}`.
 pub(super) async fn decrypt(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
-    let caller = authenticate(state, call).await?;
-    authorize_key(state, call, &caller, Action::Decrypt, name).await?;
-    let req: CiphertextRequest = body(call, state.limits.max_sign_body_bytes).await?;
-    match (req.ciphertext, req.batch_input) {
-        (_, Some(items)) => {
-            check_items(state, items.len(), items.iter().map(|i| i.reference.as_ref()))?;
-            let mut results = Vec::with_capacity(items.len());
-            for item in items {
-                let outcome = match aad(item.context.as_deref(), item.associated_data.as_deref()) {
-                    Ok(aad) => decrypt_one(state, call, name, &item.ciphertext, &aad).await,
-                    Err(e) => Err(e),
-                };
-                results.push(match outcome {
-                    Ok((plaintext, _)) => BatchResult {
-                        plaintext: Some(plaintext),
-                        reference: item.reference,
-                        ..BatchResult::default()
-                    },
-                    Err(e) => BatchResult::failed(&e, item.reference),
-                });
-            }
-            Ok(batch(results))
-        }
-        (Some(ciphertext), None) => {
-            let aad = aad(req.context.as_deref(), req.associated_data.as_deref())?;
-            let (plaintext, version) = decrypt_one(state, call, name, &ciphertext, &aad).await?;
-            call.note.key_version = Some(version);
-            #[derive(Serialize)]
-            struct Decrypted {
-                plaintext: Zeroizing<String>,
-            }
-            Ok(data(&Decrypted { plaintext }))
-        }
-        (None, None) => Err(ApiError::invalid("missing ciphertext to decrypt")),
-    }
+    ciphertexts(state, call, name, false).await
+}
+
+/// `POST rewrap/{name}`: the ciphertext again under the latest version.
+pub(super) async fn rewrap(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+    ciphertexts(state, call, name, true).await
 }
 
 async fn rewrap_one(
@@ -473,10 +444,39 @@ async fn rewrap_one(
     Ok((to_vault(&encrypted.ciphertext), encrypted.version))
 }
 
-/// `POST rewrap/{name}`: the ciphertext again under the latest version.
-pub(super) async fn rewrap(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
+/// One ciphertext decrypted (`{"plaintext"}`) or rewrapped (`{"ciphertext","key_version"}`),
+/// and the version that opened it or made the new one.
+async fn open_one(
+    state: &AppState,
+    call: &mut Call,
+    name: &str,
+    (ciphertext, aad): (&str, &[u8]),
+    rewrap: bool,
+) -> Result<(BatchResult, u32), ApiError> {
+    if rewrap {
+        let (ciphertext, version) = rewrap_one(state, call, name, ciphertext, aad).await?;
+        let answer = BatchResult {
+            ciphertext: Some(ciphertext),
+            key_version: Some(version),
+            ..BatchResult::default()
+        };
+        Ok((answer, version))
+    } else {
+        let (plaintext, version) = decrypt_one(state, call, name, ciphertext, aad).await?;
+        let answer = BatchResult {
+            plaintext: Some(plaintext),
+            ..BatchResult::default()
+        };
+        Ok((answer, version))
+    }
+}
+
+/// `decrypt` and `rewrap`: the same request (single or `batch_input`), decided as `Decrypt`
+/// or `ReEncrypt`.
+async fn ciphertexts(state: &AppState, call: &mut Call, name: &str, rewrap: bool) -> Result<Response, ApiError> {
+    let action = if rewrap { Action::ReEncrypt } else { Action::Decrypt };
     let caller = authenticate(state, call).await?;
-    authorize_key(state, call, &caller, Action::ReEncrypt, name).await?;
+    authorize_key(state, call, &caller, action, name).await?;
     let req: CiphertextRequest = body(call, state.limits.max_sign_body_bytes).await?;
     match (req.ciphertext, req.batch_input) {
         (_, Some(items)) => {
@@ -484,15 +484,13 @@ pub(super) async fn rewrap(state: &AppState, call: &mut Call, name: &str) -> Res
             let mut results = Vec::with_capacity(items.len());
             for item in items {
                 let outcome = match aad(item.context.as_deref(), item.associated_data.as_deref()) {
-                    Ok(aad) => rewrap_one(state, call, name, &item.ciphertext, &aad).await,
+                    Ok(aad) => open_one(state, call, name, (&item.ciphertext, &aad), rewrap).await,
                     Err(e) => Err(e),
                 };
                 results.push(match outcome {
-                    Ok((ciphertext, version)) => BatchResult {
-                        ciphertext: Some(ciphertext),
-                        key_version: Some(version),
+                    Ok((answer, _)) => BatchResult {
                         reference: item.reference,
-                        ..BatchResult::default()
+                        ..answer
                     },
                     Err(e) => BatchResult::failed(&e, item.reference),
                 });
@@ -501,13 +499,11 @@ pub(super) async fn rewrap(state: &AppState, call: &mut Call, name: &str) -> Res
         }
         (Some(ciphertext), None) => {
             let aad = aad(req.context.as_deref(), req.associated_data.as_deref())?;
-            let (ciphertext, version) = rewrap_one(state, call, name, &ciphertext, &aad).await?;
+            let (answer, version) = open_one(state, call, name, (&ciphertext, &aad), rewrap).await?;
             call.note.key_version = Some(version);
-            Ok(data(
-                &serde_json::json!({ "ciphertext": ciphertext, "key_version": version }),
-            ))
+            Ok(data(&answer))
         }
-        (None, None) => Err(ApiError::invalid("missing ciphertext to rewrap")),
+        (None, None) => Err(ApiError::invalid("missing ciphertext")),
     }
 }
 

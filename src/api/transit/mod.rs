@@ -50,20 +50,7 @@ const NATIVE_SEGMENTS: &[&str] = &[
 /// Checks a mount path: one to four `/`-separated segments of `[A-Za-z0-9._-]`, none only
 /// dots, the first not a native route's.
 pub fn validate_mount(mount: &str) -> Result<(), String> {
-    let segments: Vec<&str> = mount.split('/').collect();
-    if segments.len() > 4 {
-        return Err("at most four path segments".into());
-    }
-    for s in &segments {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && !s.bytes().all(|b| b == b'.')
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !ok {
-            return Err("segments of 1 to 64 characters of A-Z a-z 0-9 . _ -, not only dots".into());
-        }
-    }
+    let segments = super::path_segments(mount)?;
     if segments.first().is_some_and(|first| NATIVE_SEGMENTS.contains(first)) {
         return Err("the first segment is a route of the native API".into());
     }
