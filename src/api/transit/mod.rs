@@ -95,8 +95,9 @@ async fn dispatch(rest: String, state: Arc<AppState>, mut call: Call) -> Respons
     token_from_vault_header(&mut call);
     let segments: Vec<&str> = rest.split('/').collect();
     let route = match segments.as_slice() {
+        // Vault clients list with `LIST` or `GET ?list=true`; a plain `GET` lists too.
         ["keys"] | ["keys", ""] => match &call.method {
-            m if is_list(m) || (*m == Method::GET && list_query(&call)) => Route::List,
+            m if is_list(m) || *m == Method::GET => Route::List,
             _ => return error(method_not_allowed()),
         },
         ["keys", name] if !name.is_empty() => match call.method {
@@ -203,11 +204,6 @@ enum Route<'a> {
 
 fn key_resource(name: &str) -> String {
     super::keys::key_resource(name)
-}
-
-/// `GET …?list=true`, Vault's other spelling of `LIST`.
-fn list_query(call: &Call) -> bool {
-    matches!(call.query_param("list"), Ok(Some(v)) if v == "true")
 }
 
 /// Vault clients send their token as `X-Vault-Token`; it is the caller token of a bearer
