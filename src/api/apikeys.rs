@@ -431,7 +431,7 @@ async fn verify_key(state: &AppState, call: &mut Call) -> Result<Response, ApiEr
     if let Some(new) = &outcome.new_fingerprint {
         let decided = (call.note.decision, call.note.policy.clone());
         let event = (APIKEY_NEW_FINGERPRINT, resource_of(&new.id));
-        record_new_fingerprint(state, decided, &caller.name, event, new).await?;
+        record_new_fingerprint(state, decided, &caller.name, event, new, call.note.api).await?;
     }
     if outcome.code != Code::Valid {
         call.note.outcome = Some(outcome.code.as_str());

@@ -282,7 +282,7 @@ pub(crate) async fn require_approval(
         source_ip: call.client.map(|a| crate::model::audit::ip_text(a.ip())),
         user_agent: call.header("user-agent").map(str::to_owned),
         secret_hmac: None,
-        api: None,
+        api: call.note.api.map(str::to_owned),
     };
     state
         .audit

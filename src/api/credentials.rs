@@ -131,20 +131,22 @@ fn credential_json(state: &AppState, r: CredentialRecord) -> CredentialJson {
     }
 }
 
-/// The groups of a new credential's signer: `["service"]` when the request names none. A
-/// caller outside `admin` may name only groups it belongs to, and `service`: a credential
-/// never carries more rights than whoever made it could give.
+/// The groups of a new credential's signer. An admin's default is `["service"]`; anyone
+/// else's is none, and they may name only groups they belong to: a credential never carries
+/// more rights than whoever made it holds (a custodian, who may make credentials for any
+/// principal but does not sign, cannot make one that signs through the KMS-compatible API).
 fn signer_groups(caller: &Principal, requested: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
-    let groups = requested.unwrap_or_else(|| vec![crate::model::DEFAULT_CREDENTIAL_GROUP.to_owned()]);
-    if !caller.groups.iter().any(|g| g == "admin")
-        && let Some(beyond) = groups
-            .iter()
-            .find(|g| g.as_str() != crate::model::DEFAULT_CREDENTIAL_GROUP && !caller.groups.contains(g))
-    {
+    let admin = caller.groups.iter().any(|g| g == "admin");
+    let groups = match requested {
+        Some(groups) => groups,
+        None if admin => vec![crate::model::DEFAULT_CREDENTIAL_GROUP.to_owned()],
+        None => Vec::new(),
+    };
+    if !admin && let Some(beyond) = groups.iter().find(|g| !caller.groups.contains(g)) {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
             format!(
-                "{} may not give a credential group `{}`: only admin gives groups beyond its own and service",
+                "{} may not give a credential group `{}`: only admin gives groups beyond its own",
                 caller.name,
                 beyond.chars().take(64).collect::<String>()
             ),

@@ -86,6 +86,7 @@ pub(super) async fn record_new_fingerprint(
     reporter: &str,
     (action, resource): (&'static str, String),
     new: &NewFingerprint,
+    api: Option<&'static str>,
 ) -> Result<(), ApiError> {
     let event = EventData {
         time_ms: state.clock.now_ms(),
@@ -100,7 +101,7 @@ pub(super) async fn record_new_fingerprint(
         source_ip: Some(new.fingerprint.source_ip.clone()).filter(|ip| !ip.is_empty()),
         user_agent: Some(new.fingerprint.user_agent.clone()).filter(|ua| !ua.is_empty()),
         secret_hmac: None,
-        api: None,
+        api: api.map(str::to_owned),
     };
     state
         .audit

@@ -178,7 +178,7 @@ pub fn render(state: &AppState) -> String {
     }
     page.gauges(
         "sigvault_store_pool_connections",
-        "The store's connection pools: connections in use (busy), open and idle, and the most allowed (max).",
+        "The store's connection pools: connections in use (busy), idle, and the most allowed (max).",
         &["pool", "state"],
         &series,
     );

@@ -106,7 +106,7 @@ async fn verify_request(state: &AppState, call: &mut Call) -> Result<Response, A
     if let Some(new) = &verification.new_fingerprint {
         let decided = (call.note.decision, call.note.policy.clone());
         let event = (CREDENTIAL_NEW_FINGERPRINT, format!("credential:{}", new.id));
-        record_new_fingerprint(state, decided, &caller.name, event, new).await?;
+        record_new_fingerprint(state, decided, &caller.name, event, new, call.note.api).await?;
     }
     Ok(verification_reply(call, &verification))
 }
@@ -189,6 +189,14 @@ async fn derive(state: &AppState, call: &mut Call) -> Result<Response, ApiError>
         principal: owner.as_deref().unwrap_or(""),
     };
     authorize(state, call, &caller, Action::DeriveSigningKey, &resource)?;
+    // A key derived for service `kms` would sign requests to this vault's KMS-compatible API
+    // as the credential: a verifying gateway never needs it, so nobody gets it.
+    if req.service == "kms" {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::PermissionDenied,
+            "no signing key is derived for service kms: it would sign requests to this vault as the credential",
+        ));
+    }
     let (key, scope, expires) = state
         .credentials
         .derive(&req.access_key_id, &req.date, &req.region, &req.service)

@@ -82,6 +82,16 @@ impl Client {
     pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
         let base = settings.addr.unwrap_or_else(|| DEFAULT_ADDR.to_owned());
         let base = base.trim_end_matches('/').to_owned();
+        // No user information (`user@host`): it would make the host another than the one read
+        // here (`http://localhost@vault.example` goes to vault.example).
+        let authority = base
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+        if authority.contains('@') {
+            return Err(ClientError::Usage(format!(
+                "SIGVAULT_ADDR `{base}` must not hold user information (user@host)"
+            )));
+        }
         if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() > 2048 {
             return Err(ClientError::Usage(format!(
                 "SIGVAULT_ADDR `{base}` must be an http:// or https:// address, e.g. {DEFAULT_ADDR}"
@@ -303,6 +313,8 @@ mod tests {
             "http://vault.example.com",
             "http://[2001:db8::1]:8200",
             "http://127.0.0.1.nip.io",
+            "http://localhost:8200@vault.example.com",
+            "http://[::1]@vault.example.com",
         ] {
             let err = Client::new(ClientSettings {
                 addr: Some(addr.into()),

@@ -128,9 +128,6 @@ impl CredentialService {
     async fn insert(&self, id: &str, secret: &SecretBytes, new: &NewCredential) -> CredentialResult<CredentialRecord> {
         crate::auth::validate_principal(&new.principal).map_err(CredentialError::Invalid)?;
         crate::auth::validate_groups(&new.groups).map_err(CredentialError::Invalid)?;
-        if new.groups.is_empty() {
-            return Err(CredentialError::Invalid("groups must name at least one group".into()));
-        }
         check_description(new.description.as_deref())?;
         let aad = aad_id(id, &new.principal);
         // The secret is sealed under a fresh DEK wrapped by the KEK (an hsm-boundary one as

@@ -10,6 +10,7 @@ text_enum! {
     }
 }
 
-/// The groups of a credential's signer when its creator named none (and of every credential
-/// stored before credentials had groups).
+/// The group of a credential's signer when an admin made it and named none. A credential a
+/// non-admin made without naming groups has none (and so do those stored before credentials
+/// had groups): it is verified for others, and calls this vault as nobody.
 pub const DEFAULT_CREDENTIAL_GROUP: &str = "service";

@@ -297,11 +297,9 @@ impl Protected for CredentialRecord {
         if self.boundary == Boundary::Hsm {
             row.text(self.boundary.as_str());
         }
-        // Likewise the groups only when not the default every older row has, behind a marker
+        // Likewise the groups only when there are any (older rows have none), behind a marker
         // text no boundary can equal.
-        if self.groups.len() != 1
-            || self.groups.first().map(String::as_str) != Some(crate::model::DEFAULT_CREDENTIAL_GROUP)
-        {
+        if !self.groups.is_empty() {
             row.text("groups").texts(self.groups.iter().map(String::as_str));
         }
     }

@@ -24,8 +24,9 @@ pub struct KeyRecord {
     pub exportable: bool,
     /// Generated inside the vault or imported; never changes.
     pub origin: KeyOrigin,
-    /// The oldest version a caller may name to sign or encrypt with; 0: any from
-    /// `min_verify_version` (Vault's `min_encryption_version`). The default is the latest.
+    /// The oldest version a caller may name to sign or encrypt with (Vault's
+    /// `min_encryption_version`); 0, the default: any from `min_verify_version`. A caller
+    /// that names none signs and encrypts with the latest either way.
     pub min_encryption_version: u32,
     /// Whether the key may be scheduled for deletion (Vault's `deletion_allowed`).
     pub deletion_allowed: bool,

@@ -236,6 +236,19 @@ pub(crate) async fn signer(
         .filter_map(|(name, value)| Some((Cow::Borrowed(name.as_str()), Cow::Borrowed(value.to_str().ok()?))))
         .collect();
     let payload = base16ct::lower::encode_string(&Sha256::digest(body));
+    // The signature must cover this body: a declared payload hash other than the body's
+    // (`UNSIGNED-PAYLOAD`, a streaming form) would let a replayed signature carry any body.
+    if let Some(declared) = call.header("x-amz-content-sha256")
+        && !declared.eq_ignore_ascii_case(&payload)
+    {
+        return Err(KmsError::new(
+            "IncompleteSignatureException",
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "x-amz-content-sha256 must be the body's SHA-256: a KMS request's signature covers its body",
+            ),
+        ));
+    }
     let request = HttpRequest {
         method: "POST",
         path,
@@ -266,7 +279,7 @@ pub(crate) async fn signer(
             .as_deref()
             .filter(|id| valid_access_key_id(id))
             .map_or_else(|| "-".to_owned(), |id| format!("credential:{id}"));
-        record_new_fingerprint(state, decided, &reporter, event, new).await?;
+        record_new_fingerprint(state, decided, &reporter, event, new, Some(API)).await?;
     }
     let verified = match verification.result {
         Ok(v) => v,
@@ -287,6 +300,21 @@ pub(crate) async fn signer(
             ));
         }
     };
+    // The header form only (a presigned URL would be a bearer credential for days), with the
+    // operation and the host under the signature.
+    if verified.form != crate::sigv4::Form::Header
+        || !["host", "x-amz-target"]
+            .iter()
+            .all(|h| verified.signed_headers.iter().any(|s| s == h))
+    {
+        return Err(KmsError::new(
+            "IncompleteSignatureException",
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "sign KMS requests in the Authorization header, with host and x-amz-target among the signed headers",
+            ),
+        ));
+    }
     if verified.scope.service != "kms" {
         return Err(KmsError::new(
             "InvalidSignatureException",

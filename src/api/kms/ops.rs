@@ -511,18 +511,27 @@ async fn decrypt(ctx: &Ctx<'_>, call: &mut Call, body: &[u8]) -> Result<Response
     ))
 }
 
-/// Decrypts under the source key and encrypts under the destination key, both decided as
-/// `ReEncrypt`; the plaintext never leaves the vault. The event's resource is the destination.
+/// Decrypts under the source key and encrypts under the destination key; the plaintext never
+/// leaves the vault. Within one key it is decided as `ReEncrypt` (the native operation);
+/// across keys as `Decrypt` on the source and `Encrypt` on the destination, since the
+/// plaintext moves to a key the source's holders may not control. The event's resource is
+/// the destination.
 async fn re_encrypt(ctx: &Ctx<'_>, call: &mut Call, body: &[u8]) -> Result<Response, KmsError> {
     let req: ReEncryptRequest = parse(body)?;
     refuse_dry_run(req.dry_run)?;
     check_encryption_algorithm(req.source_encryption_algorithm.as_deref())?;
     check_encryption_algorithm(req.destination_encryption_algorithm.as_deref())?;
     let destination = key_name(&req.destination_key_id)?;
+    let (blob_key, _) = open_blob(&req.ciphertext_blob)?;
+    let (source_action, destination_action) = if blob_key == destination {
+        (Action::ReEncrypt, Action::ReEncrypt)
+    } else {
+        (Action::Decrypt, Action::Encrypt)
+    };
     let (source, plaintext) = open(
         ctx,
         call,
-        Action::ReEncrypt,
+        source_action,
         (
             &req.ciphertext_blob,
             req.source_key_id.as_deref(),
@@ -530,7 +539,7 @@ async fn re_encrypt(ctx: &Ctx<'_>, call: &mut Call, body: &[u8]) -> Result<Respo
         ),
     )
     .await?;
-    usable_key(ctx, call, Action::ReEncrypt, &destination, KeyKind::Encryption).await?;
+    usable_key(ctx, call, destination_action, &destination, KeyKind::Encryption).await?;
     let aad = context_aad(req.destination_encryption_context.as_ref())?;
     let (encrypted, usage) = ctx.state.keys.encrypt(&destination, &plaintext, &aad).await?;
     call.note.usage.push(usage);

@@ -150,14 +150,27 @@ fn rotation_period(seconds: Option<i64>) -> Result<Option<Option<time::Duration>
     }
 }
 
-/// `POST keys/{name}`: creates the key; a key that exists is left as it is (Vault's answer
-/// to a second create), after the same decision.
+/// A key that exists, answered to a create as Vault answers a second create: left as it is,
+/// and shown only to a caller the policies let read it (`CreateKey` and then `GetKey` on the
+/// existing key), recorded with outcome `exists`.
+async fn existing(
+    state: &AppState,
+    call: &mut Call,
+    caller: &crate::auth::Principal,
+    name: &str,
+) -> Result<Response, ApiError> {
+    authorize_key(state, call, caller, Action::CreateKey, name).await?;
+    authorize_key(state, call, caller, Action::GetKey, name).await?;
+    call.note.outcome = Some("exists");
+    key_answer(state, name).await
+}
+
+/// `POST keys/{name}`: creates the key; a key that exists is left as it is ([`existing`]).
 pub(super) async fn create(state: &AppState, call: &mut Call, name: &str) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
     let req: CreateRequest = body(call, state.limits.max_body_bytes).await?;
     if state.keys.facts(name).await?.is_some() {
-        authorize_key(state, call, &caller, Action::CreateKey, name).await?;
-        return key_answer(state, name).await;
+        return existing(state, call, &caller, name).await;
     }
     let resource = Resource::Key {
         name,
@@ -194,8 +207,9 @@ pub(super) async fn create(state: &AppState, call: &mut Call, name: &str) -> Res
     };
     intend(state, call, Action::CreateKey, &key_resource(name)).await?;
     match state.keys.create(name, opts).await {
-        // Made by another request meanwhile: answered as Vault answers a second create.
-        Ok(_) | Err(KeyError::AlreadyExists(_)) => key_answer(state, name).await,
+        Ok(_) => key_answer(state, name).await,
+        // Made by another request meanwhile: decided and answered as an existing key.
+        Err(KeyError::AlreadyExists(_)) => existing(state, call, &caller, name).await,
         Err(e) => Err(e.into()),
     }
 }

@@ -236,7 +236,7 @@ async fn boto3_drives_macs_keys_and_encryption_as_it_drives_aws_kms() {
 
 /// A credential's groups are the creator's to give only within its own (admin aside).
 #[tokio::test]
-async fn a_custodian_gives_a_credential_only_its_own_groups_and_service() {
+async fn a_custodian_gives_a_credential_only_its_own_groups() {
     let app = spawn_app().await;
     let r = app
         .post(
@@ -252,11 +252,21 @@ async fn a_custodian_gives_a_credential_only_its_own_groups_and_service() {
     let r = create(json!(["admin"])).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.code(), "PERMISSION_DENIED");
-    let r = create(json!(["service", "custodian"])).await;
+    // Not even `service`: a custodian does not sign, so neither may its credentials.
+    let r = create(json!(["service"])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = create(json!(["custodian"])).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!(r.body["groups"], json!(["service", "custodian"]));
-    let r = create(json!([])).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["groups"], json!(["custodian"]));
+    // Without groups: none (an admin's default would be service).
+    let body = json!({"principal": "ci"}).to_string().into_bytes();
+    let r = app
+        .send(reqwest::Method::POST, "/v1/credentials", Some(&token), Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["groups"], json!([]));
+    let r = app.post("/v1/credentials", json!({"principal": "ci2"})).await;
+    assert_eq!(r.body["groups"], json!(["service"]), "an admin's default");
 }
 
 /// Only a KMS client's request is the KMS API's: without `X-Amz-Target` the path is the
@@ -295,4 +305,75 @@ async fn requests_without_a_kms_target_fall_through_and_unknown_operations_are_k
         body["__type"], "MissingAuthenticationTokenException",
         "an unsigned request: {body}"
     );
+}
+
+/// A KMS request's signature must cover its body and its operation, in the header form: a
+/// declared unsigned payload, a presigned URL or an unsigned `X-Amz-Target` is refused, so a
+/// seen signature cannot carry another body or operation.
+const LOOSE_SIGNATURES: &str = r#"
+import json, sys, urllib.request
+from botocore.auth import SigV4Auth, SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+url, key_id, secret = sys.argv[1:4]
+creds = Credentials(key_id, secret)
+body = json.dumps({"KeyId": "payments.mac", "Message": "aGk=", "MacAlgorithm": "HMAC_SHA_256"})
+def send(req, body):
+    r = urllib.request.Request(req.url, data=body.encode(), method="POST", headers=dict(req.headers.items()))
+    try:
+        with urllib.request.urlopen(r) as resp:
+            return [resp.status, json.loads(resp.read())]
+    except urllib.error.HTTPError as e:
+        return [e.code, json.loads(e.read()).get("__type")]
+headers = {"X-Amz-Target": "TrentService.GenerateMac", "Content-Type": "application/x-amz-json-1.1"}
+out = {}
+ok = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+SigV4Auth(creds, "kms", "eu-west-1").add_auth(ok)
+out["signed"] = send(ok, body)[0]
+unsigned = AWSRequest(method="POST", url=url, data=body, headers=dict(headers, **{"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}))
+SigV4Auth(creds, "kms", "eu-west-1").add_auth(unsigned)
+out["unsigned_payload"] = send(unsigned, body.replace("aGk=", "aG8="))
+presigned = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+SigV4QueryAuth(creds, "kms", "eu-west-1", expires=3600).add_auth(presigned)
+out["presigned"] = send(presigned, body)
+no_target = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/x-amz-json-1.1"})
+SigV4Auth(creds, "kms", "eu-west-1").add_auth(no_target)
+no_target.headers["X-Amz-Target"] = "TrentService.GenerateMac"
+out["unsigned_target"] = send(no_target, body)
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn a_kms_signature_must_cover_the_body_and_the_operation_in_the_header_form() {
+    let app = spawn_app().await;
+    clock_to_now(&app);
+    let r = app
+        .post("/v1/keys", json!({"name": "payments.mac", "algorithm": "hmac-sha256"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let (id, secret) = credential(&app, "payments", json!(["service"])).await;
+    let out: Value = serde_json::from_str(&run_client(LOOSE_SIGNATURES, vec![app.url("/"), id.clone(), secret]).await)
+        .expect("the script prints JSON");
+    assert_eq!(out["signed"], 200, "the control: a proper signature passes");
+    for case in ["unsigned_payload", "unsigned_target"] {
+        assert_eq!(out[case], json!([400, "IncompleteSignatureException"]), "{case}: {out}");
+    }
+    // A presigned request is refused, whichever check stops it first.
+    assert_eq!(out["presigned"][0], 400, "{out}");
+    assert!(
+        ["IncompleteSignatureException", "InvalidSignatureException"]
+            .contains(&out["presigned"][1].as_str().unwrap_or_default()),
+        "{out}"
+    );
+
+    // Nobody derives a signing key for service kms (it would sign requests to this vault).
+    let r = app
+        .post(
+            "/v1/sigv4/signing-key",
+            json!({"access_key_id": id, "date": time::OffsetDateTime::now_utc().date().to_string().replace('-', ""),
+                   "region": "eu-west-1", "service": "kms"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.code(), "PERMISSION_DENIED");
 }

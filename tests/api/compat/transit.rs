@@ -242,6 +242,12 @@ async fn hvac_drives_hmac_keys_as_it_drives_vault() {
             .any(|l| l.contains(r#""action":"UpdateKey""#) && l.contains(r#""api":"vault-transit""#)),
         "config is audited as UpdateKey"
     );
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains(r#""action":"CreateKey""#) && l.contains(r#""outcome":"exists""#)),
+        "a second create is recorded as finding the key, not as making it"
+    );
     assert!(!trail.contains(&service), "no token in the trail");
 }
 
