@@ -230,6 +230,18 @@ impl Authenticator {
         result
     }
 
+    /// For a caller authenticated elsewhere than by a token (a SigV4 signature of the
+    /// KMS-compatible API, `credential` naming its access key id): seconds until `ip` may
+    /// try again, when its failures are over the limit. The same counts as tokens'.
+    pub async fn failures_blocked(&self, ip: IpAddr, credential: &str) -> Option<u64> {
+        self.blocked(ip, Some(credential)).await
+    }
+
+    /// Counts a failed authentication of such a caller ([`Authenticator::failures_blocked`]).
+    pub async fn failed(&self, ip: IpAddr, credential: &str) {
+        self.record_failure(ip, Some(credential)).await;
+    }
+
     /// Seconds until `ip` may try again with `authorization`, when blocked: by the shared
     /// count, or this node's.
     async fn blocked(&self, ip: IpAddr, authorization: Option<&str>) -> Option<u64> {

@@ -230,6 +230,56 @@ pub(crate) async fn signer(
         )
         .into());
     }
+    // Failed signatures count against the source address and the access key id they name,
+    // as failed tokens do: past the limit, the address waits (`ThrottlingException`).
+    let source = call.client.map(|a| a.ip());
+    let limited_as = format!(
+        "sigv4:{}",
+        credential_of(call.header("authorization").unwrap_or_default())
+    );
+    if let Some(ip) = source
+        && let Some(seconds) = state.auth.failures_blocked(ip, &limited_as).await
+    {
+        state
+            .http_metrics
+            .auth_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(KmsError::new(
+            "ThrottlingException",
+            ApiError::new(
+                ErrorCode::RateLimited,
+                "too many failed signatures from this address: try again later",
+            )
+            .retry_after(seconds),
+        ));
+    }
+    let result = verified_signer(state, call, path, body).await;
+    if let (Err(e), Some(ip)) = (&result, source)
+        && e.error.code == ErrorCode::Unauthenticated
+    {
+        state.auth.failed(ip, &limited_as).await;
+    }
+    result
+}
+
+/// The access key id an `Authorization` header names (`Credential=<id>/…`), or "" — only to
+/// count failures by, never trusted.
+fn credential_of(authorization: &str) -> &str {
+    authorization
+        .split_once("Credential=")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .map(str::trim)
+        .filter(|id| valid_access_key_id(id))
+        .unwrap_or_default()
+}
+
+/// [`signer`] past the failure limit.
+async fn verified_signer(
+    state: &AppState,
+    call: &mut Call,
+    path: &str,
+    body: &[u8],
+) -> Result<(Principal, String), KmsError> {
     let headers: Vec<(Cow<'_, str>, Cow<'_, str>)> = call
         .headers
         .iter()

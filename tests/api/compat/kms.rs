@@ -377,3 +377,52 @@ async fn a_kms_signature_must_cover_the_body_and_the_operation_in_the_header_for
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.code(), "PERMISSION_DENIED");
 }
+
+/// Failed signatures count against the address and the access key id, as failed tokens do:
+/// past `auth.max_failures` the address gets `ThrottlingException` (with `Retry-After`)
+/// without its signature being checked.
+#[tokio::test]
+async fn failed_signatures_are_limited_as_failed_tokens_are() {
+    let app = crate::helpers::spawn_app_in(crate::helpers::AppHome {
+        auth: sigvault::auth::AuthSettings {
+            max_failures: 3,
+            failure_window: time::Duration::minutes(1),
+            max_token_ttl: time::Duration::days(365),
+        },
+        ..crate::helpers::AppHome::new()
+    })
+    .await;
+    clock_to_now(&app);
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
+    let amz_date = format!("{date}T{:02}{:02}{:02}Z", now.hour(), now.minute(), now.second());
+    let forged = |i: usize| {
+        reqwest::Client::new()
+            .post(app.url("/"))
+            .header("x-amz-target", "TrentService.ListKeys")
+            .header("x-amz-date", &amz_date)
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=SVAKGUESSGUESSGUESS1/{date}/eu-west-1/kms/aws4_request, \
+                     SignedHeaders=host;x-amz-date;x-amz-target, Signature={}",
+                    format!("{i:x}").repeat(64).chars().take(64).collect::<String>()
+                ),
+            )
+            .body("{}")
+            .send()
+    };
+    for i in 0..3 {
+        let r = forged(i).await.expect("sent");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["__type"], "UnrecognizedClientException", "guess {i}: {body}");
+    }
+    let r = forged(3).await.expect("sent");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.headers().get("retry-after").is_some(),
+        "a throttled answer says when to retry"
+    );
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["__type"], "ThrottlingException", "{body}");
+}
