@@ -245,14 +245,15 @@ pub(crate) fn authorize(
 
 /// [`authorize`] for an operation on existing key `name`, with its owner and tags. A key
 /// that does not exist is decided on its name alone (owner ""), so a caller who may not
-/// use it learns nothing about whether it exists.
+/// use it learns nothing about whether it exists. Returns the key's facts it decided on
+/// (`None`: no such key), for a handler that needs them too (no second lookup).
 pub(crate) async fn authorize_key(
     state: &AppState,
     call: &mut Call,
     caller: &Principal,
     action: Action,
     name: &str,
-) -> Result<(), ApiError> {
+) -> Result<Option<crate::keys::KeyFacts>, ApiError> {
     let facts = state.keys.facts(name).await?;
     let no_tags = BTreeMap::new();
     let resource = match &facts {
@@ -267,7 +268,8 @@ pub(crate) async fn authorize_key(
             tags: &no_tags,
         },
     };
-    authorize(state, call, caller, action, &resource)
+    authorize(state, call, caller, action, &resource)?;
+    Ok(facts)
 }
 
 /// The caller named by the client certificate rustls verified for this connection, if any.

@@ -176,8 +176,7 @@ async fn usable_key(
     kind: KeyKind,
 ) -> Result<Algorithm, KmsError> {
     call.note.resource = Some(key_resource(name));
-    authorize_key(ctx.state, call, ctx.caller, action, name).await?;
-    let facts = ctx.state.keys.facts(name).await?;
+    let facts = authorize_key(ctx.state, call, ctx.caller, action, name).await?;
     let Some(facts) = facts else {
         return Err(KmsError::new(
             "NotFoundException",

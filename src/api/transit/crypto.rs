@@ -149,10 +149,15 @@ fn check_items<'a>(
     check_batch(state, len, references.flatten().map(String::len))
 }
 
-/// The HMAC algorithm the request names (the path's segment first), which must be the key's.
-async fn requested_algorithm(state: &AppState, name: &str, named: [Option<&str>; 3]) -> Result<(), ApiError> {
+/// The HMAC algorithm the request names (the path's segment first), which must be the key's
+/// (`facts`, as the authorization read them).
+fn requested_algorithm(
+    facts: Option<&crate::keys::KeyFacts>,
+    name: &str,
+    named: [Option<&str>; 3],
+) -> Result<(), ApiError> {
     let requested = hmac_algorithm(named.into_iter().flatten().next().unwrap_or("sha2-256"))?;
-    let Some(facts) = state.keys.facts(name).await? else {
+    let Some(facts) = facts else {
         return Err(crate::keys::KeyError::NotFound(name.to_owned()).into());
     };
     let actual = facts.algorithm();
@@ -234,9 +239,9 @@ pub(super) async fn hmac(
     path_algorithm: Option<&str>,
 ) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
-    authorize_key(state, call, &caller, Action::Sign, name).await?;
+    let facts = authorize_key(state, call, &caller, Action::Sign, name).await?;
     let req: HmacRequest = body(call, state.limits.max_sign_body_bytes).await?;
-    requested_algorithm(state, name, [path_algorithm, req.algorithm.as_deref(), None]).await?;
+    requested_algorithm(facts.as_ref(), name, [path_algorithm, req.algorithm.as_deref(), None])?;
     match (req.input, req.batch_input) {
         (_, Some(items)) => {
             check_items(state, items.len(), items.iter().map(|i| i.reference.as_ref()))?;
@@ -301,14 +306,13 @@ pub(super) async fn verify(
     path_algorithm: Option<&str>,
 ) -> Result<Response, ApiError> {
     let caller = authenticate(state, call).await?;
-    authorize_key(state, call, &caller, Action::Verify, name).await?;
+    let facts = authorize_key(state, call, &caller, Action::Verify, name).await?;
     let req: VerifyRequest = body(call, state.limits.max_sign_body_bytes).await?;
     requested_algorithm(
-        state,
+        facts.as_ref(),
         name,
         [path_algorithm, req.hash_algorithm.as_deref(), req.algorithm.as_deref()],
-    )
-    .await?;
+    )?;
     match (req.input, req.batch_input) {
         (_, Some(items)) => {
             check_items(state, items.len(), items.iter().map(|i| i.reference.as_ref()))?;

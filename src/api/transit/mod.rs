@@ -24,6 +24,7 @@ use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 
 use super::context::{Call, call, request_id};
+use super::keys::key_resource;
 use super::{AppState, audited_as, with_state};
 use crate::audit::action::Action;
 use crate::error::{ApiError, ErrorCode};
@@ -200,10 +201,6 @@ enum Route<'a> {
     Decrypt(&'a str),
     Rewrap(&'a str),
     DataKey(&'a str, bool),
-}
-
-fn key_resource(name: &str) -> String {
-    super::keys::key_resource(name)
 }
 
 /// Vault clients send their token as `X-Vault-Token`; it is the caller token of a bearer
